@@ -1,0 +1,128 @@
+"""The plugin contract of LoRA Factory.
+
+Each modality (text, image, audio, or a third party's) is a pluggy plugin implementing these hooks.
+The work hooks are ``firstresult=True``: the host calls them for every plugin and the first one that
+does not return ``None`` wins, so **return None when ``modality`` is not yours**.
+
+Specs only grow: an argument is never renamed or removed, and a plugin may accept only the arguments
+it needs (pluggy passes them by name). Heavy imports (torch, transformers, ...) belong inside the
+hook bodies, never at module import: the server loads every plugin at start-up.
+
+Every hook is documented in ``docs/plugins.md`` under its exact signature (a test checks this).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("lora_factory")
+hookimpl = pluggy.HookimplMarker("lora_factory")
+
+
+@hookspec
+def describe_modalities() -> list[dict[str, Any]]:
+    """Declare the modalities this plugin serves.
+
+    :return: a list of descriptions (plain dicts, validated by ``ModalityDescription``): ``id``,
+        ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``dataset_formats``,
+        ``dataset_extensions``, ``refine_operations`` (name -> {label_ja, label_en, params_schema}),
+        ``train_params_schema``, ``sample_datasets`` (absolute paths the host may copy for a demo),
+        ``supports`` (e.g. ``["chat", "tiny_model", "merge"]``).
+    A declared modality gets ``models/<id>/``, ``datasets/<id>/`` and ``lora_adapters/<id>/``.
+    Runs in the server process: must be cheap and must not import torch.
+    """
+
+
+@hookspec(firstresult=True)
+def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    """Obtain a base model into ``ctx.output_dir`` (a ``download`` job, in the worker process).
+
+    :param modality: the requested modality; return None when it is not yours.
+    :param spec: ``source`` is ``"hub"`` (``repo_id``, ``revision``, ``token``), ``"local"``
+        (``local_path``, a folder to import) or ``"tiny"`` (a random-weight offline demo model);
+        ``name`` is the destination folder name under ``models/<modality>/``.
+    :param ctx: the ``JobContext``; report bytes through ``ctx.progress``.
+    :return: a summary dict (stored as the job's result). The host moves ``ctx.output_dir`` to
+        ``models/<modality>/<name>/`` only after the hook returns, so a half download never looks
+        complete.
+    :raises LoRAFactoryError: ``HUB_UNREACHABLE`` without network, ``MODEL_NOT_FOUND``, ...
+    """
+
+
+@hookspec(firstresult=True)
+def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    """Produce a new dataset version from an existing one (a ``refine`` job).
+
+    :param spec: ``dataset`` (absolute path of the parent version, inside the workspace),
+        ``operations`` (list of ``{"op": name, "params": {...}}``, applied in order),
+        ``output_name`` (file stem of the new version).
+    :return: the report: ``rows_in``, ``rows_out``, ``removed`` (reason -> count), ``examples``,
+        ``output_file`` (file name written inside ``ctx.output_dir``). The host moves that file to
+        ``datasets/<modality>/`` and records the lineage.
+    """
+
+
+@hookspec(firstresult=True)
+def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    """Train an adapter into ``ctx.output_dir`` (a ``train`` job).
+
+    :param spec: ``base_model`` and ``dataset`` (absolute paths inside the workspace), ``preset``,
+        ``params`` (overrides of the preset), ``output_name``.
+    :param ctx: ``ctx.progress(step, max_steps, loss=..., **metrics)`` every step; stop, save and
+        return when ``ctx.should_stop()`` turns true; save checkpoints under ``ctx.checkpoint_dir``
+        and resume from ``ctx.resume_checkpoint`` when it is not None.
+    :return: final metrics (``final_loss``, ...). The host moves ``ctx.output_dir`` to
+        ``lora_adapters/<modality>/<output_name>/`` and registers it with its lineage.
+    """
+
+
+@hookspec(firstresult=True)
+def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
+    """Answer one inference request, in the long-lived inference worker (or an eval job).
+
+    :param request: ``base_model`` (absolute path), ``adapter`` (absolute path or None),
+        ``messages`` / ``prompt``, ``params`` (generation parameters), ``stream``.
+    :param session: a per-process ``InferenceSession``; keep loaded models in ``session.cache`` so
+        switching adapters does not reload the base.
+    :return: an iterator of events: ``{"type": "token", "text": ...}`` then one
+        ``{"type": "done", "text": full_text, "usage": {...}}``.
+    """
+
+
+@hookspec(firstresult=True)
+def evaluate(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    """Compute held-out metrics for a model or an adapter (part of an ``eval`` job).
+
+    :param spec: ``base_model``, ``adapter`` (or None), ``dataset`` (absolute paths), ``params``.
+    :return: metrics such as ``eval_loss`` and ``perplexity``.
+    """
+
+
+@hookspec(firstresult=True)
+def merge_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    """Merge an adapter into its base and save a full model into ``ctx.output_dir`` (``merge`` job).
+
+    :param spec: ``base_model``, ``adapter`` (absolute paths), ``output_name``.
+    :return: a summary; the host moves the folder to ``models/<modality>/<output_name>/``.
+    """
+
+
+@hookspec(firstresult=True)
+def inspect_model(modality: str, path: str) -> dict[str, Any] | None:
+    """Describe a model folder cheaply (server process, no torch): ``architecture``, ``parameters``,
+    ``dtype``, ``chat_template`` (bool) and anything else worth listing. Return None when not yours.
+    """
+
+
+@hookspec(firstresult=True)
+def inspect_dataset(modality: str, path: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    """Validate and describe a dataset file (server process, no torch).
+
+    :param options: ``format`` (or ``"auto"``), ``mapping`` (column overrides), ``encoding``,
+        ``preview_rows``.
+    :return: ``format``, ``encoding``, ``rows``, ``stats``, ``preview`` (rows as conversations).
+    :raises LoRAFactoryError: ``DATASET_INVALID`` with ``detail["errors"]`` listing
+        ``{"line", "reason"}`` for the first bad rows.
+    """

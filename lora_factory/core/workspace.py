@@ -1,0 +1,218 @@
+"""The workspace: the folders a user's work lives in, and safe name resolution inside them.
+
+Why this module matters: every name that comes from a client (a dataset file, a model folder, an
+output name) goes through :meth:`Workspace.resolve_inside` or :func:`safe_name`, so that ``..``,
+absolute paths, drive letters and symlinks that leave the workspace are refused in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from lora_factory.core.errors import LoRAFactoryError
+
+BUILTIN_MODALITIES = ("text", "image", "audio")
+TOP_FOLDERS = ("models", "datasets", "lora_adapters", "artifacts", "logs", "runs", "plugins")
+PER_MODALITY_FOLDERS = ("models", "datasets", "lora_adapters")
+
+_NAME_RE = re.compile(r"^[\w\-.@+]+$", re.UNICODE)
+
+
+def _unsafe(value: str, why_en: str, why_ja: str) -> LoRAFactoryError:
+    return LoRAFactoryError(
+        "UNSAFE_PATH",
+        f"「{value}」は使えません: {why_ja}",
+        f"'{value}' is not allowed: {why_en}",
+        http_status=400,
+        detail={"value": value},
+    )
+
+
+def safe_name(value: str, what: str = "name") -> str:
+    """A single path component chosen by the user (output name, dataset name ...).
+
+    Letters (any script, Japanese included), digits, ``_ - . @ +``; no separators, no ``..``.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise LoRAFactoryError(
+            "INVALID_NAME",
+            f"{what} が空です。",
+            f"The {what} is empty.",
+            detail={"field": what},
+        )
+    value = value.strip()
+    if value in (".", "..") or value.startswith(".") or not _NAME_RE.match(value) or len(value) > 128:
+        raise _unsafe(value, "use letters, digits, '_', '-', '.', no path separators",
+                      "文字・数字・'_'・'-'・'.' のみ使えます(区切り文字や '..' は不可)")
+    return value
+
+
+def check_relative(value: str) -> PurePosixPath:
+    """Reject absolute paths, drive letters, UNC paths and ``..`` before touching the disk."""
+    if not isinstance(value, str) or not value.strip():
+        raise LoRAFactoryError("INVALID_PATH", "パスが空です。", "The path is empty.")
+    raw = value.strip().replace("\\", "/")
+    if raw.startswith("/") or PureWindowsPath(value).drive or re.match(r"^[A-Za-z]:", raw):
+        raise _unsafe(value, "absolute paths are refused", "絶対パスは指定できません")
+    parts = PurePosixPath(raw).parts
+    if any(p == ".." for p in parts):
+        raise _unsafe(value, "'..' is refused", "'..' は指定できません")
+    if "\x00" in raw:
+        raise _unsafe(value, "NUL byte", "NUL 文字が含まれています")
+    return PurePosixPath(raw)
+
+
+class Workspace:
+    """The folders under ``home``; created at start, one set per declared modality."""
+
+    def __init__(self, home: str | os.PathLike[str], modalities: Iterable[str] = BUILTIN_MODALITIES):
+        self.home = Path(home).expanduser().resolve()
+        self.modalities: list[str] = []
+        self.ensure(modalities)
+
+    # -- folders -------------------------------------------------------------------------------
+    def ensure(self, modalities: Iterable[str]) -> None:
+        """Create the top folders and the per-modality ones (idempotent)."""
+        for top in TOP_FOLDERS:
+            (self.home / top).mkdir(parents=True, exist_ok=True)
+        for modality in modalities:
+            safe_name(modality, "modality")
+            if modality not in self.modalities:
+                self.modalities.append(modality)
+            for top in PER_MODALITY_FOLDERS:
+                (self.home / top / modality).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "artifacts" / "lora_factory.sqlite3"
+
+    def models_dir(self, modality: str) -> Path:
+        return self.home / "models" / modality
+
+    def datasets_dir(self, modality: str) -> Path:
+        return self.home / "datasets" / modality
+
+    def adapters_dir(self, modality: str) -> Path:
+        return self.home / "lora_adapters" / modality
+
+    def lineage_dir(self, modality: str) -> Path:
+        path = self.datasets_dir(modality) / ".lineage"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def run_dir(self, job_id: str) -> Path:
+        return self.home / "runs" / job_id
+
+    def log_path(self, kind: str, job_id: str) -> Path:
+        return self.home / "logs" / f"{kind}_{job_id}.log"
+
+    def paths(self) -> dict[str, object]:
+        """The shape of ``GET /utils/paths``: base, logs, and per modality models/datasets/output."""
+        out: dict[str, object] = {
+            "base": str(self.home),
+            "logs": str(self.home / "logs"),
+            "models_root": str(self.home / "models"),
+            "datasets_root": str(self.home / "datasets"),
+            "lora_adapters_root": str(self.home / "lora_adapters"),
+            "artifacts_root": str(self.home / "artifacts"),
+            "runs_root": str(self.home / "runs"),
+            "plugins_root": str(self.home / "plugins"),
+        }
+        for modality in self.modalities:
+            out[modality] = {
+                "models": str(self.models_dir(modality)),
+                "datasets": str(self.datasets_dir(modality)),
+                "output": str(self.adapters_dir(modality)),
+            }
+        return out
+
+    def open_path_keys(self) -> dict[str, Path]:
+        """Every folder ``POST /utils/open_path`` may open, by key."""
+        keys = {
+            "base": self.home,
+            "logs": self.home / "logs",
+            "models_root": self.home / "models",
+            "datasets_root": self.home / "datasets",
+            "lora_adapters_root": self.home / "lora_adapters",
+            "artifacts_root": self.home / "artifacts",
+            "runs_root": self.home / "runs",
+            "plugins_root": self.home / "plugins",
+        }
+        for modality in self.modalities:
+            keys[f"{modality}_models"] = self.models_dir(modality)
+            keys[f"{modality}_datasets"] = self.datasets_dir(modality)
+            keys[f"{modality}_output"] = self.adapters_dir(modality)
+        return keys
+
+    # -- safe resolution -----------------------------------------------------------------------
+    def resolve_inside(self, value: str | os.PathLike[str], base: Path | None = None) -> Path:
+        """Resolve a client-given relative path inside ``base`` (default: the home), or refuse.
+
+        Symlinks are followed before the check, so a link pointing outside is refused too.
+        """
+        rel = check_relative(str(value))
+        root = (base or self.home).resolve()
+        candidate = (root / Path(*rel.parts)).resolve()
+        if candidate != root and root not in candidate.parents:
+            raise _unsafe(str(value), "it leaves the workspace", "ワークスペースの外を指しています")
+        home = self.home
+        if candidate != home and home not in candidate.parents:
+            raise _unsafe(str(value), "it leaves the workspace", "ワークスペースの外を指しています")
+        return candidate
+
+    def resolve_ref(self, value: str, folder: str, modality: str) -> Path:
+        """Resolve ``models/text/x`` style references, or a bare name looked up in the modality's folder.
+
+        ``folder`` is one of ``models``, ``datasets``, ``lora_adapters``.
+        """
+        rel = check_relative(value)
+        if len(rel.parts) == 1:
+            return self.resolve_inside(value, self.home / folder / modality)
+        return self.resolve_inside(value)
+
+    def relative(self, path: Path) -> str:
+        """A workspace-relative POSIX path, as stored in the registry and shown to users."""
+        return Path(path).resolve().relative_to(self.home).as_posix()
+
+    # -- atomic moves --------------------------------------------------------------------------
+    def tmp_path(self, near: Path) -> Path:
+        """A temporary sibling path on the same filesystem, so the final rename is atomic."""
+        near.parent.mkdir(parents=True, exist_ok=True)
+        return near.parent / f".tmp-{near.name}-{uuid.uuid4().hex[:8]}"
+
+    def move_into_place(self, source: Path, destination: Path) -> Path:
+        """Rename ``source`` to ``destination``; a collision is an error, never an overwrite."""
+        if destination.exists():
+            raise LoRAFactoryError(
+                "OUTPUT_EXISTS",
+                f"「{destination.name}」は既に存在します。別の名前を指定してください。",
+                f"'{destination.name}' already exists; choose another name.",
+                http_status=409,
+                detail={"path": self.relative(destination) if self.home in destination.parents else str(destination)},
+            )
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, destination)
+        except OSError:
+            shutil.move(str(source), str(destination))
+        return destination
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file through a temporary sibling and a rename (a reader never sees half a file)."""
+    tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
