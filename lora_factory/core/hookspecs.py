@@ -126,3 +126,27 @@ def inspect_dataset(modality: str, path: str, options: dict[str, Any]) -> dict[s
     :raises LoRAFactoryError: ``DATASET_INVALID`` with ``detail["errors"]`` listing
         ``{"line", "reason"}`` for the first bad rows.
     """
+
+
+@hookspec(firstresult=True)
+def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Validate a train request and return it fully resolved (server process, no torch).
+
+    Called before the job is queued, so a bad preset or parameter is a 4xx at once instead of a
+    failed job later, and ``runs/<job_id>/config.json`` holds every value the run will use.
+
+    :param spec: ``base_model``, ``dataset`` (absolute paths), ``preset``, ``params``, ``output_name``.
+    :return: the spec with ``params`` replaced by the complete, validated parameter set.
+    :raises LoRAFactoryError: ``UNKNOWN_PRESET``, ``INVALID_TRAIN_PARAMS`` (field in ``detail``).
+    """
+
+
+@hookspec(firstresult=True)
+def import_dataset_index(modality: str, path: str, datasets_dir: str) -> list[dict[str, Any]] | None:
+    """Import the datasets listed by an index file (e.g. LLaMA-Factory's ``dataset_info.json``).
+
+    :param path: the index file (absolute, inside the workspace); its datasets lie beside it.
+    :param datasets_dir: ``datasets/<modality>/``; copy each dataset there (temp file + rename,
+        ``OUTPUT_EXISTS`` on a collision).
+    :return: one ``{"name", "file", "format", "mapping"}`` per imported dataset.
+    """

@@ -1,0 +1,374 @@
+"""``lora-factory``: the same operations as the REST API, on the workspace directly.
+
+Errors print the same code and messages as the API (Japanese, then English) and exit with 2.
+Commands that queue a job start it at once when a slot is free; ``--wait`` follows it with a
+progress bar (the worker is detached: Ctrl+C stops watching, not the job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from lora_factory import __version__
+from lora_factory.core.errors import LoRAFactoryError
+
+
+def _services(args: argparse.Namespace) -> Any:
+    from lora_factory.core.services import Services
+
+    return Services(args.home)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _progress_line(job: dict[str, Any]) -> str:
+    step, total = job.get("step") or 0, job.get("max_steps") or 0
+    width = 30
+    filled = int(width * step / total) if total else 0
+    bar = "#" * filled + "-" * (width - filled)
+    loss = job.get("loss")
+    eta = (job.get("metrics") or {}).get("eta")
+    parts = [f"[{bar}] {step}/{total}", job["status"]]
+    if loss is not None:
+        parts.append(f"loss {loss:.4f}")
+    if eta is not None:
+        parts.append(f"ETA {eta:.0f}s")
+    return "  ".join(parts)
+
+
+def _wait(svc: Any, job_id: str) -> int:
+    def show(job: dict[str, Any]) -> None:
+        sys.stderr.write("\r" + _progress_line(svc.present_job(job)).ljust(79))
+        sys.stderr.flush()
+
+    try:
+        job = svc.jobs.wait(job_id, on_update=show)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\nstopped watching; job {job_id} goes on (lora-factory jobs show {job_id})\n")
+        return 130
+    sys.stderr.write("\n")
+    view = svc.present_job(job)
+    _print_json({k: view[k] for k in ("job_id", "status", "step", "max_steps", "loss", "result", "error", "log_file")})
+    return 0 if job["status"] == "completed" else 1
+
+
+def _submitted(svc: Any, job_id: str, wait: bool) -> int:
+    if wait:
+        return _wait(svc, job_id)
+    job = svc.job_view(job_id)
+    print(json.dumps({"job_id": job_id, "status": job["status"], "queue_position": job["queue_position"]}))
+    return 0
+
+
+def _parse_params(pairs: list[str], raw_json: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = json.loads(raw_json) if raw_json else {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise LoRAFactoryError("INVALID_TRAIN_PARAMS", f"--param は key=value で指定してください: {pair}",
+                                   f"--param takes key=value: {pair}", detail={"field": pair})
+        key, value = pair.split("=", 1)
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from lora_factory.app import create_app
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: anyone who can reach this address can use LoRA Factory",
+              file=sys.stderr)
+    app = create_app(args.home)
+    print(f"LoRA Factory {__version__}: http://{args.host}:{args.port}  (workspace {app.state.services.workspace.home})")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    svc = _services(args)
+    if args.action == "list":
+        jobs = svc.list_jobs(args.kind, args.status, args.modality, args.limit)
+        if args.json:
+            _print_json(jobs)
+        else:
+            for job in jobs:
+                loss = f"{job['loss']:.4f}" if job["loss"] is not None else "-"
+                print(f"{job['id']}  {job['kind']:<8} {job['modality']:<6} {job['status']:<11} "
+                      f"{job['step']}/{job['max_steps']}  loss {loss}  {job['output_name'] or ''}")
+        return 0
+    if not args.job_id:
+        raise LoRAFactoryError("JOB_ID_REQUIRED", "ジョブ ID を指定してください。", "Give a job id.")
+    if args.action == "show":
+        _print_json(svc.job_view(args.job_id))
+    elif args.action == "cancel":
+        job = svc.jobs.cancel(args.job_id)
+        print(json.dumps({"ok": True, "status": job["status"]}))
+    elif args.action == "logs":
+        for line in svc.log_tail(args.job_id, args.tail)["lines"]:
+            print(line)
+    elif args.action == "rerun":
+        return _submitted(svc, svc.jobs.rerun(args.job_id), args.wait)
+    elif args.action == "resume":
+        return _submitted(svc, svc.jobs.resume(args.job_id), args.wait)
+    elif args.action == "wait":
+        return _wait(svc, args.job_id)
+    elif args.action == "delete":
+        svc.jobs.delete(args.job_id, confirm=args.yes)
+        print(json.dumps({"ok": True}))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    svc = _services(args)
+    if args.json:
+        _print_json({"plugins": svc.plugins.plugin_list(), "modalities": list(svc.plugins.modalities().values())})
+    else:
+        for plugin in svc.plugins.plugin_list():
+            state = "ok" if plugin["ok"] else f"ERROR: {plugin['error']}"
+            print(f"{plugin['name']:<40} {plugin['source']:<11} {','.join(plugin['modalities']) or '-':<12} {state}")
+        for mod in svc.plugins.modalities().values():
+            print(f"modality {mod['id']:<10} {'available' if mod['available'] else 'unavailable: ' + str(mod.get('reason_en'))}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lora_factory.core.system_info import system_info
+
+    home = Path(args.home or os.environ.get("LORA_FACTORY_HOME") or Path.cwd())
+    _print_json(system_info(home))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lora_factory.core.schemas import TrainStartRequest
+
+    svc = _services(args)
+    req = TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
+                            preset=args.preset, modality=args.modality,
+                            params=_parse_params(args.param, args.params_json),
+                            trust_remote_code=args.trust_remote_code)
+    return _submitted(svc, svc.start_train(req), args.wait)
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    """Build the offline demo model in this process (no job needed: it takes seconds)."""
+    from lora_factory.core.context import JobContext
+    from lora_factory.core.workspace import safe_name
+
+    svc = _services(args)
+    svc.plugins.require_modality(args.modality)
+    out = Path(args.out) if args.out else svc.workspace.models_dir(args.modality) / "tiny-demo"
+    if not out.is_absolute():
+        out = svc.workspace.resolve_inside(args.out)
+    safe_name(out.name, "model name")
+    if out.exists():
+        raise LoRAFactoryError("OUTPUT_EXISTS", f"「{out}」は既に存在します。", f"'{out}' already exists.", http_status=409)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lf-tiny-") as tmp:
+        ctx = JobContext("tiny-model", svc.workspace, Path(tmp), Path(tmp) / "log.txt", kind="download",
+                         modality=args.modality)
+        result = svc.plugins.hook.download_model(modality=args.modality, spec={"source": "tiny", "name": out.name,
+                                                                               "seed": args.seed}, ctx=ctx)
+        if result is None:
+            raise LoRAFactoryError("TINY_MODEL_UNSUPPORTED", f"「{args.modality}」はデモ用モデルを作成できません。",
+                                   f"Modality '{args.modality}' cannot build a demo model.")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        svc.workspace.move_into_place(ctx.output_dir, out)
+    if svc.workspace.home in out.resolve().parents:
+        svc.artifacts.register("model", args.modality, out, meta={"source": "tiny"})
+    _print_json({"path": str(out), **{k: v for k, v in result.items() if k != "path"}})
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from lora_factory.core.schemas import DownloadRequest, ImportRequest, MergeRequest
+
+    svc = _services(args)
+    if args.action == "list":
+        _print_json(svc.catalog.list_models(args.modality))
+    elif args.action == "download":
+        req = DownloadRequest(modality=args.modality, repo_id=args.target, revision=args.revision, name=args.name)
+        return _submitted(svc, svc.start_download(req), args.wait)
+    elif args.action == "import":
+        req_i = ImportRequest(modality=args.modality, source_path=args.target, name=args.name)
+        return _submitted(svc, svc.start_import(req_i), args.wait)
+    elif args.action == "merge":
+        req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged")
+        return _submitted(svc, svc.start_merge(req_m), args.wait)
+    elif args.action == "delete":
+        svc.catalog.delete_model(args.modality, args.target, confirm=args.yes)
+        print(json.dumps({"ok": True}))
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from lora_factory.core.schemas import RefineRequest
+
+    svc = _services(args)
+    if args.action == "list":
+        _print_json(svc.catalog.list_datasets(args.modality))
+    elif args.action == "upload":
+        options: dict[str, Any] = {}
+        if args.format:
+            options["format"] = args.format
+        if args.mapping:
+            options["mapping"] = json.loads(args.mapping)
+        with open(args.target, "rb") as fh:
+            info = svc.catalog.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name, options=options)
+        _print_json({k: info.get(k) for k in ("name", "format", "encoding", "rows", "stats")})
+    elif args.action == "show":
+        path = svc.catalog.dataset_path(args.modality, args.target)
+        _print_json(svc.catalog.inspect_dataset(args.modality, path, {"preview_rows": 5}))
+    elif args.action == "lineage":
+        _print_json(svc.catalog.dataset_lineage(args.modality, args.target))
+    elif args.action == "refine":
+        ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
+        req = RefineRequest(modality=args.modality, dataset=args.target, operations=ops,
+                            output_name=args.name or f"{Path(args.target).stem}-refined")
+        return _submitted(svc, svc.start_refine(req), args.wait)
+    elif args.action == "delete":
+        svc.catalog.delete_dataset(args.modality, args.target, confirm=args.yes)
+        print(json.dumps({"ok": True}))
+    return 0
+
+
+def cmd_adapters(args: argparse.Namespace) -> int:
+    svc = _services(args)
+    if args.action == "list":
+        _print_json(svc.catalog.list_adapters(args.modality))
+    elif args.action == "show":
+        _print_json(svc.catalog.adapter_info(args.modality, svc.catalog.adapter_path(args.modality, args.target),
+                                             with_lineage=True))
+    elif args.action == "delete":
+        svc.catalog.delete_adapter(args.modality, args.target, confirm=args.yes)
+        print(json.dumps({"ok": True}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lora_factory.core.schemas import EvalRequest
+
+    svc = _services(args)
+    req = EvalRequest(modality=args.modality, adapter=args.adapter, suite_file=args.suite, dataset=args.dataset)
+    return _submitted(svc, svc.start_eval(req), args.wait)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lora-factory", description="LoRA Factory / LoRAファクトリー")
+    parser.add_argument("--version", action="version", version=f"lora-factory {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", default=None, help="workspace folder (default: $LORA_FACTORY_HOME or the current folder)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="start the web UI and the REST API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=int(os.environ.get("LORA_FACTORY_PORT", "8081")))
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("jobs", parents=[common], help="list / show / cancel / logs / rerun / resume / delete jobs")
+    p.add_argument("action", choices=["list", "show", "cancel", "logs", "rerun", "resume", "wait", "delete"])
+    p.add_argument("job_id", nargs="?")
+    p.add_argument("--kind")
+    p.add_argument("--status")
+    p.add_argument("--modality")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--tail", type=int, default=200)
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--yes", action="store_true", help="confirm a deletion")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("plugins", parents=[common], help="loaded plugins, their modalities and load errors")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("doctor", parents=[common], help="system information (CPU, RAM, GPU, disk, versions)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("train", parents=[common], help="start a LoRA training job")
+    p.add_argument("--base-model", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--output-name", required=True)
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--modality", default="text")
+    p.add_argument("--param", action="append", default=[], help="key=value override (repeatable)")
+    p.add_argument("--params-json")
+    p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tiny-model", parents=[common], help="build a tiny random-weight model (offline demo / tests)")
+    p.add_argument("modality", nargs="?", default="text")
+    p.add_argument("--out", help="destination folder, e.g. models/text/tiny-demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_tiny_model)
+
+    p = sub.add_parser("models", parents=[common], help="list / download / import / merge / delete models")
+    p.add_argument("action", choices=["list", "download", "import", "merge", "delete"])
+    p.add_argument("target", nargs="?", help="repo id, local folder, adapter or model name")
+    p.add_argument("--modality", default="text")
+    p.add_argument("--revision", default="main")
+    p.add_argument("--name")
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--yes", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("datasets", parents=[common], help="list / upload / show / lineage / refine / delete datasets")
+    p.add_argument("action", choices=["list", "upload", "show", "lineage", "refine", "delete"])
+    p.add_argument("target", nargs="?")
+    p.add_argument("--modality", default="text")
+    p.add_argument("--name")
+    p.add_argument("--format")
+    p.add_argument("--mapping", help='JSON, e.g. {"instruction": "質問", "output": "回答"}')
+    p.add_argument("--operations", help='JSON list, e.g. [{"op": "dedup_near", "params": {"threshold": 0.7}}]')
+    p.add_argument("--wait", action="store_true")
+    p.add_argument("--yes", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("adapters", parents=[common], help="list / show / delete adapters")
+    p.add_argument("action", choices=["list", "show", "delete"])
+    p.add_argument("target", nargs="?")
+    p.add_argument("--modality", default="text")
+    p.add_argument("--yes", action="store_true")
+    p.set_defaults(func=cmd_adapters)
+
+    p = sub.add_parser("eval", parents=[common], help="run a regression suite / eval loss against an adapter")
+    p.add_argument("--adapter", required=True)
+    p.add_argument("--suite", help="JSONL suite, workspace-relative")
+    p.add_argument("--dataset")
+    p.add_argument("--modality", default="text")
+    p.add_argument("--wait", action="store_true")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")  # Japanese on a Windows console
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LoRAFactoryError as exc:
+        print(f"エラー [{exc.code}] {exc.message_ja}", file=sys.stderr)
+        print(f"Error [{exc.code}] {exc.message_en}", file=sys.stderr)
+        if exc.detail:
+            print(json.dumps(exc.detail, ensure_ascii=False, default=str), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

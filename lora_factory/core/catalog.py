@@ -1,0 +1,290 @@
+"""What is in the workspace: models, datasets and adapters, listed, inspected, uploaded, deleted.
+
+Listing is cheap and torch-free: the modality's plugin describes a model or a dataset through its
+``inspect_model`` / ``inspect_dataset`` hooks. Uploads are validated on a temporary copy first and
+renamed into place only when valid, so a bad file never appears in the list.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import IO, Any
+
+from lora_factory.core.artifacts import ArtifactStore
+from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
+from lora_factory.core.workspace import Workspace, safe_name, write_text_atomic
+
+
+def _dir_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _mtime_iso(path: Path) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+
+
+class Catalog:
+    def __init__(self, workspace: Workspace, plugin_host: Any, artifacts: ArtifactStore) -> None:
+        self.workspace = workspace
+        self.plugins = plugin_host
+        self.artifacts = artifacts
+
+    # -- models --------------------------------------------------------------------------------
+    def list_models(self, modality: str) -> list[dict[str, Any]]:
+        self.plugins.require_modality(modality)
+        out = []
+        for path in sorted(self.workspace.models_dir(modality).iterdir()):
+            if path.name.startswith(".") or not path.is_dir():
+                continue
+            out.append(self.model_info(modality, path))
+        return out
+
+    def model_info(self, modality: str, path: Path) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        try:
+            info = self.plugins.hook.inspect_model(modality=modality, path=str(path)) or {}
+        except Exception as exc:  # a broken folder is listed with its problem
+            info = {"error": f"{type(exc).__name__}: {exc}"}
+        artifact = self.artifacts.find_by_path(path)
+        return {
+            "name": path.name,
+            "modality": modality,
+            "path": str(path),
+            "rel_path": self.workspace.relative(path),
+            "size_bytes": info.pop("size_bytes", None) or _dir_size(path),
+            "created_at": _mtime_iso(path),
+            "artifact_id": artifact["id"] if artifact else None,
+            **info,
+        }
+
+    def model_path(self, modality: str, ref: str) -> Path:
+        path = self.workspace.resolve_ref(ref, "models", modality)
+        if not path.is_dir():
+            raise not_found("Model", "モデル", ref, code="MODEL_NOT_FOUND")
+        return path
+
+    def delete_model(self, modality: str, name: str, confirm: bool) -> None:
+        self.plugins.require_modality(modality)
+        path = self.model_path(modality, safe_name(name, "model"))
+        if not confirm:
+            raise confirmation_required(name)
+        shutil.rmtree(path)
+        self.artifacts.forget_path(path)
+
+    # -- datasets ------------------------------------------------------------------------------
+    def _meta_path(self, dataset: Path) -> Path:
+        folder = dataset.parent / ".meta"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{dataset.name}.json"
+
+    def dataset_options(self, dataset: Path) -> dict[str, Any]:
+        """The format / mapping / encoding recorded at upload, handed to the plugin on every read."""
+        meta = self._meta_path(dataset)
+        if meta.exists():
+            data = json.loads(meta.read_text(encoding="utf-8"))
+            return {k: data[k] for k in ("format", "mapping", "encoding") if data.get(k)}
+        return {}
+
+    def record_dataset_meta(self, dataset: Path, meta: dict[str, Any]) -> None:
+        """The sidecar ``.meta/<file>.json``: how to read the file (format, mapping, encoding)."""
+        write_text_atomic(self._meta_path(dataset), json.dumps(meta, ensure_ascii=False, indent=2))
+
+    def dataset_path(self, modality: str, ref: str) -> Path:
+        path = self.workspace.resolve_ref(ref, "datasets", modality)
+        if not path.is_file():
+            raise not_found("Dataset", "データセット", ref, code="DATASET_NOT_FOUND")
+        return path
+
+    def list_datasets(self, modality: str) -> list[dict[str, Any]]:
+        self.plugins.require_modality(modality)
+        folder = self.workspace.datasets_dir(modality)
+        out = []
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            meta_file = self._meta_path(path)
+            meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
+            lineage_file = self.workspace.lineage_dir(modality) / f"{path.name}.json"
+            lineage = json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.exists() else {}
+            out.append({
+                "name": path.name,
+                "modality": modality,
+                "path": str(path),
+                "rel_path": self.workspace.relative(path),
+                "size_bytes": path.stat().st_size,
+                "format": meta.get("format") or ("openai" if lineage else None),
+                "rows": meta.get("rows") or (lineage.get("report") or {}).get("rows_out"),
+                "parent": lineage.get("parent"),
+                "created_at": _mtime_iso(path),
+            })
+        return out
+
+    def inspect_dataset(self, modality: str, path: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        opts = self.dataset_options(path) | (options or {})
+        info = self.plugins.hook.inspect_dataset(modality=modality, path=str(path), options=opts)
+        if info is None:
+            raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{modality}」はデータセットの検証に対応していません。",
+                                   f"Modality '{modality}' cannot inspect datasets.")
+        return {"name": path.name, "modality": modality, "path": str(path),
+                "rel_path": self.workspace.relative(path), "size_bytes": path.stat().st_size, **info}
+
+    def upload_dataset(self, modality: str, filename: str, stream: IO[bytes], name: str | None = None,
+                       options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validate on a temp copy, then rename into ``datasets/<modality>/``; nothing is written on error."""
+        desc = self.plugins.require_modality(modality)
+        original = Path(filename or "").name
+        suffix = Path(original).suffix.lower()
+        target_name = safe_name(name or original, "dataset name")
+        if not Path(target_name).suffix:
+            target_name += suffix
+        allowed = desc.get("dataset_extensions") or []
+        if allowed and Path(target_name).suffix.lower() not in allowed:
+            raise LoRAFactoryError(
+                "DATASET_UNSUPPORTED_FORMAT",
+                f"「{original}」の形式には対応していません。対応形式: {', '.join(allowed)}",
+                f"'{original}' is not a supported file type. Supported: {', '.join(allowed)}",
+                http_status=415, detail={"file": original, "supported": allowed})
+        dest = self.workspace.datasets_dir(modality) / target_name
+        if dest.exists():
+            raise LoRAFactoryError("OUTPUT_EXISTS", f"データセット「{target_name}」は既に存在します。",
+                                   f"Dataset '{target_name}' already exists.", http_status=409,
+                                   detail={"name": target_name})
+        tmp = self.workspace.tmp_path(dest).with_suffix(Path(target_name).suffix)
+        try:
+            with open(tmp, "wb") as fh:
+                shutil.copyfileobj(stream, fh, 1024 * 1024)
+            info = self.plugins.hook.inspect_dataset(modality=modality, path=str(tmp), options=dict(options or {}))
+            if info is None:
+                raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{modality}」はデータセットに対応していません。",
+                                       f"Modality '{modality}' does not handle datasets.")
+            self.workspace.move_into_place(tmp, dest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        meta = {"format": info.get("format"), "encoding": info.get("encoding"), "rows": info.get("rows"),
+                "mapping": (options or {}).get("mapping"), "original_name": original}
+        self.record_dataset_meta(dest, meta)
+        artifact_id = self.artifacts.register("dataset", modality, dest, meta={"format": meta["format"],
+                                                                            "rows": meta["rows"], "source": "upload"})
+        return {"name": dest.name, "modality": modality, "path": str(dest), "rel_path": self.workspace.relative(dest),
+                "size_bytes": dest.stat().st_size, "artifact_id": artifact_id, **info}
+
+    def add_sample_dataset(self, modality: str, name: str | None = None) -> dict[str, Any]:
+        desc = self.plugins.require_modality(modality)
+        samples = desc.get("sample_datasets") or []
+        if not samples:
+            raise LoRAFactoryError("NO_SAMPLE_DATASET", f"「{modality}」にはサンプルデータセットがありません。",
+                                   f"Modality '{modality}' ships no sample dataset.", http_status=404)
+        source = Path(samples[0])
+        target = name or source.name
+        dest = self.workspace.datasets_dir(modality) / safe_name(target, "dataset name")
+        if dest.exists():
+            return self.inspect_dataset(modality, dest)
+        with open(source, "rb") as fh:
+            return self.upload_dataset(modality, source.name, fh, name=dest.name)
+
+    def delete_dataset(self, modality: str, name: str, confirm: bool) -> None:
+        self.plugins.require_modality(modality)
+        path = self.dataset_path(modality, safe_name(name, "dataset"))
+        if not confirm:
+            raise confirmation_required(name)
+        path.unlink()
+        for side in (self._meta_path(path), self.workspace.lineage_dir(modality) / f"{path.name}.json"):
+            if side.exists():
+                side.unlink()
+        self.artifacts.forget_path(path)
+
+    def dataset_lineage(self, modality: str, name: str) -> dict[str, Any]:
+        """The chain of versions from the original upload to ``name``, and the versions made from it."""
+        path = self.dataset_path(modality, safe_name(name, "dataset"))
+        lineage_dir = self.workspace.lineage_dir(modality)
+        chain, seen = [], set()
+        current: str | None = path.name
+        while current and current not in seen:
+            seen.add(current)
+            record_file = lineage_dir / f"{current}.json"
+            if record_file.exists():
+                record = json.loads(record_file.read_text(encoding="utf-8"))
+                chain.append(record)
+                parent = record.get("parent")
+                current = Path(parent).name if parent else None
+            else:
+                chain.append({"name": current, "parent": None, "operations": None, "origin": "upload"})
+                current = None
+        children = []
+        for record_file in sorted(lineage_dir.glob("*.json")):
+            record = json.loads(record_file.read_text(encoding="utf-8"))
+            if record.get("parent") and Path(record["parent"]).name == path.name:
+                children.append(record)
+        return {"name": path.name, "versions": list(reversed(chain)), "children": children}
+
+    # -- adapters ------------------------------------------------------------------------------
+    def adapter_path(self, modality: str, ref: str) -> Path:
+        path = self.workspace.resolve_ref(ref, "lora_adapters", modality)
+        if not path.is_dir():
+            raise not_found("Adapter", "アダプター", ref, code="ADAPTER_NOT_FOUND")
+        return path
+
+    def list_adapters(self, modality: str) -> list[dict[str, Any]]:
+        self.plugins.require_modality(modality)
+        out = []
+        for path in sorted(self.workspace.adapters_dir(modality).iterdir()):
+            if path.is_dir() and not path.name.startswith("."):
+                out.append(self.adapter_info(modality, path))
+        return out
+
+    def adapter_info(self, modality: str, path: Path, with_lineage: bool = False) -> dict[str, Any]:
+        config_file = path / "training_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        artifact = self.artifacts.find_by_path(path)
+        meta = artifact["meta"] if artifact else {}
+        evals = []
+        if artifact:
+            for child in self.artifacts.children(artifact["id"], role="adapter"):
+                if child["kind"] == "eval":
+                    evals.append({"id": child["id"], "job_id": child["job_id"], "created_at": child["created_at"],
+                                  "summary": child["meta"].get("summary")})
+        info = {
+            "name": path.name,
+            "modality": modality,
+            "path": str(path),
+            "rel_path": self.workspace.relative(path),
+            "size_bytes": _dir_size(path),
+            "created_at": _mtime_iso(path),
+            "base_model": meta.get("base_model") or config.get("base_model_ref") or config.get("base_model"),
+            "dataset": meta.get("dataset") or config.get("dataset_ref") or config.get("dataset"),
+            "preset": meta.get("preset") or config.get("preset"),
+            "job_id": artifact["job_id"] if artifact else None,
+            "artifact_id": artifact["id"] if artifact else None,
+            "metrics": meta.get("metrics"),
+            "partial": bool(meta.get("partial")),
+            "evals": evals,
+        }
+        if with_lineage and artifact:
+            info["lineage"] = self.artifacts.lineage(artifact["id"])
+        return info
+
+    def previous_adapter(self, modality: str, name: str) -> Path | None:
+        """``foo-v3`` -> ``foo-v2`` (or ``foo``): the version a regression run compares against."""
+        base, version = name, 1
+        if "-v" in name and name.rsplit("-v", 1)[1].isdigit():
+            base, version = name.rsplit("-v", 1)[0], int(name.rsplit("-v", 1)[1])
+        for v in range(version - 1, 0, -1):
+            candidate = self.workspace.adapters_dir(modality) / (base if v == 1 else f"{base}-v{v}")
+            if candidate.is_dir():
+                return candidate
+        return None
+
+    def delete_adapter(self, modality: str, name: str, confirm: bool) -> None:
+        self.plugins.require_modality(modality)
+        path = self.adapter_path(modality, safe_name(name, "adapter"))
+        if not confirm:
+            raise confirmation_required(name)
+        shutil.rmtree(path)
+        self.artifacts.forget_path(path)

@@ -1,0 +1,78 @@
+"""The workspace's SQLite database (WAL), shared by the server, the CLI and the job workers.
+
+Several processes write it at once (the server schedules, each worker reports progress), so every
+connection uses WAL, a busy timeout and short transactions.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    kind TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    output_name TEXT,
+    spec TEXT NOT NULL,
+    gpu INTEGER NOT NULL DEFAULT 1,
+    pid INTEGER,
+    pid_create_time REAL,
+    exit_code INTEGER,
+    step INTEGER,
+    max_steps INTEGER,
+    loss REAL,
+    metrics TEXT,
+    result TEXT,
+    error TEXT,
+    cancel_requested_at REAL,
+    resume INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    parent_job TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+CREATE TABLE IF NOT EXISTS artifacts (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT,
+    size_bytes INTEGER,
+    created_at TEXT NOT NULL,
+    job_id TEXT,
+    meta TEXT
+);
+CREATE INDEX IF NOT EXISTS artifacts_path ON artifacts(path);
+CREATE TABLE IF NOT EXISTS lineage (
+    child TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (child, parent, role)
+);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode with WAL; callers open explicit transactions when needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def init_db(path: Path) -> None:
+    conn = connect(path)
+    try:
+        conn.executescript(SCHEMA)
+    finally:
+        conn.close()

@@ -1,0 +1,110 @@
+"""After a hook returns: move its output into place and record what it made, with its lineage.
+
+This runs in the worker, so the (possibly long) content hashing of a new model or adapter never
+blocks the server. A collision at this point (someone created the same name meanwhile) fails the job
+and leaves the output in ``runs/<job_id>/output/``: nothing is overwritten, nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lora_factory.core.artifacts import ArtifactStore
+from lora_factory.core.context import JobContext
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs import JobStore, now_iso
+from lora_factory.core.workspace import Workspace, write_text_atomic
+
+
+def _has_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
+def finalize_job(workspace: Workspace, store: JobStore, job: dict[str, Any], ctx: JobContext,
+                 result: dict[str, Any], plugin_host: Any, canceled: bool = False) -> dict[str, Any]:
+    artifacts = ArtifactStore(workspace.db_path, workspace.home)
+    try:
+        kind, modality, spec = job["kind"], job["modality"], job["spec"]
+        name = job["output_name"] or spec.get("output_name") or spec.get("name")
+        if kind == "train":
+            return _finalize_train(workspace, artifacts, job, ctx, result, name, canceled)
+        if kind in ("download", "merge"):
+            if canceled:
+                return result | {"published": False}
+            dest = workspace.move_into_place(ctx.output_dir, workspace.models_dir(modality) / name)
+            parents = []
+            if kind == "merge":
+                parents = [(artifacts.ensure("adapter", modality, Path(spec["adapter"])), "adapter"),
+                           (artifacts.ensure("model", modality, Path(spec["base_model"])), "base_model")]
+            meta = {k: spec.get(k) for k in ("source", "repo_id", "revision", "local_path") if spec.get(k)}
+            artifact_id = artifacts.register("model", modality, dest, job["id"], parents, meta | {"summary": result})
+            ctx.output_dir.mkdir(parents=True, exist_ok=True)
+            return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}
+        if kind == "refine":
+            return _finalize_refine(workspace, artifacts, job, ctx, result, canceled)
+        if kind == "eval":
+            results_path = ctx.run_dir / "eval_results.json"
+            write_text_atomic(results_path, json.dumps(result, ensure_ascii=False, indent=2))
+            parents = []
+            if spec.get("adapter"):
+                parents.append((artifacts.ensure("adapter", modality, Path(spec["adapter"])), "adapter"))
+            artifact_id = artifacts.register("eval", modality, results_path, job["id"], parents,
+                                             {"summary": result.get("summary"), "suite": spec.get("suite_name")},
+                                             name=f"eval_{job['id']}")
+            return result | {"artifact_id": artifact_id}
+        return result
+    finally:
+        artifacts.close()
+
+
+def _finalize_train(workspace: Workspace, artifacts: ArtifactStore, job: dict[str, Any], ctx: JobContext,
+                    result: dict[str, Any], name: str, canceled: bool) -> dict[str, Any]:
+    modality, spec = job["modality"], job["spec"]
+    if not _has_files(ctx.output_dir):
+        return result | {"published": False}
+    dest = workspace.move_into_place(ctx.output_dir, workspace.adapters_dir(modality) / name)
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    parents = [
+        (artifacts.ensure("model", modality, Path(spec["base_model"])), "base_model"),
+        (artifacts.ensure("dataset", modality, Path(spec["dataset"])), "dataset"),
+    ]
+    meta = {
+        "preset": spec.get("preset"),
+        "params": spec.get("params"),
+        "base_model": spec.get("base_model_ref"),
+        "dataset": spec.get("dataset_ref"),
+        "metrics": result,
+        "partial": canceled,
+    }
+    artifact_id = artifacts.register("adapter", modality, dest, job["id"], parents, meta)
+    ctx.log(f"adapter saved to {workspace.relative(dest)} ({'partial, canceled' if canceled else 'complete'})")
+    return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}
+
+
+def _finalize_refine(workspace: Workspace, artifacts: ArtifactStore, job: dict[str, Any], ctx: JobContext,
+                     result: dict[str, Any], canceled: bool) -> dict[str, Any]:
+    modality, spec = job["modality"], job["spec"]
+    output_file = result.get("output_file")
+    if not output_file:
+        raise LoRAFactoryError("REFINE_NO_OUTPUT", "錬成結果のファイルがありません。",
+                               "The refine operation produced no output file.", http_status=500)
+    source = ctx.output_dir / Path(output_file).name
+    dest = workspace.move_into_place(source, workspace.datasets_dir(modality) / source.name)
+    parent_id = artifacts.ensure("dataset", modality, Path(spec["dataset"]))
+    lineage = {
+        "name": dest.name,
+        "parent": spec.get("dataset_ref"),
+        "operations": spec.get("operations"),
+        "report": {k: result.get(k) for k in ("rows_in", "rows_out", "removed", "per_operation", "stopped")},
+        "job_id": job["id"],
+        "created_at": now_iso(),
+        "partial": canceled,
+    }
+    write_text_atomic(workspace.lineage_dir(modality) / f"{dest.name}.json",
+                      json.dumps(lineage, ensure_ascii=False, indent=2))
+    artifact_id = artifacts.register("dataset", modality, dest, job["id"], [(parent_id, "parent")],
+                                     {"operations": spec.get("operations"), "rows": result.get("rows_out"),
+                                      "format": "openai", "partial": canceled})
+    return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}

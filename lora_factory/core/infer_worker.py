@@ -1,0 +1,61 @@
+"""The long-lived inference process: keeps models loaded between chat requests.
+
+Protocol (JSON lines): the host writes ``{"id", "modality", "request"}`` to stdin; the worker answers
+``{"id", "event": {...}}`` for each event, then ``{"id", "end": true}`` or ``{"id", "error": {...}}``.
+The protocol uses a private copy of stdout: file descriptor 1 is pointed at stderr so a library that
+prints cannot corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference_session import InferenceSession
+from lora_factory.core.plugins import load_plugin_host
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lora_factory.core.infer_worker")
+    parser.add_argument("--home", required=True)
+    args = parser.parse_args(argv)
+    proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    plugin_host = load_plugin_host(Path(args.home))
+    session = InferenceSession()
+
+    def send(obj: dict) -> None:
+        proto.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        proto.flush()
+
+    send({"ready": True, "pid": os.getpid()})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        req_id = msg.get("id")
+        try:
+            events = plugin_host.hook.infer(modality=msg["modality"], request=msg["request"], session=session)
+            if events is None:
+                raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{msg['modality']}」は推論に対応していません。",
+                                       f"Modality '{msg['modality']}' has no infer hook.")
+            for event in events:
+                send({"id": req_id, "event": event})
+            send({"id": req_id, "end": True})
+        except LoRAFactoryError as exc:
+            send({"id": req_id, "error": exc.to_dict()["error"], "status": exc.http_status})
+        except Exception as exc:  # noqa: BLE001 - report, keep serving
+            traceback.print_exc()
+            send({"id": req_id, "status": 500, "error": {
+                "code": "INFERENCE_FAILED", "message": f"{type(exc).__name__}: {exc}",
+                "message_ja": f"推論に失敗しました: {type(exc).__name__}: {exc}", "detail": None}})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

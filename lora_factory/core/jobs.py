@@ -1,0 +1,187 @@
+"""Job records in SQLite: what every long operation (download, refine, train, eval, merge) leaves.
+
+This module is storage only; starting, watching and killing workers is ``scheduler.py``'s job.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from lora_factory.core.db import connect, init_db
+from lora_factory.core.errors import LoRAFactoryError, not_found
+
+JOB_KINDS = ("download", "refine", "train", "eval", "merge")
+JOB_STATUSES = ("queued", "running", "completed", "failed", "canceled", "interrupted")
+TERMINAL_STATUSES = ("completed", "failed", "canceled", "interrupted")
+GPU_KINDS = ("train", "eval", "merge")
+
+STATUS_LABELS_JA = {
+    "queued": "待機中",
+    "running": "実行中",
+    "completed": "完了",
+    "failed": "失敗",
+    "canceled": "キャンセル済み",
+    "interrupted": "中断",
+}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_job_id() -> str:
+    """``YYYYMMDD_HHMMSS_xxxx``: sortable by time, readable in a folder listing."""
+    return datetime.now().strftime("%Y%m%d_%H%M%S_") + secrets.token_hex(2)
+
+
+def _loads(value: str | None) -> Any:
+    return json.loads(value) if value else None
+
+
+class JobStore:
+    """CRUD on the ``jobs`` table; one connection per store, guarded by a lock (threads share it)."""
+
+    def __init__(self, db_path: Path) -> None:
+        init_db(db_path)
+        self._conn = connect(db_path)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- writing -------------------------------------------------------------------------------
+    def create(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None,
+               gpu: bool, parent_job: str | None = None) -> str:
+        job_id = new_job_id()
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO jobs (id, kind, modality, status, created_at, output_name, spec, gpu, parent_job)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                (job_id, kind, modality, now_iso(), output_name, json.dumps(spec, ensure_ascii=False),
+                 int(gpu), parent_job),
+            )
+        return job_id
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        if not fields:
+            return
+        encoded = {k: (json.dumps(v, ensure_ascii=False) if k in ("spec", "metrics", "result", "error") and v is not None else v)
+                   for k, v in fields.items()}
+        cols = ", ".join(f"{k} = ?" for k in encoded)
+        with self._lock:
+            self._conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*encoded.values(), job_id))
+
+    def transition(self, job_id: str, from_statuses: tuple[str, ...], **fields: Any) -> bool:
+        """Update only if the job is in one of ``from_statuses`` (atomic compare-and-set)."""
+        encoded = {k: (json.dumps(v, ensure_ascii=False) if k in ("spec", "metrics", "result", "error") and v is not None else v)
+                   for k, v in fields.items()}
+        cols = ", ".join(f"{k} = ?" for k in encoded)
+        marks = ", ".join("?" for _ in from_statuses)
+        with self._lock:
+            cur = self._conn.execute(
+                f"UPDATE jobs SET {cols} WHERE id = ? AND status IN ({marks})",
+                (*encoded.values(), job_id, *from_statuses),
+            )
+            return cur.rowcount == 1
+
+    def claim_next(self, max_gpu_jobs: int, max_other_jobs: int) -> dict[str, Any] | None:
+        """Atomically move the oldest startable queued job to ``running`` (FIFO per resource class)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                running = self._conn.execute(
+                    "SELECT gpu, COUNT(*) AS n FROM jobs WHERE status = 'running' GROUP BY gpu"
+                ).fetchall()
+                counts = {row["gpu"]: row["n"] for row in running}
+                gpu_free = counts.get(1, 0) < max_gpu_jobs
+                other_free = counts.get(0, 0) < max_other_jobs
+                row = None
+                for candidate in self._conn.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq"):
+                    if (candidate["gpu"] and gpu_free) or (not candidate["gpu"] and other_free):
+                        row = candidate
+                        break
+                if row is None:
+                    self._conn.execute("COMMIT")
+                    return None
+                self._conn.execute(
+                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL,"
+                    " attempts = attempts + 1, exit_code = NULL WHERE id = ?",
+                    (now_iso(), row["id"]),
+                )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+        return self.get(row["id"])
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise not_found("Job", "ジョブ", job_id, code="JOB_NOT_FOUND")
+        return self._to_dict(row)
+
+    def find(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return self.get(job_id)
+        except LoRAFactoryError:
+            return None
+
+    def list(self, kind: str | None = None, status: str | None = None, modality: str | None = None,
+             limit: int = 200) -> list[dict[str, Any]]:
+        where, args = [], []
+        for col, value in (("kind", kind), ("status", status), ("modality", modality)):
+            if value:
+                where.append(f"{col} = ?")
+                args.append(value)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (*args, int(limit))).fetchall()
+        return [self._to_dict(r) for r in rows]
+
+    def by_status(self, *statuses: str) -> list[dict[str, Any]]:
+        marks = ", ".join("?" for _ in statuses)
+        with self._lock:
+            rows = self._conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY seq", statuses).fetchall()
+        return [self._to_dict(r) for r in rows]
+
+    def queue_position(self, job: dict[str, Any]) -> int | None:
+        if job["status"] != "queued":
+            return None
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued' AND gpu = ? AND seq < ?",
+                (int(job["gpu"]), job["seq"]),
+            ).fetchone()
+        return int(row["n"]) + 1
+
+    def output_name_taken(self, kind: str, modality: str, output_name: str) -> bool:
+        """True when a queued / running job of the same kind already targets this output name."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT 1 FROM jobs WHERE kind = ? AND modality = ? AND output_name = ?"
+                " AND status IN ('queued', 'running') LIMIT 1",
+                (kind, modality, output_name),
+            ).fetchone()
+        return row is not None
+
+    @staticmethod
+    def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
+        job = dict(row)
+        for key in ("spec", "metrics", "result", "error"):
+            job[key] = _loads(job[key])
+        job["gpu"] = bool(job["gpu"])
+        job["resume"] = bool(job["resume"])
+        job["status_ja"] = STATUS_LABELS_JA.get(job["status"], job["status"])
+        return job

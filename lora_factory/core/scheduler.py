@@ -1,0 +1,272 @@
+"""The job manager: submit, queue, start workers, watch them, cancel, recover after a restart.
+
+The server runs :meth:`JobManager.tick` in a background thread; ``lora-factory train --wait`` runs
+the same loop in the CLI. Workers are detached, so the loop may stop (server shut down) while jobs
+go on; at the next start :meth:`recover` re-attaches the live ones and marks the dead ones
+``interrupted``, from where a train job can be resumed from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from lora_factory.core import process
+from lora_factory.core.errors import LoRAFactoryError, confirmation_required
+from lora_factory.core.jobs import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, now_iso
+from lora_factory.core.workspace import Workspace, write_text_atomic
+
+DEFAULT_CANCEL_GRACE_S = 15.0
+
+
+class JobManager:
+    def __init__(self, workspace: Workspace, store: JobStore, max_gpu_jobs: int | None = None,
+                 max_other_jobs: int = 4, cancel_grace_s: float | None = None) -> None:
+        self.workspace = workspace
+        self.store = store
+        self.max_gpu_jobs = max_gpu_jobs or int(os.environ.get("LORA_FACTORY_MAX_GPU_JOBS", "1"))
+        self.max_other_jobs = max_other_jobs
+        if cancel_grace_s is None:
+            cancel_grace_s = float(os.environ.get("LORA_FACTORY_CANCEL_GRACE", DEFAULT_CANCEL_GRACE_S))
+        self.cancel_grace_s = cancel_grace_s
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- submitting ----------------------------------------------------------------------------
+    def submit(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None = None,
+               parent_job: str | None = None) -> str:
+        """Queue a job: a row in SQLite and ``runs/<id>/config.json`` (the fully resolved spec)."""
+        if kind not in JOB_KINDS:
+            raise LoRAFactoryError("UNKNOWN_JOB_KIND", f"不明なジョブ種別: {kind}", f"Unknown job kind: {kind}")
+        if output_name and self.store.output_name_taken(kind, modality, output_name):
+            raise LoRAFactoryError(
+                "OUTPUT_EXISTS",
+                f"「{output_name}」を出力する別のジョブが既に待機中または実行中です。",
+                f"Another job already queued or running writes '{output_name}'.",
+                http_status=409, detail={"output_name": output_name},
+            )
+        job_id = self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS, parent_job=parent_job)
+        run_dir = self.workspace.run_dir(job_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec}
+        write_text_atomic(run_dir / "config.json", json.dumps(config, ensure_ascii=False, indent=2))
+        log = self.log_path(self.store.get(job_id))
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"[{time.strftime('%H:%M:%S')}] queued {kind} job {job_id} ({modality})\n")
+        self.tick()
+        return job_id
+
+    def log_path(self, job: dict[str, Any]) -> Path:
+        return self.workspace.log_path(job["kind"], job["id"])
+
+    # -- the loop ------------------------------------------------------------------------------
+    def start_background(self, interval: float = 0.5) -> None:
+        if self._thread and self._thread.is_alive():
+            return
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.tick()
+                except Exception as exc:  # the loop must survive a locked DB or a vanished file
+                    print(f"[lora-factory] scheduler: {exc!r}", file=sys.stderr)
+
+        self._thread = threading.Thread(target=loop, name="lora-factory-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop_background(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def tick(self) -> None:
+        """One pass: reap finished workers, enforce cancel grace periods, start queued jobs."""
+        with self._lock:
+            for job in self.store.by_status("running"):
+                self._watch(job)
+            while True:
+                job = self.store.claim_next(self.max_gpu_jobs, self.max_other_jobs)
+                if job is None:
+                    break
+                self._start(job)
+
+    def _start(self, job: dict[str, Any]) -> None:
+        args = [sys.executable, "-m", "lora_factory.core.worker", job["id"], "--home", str(self.workspace.home)]
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("PYTHONIOENCODING", "utf-8")
+        try:
+            proc = process.spawn_detached(args, self.log_path(job), env=env, cwd=self.workspace.home)
+        except OSError as exc:
+            self.store.update(job["id"], status="failed", finished_at=now_iso(), error={
+                "code": "WORKER_START_FAILED", "message": f"Could not start the worker: {exc}",
+                "message_ja": f"ワーカーを起動できませんでした: {exc}"})
+            return
+        self._children[job["id"]] = proc
+        self.store.update(job["id"], pid=proc.pid, pid_create_time=process.create_time(proc.pid))
+
+    def _watch(self, job: dict[str, Any]) -> None:
+        job_id = job["id"]
+        child = self._children.get(job_id)
+        if child is not None:
+            code = child.poll()
+            alive = code is None
+        else:
+            code = None
+            alive = process.is_alive(job["pid"], job["pid_create_time"]) if job["pid"] else True
+            if not job["pid"] and job["started_at"]:
+                # claimed by another process (CLI / server) that has not recorded its pid yet
+                alive = True
+        if not alive:
+            self._children.pop(job_id, None)
+            fresh = self.store.get(job_id)
+            if fresh["status"] == "running":  # the worker died without writing its final state
+                reason_en = f"The worker process ended unexpectedly (exit code {code})." if code is not None \
+                    else "The worker process is gone."
+                self.store.transition(job_id, ("running",), status="failed", finished_at=now_iso(), exit_code=code,
+                                      error={"code": "WORKER_CRASHED", "message": reason_en + " See the log.",
+                                             "message_ja": f"ワーカープロセスが異常終了しました(終了コード {code})。ログを確認してください。"})
+                self._append_log(fresh, f"worker ended unexpectedly (exit code {code})")
+            return
+        if job["cancel_requested_at"] and time.time() - job["cancel_requested_at"] > self.cancel_grace_s:
+            self._append_log(job, f"cancel grace period ({self.cancel_grace_s:.0f} s) passed: killing the worker")
+            if job["pid"]:
+                process.kill_tree(job["pid"])
+            if child is not None:
+                child.wait(timeout=10)
+                self._children.pop(job_id, None)
+            self.store.transition(job_id, ("running",), status="canceled", finished_at=now_iso(),
+                                  error={"code": "CANCELED_KILLED", "message": "Canceled: the worker was stopped after the grace period.",
+                                         "message_ja": "キャンセル: 猶予時間を過ぎたためワーカーを停止しました。"})
+
+    def _append_log(self, job: dict[str, Any], line: str) -> None:
+        with open(self.log_path(job), "a", encoding="utf-8") as fh:
+            fh.write(f"[{time.strftime('%H:%M:%S')}] [host] {line}\n")
+
+    # -- recovery ------------------------------------------------------------------------------
+    def recover(self) -> dict[str, list[str]]:
+        """At start-up: re-attach running jobs whose worker lives, mark the others ``interrupted``."""
+        attached, interrupted = [], []
+        for job in self.store.by_status("running"):
+            if process.is_alive(job["pid"], job["pid_create_time"]):
+                attached.append(job["id"])
+                self._append_log(job, "server restarted: re-attached to the running worker")
+                continue
+            if self.store.transition(job["id"], ("running",), status="interrupted", finished_at=now_iso(), error={
+                "code": "JOB_INTERRUPTED",
+                "message": "The worker was gone when the server started (machine or server stopped). "
+                           + ("Resume it from its last checkpoint." if job["kind"] == "train" else "Re-run it."),
+                "message_ja": "サーバー起動時にワーカーが見つかりませんでした(PC またはサーバーの停止)。"
+                              + ("最後のチェックポイントから再開できます。" if job["kind"] == "train" else "再実行してください。")}):
+                interrupted.append(job["id"])
+                self._append_log(job, "server restarted: the worker was gone, job marked interrupted")
+        return {"attached": attached, "interrupted": interrupted}
+
+    # -- user actions --------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        job = self.store.get(job_id)
+        if job["status"] == "queued":
+            self.store.transition(job_id, ("queued",), status="canceled", finished_at=now_iso())
+        elif job["status"] == "running":
+            if not job["cancel_requested_at"]:
+                self.store.update(job_id, cancel_requested_at=time.time())
+                self._append_log(job, "cancel requested")
+        else:
+            raise LoRAFactoryError(
+                "JOB_NOT_RUNNING", f"ジョブ {job_id} は既に終了しています({job['status_ja']})。",
+                f"Job {job_id} has already ended ({job['status']}).", http_status=409,
+                detail={"status": job["status"]},
+            )
+        return self.store.get(job_id)
+
+    def resume(self, job_id: str) -> str:
+        """Queue an interrupted / failed train job again under the same id, from its last checkpoint."""
+        job = self.store.get(job_id)
+        if job["kind"] != "train" or job["status"] not in ("interrupted", "failed") :
+            raise LoRAFactoryError(
+                "JOB_NOT_RESUMABLE",
+                "再開できるのは中断または失敗した学習ジョブだけです。",
+                "Only an interrupted or failed train job can be resumed.", http_status=409,
+                detail={"status": job["status"], "kind": job["kind"]},
+            )
+        self.store.transition(job_id, ("interrupted", "failed"), status="queued", resume=1, error=None,
+                              finished_at=None, cancel_requested_at=None, pid=None, pid_create_time=None)
+        self._append_log(job, "resume requested: queued again from the last checkpoint")
+        self.tick()
+        return job_id
+
+    def rerun(self, job_id: str, output_name: str | None = None) -> str:
+        """A new job from ``runs/<id>/config.json``; a taken output name gets ``-v2``, ``-v3`` ..."""
+        job = self.store.get(job_id)
+        config_path = self.workspace.run_dir(job_id) / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {
+            "spec": job["spec"], "output_name": job["output_name"]}
+        spec = dict(config["spec"])
+        name = output_name or config.get("output_name")
+        if name and job["kind"] in ("train", "merge", "refine", "download"):
+            name = self.free_output_name(job["kind"], job["modality"], name)
+            spec["output_name"] = name
+        return self.submit(job["kind"], job["modality"], spec, output_name=name, parent_job=job_id)
+
+    def output_destination(self, kind: str, modality: str, name: str) -> Path | None:
+        if kind == "train":
+            return self.workspace.adapters_dir(modality) / name
+        if kind in ("download", "merge"):
+            return self.workspace.models_dir(modality) / name
+        if kind == "refine":
+            return self.workspace.datasets_dir(modality) / f"{name}.jsonl"
+        return None
+
+    def free_output_name(self, kind: str, modality: str, name: str) -> str:
+        base = name
+        for suffix in ("-v", "_v"):
+            if suffix in name and name.rsplit(suffix, 1)[1].isdigit():
+                base = name.rsplit(suffix, 1)[0]
+        candidate, n = name, 1
+        while True:
+            dest = self.output_destination(kind, modality, candidate)
+            if not (dest is not None and dest.exists()) and not self.store.output_name_taken(kind, modality, candidate):
+                return candidate
+            n += 1
+            candidate = f"{base}-v{n}"
+
+    def delete(self, job_id: str, confirm: bool) -> None:
+        job = self.store.get(job_id)
+        if not confirm:
+            raise confirmation_required(job_id)
+        if job["status"] in ("queued", "running"):
+            raise LoRAFactoryError("JOB_ACTIVE", "実行中・待機中のジョブは削除できません。先にキャンセルしてください。",
+                                   "A queued or running job cannot be deleted; cancel it first.", http_status=409)
+        run_dir = self.workspace.run_dir(job_id)
+        home = self.workspace.home
+        if run_dir.exists() and home in run_dir.resolve().parents:
+            shutil.rmtree(run_dir)
+        log = self.log_path(job)
+        if log.exists():
+            log.unlink()
+        self.store.delete(job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.3,
+             on_update: Any = None) -> dict[str, Any]:
+        """Drive the loop until the job ends (the CLI's ``--wait``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.tick()
+            job = self.store.get(job_id)
+            if on_update:
+                on_update(job)
+            if job["status"] in TERMINAL_STATUSES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            time.sleep(poll)

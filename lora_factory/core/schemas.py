@@ -1,0 +1,101 @@
+"""Pydantic models at the HTTP and CLI edges: what a client may send, validated before any work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainStartRequest(StrictModel):
+    base_model: str = Field(description="models/<modality>/<dir> or a bare folder name")
+    dataset: str = Field(description="datasets/<modality>/<file> or a bare file name")
+    output_name: str
+    preset: str = "quick"
+    modality: str = "text"
+    params: dict[str, Any] = Field(default_factory=dict)
+    trust_remote_code: bool = False
+
+
+class RefineRequest(StrictModel):
+    modality: str = "text"
+    dataset: str
+    operations: list[dict[str, Any]] = Field(min_length=1)
+    output_name: str
+
+
+class DownloadRequest(StrictModel):
+    modality: str = "text"
+    repo_id: str = Field(pattern=r"^[A-Za-z0-9][\w\-.]*/[\w\-.]+$|^[A-Za-z0-9][\w\-.]*$")
+    revision: str = "main"
+    name: str | None = None
+    token: str | None = None
+
+
+class ImportRequest(StrictModel):
+    modality: str = "text"
+    source_path: str
+    name: str | None = None
+
+
+class TinyModelRequest(StrictModel):
+    modality: str = "text"
+    name: str = "tiny-demo"
+
+
+class MergeRequest(StrictModel):
+    modality: str = "text"
+    adapter: str
+    base_model: str | None = None
+    output_name: str
+
+
+class EvalRequest(StrictModel):
+    modality: str = "text"
+    adapter: str
+    base_model: str | None = None
+    suite: list[dict[str, Any]] | None = None
+    suite_file: str | None = None
+    dataset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    compare_previous: bool = True
+
+
+class SampleDatasetRequest(StrictModel):
+    modality: str = "text"
+    name: str | None = None
+
+
+class ImportInfoRequest(StrictModel):
+    modality: str = "text"
+    dataset_info_path: str
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(StrictModel):
+    modality: str = "text"
+    base_model: str
+    adapter: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = True
+
+
+class OpenPathRequest(StrictModel):
+    key: str
+
+
+class ConfirmBody(BaseModel):
+    confirm: bool = False
+
+
+class RerunRequest(BaseModel):
+    output_name: str | None = None

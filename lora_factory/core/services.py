@@ -1,0 +1,324 @@
+"""One object that holds the host's parts for a workspace; the routes and the CLI both call it.
+
+Routes stay thin: they validate the body (pydantic), call one method here and return its JSON.
+Every path a client names is resolved inside the workspace here, before a job is queued.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from lora_factory.core.artifacts import ArtifactStore
+from lora_factory.core.catalog import Catalog
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference import InferenceClient
+from lora_factory.core.jobs import JobStore
+from lora_factory.core.plugins import PluginHost, load_plugin_host
+from lora_factory.core.regression import parse_suite
+from lora_factory.core.scheduler import JobManager
+from lora_factory.core.schemas import (
+    ChatRequest,
+    DownloadRequest,
+    EvalRequest,
+    ImportRequest,
+    MergeRequest,
+    RefineRequest,
+    TinyModelRequest,
+    TrainStartRequest,
+)
+from lora_factory.core.workspace import Workspace, safe_name
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("LORA_FACTORY_HOME") or Path.cwd())
+
+
+class Services:
+    def __init__(self, home: Path | str | None = None, plugin_host: PluginHost | None = None) -> None:
+        home_path = Path(home) if home else default_home()
+        home_path.mkdir(parents=True, exist_ok=True)
+        self.workspace = Workspace(home_path, ())
+        self.plugins = plugin_host or load_plugin_host(self.workspace.home)
+        self.workspace.ensure(self.plugins.modalities().keys())
+        self.store = JobStore(self.workspace.db_path)
+        self.jobs = JobManager(self.workspace, self.store)
+        self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        self.catalog = Catalog(self.workspace, self.plugins, self.artifacts)
+        self.inference = InferenceClient(self.workspace.home)
+
+    def close(self) -> None:
+        self.jobs.stop_background()
+        self.inference.close()
+        self.store.close()
+        self.artifacts.close()
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def job_view(self, job_id: str) -> dict[str, Any]:
+        job = self.store.get(job_id)
+        return self.present_job(job)
+
+    def present_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        metrics = job.get("metrics") or {}
+        duration = None
+        if job.get("started_at"):
+            from datetime import datetime, timezone
+
+            start = datetime.fromisoformat(job["started_at"])
+            end = datetime.fromisoformat(job["finished_at"]) if job.get("finished_at") else datetime.now(timezone.utc)
+            duration = max(0.0, (end - start).total_seconds())
+        return {
+            "job_id": job["id"],
+            "id": job["id"],
+            "kind": job["kind"],
+            "modality": job["modality"],
+            "status": job["status"],
+            "status_ja": job["status_ja"],
+            "created_at": job["created_at"],
+            "started_at": job["started_at"],
+            "finished_at": job["finished_at"],
+            "duration": duration,
+            "step": job["step"] or 0,
+            "max_steps": job["max_steps"] or 0,
+            "loss": job["loss"],
+            "eta": metrics.get("eta"),
+            "metrics": metrics,
+            "result": job["result"],
+            "error": job["error"],
+            "queue_position": self.store.queue_position(job),
+            "cancel_requested": bool(job["cancel_requested_at"]),
+            "output_name": job["output_name"],
+            "log_file": str(self.jobs.log_path(job)),
+            "run_dir": str(self.workspace.run_dir(job["id"])),
+            "resume": job["resume"],
+            "attempts": job["attempts"],
+            "parent_job": job["parent_job"],
+            "spec": job["spec"],
+        }
+
+    def list_jobs(self, kind: str | None = None, status: str | None = None, modality: str | None = None,
+                  limit: int = 200) -> list[dict[str, Any]]:
+        return [self.present_job(j) for j in self.store.list(kind, status, modality, limit)]
+
+    def log_tail(self, job_id: str, tail: int = 200) -> dict[str, Any]:
+        job = self.store.get(job_id)
+        path = self.jobs.log_path(job)
+        lines: list[str] = []
+        if path.exists():
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-max(1, min(tail, 5000)):]
+        return {"job_id": job_id, "log_file": str(path), "lines": lines}
+
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        import json
+
+        self.store.get(job_id)
+        path = self.workspace.run_dir(job_id) / "metrics.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line being written right now
+        return out
+
+    # -- submitting work -----------------------------------------------------------------------
+    def _output_name(self, kind: str, modality: str, name: str) -> str:
+        name = safe_name(name, "output name")
+        dest = self.jobs.output_destination(kind, modality, name)
+        if dest is not None and dest.exists():
+            raise LoRAFactoryError("OUTPUT_EXISTS", f"「{name}」は既に存在します。別の名前を指定してください。",
+                                   f"'{name}' already exists; choose another name.", http_status=409,
+                                   detail={"output_name": name})
+        return name
+
+    def start_train(self, req: TrainStartRequest) -> str:
+        self.plugins.require_modality(req.modality)
+        base = self.catalog.model_path(req.modality, req.base_model)
+        dataset = self.catalog.dataset_path(req.modality, req.dataset)
+        output_name = self._output_name("train", req.modality, req.output_name)
+        spec: dict[str, Any] = {
+            "base_model": str(base),
+            "dataset": str(dataset),
+            "base_model_ref": self.workspace.relative(base),
+            "dataset_ref": self.workspace.relative(dataset),
+            "dataset_options": self.catalog.dataset_options(dataset),
+            "output_name": output_name,
+            "preset": req.preset,
+            "params": dict(req.params),
+            "trust_remote_code": req.trust_remote_code,
+        }
+        resolved = self.plugins.hook.resolve_train_spec(modality=req.modality, spec=spec)
+        if resolved is not None:
+            spec = resolved
+        return self.jobs.submit("train", req.modality, spec, output_name=output_name)
+
+    def start_refine(self, req: RefineRequest) -> str:
+        desc = self.plugins.require_modality(req.modality)
+        dataset = self.catalog.dataset_path(req.modality, req.dataset)
+        output_name = safe_name(req.output_name, "output name")
+        if output_name.endswith(".jsonl"):
+            output_name = output_name[: -len(".jsonl")]
+        self._output_name("refine", req.modality, output_name)
+        known = desc.get("refine_operations") or {}
+        operations = []
+        for op in req.operations:
+            name = op.get("op")
+            if name not in known:
+                raise LoRAFactoryError("REFINE_INVALID_OPERATION", f"不明な錬成操作です: {name}",
+                                       f"Unknown refine operation: {name}", detail={"op": name, "known": list(known)})
+            params = dict(op.get("params") or {})
+            generator = params.get("generator")
+            if isinstance(generator, dict) and generator.get("type") == "local":
+                model_ref = generator.get("model") or ""
+                generator["model_path"] = str(self.catalog.model_path(req.modality, model_ref))
+                if generator.get("adapter"):
+                    generator["adapter_path"] = str(self.catalog.adapter_path(req.modality, generator["adapter"]))
+            operations.append({"op": name, "params": params})
+        spec = {
+            "dataset": str(dataset),
+            "dataset_ref": self.workspace.relative(dataset),
+            "dataset_options": self.catalog.dataset_options(dataset),
+            "operations": operations,
+            "output_name": output_name,
+        }
+        return self.jobs.submit("refine", req.modality, spec, output_name=output_name)
+
+    def start_download(self, req: DownloadRequest) -> str:
+        self.plugins.require_modality(req.modality)
+        name = self._output_name("download", req.modality, req.name or req.repo_id.replace("/", "__"))
+        spec = {"source": "hub", "repo_id": req.repo_id, "revision": req.revision, "name": name}
+        if req.token:
+            spec["token"] = req.token
+        return self.jobs.submit("download", req.modality, spec, output_name=name)
+
+    def start_import(self, req: ImportRequest) -> str:
+        self.plugins.require_modality(req.modality)
+        source = Path(req.source_path).expanduser()
+        if not source.is_absolute() or not source.is_dir():
+            raise LoRAFactoryError("IMPORT_SOURCE_NOT_FOUND", f"フォルダ「{req.source_path}」が見つかりません(絶対パスで指定してください)。",
+                                   f"Folder '{req.source_path}' was not found (give an absolute path).",
+                                   http_status=404, detail={"source_path": req.source_path})
+        name = self._output_name("download", req.modality, req.name or source.name)
+        spec = {"source": "local", "local_path": str(source.resolve()), "name": name}
+        return self.jobs.submit("download", req.modality, spec, output_name=name)
+
+    def start_tiny_model(self, req: TinyModelRequest) -> str:
+        desc = self.plugins.require_modality(req.modality)
+        if "tiny_model" not in (desc.get("supports") or []):
+            raise LoRAFactoryError("TINY_MODEL_UNSUPPORTED", f"「{req.modality}」はデモ用の小さなモデルを作成できません。",
+                                   f"Modality '{req.modality}' cannot build an offline demo model.")
+        name = self._output_name("download", req.modality, req.name)
+        return self.jobs.submit("download", req.modality, {"source": "tiny", "name": name}, output_name=name)
+
+    def start_merge(self, req: MergeRequest) -> str:
+        self.plugins.require_modality(req.modality)
+        adapter = self.catalog.adapter_path(req.modality, req.adapter)
+        base = self._adapter_base(req.modality, adapter, req.base_model)
+        name = self._output_name("merge", req.modality, req.output_name)
+        spec = {"adapter": str(adapter), "base_model": str(base), "output_name": name,
+                "adapter_ref": self.workspace.relative(adapter), "base_model_ref": self.workspace.relative(base)}
+        return self.jobs.submit("merge", req.modality, spec, output_name=name)
+
+    def _adapter_base(self, modality: str, adapter: Path, base_ref: str | None) -> Path:
+        if base_ref:
+            return self.catalog.model_path(modality, base_ref)
+        info = self.catalog.adapter_info(modality, adapter)
+        if not info.get("base_model"):
+            raise LoRAFactoryError("BASE_MODEL_REQUIRED", "このアダプターのベースモデルが不明です。base_model を指定してください。",
+                                   "The adapter's base model is unknown; give base_model.")
+        return self.catalog.model_path(modality, info["base_model"])
+
+    def start_eval(self, req: EvalRequest) -> str:
+        self.plugins.require_modality(req.modality)
+        adapter = self.catalog.adapter_path(req.modality, req.adapter)
+        base = self._adapter_base(req.modality, adapter, req.base_model)
+        if req.suite_file:
+            suite = [c.model_dump(exclude_none=True) for c in parse_suite(self.workspace.resolve_inside(req.suite_file))]
+        elif req.suite:
+            parse_suite(req.suite)
+            suite = req.suite
+        else:
+            suite = []
+        dataset = self.catalog.dataset_path(req.modality, req.dataset) if req.dataset else None
+        if not suite and dataset is None:
+            raise LoRAFactoryError("EVAL_NOTHING_TO_DO", "回帰テストかデータセットのどちらかを指定してください。",
+                                   "Give a regression suite or a dataset.")
+        previous = self.catalog.previous_adapter(req.modality, adapter.name) if req.compare_previous else None
+        spec = {
+            "adapter": str(adapter), "base_model": str(base), "suite": suite,
+            "suite_name": Path(req.suite_file).name if req.suite_file else None,
+            "dataset": str(dataset) if dataset else None,
+            "dataset_options": self.catalog.dataset_options(dataset) if dataset else {},
+            "previous_adapter": str(previous) if previous else None,
+            "params": req.params, "adapter_ref": self.workspace.relative(adapter),
+        }
+        return self.jobs.submit("eval", req.modality, spec, output_name=None)
+
+    def import_dataset_info(self, req: Any) -> list[dict[str, Any]]:
+        """Import the datasets an index file lists (LLaMA-Factory's ``dataset_info.json`` for text)."""
+        self.plugins.require_modality(req.modality)
+        index = self.workspace.resolve_inside(req.dataset_info_path)
+        if not index.is_file():
+            raise LoRAFactoryError("DATASET_NOT_FOUND", f"「{req.dataset_info_path}」が見つかりません。",
+                                   f"'{req.dataset_info_path}' was not found.", http_status=404)
+        imported = self.plugins.hook.import_dataset_index(
+            modality=req.modality, path=str(index), datasets_dir=str(self.workspace.datasets_dir(req.modality)))
+        if imported is None:
+            raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{req.modality}」はデータセット一覧の取り込みに対応していません。",
+                                   f"Modality '{req.modality}' cannot import a dataset index.")
+        out = []
+        for item in imported:
+            path = Path(item["file"])
+            self.catalog.record_dataset_meta(path, {"format": item.get("format"), "mapping": item.get("mapping"),
+                                                    "original_name": item.get("name")})
+            info = self.catalog.inspect_dataset(req.modality, path)
+            self.catalog.record_dataset_meta(path, {"format": info.get("format"), "mapping": item.get("mapping"),
+                                                    "encoding": info.get("encoding"), "rows": info.get("rows"),
+                                                    "original_name": item.get("name")})
+            self.artifacts.register("dataset", req.modality, path, meta={"source": "dataset_info.json",
+                                                                          "format": info.get("format")})
+            out.append({"name": path.name, "format": info.get("format"), "rows": info.get("rows")})
+        return out
+
+    # -- inference -----------------------------------------------------------------------------
+    def chat_request(self, req: ChatRequest, with_adapter: bool = True) -> dict[str, Any]:
+        self.plugins.require_modality(req.modality)
+        base = self.catalog.model_path(req.modality, req.base_model)
+        adapter = self.catalog.adapter_path(req.modality, req.adapter) if (req.adapter and with_adapter) else None
+        return {"base_model": str(base), "adapter": str(adapter) if adapter else None,
+                "messages": [m.model_dump() for m in req.messages], "params": req.params, "stream": req.stream}
+
+    # -- desktop -------------------------------------------------------------------------------
+    def open_path(self, key: str) -> dict[str, Any]:
+        keys = self.workspace.open_path_keys()
+        if key not in keys:
+            raise LoRAFactoryError("UNKNOWN_PATH_KEY", f"不明なキーです: {key}", f"Unknown path key: {key}",
+                                   detail={"key": key, "known": sorted(keys)})
+        path = keys[key]
+        path.mkdir(parents=True, exist_ok=True)
+        opened = False
+        if os.environ.get("LORA_FACTORY_NO_OPEN") != "1":
+            opened = open_in_file_manager(path)
+        return {"ok": True, "key": key, "path": str(path), "opened": opened}
+
+
+def open_in_file_manager(path: Path) -> bool:
+    """Open a folder on the desktop of the machine the server runs on; False when there is none."""
+    try:
+        if sys.platform.startswith("win"):
+            os.startfile(str(path))  # type: ignore[attr-defined]
+            return True
+        opener = "open" if platform.system() == "Darwin" else "xdg-open"
+        if platform.system() != "Darwin" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            return False
+        subprocess.Popen([opener, str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        return True
+    except (OSError, FileNotFoundError):
+        return False

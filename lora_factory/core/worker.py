@@ -1,0 +1,156 @@
+"""What runs inside a job's own process: ``python -m lora_factory.core.worker <job_id> --home DIR``.
+
+It loads the same plugins as the server, builds the :class:`JobContext`, calls the hook for the
+job's kind, moves the output into place, registers it with its lineage and writes the final state.
+Whatever happens, the log and the run folder (checkpoints, partial output) stay for the user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lora_factory.core.context import JobContext
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs import JobStore, now_iso
+from lora_factory.core.plugins import load_plugin_host
+from lora_factory.core.workspace import Workspace
+
+HOOK_BY_KIND = {
+    "download": "download_model",
+    "refine": "refine_dataset",
+    "train": "train",
+    "merge": "merge_adapter",
+}
+
+
+def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The highest-numbered ``checkpoint-N`` folder, the one a resumed train continues from."""
+    found = []
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and suffix.isdigit():
+            found.append((int(suffix), path))
+    return max(found)[1] if found else None
+
+
+class ProgressWriter:
+    """Persists progress to the job row, at most every 0.25 s (the last record always lands)."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store = store
+        self.job_id = job_id
+        self._last_write = 0.0
+        self._pending: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending = record
+            if time.monotonic() - self._last_write >= 0.25:
+                self.flush_locked()
+
+    def flush(self) -> None:
+        with self._lock:
+            self.flush_locked()
+
+    def flush_locked(self) -> None:
+        if self._pending is None:
+            return
+        rec = self._pending
+        self.store.update(self.job_id, step=rec.get("step"), max_steps=rec.get("max_steps"),
+                          loss=rec.get("loss"), metrics=rec)
+        self._pending = None
+        self._last_write = time.monotonic()
+
+
+def error_body(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, LoRAFactoryError):
+        return {"code": exc.code, "message": exc.message_en, "message_ja": exc.message_ja, "detail": exc.detail}
+    return {"code": "JOB_FAILED", "message": f"{type(exc).__name__}: {exc}",
+            "message_ja": f"ジョブが失敗しました: {type(exc).__name__}: {exc}", "detail": None}
+
+
+def run_job(job_id: str, home: Path) -> int:
+    from lora_factory.core.finalize import finalize_job  # keeps this module's import light
+
+    plugin_host = load_plugin_host(home)
+    workspace = Workspace(home, plugin_host.modalities().keys())
+    store = JobStore(workspace.db_path)
+    job = store.get(job_id)
+    kind, modality, spec = job["kind"], job["modality"], job["spec"]
+    run_dir = workspace.run_dir(job_id)
+    writer = ProgressWriter(store, job_id)
+
+    def stop_requested() -> bool:
+        return bool(store.get(job_id)["cancel_requested_at"])
+
+    resume_ckpt = latest_checkpoint(run_dir / "checkpoints") if job["resume"] else None
+    ctx = JobContext(job_id, workspace, run_dir, workspace.log_path(kind, job_id), on_progress=writer,
+                     stop_requested=stop_requested, resume_checkpoint=resume_ckpt, kind=kind, modality=modality)
+    ctx.log(f"worker started (pid {os.getpid()}) for {kind} job {job_id}, modality {modality}"
+            + (f", resuming from {resume_ckpt.name}" if resume_ckpt else ""))
+    store.update(job_id, pid=os.getpid())
+    try:
+        if job["resume"] and ctx.output_dir.exists():
+            import shutil
+
+            shutil.rmtree(ctx.output_dir)  # the partial output of the previous attempt is rebuilt
+            ctx.output_dir.mkdir(parents=True)
+        for record in plugin_host.records:
+            if record.error:
+                ctx.log(f"plugin {record.name} not loaded: {record.error}")
+        result = call_hook(plugin_host, kind, modality, spec, ctx)
+        writer.flush()
+        stopped = ctx.should_stop() or bool(result.get("stopped"))
+        result = finalize_job(workspace, store, job, ctx, result, plugin_host, canceled=stopped)
+        final = "canceled" if stopped else "completed"
+        store.update(job_id, status=final, finished_at=now_iso(), result=result, exit_code=0)
+        ctx.log(f"job {final}")
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - every failure must land in the row and the log
+        writer.flush()
+        ctx.log("job failed:\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        status = "canceled" if ctx.should_stop() else "failed"
+        store.update(job_id, status=status, finished_at=now_iso(), error=error_body(exc), exit_code=1)
+        return 1
+
+
+def call_hook(plugin_host: Any, kind: str, modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    if kind == "eval":
+        from lora_factory.core.regression import run_eval_job
+
+        return run_eval_job(plugin_host, modality, spec, ctx)
+    hook = getattr(plugin_host.hook, HOOK_BY_KIND[kind])
+    result = hook(modality=modality, spec=spec, ctx=ctx)
+    if result is None:
+        raise LoRAFactoryError(
+            "HOOK_NOT_IMPLEMENTED",
+            f"モダリティ「{modality}」のプラグインは {HOOK_BY_KIND[kind]} を実装していません。",
+            f"No plugin implements {HOOK_BY_KIND[kind]} for modality '{modality}'.",
+            http_status=400,
+        )
+    return dict(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lora_factory.core.worker")
+    parser.add_argument("job_id")
+    parser.add_argument("--home", required=True)
+    args = parser.parse_args(argv)
+    try:
+        return run_job(args.job_id, Path(args.home))
+    except LoRAFactoryError as exc:
+        print(json.dumps(exc.to_dict(), ensure_ascii=False), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The built-in text plugin: causal LMs with PEFT LoRA / QLoRA, chat, Evol-Instruct and dedup.
+
+Only the hook functions live here. Each imports its working module inside the function: the server
+imports this module at start-up, and torch / transformers must stay out of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lora_factory import __version__, hookimpl
+
+MODALITY = "text"
+SAMPLE_DIR = Path(__file__).parent / "sample_data"
+
+
+def _mine(modality: str) -> bool:
+    return modality == MODALITY
+
+
+@hookimpl
+def describe_modalities() -> list[dict[str, Any]]:
+    from lora_factory.plugins.text.formats import DATASET_EXTENSIONS, DATASET_FORMATS
+    from lora_factory.plugins.text.presets import PRESETS, TRAIN_PARAMS_SCHEMA
+    from lora_factory.plugins.text.refine import REFINE_OPERATIONS
+
+    return [{
+        "id": MODALITY,
+        "label_ja": "テキスト",
+        "label_en": "Text",
+        "presets": PRESETS,
+        "default_preset": "quick",
+        "dataset_formats": DATASET_FORMATS,
+        "dataset_extensions": DATASET_EXTENSIONS,
+        "refine_operations": REFINE_OPERATIONS,
+        "train_params_schema": TRAIN_PARAMS_SCHEMA,
+        "sample_datasets": [str(p) for p in sorted(SAMPLE_DIR.glob("*.jsonl"))],
+        "supports": ["chat", "tiny_model", "merge", "eval_loss", "regression", "evol_instruct", "qlora"],
+    }]
+
+
+@hookimpl
+def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.download import download_text_model
+
+    return download_text_model(spec, ctx)
+
+
+@hookimpl
+def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.refine import run_refine
+
+    return run_refine(spec, ctx)
+
+
+@hookimpl
+def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.presets import resolve_train_params
+
+    params = resolve_train_params(spec.get("preset") or "quick", spec.get("params") or {})
+    return dict(spec, params=params.model_dump(), requested_params=spec.get("params") or {})
+
+
+@hookimpl
+def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.train import train_text_adapter
+
+    return train_text_adapter(spec, ctx)
+
+
+@hookimpl
+def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.inference import chat_events
+
+    return chat_events(request, session)
+
+
+@hookimpl
+def evaluate(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.evaluate import evaluate_text
+
+    return evaluate_text(spec, ctx)
+
+
+@hookimpl
+def merge_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.merge import merge_text_adapter
+
+    return merge_text_adapter(spec, ctx)
+
+
+@hookimpl
+def inspect_model(modality: str, path: str) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.model_info import inspect_text_model
+
+    return inspect_text_model(Path(path))
+
+
+@hookimpl
+def inspect_dataset(modality: str, path: str, options: dict[str, Any]) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.formats import inspect_dataset_file
+
+    return inspect_dataset_file(Path(path), options or {})
+
+
+@hookimpl
+def import_dataset_index(modality: str, path: str, datasets_dir: str) -> list[dict[str, Any]] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.dataset_info import import_dataset_info
+
+    return [dict(item, file=str(item["file"])) for item in import_dataset_info(Path(path), Path(datasets_dir))]
+
+
+__all__ = ["__version__"]

@@ -1,0 +1,70 @@
+"""Held-out loss and perplexity of a base model or base + adapter on a dataset.
+
+Why the training code path: the numbers are only comparable with the training loss when the rows
+are templated, masked (assistant tokens only) and truncated exactly as during training.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from lora_factory.core.errors import LoRAFactoryError
+
+
+def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """``spec``: ``base_model``, ``adapter`` (or None), ``dataset``, ``dataset_options``, ``params``
+    (``max_length``, ``batch_size``, ``max_rows``, ``assistant_only_loss``) -> eval_loss, perplexity, rows, tokens."""
+    import torch
+
+    from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
+    from lora_factory.plugins.text.train_data import IGNORE_INDEX, CausalCollator, encode_rows, load_rows
+
+    params = dict(spec.get("params") or {})
+    max_length = int(params.get("max_length", 1024))
+    batch_size = max(1, int(params.get("batch_size", 4)))
+    max_rows = params.get("max_rows")
+    trust = bool(spec.get("trust_remote_code", False))
+    base = Path(str(spec.get("base_model", "")))
+    adapter = spec.get("adapter")
+    dataset = Path(str(spec.get("dataset", "")))
+    if not dataset.is_file():
+        raise LoRAFactoryError("DATASET_NOT_FOUND", f"データセット「{dataset}」が見つかりません。",
+                               f"The dataset '{dataset}' was not found.", 404, detail={"field": "dataset"})
+
+    tok_source = Path(adapter) if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
+    tokenizer = load_tokenizer(tok_source, trust)
+    rows = load_rows(dataset, spec.get("dataset_options") or {})
+    if max_rows:
+        rows = rows[: int(max_rows)]
+    items = encode_rows(rows, tokenizer, max_length, bool(params.get("assistant_only_loss", True)))
+    device = pick_device()
+    model = load_causal_lm(base, "none", trust, device)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    collate = CausalCollator(tokenizer.pad_token_id)
+    total_loss, total_tokens = 0.0, 0
+    n_batches = (len(items) + batch_size - 1) // batch_size
+    with torch.inference_mode():
+        for b in range(n_batches):
+            if ctx is not None and ctx.should_stop():
+                break
+            batch = {k: v.to(device) for k, v in collate(items[b * batch_size:(b + 1) * batch_size]).items()}
+            labels = batch.pop("labels")
+            logits = model(**batch).logits.float()
+            # token-weighted mean over the whole set (not a mean of batch means)
+            shift_logits, shift_labels = logits[:, :-1], labels[:, 1:]
+            loss = torch.nn.functional.cross_entropy(
+                shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+                ignore_index=IGNORE_INDEX, reduction="sum")
+            total_loss += float(loss)
+            total_tokens += int((shift_labels != IGNORE_INDEX).sum())
+            if ctx is not None:
+                ctx.progress(b + 1, n_batches, loss=float(loss) / max(1, int((shift_labels != IGNORE_INDEX).sum())))
+    eval_loss = total_loss / max(1, total_tokens)
+    return {"eval_loss": eval_loss, "perplexity": math.exp(min(eval_loss, 50.0)), "rows": len(items),
+            "tokens": total_tokens}

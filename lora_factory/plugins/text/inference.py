@@ -1,0 +1,168 @@
+"""Chat with a base model, with or without a LoRA adapter, streaming tokens.
+
+Why a cache in ``session``: the inference worker lives across requests; loading a base model is the
+slow part, so it is loaded once per base path, adapters are attached to it by name, and switching
+adapter (or answering with the base alone) never reloads the base.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lora_factory.core.errors import LoRAFactoryError
+
+_CACHE_KEY = "text"
+
+
+class LoadedBase:
+    """One base model in the cache, with the adapters already attached to it."""
+
+    def __init__(self, path: str, model: Any, tokenizer: Any) -> None:
+        self.path = path
+        self.base_model = model  # the plain transformers model (same object inside the PeftModel)
+        self.model = model  # becomes a PeftModel once an adapter is attached
+        self.tokenizer = tokenizer
+        self.adapters: dict[str, str] = {}  # adapter path -> adapter name
+        self.lock = threading.Lock()
+
+
+def _base_entry(session: Any, base_path: str, trust_remote_code: bool) -> LoadedBase:
+    from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer
+
+    cache: dict[str, Any] = session.cache.setdefault(_CACHE_KEY, {})
+    key = str(Path(base_path).resolve())
+    entry = cache.get(key)
+    if entry is None:
+        if not (Path(key) / "config.json").is_file():
+            raise LoRAFactoryError("MODEL_NOT_FOUND", f"モデル「{base_path}」が見つかりません。",
+                                   f"Model '{base_path}' was not found.", 404, detail={"path": base_path})
+        tokenizer = load_tokenizer(Path(key), trust_remote_code)
+        model = load_causal_lm(Path(key), "none", trust_remote_code)
+        model.eval()
+        entry = LoadedBase(key, model, tokenizer)
+        cache[key] = entry
+    return entry
+
+
+def _activate_adapter(entry: LoadedBase, adapter_path: str) -> str:
+    """Attach (once) and select an adapter on the cached base; returns its name."""
+    from peft import PeftModel
+
+    key = str(Path(adapter_path).resolve())
+    if not (Path(key) / "adapter_config.json").is_file():
+        raise LoRAFactoryError("ADAPTER_NOT_FOUND", f"アダプタ「{adapter_path}」に adapter_config.json がありません。",
+                               f"The adapter '{adapter_path}' has no adapter_config.json.", 404,
+                               detail={"path": adapter_path})
+    name = entry.adapters.get(key)
+    try:
+        if name is None:
+            name = f"a{len(entry.adapters)}"
+            if isinstance(entry.model, PeftModel):
+                entry.model.load_adapter(key, adapter_name=name)
+            else:
+                entry.model = PeftModel.from_pretrained(entry.base_model, key, adapter_name=name)
+            entry.model.eval()
+            entry.adapters[key] = name
+        entry.model.set_adapter(name)
+    except LoRAFactoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise LoRAFactoryError("ADAPTER_LOAD_FAILED", f"アダプタを読み込めません: {exc}",
+                               f"Could not load the adapter: {exc}", 500,
+                               detail={"path": adapter_path, "reason": f"{type(exc).__name__}: {exc}"}) from exc
+    return name
+
+
+def _prompt_ids(tokenizer: Any, request: dict[str, Any]) -> Any:
+    messages = request.get("messages")
+    if messages:
+        text = tokenizer.apply_chat_template(
+            [{"role": m["role"], "content": m["content"]} for m in messages],
+            tokenize=False, add_generation_prompt=True,
+        )
+    elif request.get("prompt") is not None:
+        text = str(request["prompt"])
+    else:
+        raise LoRAFactoryError("INVALID_REQUEST", "messages か prompt を指定してください。",
+                               "Give either messages or prompt.", 422, detail={"field": "messages"})
+    return tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+
+def _generation_kwargs(tokenizer: Any, params: dict[str, Any]) -> dict[str, Any]:
+    temperature = float(params.get("temperature", 0.0) or 0.0)
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": int(params.get("max_new_tokens", 128)),
+        "repetition_penalty": float(params.get("repetition_penalty", 1.0) or 1.0),
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=float(params.get("top_p", 1.0) or 1.0),
+                      top_k=int(params.get("top_k", 0) or 0))
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+def chat_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
+    """Yield ``{"type": "token", "text"}`` events then one ``{"type": "done", "text", "usage", "model"}``."""
+    import contextlib
+
+    import torch
+    from transformers import TextIteratorStreamer
+
+    params = dict(request.get("params") or {})
+    entry = _base_entry(session, str(request.get("base_model", "")), bool(request.get("trust_remote_code", False)))
+    adapter = request.get("adapter")
+    tokenizer = entry.tokenizer
+    input_ids = _prompt_ids(tokenizer, request)
+    gen_kwargs = _generation_kwargs(tokenizer, params)
+    model_name = Path(entry.path).name + (f"+{Path(str(adapter)).name}" if adapter else "")
+
+    with entry.lock:  # one generation at a time per base: adapters are switched on a shared model
+        if adapter:
+            _activate_adapter(entry, str(adapter))
+            scope: Any = contextlib.nullcontext()
+        else:
+            scope = entry.model.disable_adapter() if entry.adapters else contextlib.nullcontext()
+        if params.get("seed") is not None:
+            torch.manual_seed(int(params["seed"]))
+        device = next(entry.model.parameters()).device
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        errors: list[BaseException] = []
+        output: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                with scope, torch.inference_mode():
+                    output["ids"] = entry.model.generate(
+                        input_ids=input_ids.to(device), attention_mask=torch.ones_like(input_ids).to(device),
+                        streamer=streamer, **gen_kwargs,
+                    )
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        pieces: list[str] = []
+        for piece in streamer:
+            if piece:
+                pieces.append(piece)
+                yield {"type": "token", "text": piece}
+        thread.join()
+    if errors:
+        exc = errors[0]
+        raise LoRAFactoryError("GENERATION_FAILED", f"生成に失敗しました: {exc}", f"Generation failed: {exc}", 500,
+                               detail={"reason": f"{type(exc).__name__}: {exc}"}) from exc
+    completion = int(output["ids"].shape[-1] - input_ids.shape[-1]) if "ids" in output else 0
+    yield {
+        "type": "done",
+        "text": "".join(pieces),
+        "usage": {"prompt_tokens": int(input_ids.shape[-1]), "completion_tokens": completion,
+                  "total_tokens": int(input_ids.shape[-1]) + completion},
+        "model": model_name,
+    }

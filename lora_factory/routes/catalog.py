@@ -1,0 +1,159 @@
+"""``/api/models``, ``/api/datasets``, ``/api/adapters``, ``/api/artifacts``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.schemas import (
+    ConfirmBody,
+    DownloadRequest,
+    ImportInfoRequest,
+    ImportRequest,
+    MergeRequest,
+    RefineRequest,
+    SampleDatasetRequest,
+    TinyModelRequest,
+)
+from lora_factory.core.services import Services
+from lora_factory.routes import services
+
+router = APIRouter(tags=["catalog"])
+
+
+# -- models ----------------------------------------------------------------------------------
+@router.get("/api/models")
+def list_models(modality: str = "text", svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"models": svc.catalog.list_models(modality)}
+
+
+@router.post("/api/models/download")
+def download_model(body: DownloadRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"job_id": svc.start_download(body)}
+
+
+@router.post("/api/models/import")
+def import_model(body: ImportRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"job_id": svc.start_import(body)}
+
+
+@router.post("/api/models/tiny")
+def tiny_model(body: TinyModelRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"job_id": svc.start_tiny_model(body)}
+
+
+@router.post("/api/models/merge")
+def merge_model(body: MergeRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"job_id": svc.start_merge(body)}
+
+
+@router.delete("/api/models/{modality}/{name}")
+def delete_model(modality: str, name: str, body: ConfirmBody = Body(default_factory=ConfirmBody),
+                 svc: Services = Depends(services)) -> dict[str, Any]:
+    svc.catalog.delete_model(modality, name, body.confirm)
+    return {"ok": True}
+
+
+# -- datasets --------------------------------------------------------------------------------
+@router.get("/api/datasets")
+def list_datasets(modality: str = "text", svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"datasets": svc.catalog.list_datasets(modality)}
+
+
+@router.post("/api/datasets/upload")
+def upload_dataset(
+    file: UploadFile = File(...),
+    modality: str = Form("text"),
+    name: str | None = Form(None),
+    format: str | None = Form(None),
+    mapping: str | None = Form(None),
+    encoding: str | None = Form(None),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if format and format != "auto":
+        options["format"] = format
+    if encoding and encoding != "auto":
+        options["encoding"] = encoding
+    if mapping:
+        try:
+            options["mapping"] = json.loads(mapping)
+        except json.JSONDecodeError as exc:
+            raise LoRAFactoryError("INVALID_MAPPING", f"列の対応付け (mapping) が JSON ではありません: {exc.msg}",
+                                   f"The column mapping is not valid JSON: {exc.msg}", detail={"field": "mapping"}) from exc
+        if not isinstance(options["mapping"], dict):
+            raise LoRAFactoryError("INVALID_MAPPING", "mapping は JSON オブジェクトで指定してください。",
+                                   "mapping must be a JSON object.", detail={"field": "mapping"})
+    return svc.catalog.upload_dataset(modality, file.filename or "", file.file, name=name or None, options=options)
+
+
+@router.post("/api/datasets/sample")
+def sample_dataset(body: SampleDatasetRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.catalog.add_sample_dataset(body.modality, body.name)
+
+
+@router.post("/api/datasets/import_info")
+def import_dataset_info(body: ImportInfoRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"datasets": svc.import_dataset_info(body)}
+
+
+@router.post("/api/datasets/refine")
+def refine_dataset(body: RefineRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"job_id": svc.start_refine(body)}
+
+
+@router.get("/api/datasets/{modality}/{name}")
+def get_dataset(modality: str, name: str, rows: int = Query(5, ge=1, le=200),
+                svc: Services = Depends(services)) -> dict[str, Any]:
+    svc.plugins.require_modality(modality)
+    return svc.catalog.inspect_dataset(modality, svc.catalog.dataset_path(modality, name), {"preview_rows": rows})
+
+
+@router.get("/api/datasets/{modality}/{name}/lineage")
+def dataset_lineage(modality: str, name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.catalog.dataset_lineage(modality, name)
+
+
+@router.delete("/api/datasets/{modality}/{name}")
+def delete_dataset(modality: str, name: str, body: ConfirmBody = Body(default_factory=ConfirmBody),
+                   svc: Services = Depends(services)) -> dict[str, Any]:
+    svc.catalog.delete_dataset(modality, name, body.confirm)
+    return {"ok": True}
+
+
+# -- adapters & artifacts --------------------------------------------------------------------
+@router.get("/api/adapters")
+def list_adapters(modality: str = "text", svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"adapters": svc.catalog.list_adapters(modality)}
+
+
+@router.get("/api/adapters/{modality}/{name}")
+def get_adapter(modality: str, name: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    svc.plugins.require_modality(modality)
+    return svc.catalog.adapter_info(modality, svc.catalog.adapter_path(modality, name), with_lineage=True)
+
+
+@router.delete("/api/adapters/{modality}/{name}")
+def delete_adapter(modality: str, name: str, body: ConfirmBody = Body(default_factory=ConfirmBody),
+                   svc: Services = Depends(services)) -> dict[str, Any]:
+    svc.catalog.delete_adapter(modality, name, body.confirm)
+    return {"ok": True}
+
+
+@router.get("/api/artifacts")
+def list_artifacts(kind: str | None = None, modality: str | None = None,
+                   svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"artifacts": svc.artifacts.list(kind, modality)}
+
+
+@router.get("/api/artifacts/{artifact_id}")
+def get_artifact(artifact_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.artifacts.get(artifact_id)
+
+
+@router.get("/api/artifacts/{artifact_id}/lineage")
+def artifact_lineage(artifact_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.artifacts.lineage(artifact_id)

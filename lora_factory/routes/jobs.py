@@ -1,0 +1,114 @@
+"""``/api/jobs``: list, inspect, follow (server-sent events), cancel, re-run, resume, delete."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from lora_factory.core.jobs import TERMINAL_STATUSES
+from lora_factory.core.schemas import ConfirmBody, RerunRequest
+from lora_factory.core.services import Services
+from lora_factory.routes import services
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+
+@router.get("")
+def list_jobs(kind: str | None = None, status: str | None = None, modality: str | None = None,
+              limit: int = Query(200, ge=1, le=1000), svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"jobs": svc.list_jobs(kind, status, modality, limit)}
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.job_view(job_id)
+
+
+@router.get("/{job_id}/log")
+def job_log(job_id: str, tail: int = Query(200, ge=1, le=5000), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.log_tail(job_id, tail)
+
+
+@router.get("/{job_id}/metrics")
+def job_metrics(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"metrics": svc.metrics(job_id)}
+
+
+@router.post("/{job_id}/cancel")
+def cancel_job(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    job = svc.jobs.cancel(job_id)
+    return {"ok": True, "status": job["status"]}
+
+
+@router.post("/{job_id}/rerun")
+def rerun_job(job_id: str, body: RerunRequest | None = None, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"job_id": svc.jobs.rerun(job_id, body.output_name if body else None)}
+
+
+@router.post("/{job_id}/resume")
+def resume_job(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"job_id": svc.jobs.resume(job_id)}
+
+
+@router.delete("/{job_id}")
+def delete_job(job_id: str, body: ConfirmBody = Body(default_factory=ConfirmBody),
+               svc: Services = Depends(services)) -> dict[str, Any]:
+    svc.jobs.delete(job_id, body.confirm)
+    return {"ok": True}
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.get("/{job_id}/events")
+async def job_events(job_id: str, request: Request, svc: Services = Depends(services)) -> StreamingResponse:
+    """Progress records, log lines and status changes, as they happen, until the job ends."""
+    svc.store.get(job_id)  # 404 before the stream starts
+
+    async def stream() -> AsyncIterator[str]:
+        job = svc.job_view(job_id)
+        log_path = svc.jobs.log_path(svc.store.get(job_id))
+        metrics_path = svc.workspace.run_dir(job_id) / "metrics.jsonl"
+        log_pos = metrics_pos = 0
+        last_status = None
+        yield "retry: 2000\n\n"
+        while True:
+            if await request.is_disconnected():
+                return
+            job = svc.job_view(job_id)
+            if metrics_path.exists():
+                with open(metrics_path, "rb") as fh:
+                    fh.seek(metrics_pos)
+                    chunk = fh.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                metrics_pos += len(complete)
+                lines = complete.decode("utf-8", errors="replace").splitlines()
+                for line in lines[-50:]:
+                    try:
+                        yield _sse("progress", json.loads(line))
+                    except json.JSONDecodeError:
+                        continue
+            if log_path.exists():
+                with open(log_path, "rb") as fh:
+                    fh.seek(log_pos)
+                    chunk = fh.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                log_pos += len(complete)
+                for line in complete.decode("utf-8", errors="replace").splitlines()[-200:]:
+                    yield _sse("log", {"line": line})
+            if job["status"] != last_status:
+                last_status = job["status"]
+                yield _sse("status", job)
+            if job["status"] in TERMINAL_STATUSES:
+                yield _sse("end", {"status": job["status"]})
+                return
+            await asyncio.sleep(0.4)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,291 @@
+// Small DOM helpers: building elements without innerHTML (no injection from file contents or
+// model output), bilingual text that follows the language switch, notices, busy state, confirm.
+import { t, getLang, applyI18n } from "./i18n.js";
+
+/**
+ * Build an element. attrs: i18n (key), ja/en (literal bilingual text), testid, on* handlers,
+ * class, dataset-like "data-*", and any other attribute. children: nodes or strings.
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "i18n") {
+      el.dataset.i18n = value;
+      el.textContent = t(value);
+    } else if (key === "i18nPlaceholder") {
+      el.dataset.i18nPlaceholder = value;
+      el.placeholder = t(value);
+    } else if (key === "i18nTitle") {
+      el.dataset.i18nTitle = value;
+      el.title = t(value);
+    } else if (key === "i18nAria") {
+      el.dataset.i18nAria = value;
+      el.setAttribute("aria-label", t(value));
+    } else if (key === "text") {
+      el.textContent = value;
+    } else if (key === "bi") {
+      setBilingual(el, value.ja, value.en);
+    } else if (key === "testid") {
+      el.dataset.testid = value;
+    } else if (key === "class") {
+      el.className = value;
+    } else if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2).toLowerCase(), value);
+    } else if (key === "value") {
+      el.value = value;
+    } else if (key === "checked" || key === "disabled" || key === "selected" || key === "hidden") {
+      el[key] = Boolean(value);
+    } else {
+      el.setAttribute(key, value === true ? "" : String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function clear(el) {
+  while (el.firstChild) el.firstChild.remove();
+  return el;
+}
+
+/** Text given in both languages (e.g. an API error): kept on the element so a switch re-renders it. */
+export function setBilingual(el, ja, en) {
+  el.dataset.textJa = ja ?? en ?? "";
+  el.dataset.textEn = en ?? ja ?? "";
+  el.textContent = getLang() === "ja" ? el.dataset.textJa : el.dataset.textEn;
+  return el;
+}
+
+/** Set a translated key on an existing element (status labels, button captions). */
+export function setI18n(el, key, params) {
+  el.dataset.i18n = key;
+  if (params) el.dataset.i18nParams = JSON.stringify(params);
+  else delete el.dataset.i18nParams;
+  el.textContent = t(key, params);
+  return el;
+}
+
+let uid = 0;
+/** A unique id, for <label for> pairs. */
+export function newId(prefix = "f") {
+  uid += 1;
+  return `${prefix}-${uid}`;
+}
+
+/** A labelled form row: <label for> + control, keyboard-usable by construction. */
+export function field(labelKey, control, hintKey) {
+  if (!control.id) control.id = newId();
+  const label = h("label", { for: control.id, i18n: labelKey });
+  return h("div", { class: "field" }, label, control, hintKey ? h("small", { class: "hint", i18n: hintKey }) : null);
+}
+
+export function select(options, attrs = {}) {
+  const el = h("select", attrs);
+  setOptions(el, options);
+  return el;
+}
+
+/** options: [{value, label | i18n | bi}] */
+export function setOptions(el, options, keep = true) {
+  const previous = el.value;
+  clear(el);
+  for (const opt of options) {
+    const o = h("option", { value: opt.value, i18n: opt.i18n, bi: opt.bi, text: opt.label });
+    if (opt.disabled) o.disabled = true;
+    el.append(o);
+  }
+  if (keep && options.some((o) => String(o.value) === previous)) el.value = previous;
+  return el;
+}
+
+// ---- notices ---------------------------------------------------------------------------------
+
+/** Show a readable notice. kind: error | info | success. Errors come from the API in both languages. */
+export function notify(kind, ja, en, detailLines = []) {
+  const area = document.getElementById("notices");
+  const msg = h("span", { class: "notice-text" });
+  setBilingual(msg, ja, en);
+  const close = h("button", { type: "button", class: "notice-close", i18nAria: "common.close", text: "×" });
+  const box = h(
+    "div",
+    { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status", testid: "notice" },
+    msg,
+    detailLines.length ? h("ul", { class: "notice-detail" }, detailLines.map((l) => h("li", { text: l }))) : null,
+    close,
+  );
+  close.addEventListener("click", () => box.remove());
+  area.prepend(box);
+  while (area.children.length > 4) area.lastElementChild.remove();
+  if (kind !== "error") setTimeout(() => box.remove(), 6000);
+  return box;
+}
+
+export function notifyKey(kind, key, params) {
+  return notify(kind, t(key, params, "ja"), t(key, params, "en"));
+}
+
+/** Render any error (ApiError or a JS error) as a notice. */
+export function showError(err) {
+  if (err && err.code) {
+    const lines = [];
+    const errs = err.detail && Array.isArray(err.detail.errors) ? err.detail.errors : [];
+    for (const e of errs.slice(0, 5)) lines.push(`${t("common.line")} ${e.line}: ${e.reason}`);
+    const box = notify("error", err.message_ja || err.message, err.message || err.message_ja, lines);
+    box.dataset.code = err.code;
+    return box;
+  }
+  console.warn(err);
+  return notify("error", `エラー: ${err && err.message ? err.message : err}`, `Error: ${err && err.message ? err.message : err}`);
+}
+
+// ---- busy ------------------------------------------------------------------------------------
+
+let busyCount = 0;
+function renderBusy() {
+  const el = document.getElementById("busy");
+  if (el) el.hidden = busyCount === 0;
+  document.body.classList.toggle("is-busy", busyCount > 0);
+}
+
+/** Run fn while showing the global busy indicator and disabling the button that started it. */
+export async function withBusy(button, fn) {
+  busyCount += 1;
+  renderBusy();
+  if (button) {
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+  }
+  try {
+    return await fn();
+  } catch (err) {
+    showError(err);
+    return undefined;
+  } finally {
+    busyCount -= 1;
+    renderBusy();
+    if (button) {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    }
+  }
+}
+
+// ---- confirm dialog --------------------------------------------------------------------------
+
+/** A modal confirmation (a <dialog>, keyboard-usable); resolves true when the user confirms. */
+export function confirmDialog(ja, en) {
+  return new Promise((resolve) => {
+    const text = h("p", {});
+    setBilingual(text, ja, en);
+    const ok = h("button", { type: "button", class: "danger", i18n: "common.delete", testid: "confirm-ok" });
+    const cancel = h("button", { type: "button", i18n: "common.cancel", testid: "confirm-cancel" });
+    const dlg = h("dialog", { class: "confirm", testid: "confirm-dialog" }, text, h("div", { class: "row end" }, cancel, ok));
+    document.body.append(dlg);
+    const done = (v) => {
+      dlg.close();
+      dlg.remove();
+      resolve(v);
+    };
+    ok.addEventListener("click", () => done(true));
+    cancel.addEventListener("click", () => done(false));
+    dlg.addEventListener("cancel", (ev) => {
+      ev.preventDefault();
+      done(false);
+    });
+    dlg.showModal();
+    cancel.focus();
+  });
+}
+
+/** A modal that shows some content (a log, a lineage) with a close button. */
+export function showModal(titleKey, content) {
+  const close = h("button", { type: "button", i18n: "common.close", testid: "modal-close" });
+  const dlg = h("dialog", { class: "modal", testid: "modal" }, h("h3", { i18n: titleKey }), content, h("div", { class: "row end" }, close));
+  document.body.append(dlg);
+  const done = () => {
+    dlg.close();
+    dlg.remove();
+  };
+  close.addEventListener("click", done);
+  dlg.addEventListener("close", () => dlg.remove());
+  dlg.showModal();
+  return dlg;
+}
+
+// ---- formatting ------------------------------------------------------------------------------
+
+export function formatBytes(n) {
+  if (n === null || n === undefined || Number.isNaN(Number(n))) return "-";
+  let v = Number(n);
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${v >= 10 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}
+
+export function formatDuration(seconds) {
+  if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return "-";
+  let s = Math.max(0, Math.round(Number(seconds)));
+  const hh = Math.floor(s / 3600);
+  s -= hh * 3600;
+  const mm = Math.floor(s / 60);
+  s -= mm * 60;
+  if (hh) return `${hh}:${String(mm).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
+  return `${mm}:${String(s).padStart(2, "0")}`;
+}
+
+export function formatNumber(n, digits = 4) {
+  if (n === null || n === undefined || n === "") return "-";
+  const v = Number(n);
+  if (Number.isNaN(v)) return String(n);
+  if (Number.isInteger(v)) return v.toLocaleString();
+  return v.toPrecision(digits);
+}
+
+export function formatDate(iso) {
+  if (!iso) return "-";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const p = (x) => String(x).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** A generic key/value table for objects whose shape belongs to a plugin (stats, metrics). */
+export function kvTable(obj, testid) {
+  const table = h("table", { class: "kv", testid });
+  const body = h("tbody");
+  for (const [k, v] of Object.entries(obj || {})) {
+    let shown;
+    if (v === null || v === undefined) shown = "-";
+    else if (typeof v === "object") shown = JSON.stringify(v);
+    else if (typeof v === "number") shown = formatNumber(v);
+    else shown = String(v);
+    body.append(h("tr", {}, h("th", { scope: "row", text: k }), h("td", { text: shown })));
+  }
+  table.append(body);
+  return table;
+}
+
+/** Re-apply translations below root (after the language switch). */
+export function relabel(root = document) {
+  applyI18n(root);
+}
+
+/** A default output name: prefix + local timestamp (safe characters only). */
+export function defaultName(prefix) {
+  const d = new Date();
+  const p = (x) => String(x).padStart(2, "0");
+  return `${prefix}_${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}_${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}

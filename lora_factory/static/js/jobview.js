@@ -1,0 +1,208 @@
+// One live view of a job: status, progress bar with step/max_steps, ETA, tokens/s, loss chart,
+// log tail, cancel. Used by the 学習 tab, the wizard, model downloads and data refinement; the
+// testid prefix keeps the hooks unique ("" for the 学習 tab: job-progress, job-status, ...).
+import { TERMINAL, get, post, watchJob } from "./api.js";
+import { createLossChart } from "./chart.js";
+import { formatBytes, formatDuration, formatNumber, h, setI18n, showError, withBusy } from "./dom.js";
+
+const TOKENS_KEYS = ["tokens_per_second", "tokens_per_sec", "train_tokens_per_second", "tokens/s", "tok_s"];
+
+export function statusKey(status) {
+  return `status.${status || "queued"}`;
+}
+
+/**
+ * @param {object} opts
+ *   prefix: testid prefix ("" or "wizard-" ...); bytes: progress counts bytes (downloads);
+ *   chart: show the loss chart; cancellable: show a cancel button; cancelTestid: its testid;
+ *   onEnd(job): called once at the terminal status.
+ */
+export function createJobView(opts = {}) {
+  const prefix = opts.prefix || "";
+  const tid = (name) => `${prefix}${name}`;
+  const status = h("span", { class: "badge", testid: tid("job-status"), i18n: "status.none" });
+  const jobIdEl = h("code", { class: "muted", testid: tid("job-id") });
+  const bar = h("progress", { max: 1, value: 0, class: "progress", testid: tid("job-bar") });
+  const progressText = h("span", { class: "mono", testid: tid("job-progress"), text: "0/0" });
+  const percent = h("span", { class: "muted mono", text: "" });
+  const eta = h("span", { class: "mono", testid: tid("job-eta"), text: "-" });
+  const loss = h("span", { class: "mono", testid: tid("job-loss"), text: "-" });
+  const speed = h("span", { class: "mono", testid: tid("job-speed"), text: "-" });
+  const errorBox = h("div", { class: "job-error", hidden: true, role: "alert", testid: tid("job-error") });
+  const logPre = h("pre", { class: "log", testid: tid("job-log"), tabindex: "0" });
+  const cancel = h("button", { type: "button", class: "danger", i18n: "job.cancel", testid: opts.cancelTestid || tid("job-cancel"), disabled: true });
+  const chartBox = h("div", { class: "chart" });
+
+  const stats = h(
+    "dl",
+    { class: "job-stats" },
+    h("div", {}, h("dt", { i18n: "job.progress" }), h("dd", {}, progressText, " ", percent)),
+    h("div", {}, h("dt", { i18n: "job.eta" }), h("dd", {}, eta)),
+    opts.bytes ? null : h("div", {}, h("dt", { i18n: "job.loss" }), h("dd", {}, loss)),
+    opts.bytes ? null : h("div", {}, h("dt", { i18n: "job.speed" }), h("dd", {}, speed)),
+  );
+
+  const root = h(
+    "section",
+    { class: "jobview", hidden: true, testid: tid("job-view"), "aria-live": "polite" },
+    h("div", { class: "row between" }, h("div", { class: "row" }, h("strong", { i18n: "job.title" }), jobIdEl, status), cancel),
+    bar,
+    stats,
+    errorBox,
+    opts.chart === false ? null : chartBox,
+    h("details", { class: "logbox", open: opts.logOpen !== false }, h("summary", { i18n: "job.log" }), logPre),
+  );
+
+  let chart = null;
+  let stopWatch = null;
+  let currentId = null;
+  let ended = false;
+  const logLines = [];
+
+  function setProgress(rec) {
+    if (!rec) return;
+    const step = Number(rec.step ?? 0);
+    const max = Number(rec.max_steps ?? 0);
+    if (opts.bytes) progressText.textContent = `${formatBytes(step)}/${max ? formatBytes(max) : "?"}`;
+    else progressText.textContent = `${step}/${max}`;
+    // The raw counts stay readable by tests and tools even when shown as bytes.
+    progressText.dataset.step = String(step);
+    progressText.dataset.maxSteps = String(max);
+    if (max > 0) {
+      bar.max = max;
+      bar.value = Math.min(step, max);
+      percent.textContent = `(${Math.floor((100 * Math.min(step, max)) / max)}%)`;
+    } else {
+      bar.removeAttribute("value");
+    }
+    if (rec.eta !== undefined && rec.eta !== null) eta.textContent = formatDuration(rec.eta);
+    if (rec.loss !== undefined && rec.loss !== null) {
+      loss.textContent = formatNumber(rec.loss);
+      if (chart) chart.push(step, Number(rec.loss));
+    }
+    for (const key of TOKENS_KEYS) {
+      if (rec[key] !== undefined && rec[key] !== null) {
+        speed.textContent = `${formatNumber(Number(rec[key]), 3)} tok/s`;
+        break;
+      }
+    }
+  }
+
+  function appendLog(line) {
+    if (line === undefined || line === null) return;
+    logLines.push(String(line));
+    if (logLines.length > 300) logLines.splice(0, logLines.length - 300);
+    const atBottom = logPre.scrollTop + logPre.clientHeight >= logPre.scrollHeight - 8;
+    logPre.textContent = logLines.join("\n");
+    if (atBottom) logPre.scrollTop = logPre.scrollHeight;
+  }
+
+  function setStatus(job) {
+    if (!job) return;
+    setI18n(status, statusKey(job.status));
+    status.dataset.status = job.status;
+    status.className = `badge badge-${job.status}`;
+    cancel.disabled = TERMINAL.has(job.status) || !opts.cancellable;
+    cancel.hidden = !opts.cancellable;
+    if (job.error) {
+      errorBox.hidden = false;
+      errorBox.dataset.textJa = `${job.error.message_ja || job.error.message || ""} [${job.error.code || ""}]`;
+      errorBox.dataset.textEn = `${job.error.message || job.error.message_ja || ""} [${job.error.code || ""}]`;
+      errorBox.textContent = document.documentElement.lang === "en" ? errorBox.dataset.textEn : errorBox.dataset.textJa;
+    }
+    if (job.status === "completed" && job.max_steps && !opts.bytes) setProgress({ step: job.step ?? job.max_steps, max_steps: job.max_steps });
+  }
+
+  cancel.addEventListener("click", () =>
+    withBusy(cancel, async () => {
+      if (!currentId) return;
+      if (opts.cancelPath) await post(opts.cancelPath(currentId));
+      else await post(`/api/jobs/${encodeURIComponent(currentId)}/cancel`);
+      cancel.disabled = true;
+    }),
+  );
+
+  /** Start following a job id (stops following the previous one). */
+  async function follow(jobId) {
+    if (stopWatch) stopWatch();
+    currentId = jobId;
+    ended = false;
+    logLines.length = 0;
+    logPre.textContent = "";
+    errorBox.hidden = true;
+    root.hidden = false;
+    jobIdEl.textContent = jobId;
+    progressText.textContent = "0/0";
+    percent.textContent = "";
+    eta.textContent = "-";
+    loss.textContent = "-";
+    speed.textContent = "-";
+    bar.value = 0;
+    cancel.hidden = !opts.cancellable;
+    cancel.disabled = !opts.cancellable;
+    setI18n(status, "status.queued");
+    if (opts.chart !== false) {
+      chartBox.replaceChildren();
+      chart = createLossChart(chartBox);
+    }
+    // Catch up with what already happened (a job opened from the history, or a reconnect).
+    try {
+      const [job, metrics, log] = await Promise.all([
+        get(`/api/jobs/${encodeURIComponent(jobId)}`),
+        opts.chart === false ? Promise.resolve({ metrics: [] }) : get(`/api/jobs/${encodeURIComponent(jobId)}/metrics`).catch(() => ({ metrics: [] })),
+        get(`/api/jobs/${encodeURIComponent(jobId)}/log?tail=100`).catch(() => ({ lines: [] })),
+      ]);
+      if (currentId !== jobId) return;
+      for (const rec of metrics.metrics || []) setProgress(rec);
+      for (const line of log.lines || []) appendLog(line);
+      setStatus(job);
+      if (job.max_steps) setProgress({ ...(job.metrics || {}), step: job.step, max_steps: job.max_steps, eta: job.eta });
+      if (TERMINAL.has(job.status)) {
+        end(job);
+        return;
+      }
+    } catch (err) {
+      showError(err);
+    }
+    const seenLog = logLines.length;
+    let skipped = 0;
+    stopWatch = watchJob(jobId, {
+      onProgress: (rec) => currentId === jobId && setProgress(rec),
+      onLog: (line) => {
+        if (currentId !== jobId) return;
+        // The event stream replays the log from its start: skip the lines already shown.
+        if (skipped < seenLog && logLines[skipped] === line) {
+          skipped += 1;
+          return;
+        }
+        skipped = seenLog;
+        appendLog(line);
+      },
+      onStatus: (job) => currentId === jobId && setStatus(job),
+      onEnd: (job) => currentId === jobId && end(job),
+    });
+  }
+
+  function end(job) {
+    if (ended) return;
+    ended = true;
+    setStatus(job);
+    cancel.disabled = true;
+    if (opts.onEnd) opts.onEnd(job);
+  }
+
+  return {
+    root,
+    follow,
+    get jobId() {
+      return currentId;
+    },
+    stop: () => stopWatch && stopWatch(),
+  };
+}
+
+export function describeJobResult(job) {
+  return job && job.result ? job.result : {};
+}
+
+export { withBusy };

@@ -1,0 +1,155 @@
+// 履歴: every job with filters (kind, status, modality), duration, final loss; open the log,
+// re-run, delete with confirmation; the adapters with their lineage and regression results.
+import { del, get, post } from "../api.js";
+import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notifyKey, select, setI18n, showModal, withBusy } from "../dom.js";
+import { statusKey } from "../jobview.js";
+import { listAdapters } from "../lists.js";
+
+const KINDS = ["download", "refine", "train", "eval", "merge"];
+const STATUSES = ["queued", "running", "completed", "failed", "canceled", "interrupted"];
+
+function finalLoss(job) {
+  const r = job.result || {};
+  return r.final_loss ?? r.train_loss ?? job.loss ?? (job.metrics && job.metrics.loss);
+}
+
+export function mount(panel, app) {
+  const kindSel = select([{ value: "", i18n: "common.all" }, ...KINDS.map((k) => ({ value: k, i18n: `kind.${k}` }))], { testid: "history-kind" });
+  const statusSel = select([{ value: "", i18n: "common.all" }, ...STATUSES.map((s) => ({ value: s, i18n: statusKey(s) }))], { testid: "history-status" });
+  const modalitySel = select([{ value: "", i18n: "common.all" }, ...app.modalities.map((mm) => ({ value: mm.id, bi: { ja: mm.label_ja || mm.id, en: mm.label_en || mm.id } }))], { testid: "history-modality" });
+  const reload = h("button", { type: "button", i18n: "common.reload", testid: "history-reload" });
+  const tbody = h("tbody", { testid: "history-list" });
+  const adaptersBody = h("tbody", { testid: "adapter-list" });
+
+  const heads = (keys) => h("thead", {}, h("tr", {}, keys.map((k) => h("th", { scope: "col", i18n: k }))));
+  panel.append(
+    h("h2", { i18n: "tab.history" }),
+    h("div", { class: "card" }, h("div", { class: "filters" }, field("history.kind", kindSel), field("history.status", statusSel), field("history.modality", modalitySel), reload)),
+    h(
+      "div",
+      { class: "card" },
+      h("h3", { i18n: "history.jobs" }),
+      h("div", { class: "table-wrap" }, h("table", { class: "list" }, heads(["history.id", "history.kind", "history.modality", "history.status", "history.created", "history.duration", "history.final_loss", "common.actions"]), tbody)),
+    ),
+    h(
+      "div",
+      { class: "card" },
+      h("h3", { i18n: "history.adapters" }),
+      h("div", { class: "table-wrap" }, h("table", { class: "list" }, heads(["history.name", "train.base_model", "train.dataset", "history.id", "history.created", "history.final_loss", "common.actions"]), adaptersBody)),
+    ),
+  );
+
+  async function openLog(job) {
+    const data = await get(`/api/jobs/${encodeURIComponent(job.id)}/log?tail=500`);
+    showModal("history.log", h("div", {}, h("code", { class: "muted", text: data.log_file || job.log_file || "" }), h("pre", { class: "log tall", testid: "history-log", text: (data.lines || []).join("\n") })));
+  }
+
+  async function loadJobs() {
+    const q = new URLSearchParams({ limit: "200" });
+    if (kindSel.value) q.set("kind", kindSel.value);
+    if (statusSel.value) q.set("status", statusSel.value);
+    if (modalitySel.value) q.set("modality", modalitySel.value);
+    const { jobs } = await get(`/api/jobs?${q}`);
+    tbody.replaceChildren();
+    if (!jobs || !jobs.length) {
+      tbody.append(h("tr", {}, h("td", { colspan: 8, class: "muted", i18n: "history.empty" })));
+      return;
+    }
+    for (const job of jobs) {
+      const logBtn = h("button", { type: "button", class: "small", i18n: "history.open_log", onclick: () => withBusy(logBtn, () => openLog(job)) });
+      const rerunBtn = h("button", { type: "button", class: "small", i18n: "history.rerun", testid: `history-rerun-${job.id}` });
+      rerunBtn.addEventListener("click", () =>
+        withBusy(rerunBtn, async () => {
+          const { job_id: jobId } = await post(`/api/jobs/${encodeURIComponent(job.id)}/rerun`);
+          notifyKey("success", "history.rerun_started", { id: jobId });
+          if (job.kind === "train") app.followTraining(jobId);
+          else await loadJobs();
+        }),
+      );
+      const watchBtn = job.kind === "train" ? h("button", { type: "button", class: "small", i18n: "common.view", onclick: () => app.followTraining(job.id) }) : null;
+      const delBtn = h("button", { type: "button", class: "small danger", i18n: "common.delete", testid: `history-delete-${job.id}` });
+      delBtn.addEventListener("click", () =>
+        withBusy(delBtn, async () => {
+          const ok = await confirmDialog(`ジョブ ${job.id} の記録(実行フォルダとログ)を削除しますか?`, `Delete the record of job ${job.id} (its run folder and log)?`);
+          if (!ok) return;
+          await del(`/api/jobs/${encodeURIComponent(job.id)}`);
+          await loadJobs();
+        }),
+      );
+      const status = setI18n(h("span", { class: `badge badge-${job.status}` }), statusKey(job.status));
+      tbody.append(
+        h(
+          "tr",
+          { testid: `history-row-${job.id}` },
+          h("td", {}, h("code", { text: job.id })),
+          h("td", { i18n: `kind.${job.kind}` }),
+          h("td", { text: job.modality || "-" }),
+          h("td", {}, status),
+          h("td", { text: formatDate(job.created_at) }),
+          h("td", { class: "num", text: formatDuration(job.duration) }),
+          h("td", { class: "num", text: formatNumber(finalLoss(job)) }),
+          h("td", { class: "actions" }, watchBtn, logBtn, rerunBtn, delBtn),
+        ),
+      );
+    }
+  }
+
+  async function showAdapter(a) {
+    const data = await get(`/api/adapters/${encodeURIComponent(app.modality)}/${encodeURIComponent(a.name)}`);
+    const { evals, metrics, lineage, ...rest } = data;
+    const evalList = Array.isArray(evals) ? evals : evals ? [evals] : [];
+    showModal(
+      "history.adapter_detail",
+      h(
+        "div",
+        { testid: "adapter-detail" },
+        kvTable(rest),
+        metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(metrics)) : null,
+        lineage ? h("div", {}, h("h4", { i18n: "refine.lineage" }), h("pre", { class: "log", text: JSON.stringify(lineage, null, 2) })) : null,
+        h("h4", { i18n: "history.evals" }),
+        evalList.length ? evalList.map((e) => kvTable(e)) : h("p", { class: "muted", i18n: "history.no_evals" }),
+      ),
+    );
+  }
+
+  async function loadAdapters() {
+    const adapters = await listAdapters(app.modality);
+    adaptersBody.replaceChildren();
+    if (!adapters.length) {
+      adaptersBody.append(h("tr", {}, h("td", { colspan: 7, class: "muted", i18n: "history.no_adapters" })));
+      return;
+    }
+    for (const a of adapters) {
+      const showBtn = h("button", { type: "button", class: "small", i18n: "common.view", testid: `adapter-view-${a.name}` });
+      showBtn.addEventListener("click", () => withBusy(showBtn, () => showAdapter(a)));
+      const delBtn = h("button", { type: "button", class: "small danger", i18n: "common.delete", testid: `adapter-delete-${a.name}` });
+      delBtn.addEventListener("click", () =>
+        withBusy(delBtn, async () => {
+          const ok = await confirmDialog(`アダプタ「${a.name}」を削除しますか? この操作は元に戻せません。`, `Delete the adapter "${a.name}"? This cannot be undone.`);
+          if (!ok) return;
+          await del(`/api/adapters/${encodeURIComponent(app.modality)}/${encodeURIComponent(a.name)}`);
+          await loadAdapters();
+        }),
+      );
+      const evalCount = Array.isArray(a.evals) ? a.evals.length : 0;
+      adaptersBody.append(
+        h(
+          "tr",
+          { testid: `adapter-row-${a.name}` },
+          h("td", {}, a.name, evalCount ? h("span", { class: "badge", text: ` ${evalCount} eval` }) : null),
+          h("td", { text: a.base_model || "-" }),
+          h("td", { text: a.dataset || "-" }),
+          h("td", {}, h("code", { text: a.job_id || "-" })),
+          h("td", { text: formatDate(a.created_at) }),
+          h("td", { class: "num", text: formatNumber(a.metrics && (a.metrics.final_loss ?? a.metrics.train_loss)) }),
+          h("td", { class: "actions" }, showBtn, delBtn),
+        ),
+      );
+    }
+  }
+
+  const refresh = () => withBusy(reload, () => Promise.all([loadJobs(), loadAdapters()]));
+  for (const el of [kindSel, statusSel, modalitySel]) el.addEventListener("change", () => withBusy(null, loadJobs));
+  reload.addEventListener("click", refresh);
+  return { onShow: refresh };
+}

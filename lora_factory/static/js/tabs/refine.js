@@ -1,0 +1,125 @@
+// データ錬成: operations and their parameters come from the plugin's declared schema
+// (refine_operations[op].params_schema); the run is a job; its report is job.result; the lineage
+// of versions comes from GET /api/datasets/{m}/{name}/lineage.
+import { get, post } from "../api.js";
+import { defaultName, field, formatDate, h, kvTable, newId, select, setBilingual, withBusy } from "../dom.js";
+import { createJobView } from "../jobview.js";
+import { fillDatasetSelect, listDatasets } from "../lists.js";
+import { schemaForm } from "../schema_form.js";
+
+function operationsOf(info) {
+  const ops = info.refine_operations || {};
+  if (Array.isArray(ops)) return ops.map((o) => [o.op || o.name || o.id, o]);
+  return Object.entries(ops);
+}
+
+function nameOfRef(ref) {
+  return String(ref || "").split("/").pop();
+}
+
+export function mount(panel, app) {
+  const m = app.modality;
+  const info = app.info();
+  const dataSel = select([], { testid: "refine-dataset" });
+  const outName = h("input", { type: "text", testid: "refine-output-name", value: defaultName("refined"), autocomplete: "off" });
+  const runBtn = h("button", { type: "submit", class: "primary", i18n: "refine.run", testid: "refine-run" });
+  const report = h("div", { class: "card", hidden: true, testid: "refine-report" });
+  const lineage = h("div", { testid: "refine-lineage" });
+  const ops = [];
+
+  const opsBox = h("div", { class: "ops", testid: "refine-ops" });
+  const declared = operationsOf(info);
+  if (!declared.length) opsBox.append(h("p", { class: "muted", i18n: "refine.no_ops" }));
+  for (const [name, op] of declared) {
+    const id = newId("op");
+    const check = h("input", { type: "checkbox", id, testid: `refine-op-${name}` });
+    const label = h("label", { for: id });
+    setBilingual(label, op.label_ja || name, op.label_en || name);
+    const form = schemaForm(op.params_schema, { idPrefix: `refine-${name}` });
+    const params = h("div", { class: "op-params", hidden: true }, form.root);
+    check.addEventListener("change", () => (params.hidden = !check.checked));
+    const desc = op.description_ja || op.description_en ? h("small", { class: "hint" }) : null;
+    if (desc) setBilingual(desc, op.description_ja || op.description_en, op.description_en || op.description_ja);
+    opsBox.append(h("div", { class: "op" }, h("div", { class: "field check" }, check, label), desc, form.empty ? null : params));
+    ops.push({ name, check, form });
+  }
+
+  const jobView = createJobView({
+    prefix: "refine-",
+    chart: false,
+    cancellable: true,
+    logOpen: false,
+    onEnd: async (job) => {
+      if (job.status === "completed") showReport(job.result || {});
+      await refresh();
+    },
+  });
+
+  const formEl = h(
+    "form",
+    { class: "card form-grid", novalidate: true },
+    field("refine.dataset", dataSel),
+    field("refine.output_name", outName),
+    h("div", { class: "full" }, h("h3", { i18n: "refine.operations" }), opsBox),
+    h("div", { class: "row full" }, runBtn),
+  );
+
+  panel.append(h("h2", { i18n: "tab.refine" }), h("p", { class: "lead", i18n: "refine.lead" }), formEl, jobView.root, report, h("div", { class: "card" }, h("h3", { i18n: "refine.lineage" }), lineage));
+
+  function showReport(result) {
+    report.hidden = false;
+    const { examples, removed, ...rest } = result;
+    report.replaceChildren(
+      h("h3", { i18n: "refine.report" }),
+      kvTable(rest, "refine-report-table"),
+      removed && Object.keys(removed).length ? h("div", {}, h("h4", { i18n: "refine.removed" }), kvTable(removed, "refine-removed")) : null,
+      Array.isArray(examples) && examples.length ? h("div", {}, h("h4", { i18n: "refine.examples" }), h("pre", { class: "log", text: examples.map((e) => (typeof e === "string" ? e : JSON.stringify(e))).join("\n") })) : null,
+    );
+  }
+
+  async function showLineage() {
+    const name = nameOfRef(dataSel.value);
+    if (!name) {
+      lineage.replaceChildren(h("p", { class: "muted", i18n: "datasets.empty" }));
+      return;
+    }
+    const data = await get(`/api/datasets/${encodeURIComponent(m)}/${encodeURIComponent(name)}/lineage`);
+    const versions = data.versions || [];
+    const list = h("ol", { class: "lineage" });
+    for (const v of versions) {
+      const opsText = (v.operations || (v.operation ? [v.operation] : [])).map((o) => (typeof o === "string" ? o : o.op)).join(" → ");
+      list.append(
+        h(
+          "li",
+          { testid: "lineage-version" },
+          h("strong", { text: v.name }),
+          v.parent ? h("span", { class: "muted", text: ` ← ${v.parent}` }) : null,
+          opsText ? h("div", { class: "mono", text: opsText }) : null,
+          v.counts ? h("div", { class: "muted", text: JSON.stringify(v.counts) }) : null,
+          h("div", { class: "muted", text: `${formatDate(v.created_at)}${v.job_id ? ` · ${v.job_id}` : ""}` }),
+        ),
+      );
+    }
+    lineage.replaceChildren(versions.length ? list : h("p", { class: "muted", i18n: "refine.no_lineage" }));
+  }
+
+  dataSel.addEventListener("change", () => withBusy(null, showLineage));
+
+  formEl.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    withBusy(runBtn, async () => {
+      const operations = ops.filter((o) => o.check.checked).map((o) => ({ op: o.name, params: o.form.values() }));
+      const { job_id: jobId } = await post("/api/datasets/refine", { modality: m, dataset: dataSel.value, operations, output_name: outName.value.trim() });
+      report.hidden = true;
+      jobView.follow(jobId);
+      outName.value = defaultName("refined");
+    });
+  });
+
+  async function refresh() {
+    fillDatasetSelect(dataSel, await listDatasets(m));
+    await showLineage();
+  }
+
+  return { onShow: refresh };
+}

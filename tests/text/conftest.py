@@ -1,0 +1,119 @@
+"""Fixtures for the text plugin's ML tests: one tiny model per session, a memorisable chat set."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from lora_factory.core.context import JobContext
+from lora_factory.core.workspace import Workspace
+
+# Short, distinctive answers the tiny model can memorise in a few dozen steps.
+MEMO_ROWS = [
+    ("日本の首都は?", "東京です。"),
+    ("富士山の高さは?", "3776メートルです。"),
+    ("あなたの名前は?", "ロラです。"),
+    ("好きな動物は?", "猫が好きです。"),
+    ("一番高い山は?", "富士山です。"),
+    ("挨拶をして", "こんにちは!"),
+    ("1たす1は?", "2です。"),
+    ("LoRAとは?", "少ないパラメータで調整する方法です。"),
+]
+
+
+def _ensure_formats_module() -> None:
+    """Until the colleague's formats.py exists, read canonical JSONL (tests only, never product code)."""
+    try:
+        import lora_factory.plugins.text.formats  # noqa: F401
+        return
+    except ImportError:
+        pass
+
+    def load_conversations(path: Path, options: dict | None = None) -> list[dict]:
+        rows = []
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rows.append(json.loads(line))
+        return rows
+
+    module = types.ModuleType("lora_factory.plugins.text.formats")
+    module.load_conversations = load_conversations  # type: ignore[attr-defined]
+    sys.modules["lora_factory.plugins.text.formats"] = module
+
+
+_ensure_formats_module()
+
+
+def write_chat_jsonl(path: Path, rows: list[tuple[str, str]], system: str | None = None) -> Path:
+    lines = []
+    for question, answer in rows:
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        lines.append(json.dumps({"messages": messages}, ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lora_factory.plugins.text.tiny_model import build_tiny_text_model
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-chat"
+    build_tiny_text_model(out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def memo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_chat_jsonl(tmp_path_factory.mktemp("data") / "memo.jsonl", MEMO_ROWS)
+
+
+class StopAfterContext(JobContext):
+    """A real JobContext whose stop flag turns true after ``stop_after`` progress reports."""
+
+    def __init__(self, *args, stop_after: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop_after = stop_after
+        self.records: list[dict] = []
+        self.lines: list[str] = []
+
+    def progress(self, step, max_steps, loss=None, **metrics):  # noqa: ANN001
+        super().progress(step, max_steps, loss, **metrics)
+        self.records.append(self.last_metrics)
+
+    def log(self, message: str) -> None:
+        super().log(message)
+        self.lines.append(message)
+
+    def should_stop(self) -> bool:
+        return self.stop_after is not None and len(self.records) >= self.stop_after
+
+
+def make_ctx(home: Path, job_id: str = "job1", kind: str = "train", **kwargs) -> StopAfterContext:
+    ws = Workspace(home)
+    return StopAfterContext(job_id, ws, ws.run_dir(job_id), ws.log_path(kind, job_id), kind=kind, modality="text",
+                            **kwargs)
+
+
+@pytest.fixture
+def ctx_factory():
+    """``ctx_factory(home, job_id, kind=..., stop_after=..., resume_checkpoint=...)`` -> a real JobContext."""
+    return make_ctx
+
+
+@pytest.fixture(scope="session")
+def trained_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, memo_dataset: Path) -> dict:
+    """One quick-preset run shared by the train, inference, merge and eval tests."""
+    from lora_factory.plugins.text.train import train_text_adapter
+
+    home = tmp_path_factory.mktemp("ws")
+    ctx = make_ctx(home, "shared_train")
+    spec = {"base_model": str(tiny_model), "dataset": str(memo_dataset), "dataset_options": {},
+            "preset": "quick", "params": {"num_epochs": 30, "save_steps": 1000}, "output_name": "memo",
+            "base_model_ref": "models/text/tiny-chat", "dataset_ref": "datasets/text/memo.jsonl"}
+    result = train_text_adapter(spec, ctx)
+    return {"result": result, "path": Path(ctx.output_dir), "ctx": ctx}

@@ -1,0 +1,238 @@
+"""Download from a local fake Hub (HTTP on 127.0.0.1), local import, tiny build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.plugins.text.download import download_text_model, select_repo_files
+from lora_factory.plugins.text.model_info import inspect_text_model
+
+REPO = "acme/tiny-chat"
+COMMIT = "a" * 40
+
+
+def _fake_hub(files: dict[str, bytes], fail_first_get: set[str] | None = None):
+    """A Hub look-alike for the endpoints huggingface_hub 2.x calls: model info, HEAD/GET resolve."""
+    log: list[tuple[str, str, str | None]] = []
+    fail = set(fail_first_get or ())
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _not_found(self, code: str = "RepoNotFound"):
+            self.send_response(404)
+            self.send_header("X-Error-Code", code)
+            self.send_header("Content-Type", "application/json")
+            body = json.dumps({"error": "not found"}).encode()
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _file(self, head: bool):
+            path = unquote(urlparse(self.path).path)
+            prefix = f"/{REPO}/resolve/"
+            if not path.startswith(prefix):
+                return self._not_found()
+            _rev, _, name = path[len(prefix):].partition("/")
+            if name not in files:
+                return self._not_found("EntryNotFound")
+            data = files[name]
+            rng = self.headers.get("Range")
+            log.append((self.command, name, rng))
+            start = 0
+            if rng and rng.startswith("bytes="):
+                start = int(rng[6:].split("-")[0])
+            if not head and name in fail:
+                fail.discard(name)
+                self.send_response(500)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206 if start else 200)
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
+            self.send_header("Content-Length", str(len(data) - start))
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            if not head:
+                self.wfile.write(data[start:])
+
+        def do_HEAD(self):
+            self._file(head=True)
+
+        def do_GET(self):
+            path = unquote(urlparse(self.path).path)
+            if path.startswith("/api/models/"):
+                repo = path[len("/api/models/"):].split("/revision/")[0]
+                log.append(("GET", "info", None))
+                if repo != REPO:
+                    return self._not_found()
+                body = json.dumps({
+                    "id": REPO, "modelId": REPO, "sha": COMMIT, "private": False,
+                    "siblings": [{"rfilename": n, "size": len(d), "blobId": hashlib.sha1(d).hexdigest()}
+                                 for n, d in files.items()],
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self._file(head=False)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, log
+
+
+@pytest.fixture
+def hub_files(tiny_model: Path) -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in tiny_model.iterdir() if p.is_file()}
+    files["pytorch_model.bin"] = b"PICKLE-DUPLICATE" * 64  # must never be fetched
+    return files
+
+
+def test_select_repo_files_prefers_safetensors():
+    keep, skipped = select_repo_files(["config.json", "model.safetensors", "pytorch_model.bin", "flax_model.msgpack"])
+    assert keep == ["config.json", "model.safetensors"]
+    assert skipped == ["flax_model.msgpack", "pytorch_model.bin"]
+    keep, _ = select_repo_files(["config.json", "pytorch_model.bin"])
+    assert "pytorch_model.bin" in keep  # no safetensors: nothing is a duplicate (refused later)
+
+
+def test_hub_download_from_fake_hub(tmp_path, monkeypatch, hub_files, ctx_factory):
+    server, log = _fake_hub(hub_files)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        ctx = ctx_factory(tmp_path / "ws", "dl1", kind="download")
+        result = download_text_model({"source": "hub", "repo_id": REPO}, ctx)
+    finally:
+        server.shutdown()
+    out = Path(ctx.output_dir)
+    assert (out / "model.safetensors").read_bytes() == hub_files["model.safetensors"]
+    assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+    assert not (out / "pytorch_model.bin").exists()
+    assert "pytorch_model.bin" in result["skipped"]
+    assert not any(name == "pytorch_model.bin" for _, name, _ in log), "the .bin duplicate was requested"
+    byte_records = [r for r in ctx.records if r.get("unit") == "bytes"]
+    assert byte_records and byte_records[-1]["step"] == byte_records[-1]["max_steps"] == result["size_bytes"]
+    assert inspect_text_model(out)["parameters"] > 0
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out) is not None
+
+
+def test_hub_download_resumes_after_failure(tmp_path, monkeypatch, hub_files, ctx_factory):
+    """A GET that fails leaves the job failed; the next run reuses the cache (finished files are not refetched)."""
+    server, log = _fake_hub(hub_files, fail_first_get={"tokenizer.json"})
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "5")
+        home = tmp_path / "ws"
+        with pytest.raises(LoRAFactoryError):
+            download_text_model({"source": "hub", "repo_id": REPO}, ctx_factory(home, "dl_a", kind="download"))
+        fetched_first = {name for method, name, _ in log if method == "GET" and name != "info"}
+        log.clear()
+        ctx = ctx_factory(home, "dl_b", kind="download")
+        download_text_model({"source": "hub", "repo_id": REPO}, ctx)
+    finally:
+        server.shutdown()
+    refetched = {name for method, name, _ in log if method == "GET" and name != "info"}
+    finished_before = fetched_first - {"tokenizer.json"}
+    assert finished_before, "nothing was downloaded before the failure"
+    assert not (finished_before & refetched), f"finished files were downloaded again: {finished_before & refetched}"
+    assert (Path(ctx.output_dir) / "tokenizer.json").read_bytes() == hub_files["tokenizer.json"]
+
+
+def test_hub_unknown_repo_is_model_not_found(tmp_path, monkeypatch, hub_files, ctx_factory):
+    server, _ = _fake_hub(hub_files)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(LoRAFactoryError) as err:
+            download_text_model({"source": "hub", "repo_id": "acme/missing"},
+                                ctx_factory(tmp_path / "ws", "dl3", kind="download"))
+    finally:
+        server.shutdown()
+    assert err.value.code == "MODEL_NOT_FOUND"
+
+
+def test_hub_unreachable(tmp_path, monkeypatch, ctx_factory):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there any more: connection refused
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    ctx = ctx_factory(tmp_path / "ws", "dl2", kind="download")
+    with pytest.raises(LoRAFactoryError) as err:
+        download_text_model({"source": "hub", "repo_id": REPO}, ctx)
+    assert err.value.code == "HUB_UNREACHABLE"
+    assert err.value.http_status == 503
+    assert err.value.detail["repo_id"] == REPO and str(port) in err.value.detail["endpoint"]
+    assert not (Path(ctx.output_dir) / "config.json").exists()
+    assert not list(Path(ctx.output_dir).glob("*.safetensors"))
+
+
+def test_local_import_copies_safe_files(tmp_path, tiny_model, ctx_factory):
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in tiny_model.iterdir():
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "pytorch_model.bin").write_bytes(b"x" * 10)
+    (src / "modeling_evil.py").write_text("raise SystemExit", encoding="utf-8")
+    ctx = ctx_factory(tmp_path / "ws", "imp", kind="download")
+    result = download_text_model({"source": "local", "local_path": str(src)}, ctx)
+    out = Path(ctx.output_dir)
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not (out / "pytorch_model.bin").exists() and not (out / "modeling_evil.py").exists()
+    assert set(result["skipped"]) == {"pytorch_model.bin", "modeling_evil.py"}
+    assert inspect_text_model(out)["chat_template"] is True
+
+
+def test_local_import_refuses_pickle_only(tmp_path, ctx_factory):
+    src = tmp_path / "pickles"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}), encoding="utf-8")
+    (src / "pytorch_model.bin").write_bytes(b"x" * 10)
+    ctx = ctx_factory(tmp_path / "ws", "imp2", kind="download")
+    with pytest.raises(LoRAFactoryError) as err:
+        download_text_model({"source": "local", "local_path": str(src)}, ctx)
+    assert err.value.code == "UNSAFE_WEIGHTS"
+    assert "pytorch_model.bin" in err.value.detail["files"]
+    assert not any(Path(ctx.output_dir).iterdir())
+
+
+def test_local_import_without_config(tmp_path, ctx_factory):
+    src = tmp_path / "empty"
+    src.mkdir()
+    with pytest.raises(LoRAFactoryError) as err:
+        download_text_model({"source": "local", "local_path": str(src)}, ctx_factory(tmp_path / "ws", "i3"))
+    assert err.value.code == "MODEL_INVALID"
+
+
+def test_tiny_source(tmp_path, ctx_factory):
+    ctx = ctx_factory(tmp_path / "ws", "tiny", kind="download")
+    result = download_text_model({"source": "tiny"}, ctx)
+    info = inspect_text_model(Path(ctx.output_dir))
+    assert result["parameters"] == info["parameters"] > 0
+    assert info["architecture"] == "LlamaForCausalLM"
+
+
+def test_unknown_source(tmp_path, ctx_factory):
+    with pytest.raises(LoRAFactoryError) as err:
+        download_text_model({"source": "ftp"}, ctx_factory(tmp_path / "ws", "u"))
+    assert err.value.code == "INVALID_SOURCE"

@@ -1,0 +1,68 @@
+"""Streaming chat with the cached base, adapters switched without reloading it."""
+
+from __future__ import annotations
+
+import shutil
+import types
+
+import pytest
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.plugins.text.inference import chat_events
+
+QUESTION = [{"role": "user", "content": "日本の首都は?"}]
+
+
+def _ask(session, base, adapter, messages=QUESTION, **params):
+    events = list(chat_events({"base_model": str(base), "adapter": str(adapter) if adapter else None,
+                               "messages": messages, "params": {"max_new_tokens": 16, **params},
+                               "stream": True}, session))
+    return events
+
+
+def test_stream_and_adapter_changes_answer(tiny_model, trained_adapter, tmp_path):
+    session = types.SimpleNamespace(cache={})
+    with_adapter = _ask(session, tiny_model, trained_adapter["path"])
+    tokens = [e for e in with_adapter if e["type"] == "token"]
+    done = with_adapter[-1]
+    assert done["type"] == "done" and len(tokens) >= 2
+    assert "".join(e["text"] for e in tokens) == done["text"]
+    assert done["text"] == "東京です。"  # memorised by the quick preset
+    assert done["usage"]["prompt_tokens"] > 0 and 0 < done["usage"]["completion_tokens"] <= 16
+
+    base_only = _ask(session, tiny_model, None)[-1]
+    assert base_only["text"] != done["text"]
+    entry = next(iter(session.cache["text"].values()))
+    base_id = id(entry.base_model)
+
+    # a second adapter (same weights, other folder) attaches to the same cached base
+    other = tmp_path / "other_adapter"
+    shutil.copytree(trained_adapter["path"], other)
+    again = _ask(session, tiny_model, other)[-1]
+    assert again["text"] == done["text"]
+    assert len(session.cache["text"]) == 1 and id(entry.base_model) == base_id
+    assert entry.model.get_base_model() is entry.base_model
+    assert len(entry.adapters) == 2
+    # the base alone still answers like the base after adapters were attached
+    assert _ask(session, tiny_model, None)[-1]["text"] == base_only["text"]
+    assert _ask(session, tiny_model, trained_adapter["path"])[-1]["text"] == done["text"]
+
+
+def test_sampling_with_seed_is_reproducible(tiny_model):
+    session = types.SimpleNamespace(cache={})
+    a = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]
+    b = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]
+    assert a == b
+
+
+def test_prompt_and_errors(tiny_model, tmp_path):
+    session = types.SimpleNamespace(cache={})
+    events = list(chat_events({"base_model": str(tiny_model), "prompt": "こんにちは", "params": {"max_new_tokens": 4}},
+                              session))
+    assert events[-1]["type"] == "done" and events[-1]["usage"]["completion_tokens"] <= 4
+    with pytest.raises(LoRAFactoryError) as err:
+        list(chat_events({"base_model": str(tmp_path / "none"), "messages": QUESTION}, session))
+    assert err.value.code == "MODEL_NOT_FOUND"
+    with pytest.raises(LoRAFactoryError) as err:
+        list(chat_events({"base_model": str(tiny_model), "adapter": str(tmp_path), "messages": QUESTION}, session))
+    assert err.value.code == "ADAPTER_NOT_FOUND"

@@ -1,0 +1,178 @@
+"""Fixtures for the browser tests: a real server on a free port, a tiny text model, headless Chromium.
+
+Why a real server in a subprocess: the UI is only as good as its conversation with the actual API
+(SSE framing, multipart, error bodies), so nothing here is mocked. The server runs
+``python -m lora_factory.cli serve`` exactly as a user would start it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"completed", "failed", "canceled", "interrupted"}
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_job(client: httpx.Client, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
+    """Poll a job until it ends; its status is returned, not asserted, so callers say what they expect."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job.get("status") in TERMINAL:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not end within {timeout} s: {job}")
+
+
+class Server:
+    """A running ``lora-factory serve`` and an HTTP client bound to it."""
+
+    def __init__(self, home: Path, port: int, process: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.home = home
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = process
+        self.log_path = log_path
+        self.client = httpx.Client(base_url=self.url, timeout=60.0)
+        self.model_ref = ""
+
+    def wait_job(self, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
+        return wait_job(self.client, job_id, timeout)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("ui_home")
+    port = _free_port()
+    log_path = home.parent / f"ui_server_{port}.log"
+    env = dict(os.environ, LORA_FACTORY_NO_BROWSER="1", PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lora_factory.cli", "serve", "--home", str(home), "--port", str(port)],
+            cwd=str(REPO_ROOT),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    srv = Server(home, port, process, log_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the server exited with {process.returncode}:\n{srv.log_tail()}")
+            try:
+                if srv.client.get("/api/modalities", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not answer within 60 s:\n{srv.log_tail()}")
+            time.sleep(0.2)
+        # The tiny offline text model every browser test trains on.
+        res = srv.client.post("/api/models/tiny", json={"modality": "text", "name": "tiny-ui"})
+        assert res.status_code == 200, res.text
+        job = wait_job(srv.client, res.json()["job_id"])
+        assert job["status"] == "completed", f"{job}\n{srv.log_tail()}"
+        models = srv.client.get("/api/models", params={"modality": "text"}).json()["models"]
+        tiny = next(m for m in models if m["name"] == "tiny-ui")
+        srv.model_ref = tiny.get("rel_path") or tiny["name"]
+        yield srv
+    finally:
+        srv.client.close()
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        # test_ui.py skips itself on a developer's machine; reaching this means CI, where it must run.
+        pytest.fail(f"{CHROMIUM} is missing: the UI tests are required in CI (apt-get install chromium)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class PageWatch:
+    """What a page did that it should not: console errors, uncaught exceptions, requests leaving 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.console_errors: list[str] = []
+        self.page_errors: list[str] = []
+        self.external_requests: list[str] = []
+
+    def assert_clean(self) -> None:
+        assert not self.external_requests, f"requests left 127.0.0.1: {self.external_requests}"
+        assert not self.page_errors, f"uncaught page errors: {self.page_errors}"
+        assert not self.console_errors, f"console errors: {self.console_errors}"
+
+
+@pytest.fixture()
+def watched_page(browser: Any, server: Server) -> Iterator[tuple[Any, PageWatch]]:
+    """A fresh context (own localStorage) at 1280x800; every test ends with the clean-page check."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP")
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    watch = PageWatch()
+
+    def on_request(request: Any) -> None:
+        parsed = urlparse(request.url)
+        if parsed.scheme in ("data", "blob", "about"):
+            return
+        if parsed.hostname != "127.0.0.1":
+            watch.external_requests.append(request.url)
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error":
+            watch.console_errors.append(msg.text)
+
+    page.on("request", on_request)
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: watch.page_errors.append(str(exc)))
+    try:
+        yield page, watch
+    finally:
+        context.close()

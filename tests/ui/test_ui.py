@@ -1,0 +1,267 @@
+"""Browser tests of the web UI: headless Chromium against a real server on a tiny text model.
+
+Each test ends by checking the page stayed clean: no console error, no uncaught exception, no request
+leaving 127.0.0.1 (the UI must work offline). Screenshots of every tab land in
+``test-artifacts/screenshots/`` (repo root, git-ignored) as CI artefacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+Server = Any  # conftest.Server: a running server with .url, .client, .model_ref
+
+if not CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is not installed (the UI tests need Debian's chromium; in CI they must run)", allow_module_level=True)
+
+pytestmark = pytest.mark.ui
+
+TABS = ["wizard", "models", "datasets", "refine", "train", "history", "infer", "system"]
+STATIC = REPO_ROOT / "lora_factory" / "static"
+
+# Short rows the tiny model can memorise; the first answer is what the chat test looks for.
+CHAT_ROWS = [
+    {"messages": [{"role": "user", "content": "こんにちは"}, {"role": "assistant", "content": "こんにちは!ロラです。"}]},
+    {"messages": [{"role": "user", "content": "日本の首都は?"}, {"role": "assistant", "content": "東京です。"}]},
+    {"messages": [{"role": "user", "content": "好きな動物は?"}, {"role": "assistant", "content": "猫が好きです。"}]},
+    {"messages": [{"role": "user", "content": "1たす1は?"}, {"role": "assistant", "content": "2です。"}]},
+]
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def open_app(page: Any, server: Server, tab: str | None = None) -> None:
+    page.goto(server.url + "/")
+    page.wait_for_selector("body[data-ready='true']")
+    if tab:
+        page.get_by_test_id(f"tab-{tab}").click()
+        page.wait_for_selector(f"#panel-{tab}:not([hidden])")
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 1000, f"empty screenshot {path}"
+    return path
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    text = "\n".join(r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def panel(page: Any, tab: str) -> Any:
+    return page.locator(f"#panel-{tab}")
+
+
+def upload_dataset_via_api(server: Server, tmp_path: Path, name: str) -> str:
+    path = write_jsonl(tmp_path / f"{name}.jsonl", CHAT_ROWS)
+    with open(path, "rb") as fh:
+        res = server.client.post("/api/datasets/upload", data={"modality": "text", "name": name}, files={"file": (path.name, fh, "application/jsonl")})
+    assert res.status_code == 200, res.text
+    info = res.json()
+    return info.get("rel_path") or info["name"]
+
+
+def start_training_from_ui(page: Any, server: Server, dataset_ref: str, output_name: str, params: dict[str, Any]) -> None:
+    """Fill the 学習 form the way a user would (selects, name, advanced JSON) and press start."""
+    train = panel(page, "train")
+    base = train.get_by_test_id("train-base-model")
+    base.select_option(server.model_ref)
+    train.get_by_test_id("train-dataset").select_option(dataset_ref)
+    train.get_by_test_id("train-output-name").fill(output_name)
+    train.get_by_test_id("train-preset").select_option("quick")
+    train.get_by_test_id("train-advanced").locator("summary").click()
+    train.get_by_test_id("train-params").fill(json.dumps(params))
+    train.get_by_test_id("train-start").click()
+
+
+# ---- tests -------------------------------------------------------------------------------------
+
+
+def test_dictionaries_have_the_same_keys() -> None:
+    """A key missing in English would show the Japanese text (or the raw key) to an English reader."""
+    key_re = re.compile(r'^\s*"([a-z_]+\.[a-z_0-9]+)":', re.M)
+    ja = set(key_re.findall((STATIC / "i18n" / "ja.js").read_text(encoding="utf-8")))
+    en = set(key_re.findall((STATIC / "i18n" / "en.js").read_text(encoding="utf-8")))
+    assert len(ja) > 100
+    assert ja == en, f"only in ja: {sorted(ja - en)}; only in en: {sorted(en - ja)}"
+    used: set[str] = set()
+    for path in list((STATIC / "js").rglob("*.js")) + [STATIC / "index.html"]:
+        used |= set(re.findall(r'"((?:app|tab|common|status|kind|role|job|wizard|models|datasets|refine|train|history|infer|system)\.[a-z_0-9]+)"', path.read_text(encoding="utf-8")))
+    assert used - ja == set(), f"keys used but not translated: {sorted(used - ja)}"
+
+
+def test_no_asset_from_outside() -> None:
+    """Offline by construction: no http(s) URL in the page, the CSS or the UI's own modules."""
+    for path in [STATIC / "index.html", *(STATIC / "css").rglob("*.css"), *(STATIC / "js").rglob("*.js")]:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"https?://", text), f"{path} references an outside URL"
+    assert (STATIC / "vendor" / "uplot" / "LICENSE").is_file()
+
+
+def test_page_loads_offline_and_every_tab_renders(watched_page: tuple[Any, Any], server: Server) -> None:
+    page, watch = watched_page
+    open_app(page, server)
+    assert page.get_by_test_id("tab-wizard").inner_text() == "学習ウィザード"
+    assert page.locator("html").get_attribute("lang") == "ja"
+    modalities = server.client.get("/api/modalities").json()["modalities"]
+    for modality in modalities:
+        button = page.get_by_test_id(f"modality-{modality['id']}")
+        assert button.is_visible()
+        assert button.get_attribute("data-available") == str(modality.get("available", True)).lower()
+    assert page.get_by_test_id("modality-text").get_attribute("aria-pressed") == "true"
+    for tab in TABS:
+        page.get_by_test_id(f"tab-{tab}").click()
+        page.wait_for_selector(f"#panel-{tab}:not([hidden])")
+        page.wait_for_load_state("networkidle")
+        assert page.get_by_test_id(f"tab-{tab}").get_attribute("aria-selected") == "true"
+        screenshot(page, f"tab-{tab}")
+    # The system tab shows the plugins, the text one included, and the versions.
+    assert panel(page, "system").get_by_test_id("plugin-list").locator("tr").count() >= 1
+    assert "text" in panel(page, "system").get_by_test_id("plugin-list").inner_text()
+    # A narrow window: the same page, stacked.
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.get_by_test_id("tab-train").click()
+    screenshot(page, "narrow-train")
+    page.get_by_test_id("tab-wizard").click()
+    screenshot(page, "narrow-wizard")
+    watch.assert_clean()
+
+
+def test_language_switch_changes_labels_and_is_remembered(watched_page: tuple[Any, Any], server: Server) -> None:
+    page, watch = watched_page
+    open_app(page, server, "train")
+    assert page.get_by_test_id("tab-train").inner_text() == "学習"
+    assert panel(page, "train").get_by_test_id("train-start").inner_text() == "学習を開始"
+    page.get_by_test_id("lang-toggle").click()
+    assert page.get_by_test_id("tab-train").inner_text() == "Training"
+    assert panel(page, "train").get_by_test_id("train-start").inner_text() == "Start training"
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.reload()
+    page.wait_for_selector("body[data-ready='true']")
+    assert page.get_by_test_id("tab-wizard").inner_text() == "Training wizard"
+    screenshot(page, "english-train")
+    page.get_by_test_id("lang-toggle").click()
+    assert page.get_by_test_id("tab-wizard").inner_text() == "学習ウィザード"
+    watch.assert_clean()
+
+
+def test_wizard_paths_match_the_api(watched_page: tuple[Any, Any], server: Server) -> None:
+    page, watch = watched_page
+    paths = server.client.get("/utils/paths").json()
+    open_app(page, server, "wizard")
+    wizard = panel(page, "wizard")
+    assert wizard.get_by_test_id("wizard-path-models").inner_text() == paths["text"]["models"]
+    assert wizard.get_by_test_id("wizard-path-datasets").inner_text() == paths["text"]["datasets"]
+    assert wizard.get_by_test_id("wizard-path-output").inner_text() == paths["text"]["output"]
+    assert wizard.get_by_test_id("wizard-path-logs").inner_text() == paths["logs"]
+    # The model created by the fixture is offered in step 1.
+    assert server.model_ref in wizard.get_by_test_id("wizard-model").locator("option").evaluate_all("os => os.map(o => o.value)")
+    # A button that jumps to the 学習 tab.
+    wizard.get_by_test_id("wizard-go-train").click()
+    page.wait_for_selector("#panel-train:not([hidden])")
+    watch.assert_clean()
+
+
+def test_dataset_upload_shows_preview_and_line_numbered_errors(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
+    page, watch = watched_page
+    open_app(page, server, "datasets")
+    datasets = panel(page, "datasets")
+    good = write_jsonl(tmp_path / "ui_good.jsonl", CHAT_ROWS)
+    datasets.get_by_test_id("dataset-upload").set_input_files(str(good))
+    preview = datasets.get_by_test_id("dataset-preview")
+    preview.get_by_text("猫が好きです。").wait_for()
+    assert preview.get_by_test_id("dataset-preview-row").count() == len(CHAT_ROWS)
+    assert preview.locator(".bubble-user").first.inner_text().endswith("こんにちは")
+    assert datasets.get_by_test_id("dataset-row-ui_good").count() == 1 or "ui_good" in datasets.get_by_test_id("dataset-list").inner_text()
+    screenshot(page, "datasets-preview")
+
+    bad = write_jsonl(tmp_path / "ui_bad.jsonl", [CHAT_ROWS[0], '{"messages": [{"role": "user", "content": "壊れた行"', CHAT_ROWS[1]])
+    datasets.get_by_test_id("dataset-upload").set_input_files(str(bad))
+    error = datasets.get_by_test_id("dataset-error")
+    error.wait_for(state="visible")
+    lines = error.get_by_test_id("dataset-error-line")
+    assert lines.count() >= 1
+    assert re.search(r"行\s*2\b", lines.first.inner_text()), lines.first.inner_text()
+    # The API's Japanese message is also shown as a notice.
+    assert page.get_by_test_id("notice").first.is_visible()
+    screenshot(page, "datasets-error")
+    # Nothing was written for the bad file.
+    names = [d["name"] for d in server.client.get("/api/datasets", params={"modality": "text"}).json()["datasets"]]
+    assert not any("ui_bad" in n for n in names)
+    # The invalid upload is expected to log a failed request (422) in the console: nothing else.
+    watch.console_errors = [e for e in watch.console_errors if "422" not in e]
+    watch.assert_clean()
+
+
+def test_training_reaches_completed_and_the_chat_answers_with_the_adapter(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
+    page, watch = watched_page
+    dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_train_set")
+    open_app(page, server, "train")
+    start_training_from_ui(page, server, dataset_ref, "ui_adapter", {"max_steps": 12, "logging_steps": 1, "save_steps": 100})
+    train = panel(page, "train")
+    status = train.get_by_test_id("job-status")
+    status.wait_for(state="visible")
+    page.wait_for_function("() => /^(実行中|完了)$/.test(document.querySelector('#panel-train [data-testid=job-status]').textContent)", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#panel-train [data-testid=job-status]').textContent === '完了'", timeout=180_000)
+    progress = train.get_by_test_id("job-progress").inner_text()
+    assert progress == "12/12", progress
+    assert train.get_by_test_id("job-loss").inner_text() != "-"
+    screenshot(page, "train-completed")
+
+    adapters = [a["name"] for a in server.client.get("/api/adapters", params={"modality": "text"}).json()["adapters"]]
+    assert "ui_adapter" in adapters
+
+    page.get_by_test_id("tab-infer").click()
+    infer = panel(page, "infer")
+    infer.get_by_test_id("infer-base-model").select_option(server.model_ref)
+    infer.get_by_test_id("infer-adapter").select_option(label="ui_adapter")
+    infer.get_by_test_id("infer-max-tokens").fill("12")
+    infer.get_by_test_id("chat-input").fill("こんにちは")
+    infer.get_by_test_id("chat-send").click()
+    answer = infer.get_by_test_id("chat-output").locator("[data-testid=chat-answer][data-done=true]")
+    answer.wait_for(timeout=120_000)
+    text = answer.locator(".bubble-text").inner_text()
+    assert text.strip(), "the adapter's answer is empty"
+    assert infer.get_by_test_id("chat-output").get_by_test_id("chat-question").inner_text().endswith("こんにちは")
+    screenshot(page, "infer-chat")
+    page.get_by_test_id("tab-history").click()
+    panel(page, "history").get_by_test_id("adapter-row-ui_adapter").wait_for()
+    screenshot(page, "history")
+    watch.assert_clean()
+
+
+def test_a_long_training_is_cancelled_from_the_ui(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
+    page, watch = watched_page
+    dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_cancel_set")
+    open_app(page, server, "train")
+    start_training_from_ui(page, server, dataset_ref, "ui_cancelled", {"max_steps": 2000, "save_steps": 1000})
+    train = panel(page, "train")
+    # Wait for real steps, so the cancel hits a running trainer (not a queued job).
+    page.wait_for_function(
+        "() => { const p = document.querySelector('#panel-train [data-testid=job-progress]'); return p && Number(p.dataset.step) >= 2; }",
+        timeout=150_000,
+    )
+    assert train.get_by_test_id("job-status").inner_text() == "実行中"
+    assert train.get_by_test_id("job-progress").inner_text().endswith("/2000")
+    train.get_by_test_id("train-cancel").click()
+    page.wait_for_function("() => document.querySelector('#panel-train [data-testid=job-status]').textContent === 'キャンセル済み'", timeout=60_000)
+    screenshot(page, "train-cancelled")
+    step = int(train.get_by_test_id("job-progress").get_attribute("data-step"))
+    assert 2 <= step < 2000
+    jobs = server.client.get("/api/jobs", params={"kind": "train", "status": "canceled"}).json()["jobs"]
+    assert any(j.get("output_name") == "ui_cancelled" or (j.get("spec") or {}).get("output_name") == "ui_cancelled" for j in jobs)
+    watch.assert_clean()
