@@ -82,7 +82,7 @@ def run_plain(model_dir: Path, data: Path, params: dict) -> dict:
         opt.zero_grad()
         tokens += int(mask.sum())
     elapsed = time.perf_counter() - start
-    return {"tokens_per_s": tokens / elapsed, "final_loss": float(loss), "runtime": elapsed}
+    return {"tokens_per_s": tokens / elapsed, "final_loss": loss.item(), "runtime": elapsed}
 
 
 def main() -> None:
@@ -102,13 +102,13 @@ def main() -> None:
     build_tiny_text_model(model_dir, hidden_size=args.hidden, num_layers=args.layers)
     data = tmp / "data.jsonl"
     make_dataset(data, args.rows, seed=0)
-    # the plain script has no formats.py: make sure ours reads the same JSONL (canonical format)
     params = {"max_steps": args.steps, "batch_size": args.batch_size, "max_length": args.max_length,
               "save_steps": 10_000, "seed": 0, "assistant_only_loss": True, "packing": False}
     from lora_factory.plugins.text.presets import PRESETS
 
     plain_params = {**PRESETS["quick"], **params}
 
+    run_plain(model_dir, data, {**plain_params, "max_steps": 3})  # warm-up: one-time kernel / allocator costs
     plain = run_plain(model_dir, data, plain_params)
     ours = run_ours(model_dir, data, tmp / "ws", "nopack", params)
     packed = run_ours(model_dir, data, tmp / "ws", "pack", {**params, "packing": True})

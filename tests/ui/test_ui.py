@@ -51,6 +51,7 @@ def open_app(page: Any, server: Server, tab: str | None = None) -> None:
 def screenshot(page: Any, name: str) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
+    page.evaluate("window.scrollTo(0, 0)")  # a sticky tab bar would land mid-page otherwise
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 1000, f"empty screenshot {path}"
     return path

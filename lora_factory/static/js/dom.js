@@ -269,7 +269,8 @@ export function kvTable(obj, testid) {
   for (const [k, v] of Object.entries(obj || {})) {
     let shown;
     if (v === null || v === undefined) shown = "-";
-    else if (typeof v === "object") shown = JSON.stringify(v);
+    else if (typeof v === "object" && !Array.isArray(v)) shown = Object.entries(v).map(([a, b]) => `${a}: ${typeof b === "number" ? formatNumber(b) : JSON.stringify(b)}`).join(" · ");
+    else if (typeof v === "object") shown = v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
     else if (typeof v === "number") shown = formatNumber(v);
     else shown = String(v);
     body.append(h("tr", {}, h("th", { scope: "row", text: k }), h("td", { text: shown })));

@@ -5,7 +5,7 @@ import { TERMINAL, get, post, watchJob } from "./api.js";
 import { createLossChart } from "./chart.js";
 import { formatBytes, formatDuration, formatNumber, h, setI18n, showError, withBusy } from "./dom.js";
 
-const TOKENS_KEYS = ["tokens_per_second", "tokens_per_sec", "train_tokens_per_second", "tokens/s", "tok_s"];
+const TOKENS_KEYS = ["tokens_per_s", "tokens_per_second", "tokens_per_sec", "train_tokens_per_second", "tokens/s", "tok_s"];
 
 export function statusKey(status) {
   return `status.${status || "queued"}`;
@@ -103,7 +103,7 @@ export function createJobView(opts = {}) {
     status.dataset.status = job.status;
     status.className = `badge badge-${job.status}`;
     cancel.disabled = TERMINAL.has(job.status) || !opts.cancellable;
-    cancel.hidden = !opts.cancellable;
+    cancel.hidden = !opts.cancellable || TERMINAL.has(job.status);
     if (job.error) {
       errorBox.hidden = false;
       errorBox.dataset.textJa = `${job.error.message_ja || job.error.message || ""} [${job.error.code || ""}]`;
@@ -188,6 +188,7 @@ export function createJobView(opts = {}) {
     ended = true;
     setStatus(job);
     cancel.disabled = true;
+    cancel.hidden = true;
     if (opts.onEnd) opts.onEnd(job);
   }
 

@@ -117,12 +117,14 @@ export function schemaForm(schema, opts = {}) {
       }
       return out;
     },
-    set(values) {
+    /** Show new starting values (a preset's): they become the baseline changed() compares with. */
+    reset(values) {
       for (const [name, v] of Object.entries(values || {})) {
         const c = controls[name];
         if (!c) continue;
         if (c.type === "checkbox") c.checked = Boolean(v);
         else c.value = typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
+        c.dataset.initial = JSON.stringify(v ?? null);
       }
     },
   };

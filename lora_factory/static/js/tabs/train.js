@@ -47,6 +47,7 @@ export function mount(panel, app) {
   const dataSel = select([], { testid: "train-dataset", name: "dataset" });
   const outName = h("input", { type: "text", testid: "train-output-name", name: "output_name", value: defaultName("lora"), autocomplete: "off", required: true });
   const presetSel = select(presetOptions(info), { testid: "train-preset", name: "preset" });
+  if (info.default_preset) presetSel.value = info.default_preset;
   const presetView = h("div", { class: "preset-view", testid: "train-preset-params" });
   const paramsText = h("textarea", { rows: 4, class: "mono", testid: "train-params", name: "params", spellcheck: "false", placeholder: '{"num_epochs": 3, "learning_rate": 0.0002}' });
   const startBtn = h("button", { type: "submit", class: "primary", i18n: "train.start", testid: "train-start" });
@@ -69,6 +70,8 @@ export function mount(panel, app) {
   const showPreset = () => {
     const entry = presetEntries(info).find(([name]) => name === presetSel.value);
     presetView.replaceChildren(entry ? kvTable(entry[1]) : h("span", { class: "muted", i18n: "train.no_preset" }));
+    // The form starts from the preset's values, so what it shows is what would run.
+    if (entry) form.reset(entry[1]);
   };
   presetSel.addEventListener("change", showPreset);
   showPreset();

@@ -74,7 +74,7 @@ export function mount(panel, app) {
       step(1, "wizard.step_model", field("wizard.model", modelSel), h("div", { class: "row wrap" }, tinyBtn), h("div", { class: "row wrap" }, field("models.repo_id", repoInput), dlBtn), dlView.root),
       step(2, "wizard.step_dataset", field("wizard.dataset", dataSel), h("div", { class: "row wrap" }, sampleBtn), h("div", { class: "row wrap" }, field("wizard.upload", upload))),
       step(3, "wizard.step_preset", field("train.preset", presetSel)),
-      step(4, "wizard.step_start", field("train.output_name", outName), h("div", { class: "row" }, startBtn)),
+      step(4, "wizard.step_start", field("train.output_name", outName), h("div", { class: "row wrap" }, startBtn)),
     ),
     jobView.root,
   );
@@ -88,6 +88,7 @@ export function mount(panel, app) {
   }
 
   setOptions(presetSel, presetOptions(app.info()));
+  if (app.info().default_preset) presetSel.value = app.info().default_preset;
   tinyBtn.hidden = !(app.supports("tiny_model") || !Array.isArray(app.info().supports));
 
   tinyBtn.addEventListener("click", () =>
@@ -156,7 +157,8 @@ export function mount(panel, app) {
       const { models } = await refresh();
       dataSel.value = refOf(data);
       setStage("wizard.demo_stage_train");
-      const made = done.result && done.result.name ? models.find((x) => x.name === done.result.name) : null;
+      const result = done.result || {};
+      const made = models.find((x) => (result.path && x.rel_path === result.path) || (result.name && x.name === result.name));
       const model = made ? refOf(made) : modelSel.value;
       modelSel.value = model;
       await startTraining(model, refOf(data));

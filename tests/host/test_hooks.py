@@ -1,0 +1,146 @@
+"""Each hook driven through the host's real path (REST -> job worker or server) with the dummy plugin."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import wait_for
+
+
+def test_hook_download_model(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        job = c.post("/api/models/tiny", json={"modality": "dummy", "name": "tiny"}).json()["job_id"]
+        job = wait_for(c, job, ("completed", "failed"))
+        assert job["kind"] == "download" and job["status"] == "completed"
+        assert (dummy_home / "models" / "dummy" / "tiny" / "weights.txt").read_text() == "dummy weights tiny"
+        models = {m["name"]: m for m in c.get("/api/models", params={"modality": "dummy"}).json()["models"]}
+        assert models["tiny"]["architecture"] == "DummyModel"
+
+
+def test_hook_merge_adapter(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        job = c.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "ad",
+                                           "modality": "dummy", "preset": "fast", "params": {"steps": 2}}).json()
+        wait_for(c, job["job_id"], ("completed",))
+        job = c.post("/api/models/merge", json={"modality": "dummy", "adapter": "ad", "output_name": "merged"}).json()
+        assert wait_for(c, job["job_id"], ("completed", "failed"))["status"] == "completed"
+        assert (dummy_home / "models" / "dummy" / "merged" / "merged.txt").read_text() == "ad"
+        art = c.get("/api/artifacts", params={"kind": "model"}).json()["artifacts"]
+        merged = next(a for a in art if a["path"] == "models/dummy/merged")
+        lineage = c.get(f"/api/artifacts/{merged['id']}/lineage").json()
+        assert {p["role"] for p in lineage["parents"]} == {"adapter", "base_model"}
+
+
+def test_hook_refine_dataset_records_lineage(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        r = c.post("/api/datasets/refine", json={"modality": "dummy", "dataset": "data.txt",
+                                                  "operations": [{"op": "upper", "params": {}}], "output_name": "v2"})
+        job = wait_for(c, r.json()["job_id"], ("completed", "failed"))
+        assert job["status"] == "completed", job
+        out = dummy_home / "datasets" / "dummy" / "v2.txt"
+        assert out.read_text() == "A\nB\nC"
+        lineage = c.get("/api/datasets/dummy/v2.txt/lineage").json()
+        assert [v["name"] for v in lineage["versions"]] == ["data.txt", "v2.txt"]
+        assert lineage["versions"][1]["operations"] == [{"op": "upper", "params": {}}]
+        assert lineage["versions"][1]["job_id"] == job["id"]
+        r = c.post("/api/datasets/refine", json={"modality": "dummy", "dataset": "data.txt",
+                                                  "operations": [{"op": "nope"}], "output_name": "v3"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "REFINE_INVALID_OPERATION"
+
+
+def test_hook_resolve_train_spec_rejects_bad_params_before_queueing(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        r = c.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "x",
+                                         "modality": "dummy", "preset": "fast", "params": {"steps": -1}})
+        assert r.status_code == 400
+        assert r.json()["error"]["code"] == "INVALID_TRAIN_PARAMS" and r.json()["error"]["message_ja"]
+        assert c.get("/api/jobs").json()["jobs"] == []
+
+
+def test_hook_infer_streams_and_openai_surface(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        body = {"modality": "dummy", "base_model": "base", "messages": [{"role": "user", "content": "abc"}]}
+        stream = c.post("/api/infer/chat", json=body | {"stream": True}).text
+        assert stream.count("event: token") == 3 and "event: done" in stream
+        done = c.post("/api/infer/chat", json=body | {"stream": False}).json()
+        assert done["text"] == "cba" and done["calls"] == 2  # the same worker process kept its session
+        models = [m["id"] for m in c.get("/v1/models").json()["data"]]
+        assert "base" in models
+        r = c.post("/v1/chat/completions", json={"model": "base", "messages": [{"role": "user", "content": "xy"}]})
+        assert r.json()["choices"][0]["message"]["content"] == "yx"
+        r = c.post("/v1/chat/completions", json={"model": "nope", "messages": [{"role": "user", "content": "xy"}]})
+        assert r.status_code == 404 and r.json()["error"]["code"] == "MODEL_NOT_FOUND"
+
+
+def test_hook_evaluate_and_regression_suite(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        for name in ("ad", "ad-v2"):
+            job = c.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": name,
+                                               "modality": "dummy", "preset": "fast", "params": {"steps": 2}}).json()
+            wait_for(c, job["job_id"], ("completed",))
+        suite = [{"prompt": "olleh", "contains": ["hello"]},
+                 {"prompt": "x", "checks": [{"type": "regex", "value": "^\\[adapter\\]"}]}]
+        r = c.post("/api/eval/start", json={"modality": "dummy", "adapter": "ad-v2", "suite": suite,
+                                            "dataset": "data.txt"})
+        job = wait_for(c, r.json()["job_id"], ("completed", "failed"))
+        assert job["status"] == "completed", job
+        summary = job["result"]["summary"]
+        assert summary["adapter"]["passed"] == 2 and summary["base"]["passed"] == 1
+        assert summary["previous"]["total"] == 2  # compared with ad (the previous version)
+        assert summary["adapter"]["eval_loss"] == 0.5 and summary["base"]["eval_loss"] == 0.9
+        adapter = c.get("/api/adapters/dummy/ad-v2").json()
+        assert adapter["evals"] and adapter["evals"][0]["summary"]["adapter"]["passed"] == 2
+        r = c.post("/api/eval/start", json={"modality": "dummy", "adapter": "ad", "suite": [{"prompt": "x"}]})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "SUITE_INVALID"
+
+
+def test_hook_inspect_model_lists_models(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        models = c.get("/api/models", params={"modality": "dummy"}).json()["models"]
+        assert models[0]["name"] == "base" and models[0]["parameters"] == 42
+        assert models[0]["rel_path"] == "models/dummy/base"
+
+
+def test_hook_inspect_dataset_validates_uploads_and_writes_nothing_on_error(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        bad = {"file": ("bad.txt", b"ok\nBAD line\nok\nBAD", "text/plain")}
+        r = c.post("/api/datasets/upload", data={"modality": "dummy"}, files=bad)
+        assert r.status_code == 422
+        assert r.json()["error"]["detail"]["errors"] == [{"line": 2, "reason": "contains BAD"},
+                                                         {"line": 4, "reason": "contains BAD"}]
+        assert sorted(p.name for p in (dummy_home / "datasets" / "dummy").iterdir() if not p.name.startswith(".")) \
+            == ["data.txt"]
+        assert not [p for p in (dummy_home / "datasets" / "dummy").iterdir() if p.name.startswith(".tmp")]
+        good = {"file": ("good.txt", "x\ny\n".encode(), "text/plain")}
+        info = c.post("/api/datasets/upload", data={"modality": "dummy"}, files=good).json()
+        assert info["rows"] == 2 and info["name"] == "good.txt"
+        r = c.post("/api/datasets/upload", data={"modality": "dummy"}, files=good)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "OUTPUT_EXISTS"
+        r = c.post("/api/datasets/upload", data={"modality": "dummy"}, files={"file": ("x.exe", b"1", "x")})
+        assert r.status_code == 415 and r.json()["error"]["code"] == "DATASET_UNSUPPORTED_FORMAT"
+        listed = c.get("/api/datasets", params={"modality": "dummy"}).json()["datasets"]
+        assert {d["name"] for d in listed} == {"data.txt", "good.txt"}
+        r = c.request("DELETE", "/api/datasets/dummy/good.txt", json={})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "CONFIRMATION_REQUIRED"
+        assert c.request("DELETE", "/api/datasets/dummy/good.txt", json={"confirm": True}).json()["ok"]
+        assert not (dummy_home / "datasets" / "dummy" / "good.txt").exists()
+
+
+def test_hook_import_dataset_index(dummy_home, server_factory):
+    (dummy_home / "datasets" / "incoming").mkdir(parents=True)
+    (dummy_home / "datasets" / "incoming" / "one.txt").write_text("1\n2\n")
+    (dummy_home / "datasets" / "incoming" / "index.json").write_text(json.dumps({"files": ["one.txt"]}))
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        r = c.post("/api/datasets/import_info", json={"modality": "dummy",
+                                                      "dataset_info_path": "datasets/incoming/index.json"})
+        assert r.status_code == 200, r.text
+        assert r.json()["datasets"] == [{"name": "one.txt", "format": "lines", "rows": 2}]

@@ -1,0 +1,116 @@
+"""The plugin contract: documented hooks, a test per hook, drop-ins, broken plugins, the example."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from fastapi.testclient import TestClient
+
+from lora_factory.app import create_app
+from lora_factory.core import hookspecs
+from lora_factory.core.plugins import PluginHost
+from tests.conftest import REPO, wait_for
+
+
+def hook_specs() -> dict[str, inspect.Signature]:
+    return {name: inspect.signature(fn) for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+            if hasattr(fn, "lora_factory_spec")}
+
+
+def plain_signature(name: str, sig: inspect.Signature) -> str:
+    """``name(a: str, b: dict[str, Any]) -> ret`` with the annotations as written in hookspecs.py."""
+    params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values())
+    return f"{name}({params}) -> {sig.return_annotation}"
+
+
+def test_every_hook_is_documented_under_its_exact_signature():
+    docs = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^### `(.+)`$", docs, flags=re.MULTILINE)
+    for name, sig in hook_specs().items():
+        assert plain_signature(name, sig) in headings, f"docs/plugins.md lacks `{plain_signature(name, sig)}`"
+
+
+def test_every_hook_has_a_test():
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tests").rglob("test_*.py"))
+    for name in hook_specs():
+        assert re.search(rf"def test_hook_{name}(\b|_)", source), f"no test_hook_{name}"
+
+
+def test_hook_describe_modalities_declares_folders_and_listing(dummy_home):
+    app = create_app(dummy_home, start_scheduler=False)
+    with TestClient(app) as c:
+        mods = {m["id"]: m for m in c.get("/api/modalities").json()["modalities"]}
+        assert mods["dummy"]["available"] and mods["dummy"]["label_ja"] == "ダミー"
+        assert mods["text"]["available"] and mods["text"]["presets"]
+        assert mods["image"]["available"] is False and mods["image"]["reason"]
+        paths = c.get("/utils/paths").json()
+        assert paths["dummy"]["models"] == str(dummy_home.resolve() / "models" / "dummy")
+    for top in ("models", "datasets", "lora_adapters"):
+        assert (dummy_home / top / "dummy").is_dir()
+
+
+def test_broken_drop_in_plugin_is_reported_and_skipped(dummy_home):
+    (dummy_home / "plugins" / "broken.py").write_text("import does_not_exist_anywhere\n")
+    (dummy_home / "plugins" / "bad_syntax.py").write_text("def (:\n")
+    (dummy_home / "plugins" / "bad_modality.py").write_text(
+        "from lora_factory import hookimpl\n@hookimpl\ndef describe_modalities():\n    return [{'id': 'Bad Id!'}]\n")
+    app = create_app(dummy_home, start_scheduler=False)
+    with TestClient(app) as c:
+        plugins = {p["name"]: p for p in c.get("/api/plugins").json()["plugins"]}
+        assert "ModuleNotFoundError" in plugins["broken"]["error"]
+        assert "SyntaxError" in plugins["bad_syntax"]["error"]
+        assert "describe_modalities" in plugins["bad_modality"]["error"]
+        assert plugins["dummy_plugin"]["ok"] and plugins["dummy_plugin"]["version"] == "0.0.1"
+        assert plugins["lora_factory.plugins.text"]["source"] == "builtin"
+        assert c.get("/utils/paths").status_code == 200
+
+
+def test_load_plugins_env_restricts(dummy_home, monkeypatch):
+    monkeypatch.setenv("LORA_FACTORY_LOAD_PLUGINS", "dummy_plugin")
+    host = PluginHost(plugins_dir=dummy_home / "plugins")
+    assert [r.name for r in host.records] == ["dummy_plugin"]
+    assert host.modalities()["text"]["available"] is False
+
+
+def test_example_plugin_trains_and_chats_end_to_end(tmp_path, server_factory):
+    home = tmp_path / "ws"
+    (home / "plugins").mkdir(parents=True)
+    shutil.copy(REPO / "examples" / "bigram_plugin.py", home / "plugins" / "bigram_plugin.py")
+    server = server_factory(home)
+    with server.client() as c:
+        job = c.post("/api/models/tiny", json={"modality": "bigram", "name": "empty"}).json()["job_id"]
+        assert wait_for(c, job, ("completed", "failed"))["status"] == "completed"
+        files = {"file": ("greet.txt", "こんにちは\nこんばんは\n".encode(), "text/plain")}
+        r = c.post("/api/datasets/upload", data={"modality": "bigram"}, files=files)
+        assert r.status_code == 200, r.text
+        job = c.post("/train/start", json={"base_model": "empty", "dataset": "greet.txt", "output_name": "hello",
+                                           "preset": "quick", "modality": "bigram"}).json()["job_id"]
+        job = wait_for(c, job, ("completed", "failed"))
+        assert job["status"] == "completed" and job["max_steps"] == 6
+        answer = c.post("/api/infer/chat", json={"modality": "bigram", "base_model": "empty", "adapter": "hello",
+                                                 "messages": [{"role": "user", "content": "こ"}], "stream": False}).json()
+        assert answer["text"].startswith("ん")
+
+
+def test_server_start_imports_no_torch(tmp_path):
+    code = ("import sys; from lora_factory.app import create_app; create_app(sys.argv[1]); "
+            "bad = [m for m in ('torch', 'transformers', 'peft', 'diffusers', 'datasets', 'bitsandbytes') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_openapi_and_offline_docs(dummy_home):
+    app = create_app(dummy_home, start_scheduler=False)
+    with TestClient(app) as c:
+        assert "/train/start" in c.get("/openapi.json").json()["paths"]
+        page = c.get("/docs").text
+        assert "/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
+        assert c.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    assert isinstance(httpx, object)
