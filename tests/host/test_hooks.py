@@ -119,7 +119,7 @@ def test_hook_inspect_dataset_validates_uploads_and_writes_nothing_on_error(dumm
         assert sorted(p.name for p in (dummy_home / "datasets" / "dummy").iterdir() if not p.name.startswith(".")) \
             == ["data.txt"]
         assert not [p for p in (dummy_home / "datasets" / "dummy").iterdir() if p.name.startswith(".tmp")]
-        good = {"file": ("good.txt", "x\ny\n".encode(), "text/plain")}
+        good = {"file": ("good.txt", b"x\ny\n", "text/plain")}
         info = c.post("/api/datasets/upload", data={"modality": "dummy"}, files=good).json()
         assert info["rows"] == 2 and info["name"] == "good.txt"
         r = c.post("/api/datasets/upload", data={"modality": "dummy"}, files=good)
