@@ -208,6 +208,29 @@ def test_dataset_upload_shows_preview_and_line_numbered_errors(watched_page: tup
     watch.assert_clean()
 
 
+def test_refine_from_the_ui_shows_the_report_and_the_lineage(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
+    page, watch = watched_page
+    dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_refine_src")
+    open_app(page, server, "refine")
+    refine = panel(page, "refine")
+    refine.get_by_test_id("refine-dataset").select_option(dataset_ref)
+    refine.get_by_test_id("refine-output-name").fill("ui_refined")
+    # The operations and their parameter forms come from the plugin's declared schema.
+    refine.get_by_test_id("refine-op-normalize").check()
+    refine.get_by_test_id("refine-op-dedup_exact").check()
+    refine.get_by_test_id("refine-run").click()
+    page.wait_for_function("() => document.querySelector('#panel-refine [data-testid=refine-job-status]').textContent === '完了'", timeout=90_000)
+    report = refine.get_by_test_id("refine-report")
+    report.wait_for(state="visible")
+    assert "rows_out" in report.inner_text()
+    versions = refine.get_by_test_id("lineage-version")
+    versions.nth(1).wait_for()
+    assert "ui_refined" in versions.nth(1).inner_text()
+    assert "normalize" in versions.nth(1).inner_text()
+    screenshot(page, "refine-report")
+    watch.assert_clean()
+
+
 def test_training_reaches_completed_and_the_chat_answers_with_the_adapter(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
     page, watch = watched_page
     dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_train_set")

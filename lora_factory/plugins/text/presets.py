@@ -53,10 +53,11 @@ class TrainParams(BaseModel):
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # Learns a handful of memorisable rows on the tiny model in seconds on a CPU.
+    # A short first try, capped at 60 optimizer steps whatever the dataset size; it learns a handful
+    # of memorisable rows on the tiny model in seconds on a CPU.
     "quick": {
         "rank": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear", "learning_rate": 5e-3,
-        "num_epochs": 30, "max_steps": -1, "batch_size": 4, "grad_accum": 1, "max_length": 512,
+        "num_epochs": 30, "max_steps": 60, "batch_size": 4, "grad_accum": 1, "max_length": 512,
         "warmup_ratio": 0.0, "lr_scheduler": "constant", "weight_decay": 0.0, "save_steps": 50,
         "eval_ratio": 0.0, "packing": False, "assistant_only_loss": True, "gradient_checkpointing": False,
         "seed": 42, "quantization": "none", "logging_steps": 1,

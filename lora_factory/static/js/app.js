@@ -207,6 +207,11 @@ async function start() {
   document.body.dataset.ready = "true";
 }
 
+window.addEventListener("hashchange", () => {
+  const id = window.location.hash.replace("#", "");
+  if (id !== app.current && TABS.some(([x]) => x === id)) showTab(id);
+});
+
 window.addEventListener("unhandledrejection", (ev) => {
   showError(ev.reason);
   ev.preventDefault();

@@ -14,12 +14,14 @@ export function statusKey(status) {
 /**
  * @param {object} opts
  *   prefix: testid prefix ("" or "wizard-" ...); bytes: progress counts bytes (downloads);
- *   chart: show the loss chart; cancellable: show a cancel button; cancelTestid: its testid;
+ *   training: show loss and tokens/s (default: unless bytes); chart: show the loss chart; cancellable: show a cancel button; cancelTestid: its testid;
  *   onEnd(job): called once at the terminal status.
  */
 export function createJobView(opts = {}) {
   const prefix = opts.prefix || "";
   const tid = (name) => `${prefix}${name}`;
+  // Loss and tokens/s belong to training; a download or a refine shows only progress and ETA.
+  const training = opts.training ?? !opts.bytes;
   const status = h("span", { class: "badge", testid: tid("job-status"), i18n: "status.none" });
   const jobIdEl = h("code", { class: "muted", testid: tid("job-id") });
   const bar = h("progress", { max: 1, value: 0, class: "progress", testid: tid("job-bar") });
@@ -38,8 +40,8 @@ export function createJobView(opts = {}) {
     { class: "job-stats" },
     h("div", {}, h("dt", { i18n: "job.progress" }), h("dd", {}, progressText, " ", percent)),
     h("div", {}, h("dt", { i18n: "job.eta" }), h("dd", {}, eta)),
-    opts.bytes ? null : h("div", {}, h("dt", { i18n: "job.loss" }), h("dd", {}, loss)),
-    opts.bytes ? null : h("div", {}, h("dt", { i18n: "job.speed" }), h("dd", {}, speed)),
+    training ? h("div", {}, h("dt", { i18n: "job.loss" }), h("dd", {}, loss)) : null,
+    training ? h("div", {}, h("dt", { i18n: "job.speed" }), h("dd", {}, speed)) : null,
   );
 
   const root = h(

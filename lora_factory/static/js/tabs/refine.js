@@ -47,11 +47,15 @@ export function mount(panel, app) {
   const jobView = createJobView({
     prefix: "refine-",
     chart: false,
+    training: false,
     cancellable: true,
     logOpen: false,
     onEnd: async (job) => {
       if (job.status === "completed") showReport(job.result || {});
-      await refresh();
+      fillDatasetSelect(dataSel, await listDatasets(m));
+      // Show where the new version sits in its family.
+      if (job.result && job.result.path) dataSel.value = job.result.path;
+      await showLineage();
     },
   });
 
@@ -66,15 +70,35 @@ export function mount(panel, app) {
 
   panel.append(h("h2", { i18n: "tab.refine" }), h("p", { class: "lead", i18n: "refine.lead" }), formEl, jobView.root, report, h("div", { class: "card" }, h("h3", { i18n: "refine.lineage" }), lineage));
 
+  function perOperationTable(rows) {
+    const body = h("tbody");
+    for (const r of rows) {
+      body.append(
+        h(
+          "tr",
+          {},
+          h("td", {}, h("code", { text: r.op })),
+          h("td", { class: "num", text: r.rows_in ?? "-" }),
+          h("td", { class: "num", text: r.rows_out ?? "-" }),
+          h("td", {}, kvTable(r.removed || {})),
+          h("td", {}, kvTable(r.changed || {})),
+        ),
+      );
+    }
+    const head = h("thead", {}, h("tr", {}, ["refine.op", "refine.rows_in", "refine.rows_out", "refine.removed", "refine.changed"].map((k) => h("th", { scope: "col", i18n: k }))));
+    return h("div", { class: "table-wrap" }, h("table", { class: "list", testid: "refine-per-operation" }, head, body));
+  }
+
   function showReport(result) {
     report.hidden = false;
-    const { examples, removed, ...rest } = result;
-    report.replaceChildren(
-      h("h3", { i18n: "refine.report" }),
-      kvTable(rest, "refine-report-table"),
-      removed && Object.keys(removed).length ? h("div", {}, h("h4", { i18n: "refine.removed" }), kvTable(removed, "refine-removed")) : null,
-      Array.isArray(examples) && examples.length ? h("div", {}, h("h4", { i18n: "refine.examples" }), h("pre", { class: "log", text: examples.map((e) => (typeof e === "string" ? e : JSON.stringify(e))).join("\n") })) : null,
-    );
+    const { examples, removed, per_operation: perOp, ...rest } = result;
+    const parts = [h("h3", { i18n: "refine.report" }), kvTable(rest, "refine-report-table")];
+    if (removed && Object.keys(removed).length) parts.push(h("h4", { i18n: "refine.removed" }), kvTable(removed, "refine-removed"));
+    if (Array.isArray(perOp) && perOp.length) parts.push(h("h4", { i18n: "refine.per_operation" }), perOperationTable(perOp));
+    if (Array.isArray(examples) && examples.length) {
+      parts.push(h("h4", { i18n: "refine.examples" }), h("pre", { class: "log", text: examples.map((e) => (typeof e === "string" ? e : JSON.stringify(e, null, 1))).join("\n") }));
+    }
+    report.replaceChildren(...parts);
   }
 
   async function showLineage() {
@@ -96,7 +120,8 @@ export function mount(panel, app) {
           v.parent ? h("span", { class: "muted", text: ` ← ${v.parent}` }) : null,
           opsText ? h("div", { class: "mono", text: opsText }) : null,
           v.counts ? h("div", { class: "muted", text: JSON.stringify(v.counts) }) : null,
-          h("div", { class: "muted", text: `${formatDate(v.created_at)}${v.job_id ? ` · ${v.job_id}` : ""}` }),
+          v.report && v.report.rows_in !== undefined ? h("div", { class: "muted", text: `${v.report.rows_in} → ${v.report.rows_out}` }) : null,
+          v.created_at || v.job_id ? h("div", { class: "muted", text: `${formatDate(v.created_at)}${v.job_id ? ` · ${v.job_id}` : ""}` }) : null,
         ),
       );
     }
