@@ -155,7 +155,10 @@ class Catalog:
             raise LoRAFactoryError("OUTPUT_EXISTS", f"データセット「{target_name}」は既に存在します。",
                                    f"Dataset '{target_name}' already exists.", http_status=409,
                                    detail={"name": target_name})
-        tmp = self.workspace.tmp_path(dest).with_suffix(Path(target_name).suffix)
+        # validated under its own name (inside a temporary folder), so messages name the user's file
+        tmp_dir = self.workspace.tmp_path(dest)
+        tmp_dir.mkdir()
+        tmp = tmp_dir / target_name
         try:
             with open(tmp, "wb") as fh:
                 shutil.copyfileobj(stream, fh, 1024 * 1024)
@@ -165,8 +168,7 @@ class Catalog:
                                        f"Modality '{modality}' does not handle datasets.")
             self.workspace.move_into_place(tmp, dest)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            shutil.rmtree(tmp_dir, ignore_errors=True)
         meta = {"format": info.get("format"), "encoding": info.get("encoding"), "rows": info.get("rows"),
                 "mapping": (options or {}).get("mapping"), "original_name": original}
         self.record_dataset_meta(dest, meta)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -25,27 +23,6 @@ MEMO_ROWS = [
 ]
 
 
-def _ensure_formats_module() -> None:
-    """Until the colleague's formats.py exists, read canonical JSONL (tests only, never product code)."""
-    try:
-        import lora_factory.plugins.text.formats  # noqa: F401
-        return
-    except ImportError:
-        pass
-
-    def load_conversations(path: Path, options: dict | None = None) -> list[dict]:
-        rows = []
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rows.append(json.loads(line))
-        return rows
-
-    module = types.ModuleType("lora_factory.plugins.text.formats")
-    module.load_conversations = load_conversations  # type: ignore[attr-defined]
-    sys.modules["lora_factory.plugins.text.formats"] = module
-
-
-_ensure_formats_module()
 
 
 def write_chat_jsonl(path: Path, rows: list[tuple[str, str]], system: str | None = None) -> Path:

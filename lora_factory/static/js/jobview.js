@@ -65,7 +65,8 @@ export function createJobView(opts = {}) {
     if (!rec) return;
     const step = Number(rec.step ?? 0);
     const max = Number(rec.max_steps ?? 0);
-    if (opts.bytes) progressText.textContent = `${formatBytes(step)}/${max ? formatBytes(max) : "?"}`;
+    // A download counts bytes; a tiny-model or import job under the same view counts plain steps.
+    if (opts.bytes && max >= 1024) progressText.textContent = `${formatBytes(step)}/${max ? formatBytes(max) : "?"}`;
     else progressText.textContent = `${step}/${max}`;
     // The raw counts stay readable by tests and tools even when shown as bytes.
     progressText.dataset.step = String(step);
@@ -84,7 +85,8 @@ export function createJobView(opts = {}) {
     }
     for (const key of TOKENS_KEYS) {
       if (rec[key] !== undefined && rec[key] !== null) {
-        speed.textContent = `${formatNumber(Number(rec[key]), 3)} tok/s`;
+        const tps = Number(rec[key]);
+        speed.textContent = `${tps >= 100 ? Math.round(tps).toLocaleString() : formatNumber(tps, 3)} tok/s`;
         break;
       }
     }
