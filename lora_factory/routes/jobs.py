@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -62,6 +63,17 @@ def delete_job(job_id: str, body: ConfirmBody = Body(default_factory=ConfirmBody
     return {"ok": True}
 
 
+def read_new_lines(path: Path, position: int) -> tuple[list[str], int]:
+    """Complete lines appended to ``path`` since byte ``position`` (a half-written last line waits)."""
+    if not path.exists():
+        return [], position
+    with open(path, "rb") as fh:
+        fh.seek(position)
+        chunk = fh.read()
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    return complete.decode("utf-8", errors="replace").splitlines(), position + len(complete)
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -82,26 +94,15 @@ async def job_events(job_id: str, request: Request, svc: Services = Depends(serv
             if await request.is_disconnected():
                 return
             job = svc.job_view(job_id)
-            if metrics_path.exists():
-                with open(metrics_path, "rb") as fh:
-                    fh.seek(metrics_pos)
-                    chunk = fh.read()
-                complete = chunk[: chunk.rfind(b"\n") + 1]
-                metrics_pos += len(complete)
-                lines = complete.decode("utf-8", errors="replace").splitlines()
-                for line in lines[-50:]:
-                    try:
-                        yield _sse("progress", json.loads(line))
-                    except json.JSONDecodeError:
-                        continue
-            if log_path.exists():
-                with open(log_path, "rb") as fh:
-                    fh.seek(log_pos)
-                    chunk = fh.read()
-                complete = chunk[: chunk.rfind(b"\n") + 1]
-                log_pos += len(complete)
-                for line in complete.decode("utf-8", errors="replace").splitlines()[-200:]:
-                    yield _sse("log", {"line": line})
+            lines, metrics_pos = read_new_lines(metrics_path, metrics_pos)
+            for line in lines[-50:]:
+                try:
+                    yield _sse("progress", json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+            lines, log_pos = read_new_lines(log_path, log_pos)
+            for line in lines[-200:]:
+                yield _sse("log", {"line": line})
             if job["status"] != last_status:
                 last_status = job["status"]
                 yield _sse("status", job)

@@ -194,6 +194,10 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         data_collator=counter, processing_class=tokenizer,
         callbacks=[_make_callback(ctx, counter, history, flags)],
     )
+    # our callback already writes one readable line per step; the printer would add a raw dict per log
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     resume = str(ctx.resume_checkpoint) if getattr(ctx, "resume_checkpoint", None) else None
     if resume:
         ctx.log(f"resume from {resume}")
