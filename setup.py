@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -498,9 +499,17 @@ def install_torch(python: Path, args: argparse.Namespace, log: SetupLog) -> dict
     for reason in plan.reasons:
         log(f"torch: {reason}")
     log(f"torch をインストールします / installing {plan.requirement} ({plan.flavour})")
-    extra = ["--force-reinstall", "--no-deps"] if args.reinstall_torch and pins.get("torch") else []
+    if args.reinstall_torch and pins:
+        # Uninstall first: "torch==2.13.0" is already satisfied by 2.13.0+cpu, pip would keep it.
+        run_logged([python, "-m", "pip", "uninstall", "-y", *sorted(pins)], log)
+    extra: list[str] = []
     cmd = pip_install_command(python, [plan.requirement], index_url=plan.index_url, extra=extra)
-    if run_logged(cmd, log) != 0:
+    code = run_logged(cmd, log)
+    if code != 0 and plan.index_url and plan.requirement != "torch":
+        # The index may not carry the pinned release for this CUDA tag: its newest torch still fits.
+        log(f"{plan.requirement} が {plan.index_url} にありません: 最新版を試します / trying the newest torch there")
+        code = run_logged(pip_install_command(python, ["torch"], index_url=plan.index_url, extra=extra), log)
+    if code != 0:
         raise SetupError(
             "TORCH_INSTALL_FAILED",
             "torch をインストールできませんでした。ネットワークを確認するか、--cpu / --torch-index を試してください。",
@@ -569,6 +578,13 @@ def start_server(venv_dir: Path, port: int, log: SetupLog) -> int:
     log(f"サーバーを起動します / starting the server: http://127.0.0.1:{port}  (Ctrl+C で停止 / to stop)")
     log.close()
     proc = subprocess.Popen(cmd, cwd=ROOT)
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A TERM to this script must stop the server too, not leave it orphaned.
+    if hasattr(signal, "SIGTERM"):
+        signal.signal(signal.SIGTERM, _interrupt)
     opener = threading.Thread(target=open_browser_when_ready, args=(port,),
                               kwargs={"should_stop": lambda: proc.poll() is not None}, daemon=True)
     opener.start()

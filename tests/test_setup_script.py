@@ -318,3 +318,47 @@ def test_wait_until_answers_counts_any_http_status(setup_module):
         assert setup_module.wait_until_answers(url, timeout=5) is True
     finally:
         server.shutdown()
+
+
+# -- launchers, CI and README stay in step ------------------------------------------------------------
+README_TEST_COMMAND = "python3 setup.py --test --no-start && .venv/bin/python -m pytest -q"
+
+
+def test_readme_ci_and_launchers_agree():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert README_TEST_COMMAND in readme
+    assert "python3 setup.py --test --no-start" in ci and ".venv/bin/python -m pytest -q" in ci
+    assert ci.index("phase ruff .venv/bin/ruff check .") < ci.index("phase pytest .venv/bin/python -m pytest -q")
+    for launcher in ("run_lora.sh", "run_lora.bat"):
+        text = (REPO / launcher).read_text(encoding="utf-8")
+        assert "lora_factory_setup_ok" in text, launcher  # the marker setup.py writes (MARKER_NAME)
+        assert "LORA_FACTORY_PORT" in text and "8081" in text and "127.0.0.1" in text, launcher
+    assert "--wait-for-server" in (REPO / "run_lora.sh").read_text(encoding="utf-8")
+
+
+def test_launcher_marker_name_matches_setup(setup_module):
+    assert setup_module.MARKER_NAME == "lora_factory_setup_ok"
+    assert setup_module.CONSTRAINTS_NAME == "lora_factory_constraints.txt"
+
+
+@pytest.mark.skipif(sys.platform.startswith("win"), reason="bash scripts")
+def test_shell_scripts_parse_and_are_executable():
+    import os
+    import shutil
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    for script in ("run_lora.sh", ".ci/run"):
+        path = REPO / script
+        assert os.access(path, os.X_OK), f"{script} is not executable"
+        done = subprocess.run([bash, "-n", str(path)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+
+
+def test_bat_has_crlf_line_endings():
+    """cmd.exe mis-reads labels and blocks in a batch file saved with bare LF line endings."""
+    data = (REPO / "run_lora.bat").read_bytes()
+    assert data.count(b"\n") > 10
+    assert data.count(b"\r\n") == data.count(b"\n")
