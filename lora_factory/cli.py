@@ -90,6 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this address can use LoRA Factory",
               file=sys.stderr)
+    if args.max_gpu_jobs:
+        os.environ["LORA_FACTORY_MAX_GPU_JOBS"] = str(args.max_gpu_jobs)
     app = create_app(args.home)
     print(f"LoRA Factory {__version__}: http://{args.host}:{args.port}  (workspace {app.state.services.workspace.home})")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
@@ -277,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("LORA_FACTORY_PORT", "8081")))
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--max-gpu-jobs", type=int, default=None,
+                   help="GPU-bound jobs (train, eval, merge) run at once; default 1 ($LORA_FACTORY_MAX_GPU_JOBS)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("jobs", parents=[common], help="list / show / cancel / logs / rerun / resume / delete jobs")

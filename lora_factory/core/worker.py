@@ -137,7 +137,8 @@ def call_hook(plugin_host: Any, kind: str, modality: str, spec: dict[str, Any], 
             f"No plugin implements {HOOK_BY_KIND[kind]} for modality '{modality}'.",
             http_status=400,
         )
-    return dict(result)
+    # a third-party hook may return any value: a dict is the contract, anything else is kept as is
+    return dict(result) if isinstance(result, dict) else {"value": result}
 
 
 def main(argv: list[str] | None = None) -> int:
