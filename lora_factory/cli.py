@@ -268,6 +268,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return _submitted(svc, svc.start_eval(req), args.wait)
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    from lora_factory.core.services import default_home
+    from lora_factory.core.settings import load_settings, public_view, update_settings
+
+    home = Path(args.home) if args.home else default_home()
+    if args.action == "set":
+        if not args.key or args.value is None:
+            raise LoRAFactoryError("SETTINGS_INVALID", "settings set KEY VALUE の形で指定してください。",
+                                   "Use: settings set KEY VALUE.")
+        _print_json(public_view(update_settings(home, {args.key: args.value})))
+    else:
+        _print_json(public_view(load_settings(home)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-factory", description="LoRA Factory / LoRAファクトリー")
     parser.add_argument("--version", action="version", version=f"lora-factory {__version__}")
@@ -314,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("settings", parents=[common], help="show / set hf_token and hf_endpoint (settings.json)")
+    p.add_argument("action", choices=["show", "set"])
+    p.add_argument("key", nargs="?", choices=["hf_token", "hf_endpoint"])
+    p.add_argument("value", nargs="?", help="an empty string clears the setting")
+    p.set_defaults(func=cmd_settings)
 
     p = sub.add_parser("tiny-model", parents=[common], help="build a tiny random-weight model (offline demo / tests)")
     p.add_argument("modality", nargs="?", default="text")

@@ -18,6 +18,7 @@ from pathlib import Path
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.inference_session import InferenceSession
 from lora_factory.core.plugins import load_plugin_host
+from lora_factory.core.settings import export_to_environment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    export_to_environment(Path(args.home))
     plugin_host = load_plugin_host(Path(args.home))
     session = InferenceSession()
 

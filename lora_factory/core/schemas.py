@@ -33,7 +33,6 @@ class DownloadRequest(StrictModel):
     repo_id: str = Field(pattern=r"^[A-Za-z0-9][\w\-.]*/[\w\-.]+$|^[A-Za-z0-9][\w\-.]*$")
     revision: str = "main"
     name: str | None = None
-    token: str | None = None
 
 
 class ImportRequest(StrictModel):
@@ -99,3 +98,10 @@ class ConfirmBody(BaseModel):
 
 class RerunRequest(BaseModel):
     output_name: str | None = None
+
+
+class SettingsUpdate(StrictModel):
+    """Only the fields given are changed; an empty string clears one."""
+
+    hf_token: str | None = None
+    hf_endpoint: str | None = None

@@ -193,8 +193,6 @@ class Services:
         self.plugins.require_modality(req.modality)
         name = self._output_name("download", req.modality, req.name or req.repo_id.replace("/", "__"))
         spec = {"source": "hub", "repo_id": req.repo_id, "revision": req.revision, "name": name}
-        if req.token:
-            spec["token"] = req.token
         return self.jobs.submit("download", req.modality, spec, output_name=name)
 
     def start_import(self, req: ImportRequest) -> str:

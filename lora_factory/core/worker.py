@@ -21,6 +21,7 @@ from lora_factory.core.context import JobContext
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs import JobStore, now_iso
 from lora_factory.core.plugins import load_plugin_host
+from lora_factory.core.settings import export_to_environment
 from lora_factory.core.workspace import Workspace
 
 HOOK_BY_KIND = {
@@ -81,6 +82,7 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 def run_job(job_id: str, home: Path) -> int:
     from lora_factory.core.finalize import finalize_job  # keeps this module's import light
 
+    export_to_environment(home)
     plugin_host = load_plugin_host(home)
     workspace = Workspace(home, plugin_host.modalities().keys())
     store = JobStore(workspace.db_path)

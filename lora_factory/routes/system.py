@@ -6,7 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
+from lora_factory.core.schemas import SettingsUpdate
 from lora_factory.core.services import Services
+from lora_factory.core.settings import load_settings, public_view, update_settings
 from lora_factory.core.system_info import system_info
 from lora_factory.routes import services
 
@@ -26,3 +28,14 @@ def modalities(svc: Services = Depends(services)) -> dict[str, Any]:
 @router.get("/system")
 def system(svc: Services = Depends(services)) -> dict[str, Any]:
     return system_info(svc.workspace.home)
+
+
+@router.get("/settings")
+def get_settings(svc: Services = Depends(services)) -> dict[str, Any]:
+    return public_view(load_settings(svc.workspace.home))
+
+
+@router.put("/settings")
+def put_settings(body: SettingsUpdate, svc: Services = Depends(services)) -> dict[str, Any]:
+    changes = body.model_dump(exclude_unset=True)
+    return public_view(update_settings(svc.workspace.home, changes))

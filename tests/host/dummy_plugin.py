@@ -77,7 +77,7 @@ def download_model(modality, spec, ctx):
         return None
     (ctx.output_dir / "weights.txt").write_text("dummy weights " + spec.get("source", ""))
     ctx.progress(1, 1)
-    return {"source": spec.get("source")}
+    return {"source": spec.get("source"), "hf_token_seen": os.environ.get("HF_TOKEN")}
 
 
 @hookimpl

@@ -1,0 +1,79 @@
+"""Workspace settings the user sets once (Hugging Face token and endpoint), in ``<home>/settings.json``.
+
+Why a file and not the job spec: ``runs/<job_id>/config.json`` is meant to be shared and re-run, so a
+token must never land there. The worker exports these settings as ``HF_TOKEN`` / ``HF_ENDPOINT``
+before calling a hook (an environment variable the user set wins), so plugins read the usual
+variables and need not know about this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.workspace import write_text_atomic
+
+ENV_BY_FIELD = {"hf_token": "HF_TOKEN", "hf_endpoint": "HF_ENDPOINT"}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hf_token: str | None = Field(None, description="Hugging Face access token (gated / private models)")
+    hf_endpoint: str | None = Field(None, pattern=r"^https?://\S+$", description="a Hub mirror, e.g. https://hf-mirror.com")
+
+
+def settings_path(home: Path) -> Path:
+    return Path(home) / "settings.json"
+
+
+def load_settings(home: Path) -> Settings:
+    path = settings_path(home)
+    if not path.exists():
+        return Settings()
+    try:
+        return Settings.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as exc:
+        raise LoRAFactoryError("SETTINGS_INVALID", f"settings.json が壊れています: {exc}",
+                               f"settings.json is invalid: {exc}", http_status=500) from exc
+
+
+def update_settings(home: Path, changes: dict[str, Any]) -> Settings:
+    """Merge ``changes`` (an empty string clears a field) and save, readable by the owner only."""
+    current = load_settings(home).model_dump()
+    for key, value in changes.items():
+        current[key] = value or None
+    try:
+        settings = Settings.model_validate(current)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise LoRAFactoryError("SETTINGS_INVALID", f"設定「{field}」が不正です: {first['msg']}",
+                               f"Setting '{field}' is invalid: {first['msg']}", detail={"field": field}) from exc
+    path = settings_path(home)
+    write_text_atomic(path, json.dumps(settings.model_dump(), ensure_ascii=False, indent=2))
+    try:
+        os.chmod(path, 0o600)
+    except OSError:
+        pass  # Windows: the user's profile folder already restricts access
+    return settings
+
+
+def public_view(settings: Settings) -> dict[str, Any]:
+    """What the API shows: whether a token is set, never the token itself."""
+    token = settings.hf_token
+    return {"hf_token_set": bool(token), "hf_token_hint": f"…{token[-4:]}" if token and len(token) > 8 else None,
+            "hf_endpoint": settings.hf_endpoint}
+
+
+def export_to_environment(home: Path) -> None:
+    """Called in job / inference workers: settings become ``HF_TOKEN`` / ``HF_ENDPOINT`` unless already set."""
+    settings = load_settings(home)
+    for field, env in ENV_BY_FIELD.items():
+        value = getattr(settings, field)
+        if value and not os.environ.get(env):
+            os.environ[env] = value
