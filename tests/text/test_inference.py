@@ -48,6 +48,28 @@ def test_stream_and_adapter_changes_answer(tiny_model, trained_adapter, tmp_path
     assert _ask(session, tiny_model, trained_adapter["path"])[-1]["text"] == done["text"]
 
 
+def test_adapter_replaced_on_disk_is_reloaded(tiny_model, trained_adapter, tmp_path):
+    """A regression: an adapter deleted and trained again under the same name was served stale."""
+    import os
+
+    session = types.SimpleNamespace(cache={})
+    folder = tmp_path / "same_name"
+    shutil.copytree(trained_adapter["path"], folder)
+    tuned = _ask(session, tiny_model, folder)[-1]["text"]
+    base_only = _ask(session, tiny_model, None)[-1]["text"]
+    assert tuned != base_only
+    # "retrain" into the same folder: a zero LoRA update makes the adapter answer like the base
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(folder / "adapter_model.safetensors")
+    save_file({k: (v * 0 if "lora_B" in k else v) for k, v in weights.items()}, folder / "adapter_model.safetensors")
+    stamp = folder / "adapter_model.safetensors"
+    os.utime(stamp, ns=(stamp.stat().st_atime_ns, stamp.stat().st_mtime_ns + 10**9))
+    assert _ask(session, tiny_model, folder)[-1]["text"] == base_only
+    entry = next(iter(session.cache["text"].values()))
+    assert len(entry.adapters) == 1  # the stale copy was dropped from the model
+
+
 def test_sampling_with_seed_is_reproducible(tiny_model):
     session = types.SimpleNamespace(cache={})
     a = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]

@@ -33,38 +33,51 @@ def _base_entry(session: Any, base_path: str, trust_remote_code: bool) -> Loaded
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer
 
     cache: dict[str, Any] = session.cache.setdefault(_CACHE_KEY, {})
-    key = str(Path(base_path).resolve())
+    folder = str(Path(base_path).resolve())
+    key = f"{folder}@{_weights_stamp(Path(folder))}" if Path(folder).is_dir() else folder
     entry = cache.get(key)
     if entry is None:
-        if not (Path(key) / "config.json").is_file():
+        if not (Path(folder) / "config.json").is_file():
             raise LoRAFactoryError("MODEL_NOT_FOUND", f"モデル「{base_path}」が見つかりません。",
                                    f"Model '{base_path}' was not found.", 404, detail={"path": base_path})
-        tokenizer = load_tokenizer(Path(key), trust_remote_code)
-        model = load_causal_lm(Path(key), "none", trust_remote_code)
+        for stale in [k for k in cache if k.rsplit("@", 1)[0] == folder]:
+            del cache[stale]  # the folder was replaced: free the old model first
+        tokenizer = load_tokenizer(Path(folder), trust_remote_code)
+        model = load_causal_lm(Path(folder), "none", trust_remote_code)
         model.eval()
-        entry = LoadedBase(key, model, tokenizer)
+        entry = LoadedBase(folder, model, tokenizer)
         cache[key] = entry
     return entry
+
+
+def _weights_stamp(folder: Path) -> str:
+    """Modification times of the weight files: changes when the folder's content is replaced."""
+    files = sorted(folder.glob("*.safetensors")) or [folder / "config.json"]
+    return ",".join(f"{p.stat().st_mtime_ns}" for p in files if p.exists())
 
 
 def _activate_adapter(entry: LoadedBase, adapter_path: str) -> str:
     """Attach (once) and select an adapter on the cached base; returns its name."""
     from peft import PeftModel
 
-    key = str(Path(adapter_path).resolve())
-    if not (Path(key) / "adapter_config.json").is_file():
+    folder = str(Path(adapter_path).resolve())
+    if not (Path(folder) / "adapter_config.json").is_file():
         raise LoRAFactoryError("ADAPTER_NOT_FOUND", f"アダプタ「{adapter_path}」に adapter_config.json がありません。",
                                f"The adapter '{adapter_path}' has no adapter_config.json.", 404,
                                detail={"path": adapter_path})
+    # an adapter deleted and trained again under the same name must not be served from the cache
+    key = f"{folder}@{_weights_stamp(Path(folder))}"
     name = entry.adapters.get(key)
     try:
         if name is None:
             name = f"a{len(entry.adapters)}"
             if isinstance(entry.model, PeftModel):
-                entry.model.load_adapter(key, adapter_name=name)
+                entry.model.load_adapter(folder, adapter_name=name)
             else:
-                entry.model = PeftModel.from_pretrained(entry.base_model, key, adapter_name=name)
+                entry.model = PeftModel.from_pretrained(entry.base_model, folder, adapter_name=name)
             entry.model.eval()
+            for stale_key in [k for k in entry.adapters if k.rsplit("@", 1)[0] == folder]:
+                entry.model.delete_adapter(entry.adapters.pop(stale_key))  # replaced on disk
             entry.adapters[key] = name
         entry.model.set_adapter(name)
     except LoRAFactoryError:

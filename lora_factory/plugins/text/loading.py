@@ -80,6 +80,7 @@ def load_causal_lm(
         "dtype": dtype,
         "attn_implementation": pick_attention(device),
         "trust_remote_code": trust_remote_code,
+        "use_safetensors": True,  # never unpickle weights
     }
     if quantization == "4bit":
         try:
