@@ -156,6 +156,11 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     ctx.log(f"trainable parameters: {trainable}")
 
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+        else "gradient_checkpointing"
+    checkpointing = {ckpt: params.gradient_checkpointing,
+                     f"{ckpt}_kwargs": {"use_reentrant": False} if params.gradient_checkpointing else None}
     args = TrainingArguments(
         output_dir=str(ctx.checkpoint_dir),
         per_device_train_batch_size=params.batch_size,
@@ -165,7 +170,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         num_train_epochs=params.num_epochs,
         max_steps=params.max_steps,
         lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
         weight_decay=params.weight_decay,
         logging_steps=params.logging_steps,
         save_strategy="steps",
@@ -175,8 +180,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         eval_steps=params.save_steps if eval_items else None,
         bf16=bf16,
         fp16=device == "cuda" and not bf16 and params.quantization == "none",
-        gradient_checkpointing=params.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if params.gradient_checkpointing else None,
+        **checkpointing,
         seed=params.seed,
         data_seed=params.seed,
         report_to="none",
