@@ -110,7 +110,7 @@ class JobStore:
                     self._conn.execute("COMMIT")
                     return None
                 self._conn.execute(
-                    "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?), finished_at = NULL,"
+                    "UPDATE jobs SET status = 'running', started_at = ?, finished_at = NULL,"
                     " attempts = attempts + 1, exit_code = NULL WHERE id = ?",
                     (now_iso(), row["id"]),
                 )

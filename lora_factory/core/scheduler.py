@@ -123,10 +123,12 @@ class JobManager:
             alive = code is None
         else:
             code = None
-            alive = process.is_alive(job["pid"], job["pid_create_time"]) if job["pid"] else True
-            if not job["pid"] and job["started_at"]:
-                # claimed by another process (CLI / server) that has not recorded its pid yet
-                alive = True
+            if job["pid"]:
+                alive = process.is_alive(job["pid"], job["pid_create_time"])
+            else:
+                # claimed by another process (CLI / server) that has not recorded its pid yet; one that
+                # never does within a minute died between claiming and spawning
+                alive = _seconds_since(job["started_at"]) < 60
         if not alive:
             self._children.pop(job_id, None)
             fresh = self.store.get(job_id)
@@ -270,3 +272,11 @@ class JobManager:
             if deadline is not None and time.monotonic() > deadline:
                 return job
             time.sleep(poll)
+
+
+def _seconds_since(iso: str | None) -> float:
+    from datetime import datetime, timezone
+
+    if not iso:
+        return float("inf")
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds()

@@ -206,6 +206,42 @@ export function confirmDialog(ja, en) {
   });
 }
 
+/**
+ * A modal asking for one line of text (an output name): resolves the trimmed text, or null when
+ * the user cancels. labelKey / okKey are i18n keys; the field is labelled and gets the focus.
+ */
+export function promptDialog(labelKey, initial = "", okKey = "common.ok", testid = "prompt") {
+  return new Promise((resolve) => {
+    const input = h("input", { type: "text", value: initial, autocomplete: "off", testid: `${testid}-input`, required: true });
+    const ok = h("button", { type: "submit", class: "primary", i18n: okKey, testid: `${testid}-ok` });
+    const cancel = h("button", { type: "button", i18n: "common.cancel", testid: `${testid}-cancel` });
+    const form = h("form", { method: "dialog", novalidate: true }, field(labelKey, input), h("div", { class: "row end" }, cancel, ok));
+    const dlg = h("dialog", { class: "confirm", testid: `${testid}-dialog` }, form);
+    document.body.append(dlg);
+    const done = (v) => {
+      dlg.close();
+      dlg.remove();
+      resolve(v);
+    };
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const value = input.value.trim();
+      if (!value) {
+        input.focus();
+        return;
+      }
+      done(value);
+    });
+    cancel.addEventListener("click", () => done(null));
+    dlg.addEventListener("cancel", (ev) => {
+      ev.preventDefault();
+      done(null);
+    });
+    dlg.showModal();
+    input.select();
+  });
+}
+
 /** A modal that shows some content (a log, a lineage) with a close button. */
 export function showModal(titleKey, content) {
   const close = h("button", { type: "button", i18n: "common.close", testid: "modal-close" });

@@ -37,6 +37,13 @@ export function mount(panel, app) {
     field("models.repo_id", repo),
     field("models.revision", revision),
     field("models.local_name", dlName, "models.local_name_hint"),
+    h(
+      "p",
+      { class: "full hint-box", testid: "model-token-hint" },
+      h("span", { i18n: "models.gated_hint" }),
+      " ",
+      h("button", { type: "button", class: "link", i18n: "models.go_settings", testid: "model-go-settings", onclick: () => app.goTab("system") }),
+    ),
     h("div", { class: "row full" }, dlBtn),
     h("div", { class: "full" }, dlView.root),
   );

@@ -1,7 +1,8 @@
 // システム: CPU / RAM / GPU / VRAM / disk / library versions (GET /api/system) and the plugins
-// with their load errors (GET /api/plugins): the first place to look when something is off.
-import { get } from "../api.js";
-import { formatBytes, h, kvTable, setBilingual, withBusy } from "../dom.js";
+// with their load errors (GET /api/plugins): the first place to look when something is off; and
+// the Hugging Face settings (GET/PUT /api/settings) that gated or private model downloads need.
+import { get, put } from "../api.js";
+import { field, formatBytes, h, kvTable, notifyKey, setBilingual, setI18n, withBusy } from "../dom.js";
 
 function humanise(obj) {
   const out = {};
@@ -11,13 +12,69 @@ function humanise(obj) {
   return out;
 }
 
+/**
+ * The Hugging Face form. The token is write-only: the API never returns it (only a hint such as
+ * "…1234"), so the password field always starts empty and an empty field leaves the token as it is.
+ */
+function settingsCard() {
+  const token = h("input", { type: "password", testid: "settings-hf-token", autocomplete: "new-password", spellcheck: "false", i18nPlaceholder: "settings.token_placeholder" });
+  const endpoint = h("input", { type: "text", inputmode: "url", testid: "settings-hf-endpoint", autocomplete: "off", spellcheck: "false", i18nPlaceholder: "settings.endpoint_placeholder" });
+  const state = h("span", { class: "badge", testid: "settings-token-state", i18n: "status.none" });
+  const clearBtn = h("button", { type: "button", class: "small danger", i18n: "settings.token_clear", testid: "settings-token-clear", hidden: true });
+  const save = h("button", { type: "submit", class: "primary", i18n: "settings.save", testid: "settings-save" });
+
+  function render(s) {
+    if (s.hf_token_set) {
+      setI18n(state, "settings.token_set", { hint: s.hf_token_hint || "…" });
+      state.className = "badge badge-completed";
+    } else {
+      setI18n(state, "settings.token_unset");
+      state.className = "badge";
+    }
+    state.dataset.set = String(Boolean(s.hf_token_set));
+    clearBtn.hidden = !s.hf_token_set;
+    token.value = "";
+    endpoint.value = s.hf_endpoint || "";
+  }
+
+  const tokenRow = field("settings.token", token, "settings.token_hint");
+  tokenRow.insertBefore(h("div", { class: "row token-state" }, h("span", { class: "small-text", i18n: "settings.token_current" }), state, clearBtn), token);
+  const form = h(
+    "form",
+    { class: "card form-grid", novalidate: true, testid: "settings-form" },
+    h("h3", { class: "full", i18n: "settings.title" }),
+    h("p", { class: "full muted lead-in", i18n: "settings.lead" }),
+    tokenRow,
+    field("settings.endpoint", endpoint, "settings.endpoint_hint"),
+    h("div", { class: "row full" }, save),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    withBusy(save, async () => {
+      const body = { hf_endpoint: endpoint.value.trim() };
+      if (token.value.trim()) body.hf_token = token.value.trim();
+      render(await put("/api/settings", body));
+      notifyKey("success", "settings.saved");
+    });
+  });
+  clearBtn.addEventListener("click", () =>
+    withBusy(clearBtn, async () => {
+      render(await put("/api/settings", { hf_token: "" }));
+      notifyKey("success", "settings.token_cleared");
+    }),
+  );
+  return { root: form, load: async () => render(await get("/api/settings")) };
+}
+
 export function mount(panel) {
+  const settings = settingsCard();
   const sysBox = h("div", { class: "grid-cards", testid: "system-info" });
   const pluginsBody = h("tbody", { testid: "plugin-list" });
   const reload = h("button", { type: "button", i18n: "common.reload", testid: "system-reload" });
   panel.append(
     h("div", { class: "row between" }, h("h2", { i18n: "tab.system" }), reload),
     sysBox,
+    settings.root,
     h(
       "div",
       { class: "card" },
@@ -38,7 +95,7 @@ export function mount(panel) {
   const card = (titleKey, content, testid) => h("div", { class: "card", testid }, h("h3", { i18n: titleKey }), content);
 
   async function refresh() {
-    const [sys, plugins] = await Promise.all([get("/api/system"), get("/api/plugins")]);
+    const [sys, plugins] = await Promise.all([get("/api/system"), get("/api/plugins"), settings.load()]);
     const gpus = Array.isArray(sys.gpus) ? sys.gpus : [];
     const disk = Array.isArray(sys.disk) ? sys.disk : sys.disk ? [sys.disk] : [];
     sysBox.replaceChildren(
