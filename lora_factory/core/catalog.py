@@ -127,12 +127,16 @@ class Catalog:
 
     def inspect_dataset(self, modality: str, path: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
         opts = self.dataset_options(path) | (options or {})
-        info = self.plugins.hook.inspect_dataset(modality=modality, path=str(path), options=opts)
-        if info is None:
-            raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{modality}」はデータセットの検証に対応していません。",
-                                   f"Modality '{modality}' cannot inspect datasets.")
+        info = self._plugin_inspect(modality, path, opts)
         return {"name": path.name, "modality": modality, "path": str(path),
                 "rel_path": self.workspace.relative(path), "size_bytes": path.stat().st_size, **info}
+
+    def _plugin_inspect(self, modality: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
+        """The plugin's validation; a plugin without ``inspect_dataset`` accepts files as they are."""
+        info = self.plugins.hook.inspect_dataset(modality=modality, path=str(path), options=options)
+        if info is None:
+            return {"format": None, "rows": None, "validated": False, "preview": [], "stats": {}}
+        return dict(info, validated=True)
 
     def upload_dataset(self, modality: str, filename: str, stream: IO[bytes], name: str | None = None,
                        options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -162,10 +166,7 @@ class Catalog:
         try:
             with open(tmp, "wb") as fh:
                 shutil.copyfileobj(stream, fh, 1024 * 1024)
-            info = self.plugins.hook.inspect_dataset(modality=modality, path=str(tmp), options=dict(options or {}))
-            if info is None:
-                raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{modality}」はデータセットに対応していません。",
-                                       f"Modality '{modality}' does not handle datasets.")
+            info = self._plugin_inspect(modality, tmp, dict(options or {}))
             self.workspace.move_into_place(tmp, dest)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -144,3 +144,26 @@ def test_hook_import_dataset_index(dummy_home, server_factory):
                                                       "dataset_info_path": "datasets/incoming/index.json"})
         assert r.status_code == 200, r.text
         assert r.json()["datasets"] == [{"name": "one.txt", "format": "lines", "rows": 2}]
+
+
+def test_minimal_plugin_with_only_describe_and_train(tmp_path, server_factory):
+    """A third party's smallest plugin: no inspect hooks; uploads are kept unvalidated, training runs."""
+    home = tmp_path / "ws"
+    (home / "plugins").mkdir(parents=True)
+    (home / "plugins" / "minimal.py").write_text(
+        "from lora_factory import hookimpl\n"
+        "@hookimpl\ndef describe_modalities():\n    return [{'id': 'mini', 'label_ja': 'ミニ', 'label_en': 'Mini'}]\n"
+        "@hookimpl\ndef train(modality, spec, ctx):\n"
+        "    if modality != 'mini':\n        return None\n"
+        "    for i in range(1, 4):\n        ctx.progress(i, 3, loss=1.0 / i)\n"
+        "    (ctx.output_dir / 'w.txt').write_text('ok')\n    return {'done': True}\n", encoding="utf-8")
+    (home / "models" / "mini" / "m").mkdir(parents=True)
+    server = server_factory(home)
+    with server.client() as c:
+        info = c.post("/api/datasets/upload", data={"modality": "mini"}, files={"file": ("d.bin", b"\x00\x01")}).json()
+        assert info["validated"] is False and info["name"] == "d.bin"
+        job = c.post("/train/start", json={"base_model": "m", "dataset": "d.bin", "output_name": "o",
+                                           "preset": "any", "modality": "mini"}).json()["job_id"]
+        job = wait_for(c, job, ("completed", "failed"))
+        assert job["status"] == "completed" and job["step"] == 3 and job["result"]["done"] is True
+        assert (home / "lora_adapters" / "mini" / "o" / "w.txt").read_text() == "ok"

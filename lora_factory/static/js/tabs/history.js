@@ -1,9 +1,11 @@
 // 履歴: every job with filters (kind, status, modality), duration, final loss; open the log,
-// re-run, delete with confirmation; the adapters with their lineage and regression results.
+// re-run, delete with confirmation; the adapters with their lineage and regression results, a
+// regression run (eval job) and a merge into a standalone model (merge job), both followed live.
 import { del, get, post } from "../api.js";
-import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notifyKey, select, setI18n, showModal, withBusy } from "../dom.js";
-import { statusKey } from "../jobview.js";
+import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notifyKey, promptDialog, select, setI18n, showModal, withBusy } from "../dom.js";
+import { createJobView, statusKey } from "../jobview.js";
 import { listAdapters } from "../lists.js";
+import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
 
 const KINDS = ["download", "refine", "train", "eval", "merge"];
 const STATUSES = ["queued", "running", "completed", "failed", "canceled", "interrupted"];
@@ -20,6 +22,18 @@ export function mount(panel, app) {
   const reload = h("button", { type: "button", i18n: "common.reload", testid: "history-reload" });
   const tbody = h("tbody", { testid: "history-list" });
   const adaptersBody = h("tbody", { testid: "adapter-list" });
+  const evalPanel = createEvalPanel(app, () => withBusy(null, loadAdapters));
+  const mergeView = createJobView({
+    prefix: "merge-",
+    chart: false,
+    training: false,
+    cancellable: true,
+    logOpen: false,
+    onEnd: (job) => {
+      if (job.status === "completed") notifyKey("success", "history.merge_done", { name: job.output_name || (job.spec || {}).output_name || "" });
+      withBusy(null, loadJobs);
+    },
+  });
 
   const heads = (keys) => h("thead", {}, h("tr", {}, keys.map((k) => h("th", { scope: "col", i18n: k }))));
   panel.append(
@@ -36,7 +50,9 @@ export function mount(panel, app) {
       { class: "card" },
       h("h3", { i18n: "history.adapters" }),
       h("div", { class: "table-wrap" }, h("table", { class: "list" }, heads(["history.name", "train.base_model", "train.dataset", "history.id", "history.created", "history.final_loss", "common.actions"]), adaptersBody)),
+      mergeView.root,
     ),
+    evalPanel.root,
   );
 
   async function openLog(job) {
@@ -98,6 +114,7 @@ export function mount(panel, app) {
     const data = await get(`/api/adapters/${encodeURIComponent(app.modality)}/${encodeURIComponent(a.name)}`);
     const { evals, metrics, lineage, ...rest } = data;
     const evalList = Array.isArray(evals) ? evals : evals ? [evals] : [];
+    const latest = evalList.slice().sort((x, y) => String(y.created_at).localeCompare(String(x.created_at)))[0];
     showModal(
       "history.adapter_detail",
       h(
@@ -105,11 +122,21 @@ export function mount(panel, app) {
         { testid: "adapter-detail" },
         kvTable(rest),
         metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(metrics)) : null,
-        lineage ? h("div", {}, h("h4", { i18n: "refine.lineage" }), h("pre", { class: "log", text: JSON.stringify(lineage, null, 2) })) : null,
+        h("h4", { i18n: "refine.lineage" }),
+        renderLineage(lineage),
         h("h4", { i18n: "history.evals" }),
-        evalList.length ? evalList.map((e) => kvTable(e)) : h("p", { class: "muted", i18n: "history.no_evals" }),
+        latest && latest.summary ? renderSummary(latest.summary, { testid: "adapter-latest-eval" }) : null,
+        renderStoredEvals(evalList),
       ),
     );
+  }
+
+  async function mergeAdapter(a) {
+    const name = await promptDialog("history.merge_name", `${a.name}-merged`, "history.merge", "merge");
+    if (!name) return;
+    const { job_id: jobId } = await post("/api/models/merge", { modality: app.modality, adapter: a.name, output_name: name });
+    notifyKey("info", "history.merge_started", { name });
+    mergeView.follow(jobId);
   }
 
   async function loadAdapters() {
@@ -122,6 +149,10 @@ export function mount(panel, app) {
     for (const a of adapters) {
       const showBtn = h("button", { type: "button", class: "small", i18n: "common.view", testid: `adapter-view-${a.name}` });
       showBtn.addEventListener("click", () => withBusy(showBtn, () => showAdapter(a)));
+      const evalBtn = h("button", { type: "button", class: "small", i18n: "history.eval", testid: `adapter-eval-${a.name}` });
+      evalBtn.addEventListener("click", () => withBusy(evalBtn, () => evalPanel.open(a)));
+      const mergeBtn = h("button", { type: "button", class: "small", i18n: "history.merge", testid: `adapter-merge-${a.name}` });
+      mergeBtn.addEventListener("click", () => withBusy(mergeBtn, () => mergeAdapter(a)));
       const delBtn = h("button", { type: "button", class: "small danger", i18n: "common.delete", testid: `adapter-delete-${a.name}` });
       delBtn.addEventListener("click", () =>
         withBusy(delBtn, async () => {
@@ -142,7 +173,7 @@ export function mount(panel, app) {
           h("td", {}, h("code", { text: a.job_id || "-" })),
           h("td", { text: formatDate(a.created_at) }),
           h("td", { class: "num", text: formatNumber(a.metrics && (a.metrics.final_loss ?? a.metrics.train_loss)) }),
-          h("td", { class: "actions" }, showBtn, delBtn),
+          h("td", { class: "actions" }, showBtn, evalBtn, mergeBtn, delBtn),
         ),
       );
     }
