@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -62,47 +63,60 @@ class InferenceClient:
     def stream(self, modality: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Yield the worker's events for one request; raises ``LoRAFactoryError`` on its errors.
 
-        The lock is held for the whole request; if the consumer stops early, the rest of this
-        request's output is drained so the next request starts on a clean stream.
+        A reader thread owns the request from start to end: it drains the worker's answer and
+        releases the lock even when the HTTP client goes away mid-stream, so an abandoned chat never
+        blocks the next one (and never blocks the event loop).
         """
-        with self._lock:
+        self._lock.acquire()
+        try:
             proc = self._ensure_started()
             req_id = next(self._ids)
             assert proc.stdin and proc.stdout
-            try:
-                proc.stdin.write(json.dumps({"id": req_id, "modality": modality, "request": request},
-                                            ensure_ascii=False) + "\n")
-                proc.stdin.flush()
-            except (BrokenPipeError, OSError) as exc:
-                raise self._died() from exc
-            finished = False
-            try:
-                while True:
-                    line = proc.stdout.readline()
-                    if not line:
-                        finished = True
-                        raise self._died()
-                    msg = json.loads(line)
-                    if msg.get("id") != req_id:
-                        continue
-                    if "error" in msg:
-                        finished = True
-                        raise LoRAFactoryError.from_dict({"error": msg["error"]}, http_status=msg.get("status", 500))
-                    if msg.get("end"):
-                        finished = True
-                        return
-                    yield msg["event"]
-            finally:
-                if not finished:
-                    self._drain(proc, req_id)
-
-    @staticmethod
-    def _drain(proc: subprocess.Popen[str], req_id: int) -> None:
-        assert proc.stdout
-        for line in proc.stdout:
-            msg = json.loads(line)
-            if msg.get("id") == req_id and ("end" in msg or "error" in msg):
+            proc.stdin.write(json.dumps({"id": req_id, "modality": modality, "request": request},
+                                        ensure_ascii=False) + "\n")
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            self._lock.release()
+            raise self._died() from exc
+        except BaseException:
+            self._lock.release()
+            raise
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read_answer, args=(proc, req_id, events), daemon=True,
+                         name=f"lora-factory-infer-{req_id}").start()
+        while True:
+            kind, payload = events.get()
+            if kind == "event":
+                yield payload
+            elif kind == "error":
+                raise payload
+            else:
                 return
+
+    def _read_answer(self, proc: subprocess.Popen[str], req_id: int, events: queue.Queue[tuple[str, Any]]) -> None:
+        try:
+            assert proc.stdout
+            while True:
+                line = proc.stdout.readline()
+                if not line:
+                    events.put(("error", self._died()))
+                    return
+                msg = json.loads(line)
+                if msg.get("id") != req_id:
+                    continue
+                if "error" in msg:
+                    events.put(("error", LoRAFactoryError.from_dict({"error": msg["error"]},
+                                                                    http_status=msg.get("status", 500))))
+                    return
+                if msg.get("end"):
+                    events.put(("end", None))
+                    return
+                events.put(("event", msg["event"]))
+        except Exception as exc:  # noqa: BLE001 - the consumer must always get an answer
+            events.put(("error", LoRAFactoryError("INFERENCE_FAILED", f"推論に失敗しました: {exc}",
+                                                  f"Inference failed: {exc}", http_status=500)))
+        finally:
+            self._lock.release()
 
     def complete(self, modality: str, request: dict[str, Any]) -> dict[str, Any]:
         done: dict[str, Any] = {"text": ""}

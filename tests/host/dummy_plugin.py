@@ -101,8 +101,11 @@ def infer(modality, request, session):
     if request.get("adapter"):
         text = "[adapter] " + text
 
+    delay = float((request.get("params") or {}).get("delay", 0))
+
     def events():
         for ch in text:
+            time.sleep(delay)
             yield {"type": "token", "text": ch}
         yield {"type": "done", "text": text, "usage": {"prompt_tokens": 1, "completion_tokens": len(text)},
                "calls": session.cache["calls"]}

@@ -77,6 +77,25 @@ def test_hook_infer_streams_and_openai_surface(dummy_home, server_factory):
         assert r.status_code == 404 and r.json()["error"]["code"] == "MODEL_NOT_FOUND"
 
 
+def test_abandoned_chat_stream_does_not_block_the_next_request(dummy_home, server_factory):
+    """A regression: a client leaving mid-stream kept the inference lock until the generator was collected."""
+    import time
+
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        body = {"modality": "dummy", "base_model": "base", "messages": [{"role": "user", "content": "x" * 30}],
+                "params": {"delay": 0.1}, "stream": True}
+        with c.stream("POST", "/api/infer/chat", json=body) as r:
+            for line in r.iter_lines():
+                if line.startswith("event: token"):
+                    break  # the user closes the tab after the first token
+        started = time.monotonic()
+        quick = {"modality": "dummy", "base_model": "base", "messages": [{"role": "user", "content": "ok"}],
+                 "stream": False}
+        assert c.post("/api/infer/chat", json=quick).json()["text"] == "ko"
+        assert time.monotonic() - started < 6  # waited at most for the rest of the first answer (3 s)
+
+
 def test_hook_evaluate_and_regression_suite(dummy_home, server_factory):
     server = server_factory(dummy_home)
     with server.client() as c:

@@ -101,7 +101,7 @@ def test_dictionaries_have_the_same_keys() -> None:
     assert ja == en, f"only in ja: {sorted(ja - en)}; only in en: {sorted(en - ja)}"
     used: set[str] = set()
     for path in list((STATIC / "js").rglob("*.js")) + [STATIC / "index.html"]:
-        used |= set(re.findall(r'"((?:app|tab|common|status|kind|role|job|wizard|models|datasets|refine|train|history|infer|system)\.[a-z_0-9]+)"', path.read_text(encoding="utf-8")))
+        used |= set(re.findall(r'"((?:app|tab|common|status|kind|role|job|wizard|models|datasets|refine|train|history|infer|system|settings|eval)\.[a-z_0-9]+)"', path.read_text(encoding="utf-8")))
     assert used - ja == set(), f"keys used but not translated: {sorted(used - ja)}"
 
 
@@ -288,4 +288,140 @@ def test_a_long_training_is_cancelled_from_the_ui(watched_page: tuple[Any, Any],
     assert 2 <= step < 2000
     jobs = server.client.get("/api/jobs", params={"kind": "train", "status": "canceled"}).json()["jobs"]
     assert any(j.get("output_name") == "ui_cancelled" or (j.get("spec") or {}).get("output_name") == "ui_cancelled" for j in jobs)
+    watch.assert_clean()
+
+
+def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any], server: Server) -> None:
+    """The token is write-only: saved through PUT /api/settings, shown as a hint, never put back in the page."""
+    page, watch = watched_page
+    secret = "hf_uitest_secret_9876"
+    assert server.client.put("/api/settings", json={"hf_token": "", "hf_endpoint": ""}).status_code == 200
+    try:
+        # The モデル tab's download form points to the setting.
+        open_app(page, server, "models")
+        hint = panel(page, "models").get_by_test_id("model-token-hint")
+        assert "トークン" in hint.inner_text()
+        hint.get_by_test_id("model-go-settings").click()
+        page.wait_for_selector("#panel-system:not([hidden])")
+        system = panel(page, "system")
+        state = system.get_by_test_id("settings-token-state")
+        page.wait_for_function("() => document.querySelector('[data-testid=settings-token-state]').dataset.set === 'false'")
+        assert state.inner_text() == "未設定"
+        assert system.get_by_test_id("settings-hf-token").get_attribute("type") == "password"
+
+        system.get_by_test_id("settings-hf-token").fill(secret)
+        system.get_by_test_id("settings-hf-endpoint").fill("https://hf-mirror.example.org")
+        system.get_by_test_id("settings-save").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=settings-token-state]').dataset.set === 'true'")
+        assert state.inner_text() == "設定済み (…9876)"
+        assert system.get_by_test_id("settings-hf-token").input_value() == ""
+        saved = server.client.get("/api/settings").json()
+        assert saved == {"hf_token_set": True, "hf_token_hint": "…9876", "hf_endpoint": "https://hf-mirror.example.org"}
+        screenshot(page, "system-settings")
+
+        # After a reload: the endpoint is shown again, the token is not (the API never returns it).
+        page.reload()
+        page.wait_for_selector("body[data-ready='true']")
+        page.wait_for_function("() => document.querySelector('[data-testid=settings-token-state]').dataset.set === 'true'")
+        assert system.get_by_test_id("settings-hf-endpoint").input_value() == "https://hf-mirror.example.org"
+        assert system.get_by_test_id("settings-hf-token").input_value() == ""
+        assert secret not in page.content()
+
+        # Saving with an empty token field keeps the token; a bad endpoint is refused with the API's message.
+        system.get_by_test_id("settings-hf-endpoint").fill("not a url")
+        system.get_by_test_id("settings-save").click()
+        notice = page.locator("[data-testid=notice][data-code=SETTINGS_INVALID]")
+        notice.wait_for()
+        assert "hf_endpoint" in notice.inner_text()
+        assert server.client.get("/api/settings").json()["hf_token_set"] is True
+
+        # The clear button removes the token.
+        system.get_by_test_id("settings-token-clear").click()
+        page.wait_for_function("() => document.querySelector('[data-testid=settings-token-state]').dataset.set === 'false'")
+        assert state.inner_text() == "未設定"
+        assert server.client.get("/api/settings").json()["hf_token_set"] is False
+        page.get_by_test_id("lang-toggle").click()
+        assert state.inner_text() == "not set"
+    finally:
+        server.client.put("/api/settings", json={"hf_token": "", "hf_endpoint": ""})
+    watch.console_errors = [e for e in watch.console_errors if "422" not in e]
+    watch.assert_clean()
+
+
+def test_regression_suite_from_the_history_tab(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
+    """A suite typed in the 履歴 tab runs as an eval job on the adapter, its base and its previous version."""
+    page, watch = watched_page
+    dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_eval_set")
+    # Two versions of one adapter, trained through the API: "-v2" is compared with its previous version.
+    job_ids = []
+    for name in ("ui_evalbase", "ui_evalbase-v2"):
+        res = server.client.post("/train/start", json={"base_model": server.model_ref, "dataset": dataset_ref, "output_name": name, "preset": "quick", "modality": "text", "params": {"max_steps": 3, "save_steps": 100}})
+        assert res.status_code == 200, res.text
+        job_ids.append(res.json()["job_id"])
+    for job_id in job_ids:
+        assert server.wait_job(job_id)["status"] == "completed", server.log_tail()
+
+    open_app(page, server, "history")
+    history = panel(page, "history")
+    history.get_by_test_id("adapter-eval-ui_evalbase-v2").click()
+    evalp = history.get_by_test_id("eval-panel")
+    evalp.wait_for(state="visible")
+    # Its lineage: the base model and the dataset it was trained on.
+    evalp.get_by_test_id("lineage-parent").first.wait_for()
+    roles = evalp.get_by_test_id("lineage-parent").evaluate_all("els => els.map(e => e.dataset.role)")
+    assert {"base_model", "dataset"} <= set(roles), roles
+    assert "datasets/text/ui_eval_set" in evalp.get_by_test_id("adapter-lineage").inner_text()
+    evals_before = len(server.client.get("/api/jobs", params={"kind": "eval"}).json()["jobs"])
+
+    # A line that is not JSON is caught before anything is sent, with its line number.
+    suite = evalp.get_by_test_id("eval-suite")
+    suite.fill('{"prompt": "日本の首都は?", "contains": ["東京"]}\n{"prompt": "壊れた行"\n')
+    evalp.get_by_test_id("eval-start").click()
+    error = evalp.get_by_test_id("eval-suite-error")
+    error.wait_for(state="visible")
+    assert re.search(r"行\s*2\b", error.get_by_test_id("eval-suite-error-line").first.inner_text())
+    # A case without any check is valid JSON: the server's 422 SUITE_INVALID names its line.
+    suite.fill('{"prompt": "日本の首都は?"}')
+    evalp.get_by_test_id("eval-start").click()
+    page.locator("[data-testid=notice][data-code=SUITE_INVALID]").wait_for()
+    error.wait_for(state="visible")
+    assert re.search(r"行\s*1\b", error.get_by_test_id("eval-suite-error-line").first.inner_text())
+    assert len(server.client.get("/api/jobs", params={"kind": "eval"}).json()["jobs"]) == evals_before
+
+    suite.fill('{"prompt": "日本の首都は?", "contains": ["東京"]}\n\n{"prompt": "こんにちは", "max_length": 100000}\n')
+    evalp.get_by_test_id("eval-max-tokens").fill("8")
+    evalp.get_by_test_id("eval-start").click()
+    page.wait_for_function("() => document.querySelector('#panel-history [data-testid=eval-job-status]').textContent === '完了'", timeout=120_000)
+    job_id = evalp.get_by_test_id("eval-job-id").inner_text()
+    job = server.client.get(f"/api/jobs/{job_id}").json()
+    assert job["kind"] == "eval" and job["status"] == "completed"
+    summary = job["result"]["summary"]
+    assert set(summary) == {"adapter", "base", "previous"}
+    # What the page shows is what the job answered: pass counts per target, then every case's output.
+    table = evalp.get_by_test_id("eval-summary")
+    for target, counts in summary.items():
+        row = table.get_by_test_id(f"eval-summary-{target}")
+        assert counts["total"] == 2
+        assert f"{counts['passed']}/2" in row.inner_text()
+        assert counts["passed"] >= 1  # the max_length case always passes
+    cases = evalp.get_by_test_id("eval-cases").get_by_test_id("eval-case")
+    assert cases.count() == 2
+    for i in range(2):
+        prompt = job["result"]["targets"]["adapter"]["cases"][i]["prompt"]
+        assert prompt in cases.nth(i).inner_text()
+        for target in ("adapter", "base", "previous"):
+            expected = job["result"]["targets"][target]["cases"][i]
+            cell = cases.nth(i).locator(f"td[data-target={target}]")
+            assert cell.get_attribute("data-passed") == str(expected["passed"]).lower()
+            if expected["output"].strip():
+                assert cell.get_by_test_id("eval-case-output").text_content() == expected["output"]
+    # The stored result appears with the adapter (its evals) and in the adapter list.
+    evalp.locator(f"[data-testid=adapter-eval-row]:has-text('{job_id}')").wait_for()
+    badge = history.get_by_test_id("adapter-eval-badge-ui_evalbase-v2")
+    badge.wait_for()
+    assert badge.inner_text() == f"回帰 {summary['adapter']['passed']}/2"
+    stored = server.client.get("/api/adapters/text/ui_evalbase-v2").json()["evals"]
+    assert any(e["job_id"] == job_id and e["summary"]["adapter"]["passed"] == summary["adapter"]["passed"] for e in stored)
+    screenshot(page, "history-eval")
+    watch.console_errors = [e for e in watch.console_errors if "422" not in e]
     watch.assert_clean()

@@ -15,7 +15,7 @@ const TARGETS = [
   ["previous", "eval.target_previous"],
 ];
 const SUMMARY_COUNTS = new Set(["passed", "total", "pass_rate"]);
-const ROLE_KEYS = { base_model: "eval.role_base_model", dataset: "eval.role_dataset", adapter: "eval.role_adapter", source: "eval.role_source", parent: "eval.role_source" };
+const ROLE_KEYS = { base_model: "eval.role_base_model", model: "eval.role_model", dataset: "eval.role_dataset", adapter: "eval.role_adapter", source: "eval.role_source", parent: "eval.role_source" };
 const CHECK_KEYS = { contains: "eval.check_contains", not_contains: "eval.check_not_contains", regex: "eval.check_regex", max_length: "eval.check_max_length", min_length: "eval.check_min_length" };
 
 export const EXAMPLE_SUITE = ['{"prompt": "日本の首都は?", "contains": ["東京"]}', '{"prompt": "こんにちは", "checks": [{"type": "max_length", "value": 200}]}'].join("\n");
@@ -143,7 +143,8 @@ export function renderStoredEvals(evals) {
 
 function lineageNode(node, role) {
   const a = node || {};
-  const roleEl = role ? h("span", { class: "badge role", i18n: ROLE_KEYS[role], text: ROLE_KEYS[role] ? undefined : role }) : h("span", { class: "badge role", text: a.kind || "?" });
+  const kind = role || a.kind || "?";
+  const roleEl = h("span", { class: "badge role", i18n: ROLE_KEYS[kind], text: ROLE_KEYS[kind] ? undefined : kind });
   const label = a.deleted ? h("span", { class: "muted" }, h("code", { text: a.id }), " ", h("span", { i18n: "eval.deleted" })) : h("code", { class: "path", text: a.path || a.name || a.id });
   const li = h("li", { testid: role ? "lineage-parent" : "lineage-root", "data-role": role || a.kind || "" }, roleEl, " ", label, a.created_at ? h("span", { class: "muted small-text", text: ` ${formatDate(a.created_at)}` }) : null);
   const parents = Array.isArray(a.parents) ? a.parents : [];
@@ -210,11 +211,13 @@ export function createEvalPanel(app, onDone) {
     const base = (p) => (p ? String(p).split(/[\\/]/).filter(Boolean).pop() : null);
     jobNames = { adapter: base(spec.adapter_ref || spec.adapter), base: base(spec.base_model), previous: base(spec.previous_adapter) };
     result.replaceChildren(
-      h("h4", { i18n: "eval.results" }),
-      renderSummary(r.summary || {}, { testid: "eval-summary", names: jobNames }),
-      r.targets && r.targets.previous ? null : h("p", { class: "hint", i18n: "eval.no_previous" }),
-      h("h4", { i18n: "eval.cases" }),
-      renderCases(r.targets || {}),
+      ...[
+        h("h4", { i18n: "eval.results" }),
+        renderSummary(r.summary || {}, { testid: "eval-summary", names: jobNames }),
+        r.targets && r.targets.previous ? null : h("p", { class: "hint", testid: "eval-no-previous", i18n: "eval.no_previous" }),
+        h("h4", { i18n: "eval.cases" }),
+        renderCases(r.targets || {}),
+      ].filter(Boolean),
     );
     result.hidden = false;
   }
@@ -230,7 +233,8 @@ export function createEvalPanel(app, onDone) {
     { class: "eval-form", novalidate: true },
     field("eval.suite", suite, "eval.suite_hint"),
     errorBox,
-    h("div", { class: "row wrap" }, field("infer.max_new_tokens", maxTokens), field("eval.dataset", dataset, "eval.dataset_hint"), start),
+    h("div", { class: "row wrap eval-options" }, field("infer.max_new_tokens", maxTokens), field("eval.dataset", dataset, "eval.dataset_hint")),
+    h("div", { class: "row" }, start),
   );
   const root = h(
     "section",

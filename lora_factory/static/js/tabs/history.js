@@ -162,12 +162,13 @@ export function mount(panel, app) {
           await loadAdapters();
         }),
       );
-      const evalCount = Array.isArray(a.evals) ? a.evals.length : 0;
+      const latest = (Array.isArray(a.evals) ? a.evals : []).filter((e) => e.summary && e.summary.adapter).sort((x, y) => String(y.created_at).localeCompare(String(x.created_at)))[0];
+      const evalBadge = latest ? setI18n(h("span", { class: "badge", testid: `adapter-eval-badge-${a.name}` }), "history.eval_badge", { passed: latest.summary.adapter.passed, total: latest.summary.adapter.total }) : null;
       adaptersBody.append(
         h(
           "tr",
           { testid: `adapter-row-${a.name}` },
-          h("td", {}, a.name, evalCount ? h("span", { class: "badge", text: ` ${evalCount} eval` }) : null),
+          h("td", {}, a.name, evalBadge ? " " : null, evalBadge),
           h("td", { text: a.base_model || "-" }),
           h("td", { text: a.dataset || "-" }),
           h("td", {}, h("code", { text: a.job_id || "-" })),
