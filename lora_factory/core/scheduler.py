@@ -43,7 +43,7 @@ class JobManager:
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None = None,
-               parent_job: str | None = None) -> str:
+               parent_job: str | None = None, gpu: bool | None = None) -> str:
         """Queue a job: a row in SQLite and ``runs/<id>/config.json`` (the fully resolved spec)."""
         if kind not in JOB_KINDS:
             raise LoRAFactoryError("UNKNOWN_JOB_KIND", f"不明なジョブ種別: {kind}", f"Unknown job kind: {kind}")
@@ -54,7 +54,8 @@ class JobManager:
                 f"Another job already queued or running writes '{output_name}'.",
                 http_status=409, detail={"output_name": output_name},
             )
-        job_id = self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS, parent_job=parent_job)
+        job_id = self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS if gpu is None else gpu,
+                                 parent_job=parent_job)
         run_dir = self.workspace.run_dir(job_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec}
@@ -218,7 +219,7 @@ class JobManager:
         if name and job["kind"] in ("train", "merge", "refine", "download"):
             name = self.free_output_name(job["kind"], job["modality"], name)
             spec["output_name"] = name
-        return self.submit(job["kind"], job["modality"], spec, output_name=name, parent_job=job_id)
+        return self.submit(job["kind"], job["modality"], spec, output_name=name, parent_job=job_id, gpu=job["gpu"])
 
     def output_destination(self, kind: str, modality: str, name: str) -> Path | None:
         if kind == "train":

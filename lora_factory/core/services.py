@@ -187,7 +187,10 @@ class Services:
             "operations": operations,
             "output_name": output_name,
         }
-        return self.jobs.submit("refine", req.modality, spec, output_name=output_name)
+        # a refine that runs a local model (Evol-Instruct) needs the GPU like a training job
+        uses_model = any(isinstance(op["params"].get("generator"), dict)
+                         and op["params"]["generator"].get("type") == "local" for op in operations)
+        return self.jobs.submit("refine", req.modality, spec, output_name=output_name, gpu=uses_model)
 
     def start_download(self, req: DownloadRequest) -> str:
         self.plugins.require_modality(req.modality)

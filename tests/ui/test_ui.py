@@ -344,7 +344,8 @@ def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any]
         assert state.inner_text() == "not set"
     finally:
         server.client.put("/api/settings", json={"hf_token": "", "hf_endpoint": ""})
-    watch.console_errors = [e for e in watch.console_errors if "422" not in e]
+    # The refused endpoint is expected to log one failed request (400 SETTINGS_INVALID): nothing else.
+    watch.console_errors = [e for e in watch.console_errors if "status of 400" not in e]
     watch.assert_clean()
 
 
@@ -423,5 +424,15 @@ def test_regression_suite_from_the_history_tab(watched_page: tuple[Any, Any], se
     stored = server.client.get("/api/adapters/text/ui_evalbase-v2").json()["evals"]
     assert any(e["job_id"] == job_id and e["summary"]["adapter"]["passed"] == summary["adapter"]["passed"] for e in stored)
     screenshot(page, "history-eval")
+
+    # マージ: the adapter folded into its base as a standalone model, under the name typed in the prompt.
+    history.get_by_test_id("adapter-merge-ui_evalbase-v2").click()
+    name_input = page.get_by_test_id("merge-input")
+    assert name_input.input_value() == "ui_evalbase-v2-merged"
+    name_input.fill("ui_merged")
+    page.get_by_test_id("merge-ok").click()
+    page.wait_for_function("() => document.querySelector('#panel-history [data-testid=merge-job-status]').textContent === '完了'", timeout=90_000)
+    models = server.client.get("/api/models", params={"modality": "text"}).json()["models"]
+    assert any(m["name"] == "ui_merged" for m in models)
     watch.console_errors = [e for e in watch.console_errors if "422" not in e]
     watch.assert_clean()

@@ -131,7 +131,7 @@ export function renderStoredEvals(evals) {
       h(
         "tr",
         { testid: "adapter-eval-row" },
-        h("td", { text: formatDate(e.created_at) }),
+        h("td", { class: "nowrap", text: formatDate(e.created_at) }),
         h("td", {}, h("code", { text: e.job_id || "-" })),
         TARGETS.map(([key]) => h("td", { class: "num mono", "data-target": key, text: ratio(s[key]) })),
       ),

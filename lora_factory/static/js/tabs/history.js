@@ -172,7 +172,7 @@ export function mount(panel, app) {
           h("td", { text: a.base_model || "-" }),
           h("td", { text: a.dataset || "-" }),
           h("td", {}, h("code", { text: a.job_id || "-" })),
-          h("td", { text: formatDate(a.created_at) }),
+          h("td", { class: "nowrap", text: formatDate(a.created_at) }),
           h("td", { class: "num", text: formatNumber(a.metrics && (a.metrics.final_loss ?? a.metrics.train_loss)) }),
           h("td", { class: "actions" }, showBtn, evalBtn, mergeBtn, delBtn),
         ),
