@@ -303,6 +303,7 @@ def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any]
         assert "トークン" in hint.inner_text()
         hint.get_by_test_id("model-go-settings").click()
         page.wait_for_selector("#panel-system:not([hidden])")
+        assert page.evaluate("document.activeElement.dataset.testid") == "settings-hf-token"
         system = panel(page, "system")
         state = system.get_by_test_id("settings-token-state")
         page.wait_for_function("() => document.querySelector('[data-testid=settings-token-state]').dataset.set === 'false'")

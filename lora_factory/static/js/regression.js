@@ -63,7 +63,7 @@ function rateBar(s) {
 export function renderSummary(summary, opts = {}) {
   const labels = TARGETS.filter(([key]) => summary && summary[key]);
   const extra = [...new Set(labels.flatMap(([key]) => Object.keys(summary[key]).filter((k) => !SUMMARY_COUNTS.has(k))))];
-  const head = h("tr", {}, h("th", { scope: "col", i18n: "eval.target" }), h("th", { scope: "col", i18n: "eval.passed" }), h("th", { scope: "col", i18n: "eval.pass_rate" }), extra.map((k) => h("th", { scope: "col", text: k })));
+  const head = h("tr", {}, h("th", { scope: "col", i18n: "eval.target" }), h("th", { scope: "col", class: "num", i18n: "eval.passed" }), h("th", { scope: "col", i18n: "eval.pass_rate" }), extra.map((k) => h("th", { scope: "col", text: k })));
   const body = h("tbody");
   for (const [key, labelKey] of labels) {
     const s = summary[key];
@@ -131,13 +131,12 @@ export function renderStoredEvals(evals) {
       h(
         "tr",
         { testid: "adapter-eval-row" },
-        h("td", { class: "nowrap", text: formatDate(e.created_at) }),
-        h("td", {}, h("code", { text: e.job_id || "-" })),
+        h("td", { class: "nowrap" }, formatDate(e.created_at), h("br"), h("code", { class: "small-text", text: e.job_id || "-" })),
         TARGETS.map(([key]) => h("td", { class: "num mono", "data-target": key, text: ratio(s[key]) })),
       ),
     );
   }
-  const head = h("tr", {}, h("th", { scope: "col", i18n: "history.created" }), h("th", { scope: "col", i18n: "history.id" }), TARGETS.map(([, k]) => h("th", { scope: "col", i18n: k })));
+  const head = h("tr", {}, h("th", { scope: "col", i18n: "history.created" }), TARGETS.map(([, k]) => h("th", { scope: "col", class: "num", i18n: k })));
   return h("div", { class: "table-wrap", testid: "adapter-evals" }, h("table", { class: "list" }, h("thead", {}, head), body));
 }
 
@@ -166,7 +165,7 @@ export function renderLineage(lineage) {
 export function createEvalPanel(app, onDone) {
   const title = h("h3", {});
   const closeBtn = h("button", { type: "button", class: "small", i18n: "common.close", testid: "eval-close" });
-  const lineageBox = h("div", {});
+  const lineageBox = h("div", { class: "lineage-box" });
   const storedBox = h("div", {});
   const suite = h("textarea", { class: "mono", rows: 6, testid: "eval-suite", spellcheck: "false", value: EXAMPLE_SUITE });
   const maxTokens = h("input", { type: "number", min: 1, max: 4096, value: 64, testid: "eval-max-tokens" });

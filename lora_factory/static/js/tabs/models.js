@@ -6,6 +6,15 @@ import { createJobView } from "../jobview.js";
 import { listModels } from "../lists.js";
 
 export function mount(panel, app) {
+  // The token lives in the システム tab, below the system cards: land on its field, not the page top.
+  const goToSettings = () => {
+    app.goTab("system");
+    const token = document.querySelector("#panel-system [data-testid=settings-hf-token]");
+    if (token) {
+      token.scrollIntoView({ block: "center" });
+      token.focus({ preventScroll: true });
+    }
+  };
   const m = app.modality;
   const repo = h("input", { type: "text", testid: "model-repo-id", i18nPlaceholder: "models.repo_placeholder", autocomplete: "off", required: true });
   const revision = h("input", { type: "text", testid: "model-revision", placeholder: "main", autocomplete: "off" });
@@ -42,7 +51,7 @@ export function mount(panel, app) {
       { class: "full hint-box", testid: "model-token-hint" },
       h("span", { i18n: "models.gated_hint" }),
       " ",
-      h("button", { type: "button", class: "link", i18n: "models.go_settings", testid: "model-go-settings", onclick: () => app.goTab("system") }),
+      h("button", { type: "button", class: "link", i18n: "models.go_settings", testid: "model-go-settings", onclick: goToSettings }),
     ),
     h("div", { class: "row full" }, dlBtn),
     h("div", { class: "full" }, dlView.root),
