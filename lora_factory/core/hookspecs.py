@@ -150,3 +150,15 @@ def import_dataset_index(modality: str, path: str, datasets_dir: str) -> list[di
         ``OUTPUT_EXISTS`` on a collision).
     :return: one ``{"name", "file", "format", "mapping"}`` per imported dataset.
     """
+
+
+@hookspec(firstresult=True)
+def resolve_refine_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Validate a refine request and return it with every operation's parameters filled in.
+
+    Runs in the server before the job is queued, so an unknown operation or a bad parameter is a
+    4xx at once and ``runs/<job_id>/config.json`` shows every value the run uses.
+
+    :param spec: ``dataset`` (absolute path), ``operations`` (``[{"op", "params"}]``), ``output_name``.
+    :raises LoRAFactoryError: ``REFINE_INVALID_OPERATION`` / ``REFINE_INVALID_PARAMS``.
+    """

@@ -187,6 +187,10 @@ class Services:
             "operations": operations,
             "output_name": output_name,
         }
+        resolved = self.plugins.hook.resolve_refine_spec(modality=req.modality, spec=spec)
+        if resolved is not None:
+            spec = resolved
+            operations = spec["operations"]
         # a refine that runs a local model (Evol-Instruct) needs the GPU like a training job
         uses_model = any(isinstance(op["params"].get("generator"), dict)
                          and op["params"]["generator"].get("type") == "local" for op in operations)

@@ -41,6 +41,17 @@ def resolve_train_spec(modality, spec):
 
 
 @hookimpl
+def resolve_refine_spec(modality, spec):
+    if not _mine(modality):
+        return None
+    for op in spec["operations"]:
+        if op["params"].get("bad"):
+            raise LoRAFactoryError("REFINE_INVALID_PARAMS", "bad は使えません。", "'bad' is not allowed.",
+                                   detail={"field": "bad"})
+    return dict(spec, operations=[dict(op, params=dict(op["params"], resolved=True)) for op in spec["operations"]])
+
+
+@hookimpl
 def train(modality, spec, ctx):
     if not _mine(modality):
         return None

@@ -44,11 +44,21 @@ def test_hook_refine_dataset_records_lineage(dummy_home, server_factory):
         assert out.read_text() == "A\nB\nC"
         lineage = c.get("/api/datasets/dummy/v2.txt/lineage").json()
         assert [v["name"] for v in lineage["versions"]] == ["data.txt", "v2.txt"]
-        assert lineage["versions"][1]["operations"] == [{"op": "upper", "params": {}}]
+        assert lineage["versions"][1]["operations"] == [{"op": "upper", "params": {"resolved": True}}]
         assert lineage["versions"][1]["job_id"] == job["id"]
         r = c.post("/api/datasets/refine", json={"modality": "dummy", "dataset": "data.txt",
                                                   "operations": [{"op": "nope"}], "output_name": "v3"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "REFINE_INVALID_OPERATION"
+
+
+def test_hook_resolve_refine_spec_rejects_bad_params_before_queueing(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        r = c.post("/api/datasets/refine", json={"modality": "dummy", "dataset": "data.txt",
+                                                  "operations": [{"op": "upper", "params": {"bad": 1}}],
+                                                  "output_name": "v2"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "REFINE_INVALID_PARAMS"
+        assert c.get("/api/jobs").json()["jobs"] == []
 
 
 def test_hook_resolve_train_spec_rejects_bad_params_before_queueing(dummy_home, server_factory):

@@ -179,3 +179,27 @@ def test_text_rows_and_dataset_options(tmp_path):
     report = run_refine({"dataset": str(src), "dataset_options": {"format": "text", "mapping": {"text": "本文"}},
                          "operations": [{"op": "dedup_exact", "params": {}}], "output_name": "t"}, ctx)
     assert read_output(ctx, report) == [{"text": "同じ文章です。"}, {"text": "違う文章です。"}]
+
+
+def test_refine_request_is_validated_and_filled_in_before_queueing(tmp_path):
+    """Through the host: a bad parameter is a 400 at submit; a good request stores every default."""
+    import json as _json
+
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    (home / "datasets" / "text").mkdir(parents=True)
+    (home / "datasets" / "text" / "d.jsonl").write_text(
+        _json.dumps({"instruction": "q", "output": "a"}) + "\n", encoding="utf-8")
+    with TestClient(create_app(home, start_scheduler=False)) as c:
+        r = c.post("/api/datasets/refine", json={"modality": "text", "dataset": "d.jsonl", "output_name": "x",
+                                                  "operations": [{"op": "dedup_near", "params": {"threshold": 7}}]})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "REFINE_INVALID_PARAMS"
+        r = c.post("/api/datasets/refine", json={"modality": "text", "dataset": "d.jsonl", "output_name": "x",
+                                                  "operations": [{"op": "dedup_near"}]})
+        job_id = r.json()["job_id"]
+        config = _json.loads((home / "runs" / job_id / "config.json").read_text(encoding="utf-8"))
+        assert config["spec"]["operations"][0]["params"]["threshold"] == 0.7
+        assert config["spec"]["operations"][0]["params"]["num_perm"] == 128
