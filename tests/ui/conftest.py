@@ -78,6 +78,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     log_path = home.parent / f"ui_server_{port}.log"
     env = dict(os.environ, LORA_FACTORY_NO_BROWSER="1", PYTHONUNBUFFERED="1")
+    # The settings saved through the UI must be what the worker uses, not a developer's own token / mirror.
+    for name in ("HF_TOKEN", "HF_ENDPOINT", "HUGGING_FACE_HUB_TOKEN"):
+        env.pop(name, None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "lora_factory.cli", "serve", "--home", str(home), "--port", str(port)],

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,58 @@ CHAT_ROWS = [
 
 
 # ---- helpers -----------------------------------------------------------------------------------
+
+
+class FakeRemote(BaseHTTPRequestHandler):
+    """An OpenAI-compatible chat endpoint that evolves every prompt (POST), and a Hub that says every
+    repo is gated (GET): what the job worker talks to, on 127.0.0.1, while the page only talks to us."""
+
+    calls: list[dict[str, Any]] = []
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output quiet
+        pass
+
+    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][0]["content"]
+        type(self).calls.append({"path": self.path, "model": body.get("model"), "prompt": prompt})
+        if prompt.startswith("Here are two Instructions"):
+            answer = "Not Equal"  # the judge: every evolved prompt adds something
+        elif "#Rewritten Prompt#:" in prompt or "#Created Prompt#:" in prompt:
+            given = re.search(r"#(?:The )?Given Prompt#: \r\n (.*) \r\n#(?:Rewritten|Created) Prompt#", prompt, re.S)
+            answer = f"{given.group(1) if given else '質問'}ただし、理由を三つ挙げて答えてください。"
+        else:
+            answer = "はい、順を追って説明します。まず背景を整理し、次に具体例を二つ挙げ、最後に要点をまとめます。"
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": answer}}]})
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).calls.append({"path": self.path})
+        self._send(403, {"error": "Access to this model is restricted."}, {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access to this model is restricted."})
+
+
+@pytest.fixture()
+def fake_remote() -> Iterator[str]:
+    """Base URL (http://127.0.0.1:<port>) of a FakeRemote running for one test."""
+    FakeRemote.calls = []
+    remote = ThreadingHTTPServer(("127.0.0.1", 0), FakeRemote)
+    thread = threading.Thread(target=remote.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{remote.server_address[1]}"
+    finally:
+        remote.shutdown()
+        remote.server_close()
+
 
 
 def open_app(page: Any, server: Server, tab: str | None = None) -> None:
@@ -228,6 +283,98 @@ def test_refine_from_the_ui_shows_the_report_and_the_lineage(watched_page: tuple
     assert "ui_refined" in versions.nth(1).inner_text()
     assert "normalize" in versions.nth(1).inner_text()
     screenshot(page, "refine-report")
+    watch.assert_clean()
+
+
+def test_evol_instruct_from_the_generated_form(watched_page: tuple[Any, Any], server: Server, tmp_path: Path, fake_remote: str) -> None:
+    """The evol_instruct schema (a discriminated oneOf of $refs, consts, nullable fields, an array of
+    enums) becomes a real form; the job it starts talks to an OpenAI-compatible server."""
+    page, watch = watched_page
+    dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_evol_src")
+    open_app(page, server, "refine")
+    refine = panel(page, "refine")
+    refine.get_by_test_id("refine-dataset").select_option(dataset_ref)
+    refine.get_by_test_id("refine-output-name").fill("ui_evolved")
+    refine.get_by_test_id("refine-op-evol_instruct").check()
+    gen = refine.get_by_test_id("refine-evol_instruct-generator")
+    # The discriminator is a select; each variant's fields are a nested sub-form, its const is hidden.
+    options = gen.locator("option").all_inner_texts()
+    assert options == ["openai", "local"], options
+    assert refine.get_by_test_id("refine-evol_instruct-generator-type").get_attribute("type") == "hidden"
+    base_url = refine.get_by_test_id("refine-evol_instruct-generator-base_url")
+    base_url.fill(fake_remote + "/v1")
+    refine.get_by_test_id("refine-evol_instruct-generator-model").fill("fake-evolver")
+    assert refine.get_by_test_id("refine-evol_instruct-generator-api_key").get_attribute("type") == "password"
+    # The local variant: its model field suggests the modality's models (a datalist of rel_paths).
+    gen.select_option(label="local")
+    local_model = refine.get_by_test_id("refine-evol_instruct-generator-model")
+    assert base_url.count() == 0
+    list_id = local_model.get_attribute("list")
+    assert list_id
+    suggested = page.locator(f"datalist#{list_id} option").evaluate_all("els => els.map(e => e.value)")
+    assert server.model_ref in suggested, suggested
+    screenshot(page, "refine-evol-local")
+    # Back to openai: what was typed there is still there.
+    gen.select_option(label="openai")
+    assert base_url.input_value() == fake_remote + "/v1"
+    assert refine.get_by_test_id("refine-evol_instruct-generator-model").input_value() == "fake-evolver"
+    # An array of enums is a group of checkboxes.
+    refine.get_by_test_id("refine-evol_instruct-methods-deepen").check()
+    refine.get_by_test_id("refine-evol_instruct-methods-concretize").check()
+    refine.get_by_test_id("refine-evol_instruct-max_items").fill("3")
+    screenshot(page, "refine-evol-form")
+    refine.get_by_test_id("refine-run").click()
+    page.wait_for_function("() => document.querySelector('#panel-refine [data-testid=refine-job-status]').textContent === '完了'", timeout=60_000)
+
+    job = server.client.get(f"/api/jobs/{refine.get_by_test_id('refine-job-id').inner_text()}").json()
+    params = job["spec"]["operations"][0]["params"]
+    # What the form sent: a nested generator object, the ticked methods, empty nullable fields as null.
+    assert params["generator"] == {"type": "openai", "base_url": fake_remote + "/v1", "model": "fake-evolver", "api_key": None, "timeout": 120}
+    assert params["methods"] == ["deepen", "concretize"] and params["max_items"] == 3
+    assert {c["model"] for c in FakeRemote.calls} == {"fake-evolver"}
+    evol = job["result"]["per_operation"][0]
+    assert evol["op"] == "evol_instruct" and evol["items"] == 3
+    assert sum(evol["evolved"].values()) == 3 and set(evol["evolved"]) <= {"deepen", "concretize"}
+    assert job["result"]["rows_out"] == len(CHAT_ROWS) + 3
+    # The report shows the operation's own counts, as the job answered them.
+    report = refine.get_by_test_id("refine-report")
+    report.wait_for(state="visible")
+    details = report.get_by_test_id("refine-op-result-evol_instruct").get_by_test_id("refine-op-details").inner_text()
+    for method, count in evol["evolved"].items():
+        assert f"{method}: {count}" in details, details
+    assert re.search(r"items\s+3", details), details
+    versions = refine.get_by_test_id("lineage-version")
+    versions.nth(1).wait_for()
+    assert "ui_evolved" in versions.nth(1).inner_text()
+    assert "evol_instruct" in versions.nth(1).inner_text()
+    screenshot(page, "refine-evol-report")
+    watch.assert_clean()
+
+
+def test_a_gated_download_points_to_the_token_setting(watched_page: tuple[Any, Any], server: Server, fake_remote: str) -> None:
+    """HUB_AUTH_REQUIRED (a mirror on 127.0.0.1 that answers 'gated') offers the way to the token field."""
+    page, watch = watched_page
+    assert server.client.put("/api/settings", json={"hf_endpoint": fake_remote}).status_code == 200
+    try:
+        open_app(page, server, "models")
+        models = panel(page, "models")
+        models.get_by_test_id("model-repo-id").fill("someone/gated-model")
+        models.get_by_test_id("model-download").click()
+        page.wait_for_function("() => document.querySelector('#panel-models [data-testid=model-job-status]').textContent === '失敗'", timeout=60_000)
+        error = models.get_by_test_id("model-job-error")
+        assert error.get_attribute("data-code") == "HUB_AUTH_REQUIRED"
+        assert "someone/gated-model" in error.inner_text()
+        assert any(c["path"].startswith("/api/models/someone/gated-model") for c in FakeRemote.calls)
+        # The language switch rewrites the message and keeps the button.
+        page.get_by_test_id("lang-toggle").click()
+        assert "authentication" in error.get_by_test_id("model-job-error-text").inner_text()
+        page.get_by_test_id("lang-toggle").click()
+        screenshot(page, "models-gated")
+        error.get_by_test_id("model-error-go-settings").click()
+        page.wait_for_selector("#panel-system:not([hidden])")
+        assert page.evaluate("document.activeElement.dataset.testid") == "settings-hf-token"
+    finally:
+        server.client.put("/api/settings", json={"hf_token": "", "hf_endpoint": ""})
     watch.assert_clean()
 
 

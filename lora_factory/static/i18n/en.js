@@ -29,6 +29,7 @@ export default {
   "common.view": "Open",
   "common.choose_model": "— choose a model —",
   "common.choose_dataset": "— choose a dataset —",
+  "common.none_means_default": "None ticked: the default applies.",
 
   "status.none": "—",
   "status.queued": "queued",
@@ -145,6 +146,7 @@ export default {
   "refine.examples": "Examples",
   "refine.lineage": "Lineage (versions)",
   "refine.no_lineage": "No lineage recorded yet.",
+  "refine.details": "Details",
 
   "train.base_model": "Base model",
   "train.dataset": "Dataset",

@@ -29,6 +29,7 @@ export default {
   "common.view": "表示",
   "common.choose_model": "— モデルを選択 —",
   "common.choose_dataset": "— データセットを選択 —",
+  "common.none_means_default": "何も選ばなければ既定値を使います。",
 
   "status.none": "—",
   "status.queued": "待機中",
@@ -145,6 +146,7 @@ export default {
   "refine.examples": "例",
   "refine.lineage": "系譜(バージョンの履歴)",
   "refine.no_lineage": "系譜の記録はまだありません。",
+  "refine.details": "詳細",
 
   "train.base_model": "ベースモデル",
   "train.dataset": "データセット",

@@ -304,7 +304,7 @@ export function kvTable(obj, testid) {
   const body = h("tbody");
   for (const [k, v] of Object.entries(obj || {})) {
     let shown;
-    if (v === null || v === undefined) shown = "-";
+    if (v === null || v === undefined || (typeof v === "object" && !Object.keys(v).length)) shown = "-";
     else if (typeof v === "object" && !Array.isArray(v)) shown = Object.entries(v).map(([a, b]) => `${a}: ${typeof b === "number" ? formatNumber(b) : JSON.stringify(b)}`).join(" · ");
     else if (typeof v === "object") shown = v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
     else if (typeof v === "number") shown = formatNumber(v);

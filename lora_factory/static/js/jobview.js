@@ -15,7 +15,8 @@ export function statusKey(status) {
  * @param {object} opts
  *   prefix: testid prefix ("" or "wizard-" ...); bytes: progress counts bytes (downloads);
  *   training: show loss and tokens/s (default: unless bytes); chart: show the loss chart; cancellable: show a cancel button; cancelTestid: its testid;
- *   onEnd(job): called once at the terminal status.
+ *   onEnd(job): called once at the terminal status; errorAction(error): a node (a button) shown
+ *   next to a failed job's error, or null.
  */
 export function createJobView(opts = {}) {
   const prefix = opts.prefix || "";
@@ -30,7 +31,9 @@ export function createJobView(opts = {}) {
   const eta = h("span", { class: "mono", testid: tid("job-eta"), text: "-" });
   const loss = h("span", { class: "mono", testid: tid("job-loss"), text: "-" });
   const speed = h("span", { class: "mono", testid: tid("job-speed"), text: "-" });
-  const errorBox = h("div", { class: "job-error", hidden: true, role: "alert", testid: tid("job-error") });
+  const errorText = h("span", { testid: tid("job-error-text") });
+  const errorActions = h("span", { class: "job-error-actions" });
+  const errorBox = h("div", { class: "job-error", hidden: true, role: "alert", testid: tid("job-error") }, errorText, errorActions);
   const logPre = h("pre", { class: "log", testid: tid("job-log"), tabindex: "0" });
   const cancel = h("button", { type: "button", class: "danger", i18n: "job.cancel", testid: opts.cancelTestid || tid("job-cancel"), disabled: true });
   const chartBox = h("div", { class: "chart" });
@@ -110,9 +113,14 @@ export function createJobView(opts = {}) {
     cancel.hidden = !opts.cancellable || TERMINAL.has(job.status);
     if (job.error) {
       errorBox.hidden = false;
-      errorBox.dataset.textJa = `${job.error.message_ja || job.error.message || ""} [${job.error.code || ""}]`;
-      errorBox.dataset.textEn = `${job.error.message || job.error.message_ja || ""} [${job.error.code || ""}]`;
-      errorBox.textContent = document.documentElement.lang === "en" ? errorBox.dataset.textEn : errorBox.dataset.textJa;
+      errorBox.dataset.code = job.error.code || "";
+      // The text sits in its own span: the language switch rewrites it without dropping the actions.
+      errorText.dataset.textJa = `${job.error.message_ja || job.error.message || ""} [${job.error.code || ""}]`;
+      errorText.dataset.textEn = `${job.error.message || job.error.message_ja || ""} [${job.error.code || ""}]`;
+      errorText.textContent = document.documentElement.lang === "en" ? errorText.dataset.textEn : errorText.dataset.textJa;
+      // What the user can do about this error (a download that needs a token: go to the setting).
+      const action = opts.errorAction ? opts.errorAction(job.error) : null;
+      errorActions.replaceChildren(...(action ? [" ", action] : []));
     }
     if (job.status === "completed" && job.max_steps && !opts.bytes) setProgress({ step: job.step ?? job.max_steps, max_steps: job.max_steps });
   }
@@ -134,6 +142,7 @@ export function createJobView(opts = {}) {
     logLines.length = 0;
     logPre.textContent = "";
     errorBox.hidden = true;
+    errorActions.replaceChildren();
     root.hidden = false;
     jobIdEl.textContent = jobId;
     progressText.textContent = "0/0";

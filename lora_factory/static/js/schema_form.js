@@ -65,7 +65,11 @@ function normalise(prop, root) {
 
 function kindOf(p) {
   if (p.const !== undefined) return "const";
-  if (p.variants) return p.variants.every((v) => v.type === "object" || v.properties) ? "union" : "json";
+  if (p.variants) {
+    if (p.variants.every((v) => v.type === "object" || v.properties)) return "union";
+    // e.g. `str | list[str]` ("all-linear" or module names): plain text, JSON when it looks like JSON.
+    return p.variants.some((v) => v.type === "string") ? "loose" : "json";
+  }
   if (Array.isArray(p.enum)) return "enum";
   if (p.type === "array" && p.items && Array.isArray(p.items.enum)) return "multi";
   if (p.type === "object" && p.properties && !p.nullable) return "object";
@@ -179,7 +183,7 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
     }
     reset = (v) => {
       if (v === undefined || v === null) control.value = "";
-      else control.value = kind === "json" ? JSON.stringify(v) : String(v);
+      else control.value = kind === "json" || (kind === "loose" && typeof v !== "string") ? JSON.stringify(v) : String(v);
     };
     read = () => {
       const raw = control.value.trim();
@@ -187,7 +191,7 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
       if (raw === "") return p.nullable ? null : undefined;
       if (kind === "integer") return parseInt(raw, 10);
       if (kind === "number") return Number(raw);
-      if (kind === "json") {
+      if (kind === "json" || (kind === "loose" && /^[[{]/.test(raw))) {
         try {
           return JSON.parse(raw);
         } catch {
@@ -207,7 +211,10 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
 
 /** A discriminated union: a select on the discriminator, the chosen variant's sub-form below it. */
 function buildUnion(name, p, key, initial, isRequired, ctx, parts) {
-  const { id, testid, label, hint, field } = parts;
+  const { id, testid, hint, field } = parts;
+  // The select is labelled by the discriminator itself ("Type"); the legend already names the field.
+  const keyProp = deref((p.variants[0].properties || {})[key] || {}, ctx.root);
+  const label = () => h("label", { for: id, text: titleOf(key, keyProp) });
   const choices = p.variants.map((v) => ({ value: constOf(v, key, ctx.root), variant: v }));
   const select = h("select", { id, testid }, choices.map((c, i) => h("option", { value: String(i), text: labelOfVariant(c) })));
   const body = h("div", { class: "subform-body" });

@@ -1,7 +1,7 @@
 // モデル: download by repo id (a job whose progress counts bytes), import a local folder, create
 // the offline demo model, list with size and architecture, delete with confirmation.
 import { del, post } from "../api.js";
-import { confirmDialog, field, formatBytes, formatNumber, h, notifyKey, withBusy } from "../dom.js";
+import { confirmDialog, field, formatBytes, formatNumber, h, notifyKey, showError, withBusy } from "../dom.js";
 import { createJobView } from "../jobview.js";
 import { listModels } from "../lists.js";
 
@@ -15,12 +15,16 @@ export function mount(panel, app) {
       token.focus({ preventScroll: true });
     }
   };
+  // A download refused for lack of a token: the error itself offers the way to the token field.
+  const AUTH_CODES = new Set(["HUB_AUTH_REQUIRED"]);
+  const authAction = (err) =>
+    err && AUTH_CODES.has(err.code) ? h("button", { type: "button", class: "link", i18n: "models.go_settings", testid: "model-error-go-settings", onclick: goToSettings }) : null;
   const m = app.modality;
   const repo = h("input", { type: "text", testid: "model-repo-id", i18nPlaceholder: "models.repo_placeholder", autocomplete: "off", required: true });
   const revision = h("input", { type: "text", testid: "model-revision", placeholder: "main", autocomplete: "off" });
   const dlName = h("input", { type: "text", testid: "model-name", autocomplete: "off" });
   const dlBtn = h("button", { type: "submit", class: "primary", i18n: "models.download", testid: "model-download" });
-  const dlView = createJobView({ prefix: "model-", bytes: true, chart: false, cancellable: true, logOpen: false, onEnd: () => refresh() });
+  const dlView = createJobView({ prefix: "model-", bytes: true, chart: false, cancellable: true, logOpen: false, onEnd: () => refresh(), errorAction: authAction });
 
   const srcPath = h("input", { type: "text", testid: "model-import-path", i18nPlaceholder: "models.import_placeholder", autocomplete: "off", required: true });
   const importName = h("input", { type: "text", testid: "model-import-name", autocomplete: "off" });
@@ -73,7 +77,16 @@ export function mount(panel, app) {
       const body = { modality: m, repo_id: repo.value.trim() };
       if (revision.value.trim()) body.revision = revision.value.trim();
       if (dlName.value.trim()) body.name = dlName.value.trim();
-      const { job_id: jobId } = await post("/api/models/download", body);
+      let jobId;
+      try {
+        ({ job_id: jobId } = await post("/api/models/download", body));
+      } catch (err) {
+        // Refused before a job exists: the notice carries the same way to the token field.
+        const action = authAction(err);
+        if (!action) throw err;
+        showError(err).querySelector(".notice-text").after(" ", action);
+        return;
+      }
       dlView.follow(jobId);
     });
   });

@@ -4,7 +4,7 @@
 import { get, post } from "../api.js";
 import { defaultName, field, formatDate, h, kvTable, newId, select, setBilingual, withBusy } from "../dom.js";
 import { createJobView } from "../jobview.js";
-import { fillDatasetSelect, listDatasets } from "../lists.js";
+import { fillDatasetSelect, listDatasets, listModels, refOf } from "../lists.js";
 import { schemaForm } from "../schema_form.js";
 
 function operationsOf(info) {
@@ -26,6 +26,9 @@ export function mount(panel, app) {
   const report = h("div", { class: "card", hidden: true, testid: "refine-report" });
   const lineage = h("div", { testid: "refine-lineage" });
   const ops = [];
+  // Model references for schema fields that take one ("models/<modality>/<name>", e.g. a local
+  // Evol-Instruct generator): suggestions, the field still accepts any text.
+  const modelList = h("datalist", { id: newId("refine-models"), testid: "refine-model-list" });
 
   const opsBox = h("div", { class: "ops", testid: "refine-ops" });
   const declared = operationsOf(info);
@@ -35,12 +38,19 @@ export function mount(panel, app) {
     const check = h("input", { type: "checkbox", id, testid: `refine-op-${name}` });
     const label = h("label", { for: id });
     setBilingual(label, op.label_ja || name, op.label_en || name);
-    const form = schemaForm(op.params_schema, { idPrefix: `refine-${name}` });
+    const form = schemaForm(op.params_schema, { idPrefix: `refine-${name}`, modelList: modelList.id });
     const params = h("div", { class: "op-params", hidden: true }, form.root);
-    check.addEventListener("change", () => (params.hidden = !check.checked));
+    const box = h("div", { class: "op" });
+    // A large form (nested generator settings, checkboxes) gets the whole row once opened.
+    const big = Boolean(form.root.querySelector("fieldset"));
+    check.addEventListener("change", () => {
+      params.hidden = !check.checked;
+      box.classList.toggle("wide", check.checked && big);
+    });
     const desc = op.description_ja || op.description_en ? h("small", { class: "hint" }) : null;
     if (desc) setBilingual(desc, op.description_ja || op.description_en, op.description_en || op.description_ja);
-    opsBox.append(h("div", { class: "op" }, h("div", { class: "field check" }, check, label), desc, form.empty ? null : params));
+    box.append(h("div", { class: "field check" }, check, label), desc, form.empty ? null : params);
+    opsBox.append(box);
     ops.push({ name, check, form });
   }
 
@@ -68,25 +78,28 @@ export function mount(panel, app) {
     h("div", { class: "row full" }, runBtn),
   );
 
-  panel.append(h("h2", { i18n: "tab.refine" }), h("p", { class: "lead", i18n: "refine.lead" }), formEl, jobView.root, report, h("div", { class: "card" }, h("h3", { i18n: "refine.lineage" }), lineage));
+  panel.append(h("h2", { i18n: "tab.refine" }), h("p", { class: "lead", i18n: "refine.lead" }), formEl, jobView.root, report, h("div", { class: "card" }, h("h3", { i18n: "refine.lineage" }), lineage), modelList);
 
   function perOperationTable(rows) {
     const body = h("tbody");
     for (const r of rows) {
+      // What an operation adds to its entry (Evol-Instruct: items, evolved, methods, eliminated...).
+      const { op, params: _params, rows_in: rowsIn, rows_out: rowsOut, removed, changed, ...extra } = r;
       body.append(
         h(
           "tr",
-          {},
-          h("td", {}, h("code", { text: r.op })),
-          h("td", { class: "num", text: r.rows_in ?? "-" }),
-          h("td", { class: "num", text: r.rows_out ?? "-" }),
-          h("td", {}, kvTable(r.removed || {})),
-          h("td", {}, kvTable(r.changed || {})),
+          { testid: `refine-op-result-${op}` },
+          h("td", {}, h("code", { text: op })),
+          h("td", { class: "num", text: rowsIn ?? "-" }),
+          h("td", { class: "num", text: rowsOut ?? "-" }),
+          h("td", {}, kvTable(removed || {})),
+          h("td", {}, kvTable(changed || {})),
+          h("td", {}, kvTable(extra, "refine-op-details")),
         ),
       );
     }
-    const head = h("thead", {}, h("tr", {}, ["refine.op", "refine.rows_in", "refine.rows_out", "refine.removed", "refine.changed"].map((k) => h("th", { scope: "col", i18n: k }))));
-    return h("div", { class: "table-wrap" }, h("table", { class: "list", testid: "refine-per-operation" }, head, body));
+    const head = h("thead", {}, h("tr", {}, ["refine.op", "refine.rows_in", "refine.rows_out", "refine.removed", "refine.changed", "refine.details"].map((k) => h("th", { scope: "col", i18n: k }))));
+    return h("div", { class: "table-wrap" }, h("table", { class: "list per-operation", testid: "refine-per-operation" }, head, body));
   }
 
   function showReport(result) {
@@ -95,9 +108,14 @@ export function mount(panel, app) {
     const parts = [h("h3", { i18n: "refine.report" }), kvTable(rest, "refine-report-table")];
     if (removed && Object.keys(removed).length) parts.push(h("h4", { i18n: "refine.removed" }), kvTable(removed, "refine-removed"));
     if (Array.isArray(perOp) && perOp.length) parts.push(h("h4", { i18n: "refine.per_operation" }), perOperationTable(perOp));
-    if (Array.isArray(examples) && examples.length) {
-      parts.push(h("h4", { i18n: "refine.examples" }), h("pre", { class: "log", text: examples.map((e) => (typeof e === "string" ? e : JSON.stringify(e, null, 1))).join("\n") }));
+    // Examples come as a list, or grouped by reason ({reason: [rows]}).
+    const lines = [];
+    const line = (e) => (typeof e === "string" ? e : JSON.stringify(e, null, 0));
+    if (Array.isArray(examples)) lines.push(...examples.map(line));
+    else if (examples && typeof examples === "object") {
+      for (const [reason, items] of Object.entries(examples)) lines.push(`[${reason}]`, ...(Array.isArray(items) ? items : [items]).map((e) => `  ${line(e)}`));
     }
+    if (lines.length) parts.push(h("h4", { i18n: "refine.examples" }), h("pre", { class: "log", testid: "refine-examples", text: lines.join("\n") }));
     report.replaceChildren(...parts);
   }
 
@@ -142,7 +160,9 @@ export function mount(panel, app) {
   });
 
   async function refresh() {
-    fillDatasetSelect(dataSel, await listDatasets(m));
+    const [datasets, models] = await Promise.all([listDatasets(m), listModels(m)]);
+    modelList.replaceChildren(...models.map((model) => h("option", { value: refOf(model), text: model.name })));
+    fillDatasetSelect(dataSel, datasets);
     await showLineage();
   }
 
