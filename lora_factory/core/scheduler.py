@@ -21,6 +21,7 @@ from typing import Any
 from lora_factory.core import process
 from lora_factory.core.errors import LoRAFactoryError, confirmation_required
 from lora_factory.core.jobs import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, now_iso
+from lora_factory.core.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
 from lora_factory.core.workspace import Workspace, write_text_atomic
 
 DEFAULT_CANCEL_GRACE_S = 15.0
@@ -54,10 +55,12 @@ class JobManager:
                 f"Another job already queued or running writes '{output_name}'.",
                 http_status=409, detail={"output_name": output_name},
             )
+        spec, secrets = split_secrets(spec)
         job_id = self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS if gpu is None else gpu,
                                  parent_job=parent_job)
         run_dir = self.workspace.run_dir(job_id)
         run_dir.mkdir(parents=True, exist_ok=True)
+        save_secrets(run_dir, secrets)
         config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec}
         write_text_atomic(run_dir / "config.json", json.dumps(config, ensure_ascii=False, indent=2))
         log = self.log_path(self.store.get(job_id))
@@ -214,7 +217,7 @@ class JobManager:
         config_path = self.workspace.run_dir(job_id) / "config.json"
         config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {
             "spec": job["spec"], "output_name": job["output_name"]}
-        spec = dict(config["spec"])
+        spec = merge_secrets(dict(config["spec"]), load_secrets(self.workspace.run_dir(job_id)))
         name = output_name or config.get("output_name")
         if name and job["kind"] in ("train", "merge", "refine", "download"):
             name = self.free_output_name(job["kind"], job["modality"], name)

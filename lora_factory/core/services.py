@@ -175,6 +175,9 @@ class Services:
             params = dict(op.get("params") or {})
             generator = params.get("generator")
             if isinstance(generator, dict) and generator.get("type") == "local":
+                # only workspace references are accepted; absolute paths are set here, never by the client
+                generator.pop("model_path", None)
+                generator.pop("adapter_path", None)
                 model_ref = generator.get("model") or ""
                 generator["model_path"] = str(self.catalog.model_path(req.modality, model_ref))
                 if generator.get("adapter"):

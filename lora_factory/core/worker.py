@@ -21,6 +21,7 @@ from lora_factory.core.context import JobContext
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs import JobStore, now_iso
 from lora_factory.core.plugins import load_plugin_host
+from lora_factory.core.secrets import load_secrets, merge_secrets
 from lora_factory.core.settings import export_to_environment
 from lora_factory.core.workspace import Workspace
 
@@ -87,8 +88,9 @@ def run_job(job_id: str, home: Path) -> int:
     workspace = Workspace(home, plugin_host.modalities().keys())
     store = JobStore(workspace.db_path)
     job = store.get(job_id)
-    kind, modality, spec = job["kind"], job["modality"], job["spec"]
     run_dir = workspace.run_dir(job_id)
+    kind, modality = job["kind"], job["modality"]
+    spec = merge_secrets(job["spec"], load_secrets(run_dir))
     writer = ProgressWriter(store, job_id)
 
     def stop_requested() -> bool:

@@ -79,7 +79,8 @@ def train(modality, spec, ctx):
             ckpt.mkdir(parents=True, exist_ok=True)
             (ckpt / "state.json").write_text(json.dumps({"step": step}))
     (ctx.output_dir / "adapter.json").write_text(json.dumps({"steps_done": step, "start": start}))
-    return {"final_loss": 1.0 / max(step, 1), "stopped": stopped, "start_step": start, "steps_done": step}
+    return {"final_loss": 1.0 / max(step, 1), "stopped": stopped, "start_step": start, "steps_done": step,
+            "api_key_reversed": (params.get("api_key") or "")[::-1]}
 
 
 @hookimpl

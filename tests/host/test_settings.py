@@ -30,3 +30,21 @@ def test_token_is_masked_exported_to_workers_and_kept_out_of_config(dummy_home, 
     assert saved["hf_token"] is None
     if os.name == "posix":
         assert stat.S_IMODE((dummy_home / "settings.json").stat().st_mode) == 0o600
+
+
+def test_secret_params_stay_out_of_config_and_job_rows(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        job_id = c.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "s",
+                                              "modality": "dummy", "preset": "fast",
+                                              "params": {"steps": 1, "api_key": "sk-live-123"}}).json()["job_id"]
+        job = wait_for(c, job_id, ("completed", "failed"))
+        assert job["result"]["api_key_reversed"] == "321-evil-ks"  # the worker got the real value
+        assert job["spec"]["params"]["api_key"] == "***"
+        run_dir = dummy_home / "runs" / job_id
+        assert "sk-live-123" not in (run_dir / "config.json").read_text()
+        assert "sk-live-123" not in c.get("/api/jobs").text
+        if os.name == "posix":
+            assert stat.S_IMODE((run_dir / "secrets.json").stat().st_mode) == 0o600
+        rerun = c.post(f"/api/jobs/{job_id}/rerun").json()["job_id"]
+        assert wait_for(c, rerun, ("completed", "failed"))["result"]["api_key_reversed"] == "321-evil-ks"

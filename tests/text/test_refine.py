@@ -203,3 +203,33 @@ def test_refine_request_is_validated_and_filled_in_before_queueing(tmp_path):
         config = _json.loads((home / "runs" / job_id / "config.json").read_text(encoding="utf-8"))
         assert config["spec"]["operations"][0]["params"]["threshold"] == 0.7
         assert config["spec"]["operations"][0]["params"]["num_perm"] == 128
+
+
+def test_local_generator_paths_come_from_workspace_refs_only(tmp_path):
+    """A client-given absolute model_path is replaced by the resolved workspace reference."""
+    import json as _json
+
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    (home / "datasets" / "text").mkdir(parents=True)
+    (home / "models" / "text" / "m").mkdir(parents=True)
+    (home / "lora_adapters" / "text" / "a").mkdir(parents=True)
+    (home / "datasets" / "text" / "d.jsonl").write_text(
+        _json.dumps({"instruction": "q", "output": "a"}) + "\n", encoding="utf-8")
+    with TestClient(create_app(home, start_scheduler=False)) as c:
+        op = {"op": "evol_instruct", "params": {"generator": {"type": "local", "model": "m", "adapter": "a",
+                                                              "model_path": "/etc", "adapter_path": "/tmp"}}}
+        r = c.post("/api/datasets/refine", json={"modality": "text", "dataset": "d.jsonl", "output_name": "x",
+                                                  "operations": [op]})
+        assert r.status_code == 200, r.text
+        config = _json.loads((home / "runs" / r.json()["job_id"] / "config.json").read_text(encoding="utf-8"))
+        generator = config["spec"]["operations"][0]["params"]["generator"]
+        assert generator["model_path"] == str((home / "models" / "text" / "m").resolve())
+        assert generator["adapter_path"] == str((home / "lora_adapters" / "text" / "a").resolve())
+        op["params"]["generator"]["model"] = "../../etc"
+        r = c.post("/api/datasets/refine", json={"modality": "text", "dataset": "d.jsonl", "output_name": "y",
+                                                  "operations": [op]})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "UNSAFE_PATH"

@@ -272,8 +272,9 @@ class LocalGeneratorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["local"] = "local"
     model: str | None = Field(None, description="workspace reference, e.g. models/text/tiny (the UI sends this)")
-    model_path: str | None = Field(None, description="absolute model folder (the host resolves 'model' into it)")
-    adapter_path: str | None = None
+    adapter: str | None = Field(None, description="optional adapter, e.g. lora_adapters/text/my-lora")
+    model_path: str | None = Field(None, description="set by the host from 'model' (client values are replaced)")
+    adapter_path: str | None = Field(None, description="set by the host from 'adapter' (client values are replaced)")
 
     @model_validator(mode="after")
     def _needs_a_model(self) -> LocalGeneratorParams:
