@@ -21,6 +21,8 @@ TOP_FOLDERS = ("models", "datasets", "lora_adapters", "artifacts", "logs", "runs
 PER_MODALITY_FOLDERS = ("models", "datasets", "lora_adapters")
 
 _NAME_RE = re.compile(r"^[\w\-.@+]+$", re.UNICODE)
+# names Windows reserves for devices (with any extension): a folder called "con" cannot be created there
+_WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
 
 
 def _unsafe(value: str, why_en: str, why_ja: str) -> LoRAFactoryError:
@@ -49,6 +51,9 @@ def safe_name(value: str, what: str = "name") -> str:
     if value in (".", "..") or value.startswith(".") or not _NAME_RE.match(value) or len(value) > 128:
         raise _unsafe(value, "use letters, digits, '_', '-', '.', no path separators",
                       "文字・数字・'_'・'-'・'.' のみ使えます(区切り文字や '..' は不可)")
+    if _WINDOWS_RESERVED.match(value) or value.endswith("."):
+        raise _unsafe(value, "Windows reserves this name (CON, NUL, COM1 ... or a trailing dot)",
+                      "Windows で予約された名前です(CON、NUL、COM1 など、末尾の '.')")
     return value
 
 

@@ -90,7 +90,9 @@ def test_delete_needs_confirmation(client):
 
 def test_safe_name_accepts_japanese_and_refuses_tricks(tmp_path):
     assert safe_name("日本語アダプター_v1") == "日本語アダプター_v1"
-    for bad in ("", "..", ".hidden", "a/b", "a\\b", "C:x", "x" * 200):
+    assert safe_name("console") == "console" and safe_name("contest.jsonl") == "contest.jsonl"
+    for bad in ("", "..", ".hidden", "a/b", "a\\b", "C:x", "x" * 200, "CON", "nul.txt", "com1", "Lpt3.jsonl",
+                "name."):
         with pytest.raises(LoRAFactoryError):
             safe_name(bad)
     ws = Workspace(tmp_path)
