@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from lora_factory.core.artifacts import ArtifactStore
 from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
-from lora_factory.core.workspace import Workspace, safe_name, write_text_atomic
+from lora_factory.core.workspace import Workspace, name_from_filename, safe_name, write_text_atomic
 
 
 def _dir_size(path: Path) -> int:
@@ -144,7 +144,7 @@ class Catalog:
         desc = self.plugins.require_modality(modality)
         original = Path(filename or "").name
         suffix = Path(original).suffix.lower()
-        target_name = safe_name(name or original, "dataset name")
+        target_name = safe_name(name, "dataset name") if name else name_from_filename(original)
         if not Path(target_name).suffix:
             target_name += suffix
         allowed = desc.get("dataset_extensions") or []

@@ -57,6 +57,24 @@ def safe_name(value: str, what: str = "name") -> str:
     return value
 
 
+def name_from_filename(filename: str) -> str:
+    """A safe name derived from an uploaded file's own name ("my data (1).csv" -> "my_data_1_.csv").
+
+    Users' files have spaces and brackets; refusing them would be pedantic, so only a name the user
+    types is checked strictly, and a file's own name is made safe instead.
+    """
+    base = re.split(r"[\\/]", filename)[-1]
+    stem, ext = os.path.splitext(base)
+    if not ext and stem.startswith(".") and stem.count(".") == 1:  # ".jsonl": an extension, no name
+        stem, ext = "", stem
+    cleaned = re.sub(r"[^\w\-@+]+", "_", stem, flags=re.UNICODE).strip("_") or "dataset"
+    if _WINDOWS_RESERVED.match(cleaned):
+        cleaned += "_"
+    ext = re.sub(r"[^\w]+", "", ext[1:], flags=re.UNICODE)
+    ext = f".{ext}" if ext else ""
+    return cleaned[: 128 - len(ext)] + ext
+
+
 def check_relative(value: str) -> PurePosixPath:
     """Reject absolute paths, drive letters, UNC paths and ``..`` before touching the disk."""
     if not isinstance(value, str) or not value.strip():

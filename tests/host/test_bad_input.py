@@ -113,3 +113,26 @@ def test_server_binds_loopback_by_default():
     args = build_parser().parse_args(["serve"])
     assert args.host == "127.0.0.1" and args.port == 8081
     assert Path  # keep import used
+
+
+def test_uploaded_file_names_are_made_safe_not_refused():
+    """A regression: "my data.csv" (a space) was refused as UNSAFE_PATH on upload."""
+    from lora_factory.core.workspace import name_from_filename
+
+    assert name_from_filename("my data (1).csv") == "my_data_1.csv"
+    assert name_from_filename("訓練 データ.jsonl") == "訓練_データ.jsonl"
+    assert name_from_filename("../../etc/passwd") == "passwd"
+    assert name_from_filename("C:\\Users\\me\\データ.csv") == "データ.csv"
+    assert name_from_filename("a" * 300 + ".txt").endswith("a.txt") and len(name_from_filename("a" * 300 + ".txt")) == 128
+    assert name_from_filename("CON.txt") == "CON_.txt"
+    assert name_from_filename(".jsonl") == "dataset.jsonl"
+    for raw in ("my data (1).csv", "../../x.y", "CON.txt", ".jsonl", "a" * 300 + ".txt"):
+        assert safe_name(name_from_filename(raw)) == name_from_filename(raw)
+
+
+def test_upload_with_spaces_in_the_file_name(client, dummy_home):
+    r = client.post("/api/datasets/upload", data={"modality": "dummy"},
+                    files={"file": ("my lines (final).txt", b"a\nb\n", "text/plain")})
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == "my_lines_final.txt"
+    assert (dummy_home / "datasets" / "dummy" / "my_lines_final.txt").exists()
