@@ -31,7 +31,7 @@ from lora_factory.core.schemas import (
     TinyModelRequest,
     TrainStartRequest,
 )
-from lora_factory.core.workspace import Workspace, safe_name
+from lora_factory.core.workspace import Workspace, name_from_folder, safe_name
 
 
 def default_home() -> Path:
@@ -212,7 +212,7 @@ class Services:
             raise LoRAFactoryError("IMPORT_SOURCE_NOT_FOUND", f"フォルダ「{req.source_path}」が見つかりません(絶対パスで指定してください)。",
                                    f"Folder '{req.source_path}' was not found (give an absolute path).",
                                    http_status=404, detail={"source_path": req.source_path})
-        name = self._output_name("download", req.modality, req.name or source.name)
+        name = self._output_name("download", req.modality, req.name or name_from_folder(source.name))
         spec = {"source": "local", "local_path": str(source.resolve()), "name": name}
         return self.jobs.submit("download", req.modality, spec, output_name=name)
 

@@ -75,6 +75,12 @@ def name_from_filename(filename: str) -> str:
     return cleaned[: 128 - len(ext)] + ext
 
 
+def name_from_folder(folder_name: str) -> str:
+    """A safe name derived from a folder's own name ("Qwen2.5 0.5B" -> "Qwen2.5_0.5B")."""
+    cleaned = re.sub(r"[^\w\-.@+]+", "_", folder_name, flags=re.UNICODE).strip("._") or "model"
+    return (cleaned + "_" if _WINDOWS_RESERVED.match(cleaned) else cleaned)[:128]
+
+
 def check_relative(value: str) -> PurePosixPath:
     """Reject absolute paths, drive letters, UNC paths and ``..`` before touching the disk."""
     if not isinstance(value, str) or not value.strip():

@@ -136,3 +136,16 @@ def test_upload_with_spaces_in_the_file_name(client, dummy_home):
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "my_lines_final.txt"
     assert (dummy_home / "datasets" / "dummy" / "my_lines_final.txt").exists()
+
+
+def test_imported_folder_names_are_made_safe(client, tmp_path):
+    from lora_factory.core.workspace import name_from_folder
+
+    assert name_from_folder("Qwen2.5 0.5B Instruct") == "Qwen2.5_0.5B_Instruct"
+    assert name_from_folder("..") == "model" and name_from_folder("nul") == "nul_"
+    source = tmp_path / "My Model (v2)"
+    source.mkdir()
+    (source / "weights.txt").write_text("w")
+    r = client.post("/api/models/import", json={"modality": "dummy", "source_path": str(source)})
+    assert r.status_code == 200, r.text
+    assert client.get(f"/api/jobs/{r.json()['job_id']}").json()["output_name"] == "My_Model_v2"
