@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from lora_factory.core.artifacts import ArtifactStore
 from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
-from lora_factory.core.workspace import Workspace, name_from_filename, safe_name, write_text_atomic
+from lora_factory.core.workspace import Workspace, existing_name, name_from_filename, safe_name, write_text_atomic
 
 
 def _dir_size(path: Path) -> int:
@@ -71,7 +71,7 @@ class Catalog:
 
     def delete_model(self, modality: str, name: str, confirm: bool) -> None:
         self.plugins.require_modality(modality)
-        path = self.model_path(modality, safe_name(name, "model"))
+        path = self.model_path(modality, existing_name(name, "model"))
         if not confirm:
             raise confirmation_required(name)
         shutil.rmtree(path)
@@ -194,7 +194,7 @@ class Catalog:
 
     def delete_dataset(self, modality: str, name: str, confirm: bool) -> None:
         self.plugins.require_modality(modality)
-        path = self.dataset_path(modality, safe_name(name, "dataset"))
+        path = self.dataset_path(modality, existing_name(name, "dataset"))
         if not confirm:
             raise confirmation_required(name)
         path.unlink()
@@ -205,7 +205,7 @@ class Catalog:
 
     def dataset_lineage(self, modality: str, name: str) -> dict[str, Any]:
         """The chain of versions from the original upload to ``name``, and the versions made from it."""
-        path = self.dataset_path(modality, safe_name(name, "dataset"))
+        path = self.dataset_path(modality, existing_name(name, "dataset"))
         lineage_dir = self.workspace.lineage_dir(modality)
         chain, seen = [], set()
         current: str | None = path.name
@@ -286,7 +286,7 @@ class Catalog:
 
     def delete_adapter(self, modality: str, name: str, confirm: bool) -> None:
         self.plugins.require_modality(modality)
-        path = self.adapter_path(modality, safe_name(name, "adapter"))
+        path = self.adapter_path(modality, existing_name(name, "adapter"))
         if not confirm:
             raise confirmation_required(name)
         shutil.rmtree(path)

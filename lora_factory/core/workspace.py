@@ -57,6 +57,16 @@ def safe_name(value: str, what: str = "name") -> str:
     return value
 
 
+def existing_name(value: str, what: str = "name") -> str:
+    """A single path component naming something that already exists (a file the user copied in by
+    hand may have spaces): no separators, no ``..``, and no dot-name (``.cache``, ``.meta`` are ours)."""
+    if not isinstance(value, str) or not value.strip():
+        raise LoRAFactoryError("INVALID_NAME", f"{what} が空です。", f"The {what} is empty.", detail={"field": what})
+    if value.startswith(".") or "/" in value or "\\" in value or "\x00" in value or PureWindowsPath(value).drive:
+        raise _unsafe(value, "give a plain name inside the folder", "フォルダ内の名前だけを指定してください")
+    return value
+
+
 def name_from_filename(filename: str) -> str:
     """A safe name derived from an uploaded file's own name ("my data (1).csv" -> "my_data_1_.csv").
 
@@ -200,6 +210,8 @@ class Workspace:
         ``folder`` is one of ``models``, ``datasets``, ``lora_adapters``.
         """
         rel = check_relative(value)
+        if any(part.startswith(".") for part in rel.parts):  # .cache, .meta, .lineage, .tmp-* are ours
+            raise _unsafe(value, "hidden (dot) names are refused", "'.' で始まる名前は指定できません")
         if len(rel.parts) == 1:
             return self.resolve_inside(value, self.home / folder / modality)
         return self.resolve_inside(value)

@@ -46,7 +46,8 @@ def test_unknown_job_id(client):
 @pytest.mark.parametrize("field,value", [
     ("base_model", "../outside"), ("base_model", "/etc"), ("dataset", "../../etc/passwd"),
     ("dataset", "C:\\Windows\\win.ini"), ("dataset", "datasets/dummy/../../../x"), ("output_name", "../evil"),
-    ("output_name", "a/b"), ("output_name", "..")])
+    ("output_name", "a/b"), ("output_name", ".."), ("base_model", "models/dummy/.cache"),
+    ("dataset", ".meta")])
 def test_paths_leaving_the_workspace_are_refused(client, field, value):
     r = client.post("/train/start", json=TRAIN | {field: value})
     assert r.status_code == 400
@@ -149,3 +150,16 @@ def test_imported_folder_names_are_made_safe(client, tmp_path):
     r = client.post("/api/models/import", json={"modality": "dummy", "source_path": str(source)})
     assert r.status_code == 200, r.text
     assert client.get(f"/api/jobs/{r.json()['job_id']}").json()["output_name"] == "My_Model_v2"
+
+
+def test_hand_copied_files_with_spaces_can_be_used_and_deleted(client, dummy_home):
+    """A regression: a dataset copied in by hand as "my data.txt" could be trained on but not deleted."""
+    (dummy_home / "datasets" / "dummy" / "my data.txt").write_text("x\n")
+    names = [d["name"] for d in client.get("/api/datasets", params={"modality": "dummy"}).json()["datasets"]]
+    assert "my data.txt" in names
+    assert client.get("/api/datasets/dummy/my data.txt").status_code == 200
+    assert client.request("DELETE", "/api/datasets/dummy/my data.txt", json={"confirm": True}).json()["ok"]
+    assert_error(client.request("DELETE", "/api/datasets/dummy/.meta", json={"confirm": True}), 400, "UNSAFE_PATH")
+    (dummy_home / "models" / "dummy" / ".cache").mkdir()
+    assert_error(client.request("DELETE", "/api/models/dummy/.cache", json={"confirm": True}), 400, "UNSAFE_PATH")
+    assert (dummy_home / "models" / "dummy" / ".cache").is_dir()
