@@ -98,6 +98,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_log(svc: Any, job_id: str, tail: int, follow: bool) -> int:
+    """The log's last lines; with ``follow``, new lines as they come until the job ends."""
+    import time
+
+    from lora_factory.core.jobs import TERMINAL_STATUSES
+
+    for line in svc.log_tail(job_id, tail)["lines"]:
+        print(line)
+    if not follow:
+        return 0
+    path = Path(svc.log_tail(job_id, 1)["log_file"])
+    position = path.stat().st_size if path.exists() else 0
+    try:
+        while True:
+            if path.exists() and path.stat().st_size > position:
+                with open(path, "rb") as fh:
+                    fh.seek(position)
+                    chunk = fh.read()
+                position += len(chunk)
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+            elif svc.store.get(job_id)["status"] in TERMINAL_STATUSES:
+                return 0
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 130
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
     svc = _services(args)
     if args.action == "list":
@@ -118,8 +146,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         job = svc.jobs.cancel(args.job_id)
         print(json.dumps({"ok": True, "status": job["status"]}))
     elif args.action == "logs":
-        for line in svc.log_tail(args.job_id, args.tail)["lines"]:
-            print(line)
+        return _print_log(svc, args.job_id, args.tail, args.follow)
     elif args.action == "rerun":
         return _submitted(svc, svc.jobs.rerun(args.job_id), args.wait)
     elif args.action == "resume":
@@ -231,6 +258,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         with open(args.target, "rb") as fh:
             info = svc.catalog.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name, options=options)
         _print_json({k: info.get(k) for k in ("name", "format", "encoding", "rows", "stats")})
+    elif args.action == "sample":
+        info = svc.catalog.add_sample_dataset(args.modality, args.name)
+        _print_json({k: info.get(k) for k in ("name", "format", "rows")})
     elif args.action == "show":
         path = svc.catalog.dataset_path(args.modality, args.target)
         _print_json(svc.catalog.inspect_dataset(args.modality, path, {"preview_rows": 5}))
@@ -283,6 +313,34 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    """Chat in this process (models load here); streamed tokens go to stdout as they come."""
+    from lora_factory.core.inference_session import InferenceSession
+    from lora_factory.core.schemas import ChatRequest
+
+    svc = _services(args)
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.prompt})
+    params: dict[str, Any] = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+    session = InferenceSession()
+    targets = [("base", None), ("adapter", args.adapter)] if (args.compare and args.adapter) else [(None, args.adapter)]
+    for label, adapter in targets:
+        req = ChatRequest(modality=args.modality, base_model=args.base_model, adapter=adapter, messages=messages,
+                          params=params, stream=True)
+        events = svc.plugins.hook.infer(modality=args.modality, request=svc.chat_request(req), session=session)
+        if events is None:
+            raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{args.modality}」は推論に対応していません。",
+                                   f"Modality '{args.modality}' has no infer hook.")
+        if label:
+            print(f"--- {label} ---")
+        for event in events:
+            if event.get("type") == "token":
+                sys.stdout.write(event.get("text", ""))
+                sys.stdout.flush()
+        print()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-factory", description="LoRA Factory / LoRAファクトリー")
     parser.add_argument("--version", action="version", version=f"lora-factory {__version__}")
@@ -306,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--tail", type=int, default=200)
+    p.add_argument("--follow", "-f", action="store_true", help="with logs: keep printing until the job ends")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true", help="confirm a deletion")
     p.add_argument("--json", action="store_true")
@@ -353,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("datasets", parents=[common], help="list / upload / show / lineage / refine / delete datasets")
-    p.add_argument("action", choices=["list", "upload", "show", "lineage", "refine", "delete"])
+    p.add_argument("action", choices=["list", "upload", "sample", "show", "lineage", "refine", "delete"])
     p.add_argument("target", nargs="?")
     p.add_argument("--modality", default="text")
     p.add_argument("--name")
@@ -370,6 +429,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", default="text")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_adapters)
+
+    p = sub.add_parser("chat", parents=[common], help="ask a base model (+ adapter) one question, streamed")
+    p.add_argument("prompt")
+    p.add_argument("--base-model", required=True)
+    p.add_argument("--adapter")
+    p.add_argument("--system")
+    p.add_argument("--compare", action="store_true", help="answer with the base and with the adapter")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--modality", default="text")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("eval", parents=[common], help="run a regression suite / eval loss against an adapter")
     p.add_argument("--adapter", required=True)
