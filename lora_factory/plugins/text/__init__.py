@@ -6,14 +6,25 @@ imports this module at start-up, and torch / transformers must stay out of it.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
 from lora_factory import __version__, hookimpl
 
-# bitsandbytes on a CPU-only machine announces a missing optional kernel package at import; harmless
-warnings.filterwarnings("ignore", message="Failed to load CPU gemm_4bit_forward")
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in str(record.msg)
+
+
+# bitsandbytes on a CPU-only machine logs a missing optional kernel package at import; harmless
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessage("Failed to load CPU gemm_4bit_forward"))
 # peft 0.21 still calls the transformers-5 deprecated name; nothing for the user to act on
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
