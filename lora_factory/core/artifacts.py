@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import threading
 from pathlib import Path
@@ -64,8 +65,13 @@ class ArtifactStore:
 
     def _rel(self, path: Path | str) -> str:
         p = Path(path)
-        if p.is_absolute():
-            return p.resolve().relative_to(self.home).as_posix()
+        if not p.is_absolute():
+            return p.as_posix()
+        for candidate in (p.resolve(), Path(os.path.abspath(p))):  # a link is named where it lies
+            try:
+                return candidate.relative_to(self.home.resolve()).as_posix()
+            except ValueError:
+                continue
         return p.as_posix()
 
     def register(self, kind: str, modality: str, path: Path, job_id: str | None = None,

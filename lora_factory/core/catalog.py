@@ -17,6 +17,18 @@ from lora_factory.core.errors import LoRAFactoryError, confirmation_required, no
 from lora_factory.core.workspace import Workspace, existing_name, name_from_filename, safe_name, write_text_atomic
 
 
+def read_json_quietly(path: Path) -> dict[str, Any]:
+    """A sidecar JSON file (training_config, .meta, .lineage) or ``{}``; a damaged one is reported in
+    ``_error`` instead of breaking a whole listing."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"_error": f"{path.name}: {type(exc).__name__}: {exc}"}
+    return data if isinstance(data, dict) else {"_error": f"{path.name}: not a JSON object"}
+
+
 def _dir_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
@@ -51,6 +63,9 @@ class Catalog:
             info = self.plugins.hook.inspect_model(modality=modality, path=str(path)) or {}
         except Exception as exc:  # a broken folder is listed with its problem
             info = {"error": f"{type(exc).__name__}: {exc}"}
+        if not self.workspace.is_inside(path):
+            info["error"] = ("This folder links outside the workspace; move the model into models/ to use it. "
+                             "/ ワークスペース外へのリンクは使えません。models/ に移動してください。")
         artifact = self.artifacts.find_by_path(path)
         return {
             "name": path.name,
@@ -87,7 +102,7 @@ class Catalog:
         """The format / mapping / encoding recorded at upload, handed to the plugin on every read."""
         meta = self._meta_path(dataset)
         if meta.exists():
-            data = json.loads(meta.read_text(encoding="utf-8"))
+            data = read_json_quietly(meta)
             return {k: data[k] for k in ("format", "mapping", "encoding") if data.get(k)}
         return {}
 
@@ -109,9 +124,9 @@ class Catalog:
             if path.name.startswith(".") or not path.is_file():
                 continue
             meta_file = self._meta_path(path)
-            meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
+            meta = read_json_quietly(meta_file)
             lineage_file = self.workspace.lineage_dir(modality) / f"{path.name}.json"
-            lineage = json.loads(lineage_file.read_text(encoding="utf-8")) if lineage_file.exists() else {}
+            lineage = read_json_quietly(lineage_file)
             out.append({
                 "name": path.name,
                 "modality": modality,
@@ -213,7 +228,7 @@ class Catalog:
             seen.add(current)
             record_file = lineage_dir / f"{current}.json"
             if record_file.exists():
-                record = json.loads(record_file.read_text(encoding="utf-8"))
+                record = read_json_quietly(record_file)
                 chain.append(record)
                 parent = record.get("parent")
                 current = Path(parent).name if parent else None
@@ -222,7 +237,7 @@ class Catalog:
                 current = None
         children = []
         for record_file in sorted(lineage_dir.glob("*.json")):
-            record = json.loads(record_file.read_text(encoding="utf-8"))
+            record = read_json_quietly(record_file)
             if record.get("parent") and Path(record["parent"]).name == path.name:
                 children.append(record)
         return {"name": path.name, "versions": list(reversed(chain)), "children": children}
@@ -244,7 +259,7 @@ class Catalog:
 
     def adapter_info(self, modality: str, path: Path, with_lineage: bool = False) -> dict[str, Any]:
         config_file = path / "training_config.json"
-        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        config = read_json_quietly(config_file)
         artifact = self.artifacts.find_by_path(path)
         meta = artifact["meta"] if artifact else {}
         evals = []

@@ -153,12 +153,17 @@ def import_dataset_index(modality: str, path: str, datasets_dir: str) -> list[di
 
 
 @hookspec(firstresult=True)
-def resolve_refine_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
     """Validate a refine request and return it with every operation's parameters filled in.
 
     Runs in the server before the job is queued, so an unknown operation or a bad parameter is a
-    4xx at once and ``runs/<job_id>/config.json`` shows every value the run uses.
+    4xx at once and ``runs/<job_id>/config.json`` shows every value the run uses. Parameters that
+    name a model or an adapter are workspace references: resolve them here with
+    ``workspace.resolve_ref(value, "models" | "lora_adapters", modality)`` (never trust a client's
+    absolute path). Set ``spec["gpu"] = True`` when the job will load a model on the accelerator, so
+    it queues with the training jobs.
 
     :param spec: ``dataset`` (absolute path), ``operations`` (``[{"op", "params"}]``), ``output_name``.
+    :param workspace: the :class:`~lora_factory.core.workspace.Workspace`.
     :raises LoRAFactoryError: ``REFINE_INVALID_OPERATION`` / ``REFINE_INVALID_PARAMS``.
     """

@@ -20,6 +20,8 @@ JOB_KINDS = ("download", "refine", "train", "eval", "merge")
 JOB_STATUSES = ("queued", "running", "completed", "failed", "canceled", "interrupted")
 TERMINAL_STATUSES = ("completed", "failed", "canceled", "interrupted")
 GPU_KINDS = ("train", "eval", "merge")
+# where a kind's output lands: kinds sharing a folder must not claim the same name at once
+OUTPUT_FOLDER = {"train": "lora_adapters", "download": "models", "merge": "models", "refine": "datasets"}
 
 STATUS_LABELS_JA = {
     "queued": "待機中",
@@ -58,14 +60,29 @@ class JobStore:
     # -- writing -------------------------------------------------------------------------------
     def create(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None,
                gpu: bool, parent_job: str | None = None) -> str:
+        """Insert a queued job; refuses (``OUTPUT_EXISTS``) when an active job already writes the same
+        output. Check and insert are one transaction, so a double click queues one job, not two."""
         job_id = new_job_id()
         with self._lock:
-            self._conn.execute(
-                "INSERT INTO jobs (id, kind, modality, status, created_at, output_name, spec, gpu, parent_job)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                (job_id, kind, modality, now_iso(), output_name, json.dumps(spec, ensure_ascii=False),
-                 int(gpu), parent_job),
-            )
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if output_name and self._output_taken_locked(kind, modality, output_name):
+                    raise LoRAFactoryError(
+                        "OUTPUT_EXISTS",
+                        f"「{output_name}」を出力する別のジョブが既に待機中または実行中です。",
+                        f"Another job already queued or running writes '{output_name}'.",
+                        http_status=409, detail={"output_name": output_name},
+                    )
+                self._conn.execute(
+                    "INSERT INTO jobs (id, kind, modality, status, created_at, output_name, spec, gpu, parent_job)"
+                    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                    (job_id, kind, modality, now_iso(), output_name, json.dumps(spec, ensure_ascii=False),
+                     int(gpu), parent_job),
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
         return job_id
 
     def update(self, job_id: str, **fields: Any) -> None:
@@ -76,6 +93,11 @@ class JobStore:
         cols = ", ".join(f"{k} = ?" for k in encoded)
         with self._lock:
             self._conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*encoded.values(), job_id))
+
+    def set_pid_if_unset(self, job_id: str, pid: int, create_time: float | None) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE jobs SET pid = ?, pid_create_time = ? WHERE id = ? AND pid IS NULL",
+                               (pid, create_time, job_id))
 
     def transition(self, job_id: str, from_statuses: tuple[str, ...], **fields: Any) -> bool:
         """Update only if the job is in one of ``from_statuses`` (atomic compare-and-set)."""
@@ -167,13 +189,19 @@ class JobStore:
         return int(row["n"]) + 1
 
     def output_name_taken(self, kind: str, modality: str, output_name: str) -> bool:
-        """True when a queued / running job of the same kind already targets this output name."""
+        """True when a queued / running job already writes the same destination (same folder, any
+        kind that writes there, case-insensitive as on Windows)."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT 1 FROM jobs WHERE kind = ? AND modality = ? AND output_name = ?"
-                " AND status IN ('queued', 'running') LIMIT 1",
-                (kind, modality, output_name),
-            ).fetchone()
+            return self._output_taken_locked(kind, modality, output_name)
+
+    def _output_taken_locked(self, kind: str, modality: str, output_name: str) -> bool:
+        kinds = [k for k, dest in OUTPUT_FOLDER.items() if dest == OUTPUT_FOLDER.get(kind)] or [kind]
+        marks = ", ".join("?" for _ in kinds)
+        row = self._conn.execute(
+            f"SELECT 1 FROM jobs WHERE kind IN ({marks}) AND modality = ? AND lower(output_name) = lower(?)"
+            " AND status IN ('queued', 'running') LIMIT 1",
+            (*kinds, modality, output_name),
+        ).fetchone()
         return row is not None
 
     @staticmethod

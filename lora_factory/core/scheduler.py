@@ -22,7 +22,7 @@ from lora_factory.core import process
 from lora_factory.core.errors import LoRAFactoryError, confirmation_required
 from lora_factory.core.jobs import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, now_iso
 from lora_factory.core.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
-from lora_factory.core.workspace import Workspace, write_text_atomic
+from lora_factory.core.workspace import Workspace, safe_name, write_text_atomic
 
 DEFAULT_CANCEL_GRACE_S = 15.0
 
@@ -48,13 +48,6 @@ class JobManager:
         """Queue a job: a row in SQLite and ``runs/<id>/config.json`` (the fully resolved spec)."""
         if kind not in JOB_KINDS:
             raise LoRAFactoryError("UNKNOWN_JOB_KIND", f"不明なジョブ種別: {kind}", f"Unknown job kind: {kind}")
-        if output_name and self.store.output_name_taken(kind, modality, output_name):
-            raise LoRAFactoryError(
-                "OUTPUT_EXISTS",
-                f"「{output_name}」を出力する別のジョブが既に待機中または実行中です。",
-                f"Another job already queued or running writes '{output_name}'.",
-                http_status=409, detail={"output_name": output_name},
-            )
         spec, secrets = split_secrets(spec)
         job_id = self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS if gpu is None else gpu,
                                  parent_job=parent_job)
@@ -98,11 +91,19 @@ class JobManager:
         with self._lock:
             for job in self.store.by_status("running"):
                 self._watch(job)
+            self._reap_finished_children()
             while True:
                 job = self.store.claim_next(self.max_gpu_jobs, self.max_other_jobs)
                 if job is None:
                     break
                 self._start(job)
+
+    def _reap_finished_children(self) -> None:
+        """Workers that wrote their own final state are no longer watched: collect their exit status
+        so no zombie process stays behind the server."""
+        for job_id, child in list(self._children.items()):
+            if child.poll() is not None and self.store.get(job_id)["status"] != "running":
+                del self._children[job_id]
 
     def _start(self, job: dict[str, Any]) -> None:
         args = [sys.executable, "-m", "lora_factory.core.worker", job["id"], "--home", str(self.workspace.home)]
@@ -117,7 +118,9 @@ class JobManager:
                 "message_ja": f"ワーカーを起動できませんでした: {exc}"})
             return
         self._children[job["id"]] = proc
-        self.store.update(job["id"], pid=proc.pid, pid_create_time=process.create_time(proc.pid))
+        # the worker records its own pid too (on Windows a venv's python.exe is a launcher whose child
+        # is the real worker): whichever writes first wins, so pid and start time stay one pair
+        self.store.set_pid_if_unset(job["id"], proc.pid, process.create_time(proc.pid))
 
     def _watch(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
@@ -218,7 +221,7 @@ class JobManager:
         config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {
             "spec": job["spec"], "output_name": job["output_name"]}
         spec = merge_secrets(dict(config["spec"]), load_secrets(self.workspace.run_dir(job_id)))
-        name = output_name or config.get("output_name")
+        name = safe_name(output_name, "output name") if output_name else config.get("output_name")
         if name and job["kind"] in ("train", "merge", "refine", "download"):
             name = self.free_output_name(job["kind"], job["modality"], name)
             spec["output_name"] = name

@@ -166,38 +166,23 @@ class Services:
             output_name = output_name[: -len(".jsonl")]
         self._output_name("refine", req.modality, output_name)
         known = desc.get("refine_operations") or {}
-        operations = []
         for op in req.operations:
-            name = op.get("op")
-            if name not in known:
-                raise LoRAFactoryError("REFINE_INVALID_OPERATION", f"不明な錬成操作です: {name}",
-                                       f"Unknown refine operation: {name}", detail={"op": name, "known": list(known)})
-            params = dict(op.get("params") or {})
-            generator = params.get("generator")
-            if isinstance(generator, dict) and generator.get("type") == "local":
-                # only workspace references are accepted; absolute paths are set here, never by the client
-                generator.pop("model_path", None)
-                generator.pop("adapter_path", None)
-                model_ref = generator.get("model") or ""
-                generator["model_path"] = str(self.catalog.model_path(req.modality, model_ref))
-                if generator.get("adapter"):
-                    generator["adapter_path"] = str(self.catalog.adapter_path(req.modality, generator["adapter"]))
-            operations.append({"op": name, "params": params})
-        spec = {
+            if op.get("op") not in known:
+                raise LoRAFactoryError("REFINE_INVALID_OPERATION", f"不明な錬成操作です: {op.get('op')}",
+                                       f"Unknown refine operation: {op.get('op')}",
+                                       detail={"op": op.get("op"), "known": list(known)})
+        spec: dict[str, Any] = {
             "dataset": str(dataset),
             "dataset_ref": self.workspace.relative(dataset),
             "dataset_options": self.catalog.dataset_options(dataset),
-            "operations": operations,
+            "operations": [{"op": op["op"], "params": dict(op.get("params") or {})} for op in req.operations],
             "output_name": output_name,
         }
-        resolved = self.plugins.hook.resolve_refine_spec(modality=req.modality, spec=spec)
+        resolved = self.plugins.hook.resolve_refine_spec(modality=req.modality, spec=spec, workspace=self.workspace)
         if resolved is not None:
             spec = resolved
-            operations = spec["operations"]
-        # a refine that runs a local model (Evol-Instruct) needs the GPU like a training job
-        uses_model = any(isinstance(op["params"].get("generator"), dict)
-                         and op["params"]["generator"].get("type") == "local" for op in operations)
-        return self.jobs.submit("refine", req.modality, spec, output_name=output_name, gpu=uses_model)
+        gpu = bool(spec.pop("gpu", False))  # e.g. Evol-Instruct with a local model: queues with training
+        return self.jobs.submit("refine", req.modality, spec, output_name=output_name, gpu=gpu)
 
     def start_download(self, req: DownloadRequest) -> str:
         self.plugins.require_modality(req.modality)

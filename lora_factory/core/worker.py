@@ -21,6 +21,7 @@ from lora_factory.core.context import JobContext
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs import JobStore, now_iso
 from lora_factory.core.plugins import load_plugin_host
+from lora_factory.core.process import create_time
 from lora_factory.core.secrets import load_secrets, merge_secrets
 from lora_factory.core.settings import export_to_environment
 from lora_factory.core.workspace import Workspace
@@ -34,13 +35,20 @@ HOOK_BY_KIND = {
 
 
 def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The highest-numbered ``checkpoint-N`` folder, the one a resumed train continues from."""
+    """The highest-numbered complete ``checkpoint-N`` folder, the one a resumed train continues from.
+
+    transformers writes ``trainer_state.json`` last, so a folder without it was cut off mid-save (the
+    worker was killed) and is skipped. Plugins that do not use transformers' layout (no such file in
+    any checkpoint) get the highest-numbered folder.
+    """
     found = []
     for path in checkpoint_dir.glob("checkpoint-*"):
         suffix = path.name.rsplit("-", 1)[-1]
         if path.is_dir() and suffix.isdigit():
             found.append((int(suffix), path))
-    return max(found)[1] if found else None
+    complete = [item for item in found if (item[1] / "trainer_state.json").is_file()]
+    candidates = complete or found
+    return max(candidates)[1] if candidates else None
 
 
 class ProgressWriter:
@@ -101,7 +109,7 @@ def run_job(job_id: str, home: Path) -> int:
                      stop_requested=stop_requested, resume_checkpoint=resume_ckpt, kind=kind, modality=modality)
     ctx.log(f"worker started (pid {os.getpid()}) for {kind} job {job_id}, modality {modality}"
             + (f", resuming from {resume_ckpt.name}" if resume_ckpt else ""))
-    store.update(job_id, pid=os.getpid())
+    store.update(job_id, pid=os.getpid(), pid_create_time=create_time(os.getpid()))
     try:
         if job["resume"] and ctx.output_dir.exists():
             import shutil

@@ -7,15 +7,19 @@ absolute paths, drive letters and symlinks that leave the workspace are refused 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
+import sys
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from lora_factory.core.errors import LoRAFactoryError
 
+IS_WINDOWS = sys.platform.startswith("win")
 BUILTIN_MODALITIES = ("text", "image", "audio")
 TOP_FOLDERS = ("models", "datasets", "lora_adapters", "artifacts", "logs", "runs", "plugins")
 PER_MODALITY_FOLDERS = ("models", "datasets", "lora_adapters")
@@ -212,13 +216,35 @@ class Workspace:
         rel = check_relative(value)
         if any(part.startswith(".") for part in rel.parts):  # .cache, .meta, .lineage, .tmp-* are ours
             raise _unsafe(value, "hidden (dot) names are refused", "'.' で始まる名前は指定できません")
+        base = self.home / folder / modality
         if len(rel.parts) == 1:
-            return self.resolve_inside(value, self.home / folder / modality)
-        return self.resolve_inside(value)
+            return self.resolve_inside(value, base)
+        if len(rel.parts) < 3 or rel.parts[0] != folder or rel.parts[1] != modality:
+            raise LoRAFactoryError(
+                "WRONG_FOLDER",
+                f"「{value}」は {folder}/{modality}/ の中を指定してください。",
+                f"'{value}' must name something inside {folder}/{modality}/.",
+                http_status=400,
+                detail={"value": value, "folder": f"{folder}/{modality}"},
+            )
+        return self.resolve_inside("/".join(rel.parts[2:]), base)
 
     def relative(self, path: Path) -> str:
-        """A workspace-relative POSIX path, as stored in the registry and shown to users."""
-        return Path(path).resolve().relative_to(self.home).as_posix()
+        """A workspace-relative POSIX path, as stored in the registry and shown to users.
+
+        A link that points outside the workspace is named by where it lies, not where it leads.
+        """
+        for candidate in (Path(path).resolve(), Path(os.path.abspath(path))):
+            try:
+                return candidate.relative_to(self.home).as_posix()
+            except ValueError:
+                continue
+        return Path(path).as_posix()
+
+    def is_inside(self, path: Path) -> bool:
+        """True when ``path`` really lies in the workspace (symlinks followed)."""
+        resolved = Path(path).resolve()
+        return resolved == self.home or self.home in resolved.parents
 
     # -- atomic moves --------------------------------------------------------------------------
     def tmp_path(self, near: Path) -> Path:
@@ -227,21 +253,74 @@ class Workspace:
         return near.parent / f".tmp-{near.name}-{uuid.uuid4().hex[:8]}"
 
     def move_into_place(self, source: Path, destination: Path) -> Path:
-        """Rename ``source`` to ``destination``; a collision is an error, never an overwrite."""
+        """Rename ``source`` to ``destination``; a collision is an error, never an overwrite.
+
+        The rename itself refuses an existing target (a hard link for files, a directory rename for
+        folders), so a destination that appears between the check and the move is never replaced,
+        and a folder is never moved *inside* another one.
+        """
         if destination.exists():
-            raise LoRAFactoryError(
-                "OUTPUT_EXISTS",
-                f"「{destination.name}」は既に存在します。別の名前を指定してください。",
-                f"'{destination.name}' already exists; choose another name.",
-                http_status=409,
-                detail={"path": self.relative(destination) if self.home in destination.parents else str(destination)},
-            )
+            raise self._exists(destination)
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(source, destination)
-        except OSError:
-            shutil.move(str(source), str(destination))
+            rename_no_clobber(source, destination)
+        except (FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
+            raise self._exists(destination) from exc
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise self._exists(destination) from exc
+            if exc.errno != errno.EXDEV:
+                raise
+            # another filesystem: copy next to the destination first, then rename there
+            staging = self.tmp_path(destination)
+            if source.is_dir():
+                shutil.copytree(source, staging)
+            else:
+                shutil.copy2(source, staging)
+            try:
+                rename_no_clobber(staging, destination)
+            except OSError as inner:
+                shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink(missing_ok=True)
+                raise self._exists(destination) from inner
+            shutil.rmtree(source) if source.is_dir() else source.unlink()
         return destination
+
+    def _exists(self, destination: Path) -> LoRAFactoryError:
+        shown = self.relative(destination) if self.home in destination.parents else str(destination)
+        return LoRAFactoryError(
+            "OUTPUT_EXISTS",
+            f"「{destination.name}」は既に存在します。別の名前を指定してください。",
+            f"'{destination.name}' already exists; choose another name.",
+            http_status=409,
+            detail={"path": shown},
+        )
+
+
+def rename_no_clobber(source: Path, destination: Path, attempts: int = 5) -> None:
+    """Move ``source`` to ``destination`` only if nothing is there (raises ``FileExistsError`` / ``OSError``).
+
+    Files: a hard link then an unlink on POSIX (``link`` refuses an existing name, ``replace`` would not);
+    ``os.rename`` on Windows, which refuses an existing target. Folders: ``os.rename`` (a non-empty
+    target is refused on every OS). On Windows a file briefly held by a virus scanner is retried.
+    """
+    for attempt in range(attempts):
+        try:
+            if source.is_dir() or IS_WINDOWS:
+                os.rename(source, destination)
+            else:
+                try:
+                    os.link(source, destination)
+                except PermissionError:  # a filesystem without hard links: check, then rename
+                    if os.path.lexists(destination):
+                        raise FileExistsError(errno.EEXIST, "exists", str(destination)) from None
+                    os.rename(source, destination)
+                    return
+                os.unlink(source)
+            return
+        except PermissionError:
+            if not IS_WINDOWS or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

@@ -41,7 +41,7 @@ def resolve_train_spec(modality, spec):
 
 
 @hookimpl
-def resolve_refine_spec(modality, spec):
+def resolve_refine_spec(modality, spec, workspace):
     if not _mine(modality):
         return None
     for op in spec["operations"]:

@@ -229,6 +229,11 @@ def test_local_generator_paths_come_from_workspace_refs_only(tmp_path):
         generator = config["spec"]["operations"][0]["params"]["generator"]
         assert generator["model_path"] == str((home / "models" / "text" / "m").resolve())
         assert generator["adapter_path"] == str((home / "lora_adapters" / "text" / "a").resolve())
+        flt = {"op": "filter", "params": {"unit": "tokens", "tokenizer": "m", "tokenizer_path": "/etc"}}
+        r = c.post("/api/datasets/refine", json={"modality": "text", "dataset": "d.jsonl", "output_name": "z",
+                                                  "operations": [flt]})
+        config = _json.loads((home / "runs" / r.json()["job_id"] / "config.json").read_text(encoding="utf-8"))
+        assert config["spec"]["operations"][0]["params"]["tokenizer_path"] == str((home / "models" / "text" / "m").resolve())
         op["params"]["generator"]["model"] = "../../etc"
         r = c.post("/api/datasets/refine", json={"modality": "text", "dataset": "d.jsonl", "output_name": "y",
                                                   "operations": [op]})

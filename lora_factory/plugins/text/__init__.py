@@ -76,14 +76,13 @@ def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
 
 
 @hookimpl
-def resolve_refine_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.text.refine import validate_operations
+    from lora_factory.plugins.text.refine import resolve_operations
 
-    operations = [{"op": name, "params": params.model_dump(mode="json")}
-                  for name, params in validate_operations(spec.get("operations"))]
-    return dict(spec, operations=operations)
+    operations, uses_gpu = resolve_operations(spec.get("operations"), workspace)
+    return dict(spec, operations=operations, gpu=uses_gpu)
 
 
 @hookimpl

@@ -50,7 +50,8 @@ class FilterParams(_Params):
     unit: Literal["chars", "tokens"] = "chars"
     min_length: int | None = Field(None, ge=0, description="shorter rows are removed")
     max_length: int | None = Field(None, ge=1, description="longer rows are removed")
-    tokenizer_path: str | None = Field(None, description="count real tokens with this tokenizer (unit=tokens)")
+    tokenizer: str | None = Field(None, description="count real tokens with this model's tokenizer, e.g. models/text/tiny (unit=tokens)")
+    tokenizer_path: str | None = Field(None, description="set by the host from 'tokenizer' (client values are replaced)")
     drop_empty_answers: bool = True
     min_japanese_ratio: float = Field(0.0, ge=0.0, le=1.0, description="share of Japanese letters")
 
@@ -317,6 +318,40 @@ def validate_operations(operations: Any) -> list[tuple[str, BaseModel]]:
             ) from exc
         parsed.append((name, params))
     return parsed
+
+
+def _resolve_ref(workspace: Any, value: str, folder: str, what_ja: str, what_en: str) -> str:
+    path = workspace.resolve_ref(value, folder, "text")
+    if not path.is_dir():
+        raise LoRAFactoryError("REFINE_INVALID_PARAMS", f"{what_ja}「{value}」が見つかりません。",
+                               f"{what_en} '{value}' was not found.", http_status=404, detail={"value": value})
+    return str(path)
+
+
+def resolve_operations(operations: Any, workspace: Any) -> tuple[list[dict[str, Any]], bool]:
+    """Validate the operations, fill in defaults, and turn model / adapter references into absolute
+    paths inside the workspace (a client's own ``*_path`` values are replaced, never trusted).
+
+    :return: the operations and whether one of them loads a model (a GPU-bound job).
+    """
+    resolved, uses_gpu = [], False
+    for name, params in validate_operations(operations):
+        data = params.model_dump(mode="json")
+        if name == "filter":
+            data["tokenizer_path"] = _resolve_ref(workspace, data["tokenizer"], "models", "モデル", "Model") \
+                if data.get("tokenizer") else None
+        generator = data.get("generator") if name == "evol_instruct" else None
+        if isinstance(generator, dict) and generator.get("type") == "local":
+            if not generator.get("model"):
+                raise LoRAFactoryError("REFINE_INVALID_PARAMS", "ローカル生成には model を指定してください。",
+                                       "A local generator needs 'model' (e.g. models/text/tiny).",
+                                       detail={"op": name, "field": "generator.model"})
+            generator["model_path"] = _resolve_ref(workspace, generator["model"], "models", "モデル", "Model")
+            generator["adapter_path"] = _resolve_ref(workspace, generator["adapter"], "lora_adapters",
+                                                     "アダプタ", "Adapter") if generator.get("adapter") else None
+            uses_gpu = True
+        resolved.append({"op": name, "params": data})
+    return resolved, uses_gpu
 
 
 def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
