@@ -8,7 +8,10 @@ renamed into place only when valid, so a bad file never appears in the list.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,10 +45,35 @@ def _mtime_iso(path: Path) -> str:
 
 
 class Catalog:
-    def __init__(self, workspace: Workspace, plugin_host: Any, artifacts: ArtifactStore) -> None:
+    def __init__(self, workspace: Workspace, plugin_host: Any, artifacts: ArtifactStore,
+                 used_by: Callable[[Path], str | None] | None = None) -> None:
         self.workspace = workspace
         self.plugins = plugin_host
         self.artifacts = artifacts
+        self.used_by = used_by or (lambda _path: None)
+
+    def _remove(self, path: Path) -> None:
+        """Delete a model / dataset / adapter the user confirmed, unless a queued or running job uses it.
+
+        It is first renamed aside: on Windows a file still open (a chat that loaded the model) makes
+        the rename fail with nothing deleted, instead of an ``rmtree`` that stops half-way.
+        """
+        job_id = self.used_by(path)
+        if job_id:
+            raise LoRAFactoryError("IN_USE", f"「{path.name}」はジョブ {job_id} が使用中です。終了後に削除してください。",
+                                   f"'{path.name}' is used by job {job_id}; delete it once the job has ended.",
+                                   http_status=409, detail={"job_id": job_id, "name": path.name})
+        trash = path.parent / f".trash-{path.name}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, trash)
+        except OSError as exc:
+            raise LoRAFactoryError("IN_USE", f"「{path.name}」は使用中のため削除できません(チャットで読み込み中など): {exc}",
+                                   f"'{path.name}' is in use and cannot be deleted (loaded for chat?): {exc}",
+                                   http_status=409, detail={"name": path.name}) from exc
+        if trash.is_dir():
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            trash.unlink(missing_ok=True)
 
     # -- models --------------------------------------------------------------------------------
     def list_models(self, modality: str) -> list[dict[str, Any]]:
@@ -89,7 +117,7 @@ class Catalog:
         path = self.model_path(modality, existing_name(name, "model"))
         if not confirm:
             raise confirmation_required(name)
-        shutil.rmtree(path)
+        self._remove(path)
         self.artifacts.forget_path(path)
 
     # -- datasets ------------------------------------------------------------------------------
@@ -212,7 +240,7 @@ class Catalog:
         path = self.dataset_path(modality, existing_name(name, "dataset"))
         if not confirm:
             raise confirmation_required(name)
-        path.unlink()
+        self._remove(path)
         for side in (self._meta_path(path), self.workspace.lineage_dir(modality) / f"{path.name}.json"):
             if side.exists():
                 side.unlink()
@@ -304,5 +332,5 @@ class Catalog:
         path = self.adapter_path(modality, existing_name(name, "adapter"))
         if not confirm:
             raise confirmation_required(name)
-        shutil.rmtree(path)
+        self._remove(path)
         self.artifacts.forget_path(path)

@@ -57,16 +57,22 @@ class JobContext:
         self._stop_cached = False
         self._stop_checked_at = 0.0
         self._started = time.monotonic()
+        self._first_step: int | None = None
+        self._first_time = self._started
         self._lock = threading.Lock()
         self.last_metrics: dict[str, Any] = {}
 
     # -- reporting -----------------------------------------------------------------------------
     def progress(self, step: int, max_steps: int, loss: float | None = None, **metrics: Any) -> None:
         """Report one step. ETA and elapsed time are derived here so every plugin gets them."""
-        elapsed = time.monotonic() - self._started
+        now = time.monotonic()
+        elapsed = now - self._started
+        if self._first_step is None:  # a resumed run starts counting from its checkpoint's step
+            self._first_step, self._first_time = step, now
         eta = None
-        if step > 0 and max_steps and max_steps >= step:
-            eta = elapsed / step * (max_steps - step)
+        done_here = step - self._first_step
+        if done_here > 0 and max_steps and max_steps >= step:
+            eta = (now - self._first_time) / done_here * (max_steps - step)
         record: dict[str, Any] = {
             "step": int(step),
             "max_steps": int(max_steps) if max_steps else 0,

@@ -90,6 +90,12 @@ def _finalize_refine(workspace: Workspace, artifacts: ArtifactStore, job: dict[s
     if not output_file:
         raise LoRAFactoryError("REFINE_NO_OUTPUT", "錬成結果のファイルがありません。",
                                "The refine operation produced no output file.", http_status=500)
+    if result.get("rows_out") == 0 and not canceled:
+        raise LoRAFactoryError(
+            "REFINE_EMPTY_RESULT",
+            "錬成の結果が 0 行になりました。条件(フィルタの長さなど)を緩めてください。新しい版は作られていません。",
+            "The refine left no rows; loosen its settings (e.g. the filter's lengths). No version was created.",
+            http_status=422, detail={"removed": result.get("removed")})
     source = ctx.output_dir / Path(output_file).name
     dest = workspace.move_into_place(source, workspace.datasets_dir(modality) / source.name)
     parent_id = artifacts.ensure("dataset", modality, Path(spec["dataset"]))

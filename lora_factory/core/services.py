@@ -48,7 +48,7 @@ class Services:
         self.store = JobStore(self.workspace.db_path)
         self.jobs = JobManager(self.workspace, self.store)
         self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
-        self.catalog = Catalog(self.workspace, self.plugins, self.artifacts)
+        self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
         self.inference = InferenceClient(self.workspace.home)
 
     def close(self) -> None:
@@ -58,6 +58,24 @@ class Services:
         self.artifacts.close()
 
     # -- jobs ----------------------------------------------------------------------------------
+    def active_job_using(self, path: Path) -> str | None:
+        """The id of a queued or running job whose spec names ``path`` (or something inside it)."""
+        target = str(Path(path).resolve())
+
+        def names(value: Any) -> bool:
+            if isinstance(value, str):
+                return value == target or value.startswith(target + os.sep)
+            if isinstance(value, dict):
+                return any(names(v) for v in value.values())
+            if isinstance(value, list):
+                return any(names(v) for v in value)
+            return False
+
+        for job in self.store.by_status("queued", "running"):
+            if names(job["spec"]):
+                return job["id"]
+        return None
+
     def job_view(self, job_id: str) -> dict[str, Any]:
         job = self.store.get(job_id)
         return self.present_job(job)

@@ -196,3 +196,34 @@ def test_minimal_plugin_with_only_describe_and_train(tmp_path, server_factory):
         job = wait_for(c, job, ("completed", "failed"))
         assert job["status"] == "completed" and job["step"] == 3 and job["result"]["done"] is True
         assert (home / "lora_adapters" / "mini" / "o" / "w.txt").read_text() == "ok"
+
+
+def test_models_and_datasets_in_use_are_not_deleted(dummy_home, server_factory):
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        job = c.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "busy",
+                                           "modality": "dummy", "preset": "fast",
+                                           "params": {"steps": 400, "delay": 0.05}}).json()["job_id"]
+        wait_for(c, job, ("running",))
+        for url in ("/api/models/dummy/base", "/api/datasets/dummy/data.txt"):
+            r = c.request("DELETE", url, json={"confirm": True})
+            assert r.status_code == 409 and r.json()["error"]["code"] == "IN_USE"
+            assert r.json()["error"]["detail"]["job_id"] == job
+        assert (dummy_home / "models" / "dummy" / "base" / "weights.txt").exists()
+        c.post(f"/train/cancel/{job}")
+        wait_for(c, job, ("canceled",))
+        assert c.request("DELETE", "/api/models/dummy/base", json={"confirm": True}).json()["ok"]
+        assert not (dummy_home / "models" / "dummy" / "base").exists()
+        assert not list((dummy_home / "models" / "dummy").glob(".trash-*"))
+
+
+def test_a_refine_that_removes_every_row_publishes_nothing(dummy_home, server_factory):
+    (dummy_home / "datasets" / "dummy" / "empty.txt").write_text("", encoding="utf-8")
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        job = c.post("/api/datasets/refine", json={"modality": "dummy", "dataset": "empty.txt",
+                                                    "operations": [{"op": "upper"}], "output_name": "none"}).json()
+        job = wait_for(c, job["job_id"], ("completed", "failed"))
+        assert job["status"] == "failed" and job["error"]["code"] == "REFINE_EMPTY_RESULT"
+        assert not (dummy_home / "datasets" / "dummy" / "none.txt").exists()
+        assert (dummy_home / "runs" / job["id"] / "output" / "none.txt").exists()  # kept for a look

@@ -13,3 +13,18 @@ def test_split_and_merge_round_trip_nested_specs():
     assert redacted["empty_token"] is None and redacted["password"] == ""
     assert merge_secrets(redacted, secrets) == spec
     assert spec["hf_token"] == "t"  # the input is not modified
+
+
+def test_eta_after_a_resume_uses_only_the_steps_of_this_run(tmp_path, monkeypatch):
+    """A regression: a run resumed at step 1200 of 4000 divided its few seconds by 1200 steps."""
+    from lora_factory.core import context as context_module
+    from lora_factory.core.context import JobContext
+
+    clock = [100.0]
+    monkeypatch.setattr(context_module.time, "monotonic", lambda: clock[0])
+    ctx = JobContext("j", None, tmp_path / "run", tmp_path / "log.txt")
+    ctx.progress(1201, 4000)
+    assert ctx.last_metrics["eta"] is None
+    clock[0] += 10.0
+    ctx.progress(1211, 4000)  # 10 steps in 10 s: 2789 steps left -> 2789 s
+    assert abs(ctx.last_metrics["eta"] - 2789.0) < 1e-6

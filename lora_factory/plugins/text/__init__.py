@@ -91,8 +91,9 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
         return None
     from lora_factory.plugins.text.presets import resolve_train_params
 
-    params = resolve_train_params(spec.get("preset") or "quick", spec.get("params") or {})
-    return dict(spec, params=params.model_dump(), requested_params=spec.get("params") or {})
+    preset = spec.get("preset") or "quick"
+    params = resolve_train_params(preset, spec.get("params") or {})
+    return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {})
 
 
 @hookimpl
