@@ -1,7 +1,7 @@
-"""Failing tests that demonstrate bugs found in a code review (one finding per test, see each comment).
+"""Regressions found in a code review: races, collisions, damaged files, paths (one finding per test).
 
-Each test states the behaviour the product promises (docs/api.md, ARCHITECTURE.md, docstrings); they
-fail on the code as reviewed and should pass once the suggested fix is in.
+Each test states the behaviour the product promises (docs/api.md, ARCHITECTURE.md, docstrings); each
+failed on the code as it was reviewed.
 """
 
 from __future__ import annotations
