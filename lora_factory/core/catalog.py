@@ -19,6 +19,8 @@ from lora_factory.core.artifacts import ArtifactStore
 from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
 from lora_factory.core.workspace import Workspace, existing_name, name_from_filename, safe_name, write_text_atomic
 
+CACHED_PREVIEW_ROWS = 20
+
 
 def read_json_quietly(path: Path) -> dict[str, Any]:
     """A sidecar JSON file (training_config, .meta, .lineage) or ``{}``; a damaged one is reported in
@@ -169,10 +171,40 @@ class Catalog:
         return out
 
     def inspect_dataset(self, modality: str, path: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Validation, statistics and preview; cached per file version, since reading a large dataset
+        takes seconds and the UI asks again each time it is opened."""
         opts = self.dataset_options(path) | (options or {})
-        info = self._plugin_inspect(modality, path, opts)
+        wanted = int(opts.pop("preview_rows", 5))
+        cached = self._cached_inspection(path, opts, wanted)
+        if cached is None:
+            cached = self._plugin_inspect(modality, path, opts | {"preview_rows": max(wanted, CACHED_PREVIEW_ROWS)})
+            self._cache_inspection(path, opts, max(wanted, CACHED_PREVIEW_ROWS), cached)
+        info = dict(cached, preview=(cached.get("preview") or [])[:wanted])
         return {"name": path.name, "modality": modality, "path": str(path),
                 "rel_path": self.workspace.relative(path), "size_bytes": path.stat().st_size, **info}
+
+    @staticmethod
+    def _stamp(path: Path) -> str:
+        stat = path.stat()
+        return f"{stat.st_size}-{stat.st_mtime_ns}"
+
+    def _cache_path(self, path: Path) -> Path:
+        return self._meta_path(path).with_name(f"{path.name}.inspect.json")
+
+    def _cached_inspection(self, path: Path, opts: dict[str, Any], wanted: int) -> dict[str, Any] | None:
+        cache = read_json_quietly(self._cache_path(path))
+        if cache.get("stamp") == self._stamp(path) and cache.get("options") == opts \
+                and int(cache.get("preview_rows", 0)) >= wanted and isinstance(cache.get("info"), dict):
+            return cache["info"]
+        return None
+
+    def _cache_inspection(self, path: Path, opts: dict[str, Any], rows: int, info: dict[str, Any]) -> None:
+        try:
+            write_text_atomic(self._cache_path(path), json.dumps(
+                {"stamp": self._stamp(path), "options": opts, "preview_rows": rows, "info": info},
+                ensure_ascii=False, default=str))
+        except OSError:
+            pass  # a cache, nothing more
 
     def _plugin_inspect(self, modality: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
         """The plugin's validation; a plugin without ``inspect_dataset`` accepts files as they are."""
@@ -241,7 +273,8 @@ class Catalog:
         if not confirm:
             raise confirmation_required(name)
         self._remove(path)
-        for side in (self._meta_path(path), self.workspace.lineage_dir(modality) / f"{path.name}.json"):
+        for side in (self._meta_path(path), self._cache_path(path),
+                     self.workspace.lineage_dir(modality) / f"{path.name}.json"):
             if side.exists():
                 side.unlink()
         self.artifacts.forget_path(path)

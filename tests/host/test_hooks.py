@@ -227,3 +227,28 @@ def test_a_refine_that_removes_every_row_publishes_nothing(dummy_home, server_fa
         assert job["status"] == "failed" and job["error"]["code"] == "REFINE_EMPTY_RESULT"
         assert not (dummy_home / "datasets" / "dummy" / "none.txt").exists()
         assert (dummy_home / "runs" / job["id"] / "output" / "none.txt").exists()  # kept for a look
+
+
+def test_dataset_inspection_is_cached_per_file_version(dummy_home):
+    from lora_factory.core.services import Services
+
+    svc = Services(dummy_home)
+    calls = []
+    real = svc.plugins.hook.inspect_dataset
+
+    class CountingHook:
+        def __call__(self, **kwargs):
+            calls.append(kwargs["options"].get("preview_rows"))
+            return real(**kwargs)
+
+    try:
+        svc.catalog.plugins = type("P", (), {"hook": type("H", (), {"inspect_dataset": CountingHook()})(),
+                                             "require_modality": svc.plugins.require_modality})()
+        path = dummy_home / "datasets" / "dummy" / "data.txt"
+        first = svc.catalog.inspect_dataset("dummy", path, {"preview_rows": 2})
+        again = svc.catalog.inspect_dataset("dummy", path, {"preview_rows": 1})
+        assert len(calls) == 1 and first["rows"] == again["rows"] == 3 and len(again["preview"]) == 1
+        path.write_text("a\nb\nc\nd\n")  # a new version of the file is read again
+        assert svc.catalog.inspect_dataset("dummy", path)["rows"] == 4 and len(calls) == 2
+    finally:
+        svc.close()
