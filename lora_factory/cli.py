@@ -94,7 +94,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["LORA_FACTORY_MAX_GPU_JOBS"] = str(args.max_gpu_jobs)
     app = create_app(args.home)
     print(f"LoRA Factory {__version__}: http://{args.host}:{args.port}  (workspace {app.state.services.workspace.home})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # open event streams (the UI follows jobs) must not keep Ctrl+C from stopping the server
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
     return 0
 
 

@@ -177,3 +177,34 @@ def test_queue_runs_one_gpu_job_at_a_time(dummy_home, server_factory):
         assert wait_for(c, second, ("completed",))["status"] == "completed"
         first_job = c.get(f"/train/status/{first}").json()
         assert first_job["status"] == "completed"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGINT to a console process group is POSIX here")
+def test_ctrl_c_stops_the_server_with_a_job_followed_and_the_job_goes_on(dummy_home, server_factory):
+    """A regression: an open job event stream (the UI following a job) kept Ctrl+C from stopping the server."""
+    import threading
+
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        job_id = start_dummy(c, steps=200, delay=0.05)
+        wait_for(c, job_id, ("running",))
+
+    def follow() -> None:
+        try:
+            with server.client() as follower, follower.stream("GET", f"/api/jobs/{job_id}/events") as r:
+                for _ in r.iter_lines():
+                    pass
+        except Exception:
+            pass
+
+    threading.Thread(target=follow, daemon=True).start()
+    time.sleep(1.0)
+    server.proc.send_signal(signal.SIGINT)
+    server.proc.wait(timeout=10)  # stops within seconds, not when the job ends
+    worker_pid = _worker_pid(dummy_home, job_id)
+    assert psutil.pid_exists(worker_pid), "the job's worker must survive the server"
+    server2 = server_factory(dummy_home)
+    with server2.client() as c2:
+        assert c2.get(f"/train/status/{job_id}").json()["status"] == "running"
+        c2.post(f"/train/cancel/{job_id}")
+        assert wait_for(c2, job_id, ("canceled",))["status"] == "canceled"
