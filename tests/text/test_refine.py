@@ -238,3 +238,22 @@ def test_local_generator_paths_come_from_workspace_refs_only(tmp_path):
         r = c.post("/api/datasets/refine", json={"modality": "text", "dataset": "d.jsonl", "output_name": "y",
                                                   "operations": [op]})
         assert r.status_code == 400 and r.json()["error"]["code"] == "UNSAFE_PATH"
+
+
+def test_every_form_field_has_a_japanese_title_and_host_set_paths_are_hidden():
+    """The UI is Japanese-first: every parameter the forms show needs a title_ja."""
+    import json as _json
+
+    from lora_factory.plugins.text.presets import TRAIN_PARAMS_SCHEMA
+    from lora_factory.plugins.text.refine import REFINE_OPERATIONS
+
+    def fields(schema):
+        yield from (schema.get("properties") or {}).items()
+        for definition in (schema.get("$defs") or {}).values():
+            yield from fields(definition)
+
+    schemas = [TRAIN_PARAMS_SCHEMA] + [op["params_schema"] for op in REFINE_OPERATIONS.values()]
+    missing = sorted({name for schema in schemas for name, prop in fields(schema) if not prop.get("title_ja")})
+    assert not missing, f"no title_ja for {missing}"
+    dumped = _json.dumps(schemas)
+    assert "model_path" not in dumped and "tokenizer_path" not in dumped and "adapter_path" not in dumped

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from lora_factory.core.errors import LoRAFactoryError
 
@@ -273,8 +274,8 @@ class LocalGeneratorParams(BaseModel):
     type: Literal["local"] = "local"
     model: str | None = Field(None, description="workspace reference, e.g. models/text/tiny (the UI sends this)")
     adapter: str | None = Field(None, description="optional adapter, e.g. lora_adapters/text/my-lora")
-    model_path: str | None = Field(None, description="set by the host from 'model' (client values are replaced)")
-    adapter_path: str | None = Field(None, description="set by the host from 'adapter' (client values are replaced)")
+    model_path: SkipJsonSchema[str | None] = Field(None, description="set from 'model' by resolve_operations")
+    adapter_path: SkipJsonSchema[str | None] = Field(None, description="set from 'adapter' by resolve_operations")
 
     @model_validator(mode="after")
     def _needs_a_model(self) -> LocalGeneratorParams:

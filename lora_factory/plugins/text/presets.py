@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.plugins.text.schema_ja import with_japanese_titles
 
 
 class TrainParams(BaseModel):
@@ -80,7 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-TRAIN_PARAMS_SCHEMA: dict[str, Any] = TrainParams.model_json_schema()
+TRAIN_PARAMS_SCHEMA: dict[str, Any] = with_japanese_titles(TrainParams.model_json_schema())
 
 
 def resolve_train_params(preset: str, params: dict[str, Any] | None) -> TrainParams:

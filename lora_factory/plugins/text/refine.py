@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.workspace import safe_name, write_text_atomic
 from lora_factory.plugins.text import evol, minhash, pii
 from lora_factory.plugins.text.encodings import estimate_tokens, japanese_ratio
 from lora_factory.plugins.text.formats import has_empty_answer, load_conversations, row_text
+from lora_factory.plugins.text.schema_ja import with_japanese_titles
 
 MAX_EXAMPLES = 3
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
@@ -51,7 +53,7 @@ class FilterParams(_Params):
     min_length: int | None = Field(None, ge=0, description="shorter rows are removed")
     max_length: int | None = Field(None, ge=1, description="longer rows are removed")
     tokenizer: str | None = Field(None, description="count real tokens with this model's tokenizer, e.g. models/text/tiny (unit=tokens)")
-    tokenizer_path: str | None = Field(None, description="set by the host from 'tokenizer' (client values are replaced)")
+    tokenizer_path: SkipJsonSchema[str | None] = Field(None, description="set from 'tokenizer' by resolve_operations")
     drop_empty_answers: bool = True
     min_japanese_ratio: float = Field(0.0, ge=0.0, le=1.0, description="share of Japanese letters")
 
@@ -275,7 +277,7 @@ REFINE_OPERATIONS: dict[str, dict[str, Any]] = {
     name: {
         "label_ja": _LABELS[name][0], "label_en": _LABELS[name][1],
         "description_ja": _LABELS[name][2], "description_en": _LABELS[name][3],
-        "params_schema": model.model_json_schema(),
+        "params_schema": with_japanese_titles(model.model_json_schema()),
     }
     for name, (model, _fn) in _OPS.items()
 }
