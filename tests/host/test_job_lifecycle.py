@@ -151,7 +151,7 @@ def test_server_and_worker_gone_then_interrupted_and_resumable(dummy_home, serve
     c.close()
     server.kill()
     worker_pid = _worker_pid(dummy_home, job_id)
-    os.kill(worker_pid, signal.SIGKILL)  # the machine "stopped"
+    psutil.Process(worker_pid).kill()  # the machine "stopped" (SIGKILL / TerminateProcess)
     time.sleep(0.3)
     server2 = server_factory(dummy_home)
     with server2.client() as c2:
