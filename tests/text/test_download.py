@@ -236,3 +236,42 @@ def test_unknown_source(tmp_path, ctx_factory):
     with pytest.raises(LoRAFactoryError) as err:
         download_text_model({"source": "ftp"}, ctx_factory(tmp_path / "ws", "u"))
     assert err.value.code == "INVALID_SOURCE"
+
+
+def test_download_through_the_server_then_unreachable(tmp_path, hub_files, server_factory):
+    """As a user does it: POST /api/models/download with the Hub at HF_ENDPOINT, then with no network."""
+    from tests.conftest import wait_for
+
+    hub, log = _fake_hub(hub_files)
+    home = tmp_path / "ws"
+    home.mkdir()
+    try:
+        server = server_factory(home, HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}")
+        with server.client() as c:
+            job_id = c.post("/api/models/download", json={"modality": "text", "repo_id": REPO}).json()["job_id"]
+            job = wait_for(c, job_id, ("completed", "failed"), timeout=120)
+            assert job["status"] == "completed", job
+            assert job["max_steps"] > 0 and job["step"] == job["max_steps"]  # byte progress
+            name = REPO.replace("/", "__")
+            model = next(m for m in c.get("/api/models").json()["models"] if m["name"] == name)
+            assert model["architecture"] == "LlamaForCausalLM" and model["chat_template"] is True
+            assert not (home / "models" / "text" / name / "pytorch_model.bin").exists()
+            assert all(entry[1] != "pytorch_model.bin" for entry in log)
+            answer = c.post("/api/infer/chat", json={"modality": "text", "base_model": name, "stream": False,
+                                                     "messages": [{"role": "user", "content": "こんにちは"}],
+                                                     "params": {"max_new_tokens": 4}}).json()
+            assert answer["usage"]["completion_tokens"] > 0
+    finally:
+        hub.shutdown()
+    # the Hub stops answering (it still accepts connections, like a network that drops packets):
+    # a clear error within the connect timeout, and nothing that looks like a model
+    server2 = server_factory(home, HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}",
+                             LORA_FACTORY_HUB_TIMEOUT="2")
+    with server2.client() as c:
+        job_id = c.post("/api/models/download", json={"modality": "text", "repo_id": REPO,
+                                                      "name": "again"}).json()["job_id"]
+        job = wait_for(c, job_id, ("completed", "failed"), timeout=60)
+        assert job["status"] == "failed" and job["error"]["code"] == "HUB_UNREACHABLE"
+        assert job["error"]["message_ja"] and "again" not in [m["name"] for m in c.get("/api/models").json()["models"]]
+        assert not (home / "models" / "text" / "again").exists()
+    hub.server_close()

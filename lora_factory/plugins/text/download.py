@@ -21,6 +21,8 @@ from lora_factory.core.errors import LoRAFactoryError
 DUPLICATE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".msgpack", ".h5", ".onnx", ".onnx_data", ".gguf", ".ckpt",
                              ".ot", ".tflite")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# The first request to the Hub; a network that drops packets fails in seconds, not minutes.
+HUB_CONNECT_TIMEOUT_S = float(os.environ.get("LORA_FACTORY_HUB_TIMEOUT", "15"))
 # What a local import copies besides *.safetensors.
 LOCAL_KEEP_SUFFIXES = (".json", ".model", ".txt", ".jinja", ".tiktoken", ".md")
 
@@ -214,7 +216,9 @@ def _download_hub(spec: dict[str, Any], ctx: Any, out: Path) -> dict[str, Any]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     ctx.log(f"hub download {repo_id}@{revision} from {endpoint}")
     try:
-        info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision, files_metadata=True)
+        # a short first contact: a network that drops packets must fail in seconds, not minutes
+        info = HfApi(endpoint=endpoint, token=token).model_info(repo_id, revision=revision, files_metadata=True,
+                                                                timeout=HUB_CONNECT_TIMEOUT_S)
     except Exception as exc:  # noqa: BLE001 - every failure is mapped to a stable code
         raise _hub_error(exc, endpoint, repo_id, revision) from exc
     sizes = {s.rfilename: int(s.size or 0) for s in (info.siblings or [])}
