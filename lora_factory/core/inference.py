@@ -129,6 +129,22 @@ class InferenceClient:
         done.setdefault("text", "".join(pieces))
         return done
 
+    def release(self, wait_s: float = 30.0) -> bool:
+        """Stop the worker (and free the memory its models hold) once the current answer is done.
+
+        Returns True when a worker was running. After ``wait_s`` the worker is stopped anyway: a
+        training job that needs the GPU comes first, and the chat only sees an error it can retry.
+        """
+        if not self.running:
+            return False
+        acquired = self._lock.acquire(timeout=wait_s)
+        try:
+            self.close()
+        finally:
+            if acquired:
+                self._lock.release()
+        return True
+
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             try:

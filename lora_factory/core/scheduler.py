@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ class JobManager:
             cancel_grace_s = float(os.environ.get("LORA_FACTORY_CANCEL_GRACE", DEFAULT_CANCEL_GRACE_S))
         self.cancel_grace_s = cancel_grace_s
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        # called before a GPU-bound job starts (the server frees the chat model's memory there)
+        self.before_gpu_job: Callable[[dict[str, Any]], None] | None = None
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,6 +99,11 @@ class JobManager:
                 job = self.store.claim_next(self.max_gpu_jobs, self.max_other_jobs)
                 if job is None:
                     break
+                if job["gpu"] and self.before_gpu_job is not None:
+                    try:
+                        self.before_gpu_job(job)
+                    except Exception as exc:  # never keeps a job from starting
+                        self._append_log(job, f"could not free the chat model before the job: {exc!r}")
                 self._start(job)
 
     def _reap_finished_children(self) -> None:

@@ -40,6 +40,7 @@ def default_home() -> Path:
 
 class Services:
     def __init__(self, home: Path | str | None = None, plugin_host: PluginHost | None = None) -> None:
+        self._gpu_present: bool | None = None
         home_path = Path(home) if home else default_home()
         home_path.mkdir(parents=True, exist_ok=True)
         self.workspace = Workspace(home_path, ())
@@ -50,6 +51,27 @@ class Services:
         self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
         self.inference = InferenceClient(self.workspace.home)
+        self.jobs.before_gpu_job = self.free_chat_model_for
+
+    def free_chat_model_for(self, job: dict[str, Any]) -> None:
+        """Before a GPU-bound job: stop the chat's model process so its VRAM is free for the job.
+
+        ``LORA_FACTORY_RELEASE_INFERENCE``: ``auto`` (default: when an NVIDIA GPU is present),
+        ``always`` or ``never``. The next chat message loads the model again.
+        """
+        mode = os.environ.get("LORA_FACTORY_RELEASE_INFERENCE", "auto")
+        if mode == "never" or (mode == "auto" and not self._has_gpu()):
+            return
+        if self.inference.release():
+            with open(self.jobs.log_path(job), "a", encoding="utf-8") as fh:
+                fh.write("[host] the chat model was unloaded to free GPU memory for this job\n")
+
+    def _has_gpu(self) -> bool:
+        if self._gpu_present is None:
+            from lora_factory.core.system_info import gpus
+
+            self._gpu_present = bool(gpus())
+        return self._gpu_present
 
     def close(self) -> None:
         self.jobs.stop_background()

@@ -252,3 +252,24 @@ def test_dataset_inspection_is_cached_per_file_version(dummy_home):
         assert svc.catalog.inspect_dataset("dummy", path)["rows"] == 4 and len(calls) == 2
     finally:
         svc.close()
+
+
+def test_the_chat_model_is_unloaded_before_a_gpu_job(dummy_home, server_factory):
+    """Chat and training share the GPU: a train job starts only after the chat's model process is gone."""
+    import psutil
+
+    server = server_factory(dummy_home, LORA_FACTORY_RELEASE_INFERENCE="always")
+    with server.client() as c:
+        chat = {"modality": "dummy", "base_model": "base", "messages": [{"role": "user", "content": "ab"}],
+                "stream": False}
+        assert c.post("/api/infer/chat", json=chat).json()["text"] == "ba"
+        infer_pids = [p.pid for p in psutil.Process(server.proc.pid).children(recursive=True)
+                      if "infer_worker" in " ".join(p.cmdline())]
+        assert len(infer_pids) == 1
+        job = c.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "g",
+                                           "modality": "dummy", "preset": "fast", "params": {"steps": 2}}).json()
+        job = wait_for(c, job["job_id"], ("completed", "failed"))
+        assert job["status"] == "completed"
+        assert not psutil.pid_exists(infer_pids[0]) or psutil.Process(infer_pids[0]).status() == psutil.STATUS_ZOMBIE
+        assert "unloaded to free GPU memory" in c.get(f"/api/jobs/{job['id']}/log").text
+        assert c.post("/api/infer/chat", json=chat).json()["text"] == "ba"  # loads again on demand

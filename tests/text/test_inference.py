@@ -70,6 +70,15 @@ def test_adapter_replaced_on_disk_is_reloaded(tiny_model, trained_adapter, tmp_p
     assert len(entry.adapters) == 1  # the stale copy was dropped from the model
 
 
+def test_one_base_model_stays_loaded_at_a_time(tiny_model, tmp_path):
+    session = types.SimpleNamespace(cache={})
+    other = tmp_path / "other_base"
+    shutil.copytree(tiny_model, other)
+    _ask(session, tiny_model, None)
+    _ask(session, other, None)
+    assert [k.rsplit("@", 1)[0] for k in session.cache["text"]] == [str(other.resolve())]
+
+
 def test_sampling_with_seed_is_reproducible(tiny_model):
     session = types.SimpleNamespace(cache={})
     a = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]

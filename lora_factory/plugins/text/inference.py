@@ -7,6 +7,7 @@ adapter (or answering with the base alone) never reloads the base.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,14 +41,28 @@ def _base_entry(session: Any, base_path: str, trust_remote_code: bool) -> Loaded
         if not (Path(folder) / "config.json").is_file():
             raise LoRAFactoryError("MODEL_NOT_FOUND", f"モデル「{base_path}」が見つかりません。",
                                    f"Model '{base_path}' was not found.", 404, detail={"path": base_path})
-        for stale in [k for k in cache if k.rsplit("@", 1)[0] == folder]:
-            del cache[stale]  # the folder was replaced: free the old model first
+        # one base model at a time by default: a second 7B model next to the first would not fit a
+        # consumer GPU (LORA_FACTORY_INFER_MAX_BASES raises it); a replaced folder is always dropped
+        keep = max(1, int(os.environ.get("LORA_FACTORY_INFER_MAX_BASES", "1")))
+        for stale in [k for k in cache if k.rsplit("@", 1)[0] == folder] + list(cache)[: max(0, len(cache) - keep + 1)]:
+            cache.pop(stale, None)
+        _free_accelerator_memory()
         tokenizer = load_tokenizer(Path(folder), trust_remote_code)
         model = load_causal_lm(Path(folder), "none", trust_remote_code)
         model.eval()
         entry = LoadedBase(folder, model, tokenizer)
         cache[key] = entry
     return entry
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _weights_stamp(folder: Path) -> str:
