@@ -42,6 +42,15 @@ def new_job_id() -> str:
     return datetime.now().strftime("%Y%m%d_%H%M%S_") + secrets.token_hex(2)
 
 
+JSON_COLUMNS = ("spec", "metrics", "result", "error")
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    """Column values as stored: the JSON columns serialised, the others as given."""
+    return {k: json.dumps(v, ensure_ascii=False) if k in JSON_COLUMNS and v is not None else v
+            for k, v in fields.items()}
+
+
 def _loads(value: str | None) -> Any:
     return json.loads(value) if value else None
 
@@ -88,8 +97,7 @@ class JobStore:
     def update(self, job_id: str, **fields: Any) -> None:
         if not fields:
             return
-        encoded = {k: (json.dumps(v, ensure_ascii=False) if k in ("spec", "metrics", "result", "error") and v is not None else v)
-                   for k, v in fields.items()}
+        encoded = _encode(fields)
         cols = ", ".join(f"{k} = ?" for k in encoded)
         with self._lock:
             self._conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*encoded.values(), job_id))
@@ -101,8 +109,7 @@ class JobStore:
 
     def transition(self, job_id: str, from_statuses: tuple[str, ...], **fields: Any) -> bool:
         """Update only if the job is in one of ``from_statuses`` (atomic compare-and-set)."""
-        encoded = {k: (json.dumps(v, ensure_ascii=False) if k in ("spec", "metrics", "result", "error") and v is not None else v)
-                   for k, v in fields.items()}
+        encoded = _encode(fields)
         cols = ", ".join(f"{k} = ?" for k in encoded)
         marks = ", ".join("?" for _ in from_statuses)
         with self._lock:
@@ -207,7 +214,7 @@ class JobStore:
     @staticmethod
     def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
         job = dict(row)
-        for key in ("spec", "metrics", "result", "error"):
+        for key in JSON_COLUMNS:
             job[key] = _loads(job[key])
         job["gpu"] = bool(job["gpu"])
         job["resume"] = bool(job["resume"])

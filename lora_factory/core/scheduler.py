@@ -59,7 +59,7 @@ class JobManager:
         save_secrets(run_dir, secrets)
         config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec}
         write_text_atomic(run_dir / "config.json", json.dumps(config, ensure_ascii=False, indent=2))
-        log = self.log_path(self.store.get(job_id))
+        log = self.workspace.log_path(kind, job_id)
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"[{time.strftime('%H:%M:%S')}] queued {kind} job {job_id} ({modality})\n")
         self.tick()

@@ -8,7 +8,6 @@ a form must not end up there. At submit the secrets are cut out (replaced by ``"
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -59,11 +58,7 @@ def save_secrets(run_dir: Path, secrets: list[dict[str, Any]]) -> None:
     if not secrets:
         return
     path = run_dir / SECRETS_FILE
-    write_text_atomic(path, json.dumps(secrets, ensure_ascii=False))
-    try:
-        os.chmod(path, 0o600)
-    except OSError:
-        pass
+    write_text_atomic(path, json.dumps(secrets, ensure_ascii=False), private=True)
 
 
 def load_secrets(run_dir: Path) -> list[dict[str, Any]]:

@@ -55,11 +55,7 @@ def update_settings(home: Path, changes: dict[str, Any]) -> Settings:
         raise LoRAFactoryError("SETTINGS_INVALID", f"設定「{field}」が不正です: {first['msg']}",
                                f"Setting '{field}' is invalid: {first['msg']}", detail={"field": field}) from exc
     path = settings_path(home)
-    write_text_atomic(path, json.dumps(settings.model_dump(), ensure_ascii=False, indent=2))
-    try:
-        os.chmod(path, 0o600)
-    except OSError:
-        pass  # Windows: the user's profile folder already restricts access
+    write_text_atomic(path, json.dumps(settings.model_dump(), ensure_ascii=False, indent=2), private=True)
     return settings
 
 

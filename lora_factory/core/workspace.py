@@ -323,16 +323,20 @@ def rename_no_clobber(source: Path, destination: Path, attempts: int = 5) -> Non
             time.sleep(0.2 * (attempt + 1))
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write a file through a temporary sibling and a rename (a reader never sees half a file)."""
+def write_bytes_atomic(path: Path, data: bytes, private: bool = False) -> None:
+    """Write a file through a temporary sibling and a rename (a reader never sees half a file).
+
+    ``private``: readable by the owner only from its first byte (a token, a key), not chmod-ed after.
+    """
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as fh:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600 if private else 0o666)
+    with os.fdopen(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: Path, text: str, private: bool = False) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), private=private)
