@@ -124,9 +124,8 @@ class Catalog:
 
     # -- datasets ------------------------------------------------------------------------------
     def _meta_path(self, dataset: Path) -> Path:
-        folder = dataset.parent / ".meta"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{dataset.name}.json"
+        """Where the sidecar lives; the folder is created by the atomic write, not by looking."""
+        return dataset.parent / ".meta" / f"{dataset.name}.json"
 
     def dataset_options(self, dataset: Path) -> dict[str, Any]:
         """The format / mapping / encoding recorded at upload, handed to the plugin on every read."""

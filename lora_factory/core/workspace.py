@@ -144,9 +144,8 @@ class Workspace:
         return self.home / "lora_adapters" / modality
 
     def lineage_dir(self, modality: str) -> Path:
-        path = self.datasets_dir(modality) / ".lineage"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """``datasets/<modality>/.lineage/``; created by the first write into it, not by a listing."""
+        return self.datasets_dir(modality) / ".lineage"
 
     def run_dir(self, job_id: str) -> Path:
         return self.home / "runs" / job_id
