@@ -140,14 +140,15 @@ def build_whisper_tokenizer(vocab_size: int = 700) -> Any:
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+    # no special tokens in the BPE: Whisper expects every special id above the text vocabulary
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     corpus = _CORPUS + [_katakana(c) for c in _CORPUS] + list(_KANJI)
     tok.train_from_iterator(corpus * 3, trainer=trainer)
     model = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
     whisper = WhisperTokenizer(vocab=model["vocab"], merges=merges)
-    specials = ["<|startoftranscript|>", *[f"<|{code}|>" for code in WHISPER_LANGUAGES], *WHISPER_SPECIALS_AFTER_LANGS]
+    specials = ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{code}|>" for code in WHISPER_LANGUAGES], *WHISPER_SPECIALS_AFTER_LANGS]
     whisper.add_special_tokens({"additional_special_tokens": specials})
     # timestamp tokens follow the specials (Whisper finds them as "last special id + 1")
     whisper.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", special=False, normalized=False) for i in range(1501)])
