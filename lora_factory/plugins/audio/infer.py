@@ -96,6 +96,32 @@ def _with_adapter(cache: dict[str, Any], adapter: Path | None) -> Iterator[Any]:
     yield holder
 
 
+def outputs_dir(session: Any, base: Path) -> Path:
+    """``session.outputs_dir`` (the host's), else ``artifacts/outputs/audio`` of the model's workspace."""
+    given = getattr(session, "outputs_dir", None)
+    if given:
+        return Path(given)
+    for parent in base.resolve().parents:
+        if parent.name == "models":
+            return parent.parent / "artifacts" / "outputs" / "audio"
+    return base.resolve().parent / "outputs"
+
+
+def _speaker_for(request: dict[str, Any], adapter: Path | None) -> str | None:
+    """OpenAI's ``voice`` (or ``params.speaker``) names a speaker only for a voice trained with names."""
+    import json
+
+    params = request.get("params") or {}
+    wanted = params.get("speaker") or params.get("voice")
+    if not wanted or adapter is None:
+        return params.get("speaker")
+    try:
+        config = json.loads((adapter / "training_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return params.get("speaker")
+    return str(wanted) if (config.get("params") or {}).get("speaker_prompt") else None
+
+
 def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
     text = str((request.get("input") or {}).get("text") or request.get("prompt") or "").strip()
     if not text:
@@ -105,7 +131,9 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
         raise LoRAFactoryError("INFER_INVALID_INPUT", f"文が長すぎます（最大 {MAX_TEXT_CHARS} 文字）。",
                                f"The text is too long (at most {MAX_TEXT_CHARS} characters).", 422,
                                detail={"field": "input.text"})
-    params = SpeechParams.model_validate(request.get("params") or {})
+    adapter = _adapter_path(request)
+    params = SpeechParams.model_validate({**(request.get("params") or {}),
+                                          "speaker": _speaker_for(request, adapter)})
     base = Path(request["base_model"])
     if model_kind(base) != "tts":
         raise LoRAFactoryError("MODEL_KIND_MISMATCH", "音声合成には TTS モデル（コーデック付き）を選んでください。",
@@ -117,7 +145,7 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
     pieces: list[np.ndarray] = []
     spoken: list[str] = []
     rate = 0
-    with _with_adapter(cache, _adapter_path(request)) as tts:
+    with _with_adapter(cache, adapter) as tts:
         for chunk in synthesize(tts, text, params, dictionary):
             if first_chunk is None:
                 first_chunk = time.perf_counter() - started
@@ -129,7 +157,7 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
     total = time.perf_counter() - started
     wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     duration = wave.size / rate if rate else 0.0
-    out_dir = Path(getattr(session, "outputs_dir", None) or Path.cwd())
+    out_dir = outputs_dir(session, base)
     path = files.unique_file(out_dir, time.strftime("speech-%Y%m%d-%H%M%S"), params.format)
     files.write_bytes_atomic(path, encode_audio(wave, rate, params.format))
     meta = {"text": text, "normalized": "".join(spoken), "seconds": round(duration, 3),
