@@ -123,7 +123,7 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
     if not _mine(modality):
         return None
     from lora_factory.kit.presets import resolve_params
-    from lora_factory.plugins.audio.infer import model_kind
+    from lora_factory.plugins.audio.inference import model_kind
     from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESETS, AudioTrainParams
 
     preset = spec.get("preset") or DEFAULT_PRESET
@@ -144,7 +144,7 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
     if not _mine(modality):
         return None
     from lora_factory.kit import devices, model_card, trainer
-    from lora_factory.plugins.audio.infer import model_kind
+    from lora_factory.plugins.audio.inference import model_kind
     from lora_factory.plugins.audio.train_tts import TrainingDataError
 
     device = devices.pick_device()
@@ -228,7 +228,7 @@ def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
 def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.audio.infer import infer_events
+    from lora_factory.plugins.audio.inference import infer_events
 
     return infer_events(request, session)
 
@@ -237,7 +237,7 @@ def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
 def evaluate(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.audio.evaluate import evaluate_audio
+    from lora_factory.plugins.audio.evaluation import evaluate_audio
 
     return evaluate_audio(spec, ctx)
 

@@ -30,6 +30,7 @@ class AudioTrainParams(BaseModel):
     save_every: int = Field(100, ge=0, le=1_000_000)
     sample_every: int = Field(100, ge=0, le=1_000_000)
     sample_text: str = Field("こんにちは。今日はいい天気ですね。", max_length=300)
+    sample_max_seconds: float = Field(8.0, gt=0.1, le=60.0, description="cap per sentence of a sample")
     max_clip_seconds: float = Field(15.0, gt=0.5, le=60.0)
     speaker_prompt: bool = Field(False, description="put 'Speaker <name>' before the speech (multi-speaker data)")
     latin: Literal["keep", "spell", "kana"] = "keep"

@@ -52,6 +52,7 @@ class TranscribeOp(_Params):
     language: str = "ja"
     prompt: str = Field("", max_length=200, description="style hint, e.g. 「はい。こんにちは、元気です。」")
     overwrite: bool = False
+    max_new_tokens: int = Field(128, ge=4, le=444, description="longest transcript per clip, in tokens")
 
 
 class NormalizeTextOp(_Params):
@@ -197,7 +198,8 @@ def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
             if ctx.should_stop():
                 raise InterruptedError("stopped")
             wave, sr = read_audio(item.audio)
-            text = whisper.transcribe(wave, sr, language=p.language, prompt=p.prompt or None, timestamps=False).text
+            text = whisper.transcribe(wave, sr, language=p.language, prompt=p.prompt or None, timestamps=False,
+                                      max_new_tokens=p.max_new_tokens).text
             text = text.replace("|", " ").replace("\n", " ").strip()
             if not text:
                 state.removed["empty transcript"] += 1

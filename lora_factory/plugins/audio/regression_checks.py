@@ -21,7 +21,8 @@ CHECKS: dict[str, dict[str, Any]] = {
         "label_ja": "文字誤り率 (Whisper で聞き取り)", "label_en": "Character error rate (Whisper transcript)",
         "params_schema": {"type": "object", "required": ["asr_model"], "properties": {
             "asr_model": {"type": "string", "title": "Whisper model (models/audio/<name>)"},
-            "max": {"type": "number", "default": 0.3}, "language": {"type": "string", "default": "ja"}}},
+            "max": {"type": "number", "default": 0.3}, "language": {"type": "string", "default": "ja"},
+            "max_new_tokens": {"type": "integer", "default": 128}}},
     },
     "duration_per_char": {
         "label_ja": "1文字あたりの秒数", "label_en": "Seconds per character",
@@ -106,7 +107,8 @@ def evaluate_check(check: dict[str, Any], output: dict[str, Any], reference: dic
             cache.clear()
             cache["model"] = WhisperModel.load(model_path)
             cache["path"] = str(model_path)
-        heard = cache["model"].transcribe(wave, sr, language=check.get("language", "ja"), timestamps=False).text
+        heard = cache["model"].transcribe(wave, sr, language=check.get("language", "ja"), timestamps=False,
+                                          max_new_tokens=int(check.get("max_new_tokens", 128))).text
         value = cer(heard, text)
         limit = float(check.get("max", 0.3))
         detail = {"transcript": heard, "reference": text, "max": limit}

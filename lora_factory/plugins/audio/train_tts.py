@@ -60,9 +60,9 @@ def lr_at(step: int, max_steps: int, base: float, warmup_ratio: float) -> float:
 
 
 def write_sample(tts: TTSModel, text: str, dictionary: UserDictionary, folder: Path, name: str,
-                 seed: int) -> Path:
+                 seed: int, max_seconds: float = 8.0) -> Path:
     """One utterance of ``text`` with the model as it is now (deterministic seed, capped length)."""
-    params = SpeechParams(seed=seed, max_seconds_per_sentence=8.0, temperature=0.8)
+    params = SpeechParams(seed=seed, max_seconds_per_sentence=max_seconds, temperature=0.8)
     chunks = [c.wave for c in synthesize(tts, text, params, dictionary)]
     wave = np.concatenate(chunks) if chunks else np.zeros(1600, np.float32)
     return write_audio(folder / f"{name}.wav", wave, tts.codec.sample_rate)
@@ -135,7 +135,8 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     def sample(step: int) -> None:
         model.eval()
         tts = TTSModel(model=model, tokenizer=tokenizer, layout=layout, codec=codec, device=device)
-        path = write_sample(tts, params.sample_text, dictionary, sample_dir, f"step-{step:06d}", params.seed)
+        path = write_sample(tts, params.sample_text, dictionary, sample_dir, f"step-{step:06d}", params.seed,
+                            params.sample_max_seconds)
         model.train()
         samples.append(str(path))
         report = getattr(ctx, "report_sample", None)
