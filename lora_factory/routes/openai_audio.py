@@ -28,6 +28,9 @@ router = APIRouter(prefix="/v1/audio", tags=["openai"])
 MODALITY = "audio"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 PCM_RATE = 24000  # OpenAI's pcm format: 24 kHz, 16-bit little-endian, mono
+# synthesis settings a client may add beside OpenAI's fields (extra_body in the openai client)
+EXTRA_PARAMS = ("pitch", "volume_db", "pause_ms", "temperature", "top_p", "seed", "max_seconds_per_sentence",
+                "target_lufs", "true_peak_db", "sample_rate", "latin")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
 
 
@@ -77,7 +80,8 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
                                f"response_format '{fmt}' is not supported (wav, flac, pcm).", 422,
                                detail={"field": "response_format"})
     base, adapter = resolve_model(svc, body.model)
-    params: dict[str, Any] = {"speed": body.speed, "format": "flac" if fmt == "flac" else "wav"}
+    extras = {k: v for k, v in (body.model_extra or {}).items() if k in EXTRA_PARAMS}
+    params: dict[str, Any] = {**extras, "speed": body.speed, "format": "flac" if fmt == "flac" else "wav"}
     if body.voice:
         params["voice"] = body.voice
     request = {"task": "speech", "base_model": str(base), "adapter": str(adapter) if adapter else None,
