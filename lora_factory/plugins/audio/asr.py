@@ -82,7 +82,7 @@ class WhisperModel:
         return text.strip(), segments
 
     def transcribe(self, wave: np.ndarray, sr: int, *, language: str | None = "ja", prompt: str | None = None,
-                   timestamps: bool = True, max_new_tokens: int = 160) -> Transcript:
+                   timestamps: bool = True, max_new_tokens: int | None = None) -> Transcript:
         from lora_factory.plugins.audio.vad import SliceParams, find_segments
 
         wave16k = resample(np.asarray(wave, dtype=np.float32), sr, WHISPER_RATE)
@@ -97,7 +97,9 @@ class WhisperModel:
                 for i in range(0, wave16k.size, int(WINDOW_SECONDS * WHISPER_RATE))]
         texts, segments = [], []
         for start, end in pieces:
-            text, segs = self._generate(wave16k[start:end], language, prompt, timestamps, max_new_tokens)
+            # fast speech is ~10 tokens a second: a cap from the length stops a hallucination loop early
+            budget = max_new_tokens or min(440, 24 + int(14 * (end - start) / WHISPER_RATE))
+            text, segs = self._generate(wave16k[start:end], language, prompt, timestamps, budget)
             offset = start / WHISPER_RATE
             if text:
                 texts.append(text)

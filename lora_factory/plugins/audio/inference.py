@@ -190,7 +190,7 @@ def transcribe_events(request: dict[str, Any], session: Any) -> Iterator[dict[st
         result = whisper.transcribe(wave, sr, language=params.get("language") or "ja",
                                     prompt=params.get("prompt") or None,
                                     timestamps=bool(params.get("timestamps", True)),
-                                    max_new_tokens=int(params.get("max_new_tokens", 200)))
+                                    max_new_tokens=params.get("max_new_tokens"))
     yield media.token_event(result.text)
     yield media.done_event(text=result.text, segments=result.segments, duration=round(result.duration, 3),
                            language=result.language)

@@ -52,7 +52,8 @@ class TranscribeOp(_Params):
     language: str = "ja"
     prompt: str = Field("", max_length=200, description="style hint, e.g. 「はい。こんにちは、元気です。」")
     overwrite: bool = False
-    max_new_tokens: int = Field(128, ge=4, le=444, description="longest transcript per clip, in tokens")
+    max_new_tokens: int | None = Field(None, ge=4, le=440, description="longest transcript per clip, in tokens "
+                                                                        "(default: from the clip's length)")
 
 
 class NormalizeTextOp(_Params):

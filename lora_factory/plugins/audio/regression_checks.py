@@ -22,7 +22,7 @@ CHECKS: dict[str, dict[str, Any]] = {
         "params_schema": {"type": "object", "required": ["asr_model"], "properties": {
             "asr_model": {"type": "string", "title": "Whisper model (models/audio/<name>)"},
             "max": {"type": "number", "default": 0.3}, "language": {"type": "string", "default": "ja"},
-            "max_new_tokens": {"type": "integer", "default": 128}}},
+            "max_new_tokens": {"type": "integer", "description": "default: from the audio length"}}},
     },
     "duration_per_char": {
         "label_ja": "1文字あたりの秒数", "label_en": "Seconds per character",
@@ -108,7 +108,7 @@ def evaluate_check(check: dict[str, Any], output: dict[str, Any], reference: dic
             cache["model"] = WhisperModel.load(model_path)
             cache["path"] = str(model_path)
         heard = cache["model"].transcribe(wave, sr, language=check.get("language", "ja"), timestamps=False,
-                                          max_new_tokens=int(check.get("max_new_tokens", 128))).text
+                                          max_new_tokens=check.get("max_new_tokens")).text
         value = cer(heard, text)
         limit = float(check.get("max", 0.3))
         detail = {"transcript": heard, "reference": text, "max": limit}

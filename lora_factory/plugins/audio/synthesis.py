@@ -26,6 +26,7 @@ from lora_factory.plugins.audio.llasa import LlasaLayout
 from lora_factory.plugins.audio.loudness import normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
 
+SECONDS_PER_CHAR_CAP = 0.4  # slow Japanese speech is ~0.25 s per character
 _SENTENCE_END = re.compile(r"(?<=[。！？!?\n])")
 
 
@@ -109,7 +110,9 @@ class TTSModel:
 
         prompt = self.layout.prompt_ids(self.tokenizer, text, params.speaker)
         input_ids = torch.tensor([prompt], device=self.device)
-        max_new = max(4, int(params.max_seconds_per_sentence * self.codec.frame_rate))
+        # a codec LM can loop instead of stopping: no sentence may run past a generous reading time
+        seconds = min(params.max_seconds_per_sentence, 2.0 + SECONDS_PER_CHAR_CAP * len(text))
+        max_new = max(4, int(seconds * self.codec.frame_rate))
         allowed = torch.from_numpy(self.layout.speech_mask_bias(self.model.config.vocab_size)).to(self.device)
         processor = _OnlySpeech(allowed)
         if seed is not None:

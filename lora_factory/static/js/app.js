@@ -11,6 +11,7 @@ import * as train from "./tabs/train.js";
 import * as historyTab from "./tabs/history.js";
 import * as infer from "./tabs/infer.js";
 import * as system from "./tabs/system.js";
+import * as voice from "./tabs/voice.js";
 
 const TABS = [
   ["wizard", wizard],
@@ -20,6 +21,7 @@ const TABS = [
   ["train", train],
   ["history", historyTab],
   ["infer", infer],
+  ["voice", voice],
   ["system", system],
 ];
 const MODALITY_KEY = "lora_factory.modality";
@@ -130,6 +132,10 @@ function chooseModality(id) {
     btn.setAttribute("aria-pressed", String(btn.dataset.testid === `modality-${id}`));
   }
   document.body.dataset.modality = id;
+  // tabs a modality does not have (the voice studio outside audio) are not offered
+  const voiceTab = document.getElementById("tab-voice");
+  if (voiceTab) voiceTab.hidden = !app.supports("speech");
+  if (app.current === "voice" && !app.supports("speech")) app.current = "wizard";
   renderUnavailable();
   // Remount every tab for the new modality: lists, presets and schemas all depend on it.
   for (const mounted of Object.values(app.mounted)) if (mounted && mounted.destroy) mounted.destroy();
