@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from lora_factory.core.artifacts import ArtifactStore
-from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
+from lora_factory.core.errors import LoRAFactoryError, as_user_error, confirmation_required, not_found
 from lora_factory.core.workspace import Workspace, existing_name, name_from_filename, safe_name, write_text_atomic
 
 CACHED_PREVIEW_ROWS = 20
@@ -38,6 +38,12 @@ def _dir_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _mtime_iso_lstat(path: Path) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(path.lstat().st_mtime, timezone.utc).isoformat(timespec="seconds")
 
 
 def _mtime_iso(path: Path) -> str:
@@ -77,14 +83,35 @@ class Catalog:
         else:
             trash.unlink(missing_ok=True)
 
+    def _leaves_workspace(self, path: Path) -> bool:
+        """A link (or junction) whose target lies outside the workspace: never walked, never used."""
+        try:
+            return not self.workspace.is_inside(path)
+        except (OSError, RuntimeError):  # a loop of links
+            return True
+
+    def _refused_entry(self, modality: str, path: Path) -> dict[str, Any]:
+        """How a link leaving the workspace is listed: by its name, marked refused, nothing read behind it."""
+        try:
+            created = _mtime_iso_lstat(path)
+        except OSError:
+            created = None
+        return {"name": path.name, "modality": modality, "path": str(path), "rel_path": self.workspace.relative(path),
+                "size_bytes": None, "created_at": created, "refused": True, "usable": False,
+                "error": "This entry links outside the workspace and is not used; move the files into the workspace. "
+                         "/ ワークスペース外へのリンクは使えません。ファイルをワークスペース内に移動してください。"}
+
     # -- models --------------------------------------------------------------------------------
     def list_models(self, modality: str) -> list[dict[str, Any]]:
         self.plugins.require_modality(modality)
         out = []
         for path in sorted(self.workspace.models_dir(modality).iterdir()):
-            if path.name.startswith(".") or not path.is_dir():
+            if path.name.startswith("."):
                 continue
-            out.append(self.model_info(modality, path))
+            if self._leaves_workspace(path):
+                out.append(self._refused_entry(modality, path))
+            elif path.is_dir():
+                out.append(self.model_info(modality, path))
         return out
 
     def model_info(self, modality: str, path: Path) -> dict[str, Any]:
@@ -150,7 +177,12 @@ class Catalog:
         folder = self.workspace.datasets_dir(modality)
         out = []
         for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or not path.is_file():
+            if path.name.startswith("."):
+                continue
+            if self._leaves_workspace(path):
+                out.append(self._refused_entry(modality, path))
+                continue
+            if not path.is_file():
                 continue
             meta_file = self._meta_path(path)
             meta = read_json_quietly(meta_file)
@@ -223,11 +255,12 @@ class Catalog:
             target_name += suffix
         allowed = desc.get("dataset_extensions") or []
         if allowed and Path(target_name).suffix.lower() not in allowed:
+            # the name that was refused: the chosen dataset name when one was given, else the file's
             raise LoRAFactoryError(
                 "DATASET_UNSUPPORTED_FORMAT",
-                f"「{original}」の形式には対応していません。対応形式: {', '.join(allowed)}",
-                f"'{original}' is not a supported file type. Supported: {', '.join(allowed)}",
-                http_status=415, detail={"file": original, "supported": allowed})
+                f"「{target_name}」の形式には対応していません。対応形式: {', '.join(allowed)}",
+                f"'{target_name}' is not a supported file type. Supported: {', '.join(allowed)}",
+                http_status=415, detail={"file": target_name, "uploaded_file": original, "supported": allowed})
         dest = self.workspace.datasets_dir(modality) / target_name
         if dest.exists():
             raise LoRAFactoryError("OUTPUT_EXISTS", f"データセット「{target_name}」は既に存在します。",
@@ -242,13 +275,26 @@ class Catalog:
                 shutil.copyfileobj(stream, fh, 1024 * 1024)
             info = self._plugin_inspect(modality, tmp, dict(options or {}))
             self.workspace.move_into_place(tmp, dest)
+        except OSError as exc:
+            known = as_user_error(exc)
+            if known is None:
+                raise
+            raise known from exc
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         meta = {"format": info.get("format"), "encoding": info.get("encoding"), "rows": info.get("rows"),
                 "mapping": (options or {}).get("mapping"), "original_name": original}
-        self.record_dataset_meta(dest, meta)
-        artifact_id = self.artifacts.register("dataset", modality, dest, meta={"format": meta["format"],
-                                                                            "rows": meta["rows"], "source": "upload"})
+        try:
+            self.record_dataset_meta(dest, meta)
+            artifact_id = self.artifacts.register("dataset", modality, dest, meta={"format": meta["format"],
+                                                                                "rows": meta["rows"], "source": "upload"})
+        except Exception as exc:  # a dataset without its sidecar would be read wrongly: none at all
+            dest.unlink(missing_ok=True)
+            self._meta_path(dest).unlink(missing_ok=True)
+            known = as_user_error(exc)
+            if known is None:
+                raise
+            raise known from exc
         return {"name": dest.name, "modality": modality, "path": str(dest), "rel_path": self.workspace.relative(dest),
                 "size_bytes": dest.stat().st_size, "artifact_id": artifact_id, **info}
 
@@ -313,7 +359,11 @@ class Catalog:
         self.plugins.require_modality(modality)
         out = []
         for path in sorted(self.workspace.adapters_dir(modality).iterdir()):
-            if path.is_dir() and not path.name.startswith("."):
+            if path.name.startswith("."):
+                continue
+            if self._leaves_workspace(path):
+                out.append(self._refused_entry(modality, path))
+            elif path.is_dir():
                 out.append(self.adapter_info(modality, path))
         return out
 
