@@ -293,8 +293,18 @@ class JobManager:
         """A new job from ``runs/<id>/config.json``; a taken output name gets ``-v2``, ``-v3`` ..."""
         job = self.store.get(job_id)
         config_path = self.workspace.run_dir(job_id) / "config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {
-            "spec": job["spec"], "output_name": job["output_name"]}
+        from_row = {"spec": job["spec"], "output_name": job["output_name"]}
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else from_row
+        except (OSError, ValueError):
+            config = from_row  # a damaged config.json: the row holds the same spec
+        if not isinstance(config, dict) or not isinstance(config.get("spec"), dict) or not config["spec"]:
+            config = from_row
+        if not isinstance(config.get("spec"), dict) or not config["spec"]:
+            raise LoRAFactoryError(
+                "JOB_DAMAGED", f"ジョブ {job_id} の記録(config.json とデータベースの行)が壊れているため再実行できません。",
+                f"Job {job_id} cannot be re-run: its config.json and its database row are both damaged.",
+                http_status=409, detail={"job_id": job_id})
         spec = merge_secrets(dict(config["spec"]), load_secrets(self.workspace.run_dir(job_id)))
         name = safe_name(output_name, "output name") if output_name else config.get("output_name")
         if name and job["kind"] in ("train", "merge", "refine", "download"):
