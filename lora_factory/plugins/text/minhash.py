@@ -10,8 +10,8 @@ How:
   rensa computes the ``num_perm`` MinHash slots of every text in one call
   (``RMinHash.digest_matrix_from_flat_token_hashes``: Rust, no Python object per document), seeded,
   so a run is reproducible;
-- the signature is cut into ``b`` bands of ``r`` rows; two documents become candidates when one
-  band matches exactly. ``(b, r)`` minimise the equally weighted false-positive and false-negative
+- the signature (``b * r`` slots) is cut into ``b`` bands of ``r`` rows; two documents become
+  candidates when one band matches exactly. ``(b, r)`` minimise the equally weighted false-positive and false-negative
   areas of the S-curve ``1 - (1 - s**r)**b`` around the threshold (datasketch's ``_optimal_param``);
 - candidates are confirmed with the estimated Jaccard similarity (share of equal signature slots),
   which removes most LSH false positives.
@@ -74,15 +74,18 @@ def shingle_hashes(texts: list[str], ngram: int) -> tuple[Any, Any]:
 
     n = int(ngram)
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
     windows = max(len(codes) - n + 1, 0)
-    rolling = np.zeros(windows, dtype=np.uint64)
-    for k in range(n):
-        rolling = rolling * _PRIME + codes[k : k + windows]
+    rolling = codes[:windows].astype(np.uint64)
+    for k in range(1, n):  # in place: a few passes over one array, whatever the number of texts
+        np.multiply(rolling, np.uint64(_PRIME), out=rolling)
+        np.add(rolling, codes[k : k + windows], out=rolling)
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    owner = np.repeat(np.arange(len(texts)), lengths)[:windows]  # the text each window starts in
-    inside = np.arange(windows) + n <= ends[owner] if windows else np.zeros(0, dtype=bool)
+    inside = np.ones(windows, dtype=bool)
+    for k in range(1, n):  # the windows that start in the last n-1 characters of a text cross its end
+        position = ends - k
+        inside[position[(lengths >= k) & (position < windows)]] = False
     per_text = np.maximum(lengths - n + 1, 0)
     short = np.nonzero((lengths > 0) & (lengths < n))[0]
     if len(short):  # rare: give each short text one hash of its own, in its place
@@ -150,38 +153,60 @@ def find_near_duplicates(
     Documents are visited in order; one whose LSH candidates include an already *kept* document
     with estimated Jaccard >= ``threshold`` is a duplicate of that document.
 
+    Two passes keep the Python side small: rensa's LSH first flags, in Rust, the documents that
+    share a band with any other (``bands * rows`` slots, contiguous bands, as below); only those
+    are sketched again, read into numpy and go through the greedy pass. A document that shares no
+    band with any other is nobody's candidate and has none: it is kept without a look.
+
     :return: ``{duplicate_index: (kept_index, estimated_similarity)}``.
     """
     import numpy as np
+    from rensa import RMinHash, RMinHashLSH
 
+    if not texts:
+        return {}
     bands, rows = optimal_bands(round(float(threshold), 4), int(num_perm))
-    sigs = signatures(texts, num_perm, ngram, seed)
+    used, seed64 = bands * rows, int(seed) & U64
+    hashes, offsets = shingle_hashes(texts, ngram)
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, used, seed64)
+    flags = RMinHashLSH(float(threshold), used, bands).insert_matrix_and_query_duplicate_flags(matrix)
+    involved = np.flatnonzero(np.asarray(flags, dtype=bool))
+    if not len(involved):
+        return {}
+    sub_hashes, sub_offsets = _select_rows(hashes, offsets, involved)
+    sigs = np.array(RMinHash.digest_matrix_from_flat_token_hashes(sub_hashes, sub_offsets, used, seed64).to_rows(),
+                    dtype=np.uint32).reshape(len(involved), used)
     # one 64-bit key per (band, document): the band's slots folded together
-    keys = np.zeros((bands, len(texts)), dtype=np.uint64)
+    keys = np.zeros((bands, len(involved)), dtype=np.uint64)
     for band in range(bands):
         for column in sigs[:, band * rows : (band + 1) * rows].T:
             keys[band] = keys[band] * np.uint64(_PRIME) + column
-    # a document that shares no band key with any other is nobody's candidate and has none: kept
-    # without a look; only the others go through the greedy pass, in their original order
-    involved = np.zeros(len(texts), dtype=bool)
-    for band in range(bands):
-        _, inverse, counts = np.unique(keys[band], return_inverse=True, return_counts=True)
-        involved |= counts[inverse] > 1
     band_keys = [keys[band].tolist() for band in range(bands)]
     buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
     duplicates: dict[int, tuple[int, float]] = {}
-    for index in np.nonzero(involved)[0].tolist():
+    for local in range(len(involved)):
         candidates: dict[int, None] = {}
         for band in range(bands):
-            for other in buckets[band].get(band_keys[band][index], ()):
+            for other in buckets[band].get(band_keys[band][local], ()):
                 candidates.setdefault(other, None)
         if candidates:
             others = list(candidates)
-            similarity = (sigs[others] == sigs[index]).mean(axis=1)
+            similarity = (sigs[others] == sigs[local]).mean(axis=1)
             best = int(similarity.argmax())  # the first of the most similar, as kept in order
             if similarity[best] >= threshold:
-                duplicates[index] = (others[best], float(similarity[best]))
+                duplicates[int(involved[local])] = (int(involved[others[best]]), float(similarity[best]))
                 continue
         for band in range(bands):
-            buckets[band].setdefault(band_keys[band][index], []).append(index)
+            buckets[band].setdefault(band_keys[band][local], []).append(local)
     return duplicates
+
+
+def _select_rows(hashes: Any, offsets: Any, rows: Any) -> tuple[Any, Any]:
+    """The flat hashes and row offsets of the chosen rows only (vectorised gather)."""
+    import numpy as np
+
+    offsets = offsets.astype(np.int64)
+    starts, counts = offsets[rows], offsets[rows + 1] - offsets[rows]
+    new_offsets = np.concatenate(([0], np.cumsum(counts)))
+    index = np.repeat(starts - new_offsets[:-1], counts) + np.arange(new_offsets[-1])
+    return hashes[index], new_offsets.astype(np.uint64)
