@@ -171,9 +171,9 @@ def run_job(job_id: str, home: Path) -> int:
             os.replace(previous_output, ctx.output_dir)
 
     try:
-        store.update(job_id, pid=os.getpid(), pid_create_time=create_time(os.getpid()))
         ctx.log(f"worker started (pid {os.getpid()}) for {kind} job {job_id}, modality {modality}"
                 + (f", resuming from {resume_ckpt.name}" if resume_ckpt else ""))
+        store.update(job_id, pid=os.getpid(), pid_create_time=create_time(os.getpid()))
         export_to_environment(home)  # a damaged settings.json is this job's error, in words
         saved = _read_hook_result(result_file) if job["resume"] else None
         if saved is not None and _has_files(ctx.output_dir):
