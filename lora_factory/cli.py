@@ -86,13 +86,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from lora_factory.app import create_app
+    from lora_factory.core.guard import is_loopback
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach this address can use LoRA Factory",
-              file=sys.stderr)
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: anyone who can reach this address can try LoRA Factory; "
+              "every API call needs the token (api_token.txt in the workspace)", file=sys.stderr)
     if args.max_gpu_jobs:
         os.environ["LORA_FACTORY_MAX_GPU_JOBS"] = str(args.max_gpu_jobs)
-    app = create_app(args.home)
+    app = create_app(args.home, bind_host=args.host, allowed_hosts=tuple(args.allowed_host or ()), port=args.port)
     print(f"LoRA Factory {__version__}: http://{args.host}:{args.port}  (workspace {app.state.services.workspace.home})")
     # open event streams (the UI follows jobs) must not keep Ctrl+C from stopping the server
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
@@ -361,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("LORA_FACTORY_PORT", "8081")))
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="another Host name the server answers to (repeatable; also $LORA_FACTORY_ALLOWED_HOSTS)")
     p.add_argument("--max-gpu-jobs", type=int, default=None,
                    help="GPU-bound jobs (train, eval, merge) run at once; default 1 ($LORA_FACTORY_MAX_GPU_JOBS)")
     p.set_defaults(func=cmd_serve)

@@ -57,6 +57,7 @@ def train(modality, spec, ctx):
         return None
     params = spec["params"]
     steps, delay = int(params["steps"]), float(params["delay"])
+    time.sleep(float(params.get("load_delay", 0)))  # a slow model load: no should_stop() poll meanwhile
     start = 0
     if ctx.resume_checkpoint:
         start = json.loads((Path(ctx.resume_checkpoint) / "state.json").read_text())["step"]

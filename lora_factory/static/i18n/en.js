@@ -218,6 +218,16 @@ export default {
   "system.hooks": "Hooks",
   "system.state": "State",
 
+  "health.title": "Server health",
+  "health.scheduler": "Job scheduler:",
+  "health.scheduler_running": "running",
+  "health.scheduler_stopped": "stopped (queued jobs will not start)",
+  "health.ok": "No problem found.",
+  "health.dismiss": "Dismiss",
+  "token.title": "A token is required",
+  "token.placeholder": "the token shown when the server started (api_token.txt)",
+  "token.submit": "Send",
+
   "settings.title": "Hugging Face settings",
   "settings.lead": "Used to download gated models (which need you to accept their terms) and private ones. The token is stored only in this computer's workspace (settings.json) and never shown on screen or in job settings.",
   "settings.token": "Access token (HF_TOKEN)",

@@ -218,6 +218,16 @@ export default {
   "system.hooks": "フック",
   "system.state": "状態",
 
+  "health.title": "サーバーの状態",
+  "health.scheduler": "ジョブのスケジューラー:",
+  "health.scheduler_running": "動作中",
+  "health.scheduler_stopped": "停止(待機中のジョブは開始されません)",
+  "health.ok": "問題はありません。",
+  "health.dismiss": "閉じる",
+  "token.title": "トークンが必要です",
+  "token.placeholder": "サーバー起動時に表示されたトークン(api_token.txt)",
+  "token.submit": "送信",
+
   "settings.title": "Hugging Face 設定",
   "settings.lead": "ゲート付き(利用規約への同意が必要)や非公開のモデルをダウンロードするときに使います。トークンはこのパソコンの作業フォルダ(settings.json)にだけ保存され、画面やジョブの設定には表示されません。",
   "settings.token": "アクセストークン (HF_TOKEN)",
