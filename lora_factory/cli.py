@@ -229,18 +229,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     svc = _services(args)
     if args.action == "list":
-        _print_json(svc.catalog.list_models(args.modality))
+        _print_json(svc.catalog.list_models(args.modality, args.kind))
     elif args.action == "download":
-        req = DownloadRequest(modality=args.modality, repo_id=args.target, revision=args.revision, name=args.name)
+        req = DownloadRequest(modality=args.modality, repo_id=args.target, revision=args.revision, name=args.name,
+                              kind=args.kind, variant=args.variant)
         return _submitted(svc, svc.start_download(req), args.wait)
     elif args.action == "import":
-        req_i = ImportRequest(modality=args.modality, source_path=args.target, name=args.name)
+        req_i = ImportRequest(modality=args.modality, source_path=str(Path(args.target).resolve()), name=args.name,
+                              kind=args.kind)
         return _submitted(svc, svc.start_import(req_i), args.wait)
     elif args.action == "merge":
         req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged")
         return _submitted(svc, svc.start_merge(req_m), args.wait)
     elif args.action == "delete":
-        svc.catalog.delete_model(args.modality, args.target, confirm=args.yes)
+        svc.catalog.delete_model(args.modality, args.target, confirm=args.yes, kind=args.kind)
         print(json.dumps({"ok": True}))
     return 0
 
@@ -257,9 +259,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             options["format"] = args.format
         if args.mapping:
             options["mapping"] = json.loads(args.mapping)
-        with open(args.target, "rb") as fh:
-            info = svc.datasets.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name, options=options)
-        _print_json({k: info.get(k) for k in ("name", "format", "encoding", "rows", "stats")})
+        if Path(args.target).is_dir():  # a folder dataset (images + captions, wavs + esd.list)
+            info = svc.datasets.import_folder(args.modality, str(Path(args.target).resolve()), args.name, options)
+        else:
+            with open(args.target, "rb") as fh:
+                info = svc.datasets.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name,
+                                                   options=options)
+        _print_json({k: info.get(k) for k in ("name", "kind", "format", "encoding", "rows", "stats")})
     elif args.action == "sample":
         info = svc.datasets.add_sample_dataset(args.modality, args.name)
         _print_json({k: info.get(k) for k in ("name", "format", "rows")})
@@ -268,6 +274,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         _print_json(svc.datasets.inspect_dataset(args.modality, path, {"preview_rows": 5}))
     elif args.action == "lineage":
         _print_json(svc.datasets.dataset_lineage(args.modality, args.target))
+    elif args.action == "export":
+        path = svc.datasets.archive(args.modality, args.target, Path(args.out or ".").resolve())
+        _print_json({"path": str(path)})
     elif args.action == "refine":
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
         req = RefineRequest(modality=args.modality, dataset=args.target, operations=ops,
@@ -420,18 +429,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", default="text")
     p.add_argument("--revision", default="main")
     p.add_argument("--name")
+    p.add_argument("--kind", help="an auxiliary model kind of the modality (vae, controlnet ...)")
+    p.add_argument("--variant", help="precision variant to download, e.g. fp16")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("datasets", parents=[common], help="list / upload / show / lineage / refine / delete datasets")
-    p.add_argument("action", choices=["list", "upload", "sample", "show", "lineage", "refine", "delete"])
+    p = sub.add_parser("datasets", parents=[common],
+                       help="list / upload (a file, a zip or a folder) / show / lineage / refine / export / delete datasets")
+    p.add_argument("action", choices=["list", "upload", "sample", "show", "lineage", "refine", "export", "delete"])
     p.add_argument("target", nargs="?")
     p.add_argument("--modality", default="text")
     p.add_argument("--name")
     p.add_argument("--format")
     p.add_argument("--mapping", help='JSON, e.g. {"instruction": "質問", "output": "回答"}')
     p.add_argument("--operations", help='JSON list, e.g. [{"op": "dedup_near", "params": {"threshold": 0.7}}]')
+    p.add_argument("--out", help="export: the folder the zip is written to (default: the current folder)")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_datasets)
@@ -453,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--modality", default="text")
     p.set_defaults(func=cmd_chat)
+
+    from lora_factory import cli_generate
+
+    cli_generate.add_parser(sub, common).set_defaults(func=lambda a: cli_generate.cmd_generate(a, _services))
 
     p = sub.add_parser("eval", parents=[common], help="run a regression suite / eval loss against an adapter")
     p.add_argument("--adapter", required=True)

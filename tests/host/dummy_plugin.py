@@ -22,7 +22,7 @@ def _mine(modality):
 @hookimpl
 def describe_modalities():
     return [{"id": "dummy", "label_ja": "ダミー", "label_en": "Dummy", "presets": {"fast": {"steps": 5}},
-             "dataset_extensions": [".txt"], "supports": ["chat", "tiny_model"],
+             "dataset_extensions": [".txt"], "supports": ["chat", "tiny_model", "merge"],
              "refine_operations": {"upper": {"label_ja": "大文字", "label_en": "Upper", "params_schema": {}}}}]
 
 

@@ -467,7 +467,8 @@ def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any]
         assert state.inner_text() == "設定済み (…9876)"
         assert system.get_by_test_id("settings-hf-token").input_value() == ""
         saved = server.client.get("/api/settings").json()
-        assert saved == {"hf_token_set": True, "hf_token_hint": "…9876", "hf_endpoint": "https://hf-mirror.example.org"}
+        assert saved == {"hf_token_set": True, "hf_token_hint": "…9876", "hf_endpoint": "https://hf-mirror.example.org",
+                         "modality_owners": {}}
         screenshot(page, "system-settings")
 
         # After a reload: the endpoint is shown again, the token is not (the API never returns it).

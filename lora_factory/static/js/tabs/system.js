@@ -2,7 +2,7 @@
 // with their load errors (GET /api/plugins): the first place to look when something is off; and
 // the Hugging Face settings (GET/PUT /api/settings) that gated or private model downloads need.
 import { get, put } from "../api.js";
-import { field, formatBytes, h, kvTable, notifyKey, setBilingual, setI18n, withBusy } from "../dom.js";
+import { field, formatBytes, h, kvTable, notifyKey, select, setBilingual, setI18n, withBusy } from "../dom.js";
 
 function humanise(obj) {
   const out = {};
@@ -108,6 +108,7 @@ export function mount(panel) {
   const healthBox = h("div", { class: "card", testid: "system-health" });
   const sysBox = h("div", { class: "grid-cards", testid: "system-info" });
   const pluginsBody = h("tbody", { testid: "plugin-list" });
+  const conflictsBox = h("div", { testid: "plugin-conflicts" });
   const reload = h("button", { type: "button", i18n: "common.reload", testid: "system-reload" });
   panel.append(
     h("div", { class: "row between" }, h("h2", { i18n: "tab.system" }), reload),
@@ -118,6 +119,7 @@ export function mount(panel) {
       "div",
       { class: "card" },
       h("h3", { i18n: "system.plugins" }),
+      conflictsBox,
       h(
         "div",
         { class: "table-wrap" },
@@ -145,6 +147,7 @@ export function mount(panel) {
       card("system.disk", disk.map((d) => kvTable(humanise(d))), "system-disk"),
       card("system.versions", kvTable({ python: sys.python, platform: sys.platform, ...(sys.versions || {}) }), "system-versions"),
     );
+    conflictsBox.replaceChildren(...(plugins.conflicts || []).map(conflictRow));
     pluginsBody.replaceChildren();
     for (const p of plugins.plugins || []) {
       const state = h("span", { class: p.error ? "badge badge-failed" : "badge badge-completed" });
@@ -161,12 +164,34 @@ export function mount(panel) {
           h("td", { text: p.name }),
           h("td", { text: p.version || "-" }),
           h("td", { text: p.source || "-" }),
-          h("td", { text: (p.modalities || []).join(", ") || "-" }),
+          h("td", { text: [...(p.modalities || []), ...(p.shadowed || []).map((m) => `(${m})`)].join(", ") || "-" }),
           h("td", { class: "small-text", text: (p.hooks || []).join(", ") }),
           h("td", {}, state),
         ),
       );
     }
+  }
+
+  /** Two plugins declare one modality: name both, say which one serves it, let the user choose. */
+  function conflictRow(c) {
+    const choice = select(c.plugins.map((name) => ({ value: name, label: name })), { testid: `plugin-owner-${c.modality}` });
+    choice.value = c.owner;
+    const apply = h("button", { type: "button", class: "small", i18n: "system.owner_apply", testid: `plugin-owner-apply-${c.modality}` });
+    apply.addEventListener("click", () =>
+      withBusy(apply, async () => {
+        const current = (await get("/api/settings")).modality_owners || {};
+        await put("/api/settings", { modality_owners: { ...current, [c.modality]: choice.value } });
+        notifyKey("success", "system.owner_saved", { modality: c.modality, plugin: choice.value });
+        await refresh();
+      }),
+    );
+    const text = h("span", {});
+    setBilingual(
+      text,
+      `モダリティ「${c.modality}」は ${c.plugins.join(" と ")} が宣言しています。使用中: ${c.owner}`,
+      `The modality "${c.modality}" is declared by ${c.plugins.join(" and ")}. In use: ${c.owner}`,
+    );
+    return h("div", { class: "health-item health-warning row wrap", testid: `plugin-conflict-${c.modality}` }, text, choice, apply);
   }
 
   reload.addEventListener("click", () => withBusy(reload, refresh));
