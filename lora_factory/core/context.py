@@ -49,6 +49,8 @@ class JobContext:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.resume_checkpoint = resume_checkpoint
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.sample_dir = self.run_dir / "samples"
+        self.samples_path = self.run_dir / "samples.jsonl"
         self.log_path = Path(log_path)
         for folder in (self.run_dir, self.output_dir, self.checkpoint_dir, self.log_path.parent):
             folder.mkdir(parents=True, exist_ok=True)
@@ -61,10 +63,16 @@ class JobContext:
         self._first_time = self._started
         self._lock = threading.Lock()
         self.last_metrics: dict[str, Any] = {}
+        # set once the plugin polls should_stop() or reports progress: from then on it stops cooperatively
+        self.stop_polled = False
+        self.poll_lock = threading.Lock()
 
     # -- reporting -----------------------------------------------------------------------------
     def progress(self, step: int, max_steps: int, loss: float | None = None, **metrics: Any) -> None:
         """Report one step. ETA and elapsed time are derived here so every plugin gets them."""
+        if not self.stop_polled:
+            with self.poll_lock:
+                self.stop_polled = True
         now = time.monotonic()
         elapsed = now - self._started
         if self._first_step is None:  # a resumed run starts counting from its checkpoint's step
@@ -90,6 +98,28 @@ class JobContext:
         if self._on_progress:
             self._on_progress(record)
 
+    def report_sample(self, path: Path | str, step: int, kind: str = "image", caption: str | None = None,
+                      **meta: Any) -> dict[str, Any]:
+        """Show a sample made during training (an image, an utterance) in the live job view.
+
+        Write it into ``ctx.sample_dir`` (a file elsewhere is copied there). The record lands in
+        ``samples.jsonl``; the UI receives it as a ``sample`` event with its URL.
+        """
+        source = Path(path)
+        self.sample_dir.mkdir(parents=True, exist_ok=True)
+        if source.resolve().parent != self.sample_dir.resolve():
+            import shutil
+
+            target = self.sample_dir / f"{int(step):06d}_{source.name}"
+            shutil.copy2(source, target)
+            source = target
+        record = {"step": int(step), "kind": kind, "file": f"samples/{source.name}", "caption": caption,
+                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  **{k: _jsonable(v) for k, v in meta.items()}}
+        with self._lock, open(self.samples_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return record
+
     def log(self, message: str) -> None:
         """Append a line to the job's log (also what the UI's log tail and SSE stream show)."""
         stamp = datetime.now().strftime("%H:%M:%S")
@@ -99,6 +129,9 @@ class JobContext:
 
     def should_stop(self) -> bool:
         """True once a cancel was requested: save what you have and return."""
+        if not self.stop_polled:
+            with self.poll_lock:
+                self.stop_polled = True
         if self._stop_cached or self._stop_requested is None:
             return self._stop_cached
         now = time.monotonic()

@@ -10,14 +10,19 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from lora_factory.core.artifacts import ArtifactStore
 from lora_factory.core.catalog import Catalog
+from lora_factory.core.dataset_catalog import DatasetCatalog
+from lora_factory.core.db import check_database, move_aside
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.generation import Generation
 from lora_factory.core.inference import InferenceClient
 from lora_factory.core.jobs import JobStore
+from lora_factory.core.media_store import MediaStore
 from lora_factory.core.plugins import PluginHost, load_plugin_host
 from lora_factory.core.regression import parse_suite
 from lora_factory.core.scheduler import JobManager
@@ -46,11 +51,20 @@ class Services:
         self.workspace = Workspace(home_path, ())
         self.plugins = plugin_host or load_plugin_host(self.workspace.home)
         self.workspace.ensure(self.plugins.modalities().keys())
+        self.notices: list[dict[str, Any]] = []  # what the user must be told once (UI banner, /api/health)
+        self.scheduler_expected = False  # the server sets it; the CLI drives the loop itself
+        damage = check_database(self.workspace.db_path)
+        moved = move_aside(self.workspace.db_path) if damage else None
         self.store = JobStore(self.workspace.db_path)
         self.jobs = JobManager(self.workspace, self.store)
         self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        if moved is not None:
+            self._recover_database(str(damage), moved)
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
+        self.datasets = DatasetCatalog(self.workspace, self.plugins, self.artifacts, remove=self.catalog.remove_unused)
         self.inference = InferenceClient(self.workspace.home)
+        self.media = MediaStore(self.workspace)
+        self.generation = Generation(self.plugins, self.catalog, self.media, self.inference, self.workspace)
         self.jobs.before_gpu_job = self.free_chat_model_for
 
     def update_settings(self, changes: dict[str, Any]) -> Any:
@@ -66,8 +80,78 @@ class Services:
     def reload_plugins(self) -> None:
         self.plugins = load_plugin_host(self.workspace.home)
         self.workspace.ensure(self.plugins.modalities().keys())
-        self.catalog.plugins = self.plugins
+        self.catalog.plugins = self.datasets.plugins = self.generation.plugins = self.plugins
         self.inference.release()
+    def _recover_database(self, damage: str, moved: Path) -> None:
+        """A fresh database after a damaged one: history rebuilt from the files, the user told."""
+        from lora_factory.core.rebuild import rebuild_history
+
+        rebuilt = rebuild_history(self.workspace, self.store, self.artifacts)
+        moved_rel = self.workspace.relative(moved)
+        notice = {
+            "code": "DATABASE_RECOVERED", "level": "warning",
+            "message": f"The job database was damaged ({damage}). It was moved to {moved_rel} and a fresh one was "
+                       f"started; {len(rebuilt['jobs'])} jobs and {len(rebuilt['adapters'])} adapters were rebuilt "
+                       "from runs/ and lora_adapters/.",
+            "message_ja": f"ジョブのデータベースが壊れていました({damage})。{moved_rel} に退避して新しく作り直し、"
+                          f"runs/ と lora_adapters/ からジョブ {len(rebuilt['jobs'])} 件とアダプター "
+                          f"{len(rebuilt['adapters'])} 件を復元しました。",
+            "detail": {"moved_to": moved_rel, "reason": damage, **rebuilt},
+        }
+        self.notices.append(notice)
+        line = f"[lora-factory] {notice['message_ja']}\n[lora-factory] {notice['message']}\n"
+        try:
+            print(line, end="", file=sys.stderr)
+            with open(self.workspace.home / "logs" / "recovery.log", "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {notice['message']}\n")
+        except OSError:
+            pass
+
+    def startup_housekeeping(self, recovered: dict[str, list[str]]) -> None:
+        """At server start: remove the temporaries an interrupted publish or delete left behind (all of
+        them when no job runs; with live workers only those a day old, as one may be publishing)."""
+        running = self.store.by_status("running")
+        try:
+            removed = self.workspace.clean_stale_temporaries(0.0 if not running else 24 * 3600.0)
+        except OSError:
+            removed = []
+        if removed:
+            print(f"[lora-factory] removed leftovers of interrupted writes: {', '.join(removed)}", file=sys.stderr)
+
+    def health(self) -> dict[str, Any]:
+        """What keeps the server from doing its work, for ``/api/health`` and the UI's banner."""
+        import shutil
+
+        from lora_factory.core.settings import load_settings
+
+        problems: list[dict[str, Any]] = []
+        scheduler = self.jobs.health()
+        if self.scheduler_expected and not scheduler["running"]:
+            problems.append({"code": "SCHEDULER_STOPPED", "level": "error",
+                             "message": "The job scheduler is not running: queued jobs will not start. Restart the server.",
+                             "message_ja": "ジョブのスケジューラーが停止しています。待機中のジョブは開始されません。サーバーを再起動してください。",
+                             "detail": scheduler.get("last_error")})
+        elif self.scheduler_expected and scheduler["consecutive_failures"]:
+            last = scheduler.get("last_error") or {}
+            problems.append({"code": "SCHEDULER_FAILING", "level": "error",
+                             "message": f"The job scheduler keeps failing: {last.get('message')}",
+                             "message_ja": f"ジョブのスケジューラーでエラーが続いています: {last.get('message_ja')}",
+                             "detail": last})
+        try:
+            load_settings(self.workspace.home)
+        except LoRAFactoryError as exc:
+            problems.append(exc.to_dict()["error"] | {"level": "error"})
+        try:
+            free = shutil.disk_usage(self.workspace.home).free
+        except OSError:
+            free = None
+        if free is not None and free < 512 * 1024**2:
+            problems.append({"code": "DISK_LOW", "level": "warning",
+                             "message": f"Only {free // 1024**2} MiB free on the workspace's disk.",
+                             "message_ja": f"ワークスペースのディスクの空きが {free // 1024**2} MiB しかありません。",
+                             "detail": {"free_bytes": free}})
+        return {"ok": not any(p.get("level") == "error" for p in problems), "scheduler": scheduler,
+                "problems": problems, "notices": self.notices}
 
     def free_chat_model_for(self, job: dict[str, Any]) -> None:
         """Before a GPU-bound job: stop the chat's model process so its VRAM is free for the job.
@@ -124,9 +208,12 @@ class Services:
         if job.get("started_at"):
             from datetime import datetime, timezone
 
-            start = datetime.fromisoformat(job["started_at"])
-            end = datetime.fromisoformat(job["finished_at"]) if job.get("finished_at") else datetime.now(timezone.utc)
-            duration = max(0.0, (end - start).total_seconds())
+            try:
+                start = datetime.fromisoformat(job["started_at"])
+                end = datetime.fromisoformat(job["finished_at"]) if job.get("finished_at") else datetime.now(timezone.utc)
+                duration = max(0.0, (end - start).total_seconds())
+            except (TypeError, ValueError):  # a damaged row: shown without a duration
+                duration = None
         return {
             "job_id": job["id"],
             "id": job["id"],
@@ -154,6 +241,7 @@ class Services:
             "attempts": job["attempts"],
             "parent_job": job["parent_job"],
             "spec": job["spec"],
+            "damaged": job.get("damaged") or None,
         }
 
     def list_jobs(self, kind: str | None = None, status: str | None = None, modality: str | None = None,
@@ -183,11 +271,34 @@ class Services:
                 continue  # a line being written right now
         return out
 
+    def samples(self, job_id: str) -> list[dict[str, Any]]:
+        """``runs/<id>/samples.jsonl``: what ``ctx.report_sample`` recorded, with URLs."""
+        import json
+
+        self.store.get(job_id)
+        path = self.workspace.run_dir(job_id) / "samples.jsonl"
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+            try:
+                out.append(self.present_sample(job_id, json.loads(line)))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def present_sample(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        rel = str(record.get("file", ""))
+        return dict(record, url=f"/api/jobs/{quote(job_id)}/files/{quote(rel)}")
+
     # -- submitting work -----------------------------------------------------------------------
-    def _output_name(self, kind: str, modality: str, name: str) -> str:
+    def _output_name(self, kind: str, modality: str, name: str, model_kind: str | None = None) -> str:
+        """A safe output name not yet taken; ``model_kind`` puts a download under ``models/<m>/<kind>/``."""
         name = safe_name(name, "output name")
-        dest = self.jobs.output_destination(kind, modality, name)
-        if dest is not None and dest.exists():
+        if model_kind and model_kind != "base":
+            self.catalog.models_folder(modality, model_kind)  # a known kind, or 400
+            name = f"{model_kind}/{name}"
+        if self.jobs.output_taken(kind, modality, name):
             raise LoRAFactoryError("OUTPUT_EXISTS", f"「{name}」は既に存在します。別の名前を指定してください。",
                                    f"'{name}' already exists; choose another name.", http_status=409,
                                    detail={"output_name": name})
@@ -196,14 +307,14 @@ class Services:
     def start_train(self, req: TrainStartRequest) -> str:
         self.plugins.require_modality(req.modality)
         base = self.catalog.model_path(req.modality, req.base_model)
-        dataset = self.catalog.dataset_path(req.modality, req.dataset)
+        dataset = self.datasets.dataset_path(req.modality, req.dataset)
         output_name = self._output_name("train", req.modality, req.output_name)
         spec: dict[str, Any] = {
             "base_model": str(base),
             "dataset": str(dataset),
             "base_model_ref": self.workspace.relative(base),
             "dataset_ref": self.workspace.relative(dataset),
-            "dataset_options": self.catalog.dataset_options(dataset),
+            "dataset_options": self.datasets.dataset_options(dataset),
             "output_name": output_name,
             "preset": req.preset,
             "params": dict(req.params),
@@ -216,10 +327,12 @@ class Services:
 
     def start_refine(self, req: RefineRequest) -> str:
         desc = self.plugins.require_modality(req.modality)
-        dataset = self.catalog.dataset_path(req.modality, req.dataset)
+        dataset = self.datasets.dataset_path(req.modality, req.dataset)
         output_name = safe_name(req.output_name, "output name")
-        if output_name.endswith(".jsonl"):
-            output_name = output_name[: -len(".jsonl")]
+        for suffix in [".jsonl", *(desc.get("dataset_extensions") or [])]:
+            if suffix and output_name.lower().endswith(suffix.lower()) and len(output_name) > len(suffix):
+                output_name = output_name[: -len(suffix)]
+                break
         self._output_name("refine", req.modality, output_name)
         known = desc.get("refine_operations") or {}
         for op in req.operations:
@@ -230,7 +343,7 @@ class Services:
         spec: dict[str, Any] = {
             "dataset": str(dataset),
             "dataset_ref": self.workspace.relative(dataset),
-            "dataset_options": self.catalog.dataset_options(dataset),
+            "dataset_options": self.datasets.dataset_options(dataset),
             "operations": [{"op": op["op"], "params": dict(op.get("params") or {})} for op in req.operations],
             "output_name": output_name,
         }
@@ -242,19 +355,29 @@ class Services:
 
     def start_download(self, req: DownloadRequest) -> str:
         self.plugins.require_modality(req.modality)
-        name = self._output_name("download", req.modality, req.name or req.repo_id.replace("/", "__"))
-        spec = {"source": "hub", "repo_id": req.repo_id, "revision": req.revision, "name": name}
+        name = self._output_name("download", req.modality, req.name or req.repo_id.replace("/", "__"), req.kind)
+        spec = {"source": "hub", "repo_id": req.repo_id, "revision": req.revision, "name": name.rsplit("/", 1)[-1],
+                "model_kind": req.kind or "base", "variant": req.variant}
         return self.jobs.submit("download", req.modality, spec, output_name=name)
 
     def start_import(self, req: ImportRequest) -> str:
-        self.plugins.require_modality(req.modality)
+        """A local model folder, or a single ``.safetensors`` checkpoint where the modality supports it."""
+        desc = self.plugins.require_modality(req.modality)
         source = Path(req.source_path).expanduser()
-        if not source.is_absolute() or not source.is_dir():
+        single_file = source.is_absolute() and source.is_file()
+        if single_file and "single_file" not in (desc.get("supports") or []):
+            raise LoRAFactoryError("SINGLE_FILE_UNSUPPORTED",
+                                   f"「{req.modality}」は単一ファイルのチェックポイントを取り込めません。モデルのフォルダを指定してください。",
+                                   f"Modality '{req.modality}' cannot import a single-file checkpoint; give a model folder.",
+                                   detail={"source_path": req.source_path})
+        if not source.is_absolute() or not (source.is_dir() or single_file):
             raise LoRAFactoryError("IMPORT_SOURCE_NOT_FOUND", f"フォルダ「{req.source_path}」が見つかりません(絶対パスで指定してください)。",
                                    f"Folder '{req.source_path}' was not found (give an absolute path).",
                                    http_status=404, detail={"source_path": req.source_path})
-        name = self._output_name("download", req.modality, req.name or name_from_folder(source.name))
-        spec = {"source": "local", "local_path": str(source.resolve()), "name": name}
+        default = source.stem if single_file else source.name
+        name = self._output_name("download", req.modality, req.name or name_from_folder(default), req.kind)
+        spec = {"source": "single_file" if single_file else "local", "local_path": str(source.resolve()),
+                "name": name.rsplit("/", 1)[-1], "model_kind": req.kind or "base"}
         return self.jobs.submit("download", req.modality, spec, output_name=name)
 
     def start_tiny_model(self, req: TinyModelRequest) -> str:
@@ -284,17 +407,15 @@ class Services:
         return self.catalog.model_path(modality, info["base_model"])
 
     def start_eval(self, req: EvalRequest) -> str:
-        self.plugins.require_modality(req.modality)
+        desc = self.plugins.require_modality(req.modality)
         adapter = self.catalog.adapter_path(req.modality, req.adapter)
         base = self._adapter_base(req.modality, adapter, req.base_model)
-        if req.suite_file:
-            suite = [c.model_dump(exclude_none=True) for c in parse_suite(self.workspace.resolve_inside(req.suite_file))]
-        elif req.suite:
-            parse_suite(req.suite)
-            suite = req.suite
-        else:
-            suite = []
-        dataset = self.catalog.dataset_path(req.modality, req.dataset) if req.dataset else None
+        kinds = set(desc.get("regression_checks") or {})
+        raw = self.workspace.resolve_inside(req.suite_file) if req.suite_file else req.suite
+        # stored expanded (shorthands turned into checks), so the job reads exactly what was validated
+        suite = [c.model_dump(exclude_none=True, exclude={"contains", "not_contains", "regex", "max_length"})
+                 for c in parse_suite(raw, kinds)] if raw else []
+        dataset = self.datasets.dataset_path(req.modality, req.dataset) if req.dataset else None
         if not suite and dataset is None:
             raise LoRAFactoryError("EVAL_NOTHING_TO_DO", "回帰テストかデータセットのどちらかを指定してください。",
                                    "Give a regression suite or a dataset.")
@@ -303,7 +424,7 @@ class Services:
             "adapter": str(adapter), "base_model": str(base), "suite": suite,
             "suite_name": Path(req.suite_file).name if req.suite_file else None,
             "dataset": str(dataset) if dataset else None,
-            "dataset_options": self.catalog.dataset_options(dataset) if dataset else {},
+            "dataset_options": self.datasets.dataset_options(dataset) if dataset else {},
             "previous_adapter": str(previous) if previous else None,
             "params": req.params, "adapter_ref": self.workspace.relative(adapter),
         }
@@ -321,13 +442,20 @@ class Services:
         if imported is None:
             raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{req.modality}」はデータセット一覧の取り込みに対応していません。",
                                    f"Modality '{req.modality}' cannot import a dataset index.")
+        if not imported:
+            raise LoRAFactoryError(
+                "DATASET_INDEX_NOTHING_IMPORTED",
+                f"「{req.dataset_info_path}」から取り込めるデータセットがありませんでした(リモートのデータセット・"
+                "見つからないファイル・未対応の形式は取り込みません)。",
+                f"Nothing in '{req.dataset_info_path}' could be imported (remote datasets, missing files and "
+                "unsupported types are skipped).", http_status=422, detail={"file": req.dataset_info_path})
         out = []
         for item in imported:
             path = Path(item["file"])
-            self.catalog.record_dataset_meta(path, {"format": item.get("format"), "mapping": item.get("mapping"),
+            self.datasets.record_dataset_meta(path, {"format": item.get("format"), "mapping": item.get("mapping"),
                                                     "original_name": item.get("name")})
-            info = self.catalog.inspect_dataset(req.modality, path)
-            self.catalog.record_dataset_meta(path, {"format": info.get("format"), "mapping": item.get("mapping"),
+            info = self.datasets.inspect_dataset(req.modality, path)
+            self.datasets.record_dataset_meta(path, {"format": info.get("format"), "mapping": item.get("mapping"),
                                                     "encoding": info.get("encoding"), "rows": info.get("rows"),
                                                     "original_name": item.get("name")})
             self.artifacts.register("dataset", req.modality, path, meta={"source": "dataset_info.json",
