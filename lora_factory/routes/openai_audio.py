@@ -2,8 +2,9 @@
 so the ``openai`` client (``client.audio.speech.create``, ``client.audio.transcriptions.create``)
 works against a local voice. The model id is ``<base>`` or ``<base>+<adapter>``.
 
-Thin: the request becomes an ``infer`` request of the audio modality (task ``speech`` /
-``transcribe``) answered by the inference worker; streamed audio chunks are relayed as they come.
+Thin: the request becomes a host generate request of the audio modality (task ``speech`` /
+``transcribe``; ``svc.generation``), answered by the inference worker; streamed audio chunks are
+relayed as they come.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import struct
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +21,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.schemas import GenerateRequest
 from lora_factory.core.services import Services
 from lora_factory.routes import services
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 MODALITY = "audio"
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 PCM_RATE = 24000  # OpenAI's pcm format: 24 kHz, 16-bit little-endian, mono
 # synthesis settings a client may add beside OpenAI's fields (extra_body in the openai client)
 EXTRA_PARAMS = ("pitch", "volume_db", "pause_ms", "temperature", "top_p", "seed", "max_seconds_per_sentence",
@@ -45,12 +45,10 @@ class SpeechBody(BaseModel):
     instructions: str | None = None
 
 
-def resolve_model(svc: Services, model_id: str) -> tuple[Path, Path | None]:
-    svc.plugins.require_modality(MODALITY)
-    base_ref, _, adapter_ref = model_id.partition("+")
-    base = svc.catalog.model_path(MODALITY, base_ref)
-    adapter = svc.catalog.adapter_path(MODALITY, adapter_ref) if adapter_ref else None
-    return base, adapter
+def split_model(model_id: str) -> tuple[str, str | None]:
+    """``<base>`` or ``<base>+<adapter>``: workspace names, resolved (and confined) by the host."""
+    base, _, adapter = model_id.partition("+")
+    return base, adapter or None
 
 
 def wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
@@ -79,14 +77,14 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
         raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{fmt}」には対応していません（wav / flac / pcm）。",
                                f"response_format '{fmt}' is not supported (wav, flac, pcm).", 422,
                                detail={"field": "response_format"})
-    base, adapter = resolve_model(svc, body.model)
+    base, adapter = split_model(body.model)
     extras = {k: v for k, v in (body.model_extra or {}).items() if k in EXTRA_PARAMS}
     params: dict[str, Any] = {**extras, "speed": body.speed, "format": "flac" if fmt == "flac" else "wav"}
     if body.voice:
         params["voice"] = body.voice
-    request = {"task": "speech", "base_model": str(base), "adapter": str(adapter) if adapter else None,
-               "input": {"text": body.input}, "params": params, "stream": fmt != "flac"}
-    events = svc.inference.stream(MODALITY, request)
+    request = GenerateRequest(modality=MODALITY, task="speech", base_model=base, adapter=adapter,
+                              input={"text": body.input}, params=params, stream=fmt != "flac")
+    events = svc.generation.stream(request)
     first = next(events, None)  # a load error is still an HTTP error, not a broken stream
 
     def chunks() -> Iterator[tuple[bytes, int]]:
@@ -96,13 +94,13 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
                 yield base64.b64decode(event["chunk"]), int(event["sample_rate"])
 
     if fmt == "flac":
-        done_path = None
+        done_file = None
         for event in [first, *events] if first else events:
-            if event.get("type") == "audio" and event.get("path"):
-                done_path = Path(event["path"])
-        if done_path is None or not done_path.is_file():
+            if event.get("type") == "audio" and event.get("file"):
+                done_file = svc.media.output_file(MODALITY, event["file"])
+        if done_file is None or not Path(done_file).is_file():
             raise LoRAFactoryError("INFERENCE_FAILED", "音声が生成されませんでした。", "No audio was produced.", 500)
-        return Response(done_path.read_bytes(), media_type=MEDIA_TYPES["flac"])
+        return Response(Path(done_file).read_bytes(), media_type=MEDIA_TYPES["flac"])
 
     def stream() -> Iterator[bytes]:
         header_sent = False
@@ -121,26 +119,6 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
     if fmt == "wav":  # a complete file: the real sizes in the header
         data = wav_header(int.from_bytes(data[24:28], "little"), len(data) - 44) + data[44:]
     return Response(data, media_type=MEDIA_TYPES[fmt])
-
-
-def _save_upload(svc: Services, upload: UploadFile) -> Path:
-    folder = svc.workspace.home / "artifacts" / "outputs" / MODALITY / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    suffix = Path(upload.filename or "audio.wav").suffix.lower()
-    if suffix not in (".wav", ".flac", ".ogg", ".mp3", ".oga", ".webm", ".m4a"):
-        suffix = ".wav"
-    path = folder / f"{uuid.uuid4().hex}{suffix}"
-    size = 0
-    with open(path, "wb") as handle:
-        while block := upload.file.read(1 << 20):
-            size += len(block)
-            if size > MAX_UPLOAD_BYTES:
-                handle.close()
-                path.unlink(missing_ok=True)
-                raise LoRAFactoryError("UPLOAD_TOO_LARGE", "音声ファイルが大きすぎます（最大 200 MB）。",
-                                       "The audio file is too large (200 MB at most).", 413)
-            handle.write(block)
-    return path
 
 
 def _srt_time(seconds: float, sep: str) -> str:
@@ -172,16 +150,13 @@ def transcriptions(file: UploadFile = File(...), model: str = Form(...), languag
         raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{response_format}」には対応していません。",
                                f"response_format '{response_format}' is not supported.", 422,
                                detail={"field": "response_format"})
-    base, adapter = resolve_model(svc, model)
-    path = _save_upload(svc, file)
-    try:
-        request = {"task": "transcribe", "base_model": str(base), "adapter": str(adapter) if adapter else None,
-                   "input": {"audio": str(path)}, "stream": False,
-                   "params": {"language": language or "ja", "prompt": prompt or "",
-                              "timestamps": response_format in ("verbose_json", "srt", "vtt")}}
-        done = svc.inference.complete(MODALITY, request)
-    finally:
-        path.unlink(missing_ok=True)
+    base, adapter = split_model(model)
+    upload = svc.media.save_upload(file.filename or "audio.wav", file.file)
+    request = GenerateRequest(modality=MODALITY, task="transcribe", base_model=base, adapter=adapter,
+                              input={"audio": upload["value"]},
+                              params={"language": language or "ja", "prompt": prompt or "",
+                                      "timestamps": response_format in ("verbose_json", "srt", "vtt")})
+    done = svc.generation.complete(request)
     text = done.get("text", "")
     segments = done.get("segments") or []
     if response_format == "text":

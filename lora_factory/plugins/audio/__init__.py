@@ -271,7 +271,7 @@ def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(map(str, first["loc"]))
-            raise LoRAFactoryError("INFER_INVALID_PARAMS", f"パラメータ「{field}」が正しくありません: {first['msg']}",
+            raise LoRAFactoryError("INVALID_INFER_PARAMS", f"パラメータ「{field}」が正しくありません: {first['msg']}",
                                    f"Parameter '{field}' is invalid: {first['msg']}", 422,
                                    detail={"field": field}) from None
     return request

@@ -20,12 +20,12 @@ def inspect_audio_model(path: Path) -> dict[str, Any]:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"architecture": None, "kind": "unknown"}
+        return {"architecture": None, "model_role": "unknown"}
     arch = (config.get("architectures") or [None])[0]
     out: dict[str, Any] = {"architecture": arch, "model_type": config.get("model_type"),
                            "weights_bytes": _size(path), "dtype": config.get("torch_dtype") or config.get("dtype")}
     if config.get("model_type") == "whisper":
-        out.update(kind="asr", family="whisper", task="transcribe", license_note=LICENSE_NOTES["whisper"])
+        out.update(model_role="asr", family="whisper", task="transcribe", license_note=LICENSE_NOTES["whisper"])
         return out
     codec = path / "codec" / "config.json"
     if codec.is_file():
@@ -34,9 +34,9 @@ def inspect_audio_model(path: Path) -> dict[str, Any]:
         size = 1
         for level in levels:
             size *= int(level)
-        out.update(kind="tts", family="llasa", task="speech", codec=codec_cfg.get("model_type"),
+        out.update(model_role="tts", family="llasa", task="speech", codec=codec_cfg.get("model_type"),
                    codebook_size=size if levels else None, sample_rate=codec_cfg.get("sampling_rate", 16000),
                    license_note=LICENSE_NOTES["llasa"])
         return out
-    out.update(kind="unknown", note="not a Whisper model and no codec/ folder beside the LM")
+    out.update(model_role="unknown", note="not a Whisper model and no codec/ folder beside the LM")
     return out

@@ -29,7 +29,7 @@ function slider(name, min, max, step, value, unit) {
 
 async function modelsOf(kind) {
   const list = (await get(`/api/models?modality=${M}`)).models || [];
-  return list.filter((m) => !kind || m.kind === kind);
+  return list.filter((m) => !kind || m.model_role === kind);
 }
 
 function fillSelect(sel, items, empty) {
@@ -51,7 +51,7 @@ function datasetSection(state) {
     edits.clear();
     clear(table);
     if (!pick.value) return;
-    const info = await get(`/api/datasets/${M}/${encodeURIComponent(pick.value)}?preview_rows=200`);
+    const info = await get(`/api/datasets/${M}/${encodeURIComponent(pick.value)}?rows=200`);
     const s = info.stats || {};
     setBilingual(stats, `${s.clips ?? info.rows} クリップ・${s.total_minutes ?? "?"} 分・${JSON.stringify(s.sample_rates || {})} Hz`,
       `${s.clips ?? info.rows} clips, ${s.total_minutes ?? "?"} min, ${JSON.stringify(s.sample_rates || {})} Hz`);
@@ -171,7 +171,7 @@ function trainSection(state) {
     });
   }
   async function refresh(info) {
-    fillSelect(base, (await modelsOf("tts")).concat(await modelsOf("asr")).map((m) => ({ value: m.name, label: `${m.name} (${m.kind})` })));
+    fillSelect(base, (await modelsOf("tts")).concat(await modelsOf("asr")).map((m) => ({ value: m.name, label: `${m.name} (${m.model_role})` })));
     fillSelect(data, (state.datasets || []).map((d) => ({ value: d.name, label: d.name })));
     fillSelect(preset, Object.keys(info.presets || {}).map((p) => ({ value: p, label: p })));
     if (info.default_preset) preset.value = info.default_preset;
