@@ -1,11 +1,13 @@
 // 音声スタジオ / Voice studio: the audio modality's own tab. Sections: the dataset table (play each
 // clip, edit its transcript inline -> a new version through the edit_items refine), the builder
 // (long recordings -> slice -> transcribe -> review), training with live samples, synthesis with
-// prosody sliders and a streaming player, transcription, and the user dictionary.
-import { api, get, post, put, watchJob } from "../api.js";
+// prosody sliders and a streaming player, transcription, and the user dictionary. The dataset browser
+// and the stream player are the host's widgets.
+import { api, get, post, postSSE, put, watchJob } from "../api.js";
 import { clear, h, notify, setBilingual, showError, withBusy } from "../dom.js";
 import { getLang } from "../i18n.js";
-import { streamSpeech } from "./voice_stream.js";
+import { createStreamPlayer } from "../widgets/audio_stream.js";
+import { createFolderBrowser } from "../widgets/folder_browser.js";
 
 const bi = (ja, en) => ({ bi: { ja, en } });
 const M = "audio";
@@ -38,46 +40,21 @@ function fillSelect(sel, items, empty) {
   for (const item of items) sel.append(h("option", { value: item.value }, item.label));
 }
 
-// ---- dataset table: play + inline transcript edit ----
-function datasetSection(state) {
+// ---- dataset table: play + inline transcript edit (the host's folder-dataset browser) ----
+function datasetSection(state, app) {
   const pick = h("select", { testid: "voice-dataset-select" });
-  const table = h("table", { class: "table", testid: "voice-dataset-table" });
   const stats = h("div", { class: "muted", testid: "voice-dataset-stats" });
-  const edits = new Map();
-  const saveName = h("input", { type: "text", value: "", testid: "voice-edit-output", placeholder: "voice-v2" });
-  const save = h("button", { type: "button", testid: "voice-edit-save", ...bi("編集を新しい版として保存", "Save edits as a new version") });
+  const browser = createFolderBrowser(app, { testid: "voice-browser", onJob: (id) => {
+    notify("info", `新しい版を作成中です（ジョブ ${id}）`, `Creating the new version (job ${id})`);
+  } });
 
   async function load() {
-    edits.clear();
-    clear(table);
     if (!pick.value) return;
-    const info = await get(`/api/datasets/${M}/${encodeURIComponent(pick.value)}?rows=200`);
-    const s = info.stats || {};
-    setBilingual(stats, `${s.clips ?? info.rows} クリップ・${s.total_minutes ?? "?"} 分・${JSON.stringify(s.sample_rates || {})} Hz`,
-      `${s.clips ?? info.rows} clips, ${s.total_minutes ?? "?"} min, ${JSON.stringify(s.sample_rates || {})} Hz`);
-    table.append(h("tr", {}, h("th", bi("音声", "Audio")), h("th", bi("秒", "s")), h("th", bi("話者", "Speaker")), h("th", bi("文字起こし", "Transcript"))));
-    for (const row of info.preview || []) {
-      const media = (row.media || [])[0] || {};
-      const url = media.url || `/api/datasets/${M}/${encodeURIComponent(pick.value)}/files/${media.file || row.id}`;
-      const audio = h("audio", { controls: true, preload: "none", src: url, testid: "voice-clip-audio" });
-      const text = h("input", { type: "text", value: row.text || "", class: "transcript", testid: "voice-clip-text", "data-id": row.id });
-      text.addEventListener("change", () => {
-        edits.set(row.id, text.value);
-        text.classList.add("edited");
-      });
-      table.append(h("tr", {}, h("td", {}, audio), h("td", {}, String(row.duration ?? "")), h("td", {}, row.speaker || ""), h("td", {}, text)));
-    }
+    const info = await browser.show(pick.value);
+    const s = (info && info.stats) || {};
+    setBilingual(stats, `${s.clips ?? "?"} クリップ・${s.total_minutes ?? "?"} 分・${JSON.stringify(s.sample_rates || {})} Hz・${JSON.stringify(s.loudness || {})}`,
+      `${s.clips ?? "?"} clips, ${s.total_minutes ?? "?"} min, ${JSON.stringify(s.sample_rates || {})} Hz, ${JSON.stringify(s.loudness || {})}`);
   }
-
-  save.addEventListener("click", () => withBusy(save, async () => {
-    if (!edits.size) return;
-    const name = saveName.value || `${pick.value}-edit`;
-    const body = { modality: M, dataset: pick.value, output_name: name,
-      operations: [{ op: "edit_items", params: { edits: [...edits].map(([id, text]) => ({ id, text })) } }] };
-    const job = await post("/api/datasets/refine", body);
-    notify("info", `版「${name}」を作成中です（ジョブ ${job.job_id}）`, `Creating version '${name}' (job ${job.job_id})`);
-    state.lastJob = job.job_id;
-  }));
   pick.addEventListener("change", () => load().catch(showError));
 
   async function refresh() {
@@ -89,7 +66,7 @@ function datasetSection(state) {
     if (pick.value) await load();
   }
   return { el: section("voice-datasets", "データセット（再生・文字起こしの編集）", "Dataset (play, edit transcripts)",
-    labelled("データセット", "Dataset", pick), stats, table, h("div", { class: "row" }, saveName, save)), refresh };
+    labelled("データセット", "Dataset", pick), stats, browser.root), refresh };
 }
 
 // ---- builder: upload recordings -> slice -> transcribe ----
@@ -194,9 +171,9 @@ function synthSection() {
   const topP = slider("top-p", 0.1, 1, 0.05, 1, "");
   const seed = h("input", { type: "number", value: "0", testid: "voice-seed" });
   const readOut = h("div", { class: "reading", testid: "voice-reading" });
-  const status = h("div", { class: "muted", testid: "voice-synth-status" });
-  const player = h("audio", { controls: true, testid: "voice-player" });
-  const download = h("a", { download: "speech.wav", testid: "voice-download", hidden: true, ...bi("WAV をダウンロード", "Download WAV") });
+  const format = h("select", { testid: "voice-format" }, h("option", { value: "wav" }, "WAV"), h("option", { value: "flac" }, "FLAC"));
+  const maxSeconds = h("input", { type: "number", value: "20", min: "1", max: "120", testid: "voice-max-seconds" });
+  const player = createStreamPlayer({ testid: "voice-stream" });
   const preview = h("button", { type: "button", testid: "voice-read", ...bi("読み方を確認", "Check the reading") });
   const speak = h("button", { type: "button", testid: "voice-speak", class: "primary", ...bi("合成（ストリーミング再生）", "Speak (streamed)") });
   preview.addEventListener("click", () => withBusy(preview, async () => {
@@ -205,20 +182,18 @@ function synthSection() {
     readOut.append(h("div", { testid: "voice-normalized" }, r.normalized), h("div", { class: "muted", testid: "voice-accent" }, r.reading.accent || ""));
   }));
   speak.addEventListener("click", () => withBusy(speak, async () => {
-    const model = adapter.value ? `${base.value}+${adapter.value}` : base.value;
-    let count = 0;
-    const result = await streamSpeech({
-      model, input: text.value, voice: "default", speed: Number(speed.input.value), pitch: Number(pitch.input.value),
-      volume_db: Number(volume.input.value), pause_ms: Number(pause.input.value), temperature: Number(temperature.input.value),
-      top_p: Number(topP.input.value), seed: Number(seed.value), max_seconds_per_sentence: 20,
-    }, { onChunk: () => { count += 1; status.dataset.chunks = String(count); } });
-    const url = URL.createObjectURL(result.blob);
-    player.src = url;
-    download.href = url;
-    download.hidden = false;
-    status.dataset.chunks = String(result.chunks);
-    setBilingual(status, `最初の音まで ${Math.round(result.firstMs)} ms・全体 ${Math.round(result.totalMs)} ms・${result.chunks} チャンク`,
-      `first audio ${Math.round(result.firstMs)} ms, whole ${Math.round(result.totalMs)} ms, ${result.chunks} chunks`);
+    player.start();
+    const params = {
+      speed: Number(speed.input.value), pitch: Number(pitch.input.value), volume_db: Number(volume.input.value),
+      pause_ms: Number(pause.input.value), temperature: Number(temperature.input.value), top_p: Number(topP.input.value),
+      seed: Number(seed.value), format: format.value, max_seconds_per_sentence: Number(maxSeconds.value),
+    };
+    await postSSE("/api/infer/generate", { modality: M, task: "speech", base_model: base.value, adapter: adapter.value || null,
+      input: { text: text.value }, params, stream: true }, (name, ev) => {
+      if (name === "error" || (ev && ev.type === "error")) throw Object.assign(new Error(ev.message || "error"), { message_ja: ev.message_ja });
+      if (ev && ev.chunk) player.push(ev);
+      else if (ev && ev.url) player.finish(ev);
+    });
   }));
   async function refresh() {
     fillSelect(base, (await modelsOf("tts")).map((m) => ({ value: m.name, label: m.name })));
@@ -229,8 +204,9 @@ function synthSection() {
     labelled("TTS モデル", "TTS model", base), labelled("声（アダプター）", "Voice (adapter)", adapter), labelled("文", "Text", text),
     labelled("話速", "Speed", speed.row), labelled("ピッチ", "Pitch", pitch.row), labelled("音量", "Volume", volume.row),
     labelled("文の間の無音", "Pause between sentences", pause.row), labelled("温度", "Temperature", temperature.row),
-    labelled("top-p", "top-p", topP.row), labelled("シード", "Seed", seed),
-    h("div", { class: "row" }, preview, speak), readOut, status, player, download), refresh };
+    labelled("top-p", "top-p", topP.row), labelled("シード", "Seed", seed), labelled("形式", "Format", format),
+    labelled("1文の最大秒数", "Max seconds per sentence", maxSeconds),
+    h("div", { class: "row" }, preview, speak), readOut, player.root), refresh };
 }
 
 // ---- transcription ----
@@ -295,7 +271,7 @@ export function mount(panel, app) {
   const state = {};
   const info = app.info();
   const licence = h("p", { class: "notice licence", testid: "voice-licences" }, info.licenses || "");
-  const parts = [datasetSection(state), builderSection(state), trainSection(state), synthSection(), transcribeSection(), dictionarySection()];
+  const parts = [datasetSection(state, app), builderSection(state), trainSection(state), synthSection(), transcribeSection(), dictionarySection()];
   panel.append(h("h1", bi("音声スタジオ", "Voice studio")), licence, ...parts.map((p) => p.el));
   return {
     async onShow() {
