@@ -144,3 +144,23 @@ def test_edits_dictionary_streamed_speech_and_regression_checks(workspace: Works
         "input": {"audio": str(take)}, "params": {"max_new_tokens": 6}}))
     assert answer[-1]["type"] == "done" and isinstance(answer[-1]["segments"], list)
     assert np.isclose(answer[-1]["duration"], 4.0)
+
+
+def test_whisper_lora_trains_with_held_out_cer(workspace: Workspace) -> None:
+    voice = write_clip_dataset(workspace.datasets_dir("audio") / "asr-voice", VOICE_TEXTS, seconds=0.6)
+    whisper = workspace.models_dir("audio") / "tiny-whisper"
+    spec = plugin.resolve_train_spec(modality="audio", spec={
+        "base_model": str(whisper), "dataset": str(voice), "preset": "quick", "output_name": "asr-lora",
+        "params": {"max_steps": 3, "eval_fraction": 0.25, "batch_size": 2}})
+    assert spec["task"] == "asr"
+    ctx = make_ctx(workspace, "train-asr", "train")
+    result = plugin.train(modality="audio", spec=spec, ctx=ctx)
+    assert result["task"] == "asr" and result["steps"] == 3
+    assert result["clips"] == 3 and result["held_out_clips"] == 1
+    assert result["cer_before"] is not None and result["cer_after"] is not None
+
+    from peft import PeftModel
+    from transformers import WhisperForConditionalGeneration
+
+    model = PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(str(whisper)), str(ctx.output_dir))
+    assert any("lora_A" in name for name, _ in model.named_parameters())

@@ -71,7 +71,8 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
         examples.append((features, labels))
     targets = params.target_modules if params.target_modules != ["q_proj", "k_proj", "v_proj", "o_proj"] \
         else WHISPER_TARGETS
-    config = lora_config(params.model_copy(update={"target_modules": targets}), task_type="SEQ_2_SEQ_LM")
+    # no task type (as peft's Whisper example): PeftModelForSeq2SeqLM passes input_ids Whisper does not take
+    config = lora_config(params.model_copy(update={"target_modules": targets}), task_type=None)
     model = get_peft_model(whisper.model, config)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]

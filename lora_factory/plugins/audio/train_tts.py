@@ -10,6 +10,7 @@ resumed run sees the same batches it would have seen.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -45,7 +46,7 @@ def micro_batch(order_seed: int, n: int, batch: int, index: int) -> list[int]:
     return perm[slot * batch:(slot + 1) * batch].tolist() or perm[:batch].tolist()
 
 
-def lora_config(params: AudioTrainParams, task_type: str = "CAUSAL_LM") -> Any:
+def lora_config(params: AudioTrainParams, task_type: str | None = "CAUSAL_LM") -> Any:
     from peft import LoraConfig
 
     return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
@@ -144,6 +145,10 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
             report(path, step, kind="audio", caption=params.sample_text)
         ctx.log(f"sample written: {path.name}")
 
+    # bf16 autocast on CUDA only; on a CPU no context at all (constructing a disabled CUDA autocast
+    # on a CPU-only torch warns on every step)
+    autocast = (torch.autocast(device_type="cuda", dtype=dtype) if device == "cuda" and dtype is not None
+                and dtype != torch.float32 else contextlib.nullcontext())
     model.train()
     loss_value = float("nan")
     started = time.perf_counter()
@@ -159,8 +164,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
             batch = collate([examples[i] for i in micro_batch(params.seed, len(examples), params.batch_size, index)],
                             pad_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device_type="cuda", dtype=dtype, enabled=device == "cuda" and dtype is not None
-                                and dtype != torch.float32):
+            with autocast:
                 loss = model(**batch).loss / params.gradient_accumulation
             loss.backward()
             total += float(loss.detach())
