@@ -164,3 +164,22 @@ def test_whisper_lora_trains_with_held_out_cer(workspace: Workspace) -> None:
 
     model = PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(str(whisper)), str(ctx.output_dir))
     assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
+def test_tts_training_resumes_from_its_checkpoint(workspace: Workspace) -> None:
+    voice = write_clip_dataset(workspace.datasets_dir("audio") / "resume-voice", VOICE_TEXTS[:2], seconds=0.5)
+    base = workspace.models_dir("audio") / "tiny-tts"
+    spec = plugin.resolve_train_spec(modality="audio", spec={
+        "base_model": str(base), "dataset": str(voice), "preset": "quick", "output_name": "resumed",
+        "params": {"max_steps": 4, "save_every": 2, "sample_every": 0, "sample_max_seconds": 0.3, "batch_size": 2}})
+    first = make_ctx(workspace, "train-a", "train")
+    plugin.train(modality="audio", spec=spec, ctx=first)
+    checkpoint = first.checkpoint_dir / "checkpoint-2"
+    assert (checkpoint / "COMPLETE").is_file() and (checkpoint / "adapter_model.safetensors").is_file()
+
+    second = JobContext("train-b", workspace, workspace.home / "runs" / "train-b", workspace.home / "logs" / "b.log",
+                        kind="train", modality="audio", resume_checkpoint=checkpoint)
+    result = plugin.train(modality="audio", spec=spec, ctx=second)
+    steps = [json.loads(x)["step"] for x in second.metrics_path.read_text().splitlines()]
+    assert steps == [3, 4] and result["steps"] == 4
+    assert "resumed from checkpoint-2" in second.log_path.read_text(encoding="utf-8")
