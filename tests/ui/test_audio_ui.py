@@ -16,6 +16,7 @@ import soundfile as sf
 from lora_factory.plugins.audio.conformance import write_voice_folder
 from tests.audio.test_end_to_end import zipped
 from tests.ui.conftest import wait_job
+from tests.ui.test_ui import screenshot
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists() and not os.environ.get("CI"):
@@ -30,10 +31,10 @@ def audio_models(server: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
     res = server.client.post("/api/datasets/upload", data={"modality": "audio", "name": "ui-voice"},
                              files={"file": ("voice.zip", zipped(source))})
     assert res.status_code == 200, res.text
-    for name in ("tiny-tts", "tiny-whisper"):  # a name with "whisper" builds the ASR model
+    for name, kind in (("tiny-tts", "tts"), ("tiny-whisper", "asr")):
         if any(m["name"] == name for m in server.client.get("/api/models", params={"modality": "audio"}).json()["models"]):
             continue
-        res = server.client.post("/api/models/tiny", json={"modality": "audio", "name": name})
+        res = server.client.post("/api/models/tiny", json={"modality": "audio", "name": name, "options": {"kind": kind}})
         assert res.status_code == 200, res.text
         assert wait_job(server.client, res.json()["job_id"], 300)["status"] == "completed", server.log_tail()
 
@@ -72,6 +73,7 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     normalized = page.get_by_test_id("voice-normalized")
     normalized.wait_for()
     assert normalized.inner_text() == "えるえふはせんひゃくえんです。にせんにじゅうよねんさんがついつかに出ます。"
+    screenshot(page, "audio-voice-studio")
 
     # streamed synthesis with the tiny TTS: chunks arrive, the player and the download get the WAV
     page.get_by_test_id("voice-synth-base").select_option("tiny-tts")
@@ -82,6 +84,7 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     page.get_by_test_id("voice-stream-download").wait_for(state="visible", timeout=120_000)
     assert int(page.get_by_test_id("voice-stream").get_attribute("data-chunks")) == 2  # one per sentence
     assert page.get_by_test_id("voice-stream-audio").get_attribute("src").startswith("/api/outputs/audio/")
+    screenshot(page, "audio-synthesis")
 
     # transcription of an uploaded file with the tiny Whisper
     take = tmp_path / "take.wav"
