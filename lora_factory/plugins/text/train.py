@@ -106,17 +106,20 @@ def _check_paths(spec: dict[str, Any]) -> tuple[Path, Path]:
     return base, dataset
 
 
-def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params: Any) -> tuple[list, list]:
-    """Rows -> encoded train / eval items (packed when asked). Shared by the benchmark."""
-    from lora_factory.plugins.text.train_data import encode_rows, load_rows, pack, split_eval
+def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params: Any,
+                  cache_root: Path | None = None, log: Any = None) -> tuple[Any, Any]:
+    """Rows -> train / eval datasets (packed when asked). Shared by the benchmark; see
+    :func:`~lora_factory.plugins.text.prepare.prepare_training_data` for the report."""
+    from lora_factory.plugins.text.prepare import prepare_training_data
 
-    rows = load_rows(dataset, options)
-    items = encode_rows(rows, tokenizer, params.max_length, params.assistant_only_loss)
-    train_items, eval_items = split_eval(items, params.eval_ratio, params.seed)
-    if params.packing:
-        train_items = pack(train_items, params.max_length)
-        eval_items = pack(eval_items, params.max_length) if eval_items else []
-    return train_items, eval_items
+    prepared = prepare_training_data(tokenizer, dataset, options, params, cache_root, log)
+    return prepared.train, prepared.eval or []
+
+
+def _token_cache_root(ctx: Any) -> Path | None:
+    """``datasets/text/.cache/tokens`` of the job's workspace (None outside a workspace)."""
+    workspace = getattr(ctx, "workspace", None)
+    return Path(workspace.datasets_dir("text")) / ".cache" / "tokens" if workspace is not None else None
 
 
 def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -127,6 +130,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.model_card import library_versions, render_model_card
+    from lora_factory.plugins.text.prepare import prepare_training_data, result_fields
     from lora_factory.plugins.text.presets import resolve_train_params
     from lora_factory.plugins.text.train_data import CausalCollator
 
@@ -138,7 +142,9 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     ctx.log(f"base={base} dataset={dataset.name} device={device} preset={spec.get('preset')}")
 
     tokenizer = load_tokenizer(base, trust, ctx.log)
-    train_items, eval_items = prepare_items(tokenizer, dataset, spec.get("dataset_options") or {}, params)
+    prepared = prepare_training_data(tokenizer, dataset, spec.get("dataset_options") or {}, params,
+                                     _token_cache_root(ctx), ctx.log)
+    train_items, eval_items = prepared.train, prepared.eval or []
     ctx.log(f"train rows={len(train_items)} eval rows={len(eval_items)} packing={params.packing}")
 
     model = load_causal_lm(base, params.quantization, trust, device)
@@ -224,6 +230,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "train_rows": len(train_items),
         "eval_rows": len(eval_items),
         "trainable_parameters": int(trainable),
+        **result_fields(prepared.report),
     }
     _save_outputs(Path(ctx.output_dir), model, tokenizer, spec, params, result, library_versions(), render_model_card)
     ctx.log(f"saved adapter to {ctx.output_dir}")
