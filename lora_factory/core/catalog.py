@@ -128,11 +128,16 @@ class Catalog:
         return dataset.parent / ".meta" / f"{dataset.name}.json"
 
     def dataset_options(self, dataset: Path) -> dict[str, Any]:
-        """The format / mapping / encoding recorded at upload, handed to the plugin on every read."""
+        """The format / mapping / encoding recorded at upload, and the plugin's own ``read_options``
+        (e.g. how a .txt splits into rows), handed to the plugin on every read."""
         meta = self._meta_path(dataset)
         if meta.exists():
             data = read_json_quietly(meta)
-            return {k: data[k] for k in ("format", "mapping", "encoding") if data.get(k)}
+            options = {k: data[k] for k in ("format", "mapping", "encoding") if data.get(k)}
+            read_options = data.get("read_options")
+            if isinstance(read_options, dict):
+                options.update({k: v for k, v in read_options.items() if k not in options})
+            return options
         return {}
 
     def record_dataset_meta(self, dataset: Path, meta: dict[str, Any]) -> None:
@@ -245,7 +250,8 @@ class Catalog:
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         meta = {"format": info.get("format"), "encoding": info.get("encoding"), "rows": info.get("rows"),
-                "mapping": (options or {}).get("mapping"), "original_name": original}
+                "mapping": (options or {}).get("mapping"), "read_options": info.get("read_options") or {},
+                "original_name": original}
         self.record_dataset_meta(dest, meta)
         artifact_id = self.artifacts.register("dataset", modality, dest, meta={"format": meta["format"],
                                                                             "rows": meta["rows"], "source": "upload"})

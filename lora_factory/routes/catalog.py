@@ -71,6 +71,7 @@ def upload_dataset(
     format: str | None = Form(None),
     mapping: str | None = Form(None),
     encoding: str | None = Form(None),
+    txt_split: str | None = Form(None),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     options: dict[str, Any] = {}
@@ -78,6 +79,8 @@ def upload_dataset(
         options["format"] = format
     if encoding and encoding != "auto":
         options["encoding"] = encoding
+    if txt_split and txt_split != "auto":
+        options["txt_split"] = txt_split
     if mapping:
         try:
             options["mapping"] = json.loads(mapping)
@@ -97,7 +100,7 @@ def sample_dataset(body: SampleDatasetRequest, svc: Services = Depends(services)
 
 @router.post("/api/datasets/import_info")
 def import_dataset_info(body: ImportInfoRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"datasets": svc.import_dataset_info(body)}
+    return svc.import_dataset_info(body)
 
 
 @router.post("/api/datasets/refine")

@@ -89,8 +89,11 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
 def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
     if not _mine(modality):
         return None
+    from lora_factory.plugins.text.formats import preference_not_trainable
     from lora_factory.plugins.text.presets import resolve_train_params
 
+    if (spec.get("dataset_options") or {}).get("format") == "preference":  # refused before it queues
+        raise preference_not_trainable(Path(str(spec.get("dataset", ""))).name)
     preset = spec.get("preset") or "quick"
     params = resolve_train_params(preset, spec.get("params") or {})
     return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {})
@@ -151,12 +154,15 @@ def inspect_dataset(modality: str, path: str, options: dict[str, Any]) -> dict[s
 
 
 @hookimpl
-def import_dataset_index(modality: str, path: str, datasets_dir: str) -> list[dict[str, Any]] | None:
+def import_dataset_index(modality: str, path: str, datasets_dir: str,
+                         options: dict[str, Any]) -> list[dict[str, Any]] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.text.dataset_info import import_dataset_info
+    from lora_factory.plugins.text.dataset_info import import_dataset_info_report
 
-    return [dict(item, file=str(item["file"])) for item in import_dataset_info(Path(path), Path(datasets_dir))]
+    report = import_dataset_info_report(Path(path), Path(datasets_dir), (options or {}).get("txt_split"))
+    return [dict(item, file=str(item["file"])) for item in report["imported"]] + \
+        [{"name": s["name"], "skipped": s["reason"]} for s in report["skipped"]]
 
 
 __all__ = ["__version__"]

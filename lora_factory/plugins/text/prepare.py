@@ -37,6 +37,12 @@ class PreparedData:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def token_cache_root(ctx: Any) -> Path | None:
+    """``datasets/text/.cache/tokens`` of the job's workspace (None outside a workspace)."""
+    workspace = getattr(ctx, "workspace", None)
+    return Path(workspace.datasets_dir("text")) / ".cache" / "tokens" if workspace is not None else None
+
+
 def encode_config(params: Any) -> EncodeConfig:
     return EncodeConfig(max_length=int(params.max_length), assistant_only=bool(params.assistant_only_loss),
                         overlong=str(getattr(params, "overlong_rows", "truncate")),

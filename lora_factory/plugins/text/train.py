@@ -116,12 +116,6 @@ def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params
     return prepared.train, prepared.eval or []
 
 
-def _token_cache_root(ctx: Any) -> Path | None:
-    """``datasets/text/.cache/tokens`` of the job's workspace (None outside a workspace)."""
-    workspace = getattr(ctx, "workspace", None)
-    return Path(workspace.datasets_dir("text")) / ".cache" / "tokens" if workspace is not None else None
-
-
 def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Train a LoRA adapter into ``ctx.output_dir``; see the hook contract in ``core/hookspecs.py``."""
     import torch
@@ -130,7 +124,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.model_card import library_versions, render_model_card
-    from lora_factory.plugins.text.prepare import prepare_training_data, result_fields
+    from lora_factory.plugins.text.prepare import prepare_training_data, result_fields, token_cache_root
     from lora_factory.plugins.text.presets import resolve_train_params
     from lora_factory.plugins.text.train_data import CausalCollator
 
@@ -143,7 +137,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
     tokenizer = load_tokenizer(base, trust, ctx.log)
     prepared = prepare_training_data(tokenizer, dataset, spec.get("dataset_options") or {}, params,
-                                     _token_cache_root(ctx), ctx.log)
+                                     token_cache_root(ctx), ctx.log)
     train_items, eval_items = prepared.train, prepared.eval or []
     ctx.log(f"train rows={len(train_items)} eval rows={len(eval_items)} packing={params.packing}")
 

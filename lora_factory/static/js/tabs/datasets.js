@@ -1,5 +1,5 @@
-// データセット: drag-and-drop upload, line-numbered validation errors, preview as chat bubbles,
-// statistics, list and delete with confirmation.
+// データセット: drag-and-drop upload, line-numbered validation errors, preview as chat bubbles
+// (tool calls, tool results and preference pairs shown as such), statistics, list and delete with confirmation.
 import { del, get, post } from "../api.js";
 import { confirmDialog, field, formatBytes, formatDate, h, kvTable, notifyKey, select, setBilingual, withBusy } from "../dom.js";
 import { t } from "../i18n.js";
@@ -14,23 +14,52 @@ function messagesOf(row) {
   return null;
 }
 
+function toolCallText(call) {
+  const fn = (call && call.function) || call || {};
+  const args = typeof fn.arguments === "string" ? fn.arguments : JSON.stringify(fn.arguments ?? {});
+  return `${fn.name || "?"}(${args})`;
+}
+
+/** One message as a bubble: assistant tool calls and tool results are shown as such, not as plain text. */
+function renderMessage(msg) {
+  const rawRole = String(msg.role || msg.from || "user").toLowerCase();
+  const role = ROLE_ALIASES[rawRole] || rawRole;
+  const content = msg.content ?? msg.value ?? msg.text ?? "";
+  const known = ["user", "assistant", "system", "tool"].includes(role);
+  const bubble = h("div", { class: `bubble bubble-${role}`, testid: `bubble-${role}` }, h("span", { class: "bubble-role", i18n: `role.${known ? role : "other"}` }));
+  if (role === "tool" && msg.name) bubble.append(h("span", { class: "tool-name mono", text: msg.name }));
+  const text = typeof content === "string" ? content : JSON.stringify(content);
+  if (text) bubble.append(h("span", { class: role === "tool" ? "bubble-text tool-result mono" : "bubble-text", text }));
+  for (const call of Array.isArray(msg.tool_calls) ? msg.tool_calls : []) {
+    bubble.append(h("div", { class: "tool-call", testid: "tool-call" }, h("span", { class: "tool-call-label", i18n: "datasets.tool_call" }), h("code", { class: "mono", text: toolCallText(call) })));
+  }
+  return bubble;
+}
+
+function renderTools(tools) {
+  const list = h("ul", { class: "tool-list" });
+  for (const tool of tools) {
+    const fn = (tool && tool.function) || tool || {};
+    list.append(h("li", {}, h("code", { class: "mono", text: fn.name || "?" }), h("span", { class: "muted", text: fn.description ? ` — ${fn.description}` : "" })));
+  }
+  return h("details", { class: "tool-defs", testid: "tool-defs" }, h("summary", {}, h("span", { i18n: "datasets.tools" }), h("span", { text: ` (${tools.length})` })), list);
+}
+
 /** One preview row as chat bubbles (messages / ShareGPT), or as labelled fields for other shapes. */
 export function renderConversation(row, index) {
   const box = h("div", { class: "conversation", testid: "dataset-preview-row" }, h("div", { class: "conv-index", text: `#${index + 1}` }));
   const messages = messagesOf(row);
   if (messages) {
-    for (const msg of messages) {
-      const rawRole = String(msg.role || msg.from || "user").toLowerCase();
-      const role = ROLE_ALIASES[rawRole] || rawRole;
-      const content = msg.content ?? msg.value ?? msg.text ?? "";
-      box.append(
-        h(
-          "div",
-          { class: `bubble bubble-${role}` },
-          h("span", { class: "bubble-role", i18n: `role.${["user", "assistant", "system", "tool"].includes(role) ? role : "other"}` }),
-          h("span", { class: "bubble-text", text: typeof content === "string" ? content : JSON.stringify(content) }),
-        ),
-      );
+    if (Array.isArray(row.tools) && row.tools.length) box.append(renderTools(row.tools));
+    for (const msg of messages) box.append(renderMessage(msg));
+    if (row.preference === "pair") {
+      for (const side of ["chosen", "rejected"]) {
+        const part = h("div", { class: `preference preference-${side}`, testid: `preference-${side}` }, h("span", { class: "preference-label", i18n: `datasets.${side}` }));
+        for (const msg of Array.isArray(row[side]) ? row[side] : []) part.append(renderMessage(msg));
+        box.append(part);
+      }
+    } else if (row.preference === "kto") {
+      box.append(h("span", { class: `preference-label preference-${row.label ? "chosen" : "rejected"}`, i18n: row.label ? "datasets.kto_good" : "datasets.kto_bad" }));
     }
   } else {
     const dl = h("dl", { class: "fields" });
@@ -49,6 +78,7 @@ export function mount(panel, app) {
   const fileInput = h("input", { type: "file", testid: "dataset-upload", accept: exts, class: "file-input" });
   const nameInput = h("input", { type: "text", testid: "dataset-name", autocomplete: "off" });
   const formatSel = select([{ value: "auto", i18n: "datasets.format_auto" }, ...formats.map((f) => ({ value: typeof f === "string" ? f : f.id, label: typeof f === "string" ? f : f.id }))], { testid: "dataset-format" });
+  const txtSplitSel = select(["auto", "line", "paragraph", "whole"].map((v) => ({ value: v, i18n: `datasets.txt_split_${v}` })), { testid: "dataset-txt-split" });
   const drop = h(
     "div",
     { class: "dropzone", testid: "dataset-dropzone" },
@@ -72,7 +102,7 @@ export function mount(panel, app) {
 
   panel.append(
     h("h2", { i18n: "tab.datasets" }),
-    h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.upload_title" }), h("div", { class: "full" }, drop), field("datasets.save_as", nameInput, "datasets.save_as_hint"), field("datasets.format", formatSel)),
+    h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.upload_title" }), h("div", { class: "full" }, drop), field("datasets.save_as", nameInput, "datasets.save_as_hint"), field("datasets.format", formatSel), field("datasets.txt_split", txtSplitSel, "datasets.txt_split_hint")),
     errorBox,
     resultBox,
     h("div", { class: "card" }, h("h3", { i18n: "datasets.list" }), h("div", { class: "table-wrap" }, table)),
@@ -82,7 +112,10 @@ export function mount(panel, app) {
     errorBox.hidden = true;
     resultBox.hidden = false;
     resultTitle.textContent = `${data.name}${data.format ? ` — ${data.format}` : ""}${data.rows !== undefined ? ` — ${data.rows} ${t("datasets.rows_unit")}` : ""}`;
-    stats.replaceChildren(kvTable({ rows: data.rows, format: data.format, encoding: data.encoding, size: data.size_bytes !== undefined ? formatBytes(data.size_bytes) : undefined, ...(data.stats || {}) }, "dataset-stats-table"));
+    const shown = { rows: data.rows, format: data.format, encoding: data.encoding, size: data.size_bytes !== undefined ? formatBytes(data.size_bytes) : undefined };
+    if (data.txt_split) shown.txt_split = t(`datasets.txt_split_${data.txt_split}`);
+    if (data.note) shown.note = data.note;
+    stats.replaceChildren(kvTable({ ...shown, ...(data.stats || {}) }, "dataset-stats-table"));
     preview.replaceChildren(...(data.preview || []).map((row, i) => renderConversation(row, i)));
     if (!(data.preview || []).length) preview.append(h("p", { class: "muted", i18n: "datasets.no_preview" }));
   }
@@ -107,6 +140,7 @@ export function mount(panel, app) {
     form.append("modality", m);
     if (nameInput.value.trim()) form.append("name", nameInput.value.trim());
     if (formatSel.value && formatSel.value !== "auto") form.append("format", formatSel.value);
+    if (txtSplitSel.value && txtSplitSel.value !== "auto") form.append("txt_split", txtSplitSel.value);
     drop.classList.add("is-uploading");
     try {
       await withBusy(null, async () => {
