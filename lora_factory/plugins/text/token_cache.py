@@ -41,6 +41,7 @@ from lora_factory.plugins.text.train_data import (
 ENCODER_VERSION = 2  # bump when the encoding code changes what a sample is
 KEEP_ENTRIES = 8
 PARALLEL_MIN_ROWS = 20_000  # below this, worker processes cost more than they save
+PARALLEL_MIN_CPUS = 4
 ARRAYS = ("input_ids", "trained", "offsets", "rows")
 
 
@@ -145,8 +146,8 @@ def _encode_map(batch: dict[str, list[Any]], indices: list[int], tokenizer: Any,
     except LoRAFactoryError as exc:  # carried back as data: the parent raises it with its words intact
         return {"input_ids": [[]], "trained": [[]], "source": [-1],
                 "stats": [json.dumps({"error": {**exc.to_dict()["error"], "http_status": exc.http_status}})]}
-    return {"input_ids": [x.tolist() for x in ids] + [[]],
-            "trained": [x.tolist() for x in trained] + [[]],
+    return {"input_ids": ids + [np.zeros(0, np.int32)],
+            "trained": trained + [np.zeros(0, np.uint8)],
             "source": [indices[r] for r in sources] + [-1],
             "stats": [""] * len(ids) + [json.dumps(dict(stats))]}
 
@@ -167,7 +168,7 @@ def encode_parallel(rows: list[dict[str, Any]], tokenizer: Any, cfg: EncodeConfi
     mapped = source.map(_encode_map, batched=True, batch_size=1000, with_indices=True, remove_columns=["row"],
                         fn_kwargs={"tokenizer": tokenizer, "cfg": cfg.key()}, num_proc=num_proc,
                         features=features, cache_file_name=str(work_dir / "encoded.arrow"),
-                        new_fingerprint=uuid.uuid4().hex)
+                        load_from_cache_file=False, new_fingerprint=uuid.uuid4().hex)
     table = mapped.data.table
     sources = table.column("source").to_numpy()
     keep = sources >= 0
@@ -194,7 +195,9 @@ def encode_dataset(rows: list[dict[str, Any]], tokenizer: Any, cfg: EncodeConfig
                    num_proc: int | None = None) -> tuple[EncodedSet, int]:
     """Encode in this process, or in several when the set is large; returns (samples, processes used)."""
     if num_proc is None:
-        num_proc = min(os.cpu_count() or 1, 8, max(1, len(rows) // (PARALLEL_MIN_ROWS // 2)))
+        cpus = os.cpu_count() or 1
+        # with 2-3 cores the tokenizer's own threads already use them; processes then only add copying
+        num_proc = min(cpus, 8, max(1, len(rows) // (PARALLEL_MIN_ROWS // 2))) if cpus >= PARALLEL_MIN_CPUS else 1
     if num_proc > 1 and len(rows) >= PARALLEL_MIN_ROWS and work_dir is not None:
         try:
             return encode_parallel(rows, tokenizer, cfg, num_proc, work_dir), num_proc
