@@ -149,17 +149,28 @@ def test_long_document_becomes_blocks_and_overlong_chat_is_counted(tiny_model):
     assert dropped["rows_dropped_too_long"] == 1 and dropped["samples"] == 0 and dropped["rows_dropped"] == 1
 
 
-def test_train_job_reports_what_was_cut_and_reuses_the_token_cache(tmp_path, tiny_model, ctx_factory):
+def test_train_job_reports_what_was_cut_and_reuses_the_token_cache(tmp_path, tiny_model, ctx_factory, monkeypatch):
+    from transformers import PreTrainedModel
+
     from lora_factory.plugins.text.train import train_text_adapter
 
     corpus = tmp_path / "book.txt"
     corpus.write_text("吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。" * 30, encoding="utf-8")
     spec = {"base_model": str(tiny_model), "dataset": str(corpus), "dataset_options": {"txt_split": "whole"},
-            "preset": "quick", "params": {"max_steps": 1, "max_length": 64, "packing": True, "save_steps": 100},
+            "preset": "quick", "params": {"max_steps": 3, "max_length": 64, "packing": True, "save_steps": 3},
             "output_name": "book"}
     home = tmp_path / "ws"
+    # the Trainer used to count the parameters (a walk over every module) after every step: now once
+    walks = []
+    original = PreTrainedModel.num_parameters
+    monkeypatch.setattr(PreTrainedModel, "num_parameters",
+                        lambda self, *a, **k: walks.append(k.get("exclude_embeddings")) or original(self, *a, **k))
     first_ctx = ctx_factory(home, "first")
     first = train_text_adapter(spec, first_ctx)
+    assert first["steps"] == 3 and walks.count(True) == 1, walks
+    state = json.loads((Path(first_ctx.checkpoint_dir) / "checkpoint-3" / "trainer_state.json").read_text("utf-8"))
+    assert state["total_flos"] > 0  # still counted
+    monkeypatch.undo()
     assert first["documents_split"] == 1 and first["tokens_truncated"] == 0 and first["rows_dropped"] == 0
     assert first["data_report"]["data"]["text_blocks"] > 5 and 0 < first["pack_fill_rate"] <= 1
     assert first["token_cache"] == "miss"
@@ -171,7 +182,8 @@ def test_train_job_reports_what_was_cut_and_reuses_the_token_cache(tmp_path, tin
     assert second["token_cache"] == "hit"
     assert any(line.startswith("tokenized data: cache hit") for line in second_ctx.lines)
     assert second["data_report"]["data"] == first["data_report"]["data"]
-    changed = train_text_adapter({**spec, "params": {**spec["params"], "max_length": 48}}, ctx_factory(home, "third"))
+    changed = train_text_adapter({**spec, "params": {**spec["params"], "max_length": 48, "max_steps": 1}},
+                                 ctx_factory(home, "third"))
     assert changed["token_cache"] == "miss"  # another max_length is another entry
 
 
@@ -339,3 +351,4 @@ def test_upload_txt_split_and_import_route(tmp_path, tiny_model):
         r = c.post("/train/start", json={"modality": "text", "base_model": "models/text/tiny", "dataset": "dpo.json",
                                          "output_name": "x", "preset": "quick"})
         assert r.status_code == 422 and r.json()["error"]["code"] == "DATASET_PREFERENCE_NOT_TRAINABLE"
+

@@ -116,11 +116,69 @@ def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params
     return prepared.train, prepared.eval or []
 
 
+def training_arguments(params: Any, output_dir: Path, device: str, has_eval: bool) -> Any:
+    """The TrainingArguments of a run (shared with the benchmark's plain-Trainer baseline, so the
+    two compare like for like)."""
+    import torch
+    from transformers import TrainingArguments
+
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+        else "gradient_checkpointing"
+    checkpointing = {ckpt: params.gradient_checkpointing,
+                     f"{ckpt}_kwargs": {"use_reentrant": False} if params.gradient_checkpointing else None}
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.grad_accum,
+        learning_rate=params.learning_rate,
+        num_train_epochs=params.num_epochs,
+        max_steps=params.max_steps,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
+        weight_decay=params.weight_decay,
+        logging_steps=params.logging_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=3,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=params.save_steps if has_eval else None,
+        bf16=bf16,
+        fp16=device == "cuda" and not bf16 and params.quantization == "none",
+        **checkpointing,
+        seed=params.seed,
+        data_seed=params.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=device == "cpu",
+    )
+
+
+def _count_flops_once(trainer: Any) -> None:
+    """The Trainer adds ``6 x tokens x parameters`` to ``total_flos`` after every step, counting the
+    parameters anew each time by walking every module of the model (``num_parameters``): with a
+    small model that walk costs about as much as the collator and callbacks together (0.6 ms a
+    step here, 2 % of a tiny-model step). The count never changes during a run: take it once."""
+    model = trainer.model
+    main_input = getattr(model, "main_input_name", "input_ids")
+    if not hasattr(model, "num_parameters"):
+        return
+    parameters = int(model.num_parameters(exclude_embeddings=True))
+
+    def floating_point_ops(inputs: dict[str, Any]) -> int:
+        return 6 * inputs[main_input].numel() * parameters if main_input in inputs else 0
+
+    trainer.floating_point_ops = floating_point_ops
+
+
 def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Train a LoRA adapter into ``ctx.output_dir``; see the hook contract in ``core/hookspecs.py``."""
-    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import Trainer, set_seed
 
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.model_card import library_versions, render_model_card
@@ -155,40 +213,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ctx.log(f"trainable parameters: {trainable}")
 
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
-        else "gradient_checkpointing"
-    checkpointing = {ckpt: params.gradient_checkpointing,
-                     f"{ckpt}_kwargs": {"use_reentrant": False} if params.gradient_checkpointing else None}
-    args = TrainingArguments(
-        output_dir=str(ctx.checkpoint_dir),
-        per_device_train_batch_size=params.batch_size,
-        per_device_eval_batch_size=params.batch_size,
-        gradient_accumulation_steps=params.grad_accum,
-        learning_rate=params.learning_rate,
-        num_train_epochs=params.num_epochs,
-        max_steps=params.max_steps,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        weight_decay=params.weight_decay,
-        logging_steps=params.logging_steps,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=3,
-        eval_strategy="steps" if eval_items else "no",
-        eval_steps=params.save_steps if eval_items else None,
-        bf16=bf16,
-        fp16=device == "cuda" and not bf16 and params.quantization == "none",
-        **checkpointing,
-        seed=params.seed,
-        data_seed=params.seed,
-        report_to="none",
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        use_cpu=device == "cpu",
-    )
+    args = training_arguments(params, Path(ctx.checkpoint_dir), device, has_eval=bool(eval_items))
     counter = _CountingCollator(CausalCollator(tokenizer.pad_token_id))
     history: list[dict[str, Any]] = []
     flags: dict[str, Any] = {"stopped": False}
@@ -202,6 +227,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    _count_flops_once(trainer)
     resume = str(ctx.resume_checkpoint) if getattr(ctx, "resume_checkpoint", None) else None
     if resume:
         ctx.log(f"resume from {resume}")
