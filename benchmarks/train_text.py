@@ -178,9 +178,9 @@ def host_overheads(model_dir: Path, data: Path, home: Path, params: dict) -> dic
 
     from lora_factory.core.context import JobContext
     from lora_factory.core.workspace import Workspace
+    from lora_factory.plugins.text.batching import CausalCollator
     from lora_factory.plugins.text.prepare import prepare_training_data
     from lora_factory.plugins.text.presets import resolve_train_params
-    from lora_factory.plugins.text.train_data import CausalCollator
 
     p = resolve_train_params("quick", params)
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.plugins.text.batching import PackedDataset
 from lora_factory.plugins.text.formats import inspect_dataset_file, load_conversations
 from lora_factory.plugins.text.packing import best_fit_decreasing, first_fit_reference
 from lora_factory.plugins.text.presets import resolve_train_params
@@ -18,7 +19,6 @@ from lora_factory.plugins.text.train_data import (
     IGNORE_INDEX,
     EncodeConfig,
     EncodedSet,
-    PackedDataset,
     encode_in_process,
     encode_row,
 )

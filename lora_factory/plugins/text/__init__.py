@@ -89,7 +89,7 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
 def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.text.formats import preference_not_trainable
+    from lora_factory.plugins.text.preference import preference_not_trainable
     from lora_factory.plugins.text.presets import resolve_train_params
 
     if (spec.get("dataset_options") or {}).get("format") == "preference":  # refused before it queues

@@ -24,7 +24,8 @@ from typing import Any
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.workspace import write_bytes_atomic
-from lora_factory.plugins.text.formats import PREFERENCE_NOTE, inspect_dataset_file
+from lora_factory.plugins.text.formats import inspect_dataset_file
+from lora_factory.plugins.text.preference import PREFERENCE_NOTE
 from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS, txt_split_mode
 
 _COLUMN_KEYS = {

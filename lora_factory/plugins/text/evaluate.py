@@ -19,15 +19,10 @@ def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from lora_factory.plugins.text.batching import CausalCollator, SampleDataset
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.prepare import encoded_dataset, token_cache_root
-    from lora_factory.plugins.text.train_data import (
-        IGNORE_INDEX,
-        CausalCollator,
-        EncodeConfig,
-        SampleDataset,
-        nothing_to_train,
-    )
+    from lora_factory.plugins.text.train_data import IGNORE_INDEX, EncodeConfig, nothing_to_train
 
     params = dict(spec.get("params") or {})
     max_length = int(params.get("max_length", 1024))

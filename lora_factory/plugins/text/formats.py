@@ -46,12 +46,8 @@ from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS, TXT_SPLITS, 
 from lora_factory.plugins.text.tools import ToolDataError, call_text, parse_calls, parse_tools
 
 DATASET_FORMATS = ["alpaca", "sharegpt", "openai", "text", "preference"]
-SFT_FORMATS = ("alpaca", "sharegpt", "openai", "text")
 DATASET_EXTENSIONS = list(SUPPORTED_EXTENSIONS)
 MAX_REPORTED_ERRORS = 20
-PREFERENCE_NOTE = ("preference data (DPO / ORPO pairs or KTO labels): kept for a preference trainer; "
-                   "the SFT LoRA trainer does not train on it")
-
 _ALIASES = {"prompt": "instruction", "query": "input", "response": "output", "conversations": "messages"}
 _SHAREGPT_ROLES = {
     "human": "user", "user": "user",
@@ -94,20 +90,12 @@ def _turn_list(value: Any) -> Any:
     return value
 
 
-def _is_preference(value: dict[str, Any], mapping: dict[str, str]) -> bool:
-    if _col(mapping, "chosen", "chosen") in value and _col(mapping, "rejected", "rejected") in value:
-        return True
-    if "kto_tag" in mapping:
-        return mapping["kto_tag"] in value
-    # KTO without a mapping: a boolean ``label`` beside a conversation or a completion
-    return isinstance(value.get("label"), bool) and any(k in value for k in ("messages", "conversations",
-                                                                                "completion"))
-
-
 def _detect_one(value: Any, mapping: dict[str, str]) -> str | None:
     if not isinstance(value, dict):
         return None
-    if _is_preference(value, mapping):
+    from lora_factory.plugins.text.preference import is_preference_row  # it builds on this module
+
+    if is_preference_row(value, mapping):
         return "preference"
     if _col(mapping, "instruction", "instruction") in value and _col(mapping, "output", "output") in value:
         return "alpaca"
@@ -306,66 +294,6 @@ def _from_turns(row: Any, mapping: dict[str, str], fmt: str) -> dict[str, Any]:
     return out
 
 
-def _answer_messages(value: Any, column: str, mapping: dict[str, str]) -> list[dict[str, Any]]:
-    """A ``chosen`` / ``rejected`` value: a string, one message, or a list of messages."""
-    value = _turn_list(value)
-    if isinstance(value, str):
-        return [{"role": "assistant", "content": value}]
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list) or not value:
-        raise RowError(f"field '{column}' must be a string, a message or a list of messages")
-    return [_convert_turn(turn, i, mapping, "preference") for i, turn in enumerate(value, start=1)]
-
-
-def _preference_prompt(row: dict[str, Any], mapping: dict[str, str]) -> list[dict[str, Any]]:
-    """The prompt of a preference row: a conversation column, an Alpaca instruction, or ``prompt``."""
-    explicit = _col(mapping, "messages")
-    for column in ([explicit] if explicit else []) + ["conversations", "messages", "prompt"]:
-        if column in row and isinstance(_turn_list(row[column]), list):
-            _, turns = _turns_column(row, {**mapping, "messages": column}, "preference")
-            return [_convert_turn(turn, i, mapping, "preference") for i, turn in enumerate(turns, start=1)]
-    instruction = _opt_str(row, _col(mapping, "instruction", "instruction"), "instruction")
-    if not instruction and isinstance(row.get("prompt"), str):
-        instruction = row["prompt"]
-    query = _opt_str(row, _col(mapping, "input", "input"), "input")
-    if not instruction.strip():
-        return []
-    messages = []
-    system = _opt_str(row, _col(mapping, "system", "system"), "system")
-    if system.strip():
-        messages.append({"role": "system", "content": system})
-    messages.append({"role": "user", "content": instruction if not query.strip() else f"{instruction}\n{query}"})
-    return messages
-
-
-def _from_preference(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
-    if not isinstance(row, dict):
-        raise RowError(f"expected a JSON object, got {type(row).__name__}")
-    chosen_col, rejected_col = _col(mapping, "chosen", "chosen"), _col(mapping, "rejected", "rejected")
-    if chosen_col in row and rejected_col in row:
-        return {"preference": "pair", "messages": _preference_prompt(row, mapping),
-                "chosen": _answer_messages(row[chosen_col], chosen_col, mapping),
-                "rejected": _answer_messages(row[rejected_col], rejected_col, mapping)}
-    label_col = _col(mapping, "kto_tag", "label")
-    if label_col in row:
-        label = row[label_col]
-        if isinstance(label, str) and label.lower() in ("true", "false"):  # CSV cells
-            label = label.lower() == "true"
-        if not isinstance(label, bool):
-            raise RowError(f"field '{label_col}' (KTO label) must be true or false")
-        messages = _preference_prompt(row, mapping)
-        completion = row.get(_col(mapping, "output", "completion")) if "completion" in row or "output" in mapping \
-            else None
-        if completion is not None:
-            messages += _answer_messages(completion, "completion", mapping)
-        if not messages:
-            raise RowError("the KTO row has no conversation")
-        return {"preference": "kto", "messages": messages, "label": label}
-    raise RowError(f"a preference row needs '{chosen_col}' and '{rejected_col}' (DPO / ORPO), "
-                   f"or a boolean '{label_col}' (KTO)")
-
-
 def _from_text(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
     if isinstance(row, str):
         return {"text": row}
@@ -387,7 +315,9 @@ def convert_row(value: Any, fmt: str, mapping: dict[str, str]) -> dict[str, Any]
     if fmt in ("sharegpt", "openai"):
         return _from_turns(value, mapping, fmt)
     if fmt == "preference":
-        return _from_preference(value, mapping)
+        from lora_factory.plugins.text.preference import from_preference
+
+        return from_preference(value, mapping)
     return _from_text(value, mapping)
 
 
@@ -531,6 +461,8 @@ def inspect_dataset_file(path: Path, options: dict[str, Any] | None = None) -> d
         info["txt_split_choices"] = list(TXT_SPLITS)
         info["read_options"] = {"txt_split": raw.txt_split}
     if fmt == "preference":
+        from lora_factory.plugins.text.preference import PREFERENCE_NOTE
+
         info["trainable"] = False
         info["note"] = PREFERENCE_NOTE
     return info
@@ -540,15 +472,3 @@ def load_conversations(path: Path, options: dict[str, Any] | None = None) -> lis
     """The canonical rows of a dataset file, validated exactly as :func:`inspect_dataset_file` does."""
     return _parse(Path(path), options)[2]
 
-
-def preference_not_trainable(name: str) -> LoRAFactoryError:
-    """Raised when a preference dataset reaches the SFT trainer (or an SFT evaluation)."""
-    return LoRAFactoryError(
-        "DATASET_PREFERENCE_NOT_TRAINABLE",
-        f"データセット「{name}」は選好データ (DPO / ORPO / KTO) です。SFT の LoRA 学習ではまだ使えません。"
-        "指示・会話形式 (alpaca / sharegpt / openai) かテキストのデータセットを選んでください。",
-        f"The dataset '{name}' is preference data (DPO / ORPO / KTO); the SFT LoRA trainer cannot train on it "
-        "yet. Choose an instruction, chat (alpaca / sharegpt / openai) or text dataset.",
-        http_status=422,
-        detail={"field": "dataset", "dataset": name, "format": "preference"},
-    )

@@ -15,16 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from lora_factory.plugins.text.batching import PackedDataset, SampleDataset, split_indices
 from lora_factory.plugins.text.packing import best_fit_decreasing
-from lora_factory.plugins.text.train_data import (
-    EncodeConfig,
-    EncodedSet,
-    PackedDataset,
-    SampleDataset,
-    load_rows,
-    nothing_to_train,
-    split_indices,
-)
+from lora_factory.plugins.text.train_data import EncodeConfig, EncodedSet, load_rows, nothing_to_train
 
 
 @dataclass

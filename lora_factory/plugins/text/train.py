@@ -180,11 +180,11 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, set_seed
 
+    from lora_factory.plugins.text.batching import CausalCollator
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.model_card import library_versions, render_model_card
     from lora_factory.plugins.text.prepare import prepare_training_data, result_fields, token_cache_root
     from lora_factory.plugins.text.presets import resolve_train_params
-    from lora_factory.plugins.text.train_data import CausalCollator
 
     params = resolve_train_params(str(spec.get("preset", "standard")), spec.get("params") or {})
     base, dataset = _check_paths(spec)
