@@ -11,9 +11,12 @@ so their steps can be compared one by one.
 Printed: real (non-pad) tokens/s of each, as wall-clock medians of interleaved runs, and the ratios
 ours / Trainer and ours / hand loop; then the same ratios in CPU time per step (median over every
 step of every run, ours and Trainer paired step by step), which a busy shared machine disturbs far
-less than wall-clock time; then packing vs no packing.
+less than wall-clock time; then where a step's time goes outside the model (each part timed alone:
+building a batch, the Trainer's FLOPs count, gradient clipping and zeroing over the whole model
+versus over the LoRA parameters only); then packing vs no packing.
 
-    .venv/bin/python benchmarks/train_text.py [--hidden 128] [--layers 2] [--steps 30] [--repeats 5] [--threads 1]
+    .venv/bin/python benchmarks/train_text.py --threads 1     # steady numbers on a shared machine
+    .venv/bin/python benchmarks/train_text.py [--hidden 128] [--layers 2] [--steps 30] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -63,7 +67,7 @@ def run_ours(model_dir: Path, data: Path, home: Path, job: str, params: dict) ->
         marks: list[tuple[int, float, float]]
 
         def progress(self, step, max_steps, loss=None, **metrics):  # noqa: ANN001
-            self.marks.append((step, time.process_time(), time.perf_counter()))
+            self.marks.append((step, time.thread_time(), time.perf_counter()))
             super().progress(step, max_steps, loss, **metrics)
 
     ws = Workspace(home)
@@ -118,7 +122,7 @@ def run_trainer(model_dir: Path, data: Path, home: Path, params: dict) -> dict:
     class StepTimes(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
             if logs and "loss" in logs:
-                marks.append((state.global_step, time.process_time(), time.perf_counter()))
+                marks.append((state.global_step, time.thread_time(), time.perf_counter()))
 
     trainer = Trainer(model=model, args=training_arguments(p, home / "trainer_ckpt", "cpu", has_eval=False),
                       train_dataset=Dataset.from_list(rows), data_collator=collate, callbacks=[StepTimes()])
@@ -148,7 +152,7 @@ def run_plain(model_dir: Path, data: Path, params: dict) -> dict:
     bs, steps, tokens = params["batch_size"], params["max_steps"], 0
     order = list(range(len(encoded)))
     random.Random(params["seed"]).shuffle(order)
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start = time.perf_counter(), time.thread_time()
     for step in range(steps):
         idx = [order[(step * bs + i) % len(order)] for i in range(bs)]
         batch = [encoded[i] for i in idx]
@@ -162,7 +166,7 @@ def run_plain(model_dir: Path, data: Path, params: dict) -> dict:
         opt.step()
         opt.zero_grad()
         tokens += int(mask.sum())
-    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu_start
     return {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / cpu, "final_loss": loss.item(),
             "runtime": elapsed}
 
@@ -207,10 +211,26 @@ def host_overheads(model_dir: Path, data: Path, home: Path, params: dict) -> dic
         ctx.log("step 1/30 loss=1.0000 lr=0.001 epoch=0.10 tok/s=1000")
         ctx.should_stop()
 
+    import torch
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def clip_and_zero(params: Any, zero: Any) -> None:
+        for t in trainable:
+            t.grad = torch.zeros_like(t)
+        torch.nn.utils.clip_grad_norm_(params(), 1.0)
+        zero()
+
+    def zero_trainable() -> None:
+        for t in trainable:
+            t.grad = None
+
     return {
         "ours: samples -> batch": best(lambda: ours_collate([ours_ds[i] for i in range(bs)])),
         "Trainer script: samples -> batch": best(lambda: trainer_collate(trainer_ds.__getitems__(list(range(bs))))),
         "FLOPs count (Trainer: every step; ours: once)": best(lambda: model.num_parameters(exclude_embeddings=True)),
+        "Trainer: clip + zero_grad over the whole model": best(lambda: clip_and_zero(model.parameters, model.zero_grad)),
+        "ours: clip + zero_grad over the LoRA parameters": best(lambda: clip_and_zero(lambda: trainable, zero_trainable)),
         "ours: progress, log line, stop flag": best(report_step),
     }
 

@@ -352,3 +352,35 @@ def test_upload_txt_split_and_import_route(tmp_path, tiny_model):
                                          "output_name": "x", "preset": "quick"})
         assert r.status_code == 422 and r.json()["error"]["code"] == "DATASET_PREFERENCE_NOT_TRAINABLE"
 
+
+
+def test_lean_trainer_matches_the_trainer_step_for_step(tmp_path, tiny_model, memo_dataset):
+    """Clipping and zeroing over the LoRA parameters only, FLOPs counted once: the same run as the
+    Trainer's own (losses, gradient norms, total FLOPs), also across a resume from a checkpoint."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, Trainer, set_seed
+
+    from lora_factory.plugins.text.batching import CausalCollator
+    from lora_factory.plugins.text.lean_trainer import lean_trainer_class
+    from lora_factory.plugins.text.prepare import prepare_training_data
+    from lora_factory.plugins.text.train import training_arguments
+
+    tok = _tok(tiny_model)
+    params = resolve_train_params("quick", {"max_steps": 4, "save_steps": 2, "batch_size": 2})
+    data = prepare_training_data(tok, memo_dataset, {}, params).train
+
+    def run(cls, out: Path, resume: str | None = None, steps: int = 4):
+        set_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                               LoraConfig(r=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+        args = training_arguments(params.model_copy(update={"max_steps": steps}), out, "cpu", has_eval=False)
+        trainer = cls(model=model, args=args, train_dataset=data, data_collator=CausalCollator(tok.pad_token_id))
+        trainer.train(resume_from_checkpoint=resume)
+        logs = [v for h in trainer.state.log_history if "loss" in h for v in (h["loss"], h["grad_norm"])]
+        return logs, trainer.state.total_flos
+
+    plain, plain_flos = run(Trainer, tmp_path / "plain")
+    lean, lean_flos = run(lean_trainer_class(), tmp_path / "lean")
+    assert lean == pytest.approx(plain, rel=1e-5) and lean_flos == plain_flos
+    resumed, _ = run(lean_trainer_class(), tmp_path / "lean", resume=str(tmp_path / "lean" / "checkpoint-2"))
+    assert resumed[4:] == pytest.approx(plain[4:], rel=1e-5)  # steps 3 and 4 again, from checkpoint-2

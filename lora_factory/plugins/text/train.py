@@ -158,29 +158,13 @@ def training_arguments(params: Any, output_dir: Path, device: str, has_eval: boo
     )
 
 
-def _count_flops_once(trainer: Any) -> None:
-    """The Trainer adds ``6 x tokens x parameters`` to ``total_flos`` after every step, counting the
-    parameters anew each time by walking every module of the model (``num_parameters``): with a
-    small model that walk costs about as much as the collator and callbacks together (0.6 ms a
-    step here, 2 % of a tiny-model step). The count never changes during a run: take it once."""
-    model = trainer.model
-    main_input = getattr(model, "main_input_name", "input_ids")
-    if not hasattr(model, "num_parameters"):
-        return
-    parameters = int(model.num_parameters(exclude_embeddings=True))
-
-    def floating_point_ops(inputs: dict[str, Any]) -> int:
-        return 6 * inputs[main_input].numel() * parameters if main_input in inputs else 0
-
-    trainer.floating_point_ops = floating_point_ops
-
-
 def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Train a LoRA adapter into ``ctx.output_dir``; see the hook contract in ``core/hookspecs.py``."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from lora_factory.plugins.text.batching import CausalCollator
+    from lora_factory.plugins.text.lean_trainer import lean_trainer_class
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.model_card import library_versions, render_model_card
     from lora_factory.plugins.text.prepare import prepare_training_data, result_fields, token_cache_root
@@ -217,7 +201,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     counter = _CountingCollator(CausalCollator(tokenizer.pad_token_id))
     history: list[dict[str, Any]] = []
     flags: dict[str, Any] = {"stopped": False}
-    trainer = Trainer(
+    trainer = lean_trainer_class()(  # the Trainer, minus three walks over the whole model per step
         model=model, args=args, train_dataset=_ListDataset(train_items),
         eval_dataset=_ListDataset(eval_items) if eval_items else None,
         data_collator=counter, processing_class=tokenizer,
@@ -227,7 +211,6 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-    _count_flops_once(trainer)
     resume = str(ctx.resume_checkpoint) if getattr(ctx, "resume_checkpoint", None) else None
     if resume:
         ctx.log(f"resume from {resume}")
