@@ -86,7 +86,10 @@ def load_entry(folder: Path) -> EncodedSet | None:
         return None
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name in ("input_ids", "trained") else None)
+        # memory-mapped (a hit costs nothing whatever the size), seen as plain arrays: slicing a
+        # np.memmap runs Python code per slice, five times slower than an ndarray view
+        arrays = {name: np.asarray(np.load(folder / f"{name}.npy",
+                                           mmap_mode="r" if name in ("input_ids", "trained") else None))
                   for name in ARRAYS}
     except (OSError, ValueError):
         return None
