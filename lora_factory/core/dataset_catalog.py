@@ -123,11 +123,16 @@ class DatasetCatalog:
         return self._meta_path(path).with_name(f"{path.name}.inspect.json")
 
     def dataset_options(self, dataset: Path) -> dict[str, Any]:
-        """The format / mapping / encoding recorded at upload, handed to the plugin on every read."""
+        """The format / mapping / encoding recorded at upload, and the plugin's own ``read_options``,
+        handed to the plugin on every read."""
         meta = self._meta_path(dataset)
         if meta.exists():
             data = read_json_quietly(meta)
-            return {k: data[k] for k in ("format", "mapping", "encoding") if data.get(k)}
+            options = {k: data[k] for k in ("format", "mapping", "encoding") if data.get(k)}
+            read_options = data.get("read_options")  # the plugin's own (e.g. how a .txt splits into rows)
+            if isinstance(read_options, dict):
+                options.update({k: v for k, v in read_options.items() if k not in options})
+            return options
         return {}
 
     def record_dataset_meta(self, dataset: Path, meta: dict[str, Any]) -> None:
@@ -351,7 +356,8 @@ class DatasetCatalog:
     def _registered(self, modality: str, dest: Path, info: dict[str, Any], options: dict[str, Any] | None,
                     original: str, source: str) -> dict[str, Any]:
         meta = {"format": info.get("format"), "encoding": info.get("encoding"), "rows": info.get("rows"),
-                "mapping": (options or {}).get("mapping"), "original_name": original}
+                "mapping": (options or {}).get("mapping"), "read_options": info.get("read_options") or {},
+                "original_name": original}
         try:
             self.record_dataset_meta(dest, meta)
             artifact_id = self.artifacts.register("dataset", modality, dest, meta={"format": meta["format"],

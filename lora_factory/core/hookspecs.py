@@ -162,13 +162,17 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
 
 
 @hookspec(firstresult=True)
-def import_dataset_index(modality: str, path: str, datasets_dir: str) -> list[dict[str, Any]] | None:
+def import_dataset_index(modality: str, path: str, datasets_dir: str,
+                         options: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Import the datasets listed by an index file (e.g. LLaMA-Factory's ``dataset_info.json``).
 
     :param path: the index file (absolute, inside the workspace); its datasets lie beside it.
     :param datasets_dir: ``datasets/<modality>/``; copy each dataset there (temp file + rename,
         ``OUTPUT_EXISTS`` on a collision).
-    :return: one ``{"name", "file", "format", "mapping"}`` per imported dataset.
+    :param options: how to read the listed files where the index does not say (text: ``txt_split``).
+    :return: one ``{"name", "file", "format", "mapping"}`` per imported dataset (optionally
+        ``read_options``, recorded beside the dataset and handed back to every job, and ``note``),
+        and one ``{"name", "skipped": reason}`` per entry that was not imported.
     """
 
 

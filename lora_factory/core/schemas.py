@@ -84,6 +84,7 @@ class SampleDatasetRequest(StrictModel):
 class ImportInfoRequest(StrictModel):
     modality: str = "text"
     dataset_info_path: str
+    txt_split: str | None = None  # how .txt entries split into rows (text: line / paragraph / whole / auto)
 
 
 class ChatMessage(BaseModel):

@@ -70,12 +70,17 @@ def list_datasets(modality: str = "text", svc: Services = Depends(services)) -> 
     return {"datasets": svc.datasets.list_datasets(modality)}
 
 
-def _upload_options(format: str | None, mapping: str | None, encoding: str | None) -> dict[str, Any]:
+def _upload_options(format: str | None, mapping: str | None, encoding: str | None,
+                    txt_split: str | None = None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if format and format != "auto":
         options["format"] = format
     if encoding and encoding != "auto":
         options["encoding"] = encoding
+    if txt_split and txt_split != "auto":
+        options["txt_split"] = txt_split
+    if txt_split and txt_split != "auto":
+        options["txt_split"] = txt_split
     if mapping:
         try:
             options["mapping"] = json.loads(mapping)
@@ -97,9 +102,10 @@ def upload_dataset(
     format: str | None = Form(None),
     mapping: str | None = Form(None),
     encoding: str | None = Form(None),
+    txt_split: str | None = Form(None, description="how a .txt splits into rows: auto, line, paragraph, whole"),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    options = _upload_options(format, mapping, encoding)
+    options = _upload_options(format, mapping, encoding, txt_split)
     if files:
         if not name:
             raise LoRAFactoryError("INVALID_NAME", "複数のファイルをアップロードするときは name (データセット名) を指定してください。",
@@ -124,7 +130,7 @@ def sample_dataset(body: SampleDatasetRequest, svc: Services = Depends(services)
 
 @router.post("/api/datasets/import_info")
 def import_dataset_info(body: ImportInfoRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"datasets": svc.import_dataset_info(body)}
+    return svc.import_dataset_info(body)
 
 
 @router.post("/api/datasets/refine")

@@ -79,7 +79,7 @@ def write(path: Path, rows: list[dict], ext: str, encoding: str = "utf-8") -> Pa
 
 
 def test_contract_constants():
-    assert DATASET_FORMATS == ["alpaca", "sharegpt", "openai", "text"]
+    assert DATASET_FORMATS == ["alpaca", "sharegpt", "openai", "text", "preference"]
     assert DATASET_EXTENSIONS == [".json", ".jsonl", ".csv", ".parquet", ".txt"]
 
 
@@ -113,7 +113,9 @@ def test_plain_text_blocks_and_lines(tmp_path):
     info = inspect_dataset_file(path, {})
     assert info["format"] == "text" and info["rows"] == 2
     assert info["preview"][0] == {"text": "一段落目の一行目\n一段落目の二行目"}
-    assert len(load_conversations(path, {"text_split": "line"})) == 3
+    assert info["txt_split"] == "paragraph" and info["read_options"] == {"txt_split": "paragraph"}
+    assert len(load_conversations(path, {"txt_split": "line"})) == 3
+    assert len(load_conversations(path, {"text_split": "line"})) == 3  # the option's old name still works
 
 
 def test_stats_and_preview_rows(tmp_path):
@@ -260,6 +262,8 @@ def test_dataset_info_import(tmp_path):
     imported = {r["name"]: r for r in report["imported"]}
     assert set(imported) == {"ja_alpaca", "ja_chat"}
     assert {s["name"] for s in report["skipped"]} == {"hub_only", "missing", "dpo"}
+    reasons = {s["name"]: s["reason"] for s in report["skipped"]}
+    assert "chosen" in reasons["dpo"] and "line 2" in reasons["dpo"]  # says why: no chosen / rejected
     a = imported["ja_alpaca"]
     assert a["format"] == "alpaca" and a["file"] == dest / "ja_alpaca.json" and a["file"].exists()
     assert a["mapping"] == {"instruction": "q", "output": "a", "system": "sys"}

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.plugins.text.batching import CausalCollator, pack
 from lora_factory.plugins.text.presets import PRESETS, TRAIN_PARAMS_SCHEMA, resolve_train_params, resolve_train_spec
 from lora_factory.plugins.text.train import train_text_adapter
-from lora_factory.plugins.text.train_data import IGNORE_INDEX, CausalCollator, encode_row, pack
+from lora_factory.plugins.text.train_data import IGNORE_INDEX, encode_row
 
 
 def _tok(tiny_model: Path):

@@ -248,6 +248,23 @@ def test_dataset_upload_shows_preview_and_line_numbered_errors(watched_page: tup
     assert datasets.get_by_test_id("dataset-row-ui_good").count() == 1 or "ui_good" in datasets.get_by_test_id("dataset-list").inner_text()
     screenshot(page, "datasets-preview")
 
+    # tool calls and tool results are shown as such, not as plain chat text
+    tool_row = {"messages": [
+        {"role": "user", "content": "東京の天気は?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "東京"}'}}]},
+        {"role": "tool", "content": '{"weather": "晴れ"}'},
+        {"role": "assistant", "content": "晴れです。"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "description": "天気を調べる"}}]}
+    tools_file = write_jsonl(tmp_path / "ui_tools.jsonl", [tool_row])
+    datasets.get_by_test_id("dataset-upload").set_input_files(str(tools_file))
+    call = preview.get_by_test_id("tool-call")
+    call.wait_for()
+    assert 'get_weather({"city":"東京"})' in call.inner_text()
+    assert "晴れ" in preview.get_by_test_id("bubble-tool").inner_text()
+    assert preview.get_by_test_id("tool-defs").count() == 1
+    screenshot(page, "datasets-tool-calls")
+
     bad = write_jsonl(tmp_path / "ui_bad.jsonl", [CHAT_ROWS[0], '{"messages": [{"role": "user", "content": "壊れた行"', CHAT_ROWS[1]])
     datasets.get_by_test_id("dataset-upload").set_input_files(str(bad))
     error = datasets.get_by_test_id("dataset-error")

@@ -149,12 +149,15 @@ def inspect_dataset(modality: str, path: str, options: dict[str, Any]) -> dict[s
 
 
 @hookimpl
-def import_dataset_index(modality: str, path: str, datasets_dir: str) -> list[dict[str, Any]] | None:
+def import_dataset_index(modality: str, path: str, datasets_dir: str,
+                         options: dict[str, Any]) -> list[dict[str, Any]] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.text.dataset_info import import_dataset_info
+    from lora_factory.plugins.text.dataset_info import import_dataset_info_report
 
-    return [dict(item, file=str(item["file"])) for item in import_dataset_info(Path(path), Path(datasets_dir))]
+    report = import_dataset_info_report(Path(path), Path(datasets_dir), (options or {}).get("txt_split"))
+    return [dict(item, file=str(item["file"])) for item in report["imported"]] + \
+        [{"name": s["name"], "skipped": s["reason"]} for s in report["skipped"]]
 
 
 __all__ = ["__version__"]

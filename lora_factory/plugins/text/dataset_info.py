@@ -7,8 +7,12 @@ maps a dataset name to ``file_name``, ``formatting`` (``alpaca`` | ``sharegpt``)
 We translate that into our own ``{format, mapping}`` options, validate each file with the same
 parser an upload goes through, and copy it into the workspace under a safe name.
 
-Entries we cannot use (hub / script datasets, missing files, ranking/KTO sets, folders) are
-reported as ``skipped`` with the reason rather than failing the whole import.
+Preference sets (``ranking: true`` for DPO / ORPO pairs, a ``kto_tag`` column for KTO) are imported
+as datasets of the ``preference`` format, with a note: kept for a preference trainer, refused by
+the SFT trainer. A ``.txt`` file is read one document per line, as LLaMA-Factory reads it, unless
+the entry (our extension) or the import request says ``txt_split``. Entries we cannot use (hub /
+script datasets, multimodal sets, missing files, files that do not parse) are reported as
+``skipped`` with the reason rather than failing the whole import.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from typing import Any
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.kit.files import write_bytes_atomic
 from lora_factory.plugins.text.formats import inspect_dataset_file
-from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS
+from lora_factory.plugins.text.preference import PREFERENCE_NOTE
+from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS, txt_split_mode
 
 _COLUMN_KEYS = {
     "prompt": "instruction", "query": "input", "response": "output", "history": "history",
-    "messages": "messages", "system": "system",
+    "messages": "messages", "system": "system", "tools": "tools", "chosen": "chosen", "rejected": "rejected",
+    "kto_tag": "kto_tag",
 }
+_MEDIA_COLUMNS = ("images", "videos", "audios")
 _TAG_KEYS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag")
 
 
@@ -35,8 +42,8 @@ def _safe_stem(name: str) -> str:
     return stem[:100]
 
 
-def entry_options(entry: dict[str, Any]) -> dict[str, Any]:
-    """One ``dataset_info.json`` entry -> our ``{"format", "mapping"}`` options."""
+def entry_options(entry: dict[str, Any], txt_split: str | None = None) -> dict[str, Any]:
+    """One ``dataset_info.json`` entry -> our ``{"format", "mapping"}`` options (+ ``txt_split`` for .txt)."""
     formatting = str(entry.get("formatting") or "alpaca").lower()
     columns = entry.get("columns") or {}
     tags = entry.get("tags") or {}
@@ -47,27 +54,34 @@ def entry_options(entry: dict[str, Any]) -> dict[str, Any]:
     for key in _TAG_KEYS:
         if tags.get(key):
             mapping[key] = str(tags[key])
+    extra: dict[str, Any] = {}
+    if str(entry.get("file_name") or "").lower().endswith(".txt"):
+        # LLaMA-Factory reads .txt with datasets' text loader: one document per line
+        extra["txt_split"] = txt_split_mode(entry.get("txt_split") or txt_split or "line", str(entry["file_name"]))
+    if entry.get("ranking") or "kto_tag" in mapping:
+        return {"format": "preference", "mapping": mapping, **extra}
     if formatting == "alpaca":
         # A pre-training set is declared as alpaca with only ``prompt`` (usually "text").
         if set(columns) == {"prompt"}:
-            return {"format": "text", "mapping": {"text": str(columns["prompt"])}}
-        return {"format": "alpaca", "mapping": mapping}
+            return {"format": "text", "mapping": {"text": str(columns["prompt"])}, **extra}
+        return {"format": "alpaca", "mapping": mapping, **extra}
     role_tag = mapping.get("role_tag", "from")
     fmt = "openai" if role_tag == "role" and mapping.get("content_tag", "content") == "content" else "sharegpt"
     if fmt == "openai":
-        mapping = {k: v for k, v in mapping.items() if k in ("messages", "system")}
-    return {"format": fmt, "mapping": mapping}
+        mapping = {k: v for k, v in mapping.items() if k in ("messages", "system", "tools")}
+    return {"format": fmt, "mapping": mapping, **extra}
 
 
-def import_dataset_info(info_path: Path, datasets_dir: Path) -> list[dict[str, Any]]:
+def import_dataset_info(info_path: Path, datasets_dir: Path, txt_split: str | None = None) -> list[dict[str, Any]]:
     """Validate and copy every usable local dataset of ``info_path`` into ``datasets_dir``.
 
     :return: one dict per imported entry: ``{"name", "file": Path (the copy), "format", "mapping",
-        "rows", "source"}``. :func:`import_dataset_info_report` also lists the skipped entries.
+        "rows", "source", "read_options"}`` (+ ``note`` for preference data).
+        :func:`import_dataset_info_report` also lists the skipped entries.
     :raises LoRAFactoryError: ``DATASET_INDEX_NOTHING_IMPORTED`` (422) when every entry was skipped,
         with each entry's reason: an empty answer would leave the user guessing.
     """
-    report = import_dataset_info_report(info_path, datasets_dir)
+    report = import_dataset_info_report(info_path, datasets_dir, txt_split)
     if not report["imported"]:
         skipped = report["skipped"]
         reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped[:10]) or "the file lists no dataset"
@@ -79,12 +93,13 @@ def import_dataset_info(info_path: Path, datasets_dir: Path) -> list[dict[str, A
     return report["imported"]
 
 
-def import_dataset_info_report(info_path: Path, datasets_dir: Path) -> dict[str, list[dict[str, Any]]]:
+def import_dataset_info_report(info_path: Path, datasets_dir: Path,
+                               txt_split: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """Like :func:`import_dataset_info`, returning ``{"imported": [...], "skipped": [{"name", "reason"}]}``.
 
+    :param txt_split: how ``.txt`` entries split into rows (default ``line``, as LLaMA-Factory).
     :raises LoRAFactoryError: ``DATASET_INFO_INVALID`` (unreadable JSON), ``OUTPUT_EXISTS`` (a copy
-        would overwrite an existing dataset; nothing is written then), ``DATASET_INVALID`` for a
-        listed file that does not parse.
+        would overwrite an existing dataset; nothing is written then).
     """
     info_path = Path(info_path)
     datasets_dir = Path(datasets_dir)
@@ -106,6 +121,8 @@ def import_dataset_info_report(info_path: Path, datasets_dir: Path) -> dict[str,
             http_status=422,
             detail={"file": info_path.name},
         )
+    if txt_split is not None:
+        txt_split_mode(txt_split, info_path.name)
 
     base = info_path.parent
     planned: list[dict[str, Any]] = []
@@ -117,11 +134,16 @@ def import_dataset_info_report(info_path: Path, datasets_dir: Path) -> dict[str,
             skipped.append({"name": name, "reason": reason})
             continue
         source = base / entry["file_name"]
-        options = entry_options(entry)
-        summary = inspect_dataset_file(source, {**options, "preview_rows": 0})
+        options = entry_options(entry, txt_split)
+        try:
+            summary = inspect_dataset_file(source, {**options, "preview_rows": 0})
+        except LoRAFactoryError as exc:  # one broken file does not stop the others; the reason is given
+            skipped.append({"name": name, "reason": _parse_failure(exc), "code": exc.code})
+            continue
         target = datasets_dir / f"{_safe_stem(name)}{source.suffix.lower()}"
         planned.append({"name": name, "source": source, "target": target, "options": options,
-                        "format": summary["format"], "rows": summary["rows"]})
+                        "format": summary["format"], "rows": summary["rows"],
+                        "read_options": summary.get("read_options") or {}})
 
     # Refuse every collision before writing anything: an import is all or nothing.
     targets = [p["target"] for p in planned]
@@ -136,11 +158,25 @@ def import_dataset_info_report(info_path: Path, datasets_dir: Path) -> dict[str,
             )
     for item in planned:
         write_bytes_atomic(item["target"], item["source"].read_bytes())
-        results.append({
+        result = {
             "name": item["name"], "file": item["target"], "format": item["format"],
             "mapping": item["options"]["mapping"], "rows": item["rows"], "source": str(item["source"]),
-        })
+            "read_options": item["read_options"],
+        }
+        if item["format"] == "preference":
+            result["note"] = PREFERENCE_NOTE
+        results.append(result)
     return {"imported": results, "skipped": skipped}
+
+
+def _parse_failure(exc: LoRAFactoryError) -> str:
+    detail = exc.detail if isinstance(exc.detail, dict) else {}
+    errors = detail.get("errors") or []
+    if errors:
+        first = errors[0]
+        return (f"the file does not parse as its declared format ({detail.get('error_count', len(errors))} "
+                f"invalid rows; first: line {first.get('line')}: {first.get('reason')})")
+    return f"the file does not parse: {exc.message_en}"
 
 
 def _skip_reason(entry: Any, base: Path) -> str | None:
@@ -149,8 +185,9 @@ def _skip_reason(entry: Any, base: Path) -> str | None:
     for remote in ("hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name"):
         if entry.get(remote):
             return f"remote dataset ({remote}) is not imported; download it and list it as file_name"
-    if entry.get("ranking") or (entry.get("columns") or {}).get("kto_tag"):
-        return "preference / KTO datasets are not supported for LoRA SFT yet"
+    media = [c for c in _MEDIA_COLUMNS if (entry.get("columns") or {}).get(c)]
+    if media:
+        return f"multimodal dataset ({', '.join(media)}): the text plugin trains on text only"
     file_name = entry.get("file_name")
     if not file_name or not isinstance(file_name, str):
         return "no file_name"

@@ -16,10 +16,13 @@ from lora_factory.kit import LoRAFactoryError
 def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """``spec``: ``base_model``, ``adapter`` (or None), ``dataset``, ``dataset_options``, ``params``
     (``max_length``, ``batch_size``, ``max_rows``, ``assistant_only_loss``) -> eval_loss, perplexity, rows, tokens."""
+    import numpy as np
     import torch
 
+    from lora_factory.plugins.text.batching import CausalCollator, SampleDataset
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
-    from lora_factory.plugins.text.train_data import IGNORE_INDEX, CausalCollator, encode_rows, load_rows
+    from lora_factory.plugins.text.prepare import encoded_dataset, token_cache_root
+    from lora_factory.plugins.text.train_data import IGNORE_INDEX, EncodeConfig, nothing_to_train
 
     params = dict(spec.get("params") or {})
     max_length = int(params.get("max_length", 1024))
@@ -35,10 +38,16 @@ def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
     tok_source = Path(adapter) if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
     tokenizer = load_tokenizer(tok_source, trust)
-    rows = load_rows(dataset, spec.get("dataset_options") or {})
-    if max_rows:
-        rows = rows[: int(max_rows)]
-    items = encode_rows(rows, tokenizer, max_length, bool(params.get("assistant_only_loss", True)))
+    # the same samples (and the same token cache entry) as a training run with these settings
+    cfg = EncodeConfig(max_length, bool(params.get("assistant_only_loss", True)),
+                       str(params.get("overlong_rows", "truncate")), int(params.get("text_stride", 0)))
+    log = getattr(ctx, "log", None)
+    data, cache = encoded_dataset(tokenizer, dataset, spec.get("dataset_options") or {}, cfg,
+                              token_cache_root(ctx), log)
+    selected = np.flatnonzero(data.rows < int(max_rows)) if max_rows else np.arange(len(data))
+    if not len(selected):
+        raise nothing_to_train(max_length)
+    items = SampleDataset(data, selected)
     device = pick_device()
     model = load_causal_lm(base, "none", trust, device)
     if adapter:
@@ -53,7 +62,8 @@ def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         for b in range(n_batches):
             if ctx is not None and ctx.should_stop():
                 break
-            batch = {k: v.to(device) for k, v in collate(items[b * batch_size:(b + 1) * batch_size]).items()}
+            chunk = [items[i] for i in range(b * batch_size, min((b + 1) * batch_size, len(items)))]
+            batch = {k: v.to(device) for k, v in collate(chunk).items()}
             labels = batch.pop("labels")
             logits = model(**batch).logits.float()
             # token-weighted mean over the whole set (not a mean of batch means)
@@ -67,4 +77,4 @@ def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
                 ctx.progress(b + 1, n_batches, loss=float(loss) / max(1, int((shift_labels != IGNORE_INDEX).sum())))
     eval_loss = total_loss / max(1, total_tokens)
     return {"eval_loss": eval_loss, "perplexity": math.exp(min(eval_loss, 50.0)), "rows": len(items),
-            "tokens": total_tokens}
+            "tokens": total_tokens, "token_cache": cache["status"]}

@@ -10,17 +10,26 @@ Formats (names as LLaMA-Factory uses them):
   ``system`` and ``history`` (a list of ``[question, answer]`` pairs). The user turn is
   ``instruction + "\\n" + input``.
 - ``sharegpt``: ``conversations`` (or ``messages``) holding ``{"from", "value"}`` turns; ``from`` is
-  human/user, gpt/assistant/model, system, and the tool roles (``function_call`` counts as the
-  assistant's turn, ``observation``/``tool``/``function`` as the user side, as in LLaMA-Factory).
-  An optional ``system`` column is prepended.
+  human/user, gpt/assistant/model, system, and the tool roles: ``function_call`` becomes an assistant
+  message with structured ``tool_calls``, ``observation``/``tool``/``function`` a ``tool`` message
+  (see :mod:`tools`). An optional ``system`` column is prepended, an optional ``tools`` column kept.
 - ``openai``: ``messages`` holding ``{"role", "content"}``; ``content`` may be a list of
-  ``{"type": "text", "text"}`` parts.
+  ``{"type": "text", "text"}`` parts; assistant ``tool_calls``, ``tool`` messages and a ``tools``
+  list are kept as they are.
 - ``text``: ``{"text": ...}`` records or a ``.txt`` file (see :mod:`readers` for how it splits).
+- ``preference``: DPO / ORPO pairs (``chosen`` and ``rejected`` beside a prompt) or KTO rows (a
+  conversation and a boolean ``label``). Kept and shown, but not trainable by the SFT trainer:
+  canonical rows are ``{"preference": "pair", "messages": prompt, "chosen": [...], "rejected": [...]}``
+  or ``{"preference": "kto", "messages": [...], "label": bool}``.
+
+Chat rows become ``{"messages": [...]}`` plus ``"tools": [...]`` when the row defines tools.
 
 ``options["mapping"]`` renames columns: canonical name -> column in the file (``instruction``,
-``input``, ``output``, ``system``, ``history``, ``messages``, ``text``, and for ShareGPT the tags
-``role_tag``, ``content_tag``, ``user_tag``, ``assistant_tag``, ``system_tag``, ``observation_tag``,
-``function_tag``). LLaMA-Factory's ``prompt``/``query``/``response`` are accepted as aliases.
+``input``, ``output``, ``system``, ``history``, ``messages``, ``text``, ``tools``, ``chosen``,
+``rejected``, ``kto_tag``, and for ShareGPT the tags ``role_tag``, ``content_tag``, ``user_tag``,
+``assistant_tag``, ``system_tag``, ``observation_tag``, ``function_tag``). LLaMA-Factory's
+``prompt``/``query``/``response`` are accepted as aliases. ``options["txt_split"]`` says how a
+``.txt`` file splits into rows (``auto``, ``line``, ``paragraph``, ``whole``).
 """
 
 from __future__ import annotations
@@ -33,21 +42,22 @@ from typing import Any
 
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.text.encodings import estimate_tokens
-from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS, RawFile, read_raw
+from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS, TXT_SPLITS, RawFile, read_raw
+from lora_factory.plugins.text.tools import ToolDataError, call_text, parse_calls, parse_tools
 
-DATASET_FORMATS = ["alpaca", "sharegpt", "openai", "text"]
+DATASET_FORMATS = ["alpaca", "sharegpt", "openai", "text", "preference"]
 DATASET_EXTENSIONS = list(SUPPORTED_EXTENSIONS)
 MAX_REPORTED_ERRORS = 20
-
 _ALIASES = {"prompt": "instruction", "query": "input", "response": "output", "conversations": "messages"}
 _SHAREGPT_ROLES = {
     "human": "user", "user": "user",
     "gpt": "assistant", "assistant": "assistant", "model": "assistant", "bot": "assistant", "chatgpt": "assistant",
     "system": "system",
-    "function_call": "assistant",
-    "observation": "user", "tool": "user", "function": "user",
+    "function_call": "function_call",
+    "observation": "tool", "tool": "tool", "function": "tool",
 }
-_OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "developer": "system", "tool": "user"}
+_OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "developer": "system", "tool": "tool",
+                 "function": "tool"}
 
 
 class RowError(ValueError):
@@ -71,18 +81,26 @@ def _col(mapping: dict[str, str], name: str, default: str | None = None) -> str 
 
 # -- detection ----------------------------------------------------------------------------------
 
+def _turn_list(value: Any) -> Any:
+    if isinstance(value, str) and value.lstrip().startswith("["):  # CSV / Parquet cells hold JSON text
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return value
+
+
 def _detect_one(value: Any, mapping: dict[str, str]) -> str | None:
     if not isinstance(value, dict):
         return None
+    from lora_factory.plugins.text.preference import is_preference_row  # it builds on this module
+
+    if is_preference_row(value, mapping):
+        return "preference"
     if _col(mapping, "instruction", "instruction") in value and _col(mapping, "output", "output") in value:
         return "alpaca"
     for key in (_col(mapping, "messages"), "messages", "conversations"):
-        turns = value.get(key) if key else None
-        if isinstance(turns, str) and turns.lstrip().startswith("["):  # CSV / Parquet cells hold JSON text
-            try:
-                turns = json.loads(turns)
-            except json.JSONDecodeError:
-                turns = None
+        turns = _turn_list(value.get(key)) if key else None
         if isinstance(turns, list) and turns and isinstance(turns[0], dict):
             first = turns[0]
             if _col(mapping, "role_tag", "from") in first and "role" not in first:
@@ -176,7 +194,7 @@ def _content(value: Any, where: str) -> str:
     raise RowError(f"{where}: content must be a string, got {type(value).__name__}")
 
 
-def _check_turns(messages: list[dict[str, str]]) -> None:
+def _check_turns(messages: list[dict[str, Any]]) -> None:
     roles = [m["role"] for m in messages]
     if "user" not in roles:
         raise RowError("the conversation has no user turn")
@@ -189,11 +207,52 @@ def _check_turns(messages: list[dict[str, str]]) -> None:
         raise RowError("a system message may only come first")
 
 
-def _from_turns(row: Any, mapping: dict[str, str], fmt: str) -> dict[str, Any]:
-    if not isinstance(row, dict):
-        raise RowError(f"expected a JSON object, got {type(row).__name__}")
+def _turn_keys(turn: dict[str, Any], mapping: dict[str, str], fmt: str) -> tuple[str, str, dict[str, str]]:
+    """The role key, the content key and the role names for one turn (ShareGPT or OpenAI style)."""
+    sharegpt = fmt == "sharegpt" or (fmt == "preference" and "role_tag" not in mapping and "from" in turn)
+    if sharegpt or (fmt == "preference" and mapping.get("role_tag") == "from"):
+        role_key, content_key = _col(mapping, "role_tag", "from"), _col(mapping, "content_tag", "value")
+        roles = dict(_SHAREGPT_ROLES)
+        for tag, canonical in (("user_tag", "user"), ("assistant_tag", "assistant"), ("system_tag", "system"),
+                               ("observation_tag", "tool"), ("function_tag", "function_call")):
+            if tag in mapping:
+                roles[mapping[tag]] = canonical
+        return role_key, content_key, roles
+    return _col(mapping, "role_tag", "role"), _col(mapping, "content_tag", "content"), dict(_OPENAI_ROLES)
+
+
+def _convert_turn(turn: Any, i: int, mapping: dict[str, str], fmt: str) -> dict[str, Any]:
+    """One ShareGPT / OpenAI turn -> a canonical message (tool calls and results structured)."""
+    if not isinstance(turn, dict):
+        raise RowError(f"message {i} must be an object with a role and a content")
+    role_key, content_key, roles = _turn_keys(turn, mapping, fmt)
+    calls = turn.get("tool_calls") if role_key == "role" else None
+    if role_key not in turn or (content_key not in turn and not calls):
+        raise RowError(f"message {i} needs '{role_key}' and '{content_key}'")
+    role = turn[role_key]
+    if not isinstance(role, str) or (role not in roles and role.strip().lower() not in roles):
+        raise RowError(f"message {i}: unknown role '{role}' (allowed: {', '.join(sorted(set(roles)))})")
+    canonical = roles.get(role, roles.get(role.strip().lower()))
+    raw_content = turn.get(content_key)
+    try:
+        if canonical == "function_call":  # ShareGPT: the value is the call itself, as JSON
+            return {"role": "assistant", "content": "", "tool_calls": parse_calls(raw_content, f"message {i}")}
+        content = "" if raw_content is None and calls else _content(raw_content, f"message {i}")
+        message: dict[str, Any] = {"role": canonical, "content": content}
+        if calls and canonical == "assistant":
+            message["tool_calls"] = parse_calls(calls, f"message {i}")
+    except ToolDataError as exc:
+        raise RowError(str(exc)) from exc
+    if canonical == "tool":
+        for key in ("name", "tool_call_id"):
+            if isinstance(turn.get(key), str) and turn[key]:
+                message[key] = turn[key]
+    return message
+
+
+def _turns_column(row: dict[str, Any], mapping: dict[str, str], fmt: str) -> tuple[str, list[Any]]:
     explicit = _col(mapping, "messages")
-    candidates = [explicit] if explicit else (["conversations", "messages"] if fmt == "sharegpt" else ["messages"])
+    candidates = [explicit] if explicit else ["conversations", "messages"] if fmt != "openai" else ["messages"]
     column = next((c for c in candidates if c in row), None)
     if column is None:
         raise RowError(f"required field '{candidates[0]}' (messages) is missing")
@@ -205,32 +264,34 @@ def _from_turns(row: Any, mapping: dict[str, str], fmt: str) -> dict[str, Any]:
             raise RowError(f"field '{column}' is not valid JSON: {exc.msg}") from exc
     if not isinstance(turns, list) or not turns:
         raise RowError(f"field '{column}' must be a non-empty list of messages")
-    if fmt == "sharegpt":
-        role_key, content_key = _col(mapping, "role_tag", "from"), _col(mapping, "content_tag", "value")
-        roles = dict(_SHAREGPT_ROLES)
-        for tag, canonical in (("user_tag", "user"), ("assistant_tag", "assistant"), ("system_tag", "system"),
-                               ("observation_tag", "user"), ("function_tag", "assistant")):
-            if tag in mapping:
-                roles[mapping[tag]] = canonical
-    else:
-        role_key, content_key = _col(mapping, "role_tag", "role"), _col(mapping, "content_tag", "content")
-        roles = dict(_OPENAI_ROLES)
-    messages: list[dict[str, str]] = []
+    return column, turns
+
+
+def _row_tools(row: dict[str, Any], mapping: dict[str, str]) -> list[dict[str, Any]]:
+    column = _col(mapping, "tools", "tools")
+    if column not in row:
+        return []
+    try:
+        return parse_tools(row[column])
+    except ToolDataError as exc:
+        raise RowError(f"field '{column}': {exc}") from exc
+
+
+def _from_turns(row: Any, mapping: dict[str, str], fmt: str) -> dict[str, Any]:
+    if not isinstance(row, dict):
+        raise RowError(f"expected a JSON object, got {type(row).__name__}")
+    _, turns = _turns_column(row, mapping, fmt)
+    messages: list[dict[str, Any]] = []
     system = _opt_str(row, _col(mapping, "system", "system"), "system") if fmt == "sharegpt" else ""
     if system.strip():
         messages.append({"role": "system", "content": system})
-    for i, turn in enumerate(turns, start=1):
-        if not isinstance(turn, dict):
-            raise RowError(f"message {i} must be an object with '{role_key}' and '{content_key}'")
-        if role_key not in turn or content_key not in turn:
-            raise RowError(f"message {i} needs '{role_key}' and '{content_key}'")
-        role = turn[role_key]
-        if not isinstance(role, str) or (role not in roles and role.strip().lower() not in roles):
-            raise RowError(f"message {i}: unknown role '{role}' (allowed: {', '.join(sorted(set(roles)))})")
-        canonical = roles.get(role, roles.get(role.strip().lower()))
-        messages.append({"role": canonical, "content": _content(turn[content_key], f"message {i}")})
+    messages += [_convert_turn(turn, i, mapping, fmt) for i, turn in enumerate(turns, start=1)]
     _check_turns(messages)
-    return {"messages": messages}
+    out: dict[str, Any] = {"messages": messages}
+    tools = _row_tools(row, mapping)
+    if tools:
+        out["tools"] = tools
+    return out
 
 
 def _from_text(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
@@ -253,6 +314,10 @@ def convert_row(value: Any, fmt: str, mapping: dict[str, str]) -> dict[str, Any]
         return _from_alpaca(value, mapping)
     if fmt in ("sharegpt", "openai"):
         return _from_turns(value, mapping, fmt)
+    if fmt == "preference":
+        from lora_factory.plugins.text.preference import from_preference
+
+        return from_preference(value, mapping)
     return _from_text(value, mapping)
 
 
@@ -262,11 +327,14 @@ def row_text(row: dict[str, Any]) -> str:
     """All the text of a canonical row, for lengths, hashes and filters."""
     if "text" in row:
         return str(row["text"])
-    return "\n".join(m["content"] for m in row.get("messages", []))
+    messages = list(row.get("messages", [])) + list(row.get("chosen") or []) + list(row.get("rejected") or [])
+    return "\n".join(m["content"] if not m.get("tool_calls") else (m["content"] + "\n" + call_text(m)).strip()
+                     for m in messages)
 
 
 def has_empty_answer(row: dict[str, Any]) -> bool:
-    return any(m["role"] == "assistant" and not m["content"].strip() for m in row.get("messages", []))
+    return any(m["role"] == "assistant" and not m["content"].strip() and not m.get("tool_calls")
+               for m in row.get("messages", []))
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
@@ -298,6 +366,8 @@ def compute_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "with_system": sum(1 for r in rows if r.get("messages") and r["messages"][0]["role"] == "system"),
         },
         "empty_answers": sum(1 for r in rows if has_empty_answer(r)),
+        "tool_call_rows": sum(1 for r in rows if any(m.get("tool_calls") for m in r.get("messages", []))),
+        "preference_rows": sum(1 for r in rows if "preference" in r),
     }
 
 
@@ -319,7 +389,8 @@ def _invalid(path: Path, errors: list[dict[str, Any]], fmt: str | None) -> LoRAF
 def _parse(path: Path, options: dict[str, Any] | None) -> tuple[str, RawFile, list[dict[str, Any]]]:
     options = options or {}
     path = Path(path)
-    raw = read_raw(path, options.get("encoding") or "auto", options.get("text_split") or "blank_line")
+    raw = read_raw(path, options.get("encoding") or "auto",
+                   options.get("txt_split") or options.get("text_split") or "auto")
     mapping = _normalize_mapping(options.get("mapping"))
     requested = (options.get("format") or "auto").lower()
     if requested != "auto" and requested not in DATASET_FORMATS:
@@ -375,7 +446,7 @@ def inspect_dataset_file(path: Path, options: dict[str, Any] | None = None) -> d
     options = options or {}
     fmt, raw, rows = _parse(Path(path), options)
     preview_rows = int(options.get("preview_rows", 5) or 0)
-    return {
+    info: dict[str, Any] = {
         "format": fmt,
         "encoding": raw.encoding,
         "rows": len(rows),
@@ -383,8 +454,21 @@ def inspect_dataset_file(path: Path, options: dict[str, Any] | None = None) -> d
         "stats": compute_stats(rows),
         "preview": rows[: max(0, preview_rows)],
     }
+    if raw.txt_split:
+        # how the .txt was split, and the options to read it the same way again (the host records
+        # ``read_options`` beside the dataset and hands them back to every job)
+        info["txt_split"] = raw.txt_split
+        info["txt_split_choices"] = list(TXT_SPLITS)
+        info["read_options"] = {"txt_split": raw.txt_split}
+    if fmt == "preference":
+        from lora_factory.plugins.text.preference import PREFERENCE_NOTE
+
+        info["trainable"] = False
+        info["note"] = PREFERENCE_NOTE
+    return info
 
 
 def load_conversations(path: Path, options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The canonical rows of a dataset file, validated exactly as :func:`inspect_dataset_file` does."""
     return _parse(Path(path), options)[2]
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lora_factory.kit.presets import resolve_params, validate_params
 from lora_factory.plugins.text.schema_ja import with_japanese_titles
@@ -36,6 +36,12 @@ class TrainParams(BaseModel):
     eval_ratio: float = Field(0.0, ge=0.0, le=0.5)
     packing: bool = False
     assistant_only_loss: bool = True
+    overlong_rows: Literal["truncate", "drop"] = Field(
+        "truncate", description="Conversations longer than max_length: cut at max_length, or left out (counted "
+                                "either way in the job's log and result)")
+    text_stride: int = Field(
+        0, ge=0, description="Plain-text documents longer than max_length are split into blocks; each block after "
+                             "the first repeats this many tokens of the previous one as context (not trained twice)")
     gradient_checkpointing: bool = False
     seed: int = 42
     quantization: Literal["none", "4bit"] = "none"
@@ -52,6 +58,12 @@ class TrainParams(BaseModel):
             raise ValueError("must be a non-empty list of module names")
         return [v.strip() for v in value]
 
+    @model_validator(mode="after")
+    def _stride_below_length(self) -> TrainParams:
+        if self.text_stride >= self.max_length:
+            raise ValueError(f"text_stride ({self.text_stride}) must be smaller than max_length ({self.max_length})")
+        return self
+
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A short first try, capped at 60 optimizer steps whatever the dataset size; it learns a handful
@@ -60,7 +72,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rank": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear", "learning_rate": 5e-3,
         "num_epochs": 30, "max_steps": 60, "batch_size": 4, "grad_accum": 1, "max_length": 512,
         "warmup_ratio": 0.0, "lr_scheduler": "constant", "weight_decay": 0.0, "save_steps": 50,
-        "eval_ratio": 0.0, "packing": False, "assistant_only_loss": True, "gradient_checkpointing": False,
+        "eval_ratio": 0.0, "packing": False, "assistant_only_loss": True, "overlong_rows": "truncate", "text_stride": 0,
+        "gradient_checkpointing": False,
         "seed": 42, "quantization": "none", "logging_steps": 1,
     },
     # A sensible default for a real 1-8B model on a consumer GPU.
@@ -68,7 +81,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rank": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear", "learning_rate": 2e-4,
         "num_epochs": 3, "max_steps": -1, "batch_size": 4, "grad_accum": 4, "max_length": 2048,
         "warmup_ratio": 0.03, "lr_scheduler": "cosine", "weight_decay": 0.0, "save_steps": 200,
-        "eval_ratio": 0.05, "packing": False, "assistant_only_loss": True, "gradient_checkpointing": True,
+        "eval_ratio": 0.05, "packing": False, "assistant_only_loss": True, "overlong_rows": "truncate",
+        "text_stride": 0, "gradient_checkpointing": True,
         "seed": 42, "quantization": "none", "logging_steps": 1,
     },
     # Higher rank, lower lr, more epochs: slower, for a dataset worth the time.
@@ -76,7 +90,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rank": 64, "alpha": 128, "dropout": 0.05, "target_modules": "all-linear", "learning_rate": 1e-4,
         "num_epochs": 5, "max_steps": -1, "batch_size": 4, "grad_accum": 8, "max_length": 4096,
         "warmup_ratio": 0.05, "lr_scheduler": "cosine", "weight_decay": 0.01, "save_steps": 200,
-        "eval_ratio": 0.05, "packing": False, "assistant_only_loss": True, "gradient_checkpointing": True,
+        "eval_ratio": 0.05, "packing": False, "assistant_only_loss": True, "overlong_rows": "truncate",
+        "text_stride": 0, "gradient_checkpointing": True,
         "seed": 42, "quantization": "none", "logging_steps": 1,
     },
 }
@@ -95,7 +110,14 @@ def read_train_params(params: dict[str, Any]) -> TrainParams:
 
 
 def resolve_train_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A train request with its complete parameter set (what the server queues and config.json keeps)."""
+    """A train request with its complete parameter set (what the server queues and config.json keeps);
+    a preference dataset (DPO / KTO pairs) is refused before it queues: the SFT trainer cannot use it."""
+    from pathlib import Path
+
+    from lora_factory.plugins.text.preference import preference_not_trainable
+
+    if (spec.get("dataset_options") or {}).get("format") == "preference":
+        raise preference_not_trainable(Path(str(spec.get("dataset", ""))).name)
     preset = spec.get("preset") or "quick"
     params = resolve_train_params(preset, spec.get("params") or {})
     return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {})

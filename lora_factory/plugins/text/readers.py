@@ -6,9 +6,14 @@ element by element with ``raw_decode`` (so each element knows its first line), C
 the line they start on (a quoted field may span several lines), and plain text reports the first
 line of each document.
 
-Plain ``.txt`` files: one document per block separated by one or more blank lines (paragraphs stay
-together, which suits continued pre-training); ``text_split="line"`` makes every non-empty line a
-document instead.
+Plain ``.txt`` files split per file, by ``txt_split``:
+
+- ``line``: every non-empty line is a document (what ``datasets``' ``text`` loader and LLaMA-Factory
+  do; LLaMA-Factory's ``wiki_demo.txt`` holds one article per line);
+- ``paragraph``: blocks separated by blank lines (hard-wrapped prose keeps its paragraphs);
+- ``whole``: the whole file is one document (a long document is then split into ``max_length``
+  blocks at training time, never truncated);
+- ``auto`` (default): ``paragraph`` when blank lines separate blocks of several lines, else ``line``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.text.encodings import decode_bytes
 
 SUPPORTED_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet", ".txt")
+TXT_SPLITS = ("auto", "line", "paragraph", "whole")
+_TXT_SPLIT_ALIASES = {"blank_line": "paragraph", "lines": "line", "paragraphs": "paragraph", "file": "whole"}
 
 
 @dataclass
@@ -43,6 +50,7 @@ class RawFile:
     columns: list[str]
     errors: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "records"  # "records" (dicts) or "text" (plain documents)
+    txt_split: str | None = None  # for .txt: the split that was used (``auto`` resolved)
 
 
 def _line_of(text: str, index: int) -> int:
@@ -68,10 +76,25 @@ def unsupported_extension(path: Path) -> LoRAFactoryError:
     )
 
 
-def read_raw(path: Path, encoding: str = "auto", text_split: str = "blank_line") -> RawFile:
+def txt_split_mode(value: str | None, file_name: str = "") -> str:
+    """A ``txt_split`` option checked (``blank_line`` is the old name of ``paragraph``)."""
+    mode = _TXT_SPLIT_ALIASES.get(str(value or "auto").lower(), str(value or "auto").lower())
+    if mode not in TXT_SPLITS:
+        raise LoRAFactoryError(
+            "DATASET_OPTION_INVALID",
+            f"txt_split「{value}」は使えません。{', '.join(TXT_SPLITS)} から選んでください。",
+            f"txt_split '{value}' is not valid; choose one of {', '.join(TXT_SPLITS)}.",
+            http_status=422,
+            detail={"field": "txt_split", "value": value, "choices": list(TXT_SPLITS), "file": file_name},
+        )
+    return mode
+
+
+def read_raw(path: Path, encoding: str = "auto", txt_split: str = "auto") -> RawFile:
     """Read ``path`` by its extension. Syntax errors become ``errors`` entries, not exceptions,
     so the caller can report every broken line at once."""
     path = Path(path)
+    txt_split = txt_split_mode(txt_split, path.name)
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise unsupported_extension(path)
@@ -84,7 +107,7 @@ def read_raw(path: Path, encoding: str = "auto", text_split: str = "blank_line")
         return _read_json(text, used)
     if ext == ".csv":
         return _read_csv(text, used)
-    return _read_txt(text, used, text_split)
+    return _read_txt(text, used, txt_split)
 
 
 def _read_jsonl(text: str, encoding: str) -> RawFile:
@@ -178,10 +201,31 @@ def _read_csv(text: str, encoding: str) -> RawFile:
     return RawFile(records, encoding, header or [], errors)
 
 
-def _read_txt(text: str, encoding: str, text_split: str) -> RawFile:
+def detect_txt_split(lines: list[str]) -> str:
+    """``paragraph`` when blank lines separate blocks that mostly span several lines, else ``line``."""
+    blocks = multi = 0
+    in_block = block_lines = 0
+    for line in lines:
+        if line.strip():
+            if not in_block:
+                blocks, in_block, block_lines = blocks + 1, 1, 0
+            block_lines += 1
+            if block_lines == 2:
+                multi += 1
+        else:
+            in_block = 0
+    return "paragraph" if blocks > 1 and multi * 2 >= blocks else "line"
+
+
+def _read_txt(text: str, encoding: str, txt_split: str) -> RawFile:
     records: list[RawRecord] = []
     lines = text.splitlines()
-    if text_split == "line":
+    mode = detect_txt_split(lines) if txt_split == "auto" else txt_split
+    if mode == "whole":
+        first = next((n for n, line in enumerate(lines, start=1) if line.strip()), 1)
+        if text.strip():
+            records.append(RawRecord(first, text.strip("\n")))
+    elif mode == "line":
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 records.append(RawRecord(number, line.strip()))
@@ -198,7 +242,7 @@ def _read_txt(text: str, encoding: str, text_split: str) -> RawFile:
                 block = []
         if block:
             records.append(RawRecord(block_start, "\n".join(block)))
-    return RawFile(records, encoding, ["text"], [], kind="text")
+    return RawFile(records, encoding, ["text"], [], kind="text", txt_split=mode)
 
 
 def _read_parquet(path: Path) -> RawFile:

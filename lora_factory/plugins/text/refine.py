@@ -28,6 +28,7 @@ from lora_factory.plugins.text import evol, minhash, pii
 from lora_factory.plugins.text.encodings import estimate_tokens, japanese_ratio
 from lora_factory.plugins.text.formats import has_empty_answer, load_conversations, row_text
 from lora_factory.plugins.text.schema_ja import with_japanese_titles
+from lora_factory.plugins.text.tools import call_text
 
 MAX_EXAMPLES = 3
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b-\u200f\u2028\u2029\u2060\ufeff]")
@@ -94,7 +95,7 @@ def _dedup_text(row: dict[str, Any], scope: str) -> str:
     if scope == "user" and "messages" in row:
         text = "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
     elif "messages" in row:
-        text = "\n".join(f"{m['role']}:{m['content']}" for m in row["messages"])
+        text = "\n".join(f"{m['role']}:{m['content']}{call_text(m)}" for m in row["messages"])
     else:
         text = row["text"]
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())

@@ -21,6 +21,8 @@ TITLES_JA: dict[str, str] = {
     "eval_ratio": "評価用に分ける割合", "packing": "パッキング", "assistant_only_loss": "回答部分だけで損失を計算",
     "gradient_checkpointing": "勾配チェックポイント (省メモリ)", "seed": "乱数シード",
     "quantization": "量子化 (4bit = QLoRA)", "logging_steps": "ログ間隔 (ステップ)",
+    "overlong_rows": "最大長を超える会話 (truncate = 切り詰め / drop = 除外)",
+    "text_stride": "長文ブロックの重なり (トークン, 文脈のみ)",
     # refine
     "unicode_form": "Unicode 正規化", "collapse_whitespace": "連続する空白をまとめる",
     "remove_control_chars": "制御文字を除去", "strip": "前後の空白を除去", "unit": "長さの単位",

@@ -18,14 +18,34 @@ IM_END = "<|im_end|>"
 PAD = "<|pad|>"
 BOS = "<|endoftext|>"
 
-# ChatML. The {% generation %} markers let transformers compute assistant masks
+# ChatML with tool calling (the shape Qwen2.5 uses). Tools: a system block listing the definitions
+# as JSON; an assistant call: ``<tool_call>{"name", "arguments"}</tool_call>`` inside the assistant's
+# turn; a tool result: its own ``tool`` turn. Without tools the output is plain ChatML, unchanged.
+# The {% generation %} markers let transformers compute assistant masks
 # (return_assistant_tokens_mask=True); our own collator computes them independently too.
 CHAT_TEMPLATE = (
+    "{%- if tools %}"
+    "{{ '<|im_start|>system\\n' }}"
+    "{%- if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{%- endif %}"
+    "{{ '# Tools\\nYou may call these functions: answer with <tool_call>, a JSON object with name and "
+    "arguments, </tool_call>.\\n<tools>' }}"
+    "{%- for tool in tools %}{{ '\\n' }}{{ tool | tojson }}{%- endfor %}"
+    "{{ '\\n</tools><|im_end|>\\n' }}"
+    "{%- endif %}"
     "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
+    "{% if message['role'] == 'system' and tools and loop.first %}"
+    "{% elif message['role'] == 'assistant' %}"
     "{{ '<|im_start|>assistant\\n' }}"
-    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% generation %}{{ message['content'] }}"
+    "{%- for call in message.get('tool_calls') or [] %}"
+    "{%- set f = call['function'] if call['function'] is defined else call %}"
+    "{{ ('\\n' if not loop.first or message['content'] else '') + '<tool_call>\\n' }}"
+    "{{ {'name': f['name'], 'arguments': f['arguments']} | tojson }}{{ '\\n</tool_call>' }}"
+    "{%- endfor %}"
+    "{{ '<|im_end|>' }}{% endgeneration %}"
     "{{ '\\n' }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|im_start|>tool\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
     "{% else %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{% endif %}"

@@ -54,29 +54,69 @@ def _check_paths(spec: dict[str, Any]) -> tuple[Path, Path]:
     return base, dataset
 
 
-def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params: Any) -> tuple[list, list]:
-    """Rows -> encoded train / eval items (packed when asked). Shared by the benchmark."""
-    from lora_factory.plugins.text.train_data import encode_rows, load_rows, pack, split_eval
+def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params: Any,
+                  cache_root: Path | None = None, log: Any = None) -> tuple[Any, Any]:
+    """Rows -> train / eval datasets (packed when asked). Shared by the benchmark; see
+    :func:`~lora_factory.plugins.text.prepare.prepare_training_data` for the report."""
+    from lora_factory.plugins.text.prepare import prepare_training_data
 
-    rows = load_rows(dataset, options)
-    items = encode_rows(rows, tokenizer, params.max_length, params.assistant_only_loss)
-    train_items, eval_items = split_eval(items, params.eval_ratio, params.seed)
-    if params.packing:
-        train_items = pack(train_items, params.max_length)
-        eval_items = pack(eval_items, params.max_length) if eval_items else []
-    return train_items, eval_items
+    prepared = prepare_training_data(tokenizer, dataset, options, params, cache_root, log)
+    return prepared.train, prepared.eval or []
+
+
+def training_arguments(params: Any, output_dir: Path, device: str, has_eval: bool) -> Any:
+    """The TrainingArguments of a run (shared with the benchmark's plain-Trainer baseline, so the
+    two compare like for like)."""
+    import torch
+    from transformers import TrainingArguments
+
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+        else "gradient_checkpointing"
+    checkpointing = {ckpt: params.gradient_checkpointing,
+                     f"{ckpt}_kwargs": {"use_reentrant": False} if params.gradient_checkpointing else None}
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=params.batch_size,
+        per_device_eval_batch_size=params.batch_size,
+        gradient_accumulation_steps=params.grad_accum,
+        learning_rate=params.learning_rate,
+        num_train_epochs=params.num_epochs,
+        max_steps=params.max_steps,
+        lr_scheduler_type=params.lr_scheduler,
+        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
+        weight_decay=params.weight_decay,
+        logging_steps=params.logging_steps,
+        save_strategy="steps",
+        save_steps=params.save_steps,
+        save_total_limit=3,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=params.save_steps if has_eval else None,
+        bf16=bf16,
+        fp16=device == "cuda" and not bf16 and params.quantization == "none",
+        **checkpointing,
+        seed=params.seed,
+        data_seed=params.seed,
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        use_cpu=device == "cpu",
+    )
 
 
 def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Train a LoRA adapter into ``ctx.output_dir``; see the hook contract in ``core/hookspecs.py``."""
-    import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import Trainer, TrainingArguments, set_seed
+    from transformers import set_seed
 
     from lora_factory.kit.trainer import TrainerBridge
+    from lora_factory.plugins.text.batching import CausalCollator
+    from lora_factory.plugins.text.lean_trainer import lean_trainer_class
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
+    from lora_factory.plugins.text.prepare import prepare_training_data, result_fields, token_cache_root
     from lora_factory.plugins.text.presets import read_train_params
-    from lora_factory.plugins.text.train_data import CausalCollator
 
     params = read_train_params(spec.get("params") or {})
     base, dataset = _check_paths(spec)
@@ -86,7 +126,9 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     ctx.log(f"base={base} dataset={dataset.name} device={device} preset={spec.get('preset')}")
 
     tokenizer = load_tokenizer(base, trust, ctx.log)
-    train_items, eval_items = prepare_items(tokenizer, dataset, spec.get("dataset_options") or {}, params)
+    prepared = prepare_training_data(tokenizer, dataset, spec.get("dataset_options") or {}, params,
+                                     token_cache_root(ctx), ctx.log)
+    train_items, eval_items = prepared.train, prepared.eval or []
     ctx.log(f"train rows={len(train_items)} eval rows={len(eval_items)} packing={params.packing}")
 
     model = load_causal_lm(base, params.quantization, trust, device)
@@ -103,43 +145,10 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ctx.log(f"trainable parameters: {trainable}")
 
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    # transformers 5 renamed gradient_checkpointing to activation_checkpointing (the old name warns)
-    ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
-        else "gradient_checkpointing"
-    checkpointing = {ckpt: params.gradient_checkpointing,
-                     f"{ckpt}_kwargs": {"use_reentrant": False} if params.gradient_checkpointing else None}
-    args = TrainingArguments(
-        output_dir=str(ctx.checkpoint_dir),
-        per_device_train_batch_size=params.batch_size,
-        per_device_eval_batch_size=params.batch_size,
-        gradient_accumulation_steps=params.grad_accum,
-        learning_rate=params.learning_rate,
-        num_train_epochs=params.num_epochs,
-        max_steps=params.max_steps,
-        lr_scheduler_type=params.lr_scheduler,
-        warmup_steps=params.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        weight_decay=params.weight_decay,
-        logging_steps=params.logging_steps,
-        save_strategy="steps",
-        save_steps=params.save_steps,
-        save_total_limit=3,
-        eval_strategy="steps" if eval_items else "no",
-        eval_steps=params.save_steps if eval_items else None,
-        bf16=bf16,
-        fp16=device == "cuda" and not bf16 and params.quantization == "none",
-        **checkpointing,
-        seed=params.seed,
-        data_seed=params.seed,
-        report_to="none",
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        use_cpu=device == "cpu",
-    )
+    args = training_arguments(params, Path(ctx.checkpoint_dir), device, has_eval=bool(eval_items))
     counter = _CountingCollator(CausalCollator(tokenizer.pad_token_id))
     bridge = TrainerBridge(ctx, token_counter=lambda: counter.tokens)
-    trainer = Trainer(
+    trainer = lean_trainer_class()(  # the Trainer, minus three walks over the whole model per step
         model=model, args=args, train_dataset=_ListDataset(train_items),
         eval_dataset=_ListDataset(eval_items) if eval_items else None,
         data_collator=counter, processing_class=tokenizer,
@@ -172,6 +181,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "train_rows": len(train_items),
         "eval_rows": len(eval_items),
         "trainable_parameters": int(trainable),
+        **result_fields(prepared.report),
     }
     _save_outputs(Path(ctx.output_dir), model, tokenizer, spec, params, result)
     ctx.log(f"saved adapter to {ctx.output_dir}")

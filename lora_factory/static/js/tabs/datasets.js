@@ -1,7 +1,7 @@
-// データセット: drag-and-drop upload, line-numbered validation errors, preview as chat bubbles,
-// statistics, list and delete with confirmation. Folder datasets (images + captions, wavs +
-// transcripts): a zip, several files or a whole folder in; a page-by-page browser with inline edits
-// saved as a new version; a zip out.
+// データセット: drag-and-drop upload, line-numbered validation errors, preview as chat bubbles
+// (tool calls, tool results and preference pairs shown as such), statistics, list and delete with
+// confirmation. Folder datasets (images + captions, wavs + transcripts): a zip, several files or a
+// whole folder in; a page-by-page browser with inline edits saved as a new version; a zip out.
 import { del, get, post } from "../api.js";
 import { confirmDialog, field, formatBytes, formatDate, h, kvTable, notifyKey, select, setBilingual, showError, withBusy } from "../dom.js";
 import { t } from "../i18n.js";
@@ -18,23 +18,52 @@ function messagesOf(row) {
   return null;
 }
 
+function toolCallText(call) {
+  const fn = (call && call.function) || call || {};
+  const args = typeof fn.arguments === "string" ? fn.arguments : JSON.stringify(fn.arguments ?? {});
+  return `${fn.name || "?"}(${args})`;
+}
+
+/** One message as a bubble: assistant tool calls and tool results are shown as such, not as plain text. */
+function renderMessage(msg) {
+  const rawRole = String(msg.role || msg.from || "user").toLowerCase();
+  const role = ROLE_ALIASES[rawRole] || rawRole;
+  const content = msg.content ?? msg.value ?? msg.text ?? "";
+  const known = ["user", "assistant", "system", "tool"].includes(role);
+  const bubble = h("div", { class: `bubble bubble-${role}`, testid: `bubble-${role}` }, h("span", { class: "bubble-role", i18n: `role.${known ? role : "other"}` }));
+  if (role === "tool" && msg.name) bubble.append(h("span", { class: "tool-name mono", text: msg.name }));
+  const text = typeof content === "string" ? content : JSON.stringify(content);
+  if (text) bubble.append(h("span", { class: role === "tool" ? "bubble-text tool-result mono" : "bubble-text", text }));
+  for (const call of Array.isArray(msg.tool_calls) ? msg.tool_calls : []) {
+    bubble.append(h("div", { class: "tool-call", testid: "tool-call" }, h("span", { class: "tool-call-label", i18n: "datasets.tool_call" }), h("code", { class: "mono", text: toolCallText(call) })));
+  }
+  return bubble;
+}
+
+function renderTools(tools) {
+  const list = h("ul", { class: "tool-list" });
+  for (const tool of tools) {
+    const fn = (tool && tool.function) || tool || {};
+    list.append(h("li", {}, h("code", { class: "mono", text: fn.name || "?" }), h("span", { class: "muted", text: fn.description ? ` — ${fn.description}` : "" })));
+  }
+  return h("details", { class: "tool-defs", testid: "tool-defs" }, h("summary", {}, h("span", { i18n: "datasets.tools" }), h("span", { text: ` (${tools.length})` })), list);
+}
+
 /** One preview row as chat bubbles (messages / ShareGPT), or as labelled fields for other shapes. */
 export function renderConversation(row, index) {
   const box = h("div", { class: "conversation", testid: "dataset-preview-row" }, h("div", { class: "conv-index", text: `#${index + 1}` }));
   const messages = messagesOf(row);
   if (messages) {
-    for (const msg of messages) {
-      const rawRole = String(msg.role || msg.from || "user").toLowerCase();
-      const role = ROLE_ALIASES[rawRole] || rawRole;
-      const content = msg.content ?? msg.value ?? msg.text ?? "";
-      box.append(
-        h(
-          "div",
-          { class: `bubble bubble-${role}` },
-          h("span", { class: "bubble-role", i18n: `role.${["user", "assistant", "system", "tool"].includes(role) ? role : "other"}` }),
-          h("span", { class: "bubble-text", text: typeof content === "string" ? content : JSON.stringify(content) }),
-        ),
-      );
+    if (Array.isArray(row.tools) && row.tools.length) box.append(renderTools(row.tools));
+    for (const msg of messages) box.append(renderMessage(msg));
+    if (row.preference === "pair") {
+      for (const side of ["chosen", "rejected"]) {
+        const part = h("div", { class: `preference preference-${side}`, testid: `preference-${side}` }, h("span", { class: "preference-label", i18n: `datasets.${side}` }));
+        for (const msg of Array.isArray(row[side]) ? row[side] : []) part.append(renderMessage(msg));
+        box.append(part);
+      }
+    } else if (row.preference === "kto") {
+      box.append(h("span", { class: `preference-label preference-${row.label ? "chosen" : "rejected"}`, i18n: row.label ? "datasets.kto_good" : "datasets.kto_bad" }));
     }
   } else {
     const dl = h("dl", { class: "fields" });
@@ -59,6 +88,7 @@ export function mount(panel, app) {
   const editView = createJobView({ prefix: "dataset-edit-", training: false, chart: false, onEnd: () => refresh().catch(showError) });
   const nameInput = h("input", { type: "text", testid: "dataset-name", autocomplete: "off" });
   const formatSel = select([{ value: "auto", i18n: "datasets.format_auto" }, ...formats.map((f) => ({ value: typeof f === "string" ? f : f.id, label: typeof f === "string" ? f : f.id }))], { testid: "dataset-format" });
+  const txtSplitSel = select(["auto", "line", "paragraph", "whole"].map((v) => ({ value: v, i18n: `datasets.txt_split_${v}` })), { testid: "dataset-txt-split" });
   const drop = h(
     "div",
     { class: "dropzone", testid: "dataset-dropzone" },
@@ -87,7 +117,7 @@ export function mount(panel, app) {
 
   panel.append(
     h("h2", { i18n: "tab.datasets" }),
-    h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.upload_title" }), h("div", { class: "full" }, drop), field("datasets.save_as", nameInput, "datasets.save_as_hint"), folderKind ? null : field("datasets.format", formatSel)),
+    h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.upload_title" }), h("div", { class: "full" }, drop), field("datasets.save_as", nameInput, "datasets.save_as_hint"), folderKind ? null : field("datasets.format", formatSel), folderKind ? null : field("datasets.txt_split", txtSplitSel, "datasets.txt_split_hint")),
     importCard,
     errorBox,
     resultBox,
@@ -98,7 +128,10 @@ export function mount(panel, app) {
     errorBox.hidden = true;
     resultBox.hidden = false;
     resultTitle.textContent = `${data.name}${data.format ? ` — ${data.format}` : ""}${data.rows !== undefined ? ` — ${data.rows} ${t("datasets.rows_unit")}` : ""}`;
-    stats.replaceChildren(kvTable({ rows: data.rows, format: data.format, encoding: data.encoding, size: data.size_bytes !== undefined ? formatBytes(data.size_bytes) : undefined, ...flatStats(data.stats) }, "dataset-stats-table"));
+    const shown = { rows: data.rows, format: data.format, encoding: data.encoding, size: data.size_bytes !== undefined ? formatBytes(data.size_bytes) : undefined };
+    if (data.txt_split) shown.txt_split = t(`datasets.txt_split_${data.txt_split}`);
+    if (data.note) shown.note = data.note;
+    stats.replaceChildren(kvTable({ ...shown, ...flatStats(data.stats) }, "dataset-stats-table"));
     if (folderKind) {
       preview.replaceChildren();
       browser.show(data.name).catch(showError);
@@ -143,6 +176,7 @@ export function mount(panel, app) {
     }
     form.append("modality", m);
     if (formatSel.value && formatSel.value !== "auto") form.append("format", formatSel.value);
+    if (txtSplitSel.value && txtSplitSel.value !== "auto") form.append("txt_split", txtSplitSel.value);
     drop.classList.add("is-uploading");
     try {
       await withBusy(null, async () => {
