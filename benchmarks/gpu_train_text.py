@@ -69,6 +69,7 @@ def run_mode(model: Path, data: Path, mode: str, steps: int, batch: int, max_len
 
     from lora_factory.core.context import JobContext
     from lora_factory.core.workspace import Workspace
+    from lora_factory.plugins.text.presets import resolve_train_spec
     from lora_factory.plugins.text.train import train_text_adapter
 
     home = Path(tempfile.mkdtemp(prefix=f"lf-gpu-{mode}-"))
@@ -80,8 +81,8 @@ def run_mode(model: Path, data: Path, mode: str, steps: int, batch: int, max_len
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    result = train_text_adapter({"base_model": str(model), "dataset": str(data), "preset": "standard",
-                                 "params": params, "output_name": mode}, ctx)
+    result = train_text_adapter(resolve_train_spec({"base_model": str(model), "dataset": str(data), "preset": "standard",
+                                 "params": params, "output_name": mode}), ctx)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     return {"mode": mode, "tokens_per_s": result["tokens_per_s"], "peak_vram_gib": round(peak, 2),
             "steps": result["steps"], "final_loss": result["final_loss"], "wall_s": round(time.perf_counter() - started, 1),

@@ -40,12 +40,13 @@ def load_jsonl(path: Path) -> list[dict]:
 def run_ours(model_dir: Path, data: Path, home: Path, job: str, params: dict) -> dict:
     from lora_factory.core.context import JobContext
     from lora_factory.core.workspace import Workspace
+    from lora_factory.plugins.text.presets import resolve_train_spec
     from lora_factory.plugins.text.train import train_text_adapter
 
     ws = Workspace(home)
     ctx = JobContext(job, ws, ws.run_dir(job), ws.log_path("train", job))
-    return train_text_adapter({"base_model": str(model_dir), "dataset": str(data), "preset": "quick",
-                               "params": params, "output_name": job}, ctx)
+    return train_text_adapter(resolve_train_spec({"base_model": str(model_dir), "dataset": str(data), "preset": "quick",
+                               "params": params, "output_name": job}), ctx)
 
 
 def run_plain(model_dir: Path, data: Path, params: dict) -> dict:

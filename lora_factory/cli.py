@@ -210,7 +210,7 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lf-tiny-") as tmp:
         ctx = JobContext("tiny-model", svc.workspace, Path(tmp), Path(tmp) / "log.txt", kind="download",
                          modality=args.modality)
-        result = svc.plugins.hook.download_model(modality=args.modality, spec={"source": "tiny", "name": out.name,
+        result = svc.plugins.call("download_model", args.modality, spec={"source": "tiny", "name": out.name,
                                                                                "seed": args.seed}, ctx=ctx)
         if result is None:
             raise LoRAFactoryError("TINY_MODEL_UNSUPPORTED", f"「{args.modality}」はデモ用モデルを作成できません。",
@@ -308,7 +308,15 @@ def cmd_settings(args: argparse.Namespace) -> int:
         if not args.key or args.value is None:
             raise LoRAFactoryError("SETTINGS_INVALID", "settings set KEY VALUE の形で指定してください。",
                                    "Use: settings set KEY VALUE.")
-        _print_json(public_view(update_settings(home, {args.key: args.value})))
+        value: object = args.value
+        if args.key == "modality_owners" and args.value:
+            try:  # a JSON object, e.g. '{"text": "my_plugin"}'
+                value = json.loads(args.value)
+            except json.JSONDecodeError as exc:
+                raise LoRAFactoryError("SETTINGS_INVALID", f"modality_owners は JSON オブジェクトで指定してください: {exc.msg}",
+                                       f"modality_owners must be a JSON object: {exc.msg}",
+                                       detail={"field": "modality_owners"}) from exc
+        _print_json(public_view(update_settings(home, {args.key: value})))
     else:
         _print_json(public_view(load_settings(home)))
     return 0
@@ -328,7 +336,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     for label, adapter in targets:
         req = ChatRequest(modality=args.modality, base_model=args.base_model, adapter=adapter, messages=messages,
                           params=params, stream=True)
-        events = svc.plugins.hook.infer(modality=args.modality, request=svc.chat_request(req), session=session)
+        events = svc.plugins.call("infer", args.modality, request=svc.chat_request(req), session=session)
         if events is None:
             raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{args.modality}」は推論に対応していません。",
                                    f"Modality '{args.modality}' has no infer hook.")
@@ -390,9 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("settings", parents=[common], help="show / set hf_token and hf_endpoint (settings.json)")
+    p = sub.add_parser("settings", parents=[common],
+                       help="show / set hf_token, hf_endpoint, modality_owners (settings.json)")
     p.add_argument("action", choices=["show", "set"])
-    p.add_argument("key", nargs="?", choices=["hf_token", "hf_endpoint"])
+    p.add_argument("key", nargs="?", choices=["hf_token", "hf_endpoint", "modality_owners"])
     p.add_argument("value", nargs="?", help="an empty string clears the setting")
     p.set_defaults(func=cmd_settings)
 

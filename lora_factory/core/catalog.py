@@ -90,7 +90,7 @@ class Catalog:
     def model_info(self, modality: str, path: Path) -> dict[str, Any]:
         info: dict[str, Any] = {}
         try:
-            info = self.plugins.hook.inspect_model(modality=modality, path=str(path)) or {}
+            info = self.plugins.call("inspect_model", modality, path=str(path)) or {}
         except Exception as exc:  # a broken folder is listed with its problem
             info = {"error": f"{type(exc).__name__}: {exc}"}
         if not self.workspace.is_inside(path):
@@ -207,7 +207,7 @@ class Catalog:
 
     def _plugin_inspect(self, modality: str, path: Path, options: dict[str, Any]) -> dict[str, Any]:
         """The plugin's validation; a plugin without ``inspect_dataset`` accepts files as they are."""
-        info = self.plugins.hook.inspect_dataset(modality=modality, path=str(path), options=options)
+        info = self.plugins.call("inspect_dataset", modality, path=str(path), options=options)
         if info is None:
             return {"format": None, "rows": None, "validated": False, "preview": [], "stats": {}}
         return dict(info, validated=True)

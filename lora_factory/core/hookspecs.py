@@ -1,8 +1,10 @@
 """The plugin contract of LoRA Factory.
 
 Each modality (text, image, audio, or a third party's) is a pluggy plugin implementing these hooks.
-The work hooks are ``firstresult=True``: the host calls them for every plugin and the first one that
-does not return ``None`` wins, so **return None when ``modality`` is not yours**.
+The host calls every hook that takes ``modality`` **on the plugin that owns that modality only** (the
+one that declared it in ``describe_modalities``; see ``core/plugins.py`` for the rule when two declare
+the same id), so a plugin needs no ``if modality != mine: return None`` guard (one is harmless). The
+work hooks are ``firstresult=True``: ``None`` means "not implemented here".
 
 Specs only grow: an argument is never renamed or removed, and a plugin may accept only the arguments
 it needs (pluggy passes them by name). Heavy imports (torch, transformers, ...) belong inside the

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = json.loads(line)
         req_id = msg.get("id")
         try:
-            events = plugin_host.hook.infer(modality=msg["modality"], request=msg["request"], session=session)
+            events = plugin_host.call("infer", msg["modality"], request=msg["request"], session=session)
             if events is None:
                 raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{msg['modality']}」は推論に対応していません。",
                                        f"Modality '{msg['modality']}' has no infer hook.")

@@ -6,6 +6,14 @@ with its error and skipped: a broken third-party file must never stop the server
 
 ``LORA_FACTORY_LOAD_PLUGINS`` (comma-separated names) restricts which plugins load, handy when
 debugging a broken install; ``LORA_FACTORY_NO_ENTRY_POINTS=1`` skips installed entry points (tests).
+
+**Owner dispatch.** Each modality has exactly one owner: the plugin that declared it in
+``describe_modalities``. The host calls a work hook (``train``, ``infer`` ...) on the owner only
+(:meth:`PluginHost.call`), so a plugin that forgets to check ``modality`` can never answer for someone
+else's. When two plugins declare the same modality, the owner is the one named in the workspace
+setting ``modality_owners`` (``{"text": "my_plugin"}``); without a setting, a built-in plugin wins over
+an entry point, an entry point over a drop-in file, and among equals the first loaded (entry points
+by name, drop-ins by file name). The others are listed as ``shadowed`` in ``GET /api/plugins``.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pluggy
 from pydantic import BaseModel, Field, ValidationError
@@ -29,6 +37,11 @@ from lora_factory.core.errors import LoRAFactoryError
 DEFAULT_PLUGINS: tuple[str, ...] = ("lora_factory.plugins.text",)
 ENTRY_POINT_GROUP = "lora_factory"
 BUILTIN_MODALITIES = ("text", "image", "audio")
+
+
+SOURCE_RANK = {"builtin": 0, "entry_point": 1, "drop_in": 2}
+# hooks that take no modality: every plugin answers them
+MODALITY_FREE_HOOKS = ("describe_modalities",)
 
 
 class ModalityDescription(BaseModel):
@@ -46,6 +59,17 @@ class ModalityDescription(BaseModel):
     sample_datasets: list[str] = Field(default_factory=list)
     supports: list[str] = Field(default_factory=list)
     model_extensions: list[str] = Field(default_factory=list)
+    # a dataset is one file (text) or a folder of media with sidecar files (image, audio)
+    dataset_kind: Literal["file", "folder"] = "file"
+    # what the verify views show: "chat", "image", "speech", "transcribe", ...
+    inference_kinds: list[str] = Field(default_factory=list)
+    # per inference kind: {"input_schema", "params_schema", "presets"} for the generation forms
+    infer_schemas: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # sub-folders of models/<id>/ holding auxiliary models (vae, controlnet ...): kind -> labels
+    aux_model_kinds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # regression check kinds the plugin evaluates (beyond the host's text checks): kind -> labels, schema
+    regression_checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    licenses: str | None = None
 
 
 @dataclass
@@ -59,6 +83,7 @@ class PluginRecord:
     modalities: list[str] = field(default_factory=list)
     error: str | None = None
     path: str | None = None
+    shadowed: list[str] = field(default_factory=list)  # declared, but another plugin owns it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +92,7 @@ class PluginRecord:
             "version": self.version,
             "hooks": self.hooks,
             "modalities": self.modalities,
+            "shadowed": self.shadowed,
             "error": self.error,
             "path": self.path,
             "ok": self.error is None,
@@ -76,12 +102,16 @@ class PluginRecord:
 class PluginHost:
     """Owns the pluggy manager and what it loaded."""
 
-    def __init__(self, plugins_dir: Path | None = None, load_entry_points: bool | None = None) -> None:
+    def __init__(self, plugins_dir: Path | None = None, load_entry_points: bool | None = None,
+                 owners: dict[str, str] | None = None) -> None:
         self.pm = pluggy.PluginManager("lora_factory")
         self.pm.add_hookspecs(hookspecs)
         self.records: list[PluginRecord] = []
         self.modality_errors: list[dict[str, Any]] = []
+        self.conflicts: list[dict[str, Any]] = []
+        self.preferred_owners = dict(owners or {})
         self._modalities: dict[str, dict[str, Any]] | None = None
+        self._callers: dict[tuple[str, str], Any] = {}
         allow = os.environ.get("LORA_FACTORY_LOAD_PLUGINS")
         self._allow = {n.strip() for n in allow.split(",") if n.strip()} if allow else None
         if load_entry_points is None:
@@ -95,7 +125,37 @@ class PluginHost:
 
     @property
     def hook(self) -> Any:
+        """pluggy's relay to *every* plugin: use :meth:`call` for work hooks (owner dispatch)."""
         return self.pm.hook
+
+    def owner(self, modality: str) -> str | None:
+        """The name of the plugin that serves ``modality`` (None when no plugin declares it)."""
+        desc = self.modalities().get(modality)
+        return desc.get("plugin") if desc else None
+
+    def call(self, hook_name: str, modality: str, **kwargs: Any) -> Any:
+        """Call ``hook_name`` on the owner of ``modality`` only; ``None`` when it does not implement it.
+
+        pluggy's ``subset_hook_caller`` with every other plugin removed: a plugin that answers every
+        call (no guard clause) cannot take over another modality's jobs.
+        """
+        owner = self.owner(modality)
+        if owner is None:
+            return None
+        key = (hook_name, owner)
+        caller = self._callers.get(key)
+        if caller is None:
+            owner_plugin = self.pm.get_plugin(owner)
+            others = [p for p in self.pm.get_plugins() if p is not owner_plugin]
+            caller = self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+            self._callers[key] = caller
+        return caller(modality=modality, **kwargs)
+
+    def implements(self, hook_name: str, modality: str) -> bool:
+        """Whether the owner of ``modality`` implements ``hook_name``."""
+        owner = self.owner(modality)
+        plugin = self.pm.get_plugin(owner) if owner else None
+        return plugin is not None and hook_name in self._hook_names_of(plugin)
 
     # -- loading -------------------------------------------------------------------------------
     def _allowed(self, name: str) -> bool:
@@ -133,7 +193,7 @@ class PluginHost:
         self._register(module, module_name, source, getattr(module, "__version__", None), getattr(module, "__file__", None))
 
     def _load_entry_points(self) -> None:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if not self._allowed(ep.name):
                 continue
             version = ep.dist.version if ep.dist else None
@@ -170,7 +230,7 @@ class PluginHost:
         """Every declared modality (validated), plus the built-in ids no plugin serves (unavailable)."""
         if self._modalities is not None:
             return self._modalities
-        found: dict[str, dict[str, Any]] = {}
+        declared: dict[str, list[tuple[PluginRecord, dict[str, Any]]]] = {}
         for record in self.records:
             if record.error:
                 continue
@@ -179,16 +239,28 @@ class PluginHost:
             if impl is None:
                 continue
             try:
-                declared = impl() or []
-                for raw in declared:
-                    desc = ModalityDescription.model_validate(raw).model_dump()
-                    desc.update(plugin=record.name, available=True, reason=None)
-                    if desc["id"] in found:
-                        continue  # the first plugin to declare a modality owns it
-                    found[desc["id"]] = desc
-                    record.modalities.append(desc["id"])
+                descriptions = [ModalityDescription.model_validate(raw).model_dump() for raw in (impl() or [])]
             except (ValidationError, Exception) as exc:
                 record.error = f"describe_modalities: {type(exc).__name__}: {exc}"
+                continue
+            for desc in descriptions:
+                declared.setdefault(desc["id"], []).append((record, desc))
+        found: dict[str, dict[str, Any]] = {}
+        for modality, candidates in declared.items():
+            record, desc = self._choose_owner(modality, candidates)
+            desc.update(plugin=record.name, available=True, reason=None)
+            if len(candidates) > 1:
+                others = [r.name for r, _ in candidates if r is not record]
+                desc["also_declared_by"] = others
+                self.conflicts.append({"modality": modality, "owner": record.name,
+                                       "plugins": [r.name for r, _ in candidates],
+                                       "rule": "setting" if self.preferred_owners.get(modality) == record.name
+                                       else "builtin > entry point > drop-in, then load order"})
+                for other, _ in candidates:
+                    if other is not record:
+                        other.shadowed.append(modality)
+            found[modality] = desc
+            record.modalities.append(modality)
         for modality in BUILTIN_MODALITIES:
             if modality not in found:
                 found[modality] = ModalityDescription(
@@ -202,6 +274,15 @@ class PluginHost:
                 }
         self._modalities = found
         return found
+
+    def _choose_owner(self, modality: str, candidates: list[tuple[PluginRecord, dict[str, Any]]]
+                      ) -> tuple[PluginRecord, dict[str, Any]]:
+        """The setting's choice when it names a candidate; else built-in > entry point > drop-in, then load order."""
+        wanted = self.preferred_owners.get(modality)
+        for record, desc in candidates:
+            if record.name == wanted:
+                return record, desc
+        return min(candidates, key=lambda item: SOURCE_RANK.get(item[0].source, 9))
 
     def require_modality(self, modality: str) -> dict[str, Any]:
         """The description of an available modality, or a 400 ``UNKNOWN_MODALITY``."""
@@ -223,5 +304,8 @@ class PluginHost:
 
 
 def load_plugin_host(home: Path) -> PluginHost:
-    """The standard plugin set for a workspace (built-ins, entry points, ``<home>/plugins/*.py``)."""
-    return PluginHost(plugins_dir=Path(home) / "plugins")
+    """The standard plugin set for a workspace (built-ins, entry points, ``<home>/plugins/*.py``), with
+    the owner choices of the workspace's ``modality_owners`` setting."""
+    from lora_factory.core.settings import modality_owners
+
+    return PluginHost(plugins_dir=Path(home) / "plugins", owners=modality_owners(Path(home)))

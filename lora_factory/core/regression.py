@@ -101,7 +101,7 @@ def run_suite(plugin_host: Any, modality: str, cases: list[SuiteCase], base_mode
               params: dict[str, Any], session: InferenceSession, on_case: Any = None) -> dict[str, Any]:
     results = []
     for case in cases:
-        events = plugin_host.hook.infer(modality=modality, session=session, request={
+        events = plugin_host.call("infer", modality, session=session, request={
             "base_model": base_model, "adapter": adapter, "messages": case.as_messages(),
             "params": params, "stream": False})
         if events is None:
@@ -148,7 +148,7 @@ def run_eval_job(plugin_host: Any, modality: str, spec: dict[str, Any], ctx: Any
         ctx.log(f"  {label}: {out['targets'][label]['passed']}/{out['targets'][label]['total']} passed")
     if spec.get("dataset") and not out.get("stopped"):
         for label, adapter in (("adapter", spec.get("adapter")), ("base", None)):
-            metrics = plugin_host.hook.evaluate(modality=modality, ctx=ctx, spec={
+            metrics = plugin_host.call("evaluate", modality, ctx=ctx, spec={
                 "base_model": spec["base_model"], "adapter": adapter, "dataset": spec["dataset"],
                 "dataset_options": spec.get("dataset_options") or {}, "params": spec.get("eval_params") or {}})
             out["metrics"][label] = metrics

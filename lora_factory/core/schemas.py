@@ -105,3 +105,4 @@ class SettingsUpdate(StrictModel):
 
     hf_token: str | None = None
     hf_endpoint: str | None = None
+    modality_owners: dict[str, str] | None = None

@@ -53,6 +53,22 @@ class Services:
         self.inference = InferenceClient(self.workspace.home)
         self.jobs.before_gpu_job = self.free_chat_model_for
 
+    def update_settings(self, changes: dict[str, Any]) -> Any:
+        """Save settings; a new ``modality_owners`` choice reloads the plugins (and the chat's model
+        process, which loaded them) so the next request already goes to the chosen plugin."""
+        from lora_factory.core.settings import update_settings
+
+        settings = update_settings(self.workspace.home, changes)
+        if "modality_owners" in changes:
+            self.reload_plugins()
+        return settings
+
+    def reload_plugins(self) -> None:
+        self.plugins = load_plugin_host(self.workspace.home)
+        self.workspace.ensure(self.plugins.modalities().keys())
+        self.catalog.plugins = self.plugins
+        self.inference.release()
+
     def free_chat_model_for(self, job: dict[str, Any]) -> None:
         """Before a GPU-bound job: stop the chat's model process so its VRAM is free for the job.
 
@@ -193,7 +209,7 @@ class Services:
             "params": dict(req.params),
             "trust_remote_code": req.trust_remote_code,
         }
-        resolved = self.plugins.hook.resolve_train_spec(modality=req.modality, spec=spec)
+        resolved = self.plugins.call("resolve_train_spec", req.modality, spec=spec)
         if resolved is not None:
             spec = resolved
         return self.jobs.submit("train", req.modality, spec, output_name=output_name)
@@ -218,7 +234,7 @@ class Services:
             "operations": [{"op": op["op"], "params": dict(op.get("params") or {})} for op in req.operations],
             "output_name": output_name,
         }
-        resolved = self.plugins.hook.resolve_refine_spec(modality=req.modality, spec=spec, workspace=self.workspace)
+        resolved = self.plugins.call("resolve_refine_spec", req.modality, spec=spec, workspace=self.workspace)
         if resolved is not None:
             spec = resolved
         gpu = bool(spec.pop("gpu", False))  # e.g. Evol-Instruct with a local model: queues with training
@@ -300,8 +316,8 @@ class Services:
         if not index.is_file():
             raise LoRAFactoryError("DATASET_NOT_FOUND", f"「{req.dataset_info_path}」が見つかりません。",
                                    f"'{req.dataset_info_path}' was not found.", http_status=404)
-        imported = self.plugins.hook.import_dataset_index(
-            modality=req.modality, path=str(index), datasets_dir=str(self.workspace.datasets_dir(req.modality)))
+        imported = self.plugins.call(
+            "import_dataset_index", req.modality, path=str(index), datasets_dir=str(self.workspace.datasets_dir(req.modality)))
         if imported is None:
             raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{req.modality}」はデータセット一覧の取り込みに対応していません。",
                                    f"Modality '{req.modality}' cannot import a dataset index.")

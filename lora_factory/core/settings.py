@@ -25,6 +25,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hf_token: str | None = Field(None, description="Hugging Face access token (gated / private models)")
     hf_endpoint: str | None = Field(None, pattern=r"^https?://\S+$", description="a Hub mirror, e.g. https://hf-mirror.com")
+    modality_owners: dict[str, str] | None = Field(
+        None, description="which plugin serves a modality that several plugins declare, e.g. {\"text\": \"my_plugin\"}")
 
 
 def settings_path(home: Path) -> Path:
@@ -59,11 +61,19 @@ def update_settings(home: Path, changes: dict[str, Any]) -> Settings:
     return settings
 
 
+def modality_owners(home: Path) -> dict[str, str]:
+    """The ``modality_owners`` setting; a damaged settings file must not stop plugins from loading."""
+    try:
+        return dict(load_settings(home).modality_owners or {})
+    except LoRAFactoryError:
+        return {}
+
+
 def public_view(settings: Settings) -> dict[str, Any]:
     """What the API shows: whether a token is set, never the token itself."""
     token = settings.hf_token
     return {"hf_token_set": bool(token), "hf_token_hint": f"…{token[-4:]}" if token and len(token) > 8 else None,
-            "hf_endpoint": settings.hf_endpoint}
+            "hf_endpoint": settings.hf_endpoint, "modality_owners": settings.modality_owners or {}}
 
 
 def export_to_environment(home: Path) -> None:

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from lora_factory.core.checkpoints import latest_checkpoint
 from lora_factory.core.context import JobContext
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs import JobStore, now_iso
@@ -32,23 +33,6 @@ HOOK_BY_KIND = {
     "train": "train",
     "merge": "merge_adapter",
 }
-
-
-def latest_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The highest-numbered complete ``checkpoint-N`` folder, the one a resumed train continues from.
-
-    transformers writes ``trainer_state.json`` last, so a folder without it was cut off mid-save (the
-    worker was killed) and is skipped. Plugins that do not use transformers' layout (no such file in
-    any checkpoint) get the highest-numbered folder.
-    """
-    found = []
-    for path in checkpoint_dir.glob("checkpoint-*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if path.is_dir() and suffix.isdigit():
-            found.append((int(suffix), path))
-    complete = [item for item in found if (item[1] / "trainer_state.json").is_file()]
-    candidates = complete or found
-    return max(candidates)[1] if candidates else None
 
 
 class ProgressWriter:
@@ -140,8 +124,7 @@ def call_hook(plugin_host: Any, kind: str, modality: str, spec: dict[str, Any], 
         from lora_factory.core.regression import run_eval_job
 
         return run_eval_job(plugin_host, modality, spec, ctx)
-    hook = getattr(plugin_host.hook, HOOK_BY_KIND[kind])
-    result = hook(modality=modality, spec=spec, ctx=ctx)
+    result = plugin_host.call(HOOK_BY_KIND[kind], modality, spec=spec, ctx=ctx)
     if result is None:
         raise LoRAFactoryError(
             "HOOK_NOT_IMPLEMENTED",

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from lora_factory.core.schemas import SettingsUpdate
 from lora_factory.core.services import Services
-from lora_factory.core.settings import load_settings, public_view, update_settings
+from lora_factory.core.settings import load_settings, public_view
 from lora_factory.core.system_info import system_info
 from lora_factory.routes import services
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api", tags=["system"])
 
 @router.get("/plugins")
 def plugins(svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"plugins": svc.plugins.plugin_list()}
+    return {"plugins": svc.plugins.plugin_list(), "conflicts": svc.plugins.conflicts}
 
 
 @router.get("/modalities")
@@ -37,5 +37,4 @@ def get_settings(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.put("/settings")
 def put_settings(body: SettingsUpdate, svc: Services = Depends(services)) -> dict[str, Any]:
-    changes = body.model_dump(exclude_unset=True)
-    return public_view(update_settings(svc.workspace.home, changes))
+    return public_view(svc.update_settings(body.model_dump(exclude_unset=True)))

@@ -234,16 +234,15 @@ def test_dataset_inspection_is_cached_per_file_version(dummy_home):
 
     svc = Services(dummy_home)
     calls = []
-    real = svc.plugins.hook.inspect_dataset
+    real = svc.plugins.call
 
-    class CountingHook:
-        def __call__(self, **kwargs):
+    def counting_call(hook_name, modality, **kwargs):
+        if hook_name == "inspect_dataset":
             calls.append(kwargs["options"].get("preview_rows"))
-            return real(**kwargs)
+        return real(hook_name, modality, **kwargs)
 
     try:
-        svc.catalog.plugins = type("P", (), {"hook": type("H", (), {"inspect_dataset": CountingHook()})(),
-                                             "require_modality": svc.plugins.require_modality})()
+        svc.plugins.call = counting_call
         path = dummy_home / "datasets" / "dummy" / "data.txt"
         first = svc.catalog.inspect_dataset("dummy", path, {"preview_rows": 2})
         again = svc.catalog.inspect_dataset("dummy", path, {"preview_rows": 1})

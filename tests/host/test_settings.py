@@ -13,9 +13,10 @@ def test_token_is_masked_exported_to_workers_and_kept_out_of_config(dummy_home, 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     server = server_factory(dummy_home)
     with server.client() as c:
-        assert c.get("/api/settings").json() == {"hf_token_set": False, "hf_token_hint": None, "hf_endpoint": None}
+        assert c.get("/api/settings").json() == {"hf_token_set": False, "hf_token_hint": None, "hf_endpoint": None,
+                                                "modality_owners": {}}
         view = c.put("/api/settings", json={"hf_token": "hf_secretvalue1234"}).json()
-        assert view == {"hf_token_set": True, "hf_token_hint": "…1234", "hf_endpoint": None}
+        assert view == {"hf_token_set": True, "hf_token_hint": "…1234", "hf_endpoint": None, "modality_owners": {}}
         assert "hf_secretvalue1234" not in c.get("/api/settings").text
         r = c.put("/api/settings", json={"hf_endpoint": "not a url"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "SETTINGS_INVALID"

@@ -85,6 +85,7 @@ def ctx_factory():
 @pytest.fixture(scope="session")
 def trained_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, memo_dataset: Path) -> dict:
     """One quick-preset run shared by the train, inference, merge and eval tests."""
+    from lora_factory.plugins.text.presets import resolve_train_spec
     from lora_factory.plugins.text.train import train_text_adapter
 
     home = tmp_path_factory.mktemp("ws")
@@ -92,5 +93,5 @@ def trained_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, 
     spec = {"base_model": str(tiny_model), "dataset": str(memo_dataset), "dataset_options": {},
             "preset": "quick", "params": {"num_epochs": 30, "save_steps": 1000}, "output_name": "memo",
             "base_model_ref": "models/text/tiny-chat", "dataset_ref": "datasets/text/memo.jsonl"}
-    result = train_text_adapter(spec, ctx)
+    result = train_text_adapter(resolve_train_spec(spec), ctx)
     return {"result": result, "path": Path(ctx.output_dir), "ctx": ctx}

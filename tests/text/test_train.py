@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.plugins.text.presets import PRESETS, TRAIN_PARAMS_SCHEMA, resolve_train_params
+from lora_factory.plugins.text.presets import PRESETS, TRAIN_PARAMS_SCHEMA, resolve_train_params, resolve_train_spec
 from lora_factory.plugins.text.train import train_text_adapter
 from lora_factory.plugins.text.train_data import IGNORE_INDEX, CausalCollator, encode_row, pack
 
@@ -20,8 +20,8 @@ def _tok(tiny_model: Path):
 
 
 def _spec(tiny_model: Path, dataset: Path, **params) -> dict:
-    return {"base_model": str(tiny_model), "dataset": str(dataset), "dataset_options": {}, "preset": "quick",
-            "params": params, "output_name": "t"}
+    return resolve_train_spec({"base_model": str(tiny_model), "dataset": str(dataset), "dataset_options": {},
+                               "preset": "quick", "params": params, "output_name": "t"})
 
 
 def test_quick_preset_learns(trained_adapter):

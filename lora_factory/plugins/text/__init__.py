@@ -89,11 +89,9 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
 def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.text.presets import resolve_train_params
+    from lora_factory.plugins.text.presets import resolve_train_spec as resolve
 
-    preset = spec.get("preset") or "quick"
-    params = resolve_train_params(preset, spec.get("params") or {})
-    return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {})
+    return resolve(spec)
 
 
 @hookimpl

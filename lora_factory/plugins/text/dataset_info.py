@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import write_bytes_atomic
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.files import write_bytes_atomic
 from lora_factory.plugins.text.formats import inspect_dataset_file
 from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS
 

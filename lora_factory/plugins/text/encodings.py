@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import unicodedata
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 AUTO = "auto"
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 
 def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:

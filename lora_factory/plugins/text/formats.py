@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.text.encodings import estimate_tokens
 from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS, RawFile, read_raw
 

@@ -6,33 +6,13 @@ training and inference, or an adapter is trained on one prompt format and querie
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.devices import pick_attention, pick_device, pick_dtype
 
-
-def pick_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pick_dtype(device: str) -> Any:
-    """bf16 on a GPU that supports it, float32 otherwise (fp16 weights do not train stably)."""
-    import torch
-
-    if device == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
-
-
-def pick_attention(device: str) -> str:
-    """flash_attention_2 only when the package is really installed and a GPU is there; else sdpa."""
-    if device == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+__all__ = ["load_causal_lm", "load_failed", "load_tokenizer", "pick_attention", "pick_device", "pick_dtype"]
 
 
 def load_failed(path: Path, exc: Exception, what: str = "model") -> LoRAFactoryError:

@@ -10,16 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.files import write_text_atomic
 
 
 def merge_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """``spec``: ``base_model``, ``adapter`` (absolute paths), ``output_name``; writes into ``ctx.output_dir``."""
     from peft import PeftModel
 
+    from lora_factory.kit.model_card import library_versions, render_model_card
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer
-    from lora_factory.plugins.text.model_card import library_versions, render_model_card
 
     base = Path(str(spec.get("base_model", "")))
     adapter = Path(str(spec.get("adapter", "")))

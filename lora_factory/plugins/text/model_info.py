@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 _MAX_HEADER = 100 * 1024 * 1024
 _DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I8": "int8",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit.presets import resolve_params, validate_params
 from lora_factory.plugins.text.schema_ja import with_japanese_titles
 
 
@@ -85,28 +85,17 @@ TRAIN_PARAMS_SCHEMA: dict[str, Any] = with_japanese_titles(TrainParams.model_jso
 
 
 def resolve_train_params(preset: str, params: dict[str, Any] | None) -> TrainParams:
-    """The preset's values overridden by the user's ``params``, validated."""
-    if preset not in PRESETS:
-        raise LoRAFactoryError(
-            "UNKNOWN_PRESET",
-            f"プリセット「{preset}」はありません。{', '.join(PRESETS)} から選んでください。",
-            f"Unknown preset '{preset}'; choose one of {', '.join(PRESETS)}.",
-            http_status=400,
-            detail={"field": "preset", "value": preset, "choices": list(PRESETS)},
-        )
-    merged = {**PRESETS[preset], **(params or {})}
-    try:
-        return TrainParams(**merged)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ())) or "params"
-        reason = first.get("msg", "invalid")
-        raise LoRAFactoryError(
-            "INVALID_TRAIN_PARAMS",
-            f"学習パラメータ「{field}」が不正です: {reason}",
-            f"Training parameter '{field}' is invalid: {reason}",
-            http_status=422,
-            detail={"field": field, "value": first.get("input"), "reason": reason,
-                    "errors": [{"field": ".".join(str(p) for p in e.get("loc", ())), "reason": e.get("msg")}
-                               for e in exc.errors()]},
-        ) from exc
+    """The preset's values overridden by the user's ``params``, validated (in the server, once)."""
+    return resolve_params(TrainParams, PRESETS, preset, params)
+
+
+def read_train_params(params: dict[str, Any]) -> TrainParams:
+    """The resolved parameters of a job's spec, as the worker reads them (no preset merged again)."""
+    return validate_params(TrainParams, params)
+
+
+def resolve_train_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A train request with its complete parameter set (what the server queues and config.json keeps)."""
+    preset = spec.get("preset") or "quick"
+    params = resolve_train_params(preset, spec.get("params") or {})
+    return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {})

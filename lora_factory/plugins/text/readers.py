@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.text.encodings import decode_bytes
 
 SUPPORTED_EXTENSIONS = (".json", ".jsonl", ".csv", ".parquet", ".txt")

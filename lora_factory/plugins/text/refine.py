@@ -22,8 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
-from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import safe_name, write_text_atomic
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.files import safe_name, write_text_atomic
 from lora_factory.plugins.text import evol, minhash, pii
 from lora_factory.plugins.text.encodings import estimate_tokens, japanese_ratio
 from lora_factory.plugins.text.formats import has_empty_answer, load_conversations, row_text

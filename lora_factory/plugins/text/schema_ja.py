@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lora_factory.kit.presets import with_titles
+
 TITLES_JA: dict[str, str] = {
     # training
     "rank": "LoRA ランク (r)", "alpha": "LoRA アルファ", "dropout": "ドロップアウト",
@@ -35,9 +37,4 @@ TITLES_JA: dict[str, str] = {
 
 def with_japanese_titles(schema: dict[str, Any]) -> dict[str, Any]:
     """The schema with ``title_ja`` on every known property, in ``$defs`` too (modified in place)."""
-    for name, prop in (schema.get("properties") or {}).items():
-        if name in TITLES_JA:
-            prop.setdefault("title_ja", TITLES_JA[name])
-    for definition in (schema.get("$defs") or {}).values():
-        with_japanese_titles(definition)
-    return schema
+    return with_titles(schema, TITLES_JA)

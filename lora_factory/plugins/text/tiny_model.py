@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.kit.files import write_text_atomic
 
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.kit import LoRAFactoryError
 
 
 class _ListDataset:
@@ -40,56 +38,6 @@ class _CountingCollator:
     def __call__(self, features: list[dict[str, list[int]]]) -> dict[str, Any]:
         self.tokens += sum(len(f["input_ids"]) for f in features)
         return self.inner(features)
-
-
-def _make_callback(ctx: Any, counter: _CountingCollator, history: list[dict[str, Any]], flags: dict[str, Any]) -> Any:
-    from transformers import TrainerCallback
-
-    class ProgressCallback(TrainerCallback):
-        """Forwards every logged step to ``ctx.progress`` and turns ``ctx.should_stop()`` into a stop."""
-
-        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            flags["t0"] = time.perf_counter()
-            flags["tokens0"] = counter.tokens
-            flags["start_step"] = state.global_step
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-            logs = logs or {}
-            if "loss" not in logs:
-                if "eval_loss" in logs:
-                    ctx.log(f"step {state.global_step}: eval_loss={logs['eval_loss']:.4f}")
-                    flags["eval_loss"] = float(logs["eval_loss"])
-                return
-            elapsed = max(time.perf_counter() - flags.get("t0", time.perf_counter()), 1e-9)
-            tps = (counter.tokens - flags.get("tokens0", 0)) / elapsed
-            record = {
-                "step": state.global_step,
-                "loss": float(logs["loss"]),
-                "lr": float(logs.get("learning_rate", 0.0)),
-                "epoch": float(logs.get("epoch", state.epoch or 0.0)),
-                "grad_norm": None if logs.get("grad_norm") is None else float(logs["grad_norm"]),
-                "tokens_per_s": round(tps, 2),
-            }
-            history.append(record)
-            ctx.progress(state.global_step, state.max_steps, loss=record["loss"], lr=record["lr"],
-                         epoch=record["epoch"], tokens_per_s=record["tokens_per_s"], grad_norm=record["grad_norm"])
-            ctx.log(f"step {state.global_step}/{state.max_steps} loss={record['loss']:.4f} "
-                    f"lr={record['lr']:.3g} epoch={record['epoch']:.2f} tok/s={tps:.0f}")
-            self._check_stop(state, control)  # on_log runs before the save decision of the same step
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            self._check_stop(state, control)
-            return control
-
-        def _check_stop(self, state, control) -> None:  # noqa: ANN001
-            if not flags["stopped"] and ctx.should_stop():
-                flags["stopped"] = True
-                control.should_training_stop = True
-                control.should_save = True  # a checkpoint to resume from
-                ctx.log(f"停止要求を受けました。ステップ {state.global_step} で保存します / stop requested at step "
-                        f"{state.global_step}: saving")
-
-    return ProgressCallback()
 
 
 def _check_paths(spec: dict[str, Any]) -> tuple[Path, Path]:
@@ -125,12 +73,12 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import Trainer, TrainingArguments, set_seed
 
+    from lora_factory.kit.trainer import TrainerBridge
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
-    from lora_factory.plugins.text.model_card import library_versions, render_model_card
-    from lora_factory.plugins.text.presets import resolve_train_params
+    from lora_factory.plugins.text.presets import read_train_params
     from lora_factory.plugins.text.train_data import CausalCollator
 
-    params = resolve_train_params(str(spec.get("preset", "standard")), spec.get("params") or {})
+    params = read_train_params(spec.get("params") or {})
     base, dataset = _check_paths(spec)
     trust = bool(spec.get("trust_remote_code", False))
     set_seed(params.seed)
@@ -190,13 +138,12 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         use_cpu=device == "cpu",
     )
     counter = _CountingCollator(CausalCollator(tokenizer.pad_token_id))
-    history: list[dict[str, Any]] = []
-    flags: dict[str, Any] = {"stopped": False}
+    bridge = TrainerBridge(ctx, token_counter=lambda: counter.tokens)
     trainer = Trainer(
         model=model, args=args, train_dataset=_ListDataset(train_items),
         eval_dataset=_ListDataset(eval_items) if eval_items else None,
         data_collator=counter, processing_class=tokenizer,
-        callbacks=[_make_callback(ctx, counter, history, flags)],
+        callbacks=[bridge.callback()],
     )
     # our callback already writes one readable line per step; the printer would add a raw dict per log
     from transformers.trainer_callback import PrinterCallback
@@ -207,54 +154,49 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         ctx.log(f"resume from {resume}")
     out = trainer.train(resume_from_checkpoint=resume)
 
-    eval_loss = flags.get("eval_loss")
-    if eval_items and not flags["stopped"]:
+    eval_loss = bridge.eval_loss
+    if eval_items and not bridge.stopped:
         eval_loss = float(trainer.evaluate()["eval_loss"])
-    elapsed = max(time.perf_counter() - flags.get("t0", time.perf_counter()), 1e-9)
+    elapsed = bridge.elapsed()
+    history = bridge.history
     result = {
         "final_loss": history[-1]["loss"] if history else None,
         "first_loss": history[0]["loss"] if history else None,
         "eval_loss": eval_loss,
         "perplexity": math.exp(min(eval_loss, 50.0)) if eval_loss is not None else None,
         "train_runtime": round(float(out.metrics.get("train_runtime", elapsed)), 3),
-        "tokens_per_s": round((counter.tokens - flags.get("tokens0", 0)) / elapsed, 2),
+        "tokens_per_s": round(bridge.tokens_per_s(), 2),
         "steps": int(trainer.state.global_step),
         "max_steps": int(trainer.state.max_steps),
-        "stopped": bool(flags["stopped"]),
+        "stopped": bool(bridge.stopped),
         "train_rows": len(train_items),
         "eval_rows": len(eval_items),
         "trainable_parameters": int(trainable),
     }
-    _save_outputs(Path(ctx.output_dir), model, tokenizer, spec, params, result, library_versions(), render_model_card)
+    _save_outputs(Path(ctx.output_dir), model, tokenizer, spec, params, result)
     ctx.log(f"saved adapter to {ctx.output_dir}")
     return result
 
 
+USAGE = """from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftModel
+base = AutoModelForCausalLM.from_pretrained({base})
+model = PeftModel.from_pretrained(base, "<this folder>")
+tokenizer = AutoTokenizer.from_pretrained("<this folder>")"""
+
+
 def _save_outputs(out_dir: Path, model: Any, tokenizer: Any, spec: dict[str, Any], params: Any,
-                  result: dict[str, Any], versions: dict[str, str], render: Any) -> None:
+                  result: dict[str, Any]) -> None:
     """Adapter (safetensors), tokenizer with its chat template, training_config.json and the model card."""
+    from lora_factory.kit.model_card import write_adapter_metadata
+
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-    config = {
-        "modality": "text",
-        "preset": spec.get("preset"),
-        "params": params.model_dump(),
-        "base_model": spec.get("base_model_ref") or str(spec.get("base_model")),
-        "dataset": spec.get("dataset_ref") or str(spec.get("dataset")),
-        "dataset_options": spec.get("dataset_options") or {},
-        "output_name": spec.get("output_name"),
-        "result": result,
-        "versions": versions,
-    }
-    write_text_atomic(out_dir / "training_config.json", json.dumps(config, ensure_ascii=False, indent=2))
-    card = render(
-        title=str(spec.get("output_name") or out_dir.name),
-        base_model=config["base_model"],
-        dataset=config["dataset"],
-        params=params.model_dump(),
-        metrics={k: result[k] for k in ("final_loss", "eval_loss", "perplexity", "steps", "tokens_per_s",
-                                        "train_runtime", "stopped")},
-        versions=versions,
+    base = spec.get("base_model_ref") or str(spec.get("base_model"))
+    write_adapter_metadata(
+        out_dir, modality="text", spec=spec, params=params.model_dump(), result=result,
+        usage=USAGE.format(base=json.dumps(base, ensure_ascii=False)),
+        libraries=("torch", "transformers", "peft", "bitsandbytes", "lora-factory"),
+        card_metrics=("final_loss", "eval_loss", "perplexity", "steps", "tokens_per_s", "train_runtime", "stopped"),
     )
-    write_text_atomic(out_dir / "README.md", card)

@@ -15,7 +15,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 IGNORE_INDEX = -100
 
