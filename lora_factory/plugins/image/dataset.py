@@ -23,7 +23,7 @@ from lora_factory import LoRAFactoryError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CAPTION_SUFFIXES = (".txt", ".caption")
 DATASET_FORMAT = "image_folder"
-DEFAULT_MIN_SIZE = 64
+DEFAULT_MIN_SIZE = 32  # refused outright below this; the min_resolution refine op filters stricter
 MAX_REPORTED_ERRORS = 50
 _REPEATS_FOLDER = re.compile(r"^(\d+)_(.*)$")
 

@@ -31,6 +31,19 @@ MODELSPEC_IMPL = {"sd15": "diffusers", "sd2": "diffusers", "sdxl": "https://gith
 _DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 
+_CLIP_INNER = ("embeddings.", "encoder.", "final_layer_norm.")
+
+
+def canonical_text_encoder_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """``text_model.encoder.layers.0...`` as every other tool names CLIP's layers.
+
+    transformers 5 flattened ``CLIPTextModel`` (no ``text_model`` sub-module any more), so peft's keys
+    lose the ``text_model.`` part; A1111 / ComfyUI / older diffusers only know the canonical names, and
+    diffusers 0.42 reads both.
+    """
+    return {(f"text_model.{k}" if k.startswith(_CLIP_INNER) else k): v for k, v in state.items()}
+
+
 def kohya_state_dict(parts: dict[str, dict[str, Any]], alpha: float, arch: str) -> dict[str, Any]:
     """peft state dicts per component (``unet``, ``text_encoder``, ``text_encoder_2``) -> kohya keys.
 
@@ -42,6 +55,8 @@ def kohya_state_dict(parts: dict[str, dict[str, Any]], alpha: float, arch: str) 
 
     prefixed: dict[str, Any] = {}
     for component, state in parts.items():
+        if component.startswith("text_encoder"):
+            state = canonical_text_encoder_keys(state or {})
         for key, value in (state or {}).items():
             prefixed[f"{component}.{key}"] = value
     converted = convert_state_dict_to_kohya(prefixed)

@@ -115,6 +115,7 @@ class Entry:
     caption: str
     width: int
     height: int
+    captioned: bool = True  # has its own caption file (else the caption is the folder's class tokens)
     written: bool = False  # already written into the output folder (resized)
 
 
@@ -174,7 +175,7 @@ def op_auto_tag(entries: list[Entry], p: dict[str, Any], ctx: Any, report: _Repo
 
     tagger = WDTagger(Path(p["model_path"] or p["model"]))
     for i, entry in enumerate(entries):
-        if p["mode"] == "missing_only" and entry.caption:
+        if p["mode"] == "missing_only" and entry.captioned:
             continue
         tags = [t for t, _ in tagger.tag(_open(entry.source), p["general_threshold"], p["character_threshold"],
                                          p["include_rating"])]
@@ -196,7 +197,7 @@ def op_auto_caption(entries: list[Entry], p: dict[str, Any], ctx: Any, report: _
     captioner = Captioner(Path(p["model_path"] or p["model"]), device=device, task=p["task"],
                           max_new_tokens=p["max_new_tokens"], prefix=p["prefix"])
     for i, entry in enumerate(entries):
-        if p["mode"] == "missing_only" and entry.caption:
+        if p["mode"] == "missing_only" and entry.captioned:
             continue
         new = _merge_caption(entry.caption, captioner.caption(_open(entry.source)), p["mode"])
         if new != entry.caption:
@@ -318,7 +319,8 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     out_root = Path(ctx.output_dir) / name
     out_root.mkdir(parents=True, exist_ok=True)
     items = load_items(source)
-    entries = [Entry(rel=i.rel, source=i.path, caption=i.caption, width=i.width, height=i.height) for i in items]
+    entries = [Entry(rel=i.rel, source=i.path, caption=i.caption, width=i.width, height=i.height,
+                     captioned=i.caption_file is not None) for i in items]
     report = _Report()
     for index, op in enumerate(operations):
         before = len(entries)

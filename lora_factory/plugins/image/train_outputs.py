@@ -20,7 +20,13 @@ from typing import Any
 
 from lora_factory.kit import files, model_card
 from lora_factory.plugins.image.dataset import tag_frequency
-from lora_factory.plugins.image.export import DIFFUSERS_WEIGHT_NAME, kohya_metadata, kohya_state_dict, save_kohya_file
+from lora_factory.plugins.image.export import (
+    DIFFUSERS_WEIGHT_NAME,
+    canonical_text_encoder_keys,
+    kohya_metadata,
+    kohya_state_dict,
+    save_kohya_file,
+)
 from lora_factory.plugins.image.train_data import bucket_info
 
 USAGE = """import torch
@@ -85,7 +91,8 @@ def save_diffusers(run: Any, out_dir: Path, states: dict[str, dict[str, Any]]) -
     """
     metadata = {f"{name}_lora_adapter_metadata": module.peft_config["default"].to_dict()
                 for name, module in run.trainable.items()}
-    layers = {f"{name}_lora_layers": state for name, state in states.items()}
+    layers = {f"{name}_lora_layers": canonical_text_encoder_keys(state) if name.startswith("text_encoder") else state
+              for name, state in states.items()}
     if run.arch == "flux":
         from diffusers import FluxPipeline as Pipeline
     elif run.arch == "sdxl":

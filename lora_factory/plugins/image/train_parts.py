@@ -162,8 +162,9 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
         for i, encoder in enumerate(parts.text_encoders):
             if parts.arch == "flux" and i == 1:
                 continue  # T5 is far too large to adapt here; Flux trains the CLIP encoder only
-            encoder.add_adapter(LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                                           init_lora_weights="gaussian", target_modules=te_targets))
+            _add_text_encoder_lora(encoder, LoraConfig(r=params.rank, lora_alpha=params.alpha,
+                                                       lora_dropout=params.dropout, init_lora_weights="gaussian",
+                                                       target_modules=te_targets))
             encoder.train()
             trainable["text_encoder" if i == 0 else "text_encoder_2"] = encoder
     cast_training_params(list(trainable.values()), dtype=_float32())
@@ -175,6 +176,17 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
     parts.denoiser.train()
     parts.trainable = trainable
     return trainable
+
+
+def _add_text_encoder_lora(encoder: Any, config: Any) -> None:
+    """peft's injection directly: transformers' ``add_adapter`` insists on a newer peft than diffusers needs,
+    for the same result (LoRA layers named like peft's, ``peft_config["default"]`` for saving)."""
+    from peft import inject_adapter_in_model
+
+    inject_adapter_in_model(config, encoder, adapter_name="default")
+    encoder.peft_config = {"default": config}
+    for name, param in encoder.named_parameters():
+        param.requires_grad_("lora_" in name)
 
 
 def _float32() -> Any:
