@@ -166,3 +166,29 @@ def build_tiny_blip(folder: Path) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+def resolved(params: dict, preset: str = "quick") -> dict:
+    from lora_factory.plugins import image as plugin
+
+    return plugin.resolve_train_spec(modality="image", spec={"preset": preset, "params": params})
+
+
+def train_tiny(home: Path, base: Path, dataset: Path, params: dict, name: str, job: str, **ctx_kwargs) -> tuple[dict, RecordingContext]:
+    from lora_factory.plugins.image.train import train_image_adapter
+
+    spec = resolved(params) | {"base_model": str(base), "dataset": str(dataset), "output_name": name,
+                               "base_model_ref": f"models/image/{base.name}"}
+    ctx = make_ctx(home, job, **ctx_kwargs)
+    return train_image_adapter(spec, ctx), ctx
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_sd15, image_dataset):
+    """One quick run shared by the output and generation tests: alpha != rank, text encoder trained too,
+    samples every 3 steps, a checkpoint at step 3."""
+    home = tmp_path_factory.mktemp("ws")
+    params = {"max_steps": 6, "rank": 4, "alpha": 2, "train_text_encoder": True, "learning_rate": 5e-3,
+              "sample_every_n_steps": 3, "sample_steps": 2, "save_every_n_steps": 3, "save_precision": "fp32"}
+    result, ctx = train_tiny(home, tiny_sd15, image_dataset, params, "mychar_v1", "train1")
+    return {"result": result, "ctx": ctx, "out": Path(ctx.output_dir)}

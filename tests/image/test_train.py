@@ -8,37 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_ctx, make_dataset
+from conftest import make_dataset, resolved, train_tiny
 
 from lora_factory.kit import LoRAFactoryError
-from lora_factory.plugins import image as plugin
 
 KOHYA_KEY = re.compile(r"^lora_(unet|te|te1|te2)_[a-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$")
 MINIMUM_SS_KEYS = ("ss_base_model_version", "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_v2")
-
-
-def resolved(params: dict, preset: str = "quick") -> dict:
-    spec = plugin.resolve_train_spec(modality="image", spec={"preset": preset, "params": params})
-    return spec
-
-
-def _train(home: Path, base: Path, dataset: Path, params: dict, name: str, job: str, **ctx_kwargs) -> tuple[dict, object]:
-    from lora_factory.plugins.image.train import train_image_adapter
-
-    spec = resolved(params) | {"base_model": str(base), "dataset": str(dataset), "output_name": name,
-                               "base_model_ref": f"models/image/{base.name}"}
-    ctx = make_ctx(home, job, **ctx_kwargs)
-    return train_image_adapter(spec, ctx), ctx
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, tiny_sd15, image_dataset):
-    """One quick run shared by the output tests: alpha != rank, text encoder trained too, samples every 3 steps."""
-    home = tmp_path_factory.mktemp("ws")
-    params = {"max_steps": 6, "rank": 4, "alpha": 2, "train_text_encoder": True, "learning_rate": 5e-3,
-              "sample_every_n_steps": 3, "sample_steps": 2, "save_every_n_steps": 3, "save_precision": "fp32"}
-    result, ctx = _train(home, tiny_sd15, image_dataset, params, "mychar_v1", "train1")
-    return {"result": result, "ctx": ctx, "out": Path(ctx.output_dir)}
 
 
 def _render(pipe, seed: int = 3) -> np.ndarray:
@@ -117,12 +92,12 @@ def test_kohya_file_keys_metadata_and_round_trip(trained, tiny_sd15):
 def test_cancel_saves_then_resume_finishes(tmp_path, tiny_sd15, image_dataset):
     home = tmp_path / "ws"
     params = {"max_steps": 5, "sample_every_n_steps": 0, "sample_steps": 1}
-    result, ctx = _train(home, tiny_sd15, image_dataset, params, "cut", "cut1", stop_after=2)
+    result, ctx = train_tiny(home, tiny_sd15, image_dataset, params, "cut", "cut1", stop_after=2)
     assert result["stopped"] and result["steps"] == 2
     assert (Path(ctx.output_dir) / "pytorch_lora_weights.safetensors").is_file()  # the adapter so far
     checkpoint = ctx.checkpoint_dir / "checkpoint-2"
     assert (checkpoint / "COMPLETE").is_file() and (checkpoint / "training_state.pt").is_file()
-    resumed, ctx2 = _train(home, tiny_sd15, image_dataset, params, "cut", "cut2", resume_checkpoint=checkpoint)
+    resumed, ctx2 = train_tiny(home, tiny_sd15, image_dataset, params, "cut", "cut2", resume_checkpoint=checkpoint)
     assert not resumed["stopped"] and resumed["steps"] == 5
     assert [r["step"] for r in ctx2.records] == [3, 4, 5]
 
@@ -154,7 +129,7 @@ def test_sdxl_and_flux_code_paths(tmp_path, arch):
     dataset = make_dataset(tmp_path / "data", n=2)
     params = {"max_steps": 2, "sample_every_n_steps": 0, "sample_steps": 1, "train_text_encoder": arch == "sdxl",
               "quantize_base": "nf4" if arch == "flux" else "none"}
-    result, ctx = _train(tmp_path / "ws", base, dataset, params, f"{arch}_lora", "job")
+    result, ctx = train_tiny(tmp_path / "ws", base, dataset, params, f"{arch}_lora", "job")
     assert result["steps"] == 2 and result["architecture"] == arch
     out = Path(ctx.output_dir)
     with safe_open(str(out / f"{arch}_lora.safetensors"), framework="pt") as fh:

@@ -16,7 +16,7 @@ from typing import Any
 
 from lora_factory import __version__
 from lora_factory.kit import LoRAFactoryError, devices, files, media
-from lora_factory.plugins.image.generate_params import GenerateParams
+from lora_factory.plugins.image.generate_params import validate_generate_params
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.png_info import save_png
 
@@ -179,8 +179,7 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
 
     generator_state: ImageGenerator = session.cache.setdefault("image", ImageGenerator())
     inputs = dict(request.get("input") or {})
-    params = GenerateParams.model_validate({k: v for k, v in (request.get("params") or {}).items()
-                                            if k not in ("prompt", "model_refs")})
+    params = validate_generate_params(request.get("params"))
     prompt = str(inputs.get("prompt") or (request.get("params") or {}).get("prompt") or request.get("prompt") or "")
     base_path = str(request["base_model"])
     base = generator_state.base(base_path)

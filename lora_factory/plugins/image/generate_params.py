@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEDULERS = ("euler_a", "euler", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "pndm", "lms", "heun", "unipc", "lcm",
               "flow_euler")
@@ -92,3 +92,13 @@ INPUT_SCHEMA: dict[str, Any] = {
                             "format": "upload", "accept": "image/*"},
     },
 }
+
+
+def validate_generate_params(params: dict[str, Any] | None) -> GenerateParams:
+    """The request's generation parameters, or a 422 ``INVALID_GENERATE_PARAMS`` naming the field."""
+    from lora_factory.kit import presets
+
+    try:
+        return GenerateParams.model_validate({k: v for k, v in (params or {}).items() if k != "prompt"})
+    except ValidationError as exc:
+        raise presets.invalid_params(exc, "INVALID_GENERATE_PARAMS", "生成パラメータ", "Generation parameter") from exc
