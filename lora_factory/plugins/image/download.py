@@ -14,6 +14,7 @@ Auxiliary models (``spec["kind"]``) go to ``models/image/<kind>/<name>/``: ``vae
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,7 @@ def _tagger(spec: dict[str, Any], ctx: Any, out: Path, source: str) -> dict[str,
                                    detail={"path": str(src), "missing": missing})
         for name in TAGGER_FILES:
             shutil.copyfile(src / name, out / name)
-    labels = (out / "selected_tags.csv").read_text(encoding="utf-8").count("\n")
+    with open(out / "selected_tags.csv", newline="", encoding="utf-8") as fh:
+        labels = sum(1 for _ in csv.DictReader(fh))
     (out / "tagger.json").write_text(json.dumps({"format": "wd-v3", "tags": labels}), encoding="utf-8")
     return {"source": source, "kind": "tagger", "path": str(out), "tags": labels}
