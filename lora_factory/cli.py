@@ -251,7 +251,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
     svc = _services(args)
     if args.action == "list":
-        _print_json(svc.catalog.list_datasets(args.modality))
+        _print_json(svc.datasets.list_datasets(args.modality))
     elif args.action == "upload":
         options: dict[str, Any] = {}
         if args.format:
@@ -259,23 +259,23 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         if args.mapping:
             options["mapping"] = json.loads(args.mapping)
         with open(args.target, "rb") as fh:
-            info = svc.catalog.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name, options=options)
+            info = svc.datasets.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name, options=options)
         _print_json({k: info.get(k) for k in ("name", "format", "encoding", "rows", "stats")})
     elif args.action == "sample":
-        info = svc.catalog.add_sample_dataset(args.modality, args.name)
+        info = svc.datasets.add_sample_dataset(args.modality, args.name)
         _print_json({k: info.get(k) for k in ("name", "format", "rows")})
     elif args.action == "show":
-        path = svc.catalog.dataset_path(args.modality, args.target)
-        _print_json(svc.catalog.inspect_dataset(args.modality, path, {"preview_rows": 5}))
+        path = svc.datasets.dataset_path(args.modality, args.target)
+        _print_json(svc.datasets.inspect_dataset(args.modality, path, {"preview_rows": 5}))
     elif args.action == "lineage":
-        _print_json(svc.catalog.dataset_lineage(args.modality, args.target))
+        _print_json(svc.datasets.dataset_lineage(args.modality, args.target))
     elif args.action == "refine":
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
         req = RefineRequest(modality=args.modality, dataset=args.target, operations=ops,
                             output_name=args.name or f"{Path(args.target).stem}-refined")
         return _submitted(svc, svc.start_refine(req), args.wait)
     elif args.action == "delete":
-        svc.catalog.delete_dataset(args.modality, args.target, confirm=args.yes)
+        svc.datasets.delete_dataset(args.modality, args.target, confirm=args.yes)
         print(json.dumps({"ok": True}))
     return 0
 

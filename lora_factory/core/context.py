@@ -49,6 +49,8 @@ class JobContext:
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.resume_checkpoint = resume_checkpoint
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.sample_dir = self.run_dir / "samples"
+        self.samples_path = self.run_dir / "samples.jsonl"
         self.log_path = Path(log_path)
         for folder in (self.run_dir, self.output_dir, self.checkpoint_dir, self.log_path.parent):
             folder.mkdir(parents=True, exist_ok=True)
@@ -89,6 +91,28 @@ class JobContext:
             self.last_metrics = record
         if self._on_progress:
             self._on_progress(record)
+
+    def report_sample(self, path: Path | str, step: int, kind: str = "image", caption: str | None = None,
+                      **meta: Any) -> dict[str, Any]:
+        """Show a sample made during training (an image, an utterance) in the live job view.
+
+        Write it into ``ctx.sample_dir`` (a file elsewhere is copied there). The record lands in
+        ``samples.jsonl``; the UI receives it as a ``sample`` event with its URL.
+        """
+        source = Path(path)
+        self.sample_dir.mkdir(parents=True, exist_ok=True)
+        if source.resolve().parent != self.sample_dir.resolve():
+            import shutil
+
+            target = self.sample_dir / f"{int(step):06d}_{source.name}"
+            shutil.copy2(source, target)
+            source = target
+        record = {"step": int(step), "kind": kind, "file": f"samples/{source.name}", "caption": caption,
+                  "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  **{k: _jsonable(v) for k, v in meta.items()}}
+        with self._lock, open(self.samples_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return record
 
     def log(self, message: str) -> None:
         """Append a line to the job's log (also what the UI's log tail and SSE stream show)."""

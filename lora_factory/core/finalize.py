@@ -86,8 +86,9 @@ def _finalize_train(workspace: Workspace, artifacts: ArtifactStore, job: dict[st
 def _finalize_refine(workspace: Workspace, artifacts: ArtifactStore, job: dict[str, Any], ctx: JobContext,
                      result: dict[str, Any], canceled: bool) -> dict[str, Any]:
     modality, spec = job["modality"], job["spec"]
-    output_file = result.get("output_file")
-    if not output_file:
+    output = result.get("output") if isinstance(result.get("output"), dict) else {}
+    produced = output.get("name") or result.get("output_file")
+    if not produced:
         raise LoRAFactoryError("REFINE_NO_OUTPUT", "錬成結果のファイルがありません。",
                                "The refine operation produced no output file.", http_status=500)
     if result.get("rows_out") == 0 and not canceled:
@@ -96,8 +97,15 @@ def _finalize_refine(workspace: Workspace, artifacts: ArtifactStore, job: dict[s
             "錬成の結果が 0 行になりました。条件(フィルタの長さなど)を緩めてください。新しい版は作られていません。",
             "The refine left no rows; loosen its settings (e.g. the filter's lengths). No version was created.",
             http_status=422, detail={"removed": result.get("removed")})
-    source = ctx.output_dir / Path(output_file).name
+    source = ctx.output_dir / Path(str(produced)).name
+    if not source.exists():
+        raise LoRAFactoryError("REFINE_NO_OUTPUT", f"錬成結果「{source.name}」が見つかりません。",
+                               f"The refine output '{source.name}' was not written.", http_status=500)
     dest = workspace.move_into_place(source, workspace.datasets_dir(modality) / source.name)
+    fmt = output.get("format") or result.get("format")
+    write_text_atomic(dest.parent / ".meta" / f"{dest.name}.json", json.dumps(
+        {"format": fmt, "rows": result.get("rows_out"), "original_name": None, "refined_from": spec.get("dataset_ref")},
+        ensure_ascii=False, indent=2))
     parent_id = artifacts.ensure("dataset", modality, Path(spec["dataset"]))
     lineage = {
         "name": dest.name,
@@ -107,10 +115,12 @@ def _finalize_refine(workspace: Workspace, artifacts: ArtifactStore, job: dict[s
         "job_id": job["id"],
         "created_at": now_iso(),
         "partial": canceled,
+        "kind": "folder" if dest.is_dir() else "file",
+        "format": fmt,
     }
     write_text_atomic(workspace.lineage_dir(modality) / f"{dest.name}.json",
                       json.dumps(lineage, ensure_ascii=False, indent=2))
     artifact_id = artifacts.register("dataset", modality, dest, job["id"], [(parent_id, "parent")],
                                      {"operations": spec.get("operations"), "rows": result.get("rows_out"),
-                                      "format": "openai", "partial": canceled})
+                                      "format": fmt, "partial": canceled})
     return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}

@@ -28,10 +28,14 @@ def describe_modalities() -> list[dict[str, Any]]:
     """Declare the modalities this plugin serves.
 
     :return: a list of descriptions (plain dicts, validated by ``ModalityDescription``): ``id``,
-        ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``dataset_formats``,
-        ``dataset_extensions``, ``refine_operations`` (name -> {label_ja, label_en, params_schema}),
-        ``train_params_schema``, ``sample_datasets`` (absolute paths the host may copy for a demo),
-        ``supports`` (e.g. ``["chat", "tiny_model", "merge"]``).
+        ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``default_preset``,
+        ``dataset_kind`` (``"file"`` or ``"folder"``), ``dataset_formats``, ``dataset_extensions``,
+        ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``train_params_schema``,
+        ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
+        (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->
+        {input_schema, params_schema, presets}), ``aux_model_kinds`` (sub-folder -> labels),
+        ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses`` and
+        ``supports`` (e.g. ``["chat", "tiny_model", "merge", "single_file", "item_edit"]``).
     A declared modality gets ``models/<id>/``, ``datasets/<id>/`` and ``lora_adapters/<id>/``.
     Runs in the server process: must be cheap and must not import torch.
     """
@@ -42,9 +46,11 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
     """Obtain a base model into ``ctx.output_dir`` (a ``download`` job, in the worker process).
 
     :param modality: the requested modality; return None when it is not yours.
-    :param spec: ``source`` is ``"hub"`` (``repo_id``, ``revision``, ``token``), ``"local"``
-        (``local_path``, a folder to import) or ``"tiny"`` (a random-weight offline demo model);
-        ``name`` is the destination folder name under ``models/<modality>/``.
+    :param spec: ``source`` is ``"hub"`` (``repo_id``, ``revision``, ``token``, ``variant``), ``"local"``
+        (``local_path``, a folder to import), ``"single_file"`` (``local_path``, one ``.safetensors``
+        checkpoint, when ``supports`` has ``single_file``) or ``"tiny"`` (a random-weight offline demo
+        model); ``name`` is the destination folder name; ``model_kind`` is ``"base"`` or one of the
+        modality's ``aux_model_kinds`` (the folder then lands in ``models/<modality>/<kind>/``).
     :param ctx: the ``JobContext``; report bytes through ``ctx.progress``.
     :return: a summary dict (stored as the job's result). The host moves ``ctx.output_dir`` to
         ``models/<modality>/<name>/`` only after the hook returns, so a half download never looks
@@ -57,12 +63,13 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
 def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
     """Produce a new dataset version from an existing one (a ``refine`` job).
 
-    :param spec: ``dataset`` (absolute path of the parent version, inside the workspace),
-        ``operations`` (list of ``{"op": name, "params": {...}}``, applied in order),
-        ``output_name`` (file stem of the new version).
-    :return: the report: ``rows_in``, ``rows_out``, ``removed`` (reason -> count), ``examples``,
-        ``output_file`` (file name written inside ``ctx.output_dir``). The host moves that file to
-        ``datasets/<modality>/`` and records the lineage.
+    :param spec: ``dataset`` (absolute path of the parent version, a file or a folder, inside the
+        workspace), ``operations`` (list of ``{"op": name, "params": {...}}``, applied in order),
+        ``output_name`` (name of the new version, without suffix).
+    :return: the report: ``rows_in``, ``rows_out``, ``removed`` (reason -> count), ``examples`` and
+        ``output`` = ``{"kind": "file" | "folder", "name": <inside ctx.output_dir>, "format": ...}``
+        (``output_file`` alone still works for a file). The host moves it to ``datasets/<modality>/``,
+        records its format and the lineage.
     """
 
 
@@ -84,12 +91,17 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
 def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
     """Answer one inference request, in the long-lived inference worker (or an eval job).
 
-    :param request: ``base_model`` (absolute path), ``adapter`` (absolute path or None),
-        ``messages`` / ``prompt``, ``params`` (generation parameters), ``stream``.
+    :param request: ``base_model`` (absolute path), ``adapter`` (absolute path or None), ``adapters``
+        (``[{"path", "name", "weight"}]``), ``task`` (one of ``inference_kinds``, None for chat),
+        ``messages`` (chat), ``input`` (generate: prompt, text, files as absolute paths ...),
+        ``params`` (generation parameters), ``stream``.
     :param session: a per-process ``InferenceSession``; keep loaded models in ``session.cache`` so
-        switching adapters does not reload the base.
-    :return: an iterator of events: ``{"type": "token", "text": ...}`` then one
-        ``{"type": "done", "text": full_text, "usage": {...}}``.
+        switching adapters does not reload the base; write media files into ``session.outputs_dir``.
+    :return: an iterator of events, in order: ``{"type": "token", "text"}``,
+        ``{"type": "image", "path", "meta"}``, ``{"type": "audio", "chunk" (base64 PCM16),
+        "sample_rate", "index"}`` as each piece is made, ``{"type": "audio", "path", "sample_rate",
+        "meta"}``, and last one ``{"type": "done", "text"?, "usage"?, ...}``. The host turns paths into
+        URLs and relays chunks to the client as they come.
     """
 
 
@@ -124,9 +136,14 @@ def inspect_dataset(modality: str, path: str, options: dict[str, Any]) -> dict[s
 
     :param options: ``format`` (or ``"auto"``), ``mapping`` (column overrides), ``encoding``,
         ``preview_rows``.
-    :return: ``format``, ``encoding``, ``rows``, ``stats``, ``preview`` (rows as conversations).
+    :param path: a file, or for a ``folder`` modality the dataset folder (also the temporary folder
+        of an upload being validated).
+    :param options: also ``offset`` (first item of the preview page) for folder datasets.
+    :return: ``format``, ``encoding``, ``rows``, ``stats``, ``preview`` (rows as conversations, or
+        items ``{"id", "text", "media": [{"kind": "image" | "audio", "file": <relative path>}]}``; the
+        host adds each media file's ``url``).
     :raises LoRAFactoryError: ``DATASET_INVALID`` with ``detail["errors"]`` listing
-        ``{"line", "reason"}`` for the first bad rows.
+        ``{"line" | "file", "reason"}`` for the first bad rows or files.
     """
 
 
@@ -168,4 +185,30 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     :param spec: ``dataset`` (absolute path), ``operations`` (``[{"op", "params"}]``), ``output_name``.
     :param workspace: the :class:`~lora_factory.core.workspace.Workspace`.
     :raises LoRAFactoryError: ``REFINE_INVALID_OPERATION`` / ``REFINE_INVALID_PARAMS``.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+    """Validate a generate request and resolve what it names, in the server before it is sent on.
+
+    :param request: as ``infer`` receives it (paths already resolved for the base model, the adapters
+        and uploaded input files).
+    :param workspace: resolve auxiliary models named in ``params`` (a VAE, a ControlNet, an ASR model)
+        with ``workspace.resolve_ref("models/<modality>/<kind>/<name>", "models", modality)``.
+    :return: the request to run (None keeps it as it is).
+    :raises LoRAFactoryError: ``INVALID_INFER_PARAMS`` (field in ``detail``) for a bad parameter.
+    """
+
+
+@hookspec(firstresult=True)
+def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any], reference: dict[str, Any] | None,
+                     session: Any) -> dict[str, Any] | None:
+    """Evaluate one check of a kind the plugin declared in ``regression_checks`` (in an ``eval`` job).
+
+    :param check: the check as written in the suite (``type`` plus its own fields, e.g. ``min``).
+    :param output: the target's answer: ``text``, ``media`` (``[{"kind", "path", "meta", ...}]``) and
+        ``case`` (the suite case).
+    :param reference: the previous adapter version's answer to the same case, or None.
+    :return: ``{"passed": bool, "score": float | None, "detail": ...}``.
     """

@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     export_to_environment(Path(args.home))
     plugin_host = load_plugin_host(Path(args.home))
+    home = Path(args.home)
     session = InferenceSession()
 
     def send(obj: dict) -> None:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = json.loads(line)
         req_id = msg.get("id")
         try:
+            session.outputs_dir = home / "artifacts" / "outputs" / msg["modality"]
             events = plugin_host.call("infer", msg["modality"], request=msg["request"], session=session)
             if events is None:
                 raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{msg['modality']}」は推論に対応していません。",

@@ -19,6 +19,7 @@ from typing import Any
 
 from lora_factory.core import process
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference_session import collect_events
 
 
 class InferenceClient:
@@ -119,15 +120,8 @@ class InferenceClient:
             self._lock.release()
 
     def complete(self, modality: str, request: dict[str, Any]) -> dict[str, Any]:
-        done: dict[str, Any] = {"text": ""}
-        pieces = []
-        for event in self.stream(modality, dict(request, stream=False)):
-            if event.get("type") == "token":
-                pieces.append(event.get("text", ""))
-            elif event.get("type") == "done":
-                done = event
-        done.setdefault("text", "".join(pieces))
-        return done
+        """The whole answer: the ``done`` event with the joined text and the media files written."""
+        return collect_events(self.stream(modality, dict(request, stream=False)))
 
     def release(self, wait_s: float = 30.0) -> bool:
         """Stop the worker (and free the memory its models hold) once the current answer is done.

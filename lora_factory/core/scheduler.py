@@ -8,6 +8,7 @@ go on; at the next start :meth:`recover` re-attaches the live ones and marks the
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -240,9 +241,19 @@ class JobManager:
             return self.workspace.adapters_dir(modality) / name
         if kind in ("download", "merge"):
             return self.workspace.models_dir(modality) / name
-        if kind == "refine":
-            return self.workspace.datasets_dir(modality) / f"{name}.jsonl"
+        if kind == "refine":  # a folder dataset is <name>/, a file dataset <name>.<its suffix>
+            return self.workspace.datasets_dir(modality) / name
         return None
+
+    def output_taken(self, kind: str, modality: str, name: str) -> bool:
+        """Whether ``name`` is already used in the folder the job's output goes to (for a refine, by a
+        folder or by a file of any suffix: the plugin chooses the suffix)."""
+        dest = self.output_destination(kind, modality, name)
+        if dest is None:
+            return False
+        if dest.exists():
+            return True
+        return kind == "refine" and any(dest.parent.glob(glob.escape(dest.name) + ".*"))
 
     def free_output_name(self, kind: str, modality: str, name: str) -> str:
         base = name
@@ -251,8 +262,7 @@ class JobManager:
                 base = name.rsplit(suffix, 1)[0]
         candidate, n = name, 1
         while True:
-            dest = self.output_destination(kind, modality, candidate)
-            if not (dest is not None and dest.exists()) and not self.store.output_name_taken(kind, modality, candidate):
+            if not self.output_taken(kind, modality, candidate) and not self.store.output_name_taken(kind, modality, candidate):
                 return candidate
             n += 1
             candidate = f"{base}-v{n}"

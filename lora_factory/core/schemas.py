@@ -33,11 +33,21 @@ class DownloadRequest(StrictModel):
     repo_id: str = Field(pattern=r"^[A-Za-z0-9][\w\-.]*/[\w\-.]+$|^[A-Za-z0-9][\w\-.]*$")
     revision: str = "main"
     name: str | None = None
+    kind: str | None = Field(None, description="an auxiliary model kind of the modality (vae, controlnet ...)")
+    variant: str | None = Field(None, pattern=r"^[a-z0-9_]{1,16}$", description="precision variant, e.g. fp16")
 
 
 class ImportRequest(StrictModel):
     modality: str = "text"
-    source_path: str
+    source_path: str = Field(description="absolute path of a model folder (or a single .safetensors file "
+                                         "where the modality supports single_file)")
+    name: str | None = None
+    kind: str | None = Field(None, description="an auxiliary model kind of the modality (vae, controlnet ...)")
+
+
+class ImportFolderRequest(StrictModel):
+    modality: str
+    source_path: str = Field(description="absolute path of a dataset folder on the server's machine")
     name: str | None = None
 
 
@@ -86,6 +96,25 @@ class ChatRequest(StrictModel):
     messages: list[ChatMessage] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     stream: bool = True
+
+
+class AdapterWeight(StrictModel):
+    name: str
+    weight: float = Field(1.0, ge=-4.0, le=4.0)
+
+
+class GenerateRequest(StrictModel):
+    """The modality-neutral inference entry: an image, speech, a transcript ... (chat has its own)."""
+
+    modality: str
+    base_model: str
+    adapter: str | None = None
+    adapters: list[AdapterWeight] = Field(default_factory=list, description="several adapters with a weight each")
+    task: str | None = Field(None, description="an inference kind of the modality (image, speech, transcribe ...)")
+    input: dict[str, Any] = Field(default_factory=dict, description='files as "upload:<id>" from /api/infer/uploads')
+    params: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = False
+    compare: bool = Field(False, description="base and adapter with the same parameters and seed, side by side")
 
 
 class OpenPathRequest(StrictModel):

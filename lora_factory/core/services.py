@@ -15,9 +15,12 @@ from typing import Any
 
 from lora_factory.core.artifacts import ArtifactStore
 from lora_factory.core.catalog import Catalog
+from lora_factory.core.dataset_catalog import DatasetCatalog
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.generation import Generation
 from lora_factory.core.inference import InferenceClient
 from lora_factory.core.jobs import JobStore
+from lora_factory.core.media_store import MediaStore
 from lora_factory.core.plugins import PluginHost, load_plugin_host
 from lora_factory.core.regression import parse_suite
 from lora_factory.core.scheduler import JobManager
@@ -50,7 +53,10 @@ class Services:
         self.jobs = JobManager(self.workspace, self.store)
         self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
+        self.datasets = DatasetCatalog(self.workspace, self.plugins, self.artifacts, remove=self.catalog.remove_unused)
         self.inference = InferenceClient(self.workspace.home)
+        self.media = MediaStore(self.workspace)
+        self.generation = Generation(self.plugins, self.catalog, self.media, self.inference, self.workspace)
         self.jobs.before_gpu_job = self.free_chat_model_for
 
     def update_settings(self, changes: dict[str, Any]) -> Any:
@@ -66,7 +72,7 @@ class Services:
     def reload_plugins(self) -> None:
         self.plugins = load_plugin_host(self.workspace.home)
         self.workspace.ensure(self.plugins.modalities().keys())
-        self.catalog.plugins = self.plugins
+        self.catalog.plugins = self.datasets.plugins = self.generation.plugins = self.plugins
         self.inference.release()
 
     def free_chat_model_for(self, job: dict[str, Any]) -> None:
@@ -183,11 +189,34 @@ class Services:
                 continue  # a line being written right now
         return out
 
+    def samples(self, job_id: str) -> list[dict[str, Any]]:
+        """``runs/<id>/samples.jsonl``: what ``ctx.report_sample`` recorded, with URLs."""
+        import json
+
+        self.store.get(job_id)
+        path = self.workspace.run_dir(job_id) / "samples.jsonl"
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+            try:
+                out.append(self.present_sample(job_id, json.loads(line)))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def present_sample(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        rel = str(record.get("file", ""))
+        return dict(record, url=f"/api/jobs/{quote(job_id)}/files/{quote(rel)}")
+
     # -- submitting work -----------------------------------------------------------------------
-    def _output_name(self, kind: str, modality: str, name: str) -> str:
+    def _output_name(self, kind: str, modality: str, name: str, model_kind: str | None = None) -> str:
+        """A safe output name not yet taken; ``model_kind`` puts a download under ``models/<m>/<kind>/``."""
         name = safe_name(name, "output name")
-        dest = self.jobs.output_destination(kind, modality, name)
-        if dest is not None and dest.exists():
+        if model_kind and model_kind != "base":
+            self.catalog.models_folder(modality, model_kind)  # a known kind, or 400
+            name = f"{model_kind}/{name}"
+        if self.jobs.output_taken(kind, modality, name):
             raise LoRAFactoryError("OUTPUT_EXISTS", f"「{name}」は既に存在します。別の名前を指定してください。",
                                    f"'{name}' already exists; choose another name.", http_status=409,
                                    detail={"output_name": name})
@@ -196,14 +225,14 @@ class Services:
     def start_train(self, req: TrainStartRequest) -> str:
         self.plugins.require_modality(req.modality)
         base = self.catalog.model_path(req.modality, req.base_model)
-        dataset = self.catalog.dataset_path(req.modality, req.dataset)
+        dataset = self.datasets.dataset_path(req.modality, req.dataset)
         output_name = self._output_name("train", req.modality, req.output_name)
         spec: dict[str, Any] = {
             "base_model": str(base),
             "dataset": str(dataset),
             "base_model_ref": self.workspace.relative(base),
             "dataset_ref": self.workspace.relative(dataset),
-            "dataset_options": self.catalog.dataset_options(dataset),
+            "dataset_options": self.datasets.dataset_options(dataset),
             "output_name": output_name,
             "preset": req.preset,
             "params": dict(req.params),
@@ -216,10 +245,12 @@ class Services:
 
     def start_refine(self, req: RefineRequest) -> str:
         desc = self.plugins.require_modality(req.modality)
-        dataset = self.catalog.dataset_path(req.modality, req.dataset)
+        dataset = self.datasets.dataset_path(req.modality, req.dataset)
         output_name = safe_name(req.output_name, "output name")
-        if output_name.endswith(".jsonl"):
-            output_name = output_name[: -len(".jsonl")]
+        for suffix in [".jsonl", *(desc.get("dataset_extensions") or [])]:
+            if suffix and output_name.lower().endswith(suffix.lower()) and len(output_name) > len(suffix):
+                output_name = output_name[: -len(suffix)]
+                break
         self._output_name("refine", req.modality, output_name)
         known = desc.get("refine_operations") or {}
         for op in req.operations:
@@ -230,7 +261,7 @@ class Services:
         spec: dict[str, Any] = {
             "dataset": str(dataset),
             "dataset_ref": self.workspace.relative(dataset),
-            "dataset_options": self.catalog.dataset_options(dataset),
+            "dataset_options": self.datasets.dataset_options(dataset),
             "operations": [{"op": op["op"], "params": dict(op.get("params") or {})} for op in req.operations],
             "output_name": output_name,
         }
@@ -242,19 +273,29 @@ class Services:
 
     def start_download(self, req: DownloadRequest) -> str:
         self.plugins.require_modality(req.modality)
-        name = self._output_name("download", req.modality, req.name or req.repo_id.replace("/", "__"))
-        spec = {"source": "hub", "repo_id": req.repo_id, "revision": req.revision, "name": name}
+        name = self._output_name("download", req.modality, req.name or req.repo_id.replace("/", "__"), req.kind)
+        spec = {"source": "hub", "repo_id": req.repo_id, "revision": req.revision, "name": name.rsplit("/", 1)[-1],
+                "model_kind": req.kind or "base", "variant": req.variant}
         return self.jobs.submit("download", req.modality, spec, output_name=name)
 
     def start_import(self, req: ImportRequest) -> str:
-        self.plugins.require_modality(req.modality)
+        """A local model folder, or a single ``.safetensors`` checkpoint where the modality supports it."""
+        desc = self.plugins.require_modality(req.modality)
         source = Path(req.source_path).expanduser()
-        if not source.is_absolute() or not source.is_dir():
+        single_file = source.is_absolute() and source.is_file()
+        if single_file and "single_file" not in (desc.get("supports") or []):
+            raise LoRAFactoryError("SINGLE_FILE_UNSUPPORTED",
+                                   f"「{req.modality}」は単一ファイルのチェックポイントを取り込めません。モデルのフォルダを指定してください。",
+                                   f"Modality '{req.modality}' cannot import a single-file checkpoint; give a model folder.",
+                                   detail={"source_path": req.source_path})
+        if not source.is_absolute() or not (source.is_dir() or single_file):
             raise LoRAFactoryError("IMPORT_SOURCE_NOT_FOUND", f"フォルダ「{req.source_path}」が見つかりません(絶対パスで指定してください)。",
                                    f"Folder '{req.source_path}' was not found (give an absolute path).",
                                    http_status=404, detail={"source_path": req.source_path})
-        name = self._output_name("download", req.modality, req.name or name_from_folder(source.name))
-        spec = {"source": "local", "local_path": str(source.resolve()), "name": name}
+        default = source.stem if single_file else source.name
+        name = self._output_name("download", req.modality, req.name or name_from_folder(default), req.kind)
+        spec = {"source": "single_file" if single_file else "local", "local_path": str(source.resolve()),
+                "name": name.rsplit("/", 1)[-1], "model_kind": req.kind or "base"}
         return self.jobs.submit("download", req.modality, spec, output_name=name)
 
     def start_tiny_model(self, req: TinyModelRequest) -> str:
@@ -284,17 +325,15 @@ class Services:
         return self.catalog.model_path(modality, info["base_model"])
 
     def start_eval(self, req: EvalRequest) -> str:
-        self.plugins.require_modality(req.modality)
+        desc = self.plugins.require_modality(req.modality)
         adapter = self.catalog.adapter_path(req.modality, req.adapter)
         base = self._adapter_base(req.modality, adapter, req.base_model)
-        if req.suite_file:
-            suite = [c.model_dump(exclude_none=True) for c in parse_suite(self.workspace.resolve_inside(req.suite_file))]
-        elif req.suite:
-            parse_suite(req.suite)
-            suite = req.suite
-        else:
-            suite = []
-        dataset = self.catalog.dataset_path(req.modality, req.dataset) if req.dataset else None
+        kinds = set(desc.get("regression_checks") or {})
+        raw = self.workspace.resolve_inside(req.suite_file) if req.suite_file else req.suite
+        # stored expanded (shorthands turned into checks), so the job reads exactly what was validated
+        suite = [c.model_dump(exclude_none=True, exclude={"contains", "not_contains", "regex", "max_length"})
+                 for c in parse_suite(raw, kinds)] if raw else []
+        dataset = self.datasets.dataset_path(req.modality, req.dataset) if req.dataset else None
         if not suite and dataset is None:
             raise LoRAFactoryError("EVAL_NOTHING_TO_DO", "回帰テストかデータセットのどちらかを指定してください。",
                                    "Give a regression suite or a dataset.")
@@ -303,7 +342,7 @@ class Services:
             "adapter": str(adapter), "base_model": str(base), "suite": suite,
             "suite_name": Path(req.suite_file).name if req.suite_file else None,
             "dataset": str(dataset) if dataset else None,
-            "dataset_options": self.catalog.dataset_options(dataset) if dataset else {},
+            "dataset_options": self.datasets.dataset_options(dataset) if dataset else {},
             "previous_adapter": str(previous) if previous else None,
             "params": req.params, "adapter_ref": self.workspace.relative(adapter),
         }
@@ -324,10 +363,10 @@ class Services:
         out = []
         for item in imported:
             path = Path(item["file"])
-            self.catalog.record_dataset_meta(path, {"format": item.get("format"), "mapping": item.get("mapping"),
+            self.datasets.record_dataset_meta(path, {"format": item.get("format"), "mapping": item.get("mapping"),
                                                     "original_name": item.get("name")})
-            info = self.catalog.inspect_dataset(req.modality, path)
-            self.catalog.record_dataset_meta(path, {"format": info.get("format"), "mapping": item.get("mapping"),
+            info = self.datasets.inspect_dataset(req.modality, path)
+            self.datasets.record_dataset_meta(path, {"format": info.get("format"), "mapping": item.get("mapping"),
                                                     "encoding": info.get("encoding"), "rows": info.get("rows"),
                                                     "original_name": item.get("name")})
             self.artifacts.register("dataset", req.modality, path, meta={"source": "dataset_info.json",

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import (
     ConfirmBody,
     DownloadRequest,
+    ImportFolderRequest,
     ImportInfoRequest,
     ImportRequest,
     MergeRequest,
@@ -26,8 +32,9 @@ router = APIRouter(tags=["catalog"])
 
 # -- models ----------------------------------------------------------------------------------
 @router.get("/api/models")
-def list_models(modality: str = "text", svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"models": svc.catalog.list_models(modality)}
+def list_models(modality: str = "text", kind: str | None = None, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Base models, or with ``kind`` the auxiliary models of that kind (``vae``, ``controlnet`` ...)."""
+    return {"models": svc.catalog.list_models(modality, kind)}
 
 
 @router.post("/api/models/download")
@@ -51,28 +58,19 @@ def merge_model(body: MergeRequest, svc: Services = Depends(services)) -> dict[s
 
 
 @router.delete("/api/models/{modality}/{name}")
-def delete_model(modality: str, name: str, body: ConfirmBody = Body(default_factory=ConfirmBody),
-                 svc: Services = Depends(services)) -> dict[str, Any]:
-    svc.catalog.delete_model(modality, name, body.confirm)
+def delete_model(modality: str, name: str, kind: str | None = None,
+                 body: ConfirmBody = Body(default_factory=ConfirmBody), svc: Services = Depends(services)) -> dict[str, Any]:
+    svc.catalog.delete_model(modality, name, body.confirm, kind)
     return {"ok": True}
 
 
 # -- datasets --------------------------------------------------------------------------------
 @router.get("/api/datasets")
 def list_datasets(modality: str = "text", svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"datasets": svc.catalog.list_datasets(modality)}
+    return {"datasets": svc.datasets.list_datasets(modality)}
 
 
-@router.post("/api/datasets/upload")
-def upload_dataset(
-    file: UploadFile = File(...),
-    modality: str = Form("text"),
-    name: str | None = Form(None),
-    format: str | None = Form(None),
-    mapping: str | None = Form(None),
-    encoding: str | None = Form(None),
-    svc: Services = Depends(services),
-) -> dict[str, Any]:
+def _upload_options(format: str | None, mapping: str | None, encoding: str | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if format and format != "auto":
         options["format"] = format
@@ -87,12 +85,41 @@ def upload_dataset(
         if not isinstance(options["mapping"], dict):
             raise LoRAFactoryError("INVALID_MAPPING", "mapping は JSON オブジェクトで指定してください。",
                                    "mapping must be a JSON object.", detail={"field": "mapping"})
-    return svc.catalog.upload_dataset(modality, file.filename or "", file.file, name=name or None, options=options)
+    return options
+
+
+@router.post("/api/datasets/upload")
+def upload_dataset(
+    file: UploadFile | None = File(None, description="one dataset file, or a .zip of a folder dataset"),
+    files: list[UploadFile] | None = File(None, description="several files of one folder dataset"),
+    modality: str = Form("text"),
+    name: str | None = Form(None),
+    format: str | None = Form(None),
+    mapping: str | None = Form(None),
+    encoding: str | None = Form(None),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    options = _upload_options(format, mapping, encoding)
+    if files:
+        if not name:
+            raise LoRAFactoryError("INVALID_NAME", "複数のファイルをアップロードするときは name (データセット名) を指定してください。",
+                                   "Give a name for the dataset when uploading several files.", detail={"field": "name"})
+        return svc.datasets.upload_files(modality, [(f.filename or "", f.file) for f in files], name, options)
+    if file is None:
+        raise LoRAFactoryError("FILE_REQUIRED", "ファイルを選んでください (file または files)。",
+                               "Choose a file to upload (file or files).", detail={"field": "file"})
+    return svc.datasets.upload_dataset(modality, file.filename or "", file.file, name=name or None, options=options)
+
+
+@router.post("/api/datasets/import_folder")
+def import_dataset_folder(body: ImportFolderRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    """A folder dataset copied in from a local folder (absolute path on the server's machine)."""
+    return svc.datasets.import_folder(body.modality, body.source_path, body.name)
 
 
 @router.post("/api/datasets/sample")
 def sample_dataset(body: SampleDatasetRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.catalog.add_sample_dataset(body.modality, body.name)
+    return svc.datasets.add_sample_dataset(body.modality, body.name)
 
 
 @router.post("/api/datasets/import_info")
@@ -106,21 +133,40 @@ def refine_dataset(body: RefineRequest, svc: Services = Depends(services)) -> di
 
 
 @router.get("/api/datasets/{modality}/{name}")
-def get_dataset(modality: str, name: str, rows: int = Query(5, ge=1, le=200),
+def get_dataset(modality: str, name: str, rows: int = Query(5, ge=1, le=200), offset: int = Query(0, ge=0),
                 svc: Services = Depends(services)) -> dict[str, Any]:
     svc.plugins.require_modality(modality)
-    return svc.catalog.inspect_dataset(modality, svc.catalog.dataset_path(modality, name), {"preview_rows": rows})
+    return svc.datasets.inspect_dataset(modality, svc.datasets.dataset_path(modality, name),
+                                        {"preview_rows": rows, "offset": offset})
+
+
+@router.get("/api/datasets/{modality}/{name}/files/{rel:path}", response_class=FileResponse)
+def dataset_file(modality: str, name: str, rel: str, svc: Services = Depends(services)) -> FileResponse:
+    """A file inside a folder dataset (an image, a clip) for the preview; nothing outside that folder."""
+    svc.plugins.require_modality(modality)
+    path = svc.datasets.dataset_file(modality, name, rel)
+    return FileResponse(path, media_type=svc.datasets.media_type(path), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/datasets/{modality}/{name}/archive", response_class=FileResponse)
+def dataset_archive(modality: str, name: str, svc: Services = Depends(services)) -> FileResponse:
+    """The dataset to take elsewhere: a folder dataset as a zip (e.g. for Style-Bert-VITS2, kohya)."""
+    svc.plugins.require_modality(modality)
+    tmp = Path(tempfile.mkdtemp(prefix="lf-archive-"))
+    path = svc.datasets.archive(modality, name, tmp)
+    return FileResponse(path, filename=path.name, media_type="application/zip" if path.suffix == ".zip" else None,
+                        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
 
 
 @router.get("/api/datasets/{modality}/{name}/lineage")
 def dataset_lineage(modality: str, name: str, svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.catalog.dataset_lineage(modality, name)
+    return svc.datasets.dataset_lineage(modality, name)
 
 
 @router.delete("/api/datasets/{modality}/{name}")
 def delete_dataset(modality: str, name: str, body: ConfirmBody = Body(default_factory=ConfirmBody),
                    svc: Services = Depends(services)) -> dict[str, Any]:
-    svc.catalog.delete_dataset(modality, name, body.confirm)
+    svc.datasets.delete_dataset(modality, name, body.confirm)
     return {"ok": True}
 
 

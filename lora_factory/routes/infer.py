@@ -1,4 +1,5 @@
-"""``/api/infer`` (chat, streamed or not; compare base and adapter) and ``/api/eval``."""
+"""``/api/infer`` (chat and generate, streamed or not; compare base and adapter; input uploads; the
+generated media) and ``/api/eval``."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.schemas import ChatRequest, EvalRequest
+from lora_factory.core.schemas import ChatRequest, EvalRequest, GenerateRequest
 from lora_factory.core.services import Services
 from lora_factory.routes import services
 
@@ -57,6 +58,47 @@ def compare(body: ChatRequest, svc: Services = Depends(services)) -> dict[str, A
     base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False))
     tuned = svc.inference.complete(body.modality, svc.chat_request(body))
     return {"base": base, "adapter": tuned}
+
+
+def sse_stream(events: Iterator[dict[str, Any]]) -> StreamingResponse:
+    """Events as server-sent events (``event: <type>``); an error mid-stream is an ``error`` event."""
+    first = primed(events)
+
+    def stream() -> Iterator[str]:
+        try:
+            for event in first:
+                yield sse_event(event.get("type", "token"), event)
+        except LoRAFactoryError as exc:
+            yield sse_event("error", exc.to_dict()["error"])
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/api/infer/generate", response_model=None)
+def generate(body: GenerateRequest, svc: Services = Depends(services)) -> Any:
+    """Images, speech, transcripts ...: ``stream`` gives server-sent events as the plugin makes them
+    (audio chunks before the whole utterance is done); ``compare`` runs base and adapter with one seed."""
+    if body.compare:
+        return svc.generation.compare(body)
+    if not body.stream:
+        return svc.generation.complete(body)
+    return sse_stream(svc.generation.stream(body))
+
+
+@router.post("/api/infer/uploads")
+def upload_input(file: UploadFile = File(...), svc: Services = Depends(services)) -> dict[str, Any]:
+    """An input file for a later request (img2img image, ControlNet image, audio to transcribe):
+    put the returned ``value`` (``upload:<id>``) into the request's ``input``."""
+    return svc.media.save_upload(file.filename or "file", file.file)
+
+
+@router.get("/api/outputs/{modality}/{rel:path}", response_class=FileResponse)
+def output_file(modality: str, rel: str, svc: Services = Depends(services)) -> FileResponse:
+    """A generated image or audio file (from ``artifacts/outputs/<modality>/`` only)."""
+    svc.plugins.require_modality(modality)
+    path = svc.media.output_file(modality, rel)
+    return FileResponse(path, media_type=svc.datasets.media_type(path))
 
 
 @router.post("/api/eval/start")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from lora_factory.core.jobs import TERMINAL_STATUSES
 from lora_factory.core.schemas import ConfirmBody, RerunRequest
@@ -63,6 +63,20 @@ def delete_job(job_id: str, body: ConfirmBody = Body(default_factory=ConfirmBody
     return {"ok": True}
 
 
+@router.get("/{job_id}/samples")
+def job_samples(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Samples the training wrote so far (images, utterances), each with its URL."""
+    return {"samples": svc.samples(job_id)}
+
+
+@router.get("/{job_id}/files/{rel:path}", response_class=FileResponse)
+def job_file(job_id: str, rel: str, svc: Services = Depends(services)) -> FileResponse:
+    """A sample or an eval output of a job (``samples/`` and ``outputs/`` of its run folder only)."""
+    svc.store.get(job_id)
+    path = svc.media.run_file(job_id, rel)
+    return FileResponse(path, media_type=svc.datasets.media_type(path))
+
+
 def read_new_lines(path: Path, position: int) -> tuple[list[str], int]:
     """Complete lines appended to ``path`` since byte ``position`` (a half-written last line waits)."""
     if not path.exists():
@@ -87,7 +101,8 @@ async def job_events(job_id: str, request: Request, svc: Services = Depends(serv
         job = svc.job_view(job_id)
         log_path = svc.jobs.log_path(svc.store.get(job_id))
         metrics_path = svc.workspace.run_dir(job_id) / "metrics.jsonl"
-        log_pos = metrics_pos = 0
+        samples_path = svc.workspace.run_dir(job_id) / "samples.jsonl"
+        log_pos = metrics_pos = samples_pos = 0
         last_status = None
         yield "retry: 2000\n\n"
         while True:
@@ -98,6 +113,12 @@ async def job_events(job_id: str, request: Request, svc: Services = Depends(serv
             for line in lines[-50:]:
                 try:
                     yield _sse("progress", json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+            lines, samples_pos = read_new_lines(samples_path, samples_pos)
+            for line in lines:
+                try:
+                    yield _sse("sample", svc.present_sample(job_id, json.loads(line)))
                 except json.JSONDecodeError:
                     continue
             lines, log_pos = read_new_lines(log_path, log_pos)

@@ -244,11 +244,11 @@ def test_dataset_inspection_is_cached_per_file_version(dummy_home):
     try:
         svc.plugins.call = counting_call
         path = dummy_home / "datasets" / "dummy" / "data.txt"
-        first = svc.catalog.inspect_dataset("dummy", path, {"preview_rows": 2})
-        again = svc.catalog.inspect_dataset("dummy", path, {"preview_rows": 1})
+        first = svc.datasets.inspect_dataset("dummy", path, {"preview_rows": 2})
+        again = svc.datasets.inspect_dataset("dummy", path, {"preview_rows": 1})
         assert len(calls) == 1 and first["rows"] == again["rows"] == 3 and len(again["preview"]) == 1
         path.write_text("a\nb\nc\nd\n")  # a new version of the file is read again
-        assert svc.catalog.inspect_dataset("dummy", path)["rows"] == 4 and len(calls) == 2
+        assert svc.datasets.inspect_dataset("dummy", path)["rows"] == 4 and len(calls) == 2
     finally:
         svc.close()
 

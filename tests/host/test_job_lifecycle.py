@@ -88,10 +88,14 @@ def assert_process_gone(pid: int, within: float) -> None:
         time.sleep(0.05)
 
 
-def _worker_pid(home: Path, job_id: str) -> int:
-    for line in (home / "logs" / f"train_{job_id}.log").read_text().splitlines():
-        if "worker started (pid" in line:
-            return int(line.split("(pid ")[1].split(")")[0])
+def _worker_pid(home: Path, job_id: str, within: float = 30) -> int:
+    """The worker's pid from its first log line (a loaded machine may take seconds to start it)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for line in (home / "logs" / f"train_{job_id}.log").read_text().splitlines():
+            if "worker started (pid" in line:
+                return int(line.split("(pid ")[1].split(")")[0])
+        time.sleep(0.1)
     raise AssertionError("no worker pid in the log")
 
 

@@ -403,5 +403,6 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "per_operation": per_operation,
         "examples": examples,
         "output_file": output_file,
+        "output": {"kind": "file", "name": output_file, "format": "openai"},
         "stopped": stopped,
     }

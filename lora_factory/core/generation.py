@@ -1,0 +1,78 @@
+"""Inference beyond chat: build a modality-neutral request (base, adapters with weights, uploaded input
+files, parameters), let the owner plugin resolve it, and present its events to clients.
+
+Routes (``/api/infer/generate``, the OpenAI-compatible media routes) and the CLI call this; the model
+runs in the inference worker (``InferenceClient``) or, for the CLI, in its own process.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference_session import collect_events
+from lora_factory.core.media_store import MediaStore
+from lora_factory.core.schemas import GenerateRequest
+
+
+class Generation:
+    def __init__(self, plugins: Any, catalog: Any, media: MediaStore, inference: Any, workspace: Any) -> None:
+        self.plugins = plugins
+        self.catalog = catalog
+        self.media = media
+        self.inference = inference
+        self.workspace = workspace
+
+    def task_of(self, desc: dict[str, Any], task: str | None) -> str | None:
+        kinds = [k for k in (desc.get("inference_kinds") or []) if k != "chat"]
+        if task is None:
+            return kinds[0] if kinds else None
+        if kinds and task not in kinds:
+            raise LoRAFactoryError("UNKNOWN_TASK", f"「{desc['id']}」は「{task}」に対応していません。対応: {', '.join(kinds)}",
+                                   f"Modality '{desc['id']}' has no task '{task}'. Supported: {', '.join(kinds)}",
+                                   http_status=400, detail={"task": task, "supported": kinds})
+        return task
+
+    def request(self, req: GenerateRequest, with_adapter: bool = True) -> dict[str, Any]:
+        """The ``infer`` request: workspace references resolved to paths, ``upload:<id>`` inputs to files,
+        then the plugin's own ``resolve_infer_request`` (a bad parameter is a 4xx before any model loads)."""
+        desc = self.plugins.require_modality(req.modality)
+        task = self.task_of(desc, req.task)
+        base = self.catalog.model_path(req.modality, req.base_model)
+        wanted = ([{"name": req.adapter, "weight": 1.0}] if req.adapter else []) + [a.model_dump() for a in req.adapters]
+        adapters = [{"name": a["name"], "weight": float(a["weight"]),
+                     "path": str(self.catalog.adapter_path(req.modality, a["name"]))} for a in wanted] if with_adapter else []
+        request = {
+            "task": task,
+            "base_model": str(base),
+            "adapter": adapters[0]["path"] if adapters else None,
+            "adapters": adapters,
+            "input": self.media.resolve_uploads(dict(req.input)),
+            "params": dict(req.params),
+            "stream": req.stream,
+        }
+        resolved = self.plugins.call("resolve_infer_request", req.modality, request=request, workspace=self.workspace)
+        return resolved if isinstance(resolved, dict) else request
+
+    def stream(self, req: GenerateRequest) -> Iterator[dict[str, Any]]:
+        """Events as a client sees them (media paths turned into URLs), as the plugin yields them."""
+        for event in self.inference.stream(req.modality, self.request(req)):
+            yield self.media.present(event, req.modality)
+
+    def complete(self, req: GenerateRequest, with_adapter: bool = True) -> dict[str, Any]:
+        """The whole answer: the final ``done`` event with its text and its media (with URLs)."""
+        request = dict(self.request(req, with_adapter=with_adapter), stream=False)
+        done = collect_events(self.inference.stream(req.modality, request))
+        done["media"] = [self.media.present(m, req.modality) for m in done.get("media", [])]
+        return done
+
+    def compare(self, req: GenerateRequest) -> dict[str, Any]:
+        """Base and adapter(s) with the same parameters and the same seed (one is drawn when none is given)."""
+        if not req.adapter and not req.adapters:
+            raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
+        params = dict(req.params)
+        params.setdefault("seed", random.randrange(2**31))
+        same = req.model_copy(update={"params": params})
+        return {"seed": params["seed"], "base": self.complete(same, with_adapter=False), "adapter": self.complete(same)}
