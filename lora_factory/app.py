@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from lora_factory import __version__
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.services import Services
-from lora_factory.routes import catalog, infer, jobs, openai_compat, seed, system
+from lora_factory.routes import catalog, infer, jobs, openai_compat, openai_images, seed, system
 
 STATIC_DIR = Path(__file__).parent / "static"
 DOCS_ASSETS_DIR = Path(__file__).parent / "docs_assets"
@@ -77,7 +77,7 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True) -> 
                               "Errors: {\"error\": {\"code\", \"message\", \"message_ja\", \"detail\"}}.")
     app.state.services = services
     install_error_handlers(app)
-    for module in (seed, jobs, catalog, system, infer, openai_compat):
+    for module in (seed, jobs, catalog, system, infer, openai_compat, openai_images):
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False)

@@ -192,3 +192,23 @@ def trained(tmp_path_factory, tiny_sd15, image_dataset):
               "sample_every_n_steps": 3, "sample_steps": 2, "save_every_n_steps": 3, "save_precision": "fp32"}
     result, ctx = train_tiny(home, tiny_sd15, image_dataset, params, "mychar_v1", "train1")
     return {"result": result, "ctx": ctx, "out": Path(ctx.output_dir)}
+
+
+def build_tiny_clip(folder: Path) -> Path:
+    """A random CLIP (text + vision, projection 32) with our byte-level tokenizer, for clip_score."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    from lora_factory.plugins.image.tiny_model import build_clip_tokenizer
+
+    tokenizer = build_clip_tokenizer(folder)
+    torch.manual_seed(0)
+    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "max_position_embeddings": 77, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+              "image_size": 32, "patch_size": 8}
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)).save_pretrained(folder)
+    CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+                  tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -99,7 +99,7 @@ def test_img2img_inpaint_controlnet_and_vae(session, tiny_sd15, tmp_path):
     assert err.value.code == "INVALID_REQUEST" and err.value.detail["field"] == "input.control_image"
     with pytest.raises(LoRAFactoryError) as err:
         run(common | {"params": {"sampler_typo": 1}}, session)
-    assert err.value.code == "INVALID_GENERATE_PARAMS" and err.value.detail["field"] == "sampler_typo"
+    assert err.value.code == "INVALID_INFER_PARAMS" and err.value.detail["field"] == "sampler_typo"
 
 
 def _vae_roundtrip(base: Path, image_path: Path) -> np.ndarray:

@@ -151,4 +151,23 @@ def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
     return generate_images(request, session)
 
 
+@hookimpl
+def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.image.resolve import resolve_generate_request
+
+    return resolve_generate_request(request, workspace)
+
+
+@hookimpl
+def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any], reference: dict[str, Any] | None,
+                     session: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.image.regression import run_check
+
+    return run_check(check, output, reference, session)
+
+
 __all__ = ["__version__"]

@@ -7,7 +7,7 @@ pipeline's configs for that, taken offline from (in this order) ``spec["config"]
 of the same architecture in the workspace), any such model already in ``models/image/``, or else
 the Hub (the reference repository's small config files only).
 
-Auxiliary models (``spec["kind"]``) go to ``models/image/<kind>/<name>/``: ``vae``, ``controlnet``,
+Auxiliary models (``spec["model_kind"]``) go to ``models/image/<kind>/<name>/``: ``vae``, ``controlnet``,
 ``ip_adapter``, ``refiner``, ``tagger`` (WD v3: ``model.onnx`` + ``selected_tags.csv``),
 ``captioner`` (BLIP / Florence-2), ``clip`` (for CLIP scores in regression runs).
 """
@@ -57,8 +57,10 @@ def _require_for(kind: str | None) -> Any:
 def download_image_model(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """The ``download_model`` hook: ``source`` tiny / hub / local / single_file; ``kind`` for aux models."""
     source = spec.get("source", "hub")
-    kind = spec.get("kind") or None
-    if kind not in (None, "base") and kind not in AUX_KINDS:
+    kind = spec.get("model_kind") or spec.get("kind") or None
+    if kind == "base":
+        kind = None
+    if kind is not None and kind not in AUX_KINDS:
         raise LoRAFactoryError("INVALID_REQUEST", f"補助モデルの種類「{kind}」はありません。", f"Unknown auxiliary model kind '{kind}'.",
                                422, detail={"field": "kind", "choices": list(AUX_KINDS)})
     out = Path(ctx.output_dir)

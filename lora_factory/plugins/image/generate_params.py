@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+IGNORED = ("prompt", "temperature")
 SCHEDULERS = ("euler_a", "euler", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "pndm", "lms", "heun", "unipc", "lcm",
               "flow_euler")
 
@@ -95,10 +96,11 @@ INPUT_SCHEMA: dict[str, Any] = {
 
 
 def validate_generate_params(params: dict[str, Any] | None) -> GenerateParams:
-    """The request's generation parameters, or a 422 ``INVALID_GENERATE_PARAMS`` naming the field."""
+    """The request's generation parameters, or a 422 ``INVALID_INFER_PARAMS`` naming the field."""
     from lora_factory.kit import presets
 
     try:
-        return GenerateParams.model_validate({k: v for k, v in (params or {}).items() if k != "prompt"})
+        # prompt may come in params; temperature is what a host-side eval sets for every modality
+        return GenerateParams.model_validate({k: v for k, v in (params or {}).items() if k not in IGNORED})
     except ValidationError as exc:
-        raise presets.invalid_params(exc, "INVALID_GENERATE_PARAMS", "生成パラメータ", "Generation parameter") from exc
+        raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "生成パラメータ", "Generation parameter") from exc

@@ -48,14 +48,29 @@ def _prompt(output: dict[str, Any]) -> str:
     return str(case.get("prompt") or (case.get("input") or {}).get("prompt") or "")
 
 
+def image_models_dir(session: Any, image: Path) -> Path | None:
+    """``models/image/`` of the workspace: the session's when the host gives one, else found above the
+    output file (eval outputs live in ``<home>/runs/<job>/outputs/<target>/``)."""
+    workspace = getattr(session, "workspace", None)
+    if workspace is not None:
+        return Path(workspace.home) / "models" / "image"
+    for parent in Path(image).resolve().parents:
+        if (parent / "models").is_dir() and (parent / "runs").is_dir():
+            return parent / "models" / "image"
+    return None
+
+
 def find_clip_model(check: dict[str, Any], models_dir: Path | None) -> Path | None:
-    if check.get("model_path"):
-        return Path(check["model_path"])
+    """The CLIP folder the check names (``models/image/clip/<name>``), else the first one there."""
     root = (Path(models_dir) / "clip") if models_dir else None
-    if root and root.is_dir():
-        for candidate in sorted(root.iterdir()):
-            if (candidate / "config.json").is_file():
-                return candidate
+    if not root or not root.is_dir():
+        return None
+    if check.get("model"):
+        named = root / Path(str(check["model"])).name
+        return named if (named / "config.json").is_file() else None
+    for candidate in sorted(root.iterdir()):
+        if (candidate / "config.json").is_file():
+            return candidate
     return None
 
 
@@ -79,8 +94,8 @@ def clip_score(image_path: Path, prompt: str, model_dir: Path, session: Any) -> 
         return float(100.0 * (image * text).sum())
 
 
-def run_check(check: dict[str, Any], output: dict[str, Any], reference: dict[str, Any] | None, session: Any,
-              models_dir: Path | None = None) -> dict[str, Any] | None:
+def run_check(check: dict[str, Any], output: dict[str, Any], reference: dict[str, Any] | None,
+              session: Any) -> dict[str, Any] | None:
     """The ``regression_check`` hook body; None for a check type that is not ours."""
     kind = check.get("type")
     image = _first_image(output)
@@ -100,7 +115,7 @@ def run_check(check: dict[str, Any], output: dict[str, Any], reference: dict[str
         return {"passed": low <= d <= high, "score": float(d),
                 "detail": {"distance": d, "max_distance": high, "min_distance": low, "hash": to_hex(a),
                            "previous_hash": to_hex(b)}}
-    model_dir = find_clip_model(check, models_dir)
+    model_dir = find_clip_model(check, image_models_dir(session, image))
     if model_dir is None:
         return {"passed": True, "score": None, "skipped": True,
                 "detail": "no CLIP model in models/image/clip/: check skipped"}
