@@ -157,3 +157,24 @@ def test_canny_finds_the_edges_of_a_square():
     assert edges.shape == (64, 64)
     assert edges[30, 14:19].any() and edges[14:19, 30].any()  # the left and top sides
     assert not edges[30, 30] and not edges[2, 2]  # nothing inside the square or in the empty corner
+
+
+def test_zip_of_one_kohya_concept_folder_keeps_it(tmp_path):
+    """A zipped ``10_mychar/`` folder is the dataset's repeats and class words, not a wrapper to strip
+    (a zipped ``mydata/`` wrapper still is)."""
+    import io
+    import zipfile
+
+    from lora_factory.core.archive import extract_zip
+
+    png = write_image(tmp_path / "a.png", (64, 64), RED).read_bytes()
+    for top, expected in (("10_mychar/", "10_mychar/a.png"), ("mydata/", "a.png")):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr(top + "a.png", png)
+            zf.writestr(top + "a.txt", "mychar")
+        dest = tmp_path / f"out-{top.strip('/')}"
+        dest.mkdir()
+        extract_zip(io.BytesIO(buf.getvalue()), dest, "data.zip")
+        assert (dest / expected).is_file()
+    assert load_items(tmp_path / "out-10_mychar")[0].repeats == 10
