@@ -84,6 +84,21 @@ def make_ctx(home: Path, job_id: str = "job1", kind: str = "train", **kwargs) ->
                             **kwargs)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny models gain nothing from threads, and on a shared 2-core runner OpenMP's waiting threads
+    make them several times slower: one thread here (restored after), ``OMP_NUM_THREADS=1`` for workers."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 @pytest.fixture
 def ctx_factory():
     return make_ctx

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import build_tiny_blip, build_tiny_clip, build_tiny_tagger, make_dataset
+from conftest import SINGLE_THREAD_ENV, build_tiny_blip, build_tiny_clip, build_tiny_tagger, make_dataset
 
 from lora_factory.plugins.image.png_info import parse_a1111_parameters, read_png_text
 from tests.conftest import wait_for
@@ -55,13 +56,14 @@ def render(pipe, seed: int = 4) -> np.ndarray:
 def test_image_chain_end_to_end(tmp_path, server_factory):
     home = tmp_path / "ws"
     out = subprocess.run([sys.executable, "-m", "lora_factory.cli", "tiny-model", "image", "--out",
-                          "models/image/tiny", "--home", str(home)], capture_output=True, text=True, timeout=300)
+                          "models/image/tiny", "--home", str(home)], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, **SINGLE_THREAD_ENV))
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["architecture"] == "sd15"
     tagger, blip = build_tiny_tagger(tmp_path / "wd-tiny"), build_tiny_blip(tmp_path / "blip-tiny")
     build_tiny_clip(home / "models" / "image" / "clip" / "tiny-clip")
     data = make_dataset(tmp_path / "data", n=6, captions=False)
-    server = server_factory(home)
+    server = server_factory(home, **SINGLE_THREAD_ENV)
     with httpx.Client(base_url=server.url, timeout=300) as c:
         # -- dataset: one corrupt image refuses the zip, naming it; the good zip goes in ----------
         r = c.post("/api/datasets/upload", data={"modality": "image", "name": "chars"},

@@ -32,6 +32,8 @@ class _DropMessage(logging.Filter):
 # harmless noise in job logs: a missing optional kernel package (bitsandbytes on a CPU), torchvision
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessage("Failed to load CPU gemm_4bit_forward"))
 warnings.filterwarnings("ignore", message=".*requires torchvision.*")
+# diffusers 0.42 renames torch_dtype to dtype; the old name still works and older diffusers only know it
+warnings.filterwarnings("ignore", message="`torch_dtype` is deprecated", category=FutureWarning)
 
 
 def _mine(modality: str) -> bool:

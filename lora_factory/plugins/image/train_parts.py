@@ -81,8 +81,8 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
         from transformers import CLIPTextModel, T5EncoderModel
 
         tokenizers.append(AutoTokenizer.from_pretrained(base, subfolder="tokenizer_2"))
-        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", torch_dtype=weight_dtype),
-                    T5EncoderModel.from_pretrained(base, subfolder="text_encoder_2", torch_dtype=weight_dtype)]
+        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", dtype=weight_dtype),
+                    T5EncoderModel.from_pretrained(base, subfolder="text_encoder_2", dtype=weight_dtype)]
         quant = None
         if params.quantize_base == "nf4":
             if device != "cuda":
@@ -106,13 +106,13 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
         from diffusers import UNet2DConditionModel
         from transformers import CLIPTextModel
 
-        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", torch_dtype=weight_dtype)]
+        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", dtype=weight_dtype)]
         if arch == "sdxl":
             from transformers import CLIPTextModelWithProjection
 
             tokenizers.append(AutoTokenizer.from_pretrained(base, subfolder="tokenizer_2"))
             encoders.append(CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2",
-                                                                        torch_dtype=weight_dtype))
+                                                                        dtype=weight_dtype))
         denoiser = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=weight_dtype)
         noise_scheduler = DDPMScheduler.from_config(scheduler_config)
         bucket_step = vae_scale * 2 ** (len(denoiser.config.block_out_channels) - 1)
