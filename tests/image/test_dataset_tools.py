@@ -43,6 +43,7 @@ def test_every_bad_file_is_named(tmp_path):
     files = {e["file"]: e["reason"] for e in err.value.detail["errors"]}
     assert set(files) == {"4_mychar/broken.png", "4_mychar/truncated.png", "4_mychar/tiny.png", "4_mychar/bin.txt"}
     assert "corrupt" in files["4_mychar/broken.png"] and "too small" in files["4_mychar/tiny.png"]
+    assert str(tmp_path) not in str(err.value.detail)  # no absolute path shown to the user
     assert "broken.png" in err.value.message_en and err.value.message_ja
 
 

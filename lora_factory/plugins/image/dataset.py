@@ -127,7 +127,8 @@ def scan_dataset(root: Path, *, decode: bool = True, min_size: int = DEFAULT_MIN
         try:
             item.width, item.height = _probe_image(path, decode)
         except Exception as exc:  # PIL raises many types for a damaged file
-            problems.append({"file": rel, "reason": f"corrupt image: {type(exc).__name__}: {exc}",
+            why = str(exc).replace(str(path), rel).replace(str(root), ".")  # no absolute (temp) path shown
+            problems.append({"file": rel, "reason": f"corrupt image: {type(exc).__name__}: {why}",
                              "reason_ja": "画像が壊れているか、画像ではありません"})
             continue
         if min(item.width, item.height) < min_size:
