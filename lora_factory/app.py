@@ -14,7 +14,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lora_factory import __version__
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.errors import LoRAFactoryError, as_user_error
+from lora_factory.core.guard import RequestGuard, build_config
 from lora_factory.core.services import Services
 from lora_factory.routes import catalog, infer, jobs, openai_compat, openai_images, seed, system
 
@@ -54,12 +55,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        known = as_user_error(exc)  # a full disk, a damaged database: said in words, not a traceback
+        if known is not None:
+            return JSONResponse(known.to_dict(), status_code=known.http_status)
         return error_response("INTERNAL_ERROR", f"Internal error: {type(exc).__name__}: {exc}",
                               f"内部エラー: {type(exc).__name__}: {exc}", 500)
 
 
-def create_app(home: Path | str | None = None, start_scheduler: bool = True) -> FastAPI:
-    """The app for the workspace at ``home``; the scheduler thread starts with the server."""
+def create_app(home: Path | str | None = None, start_scheduler: bool = True, bind_host: str = "127.0.0.1",
+               allowed_hosts: tuple[str, ...] = (), port: int | None = None) -> FastAPI:
+    """The app for the workspace at ``home``; the scheduler thread starts with the server.
+
+    ``bind_host`` / ``allowed_hosts``: the Host names the guard accepts (see ``core/guard.py``); bound
+    beyond loopback, every API call needs the workspace's token.
+    """
     services = Services(home)
 
     @asynccontextmanager
@@ -67,6 +76,7 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True) -> 
         recovered = services.jobs.recover()
         if recovered["interrupted"] or recovered["attached"]:
             print(f"[lora-factory] jobs re-attached: {recovered['attached']}, interrupted: {recovered['interrupted']}")
+        services.startup_housekeeping(recovered)
         if start_scheduler:
             services.jobs.start_background()
         yield
@@ -76,6 +86,9 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True) -> 
                   description="Local LoRA / QLoRA workbench for text, image and audio models. "
                               "Errors: {\"error\": {\"code\", \"message\", \"message_ja\", \"detail\"}}.")
     app.state.services = services
+    services.scheduler_expected = start_scheduler
+    app.state.guard = build_config(services.workspace.home, bind_host, allowed_hosts, port)
+    app.add_middleware(RequestGuard, config=app.state.guard)
     install_error_handlers(app)
     for module in (seed, jobs, catalog, system, infer, openai_compat, openai_images):
         app.include_router(module.router)

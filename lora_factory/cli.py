@@ -86,13 +86,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from lora_factory.app import create_app
+    from lora_factory.core.guard import is_loopback
 
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: anyone who can reach this address can use LoRA Factory",
-              file=sys.stderr)
+    if not is_loopback(args.host):
+        print(f"warning: listening on {args.host}: anyone who can reach this address can try LoRA Factory; "
+              "every API call needs the token (api_token.txt in the workspace)", file=sys.stderr)
     if args.max_gpu_jobs:
         os.environ["LORA_FACTORY_MAX_GPU_JOBS"] = str(args.max_gpu_jobs)
-    app = create_app(args.home)
+    app = create_app(args.home, bind_host=args.host, allowed_hosts=tuple(args.allowed_host or ()), port=args.port)
     print(f"LoRA Factory {__version__}: http://{args.host}:{args.port}  (workspace {app.state.services.workspace.home})")
     # open event streams (the UI follows jobs) must not keep Ctrl+C from stopping the server
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=2)
@@ -230,18 +231,20 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     svc = _services(args)
     if args.action == "list":
-        _print_json(svc.catalog.list_models(args.modality))
+        _print_json(svc.catalog.list_models(args.modality, args.kind))
     elif args.action == "download":
-        req = DownloadRequest(modality=args.modality, repo_id=args.target, revision=args.revision, name=args.name)
+        req = DownloadRequest(modality=args.modality, repo_id=args.target, revision=args.revision, name=args.name,
+                              kind=args.kind, variant=args.variant)
         return _submitted(svc, svc.start_download(req), args.wait)
     elif args.action == "import":
-        req_i = ImportRequest(modality=args.modality, source_path=args.target, name=args.name)
+        req_i = ImportRequest(modality=args.modality, source_path=str(Path(args.target).resolve()), name=args.name,
+                              kind=args.kind)
         return _submitted(svc, svc.start_import(req_i), args.wait)
     elif args.action == "merge":
         req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged")
         return _submitted(svc, svc.start_merge(req_m), args.wait)
     elif args.action == "delete":
-        svc.catalog.delete_model(args.modality, args.target, confirm=args.yes)
+        svc.catalog.delete_model(args.modality, args.target, confirm=args.yes, kind=args.kind)
         print(json.dumps({"ok": True}))
     return 0
 
@@ -258,9 +261,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             options["format"] = args.format
         if args.mapping:
             options["mapping"] = json.loads(args.mapping)
-        with open(args.target, "rb") as fh:
-            info = svc.datasets.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name, options=options)
-        _print_json({k: info.get(k) for k in ("name", "format", "encoding", "rows", "stats")})
+        if Path(args.target).is_dir():  # a folder dataset (images + captions, wavs + esd.list)
+            info = svc.datasets.import_folder(args.modality, str(Path(args.target).resolve()), args.name, options)
+        else:
+            with open(args.target, "rb") as fh:
+                info = svc.datasets.upload_dataset(args.modality, Path(args.target).name, fh, name=args.name,
+                                                   options=options)
+        _print_json({k: info.get(k) for k in ("name", "kind", "format", "encoding", "rows", "stats")})
     elif args.action == "sample":
         info = svc.datasets.add_sample_dataset(args.modality, args.name)
         _print_json({k: info.get(k) for k in ("name", "format", "rows")})
@@ -269,6 +276,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         _print_json(svc.datasets.inspect_dataset(args.modality, path, {"preview_rows": 5}))
     elif args.action == "lineage":
         _print_json(svc.datasets.dataset_lineage(args.modality, args.target))
+    elif args.action == "export":
+        path = svc.datasets.archive(args.modality, args.target, Path(args.out or ".").resolve())
+        _print_json({"path": str(path)})
     elif args.action == "refine":
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
         req = RefineRequest(modality=args.modality, dataset=args.target, operations=ops,
@@ -363,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=int(os.environ.get("LORA_FACTORY_PORT", "8081")))
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="another Host name the server answers to (repeatable; also $LORA_FACTORY_ALLOWED_HOSTS)")
     p.add_argument("--max-gpu-jobs", type=int, default=None,
                    help="GPU-bound jobs (train, eval, merge) run at once; default 1 ($LORA_FACTORY_MAX_GPU_JOBS)")
     p.set_defaults(func=cmd_serve)
@@ -420,18 +432,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", default="text")
     p.add_argument("--revision", default="main")
     p.add_argument("--name")
+    p.add_argument("--kind", help="an auxiliary model kind of the modality (vae, controlnet ...)")
+    p.add_argument("--variant", help="precision variant to download, e.g. fp16")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("datasets", parents=[common], help="list / upload / show / lineage / refine / delete datasets")
-    p.add_argument("action", choices=["list", "upload", "sample", "show", "lineage", "refine", "delete"])
+    p = sub.add_parser("datasets", parents=[common],
+                       help="list / upload (a file, a zip or a folder) / show / lineage / refine / export / delete datasets")
+    p.add_argument("action", choices=["list", "upload", "sample", "show", "lineage", "refine", "export", "delete"])
     p.add_argument("target", nargs="?")
     p.add_argument("--modality", default="text")
     p.add_argument("--name")
     p.add_argument("--format")
     p.add_argument("--mapping", help='JSON, e.g. {"instruction": "質問", "output": "回答"}')
     p.add_argument("--operations", help='JSON list, e.g. [{"op": "dedup_near", "params": {"threshold": 0.7}}]')
+    p.add_argument("--out", help="export: the folder the zip is written to (default: the current folder)")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_datasets)
@@ -453,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--modality", default="text")
     p.set_defaults(func=cmd_chat)
+
+    from lora_factory import cli_generate
+
+    cli_generate.add_parser(sub, common).set_defaults(func=lambda a: cli_generate.cmd_generate(a, _services))
 
     p = sub.add_parser("eval", parents=[common], help="run a regression suite / eval loss against an adapter")
     p.add_argument("--adapter", required=True)

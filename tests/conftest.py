@@ -16,6 +16,8 @@ import pytest
 
 os.environ["LORA_FACTORY_NO_ENTRY_POINTS"] = "1"
 os.environ["LORA_FACTORY_NO_OPEN"] = "1"
+# FastAPI's TestClient sends "Host: testserver": allowed through the documented setting, as a user would
+os.environ.setdefault("LORA_FACTORY_ALLOWED_HOSTS", "testserver")
 os.environ.setdefault("HF_HUB_OFFLINE", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

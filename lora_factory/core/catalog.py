@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_factory.core.artifacts import ArtifactStore
-from lora_factory.core.dataset_catalog import dir_size, mtime_iso, read_json_quietly
+from lora_factory.core.dataset_catalog import dir_size, leaves_workspace, mtime_iso, read_json_quietly, refused_entry
 from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
 from lora_factory.core.workspace import Workspace, existing_name, safe_name
 
@@ -72,9 +72,12 @@ class Catalog:
         aux = set() if kind and kind != "base" else set(self.aux_kinds(modality))
         out = []
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path.name.startswith(".") or not path.is_dir() or path.name in aux:
+            if path.name.startswith(".") or path.name in aux:
                 continue
-            out.append(self.model_info(modality, path) | {"kind": kind or "base"})
+            if leaves_workspace(self.workspace, path):
+                out.append(refused_entry(self.workspace, modality, path))
+            elif path.is_dir():
+                out.append(self.model_info(modality, path) | {"kind": kind or "base"})
         return out
 
     def model_info(self, modality: str, path: Path) -> dict[str, Any]:
@@ -128,7 +131,11 @@ class Catalog:
         self.plugins.require_modality(modality)
         out = []
         for path in sorted(self.workspace.adapters_dir(modality).iterdir()):
-            if path.is_dir() and not path.name.startswith("."):
+            if path.name.startswith("."):
+                continue
+            if leaves_workspace(self.workspace, path):
+                out.append(refused_entry(self.workspace, modality, path))
+            elif path.is_dir():
                 out.append(self.adapter_info(modality, path))
         return out
 

@@ -63,10 +63,16 @@ class JobContext:
         self._first_time = self._started
         self._lock = threading.Lock()
         self.last_metrics: dict[str, Any] = {}
+        # set once the plugin polls should_stop() or reports progress: from then on it stops cooperatively
+        self.stop_polled = False
+        self.poll_lock = threading.Lock()
 
     # -- reporting -----------------------------------------------------------------------------
     def progress(self, step: int, max_steps: int, loss: float | None = None, **metrics: Any) -> None:
         """Report one step. ETA and elapsed time are derived here so every plugin gets them."""
+        if not self.stop_polled:
+            with self.poll_lock:
+                self.stop_polled = True
         now = time.monotonic()
         elapsed = now - self._started
         if self._first_step is None:  # a resumed run starts counting from its checkpoint's step
@@ -123,6 +129,9 @@ class JobContext:
 
     def should_stop(self) -> bool:
         """True once a cancel was requested: save what you have and return."""
+        if not self.stop_polled:
+            with self.poll_lock:
+                self.stop_polled = True
         if self._stop_cached or self._stop_requested is None:
             return self._stop_cached
         now = time.monotonic()

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from lora_factory.core import archive
 from lora_factory.core.artifacts import ArtifactStore
-from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
+from lora_factory.core.errors import LoRAFactoryError, as_user_error, confirmation_required, not_found
 from lora_factory.core.workspace import (
     Workspace,
     existing_name,
@@ -58,6 +58,28 @@ def mtime_iso(path: Path) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
 
 
+def leaves_workspace(workspace: Workspace, path: Path) -> bool:
+    """A link (or junction) whose target lies outside the workspace: never walked, never used."""
+    try:
+        return not workspace.is_inside(path)
+    except (OSError, RuntimeError):  # a loop of links
+        return True
+
+
+def refused_entry(workspace: Workspace, modality: str, path: Path) -> dict[str, Any]:
+    """How a link leaving the workspace is listed: by its name, marked refused, nothing read behind it."""
+    from datetime import datetime, timezone
+
+    try:
+        created = datetime.fromtimestamp(path.lstat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+    except OSError:
+        created = None
+    return {"name": path.name, "modality": modality, "path": str(path), "rel_path": workspace.relative(path),
+            "size_bytes": None, "created_at": created, "refused": True, "usable": False,
+            "error": "This entry links outside the workspace and is not used; move the files into the workspace. "
+                     "/ ワークスペース外へのリンクは使えません。ファイルをワークスペース内に移動してください。"}
+
+
 def version_stamp(path: Path) -> str:
     """Changes whenever the file or any file of the folder changes (size, mtime, count)."""
     if path.is_file():
@@ -70,6 +92,14 @@ def version_stamp(path: Path) -> str:
             stat = os.stat(os.path.join(root, name))
             count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime_ns)
     return f"d{count}-{size}-{newest}"
+
+
+def _reraise_for_user(exc: OSError) -> None:
+    """Raise a full disk as ``DISK_FULL`` (507); any other OS error as it is."""
+    known = as_user_error(exc)
+    if known is None:
+        raise exc
+    raise known from exc
 
 
 class DatasetCatalog:
@@ -117,7 +147,12 @@ class DatasetCatalog:
         folder_kind = self.kind(modality) == "folder"
         out = []
         for path in sorted(self.workspace.datasets_dir(modality).iterdir()):
-            if path.name.startswith(".") or not (path.is_dir() if folder_kind else path.is_file()):
+            if path.name.startswith("."):
+                continue
+            if leaves_workspace(self.workspace, path):
+                out.append(refused_entry(self.workspace, modality, path))
+                continue
+            if not (path.is_dir() if folder_kind else path.is_file()):
                 continue
             meta = read_json_quietly(self._meta_path(path))
             lineage = read_json_quietly(self.workspace.lineage_dir(modality) / f"{path.name}.json")
@@ -237,11 +272,12 @@ class DatasetCatalog:
             target_name += suffix
         allowed = desc.get("dataset_extensions") or []
         if allowed and Path(target_name).suffix.lower() not in allowed:
+            # the name that was refused: the chosen dataset name when one was given, else the file's
             raise LoRAFactoryError(
                 "DATASET_UNSUPPORTED_FORMAT",
-                f"「{original}」の形式には対応していません。対応形式: {', '.join(allowed)}",
-                f"'{original}' is not a supported file type. Supported: {', '.join(allowed)}",
-                http_status=415, detail={"file": original, "supported": allowed})
+                f"「{target_name}」の形式には対応していません。対応形式: {', '.join(allowed)}",
+                f"'{target_name}' is not a supported file type. Supported: {', '.join(allowed)}",
+                http_status=415, detail={"file": target_name, "uploaded_file": original, "supported": allowed})
         dest = self._destination(modality, target_name)
         # validated under its own name (inside a temporary folder), so messages name the user's file
         tmp_dir = self.workspace.tmp_path(dest)
@@ -252,6 +288,8 @@ class DatasetCatalog:
                 shutil.copyfileobj(stream, fh, 1024 * 1024)
             info = self._plugin_inspect(modality, tmp, dict(options or {}))
             self.workspace.move_into_place(tmp, dest)
+        except OSError as exc:
+            _reraise_for_user(exc)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         return self._registered(modality, dest, info, options, original, "upload")
@@ -304,6 +342,8 @@ class DatasetCatalog:
             fill(tmp)
             info = self._plugin_inspect(modality, tmp, dict(options or {}))
             self.workspace.move_into_place(tmp, dest)
+        except OSError as exc:
+            _reraise_for_user(exc)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return self._registered(modality, dest, info, options, original, source)
@@ -312,9 +352,17 @@ class DatasetCatalog:
                     original: str, source: str) -> dict[str, Any]:
         meta = {"format": info.get("format"), "encoding": info.get("encoding"), "rows": info.get("rows"),
                 "mapping": (options or {}).get("mapping"), "original_name": original}
-        self.record_dataset_meta(dest, meta)
-        artifact_id = self.artifacts.register("dataset", modality, dest, meta={"format": meta["format"],
-                                                                            "rows": meta["rows"], "source": source})
+        try:
+            self.record_dataset_meta(dest, meta)
+            artifact_id = self.artifacts.register("dataset", modality, dest, meta={"format": meta["format"],
+                                                                                "rows": meta["rows"], "source": source})
+        except Exception as exc:  # a dataset without its sidecar would be read wrongly: none at all
+            shutil.rmtree(dest, ignore_errors=True) if dest.is_dir() else dest.unlink(missing_ok=True)
+            self._meta_path(dest).unlink(missing_ok=True)
+            known = as_user_error(exc)
+            if known is None:
+                raise
+            raise known from exc
         preview = self._with_media_urls(modality, dest, info.get("preview") or [])
         return {"name": dest.name, "modality": modality, "kind": self.kind(modality), "path": str(dest),
                 "rel_path": self.workspace.relative(dest), "size_bytes": dir_size(dest),

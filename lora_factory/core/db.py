@@ -76,3 +76,39 @@ def init_db(path: Path) -> None:
         conn.executescript(SCHEMA)
     finally:
         conn.close()
+
+
+def check_database(path: Path) -> str | None:
+    """Why the database at ``path`` cannot be trusted, or None (usable, or not created yet).
+
+    Run at start-up: random bytes or a truncated file would otherwise stop the server with a
+    traceback, a damaged page would answer 500s later, and a 0-byte file (a real database in WAL
+    mode is never shorter than one page) would silently start an empty history.
+    """
+    if not path.exists():
+        return None
+    if path.stat().st_size == 0:
+        return "the file is empty (0 bytes)"
+    try:
+        conn = sqlite3.connect(str(path), timeout=30)
+        try:
+            rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if rows == ["ok"] else "; ".join(rows[:5])
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged database (and its -wal / -shm files) to ``<name>.damaged-YYYYMMDD_HHMMSS``."""
+    import os
+    from datetime import datetime
+
+    target = path.with_name(f"{path.name}.damaged-{datetime.now().strftime('%Y%m%d_%H%M%S')}")
+    os.replace(path, target)
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(path) + suffix)
+        if side.exists():
+            os.replace(side, Path(str(target) + suffix))
+    return target

@@ -80,3 +80,55 @@ def confirmation_required(name: str) -> LoRAFactoryError:
         http_status=400,
         detail={"name": name},
     )
+
+
+DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux); Windows reports ENOSPC for a full disk too
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what caused it) is a full disk: ``OSError`` ENOSPC / EDQUOT, SQLite's
+    "database or disk is full", or Windows' ERROR_DISK_FULL / ERROR_HANDLE_DISK_FULL."""
+    import sqlite3
+
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and (exc.errno in DISK_FULL_ERRNOS or getattr(exc, "winerror", None) in (39, 112)):
+            return True
+        if isinstance(exc, sqlite3.Error) and ("disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == 13):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def disk_full(exc: BaseException | None = None, path: object = None) -> LoRAFactoryError:
+    """``DISK_FULL`` (507): the one wording for a full disk, wherever it is met (API, CLI, job error)."""
+    where = f" ({path})" if path else ""
+    return LoRAFactoryError(
+        "DISK_FULL",
+        f"ディスクの空き容量がありません{where}。不要なモデル・チェックポイント・runs/ のフォルダを削除して空きを作り、もう一度実行してください。"
+        "途中まで書いたファイルは残していません。",
+        f"The disk is full{where}. Free some space (old models, checkpoints, runs/ folders) and try again. "
+        "Nothing half-written was kept.",
+        http_status=507,
+        detail={"path": str(path) if path else None, "reason": str(exc) if exc else None},
+    )
+
+
+def as_user_error(exc: BaseException) -> LoRAFactoryError | None:
+    """The product error for a low-level failure the user can act on (a full disk), or None."""
+    if isinstance(exc, LoRAFactoryError):
+        return exc
+    if is_disk_full(exc):
+        return disk_full(exc, getattr(exc, "filename", None))
+    import sqlite3
+
+    if isinstance(exc, sqlite3.DatabaseError) and ("malformed" in str(exc) or "not a database" in str(exc)):
+        return LoRAFactoryError(
+            "DATABASE_DAMAGED",
+            "ジョブのデータベース (artifacts/lora_factory.sqlite3) が壊れています。サーバーを再起動すると、壊れたファイルを"
+            "退避して新しいデータベースを作り、runs/ とアダプターから履歴を復元します。",
+            "The job database (artifacts/lora_factory.sqlite3) is damaged. Restart the server: it moves the damaged "
+            "file aside, starts a fresh one and rebuilds the history from runs/ and the adapters.",
+            http_status=500, detail={"reason": str(exc)})
+    return None

@@ -45,7 +45,7 @@ def describe_modalities() -> list[dict[str, Any]]:
 def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
     """Obtain a base model into ``ctx.output_dir`` (a ``download`` job, in the worker process).
 
-    :param modality: the requested modality; return None when it is not yours.
+    :param modality: the requested modality (always one you declared: the host calls its owner only).
     :param spec: ``source`` is ``"hub"`` (``repo_id``, ``revision``, ``token``, ``variant``), ``"local"``
         (``local_path``, a folder to import), ``"single_file"`` (``local_path``, one ``.safetensors``
         checkpoint, when ``supports`` has ``single_file``) or ``"tiny"`` (a random-weight offline demo
@@ -81,7 +81,8 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
         ``params`` (overrides of the preset), ``output_name``.
     :param ctx: ``ctx.progress(step, max_steps, loss=..., **metrics)`` every step; stop, save and
         return when ``ctx.should_stop()`` turns true; save checkpoints under ``ctx.checkpoint_dir``
-        and resume from ``ctx.resume_checkpoint`` when it is not None.
+        and resume from ``ctx.resume_checkpoint`` when it is not None; samples made during training
+        go into ``ctx.sample_dir`` and are shown live with ``ctx.report_sample(path, step, kind)``.
     :return: final metrics (``final_loss``, ...). The host moves ``ctx.output_dir`` to
         ``lora_adapters/<modality>/<output_name>/`` and registers it with its lineage.
     """

@@ -27,7 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    export_to_environment(Path(args.home))
+    settings_loaded = False
+    try:
+        export_to_environment(Path(args.home))
+        settings_loaded = True
+    except LoRAFactoryError:
+        pass  # answered to each request (SETTINGS_INVALID, with the file's path) until the file is fixed
     plugin_host = load_plugin_host(Path(args.home))
     home = Path(args.home)
     session = InferenceSession()
@@ -43,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = json.loads(line)
         req_id = msg.get("id")
         try:
+            if not settings_loaded:
+                export_to_environment(Path(args.home))
+                settings_loaded = True
             session.outputs_dir = home / "artifacts" / "outputs" / msg["modality"]
             events = plugin_host.call("infer", msg["modality"], request=msg["request"], session=session)
             if events is None:

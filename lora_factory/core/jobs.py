@@ -68,10 +68,10 @@ class JobStore:
 
     # -- writing -------------------------------------------------------------------------------
     def create(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None,
-               gpu: bool, parent_job: str | None = None) -> str:
+               gpu: bool, parent_job: str | None = None, job_id: str | None = None) -> str:
         """Insert a queued job; refuses (``OUTPUT_EXISTS``) when an active job already writes the same
         output. Check and insert are one transaction, so a double click queues one job, not two."""
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -90,9 +90,18 @@ class JobStore:
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
         return job_id
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: SQLite ends it by itself on some errors (a full
+        disk), and a second ROLLBACK would hide the real error behind "no transaction is active"."""
+        if self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     def update(self, job_id: str, **fields: Any) -> None:
         if not fields:
@@ -118,6 +127,27 @@ class JobStore:
                 (*encoded.values(), job_id, *from_statuses),
             )
             return cur.rowcount == 1
+
+    def requeue(self, job_id: str, from_statuses: tuple[str, ...], output_name: str | None, kind: str,
+                modality: str, **fields: Any) -> bool:
+        """Queue a job again (resume) unless it left ``from_statuses`` or another active job took its
+        output name meanwhile; check and update are one transaction. False when refused."""
+        encoded = _encode(fields)
+        cols = ", ".join(f"{k} = ?" for k in encoded)
+        marks = ", ".join("?" for _ in from_statuses)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                if output_name and self._output_taken_locked(kind, modality, output_name):
+                    self._conn.execute("COMMIT")
+                    return False
+                cur = self._conn.execute(f"UPDATE jobs SET {cols} WHERE id = ? AND status IN ({marks})",
+                                         (*encoded.values(), job_id, *from_statuses))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        return cur.rowcount == 1
 
     def claim_next(self, max_gpu_jobs: int, max_other_jobs: int) -> dict[str, Any] | None:
         """Atomically move the oldest startable queued job to ``running`` (FIFO per resource class)."""
@@ -145,9 +175,17 @@ class JobStore:
                 )
                 self._conn.execute("COMMIT")
             except sqlite3.Error:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 raise
         return self.get(row["id"])
+
+    def insert_rebuilt(self, row: dict[str, Any]) -> None:
+        """A job row rebuilt from its run folder (``core/rebuild.py``); an existing id is left alone."""
+        encoded = _encode(row)
+        cols = ", ".join(encoded)
+        marks = ", ".join("?" for _ in encoded)
+        with self._lock:
+            self._conn.execute(f"INSERT OR IGNORE INTO jobs ({cols}) VALUES ({marks})", tuple(encoded.values()))
 
     def delete(self, job_id: str) -> None:
         with self._lock:
@@ -214,8 +252,19 @@ class JobStore:
     @staticmethod
     def _to_dict(row: sqlite3.Row) -> dict[str, Any]:
         job = dict(row)
+        damaged = []
         for key in JSON_COLUMNS:
-            job[key] = _loads(job[key])
+            try:
+                job[key] = _loads(job[key])
+            except (TypeError, ValueError):  # one damaged row must not break the whole list
+                job[key] = None
+                damaged.append(key)
+        if damaged:
+            job["damaged"] = damaged
+            job["spec"] = job["spec"] if isinstance(job["spec"], dict) else {}
+            job["error"] = job["error"] or {
+                "code": "JOB_DAMAGED", "message": f"This job's record is damaged ({', '.join(damaged)}).",
+                "message_ja": f"このジョブの記録が壊れています({', '.join(damaged)})。", "detail": {"columns": damaged}}
         job["gpu"] = bool(job["gpu"])
         job["resume"] = bool(job["resume"])
         job["status_ja"] = STATUS_LABELS_JA.get(job["status"], job["status"])

@@ -5,7 +5,10 @@ no special knowledge of text, image or audio. A plugin that fails to import or r
 with its error and skipped: a broken third-party file must never stop the server.
 
 ``LORA_FACTORY_LOAD_PLUGINS`` (comma-separated names) restricts which plugins load, handy when
-debugging a broken install; ``LORA_FACTORY_NO_ENTRY_POINTS=1`` skips installed entry points (tests).
+debugging a broken install; ``LORA_FACTORY_NO_ENTRY_POINTS=1`` skips installed entry points (tests);
+``LORA_FACTORY_HOOK_TRACE=<file>`` appends one JSON line per hook call (hook, plugins answering,
+modality, process) in every process that loads plugins: the server, job workers and the inference
+worker. The conformance tests read it to prove each hook of a plugin is really called.
 
 **Owner dispatch.** Each modality has exactly one owner: the plugin that declared it in
 ``describe_modalities``. The host calls a work hook (``train``, ``infer`` ...) on the owner only
@@ -116,6 +119,9 @@ class PluginHost:
         self._allow = {n.strip() for n in allow.split(",") if n.strip()} if allow else None
         if load_entry_points is None:
             load_entry_points = os.environ.get("LORA_FACTORY_NO_ENTRY_POINTS") != "1"
+        trace = os.environ.get("LORA_FACTORY_HOOK_TRACE")
+        if trace:
+            self.pm.add_hookcall_monitoring(_trace_writer(Path(trace), self.pm), lambda *args: None)
         for module_name in DEFAULT_PLUGINS:
             self._load_module(module_name, "builtin")
         if load_entry_points:
@@ -235,11 +241,13 @@ class PluginHost:
             if record.error:
                 continue
             plugin = self.pm.get_plugin(record.name)
-            impl = getattr(plugin, "describe_modalities", None)
-            if impl is None:
+            if plugin is None or "describe_modalities" not in self._hook_names_of(plugin):
                 continue
+            only_this = self.pm.subset_hook_caller(
+                "describe_modalities", remove_plugins=[p for p in self.pm.get_plugins() if p is not plugin])
             try:
-                descriptions = [ModalityDescription.model_validate(raw).model_dump() for raw in (impl() or [])]
+                declared_here = [raw for answer in only_this() for raw in (answer or [])]
+                descriptions = [ModalityDescription.model_validate(raw).model_dump() for raw in declared_here]
             except (ValidationError, Exception) as exc:
                 record.error = f"describe_modalities: {type(exc).__name__}: {exc}"
                 continue
@@ -301,6 +309,19 @@ class PluginHost:
     def plugin_list(self) -> list[dict[str, Any]]:
         self.modalities()
         return [r.to_dict() for r in self.records]
+
+
+def _trace_writer(path: Path, pm: pluggy.PluginManager) -> Any:
+    """A pluggy ``before`` monitor that appends each hook call to ``path`` (JSON lines)."""
+    import json
+
+    def before(hook_name: str, hook_impls: list[Any], kwargs: dict[str, Any]) -> None:
+        record = {"hook": hook_name, "plugins": [pm.get_name(impl.plugin) for impl in hook_impls],
+                  "modality": kwargs.get("modality"), "pid": os.getpid()}
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    return before
 
 
 def load_plugin_host(home: Path) -> PluginHost:

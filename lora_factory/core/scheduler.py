@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lora_factory.core import process
-from lora_factory.core.errors import LoRAFactoryError, confirmation_required
-from lora_factory.core.jobs import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, now_iso
+from lora_factory.core.errors import LoRAFactoryError, as_user_error, confirmation_required
+from lora_factory.core.jobs import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id, now_iso
 from lora_factory.core.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
 from lora_factory.core.workspace import Workspace, safe_name, write_text_atomic
 
@@ -45,25 +45,42 @@ class JobManager:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._health: dict[str, Any] = {"last_tick_at": None, "consecutive_failures": 0, "last_error": None}
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None = None,
                parent_job: str | None = None, gpu: bool | None = None) -> str:
-        """Queue a job: a row in SQLite and ``runs/<id>/config.json`` (the fully resolved spec)."""
+        """Queue a job: ``runs/<id>/config.json`` (the fully resolved spec), then its row in SQLite.
+
+        The files come first and the row last, so a failure (a full disk) leaves nothing behind: no
+        row without its run folder, no run folder without its row.
+        """
         if kind not in JOB_KINDS:
             raise LoRAFactoryError("UNKNOWN_JOB_KIND", f"不明なジョブ種別: {kind}", f"Unknown job kind: {kind}")
         spec, secrets = split_secrets(spec)
-        job_id = self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS if gpu is None else gpu,
-                                 parent_job=parent_job)
+        job_id = new_job_id()
         run_dir = self.workspace.run_dir(job_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_secrets(run_dir, secrets)
-        config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec}
-        write_text_atomic(run_dir / "config.json", json.dumps(config, ensure_ascii=False, indent=2))
         log = self.workspace.log_path(kind, job_id)
-        with open(log, "a", encoding="utf-8") as fh:
-            fh.write(f"[{time.strftime('%H:%M:%S')}] queued {kind} job {job_id} ({modality})\n")
-        self.tick()
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_secrets(run_dir, secrets)
+            config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec}
+            write_text_atomic(run_dir / "config.json", json.dumps(config, ensure_ascii=False, indent=2))
+            with open(log, "a", encoding="utf-8") as fh:
+                fh.write(f"[{time.strftime('%H:%M:%S')}] queued {kind} job {job_id} ({modality})\n")
+            self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS if gpu is None else gpu,
+                              parent_job=parent_job, job_id=job_id)
+        except BaseException as exc:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            log.unlink(missing_ok=True)
+            known = as_user_error(exc)
+            if known is None or known is exc:
+                raise
+            raise known from exc
+        try:
+            self.tick()
+        except Exception as exc:  # the job is queued; the scheduler's loop starts it once it can
+            self._record_failure(exc)
         return job_id
 
     def log_path(self, job: dict[str, Any]) -> Path:
@@ -79,16 +96,44 @@ class JobManager:
             while not self._stop.wait(interval):
                 try:
                     self.tick()
-                except Exception as exc:  # the loop must survive a locked DB or a vanished file
-                    print(f"[lora-factory] scheduler: {exc!r}", file=sys.stderr)
+                    self._record_success()
+                except Exception as exc:  # a full disk, a locked DB, a vanished file: the loop goes on
+                    self._record_failure(exc)
 
         self._thread = threading.Thread(target=loop, name="lora-factory-scheduler", daemon=True)
         self._thread.start()
+
+    def _record_success(self) -> None:
+        self._health["last_tick_at"] = time.time()
+        self._health["consecutive_failures"] = 0
+
+    def _record_failure(self, exc: BaseException) -> None:
+        """Remember the error for ``/api/system``; telling the console is best effort (stderr may be a
+        file on the same full disk, and that must not kill the loop)."""
+        self._health["consecutive_failures"] = int(self._health.get("consecutive_failures") or 0) + 1
+        known = as_user_error(exc)
+        self._health["last_error"] = known.to_dict()["error"] if known else {
+            "code": "SCHEDULER_ERROR", "message": f"{type(exc).__name__}: {exc}",
+            "message_ja": f"スケジューラーでエラー: {type(exc).__name__}: {exc}", "detail": None}
+        self._health["last_error_at"] = time.time()
+        try:
+            print(f"[lora-factory] scheduler: {exc!r}", file=sys.stderr)
+        except Exception:  # noqa: BLE001
+            pass
 
     def stop_background(self) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+
+    def health(self) -> dict[str, Any]:
+        """Whether jobs can start: the loop thread is alive and its last passes did not fail."""
+        running = bool(self._thread and self._thread.is_alive())
+        failures = int(self._health.get("consecutive_failures") or 0)
+        ok = running and failures == 0
+        return {"ok": ok, "running": running, "consecutive_failures": failures,
+                "last_tick_at": self._health.get("last_tick_at"), "last_error": self._health.get("last_error"),
+                "last_error_at": self._health.get("last_error_at")}
 
     def tick(self) -> None:
         """One pass: reap finished workers, enforce cancel grace periods, start queued jobs."""
@@ -122,7 +167,8 @@ class JobManager:
         try:
             proc = process.spawn_detached(args, self.log_path(job), env=env, cwd=self.workspace.home)
         except OSError as exc:
-            self.store.update(job["id"], status="failed", finished_at=now_iso(), error={
+            known = as_user_error(exc)
+            self.store.update(job["id"], status="failed", finished_at=now_iso(), error=known.to_dict()["error"] if known else {
                 "code": "WORKER_START_FAILED", "message": f"Could not start the worker: {exc}",
                 "message_ja": f"ワーカーを起動できませんでした: {exc}"})
             return
@@ -168,8 +214,12 @@ class JobManager:
                                          "message_ja": "キャンセル: 猶予時間を過ぎたためワーカーを停止しました。"})
 
     def _append_log(self, job: dict[str, Any], line: str) -> None:
-        with open(self.log_path(job), "a", encoding="utf-8") as fh:
-            fh.write(f"[{time.strftime('%H:%M:%S')}] [host] {line}\n")
+        """Best effort: a log line that cannot be written (a full disk) never stops a state change."""
+        try:
+            with open(self.log_path(job), "a", encoding="utf-8") as fh:
+                fh.write(f"[{time.strftime('%H:%M:%S')}] [host] {line}\n")
+        except OSError:
+            pass
 
     # -- recovery ------------------------------------------------------------------------------
     def recover(self) -> dict[str, list[str]]:
@@ -217,18 +267,45 @@ class JobManager:
                 "Only an interrupted or failed train job can be resumed.", http_status=409,
                 detail={"status": job["status"], "kind": job["kind"]},
             )
-        self.store.transition(job_id, ("interrupted", "failed"), status="queued", resume=1, error=None,
-                              finished_at=None, cancel_requested_at=None, pid=None, pid_create_time=None)
+        name = job["output_name"]
+        dest = self.output_destination(job["kind"], job["modality"], name) if name else None
+        if dest is not None and dest.exists():
+            raise self._resume_name_taken(job_id, name, "exists")
+        if not self.store.requeue(job_id, ("interrupted", "failed"), output_name=name, kind=job["kind"],
+                                  modality=job["modality"], status="queued", resume=1, error=None, finished_at=None,
+                                  cancel_requested_at=None, pid=None, pid_create_time=None):
+            raise self._resume_name_taken(job_id, name, "job")
         self._append_log(job, "resume requested: queued again from the last checkpoint")
         self.tick()
         return job_id
+
+    @staticmethod
+    def _resume_name_taken(job_id: str, name: str, why: str) -> LoRAFactoryError:
+        """Checked before a resume trains for hours only to fail at publishing."""
+        return LoRAFactoryError(
+            "OUTPUT_EXISTS",
+            f"出力名「{name}」は既に" + ("存在します" if why == "exists" else "別の待機中・実行中のジョブが使っています")
+            + "。このジョブは再開できません。別の出力名で再実行してください(再実行ボタン)。",
+            f"The output name '{name}' is " + ("already taken" if why == "exists" else "used by another queued or running job")
+            + "; this job cannot be resumed. Re-run it under another output name.",
+            http_status=409, detail={"output_name": name, "job_id": job_id})
 
     def rerun(self, job_id: str, output_name: str | None = None) -> str:
         """A new job from ``runs/<id>/config.json``; a taken output name gets ``-v2``, ``-v3`` ..."""
         job = self.store.get(job_id)
         config_path = self.workspace.run_dir(job_id) / "config.json"
-        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {
-            "spec": job["spec"], "output_name": job["output_name"]}
+        from_row = {"spec": job["spec"], "output_name": job["output_name"]}
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else from_row
+        except (OSError, ValueError):
+            config = from_row  # a damaged config.json: the row holds the same spec
+        if not isinstance(config, dict) or not isinstance(config.get("spec"), dict) or not config["spec"]:
+            config = from_row
+        if not isinstance(config.get("spec"), dict) or not config["spec"]:
+            raise LoRAFactoryError(
+                "JOB_DAMAGED", f"ジョブ {job_id} の記録(config.json とデータベースの行)が壊れているため再実行できません。",
+                f"Job {job_id} cannot be re-run: its config.json and its database row are both damaged.",
+                http_status=409, detail={"job_id": job_id})
         spec = merge_secrets(dict(config["spec"]), load_secrets(self.workspace.run_dir(job_id)))
         name = safe_name(output_name, "output name") if output_name else config.get("output_name")
         if name and job["kind"] in ("train", "merge", "refine", "download"):

@@ -10,12 +10,14 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from lora_factory.core.artifacts import ArtifactStore
 from lora_factory.core.catalog import Catalog
 from lora_factory.core.dataset_catalog import DatasetCatalog
+from lora_factory.core.db import check_database, move_aside
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.generation import Generation
 from lora_factory.core.inference import InferenceClient
@@ -49,9 +51,15 @@ class Services:
         self.workspace = Workspace(home_path, ())
         self.plugins = plugin_host or load_plugin_host(self.workspace.home)
         self.workspace.ensure(self.plugins.modalities().keys())
+        self.notices: list[dict[str, Any]] = []  # what the user must be told once (UI banner, /api/health)
+        self.scheduler_expected = False  # the server sets it; the CLI drives the loop itself
+        damage = check_database(self.workspace.db_path)
+        moved = move_aside(self.workspace.db_path) if damage else None
         self.store = JobStore(self.workspace.db_path)
         self.jobs = JobManager(self.workspace, self.store)
         self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        if moved is not None:
+            self._recover_database(str(damage), moved)
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
         self.datasets = DatasetCatalog(self.workspace, self.plugins, self.artifacts, remove=self.catalog.remove_unused)
         self.inference = InferenceClient(self.workspace.home)
@@ -74,6 +82,76 @@ class Services:
         self.workspace.ensure(self.plugins.modalities().keys())
         self.catalog.plugins = self.datasets.plugins = self.generation.plugins = self.plugins
         self.inference.release()
+    def _recover_database(self, damage: str, moved: Path) -> None:
+        """A fresh database after a damaged one: history rebuilt from the files, the user told."""
+        from lora_factory.core.rebuild import rebuild_history
+
+        rebuilt = rebuild_history(self.workspace, self.store, self.artifacts)
+        moved_rel = self.workspace.relative(moved)
+        notice = {
+            "code": "DATABASE_RECOVERED", "level": "warning",
+            "message": f"The job database was damaged ({damage}). It was moved to {moved_rel} and a fresh one was "
+                       f"started; {len(rebuilt['jobs'])} jobs and {len(rebuilt['adapters'])} adapters were rebuilt "
+                       "from runs/ and lora_adapters/.",
+            "message_ja": f"ジョブのデータベースが壊れていました({damage})。{moved_rel} に退避して新しく作り直し、"
+                          f"runs/ と lora_adapters/ からジョブ {len(rebuilt['jobs'])} 件とアダプター "
+                          f"{len(rebuilt['adapters'])} 件を復元しました。",
+            "detail": {"moved_to": moved_rel, "reason": damage, **rebuilt},
+        }
+        self.notices.append(notice)
+        line = f"[lora-factory] {notice['message_ja']}\n[lora-factory] {notice['message']}\n"
+        try:
+            print(line, end="", file=sys.stderr)
+            with open(self.workspace.home / "logs" / "recovery.log", "a", encoding="utf-8") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {notice['message']}\n")
+        except OSError:
+            pass
+
+    def startup_housekeeping(self, recovered: dict[str, list[str]]) -> None:
+        """At server start: remove the temporaries an interrupted publish or delete left behind (all of
+        them when no job runs; with live workers only those a day old, as one may be publishing)."""
+        running = self.store.by_status("running")
+        try:
+            removed = self.workspace.clean_stale_temporaries(0.0 if not running else 24 * 3600.0)
+        except OSError:
+            removed = []
+        if removed:
+            print(f"[lora-factory] removed leftovers of interrupted writes: {', '.join(removed)}", file=sys.stderr)
+
+    def health(self) -> dict[str, Any]:
+        """What keeps the server from doing its work, for ``/api/health`` and the UI's banner."""
+        import shutil
+
+        from lora_factory.core.settings import load_settings
+
+        problems: list[dict[str, Any]] = []
+        scheduler = self.jobs.health()
+        if self.scheduler_expected and not scheduler["running"]:
+            problems.append({"code": "SCHEDULER_STOPPED", "level": "error",
+                             "message": "The job scheduler is not running: queued jobs will not start. Restart the server.",
+                             "message_ja": "ジョブのスケジューラーが停止しています。待機中のジョブは開始されません。サーバーを再起動してください。",
+                             "detail": scheduler.get("last_error")})
+        elif self.scheduler_expected and scheduler["consecutive_failures"]:
+            last = scheduler.get("last_error") or {}
+            problems.append({"code": "SCHEDULER_FAILING", "level": "error",
+                             "message": f"The job scheduler keeps failing: {last.get('message')}",
+                             "message_ja": f"ジョブのスケジューラーでエラーが続いています: {last.get('message_ja')}",
+                             "detail": last})
+        try:
+            load_settings(self.workspace.home)
+        except LoRAFactoryError as exc:
+            problems.append(exc.to_dict()["error"] | {"level": "error"})
+        try:
+            free = shutil.disk_usage(self.workspace.home).free
+        except OSError:
+            free = None
+        if free is not None and free < 512 * 1024**2:
+            problems.append({"code": "DISK_LOW", "level": "warning",
+                             "message": f"Only {free // 1024**2} MiB free on the workspace's disk.",
+                             "message_ja": f"ワークスペースのディスクの空きが {free // 1024**2} MiB しかありません。",
+                             "detail": {"free_bytes": free}})
+        return {"ok": not any(p.get("level") == "error" for p in problems), "scheduler": scheduler,
+                "problems": problems, "notices": self.notices}
 
     def free_chat_model_for(self, job: dict[str, Any]) -> None:
         """Before a GPU-bound job: stop the chat's model process so its VRAM is free for the job.
@@ -130,9 +208,12 @@ class Services:
         if job.get("started_at"):
             from datetime import datetime, timezone
 
-            start = datetime.fromisoformat(job["started_at"])
-            end = datetime.fromisoformat(job["finished_at"]) if job.get("finished_at") else datetime.now(timezone.utc)
-            duration = max(0.0, (end - start).total_seconds())
+            try:
+                start = datetime.fromisoformat(job["started_at"])
+                end = datetime.fromisoformat(job["finished_at"]) if job.get("finished_at") else datetime.now(timezone.utc)
+                duration = max(0.0, (end - start).total_seconds())
+            except (TypeError, ValueError):  # a damaged row: shown without a duration
+                duration = None
         return {
             "job_id": job["id"],
             "id": job["id"],
@@ -160,6 +241,7 @@ class Services:
             "attempts": job["attempts"],
             "parent_job": job["parent_job"],
             "spec": job["spec"],
+            "damaged": job.get("damaged") or None,
         }
 
     def list_jobs(self, kind: str | None = None, status: str | None = None, modality: str | None = None,
@@ -360,6 +442,13 @@ class Services:
         if imported is None:
             raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{req.modality}」はデータセット一覧の取り込みに対応していません。",
                                    f"Modality '{req.modality}' cannot import a dataset index.")
+        if not imported:
+            raise LoRAFactoryError(
+                "DATASET_INDEX_NOTHING_IMPORTED",
+                f"「{req.dataset_info_path}」から取り込めるデータセットがありませんでした(リモートのデータセット・"
+                "見つからないファイル・未対応の形式は取り込みません)。",
+                f"Nothing in '{req.dataset_info_path}' could be imported (remote datasets, missing files and "
+                "unsupported types are skipped).", http_status=422, detail={"file": req.dataset_info_path})
         out = []
         for item in imported:
             path = Path(item["file"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,36 @@ def load_settings(home: Path) -> Settings:
         return Settings()
     try:
         return Settings.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, ValidationError) as exc:
-        raise LoRAFactoryError("SETTINGS_INVALID", f"settings.json が壊れています: {exc}",
-                               f"settings.json is invalid: {exc}", http_status=500) from exc
+    except (OSError, ValueError, ValidationError) as exc:
+        reason = _short_reason(exc)
+        raise LoRAFactoryError(
+            "SETTINGS_INVALID",
+            f"設定ファイル {path} が壊れています({reason})。ファイルを直すか削除してください"
+            "(システムタブで保存し直すと、壊れたファイルを退避して新しく作ります)。",
+            f"The settings file {path} is damaged ({reason}). Fix or delete it (saving the settings again in "
+            "the System tab moves the damaged file aside and writes a new one).",
+            http_status=500, detail={"path": str(path), "reason": reason}) from exc
+
+
+def _short_reason(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'root'}: {first['msg']}"
+    return f"{type(exc).__name__}: {exc}"[:200]
 
 
 def update_settings(home: Path, changes: dict[str, Any]) -> Settings:
-    """Merge ``changes`` (an empty string clears a field) and save, readable by the owner only."""
-    current = load_settings(home).model_dump()
+    """Merge ``changes`` (an empty string clears a field) and save, readable by the owner only.
+
+    A damaged file is moved aside (``settings.json.damaged-<time>``, nothing deleted) and the new
+    settings start from the defaults: saving from the UI is how a user repairs it.
+    """
+    try:
+        current = load_settings(home).model_dump()
+    except LoRAFactoryError:
+        damaged = settings_path(home)
+        os.replace(damaged, damaged.with_name(f"{damaged.name}.damaged-{time.strftime('%Y%m%d_%H%M%S')}"))
+        current = Settings().model_dump()
     for key, value in changes.items():
         current[key] = value or None
     try:

@@ -270,19 +270,67 @@ class Workspace:
                 raise self._exists(destination) from exc
             if exc.errno != errno.EXDEV:
                 raise
-            # another filesystem: copy next to the destination first, then rename there
+            # another filesystem: copy next to the destination first, then rename there; the source
+            # stays until the copy is in place (a resume can publish it again)
             staging = self.tmp_path(destination)
-            if source.is_dir():
-                shutil.copytree(source, staging)
-            else:
-                shutil.copy2(source, staging)
+            try:
+                if source.is_dir():
+                    shutil.copytree(source, staging)
+                else:
+                    shutil.copy2(source, staging)
+            except (OSError, shutil.Error) as copy_error:
+                _remove_quietly(staging)
+                raise self._copy_failed(source, destination, copy_error) from copy_error
             try:
                 rename_no_clobber(staging, destination)
             except OSError as inner:
-                shutil.rmtree(staging, ignore_errors=True) if staging.is_dir() else staging.unlink(missing_ok=True)
+                _remove_quietly(staging)
                 raise self._exists(destination) from inner
             shutil.rmtree(source) if source.is_dir() else source.unlink()
         return destination
+
+    def _copy_failed(self, source: Path, destination: Path, exc: BaseException) -> LoRAFactoryError:
+        """A copy across file systems that stopped half-way, in words (not ``shutil.Error``'s list)."""
+        from lora_factory.core.errors import disk_full, is_disk_full
+
+        failures = exc.args[0] if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) else []
+        first = failures[0] if failures else None
+        reason = str(first[2]) if first and len(first) > 2 else str(exc)
+        if is_disk_full(exc) or "No space left" in reason or "[Errno 28]" in reason:
+            return disk_full(exc, self.relative(destination.parent))
+        shown = Path(str(first[0])).name if first else source.name
+        count = f" ({len(failures)} files)" if len(failures) > 1 else ""
+        return LoRAFactoryError(
+            "PUBLISH_FAILED",
+            f"「{destination.name}」への出力のコピーが途中で失敗しました{count}: {shown}: {reason}。"
+            "出力は runs/ のジョブフォルダに残っています。原因を取り除いてから、ジョブを再開すると公開し直します。",
+            f"Copying the output to '{destination.name}' failed half-way{count}: {shown}: {reason}. The output is "
+            "still in the job's runs/ folder; fix the cause and resume the job to publish it again.",
+            http_status=500, detail={"destination": self.relative(destination), "file": shown, "reason": reason,
+                                     "failed_files": len(failures) or None})
+
+    def clean_stale_temporaries(self, older_than_s: float = 0.0) -> list[str]:
+        """Remove the ``.tmp-*`` / ``.trash-*`` leftovers of an interrupted write, move or delete in the
+        model, dataset and adapter folders; only those older than ``older_than_s`` seconds (a live job
+        may be publishing). Returns what was removed, workspace-relative."""
+        removed: list[str] = []
+        now = time.time()
+        for top in PER_MODALITY_FOLDERS:
+            for folder in (self.home / top).glob("*/"):
+                for sub in (folder, folder / ".meta", folder / ".lineage"):
+                    if not sub.is_dir():
+                        continue
+                    for entry in sub.iterdir():
+                        if not entry.name.startswith((".tmp-", ".trash-")):
+                            continue
+                        try:
+                            age = now - entry.lstat().st_mtime
+                        except OSError:
+                            continue
+                        if age >= older_than_s:
+                            _remove_quietly(entry)
+                            removed.append(self.relative(entry))
+        return removed
 
     def _exists(self, destination: Path) -> LoRAFactoryError:
         shown = self.relative(destination) if self.home in destination.parents else str(destination)
@@ -293,6 +341,16 @@ class Workspace:
             http_status=409,
             detail={"path": shown},
         )
+
+
+def _remove_quietly(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def rename_no_clobber(source: Path, destination: Path, attempts: int = 5) -> None:
@@ -330,11 +388,15 @@ def write_bytes_atomic(path: Path, data: bytes, private: bool = False) -> None:
     tmp = path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600 if private else 0o666)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written temporary behind
+        raise
 
 
 def write_text_atomic(path: Path, text: str, private: bool = False) -> None:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import ChatRequest
 from lora_factory.core.services import Services
+from lora_factory.core.workspace import existing_name
 from lora_factory.routes import services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -42,11 +43,13 @@ def chat_modalities(svc: Services) -> list[str]:
 def models(svc: Services = Depends(services)) -> dict[str, Any]:
     data = []
     for modality in chat_modalities(svc):
-        bases = svc.catalog.list_models(modality)
+        bases = [b for b in svc.catalog.list_models(modality) if not b.get("refused") and not b.get("error")]
         for base in bases:
             data.append({"id": base["name"], "object": "model", "created": 0, "owned_by": "lora-factory",
                          "modality": modality})
         for adapter in svc.catalog.list_adapters(modality):
+            if adapter.get("refused"):
+                continue
             base_name = (adapter.get("base_model") or "").rstrip("/").split("/")[-1]
             if base_name:
                 data.append({"id": f"{base_name}+{adapter['name']}", "object": "model", "created": 0,
@@ -55,6 +58,9 @@ def models(svc: Services = Depends(services)) -> dict[str, Any]:
 
 
 def _resolve_model(svc: Services, model_id: str) -> tuple[str, str, str | None]:
+    # names are checked before the disk is looked at, so the answer never tells whether a path exists
+    for part in model_id.split("+", 1):
+        existing_name(part, "model")
     for modality in chat_modalities(svc):
         if "+" in model_id:
             base, adapter = model_id.split("+", 1)

@@ -1,4 +1,4 @@
-"""``/api/plugins``, ``/api/modalities``, ``/api/system``."""
+"""``/api/plugins``, ``/api/modalities``, ``/api/system``, ``/api/health``, ``/api/settings``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,13 @@ def modalities(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/system")
 def system(svc: Services = Depends(services)) -> dict[str, Any]:
-    return system_info(svc.workspace.home)
+    return system_info(svc.workspace.home) | {"health": svc.health()}
+
+
+@router.get("/health")
+def health(svc: Services = Depends(services)) -> dict[str, Any]:
+    """Cheap (no GPU query): whether jobs can start, and what the user must be told (the UI's banner)."""
+    return svc.health()
 
 
 @router.get("/settings")

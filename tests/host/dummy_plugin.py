@@ -22,7 +22,7 @@ def _mine(modality):
 @hookimpl
 def describe_modalities():
     return [{"id": "dummy", "label_ja": "ダミー", "label_en": "Dummy", "presets": {"fast": {"steps": 5}},
-             "dataset_extensions": [".txt"], "supports": ["chat", "tiny_model"],
+             "dataset_extensions": [".txt"], "supports": ["chat", "tiny_model", "merge"],
              "refine_operations": {"upper": {"label_ja": "大文字", "label_en": "Upper", "params_schema": {}}}}]
 
 
@@ -57,6 +57,7 @@ def train(modality, spec, ctx):
         return None
     params = spec["params"]
     steps, delay = int(params["steps"]), float(params["delay"])
+    time.sleep(float(params.get("load_delay", 0)))  # a slow model load: no should_stop() poll meanwhile
     start = 0
     if ctx.resume_checkpoint:
         start = json.loads((Path(ctx.resume_checkpoint) / "state.json").read_text())["step"]

@@ -7,6 +7,7 @@ Why a real server in a subprocess: the UI is only as good as its conversation wi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -72,9 +73,9 @@ class Server:
             return ""
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("ui_home")
+@contextlib.contextmanager
+def running_server(home: Path) -> Iterator[Server]:
+    """``lora-factory serve`` on ``home`` (its ``plugins/`` folder loaded), stopped afterwards."""
     port = _free_port()
     log_path = home.parent / f"ui_server_{port}.log"
     env = dict(os.environ, LORA_FACTORY_NO_BROWSER="1", PYTHONUNBUFFERED="1")
@@ -103,14 +104,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             if time.monotonic() > deadline:
                 raise AssertionError(f"the server did not answer within 60 s:\n{srv.log_tail()}")
             time.sleep(0.2)
-        # The tiny offline text model every browser test trains on.
-        res = srv.client.post("/api/models/tiny", json={"modality": "text", "name": "tiny-ui"})
-        assert res.status_code == 200, res.text
-        job = wait_job(srv.client, res.json()["job_id"])
-        assert job["status"] == "completed", f"{job}\n{srv.log_tail()}"
-        models = srv.client.get("/api/models", params={"modality": "text"}).json()["models"]
-        tiny = next(m for m in models if m["name"] == "tiny-ui")
-        srv.model_ref = tiny.get("rel_path") or tiny["name"]
         yield srv
     finally:
         srv.client.close()
@@ -120,6 +113,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("ui_home")) as srv:
+        # The tiny offline text model every browser test trains on.
+        res = srv.client.post("/api/models/tiny", json={"modality": "text", "name": "tiny-ui"})
+        assert res.status_code == 200, res.text
+        job = wait_job(srv.client, res.json()["job_id"])
+        assert job["status"] == "completed", f"{job}\n{srv.log_tail()}"
+        models = srv.client.get("/api/models", params={"modality": "text"}).json()["models"]
+        tiny = next(m for m in models if m["name"] == "tiny-ui")
+        srv.model_ref = tiny.get("rel_path") or tiny["name"]
+        yield srv
 
 
 @pytest.fixture(scope="session")

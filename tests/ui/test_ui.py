@@ -188,6 +188,9 @@ def test_page_loads_offline_and_every_tab_renders(watched_page: tuple[Any, Any],
     # The system tab shows the plugins, the text one included, and the versions.
     assert panel(page, "system").get_by_test_id("plugin-list").locator("tr").count() >= 1
     assert "text" in panel(page, "system").get_by_test_id("plugin-list").inner_text()
+    # ... and the server's health: the job scheduler runs, so no banner asks for attention.
+    assert panel(page, "system").get_by_test_id("health-scheduler").get_attribute("data-running") == "true"
+    assert page.get_by_test_id("health-banner").is_hidden() or not page.locator("[data-testid^=health-SCHEDULER]").count()
     # A narrow window: the same page, stacked.
     page.set_viewport_size({"width": 420, "height": 800})
     page.get_by_test_id("tab-train").click()
@@ -464,7 +467,8 @@ def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any]
         assert state.inner_text() == "設定済み (…9876)"
         assert system.get_by_test_id("settings-hf-token").input_value() == ""
         saved = server.client.get("/api/settings").json()
-        assert saved == {"hf_token_set": True, "hf_token_hint": "…9876", "hf_endpoint": "https://hf-mirror.example.org"}
+        assert saved == {"hf_token_set": True, "hf_token_hint": "…9876", "hf_endpoint": "https://hf-mirror.example.org",
+                         "modality_owners": {}}
         screenshot(page, "system-settings")
 
         # After a reload: the endpoint is shown again, the token is not (the API never returns it).
@@ -584,3 +588,76 @@ def test_regression_suite_from_the_history_tab(watched_page: tuple[Any, Any], se
     assert any(m["name"] == "ui_merged" for m in models)
     watch.console_errors = [e for e in watch.console_errors if "422" not in e]
     watch.assert_clean()
+
+
+HOSTILE_PAGE = """<!doctype html><meta charset="utf-8"><title>another site</title><script>
+window.results = [];
+const target = "__SERVER__", job = "__JOB__";
+const upload = () => {
+  const fd = new FormData();
+  fd.append("modality", "text");
+  fd.append("file", new Blob(['{"text": "x"}\\n'], {type: "application/jsonl"}), "cross_site_upload.jsonl");
+  return fetch(`${target}/api/datasets/upload`, {method: "POST", mode: "no-cors", body: fd});
+};
+const tries = [
+  () => fetch(`${target}/train/cancel/${job}`, {method: "POST", mode: "no-cors", headers: {"Content-Type": "text/plain"}, body: "{}"}),
+  () => fetch(`${target}/api/jobs/${job}/cancel`, {method: "POST", mode: "no-cors"}),
+  upload,
+  () => fetch(`${target}/train/cancel/${job}`, {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"}),
+];
+(async () => {
+  for (const attempt of tries) {
+    try { const r = await attempt(); window.results.push(`${r.type}:${r.status}`); }
+    catch (e) { window.results.push(`error:${e.message}`); }
+  }
+  window.done = true;
+})();
+</script>"""
+
+
+def test_a_page_from_another_origin_cannot_cancel_or_upload(browser: Any, server: Server, tmp_path: Path) -> None:
+    """A real browser on another origin (another port) POSTs to the server: refused, nothing changes."""
+    dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_cross_site_set")
+    res = server.client.post("/train/start", json={"base_model": server.model_ref, "dataset": dataset_ref, "output_name": "ui_cross_site",
+                                                   "preset": "quick", "params": {"max_steps": 2000, "save_steps": 1000}})
+    assert res.status_code == 200, res.text
+    job_id = res.json()["job_id"]
+    html = HOSTILE_PAGE.replace("__SERVER__", server.url).replace("__JOB__", job_id).encode()
+
+    class Hostile(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(html)))
+            self.end_headers()
+            self.wfile.write(html)
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    statuses: list[tuple[str, int]] = []
+    try:
+        page = context.new_page()
+        page.on("response", lambda r: statuses.append((r.url, r.status)) if r.url.startswith(server.url) else None)
+        page.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+        page.wait_for_function("() => window.done === true", timeout=20_000)
+        results = page.evaluate("window.results")
+    finally:
+        context.close()
+        other.shutdown()
+        other.server_close()
+    try:
+        assert len(results) == 4 and results[3].startswith("error:"), results  # a JSON POST is not even sent
+        reached = [status for url, status in statuses]
+        assert reached and all(status == 403 for status in reached), statuses
+        job = server.client.get(f"/api/jobs/{job_id}").json()
+        assert not job["cancel_requested"] and job["status"] in ("queued", "running"), job
+        names = [d["name"] for d in server.client.get("/api/datasets", params={"modality": "text"}).json()["datasets"]]
+        assert "cross_site_upload.jsonl" not in names
+        assert not list((server.home / "datasets" / "text").glob("cross_site_upload*"))
+    finally:
+        server.client.post(f"/api/jobs/{job_id}/cancel")
+        server.wait_job(job_id)

@@ -64,8 +64,19 @@ def import_dataset_info(info_path: Path, datasets_dir: Path) -> list[dict[str, A
 
     :return: one dict per imported entry: ``{"name", "file": Path (the copy), "format", "mapping",
         "rows", "source"}``. :func:`import_dataset_info_report` also lists the skipped entries.
+    :raises LoRAFactoryError: ``DATASET_INDEX_NOTHING_IMPORTED`` (422) when every entry was skipped,
+        with each entry's reason: an empty answer would leave the user guessing.
     """
-    return import_dataset_info_report(info_path, datasets_dir)["imported"]
+    report = import_dataset_info_report(info_path, datasets_dir)
+    if not report["imported"]:
+        skipped = report["skipped"]
+        reasons = "; ".join(f"{s['name']}: {s['reason']}" for s in skipped[:10]) or "the file lists no dataset"
+        raise LoRAFactoryError(
+            "DATASET_INDEX_NOTHING_IMPORTED",
+            f"「{Path(info_path).name}」から取り込めるデータセットがありませんでした: {reasons}",
+            f"Nothing in '{Path(info_path).name}' could be imported: {reasons}",
+            http_status=422, detail={"file": Path(info_path).name, "skipped": skipped})
+    return report["imported"]
 
 
 def import_dataset_info_report(info_path: Path, datasets_dir: Path) -> dict[str, list[dict[str, Any]]]:

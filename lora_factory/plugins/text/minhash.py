@@ -1,30 +1,31 @@
-"""MinHash + LSH banding for near-duplicate detection, written here so it stays small and seeded.
+"""Near-duplicate detection: MinHash signatures from rensa (a maintained Rust library), LSH banding
+and an order-preserving greedy pass here.
 
 Why character n-grams: Japanese has no spaces, so word shingles would make a whole sentence one
 token; 5-character shingles work for Japanese and English alike.
 
-How (as in datasketch / text-dedup):
+How:
 
-- each shingle is hashed to 32 bits (SHA-1 prefix), then ``num_perm`` universal hash functions
-  ``(a * x + b) mod (2**61 - 1)`` with ``a, b < 2**32`` (so the product never overflows 64 bits)
-  are applied; the signature is the per-function minimum;
-- the signature is cut into ``b`` bands of ``r`` rows; two documents become candidates when one
-  band matches exactly. ``(b, r)`` minimise the equally weighted false-positive and false-negative
+- each text becomes its set of character n-grams, hashed to 64 bits for all texts at once (numpy);
+  rensa computes the ``num_perm`` MinHash slots of every text in one call
+  (``RMinHash.digest_matrix_from_flat_token_hashes``: Rust, no Python object per document), seeded,
+  so a run is reproducible;
+- the signature (``b * r`` slots) is cut into ``b`` bands of ``r`` rows; two documents become
+  candidates when one band matches exactly. ``(b, r)`` minimise the equally weighted false-positive and false-negative
   areas of the S-curve ``1 - (1 - s**r)**b`` around the threshold (datasketch's ``_optimal_param``);
 - candidates are confirmed with the estimated Jaccard similarity (share of equal signature slots),
   which removes most LSH false positives.
 
-Deterministic: the hash functions come from ``numpy.random.default_rng(seed)``.
+``benchmarks/dedup.py`` compares this with our former pure-numpy hashing and with datasketch.
 """
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from typing import Any
 
-MERSENNE_PRIME = (1 << 61) - 1
-MAX_HASH = (1 << 32) - 1
+U64 = (1 << 64) - 1
+_PRIME = 0x100000001B3  # FNV's 64-bit prime: spreads code points over the 64 bits
 
 
 def shingles(text: str, ngram: int) -> set[str]:
@@ -62,33 +63,72 @@ def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_we
     return best
 
 
+def shingle_hashes(texts: list[str], ngram: int) -> tuple[Any, Any]:
+    """Every text's character n-grams as 64-bit hashes, in one flat array: ``(hashes, row_offsets)``.
+
+    Vectorised over all texts at once (numpy, on the UTF-32 code points): the same n-gram always
+    gets the same hash (a polynomial over its code points, modulo 2**64), so a text's hash set
+    stands for its shingle set. A text shorter than ``ngram`` is its own single shingle.
+    """
+    import numpy as np
+
+    n = int(ngram)
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    windows = max(len(codes) - n + 1, 0)
+    rolling = codes[:windows].astype(np.uint64)
+    for k in range(1, n):  # in place: a few passes over one array, whatever the number of texts
+        np.multiply(rolling, np.uint64(_PRIME), out=rolling)
+        np.add(rolling, codes[k : k + windows], out=rolling)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    inside = np.ones(windows, dtype=bool)
+    for k in range(1, n):  # the windows that start in the last n-1 characters of a text cross its end
+        position = ends - k
+        inside[position[(lengths >= k) & (position < windows)]] = False
+    per_text = np.maximum(lengths - n + 1, 0)
+    short = np.nonzero((lengths > 0) & (lengths < n))[0]
+    if len(short):  # rare: give each short text one hash of its own, in its place
+        pieces, counts = [], per_text.copy()
+        for i in short:
+            value = 0
+            for code in codes[starts[i] : ends[i]].tolist():
+                value = (value * _PRIME + code) & U64
+            counts[i] = 1
+            pieces.append((i, value))
+        full = rolling[inside]
+        offsets = np.concatenate(([0], np.cumsum(per_text)))
+        parts, last = [], 0
+        for i, value in pieces:
+            parts.extend([full[offsets[last] : offsets[i]], np.array([value], dtype=np.uint64)])
+            last = i + 1
+        parts.append(full[offsets[last] :])
+        return np.concatenate(parts), np.concatenate(([0], np.cumsum(counts))).astype(np.uint64)
+    return rolling[inside], np.concatenate(([0], np.cumsum(per_text))).astype(np.uint64)
+
+
+def signatures(texts: list[str], num_perm: int = 128, ngram: int = 5, seed: int = 0) -> Any:
+    """A ``(len(texts), num_perm)`` ``uint32`` matrix of MinHash slots (rensa's ``RMinHash``)."""
+    import numpy as np
+    from rensa import RMinHash
+
+    if not texts:
+        return np.zeros((0, int(num_perm)), dtype=np.uint32)
+    hashes, offsets = shingle_hashes(texts, ngram)
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, int(num_perm), int(seed) & U64)
+    return np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(texts), int(num_perm))
+
+
 class MinHasher:
-    """Signatures for many documents with one set of seeded hash functions."""
+    """Signatures one text at a time (tests, small inputs); the same values as :func:`signatures`."""
 
     def __init__(self, num_perm: int = 128, ngram: int = 5, seed: int = 0) -> None:
-        import numpy as np
-
         self.num_perm = int(num_perm)
         self.ngram = int(ngram)
-        rng = np.random.default_rng(seed)
-        self._a = rng.integers(1, MAX_HASH, size=self.num_perm, dtype=np.uint64)
-        self._b = rng.integers(0, MAX_HASH, size=self.num_perm, dtype=np.uint64)
+        self.seed = int(seed)
 
     def signature(self, text: str) -> Any:
-        """A ``uint64`` array of ``num_perm`` minima (all ``MAX_HASH`` for an empty text)."""
-        import numpy as np
-
-        grams = shingles(text, self.ngram)
-        if not grams:
-            return np.full(self.num_perm, MAX_HASH, dtype=np.uint64)
-        hashed = np.fromiter(
-            (int.from_bytes(hashlib.sha1(g.encode("utf-8")).digest()[:4], "little") for g in grams),
-            dtype=np.uint64,
-            count=len(grams),
-        )
-        values = (hashed[:, None] * self._a[None, :] + self._b[None, :]) % np.uint64(MERSENNE_PRIME)
-        values &= np.uint64(MAX_HASH)
-        return values.min(axis=0)
+        return signatures([text], self.num_perm, self.ngram, self.seed)[0]
 
 
 def jaccard_estimate(sig_a: Any, sig_b: Any) -> float:
@@ -113,29 +153,60 @@ def find_near_duplicates(
     Documents are visited in order; one whose LSH candidates include an already *kept* document
     with estimated Jaccard >= ``threshold`` is a duplicate of that document.
 
+    Two passes keep the Python side small: rensa's LSH first flags, in Rust, the documents that
+    share a band with any other (``bands * rows`` slots, contiguous bands, as below); only those
+    are sketched again, read into numpy and go through the greedy pass. A document that shares no
+    band with any other is nobody's candidate and has none: it is kept without a look.
+
     :return: ``{duplicate_index: (kept_index, estimated_similarity)}``.
     """
-    hasher = MinHasher(num_perm=num_perm, ngram=ngram, seed=seed)
+    import numpy as np
+    from rensa import RMinHash, RMinHashLSH
+
+    if not texts:
+        return {}
     bands, rows = optimal_bands(round(float(threshold), 4), int(num_perm))
-    buckets: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
-    signatures: dict[int, Any] = {}
+    used, seed64 = bands * rows, int(seed) & U64
+    hashes, offsets = shingle_hashes(texts, ngram)
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, used, seed64)
+    flags = RMinHashLSH(float(threshold), used, bands).insert_matrix_and_query_duplicate_flags(matrix)
+    involved = np.flatnonzero(np.asarray(flags, dtype=bool))
+    if not len(involved):
+        return {}
+    sub_hashes, sub_offsets = _select_rows(hashes, offsets, involved)
+    sigs = np.array(RMinHash.digest_matrix_from_flat_token_hashes(sub_hashes, sub_offsets, used, seed64).to_rows(),
+                    dtype=np.uint32).reshape(len(involved), used)
+    # one 64-bit key per (band, document): the band's slots folded together
+    keys = np.zeros((bands, len(involved)), dtype=np.uint64)
+    for band in range(bands):
+        for column in sigs[:, band * rows : (band + 1) * rows].T:
+            keys[band] = keys[band] * np.uint64(_PRIME) + column
+    band_keys = [keys[band].tolist() for band in range(bands)]
+    buckets: list[dict[int, list[int]]] = [{} for _ in range(bands)]
     duplicates: dict[int, tuple[int, float]] = {}
-    for index, text in enumerate(texts):
-        sig = hasher.signature(text)
-        keys = [sig[i * rows : (i + 1) * rows].tobytes() for i in range(bands)]
+    for local in range(len(involved)):
         candidates: dict[int, None] = {}
-        for band, key in enumerate(keys):
-            for other in buckets[band].get(key, ()):
+        for band in range(bands):
+            for other in buckets[band].get(band_keys[band][local], ()):
                 candidates.setdefault(other, None)
-        match: tuple[int, float] | None = None
-        for other in candidates:
-            similarity = jaccard_estimate(sig, signatures[other])
-            if similarity >= threshold and (match is None or similarity > match[1]):
-                match = (other, similarity)
-        if match is not None:
-            duplicates[index] = match
-            continue
-        signatures[index] = sig
-        for band, key in enumerate(keys):
-            buckets[band].setdefault(key, []).append(index)
+        if candidates:
+            others = list(candidates)
+            similarity = (sigs[others] == sigs[local]).mean(axis=1)
+            best = int(similarity.argmax())  # the first of the most similar, as kept in order
+            if similarity[best] >= threshold:
+                duplicates[int(involved[local])] = (int(involved[others[best]]), float(similarity[best]))
+                continue
+        for band in range(bands):
+            buckets[band].setdefault(band_keys[band][local], []).append(local)
     return duplicates
+
+
+def _select_rows(hashes: Any, offsets: Any, rows: Any) -> tuple[Any, Any]:
+    """The flat hashes and row offsets of the chosen rows only (vectorised gather)."""
+    import numpy as np
+
+    offsets = offsets.astype(np.int64)
+    starts, counts = offsets[rows], offsets[rows + 1] - offsets[rows]
+    new_offsets = np.concatenate(([0], np.cumsum(counts)))
+    index = np.repeat(starts - new_offsets[:-1], counts) + np.arange(new_offsets[-1])
+    return hashes[index], new_offsets.astype(np.uint64)

@@ -202,6 +202,7 @@ export function watchJob(jobId, handlers) {
   } else {
     source = new EventSource(`/api/jobs/${encodeURIComponent(jobId)}/events`);
     source.addEventListener("progress", (ev) => handlers.onProgress && handlers.onProgress(parse(ev)));
+    source.addEventListener("sample", (ev) => handlers.onSample && handlers.onSample(parse(ev)));
     source.addEventListener("log", (ev) => {
       const data = parse(ev);
       handlers.onLog && handlers.onLog(typeof data === "string" ? data : data.line);

@@ -2,6 +2,7 @@
 // module with mount(panel, app) -> {onShow?}; it is mounted once per modality and told when shown.
 import { get } from "./api.js";
 import { clear, h, setBilingual, showError } from "./dom.js";
+import { startHealthBanner } from "./health.js";
 import { applyI18n, getLang, labelOf, setLang, t } from "./i18n.js";
 import * as wizard from "./tabs/wizard.js";
 import * as models from "./tabs/models.js";
@@ -187,6 +188,7 @@ async function start() {
     for (const mounted of Object.values(app.mounted)) if (mounted && mounted.onLang) mounted.onLang();
   });
   buildTabBar();
+  startHealthBanner();
   try {
     const [mods, paths] = await Promise.all([get("/api/modalities"), get("/utils/paths")]);
     app.modalities = mods.modalities || [];

@@ -4,6 +4,7 @@
 import { TERMINAL, get, post, watchJob } from "./api.js";
 import { createLossChart } from "./chart.js";
 import { formatBytes, formatDuration, formatNumber, h, setI18n, showError, withBusy } from "./dom.js";
+import { createMediaGallery } from "./widgets/gallery.js";
 
 const TOKENS_KEYS = ["tokens_per_s", "tokens_per_second", "tokens_per_sec", "train_tokens_per_second", "tokens/s", "tok_s"];
 
@@ -37,6 +38,9 @@ export function createJobView(opts = {}) {
   const logPre = h("pre", { class: "log", testid: tid("job-log"), tabindex: "0" });
   const cancel = h("button", { type: "button", class: "danger", i18n: "job.cancel", testid: opts.cancelTestid || tid("job-cancel"), disabled: true });
   const chartBox = h("div", { class: "chart" });
+  // samples written during training (images, utterances), shown as they arrive
+  const samples = createMediaGallery({ testid: tid("job-samples") });
+  const samplesBox = h("details", { class: "samples", open: true, hidden: true }, h("summary", { i18n: "job.samples" }), samples.root);
 
   const stats = h(
     "dl",
@@ -55,6 +59,7 @@ export function createJobView(opts = {}) {
     stats,
     errorBox,
     opts.chart === false ? null : chartBox,
+    samplesBox,
     h("details", { class: "logbox", open: opts.logOpen !== false }, h("summary", { i18n: "job.log" }), logPre),
   );
 
@@ -151,6 +156,8 @@ export function createJobView(opts = {}) {
     loss.textContent = "-";
     speed.textContent = "-";
     bar.value = 0;
+    samples.clear();
+    samplesBox.hidden = true;
     cancel.hidden = !opts.cancellable;
     cancel.disabled = !opts.cancellable;
     setI18n(status, "status.queued");
@@ -181,6 +188,11 @@ export function createJobView(opts = {}) {
     let skipped = 0;
     stopWatch = watchJob(jobId, {
       onProgress: (rec) => currentId === jobId && setProgress(rec),
+      onSample: (rec) => {
+        if (currentId !== jobId || !rec || !rec.url) return;
+        samplesBox.hidden = false;
+        samples.add({ kind: rec.kind, url: rec.url, caption: rec.caption, label: `step ${rec.step}` });
+      },
       onLog: (line) => {
         if (currentId !== jobId) return;
         // The event stream replays the log from its start: skip the lines already shown.

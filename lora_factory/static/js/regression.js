@@ -7,6 +7,7 @@ import { field, formatDate, formatNumber, h, notifyKey, setBilingual, showError,
 import { t } from "./i18n.js";
 import { createJobView } from "./jobview.js";
 import { fillDatasetSelect, listDatasets } from "./lists.js";
+import { mediaTile } from "./widgets/gallery.js";
 
 /** The order (and the labels) of the targets an eval job answers with. */
 const TARGETS = [
@@ -85,7 +86,9 @@ export function renderSummary(summary, opts = {}) {
 function checkChip(c) {
   const key = CHECK_KEYS[c.type];
   const chip = h("span", { class: `check ${c.passed ? "check-pass" : "check-fail"}`, "data-passed": String(Boolean(c.passed)) });
-  chip.append(c.passed ? "✓ " : "✗ ", h("span", key ? { i18n: key } : { text: c.type }), `: ${c.value}`);
+  // a plugin's check kinds (clip_score ...) carry a score instead of a value
+  const shown = c.value ?? (c.score !== undefined && c.score !== null ? formatNumber(c.score, 3) : "");
+  chip.append(c.passed ? "✓ " : "✗ ", h("span", key ? { i18n: key } : { text: c.type }), shown === "" ? "" : `: ${shown}`);
   return chip;
 }
 
@@ -109,7 +112,9 @@ export function renderCases(targets) {
           return h(
             "td",
             { class: `case-cell ${c.passed ? "is-pass" : "is-fail"}`, "data-target": key, "data-passed": String(Boolean(c.passed)) },
-            h("div", { class: "case-output", testid: "eval-case-output", text: c.output || t("infer.empty_answer") }),
+            (c.media || []).length
+              ? h("div", { class: "case-media" }, c.media.map((item) => mediaTile(item, "eval-case-media")))
+              : h("div", { class: "case-output", testid: "eval-case-output", text: c.output || t("infer.empty_answer") }),
             h("div", { class: "checks" }, (c.checks || []).map(checkChip)),
           );
         }),

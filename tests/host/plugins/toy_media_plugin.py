@@ -20,6 +20,14 @@ def describe_modalities():
     return [{
         "id": "toymedia", "label_ja": "トイ", "label_en": "Toy media", "dataset_kind": "folder",
         "presets": {"fast": {"steps": 4}}, "inference_kinds": ["image", "speech"],
+        "infer_schemas": {
+            "image": {"input_schema": {"type": "object", "properties": {
+                "prompt": {"type": "string", "title": "Prompt", "title_ja": "プロンプト"},
+                "image": {"type": "string", "format": "upload", "accept": "image/*", "title": "Image"}}}},
+            "speech": {"input_schema": {"type": "object", "properties": {"text": {"type": "string", "title": "Text"}}},
+                       "params_schema": {"type": "object", "properties": {"delay": {"type": "number", "default": 0.3}}},
+                       "presets": {"slow": {"delay": 0.5}}},
+        },
         "aux_model_kinds": {"vae": {"label_ja": "VAE", "label_en": "VAE"}},
         "regression_checks": {"bright": {"label_ja": "明るさ", "label_en": "Brightness", "params_schema": {}}},
         "refine_operations": {

@@ -1,9 +1,13 @@
 // データセット: drag-and-drop upload, line-numbered validation errors, preview as chat bubbles,
-// statistics, list and delete with confirmation.
+// statistics, list and delete with confirmation. Folder datasets (images + captions, wavs +
+// transcripts): a zip, several files or a whole folder in; a page-by-page browser with inline edits
+// saved as a new version; a zip out.
 import { del, get, post } from "../api.js";
-import { confirmDialog, field, formatBytes, formatDate, h, kvTable, notifyKey, select, setBilingual, withBusy } from "../dom.js";
+import { confirmDialog, field, formatBytes, formatDate, h, kvTable, notifyKey, select, setBilingual, showError, withBusy } from "../dom.js";
 import { t } from "../i18n.js";
+import { createJobView } from "../jobview.js";
 import { listDatasets } from "../lists.js";
+import { createFolderBrowser } from "../widgets/folder_browser.js";
 
 const ROLE_ALIASES = { human: "user", gpt: "assistant", bot: "assistant", model: "assistant", sys: "system" };
 
@@ -43,24 +47,35 @@ export function renderConversation(row, index) {
 export function mount(panel, app) {
   const m = app.modality;
   const info = app.info();
+  const folderKind = info.dataset_kind === "folder";
   const formats = info.dataset_formats || [];
-  const exts = (info.dataset_extensions || [".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet"]).join(",");
+  const exts = folderKind ? ".zip" : (info.dataset_extensions || [".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet"]).join(",");
 
   const fileInput = h("input", { type: "file", testid: "dataset-upload", accept: exts, class: "file-input" });
+  const filesInput = h("input", { type: "file", testid: "dataset-upload-files", multiple: true, webkitdirectory: true, class: "file-input" });
+  const importPath = h("input", { type: "text", testid: "dataset-import-path", autocomplete: "off", placeholder: "C:\\Users\\me\\dataset" });
+  const importBtn = h("button", { type: "button", i18n: "datasets.import_run", testid: "dataset-import-run" });
+  const browser = createFolderBrowser(app, { testid: "dataset-browser", onJob: (jobId) => editView.follow(jobId) });
+  const editView = createJobView({ prefix: "dataset-edit-", training: false, chart: false, onEnd: () => refresh().catch(showError) });
   const nameInput = h("input", { type: "text", testid: "dataset-name", autocomplete: "off" });
   const formatSel = select([{ value: "auto", i18n: "datasets.format_auto" }, ...formats.map((f) => ({ value: typeof f === "string" ? f : f.id, label: typeof f === "string" ? f : f.id }))], { testid: "dataset-format" });
   const drop = h(
     "div",
     { class: "dropzone", testid: "dataset-dropzone" },
     h("p", { i18n: "datasets.drop_here" }),
+    folderKind ? h("p", { class: "muted small-text", i18n: "datasets.folder_hint" }) : null,
     field("datasets.choose_file", fileInput),
+    folderKind ? field("datasets.choose_files", filesInput) : null,
     h("small", { class: "hint", text: exts }),
   );
+  const importCard = folderKind
+    ? h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.import_folder" }), field("datasets.import_path", importPath), h("div", { class: "row" }, importBtn))
+    : null;
   const errorBox = h("div", { class: "dataset-error", testid: "dataset-error", role: "alert", hidden: true });
   const resultTitle = h("h3", { testid: "dataset-preview-title" });
   const stats = h("div", { testid: "dataset-stats", class: "stats" });
   const preview = h("div", { class: "preview", testid: "dataset-preview" });
-  const resultBox = h("div", { class: "card", hidden: true, testid: "dataset-result" }, resultTitle, stats, h("h4", { i18n: "datasets.preview" }), preview);
+  const resultBox = h("div", { class: "card", hidden: true, testid: "dataset-result" }, resultTitle, stats, h("h4", { i18n: "datasets.preview" }), preview, browser.root, editView.root);
 
   const tbody = h("tbody", { testid: "dataset-list" });
   const table = h(
@@ -72,7 +87,8 @@ export function mount(panel, app) {
 
   panel.append(
     h("h2", { i18n: "tab.datasets" }),
-    h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.upload_title" }), h("div", { class: "full" }, drop), field("datasets.save_as", nameInput, "datasets.save_as_hint"), field("datasets.format", formatSel)),
+    h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.upload_title" }), h("div", { class: "full" }, drop), field("datasets.save_as", nameInput, "datasets.save_as_hint"), folderKind ? null : field("datasets.format", formatSel)),
+    importCard,
     errorBox,
     resultBox,
     h("div", { class: "card" }, h("h3", { i18n: "datasets.list" }), h("div", { class: "table-wrap" }, table)),
@@ -82,9 +98,21 @@ export function mount(panel, app) {
     errorBox.hidden = true;
     resultBox.hidden = false;
     resultTitle.textContent = `${data.name}${data.format ? ` — ${data.format}` : ""}${data.rows !== undefined ? ` — ${data.rows} ${t("datasets.rows_unit")}` : ""}`;
-    stats.replaceChildren(kvTable({ rows: data.rows, format: data.format, encoding: data.encoding, size: data.size_bytes !== undefined ? formatBytes(data.size_bytes) : undefined, ...(data.stats || {}) }, "dataset-stats-table"));
+    stats.replaceChildren(kvTable({ rows: data.rows, format: data.format, encoding: data.encoding, size: data.size_bytes !== undefined ? formatBytes(data.size_bytes) : undefined, ...flatStats(data.stats) }, "dataset-stats-table"));
+    if (folderKind) {
+      preview.replaceChildren();
+      browser.show(data.name).catch(showError);
+      return;
+    }
     preview.replaceChildren(...(data.preview || []).map((row, i) => renderConversation(row, i)));
     if (!(data.preview || []).length) preview.append(h("p", { class: "muted", i18n: "datasets.no_preview" }));
+  }
+
+  /** Statistics as table rows: histograms ({label, counts} or objects) shown compactly. */
+  function flatStats(statsObj) {
+    const out = {};
+    for (const [k, v] of Object.entries(statsObj || {})) out[k] = v !== null && typeof v === "object" ? JSON.stringify(v) : v;
+    return out;
   }
 
   function showUploadError(err) {
@@ -95,17 +123,25 @@ export function mount(panel, app) {
     const list = h("ul", {});
     const errs = err.detail && Array.isArray(err.detail.errors) ? err.detail.errors : [];
     for (const e of errs) {
-      const li = h("li", { testid: "dataset-error-line" }, h("span", { class: "line-no", i18n: "common.line" }), h("span", { class: "mono", text: ` ${e.line}: ` }), h("span", { text: e.reason }));
+      const where = e.file ? h("span", { class: "mono", text: `${e.file}${e.line ? `:${e.line}` : ""}: ` }) : [h("span", { class: "line-no", i18n: "common.line" }), h("span", { class: "mono", text: ` ${e.line}: ` })];
+      const li = h("li", { testid: "dataset-error-line" }, where, h("span", { text: e.reason }));
       list.append(li);
     }
     errorBox.replaceChildren(title, h("code", { class: "muted", text: ` [${err.code}]` }), list);
   }
 
-  async function upload(file) {
+  async function upload(file, files) {
     const form = new FormData();
-    form.append("file", file);
+    if (files) {
+      // several files of one folder dataset: their relative paths keep the sub-folders
+      for (const f of files) form.append("files", f, f.webkitRelativePath || f.name);
+      const first = files[0] && (files[0].webkitRelativePath || "").split("/")[0];
+      form.append("name", nameInput.value.trim() || first || `dataset-${Date.now()}`);
+    } else {
+      form.append("file", file);
+      if (nameInput.value.trim()) form.append("name", nameInput.value.trim());
+    }
     form.append("modality", m);
-    if (nameInput.value.trim()) form.append("name", nameInput.value.trim());
     if (formatSel.value && formatSel.value !== "auto") form.append("format", formatSel.value);
     drop.classList.add("is-uploading");
     try {
@@ -123,10 +159,25 @@ export function mount(panel, app) {
     } finally {
       drop.classList.remove("is-uploading");
       fileInput.value = "";
+      filesInput.value = "";
     }
   }
 
   fileInput.addEventListener("change", () => fileInput.files && fileInput.files[0] && upload(fileInput.files[0]));
+  filesInput.addEventListener("change", () => filesInput.files && filesInput.files.length && upload(null, [...filesInput.files]));
+  importBtn.addEventListener("click", () =>
+    withBusy(importBtn, async () => {
+      try {
+        const data = await post("/api/datasets/import_folder", { modality: m, source_path: importPath.value.trim(), name: nameInput.value.trim() || null });
+        showInfo(data);
+        notifyKey("success", "datasets.uploaded", { name: data.name, rows: data.rows ?? "?" });
+        await refresh();
+      } catch (err) {
+        if (err && err.code) showUploadError(err);
+        throw err;
+      }
+    }),
+  );
   for (const type of ["dragenter", "dragover"]) {
     drop.addEventListener(type, (ev) => {
       ev.preventDefault();
@@ -136,8 +187,9 @@ export function mount(panel, app) {
   for (const type of ["dragleave", "drop"]) drop.addEventListener(type, () => drop.classList.remove("is-over"));
   drop.addEventListener("drop", (ev) => {
     ev.preventDefault();
-    const file = ev.dataTransfer && ev.dataTransfer.files && ev.dataTransfer.files[0];
-    if (file) upload(file);
+    const dropped = ev.dataTransfer && ev.dataTransfer.files ? [...ev.dataTransfer.files] : [];
+    if (folderKind && dropped.length > 1) upload(null, dropped);
+    else if (dropped[0]) upload(dropped[0]);
   });
 
   async function refresh() {
@@ -162,6 +214,7 @@ export function mount(panel, app) {
           await refresh();
         }),
       );
+      const archive = folderKind ? h("a", { href: `/api/datasets/${encodeURIComponent(m)}/${encodeURIComponent(d.name)}/archive`, class: "small-text", i18n: "datasets.archive", testid: `dataset-archive-${d.name}`, download: `${d.name}.zip` }) : null;
       tbody.append(
         h(
           "tr",
@@ -172,7 +225,7 @@ export function mount(panel, app) {
           h("td", { class: "num", text: formatBytes(d.size_bytes) }),
           h("td", { text: d.parent || "-" }),
           h("td", { text: formatDate(d.created_at) }),
-          h("td", { class: "actions" }, viewBtn, delBtn),
+          h("td", { class: "actions" }, viewBtn, archive, delBtn),
         ),
       );
     }

@@ -82,7 +82,7 @@ export function mount(panel, app) {
           else await loadJobs();
         }),
       );
-      const watchBtn = job.kind === "train" ? h("button", { type: "button", class: "small", i18n: "common.view", onclick: () => app.followTraining(job.id) }) : null;
+      const watchBtn = job.kind === "train" ? h("button", { type: "button", class: "small", i18n: "common.view", testid: `job-follow-${job.id}`, onclick: () => app.followTraining(job.id) }) : null;
       const delBtn = h("button", { type: "button", class: "small danger", i18n: "common.delete", testid: `history-delete-${job.id}` });
       delBtn.addEventListener("click", () =>
         withBusy(delBtn, async () => {
@@ -151,8 +151,9 @@ export function mount(panel, app) {
       showBtn.addEventListener("click", () => withBusy(showBtn, () => showAdapter(a)));
       const evalBtn = h("button", { type: "button", class: "small", i18n: "history.eval", testid: `adapter-eval-${a.name}` });
       evalBtn.addEventListener("click", () => withBusy(evalBtn, () => evalPanel.open(a)));
-      const mergeBtn = h("button", { type: "button", class: "small", i18n: "history.merge", testid: `adapter-merge-${a.name}` });
-      mergeBtn.addEventListener("click", () => withBusy(mergeBtn, () => mergeAdapter(a)));
+      // only where the modality can merge (a diffusers LoRA or a voice adapter is used as it is)
+      const mergeBtn = app.supports("merge") ? h("button", { type: "button", class: "small", i18n: "history.merge", testid: `adapter-merge-${a.name}` }) : null;
+      if (mergeBtn) mergeBtn.addEventListener("click", () => withBusy(mergeBtn, () => mergeAdapter(a)));
       const delBtn = h("button", { type: "button", class: "small danger", i18n: "common.delete", testid: `adapter-delete-${a.name}` });
       delBtn.addEventListener("click", () =>
         withBusy(delBtn, async () => {

@@ -1,133 +1,43 @@
-// 推論: chat with streamed tokens (POST /api/infer/chat, text/event-stream read with fetch +
-// ReadableStream, since EventSource cannot POST), base model and adapter choice, and a side by
-// side comparison of base and adapter (two streams).
-import { ApiError, postSSE } from "../api.js";
-import { field, h, select, setI18n, showError, withBusy } from "../dom.js";
-import { fillAdapterSelect, fillModelSelect, listAdapters, listModels } from "../lists.js";
+// 推論: one view per inference kind the modality declares (chat, image, speech, transcribe ...),
+// switched with a segmented control when there are several. Chat is the streamed chat; other kinds
+// get their registered view or the generic generation view (views/registry.js).
+import { h } from "../dom.js";
+import { mountChatView } from "../views/chat.js";
+import { viewFor } from "../views/index.js";
+
+export function inferenceKinds(info) {
+  if (Array.isArray(info.inference_kinds) && info.inference_kinds.length) return info.inference_kinds;
+  return Array.isArray(info.supports) && !info.supports.includes("chat") ? [] : ["chat"];
+}
 
 export function mount(panel, app) {
-  const m = app.modality;
-  const baseSel = select([], { testid: "infer-base-model" });
-  const adapterSel = select([], { testid: "infer-adapter" });
-  const maxTokens = h("input", { type: "number", min: 1, max: 4096, value: 64, testid: "infer-max-tokens" });
-  const temperature = h("input", { type: "number", min: 0, max: 2, step: "0.05", value: 0.7, testid: "infer-temperature" });
-  const compare = h("input", { type: "checkbox", testid: "infer-compare" });
-  const output = h("div", { class: "chat-log", testid: "chat-output", "aria-live": "polite", tabindex: "0" });
-  const input = h("textarea", { rows: 2, testid: "chat-input", i18nPlaceholder: "infer.placeholder" });
-  const send = h("button", { type: "submit", class: "primary", i18n: "infer.send", testid: "chat-send" });
-  const stop = h("button", { type: "button", i18n: "infer.stop", testid: "chat-stop", disabled: true });
-  const clearBtn = h("button", { type: "button", i18n: "infer.clear", testid: "chat-clear" });
-  const compareId = `infer-compare-${m}`;
-  compare.id = compareId;
-
-  const history = [];
-  let controller = null;
-
-  const settings = h(
-    "div",
-    { class: "card form-grid" },
-    field("infer.base_model", baseSel),
-    field("infer.adapter", adapterSel),
-    field("infer.max_new_tokens", maxTokens),
-    field("infer.temperature", temperature),
-    h("div", { class: "field check full" }, compare, h("label", { for: compareId, i18n: "infer.compare" })),
-  );
-  const form = h("form", { class: "chat-form" }, field("infer.message", input, "infer.enter_hint"), h("div", { class: "row" }, send, stop, clearBtn));
-  panel.append(h("h2", { i18n: "tab.infer" }), settings, h("div", { class: "card chat" }, output, form));
-
-  function bubble(role, labelKey) {
-    const text = h("span", { class: "bubble-text" });
-    const el = h("div", { class: `bubble bubble-${role}`, testid: role === "user" ? "chat-question" : "chat-answer" }, h("span", { class: "bubble-role", i18n: labelKey }), text);
-    return { el, text };
+  const kinds = inferenceKinds(app.info());
+  const switcher = h("div", { class: "segmented", role: "tablist", testid: "infer-kinds", hidden: kinds.length < 2 });
+  const body = h("div", {});
+  panel.append(h("h2", { i18n: "tab.infer" }), switcher, body);
+  if (!kinds.length) {
+    body.append(h("p", { class: "muted", i18n: "infer.none" }));
+    return {};
   }
+  const views = {};
+  let current = null;
 
-  async function stream(body, target, signal) {
-    let full = "";
-    target.el.dataset.done = "false";
-    target.el.classList.add("is-streaming");
-    await postSSE(
-      "/api/infer/chat",
-      body,
-      (event, data) => {
-        if (event === "token") {
-          full += data && typeof data === "object" ? (data.text ?? "") : String(data);
-          target.text.textContent = full;
-        } else if (event === "done") {
-          if (data && typeof data.text === "string") full = data.text;
-          target.text.textContent = full;
-          if (data && data.usage) target.el.title = JSON.stringify(data.usage);
-        } else if (event === "error") {
-          throw new ApiError(500, data && data.error ? data : { error: data });
-        }
-        output.scrollTop = output.scrollHeight;
-      },
-      signal,
-    );
-    target.el.classList.remove("is-streaming");
-    target.el.dataset.done = "true";
-    if (!full) setI18n(target.text, "infer.empty_answer");
-    return full;
-  }
-
-  form.addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const content = input.value.trim();
-    if (!content) return;
-    withBusy(send, async () => {
-      input.value = "";
-      const user = bubble("user", "role.user");
-      user.text.textContent = content;
-      output.append(user.el);
-      history.push({ role: "user", content });
-      controller = new AbortController();
-      stop.disabled = false;
-      const params = { max_new_tokens: Number(maxTokens.value) || 64, temperature: Number(temperature.value) };
-      const base = { modality: m, base_model: baseSel.value, messages: [...history], params, stream: true };
-      try {
-        if (compare.checked) {
-          const left = bubble("assistant", "infer.base_answer");
-          const right = bubble("assistant", "infer.adapter_answer");
-          output.append(h("div", { class: "compare", testid: "chat-compare" }, left.el, right.el));
-          const [a] = await Promise.all([
-            stream({ ...base, adapter: null }, left, controller.signal),
-            stream({ ...base, adapter: adapterSel.value || null }, right, controller.signal),
-          ]);
-          // A comparison is one turn: keep the base's answer in the history.
-          history.push({ role: "assistant", content: a });
-        } else {
-          const answer = bubble("assistant", adapterSel.value ? "infer.adapter_answer" : "role.assistant");
-          output.append(answer.el);
-          const text = await stream({ ...base, adapter: adapterSel.value || null }, answer, controller.signal);
-          history.push({ role: "assistant", content: text });
-        }
-      } finally {
-        stop.disabled = true;
-        controller = null;
-      }
-    });
-  });
-
-  input.addEventListener("keydown", (ev) => {
-    if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
-      ev.preventDefault();
-      form.requestSubmit();
+  function show(kind) {
+    current = kind;
+    for (const btn of switcher.children) btn.setAttribute("aria-selected", String(btn.dataset.kind === kind));
+    for (const [k, v] of Object.entries(views)) v.box.hidden = k !== kind;
+    if (!views[kind]) {
+      const box = h("div", { testid: `infer-view-${kind}` });
+      body.append(box);
+      const mounted = (kind === "chat" ? mountChatView : viewFor(kind))(box, app, kind) || {};
+      views[kind] = { box, mounted };
     }
-  });
-  stop.addEventListener("click", () => controller && controller.abort());
-  clearBtn.addEventListener("click", () => {
-    history.length = 0;
-    output.replaceChildren();
-  });
-
-  async function refresh() {
-    try {
-      const [models, adapters] = await Promise.all([listModels(m), listAdapters(m)]);
-      fillModelSelect(baseSel, models);
-      fillAdapterSelect(adapterSel, adapters);
-    } catch (err) {
-      showError(err);
-    }
+    const mounted = views[kind].mounted;
+    return mounted.onShow ? mounted.onShow() : undefined;
   }
 
-  return { onShow: refresh };
+  for (const kind of kinds) {
+    switcher.append(h("button", { type: "button", role: "tab", class: "seg", "data-kind": kind, testid: `infer-kind-${kind}`, i18n: `infer.kind.${kind}`, onclick: () => show(kind) }));
+  }
+  return { onShow: () => show(current || kinds[0]) };
 }

@@ -2,7 +2,7 @@
 // with their load errors (GET /api/plugins): the first place to look when something is off; and
 // the Hugging Face settings (GET/PUT /api/settings) that gated or private model downloads need.
 import { get, put } from "../api.js";
-import { field, formatBytes, h, kvTable, notifyKey, setBilingual, setI18n, withBusy } from "../dom.js";
+import { field, formatBytes, h, kvTable, notifyKey, select, setBilingual, setI18n, withBusy } from "../dom.js";
 
 function humanise(obj) {
   const out = {};
@@ -54,6 +54,7 @@ function settingsCard() {
       const body = { hf_endpoint: endpoint.value.trim() };
       if (token.value.trim()) body.hf_token = token.value.trim();
       render(await put("/api/settings", body));
+      problem.hidden = true;
       notifyKey("success", "settings.saved");
     });
   });
@@ -63,22 +64,62 @@ function settingsCard() {
       notifyKey("success", "settings.token_cleared");
     }),
   );
-  return { root: form, load: async () => render(await get("/api/settings")) };
+  const problem = h("p", { class: "full health-item health-error", testid: "settings-error", hidden: true });
+  form.insertBefore(problem, tokenRow);
+  async function load() {
+    try {
+      render(await get("/api/settings"));
+      problem.hidden = true;
+    } catch (err) {
+      // a damaged settings.json: said here, with its path; saving writes a new one (the old one is kept aside)
+      setBilingual(problem, err.message_ja || err.message, err.message || err.message_ja);
+      problem.dataset.code = err.code || "";
+      problem.hidden = false;
+    }
+  }
+  return { root: form, load };
+}
+
+/** The scheduler's state and the server's problems (GET /api/system's "health"). */
+function healthView(health) {
+  const out = [h("h3", { i18n: "health.title" })];
+  if (!health) return out;
+  const sched = health.scheduler || {};
+  const state = h("span", { class: sched.running ? "health-ok" : "health-bad", testid: "health-scheduler", i18n: sched.running ? "health.scheduler_running" : "health.scheduler_stopped" });
+  state.dataset.running = String(Boolean(sched.running));
+  out.push(h("p", {}, h("span", { i18n: "health.scheduler" }), " ", state));
+  const problems = health.problems || [];
+  if (!problems.length) out.push(h("p", { class: "health-ok", i18n: "health.ok", testid: "health-ok" }));
+  for (const p of problems) {
+    const item = h("p", { class: `health-item health-${p.level === "warning" ? "warning" : "error"}`, testid: `system-health-${p.code}` });
+    setBilingual(item, p.message_ja || p.message, p.message || p.message_ja);
+    out.push(item);
+  }
+  for (const n of health.notices || []) {
+    const item = h("p", { class: "health-item", testid: `system-notice-${n.code}` });
+    setBilingual(item, n.message_ja || n.message, n.message || n.message_ja);
+    out.push(item);
+  }
+  return out;
 }
 
 export function mount(panel) {
   const settings = settingsCard();
+  const healthBox = h("div", { class: "card", testid: "system-health" });
   const sysBox = h("div", { class: "grid-cards", testid: "system-info" });
   const pluginsBody = h("tbody", { testid: "plugin-list" });
+  const conflictsBox = h("div", { testid: "plugin-conflicts" });
   const reload = h("button", { type: "button", i18n: "common.reload", testid: "system-reload" });
   panel.append(
     h("div", { class: "row between" }, h("h2", { i18n: "tab.system" }), reload),
+    healthBox,
     sysBox,
     settings.root,
     h(
       "div",
       { class: "card" },
       h("h3", { i18n: "system.plugins" }),
+      conflictsBox,
       h(
         "div",
         { class: "table-wrap" },
@@ -96,6 +137,7 @@ export function mount(panel) {
 
   async function refresh() {
     const [sys, plugins] = await Promise.all([get("/api/system"), get("/api/plugins"), settings.load()]);
+    healthBox.replaceChildren(...healthView(sys.health));
     const gpus = Array.isArray(sys.gpus) ? sys.gpus : [];
     const disk = Array.isArray(sys.disk) ? sys.disk : sys.disk ? [sys.disk] : [];
     sysBox.replaceChildren(
@@ -105,6 +147,7 @@ export function mount(panel) {
       card("system.disk", disk.map((d) => kvTable(humanise(d))), "system-disk"),
       card("system.versions", kvTable({ python: sys.python, platform: sys.platform, ...(sys.versions || {}) }), "system-versions"),
     );
+    conflictsBox.replaceChildren(...(plugins.conflicts || []).map(conflictRow));
     pluginsBody.replaceChildren();
     for (const p of plugins.plugins || []) {
       const state = h("span", { class: p.error ? "badge badge-failed" : "badge badge-completed" });
@@ -121,12 +164,34 @@ export function mount(panel) {
           h("td", { text: p.name }),
           h("td", { text: p.version || "-" }),
           h("td", { text: p.source || "-" }),
-          h("td", { text: (p.modalities || []).join(", ") || "-" }),
+          h("td", { text: [...(p.modalities || []), ...(p.shadowed || []).map((m) => `(${m})`)].join(", ") || "-" }),
           h("td", { class: "small-text", text: (p.hooks || []).join(", ") }),
           h("td", {}, state),
         ),
       );
     }
+  }
+
+  /** Two plugins declare one modality: name both, say which one serves it, let the user choose. */
+  function conflictRow(c) {
+    const choice = select(c.plugins.map((name) => ({ value: name, label: name })), { testid: `plugin-owner-${c.modality}` });
+    choice.value = c.owner;
+    const apply = h("button", { type: "button", class: "small", i18n: "system.owner_apply", testid: `plugin-owner-apply-${c.modality}` });
+    apply.addEventListener("click", () =>
+      withBusy(apply, async () => {
+        const current = (await get("/api/settings")).modality_owners || {};
+        await put("/api/settings", { modality_owners: { ...current, [c.modality]: choice.value } });
+        notifyKey("success", "system.owner_saved", { modality: c.modality, plugin: choice.value });
+        await refresh();
+      }),
+    );
+    const text = h("span", {});
+    setBilingual(
+      text,
+      `モダリティ「${c.modality}」は ${c.plugins.join(" と ")} が宣言しています。使用中: ${c.owner}`,
+      `The modality "${c.modality}" is declared by ${c.plugins.join(" and ")}. In use: ${c.owner}`,
+    );
+    return h("div", { class: "health-item health-warning row wrap", testid: `plugin-conflict-${c.modality}` }, text, choice, apply);
   }
 
   reload.addEventListener("click", () => withBusy(reload, refresh));

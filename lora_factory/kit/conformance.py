@@ -1,0 +1,178 @@
+"""The conformance kit: drive one modality through every host path with a tiny scenario, so each hook
+its plugin implements is really called (the host records the calls: ``LORA_FACTORY_HOOK_TRACE``).
+
+A plugin ships a scenario (built-in ones in ``lora_factory/plugins/<m>/conformance.py``, a third
+party's anywhere) and runs :func:`check_conformance` in its own tests::
+
+    from lora_factory.kit.conformance import Scenario, check_conformance
+
+    def test_my_plugin_conforms(tmp_path):
+        report = check_conformance(tmp_path / "ws", Scenario(modality="mine", ...), plugin_files=[MY_PLUGIN])
+        assert not report["missing"], report
+
+Every step goes through the same services the REST API and the CLI use (jobs in worker processes,
+inference in the inference worker), with tiny models and one or two training steps.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Scenario", "run_scenario", "check_conformance", "read_trace", "zip_folder_bytes"]
+
+
+@dataclass
+class Scenario:
+    """How to exercise a modality cheaply.
+
+    :param make_dataset: writes a dataset (a file, or a folder for folder modalities) under the given
+        folder and returns its path; it is uploaded (a folder as a zip) like a user would.
+    :param train_params: overrides for a run of one or two steps.
+    :param infer: a chat ``{"messages": [...]}`` or a generate body ``{"task", "input", "params"}``.
+    :param suite: a regression suite (text checks and the plugin's own check kinds).
+    :param refine_operations: operations of one refine job (omit when the plugin has none).
+    :param eval_dataset: also compute held-out metrics on the dataset (the ``evaluate`` hook).
+    :param make_index: writes a dataset index file (e.g. ``dataset_info.json``) beside its datasets
+        inside the workspace and returns its workspace-relative path (``import_dataset_index``).
+    :param make_single_file: writes a single-file checkpoint and returns its path (``single_file``).
+    """
+
+    modality: str
+    make_dataset: Callable[[Path], Path]
+    train_params: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    infer: dict[str, Any] = field(default_factory=dict)
+    suite: list[dict[str, Any]] = field(default_factory=list)
+    refine_operations: list[dict[str, Any]] = field(default_factory=list)
+    eval_dataset: bool = False
+    make_index: Callable[[Path], str] | None = None
+    make_single_file: Callable[[Path], Path] | None = None
+    timeout_s: float = 600.0
+
+
+def zip_folder_bytes(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return buf.getvalue()
+
+
+def _wait(svc: Any, job_id: str, timeout: float, what: str) -> dict[str, Any]:
+    job = svc.jobs.wait(job_id, timeout=timeout)
+    if job["status"] != "completed":
+        log = svc.log_tail(job_id, 60)["lines"]
+        raise AssertionError(f"{what} job {job_id} ended {job['status']}: {job.get('error')}\n" + "\n".join(log))
+    return job
+
+
+def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
+    """Every host path for the scenario's modality, in order; returns what each step answered."""
+    from lora_factory.core.schemas import (
+        ChatRequest,
+        EvalRequest,
+        GenerateRequest,
+        ImportInfoRequest,
+        ImportRequest,
+        MergeRequest,
+        RefineRequest,
+        TinyModelRequest,
+        TrainStartRequest,
+    )
+    from lora_factory.core.services import Services
+
+    svc = Services(home)
+    out: dict[str, Any] = {}
+    m = scenario.modality
+    try:
+        desc = svc.plugins.require_modality(m)
+        supports = set(desc.get("supports") or [])
+        timeout = scenario.timeout_s
+        _wait(svc, svc.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
+        out["models"] = svc.catalog.list_models(m)
+        source = scenario.make_dataset(Path(home).parent / f"{m}-dataset-source")
+        if source.is_dir():
+            info = svc.datasets.upload_dataset(m, f"{source.name}.zip", io.BytesIO(zip_folder_bytes(source)))
+        else:
+            with open(source, "rb") as fh:
+                info = svc.datasets.upload_dataset(m, source.name, fh)
+        dataset = info["name"]
+        out["dataset"] = info
+        if scenario.refine_operations:
+            job = svc.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
+                                                 output_name=f"{Path(dataset).stem}-refined"))
+            out["refine"] = _wait(svc, job, timeout, "refine")["result"]
+        train = TrainStartRequest(modality=m, base_model="base", dataset=dataset, output_name="conformance",
+                                  preset=scenario.preset or desc.get("default_preset") or "quick",
+                                  params=scenario.train_params)
+        out["train"] = _wait(svc, svc.start_train(train), timeout, "train")["result"]
+        if scenario.infer.get("messages"):
+            chat = ChatRequest(modality=m, base_model="base", adapter="conformance", stream=False,
+                               messages=scenario.infer["messages"], params=scenario.infer.get("params") or {})
+            out["infer"] = svc.inference.complete(m, svc.chat_request(chat))
+        elif scenario.infer:
+            out["infer"] = svc.generation.complete(GenerateRequest(modality=m, base_model="base", adapter="conformance",
+                                                                   **scenario.infer))
+        svc.inference.close()
+        if scenario.suite or scenario.eval_dataset:
+            req = EvalRequest(modality=m, adapter="conformance", suite=scenario.suite or None,
+                              dataset=dataset if scenario.eval_dataset else None)
+            out["eval"] = _wait(svc, svc.start_eval(req), timeout, "eval")["result"]
+        if "merge" in supports:
+            req_m = MergeRequest(modality=m, adapter="conformance", output_name="merged")
+            out["merge"] = _wait(svc, svc.start_merge(req_m), timeout, "merge")["result"]
+        if scenario.make_single_file is not None:
+            single = scenario.make_single_file(Path(home).parent / f"{m}-single-file")
+            req_i = ImportRequest(modality=m, source_path=str(single), name="single")
+            out["single_file"] = _wait(svc, svc.start_import(req_i), timeout, "single-file import")["result"]
+        if scenario.make_index is not None:
+            out["index"] = svc.import_dataset_info(ImportInfoRequest(modality=m,
+                                                                     dataset_info_path=scenario.make_index(Path(home))))
+        return out
+    finally:
+        svc.close()
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] | tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Run the scenario with hook tracing on; report the hooks the owner plugin implements but that
+    were never called for its modality (``missing``), and what every step answered (``steps``)."""
+    from lora_factory.core.plugins import load_plugin_host
+
+    home = Path(home)
+    (home / "plugins").mkdir(parents=True, exist_ok=True)
+    for plugin in plugin_files:
+        shutil.copy(plugin, home / "plugins" / Path(plugin).name)
+    trace = home.parent / f"hook-trace-{scenario.modality}.jsonl"
+    trace.unlink(missing_ok=True)
+    previous = os.environ.get("LORA_FACTORY_HOOK_TRACE")
+    os.environ["LORA_FACTORY_HOOK_TRACE"] = str(trace)
+    try:
+        steps = run_scenario(home, scenario)
+        host = load_plugin_host(home)
+    finally:
+        if previous is None:
+            os.environ.pop("LORA_FACTORY_HOOK_TRACE", None)
+        else:
+            os.environ["LORA_FACTORY_HOOK_TRACE"] = previous
+    owner = host.owner(scenario.modality)
+    implemented = next(r.hooks for r in host.records if r.name == owner)
+    calls = read_trace(trace)
+    called = {c["hook"] for c in calls if owner in c["plugins"]
+              and (c["modality"] in (None, scenario.modality))}
+    return {"owner": owner, "implemented": sorted(implemented), "called": sorted(called),
+            "missing": sorted(set(implemented) - called), "steps": steps, "calls": len(calls)}
