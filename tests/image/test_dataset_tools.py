@@ -64,7 +64,7 @@ def test_inspect_stats_preview_and_paging(image_dataset):
     assert sum(stats["resolution_histogram"]["counts"]) == 6
     assert [row["id"] for row in info["preview"]] == ["4_mychar/img01.png", "4_mychar/img02.png"]
     row = info["preview"][0]
-    assert row["media"] == [{"kind": "image", "file": "4_mychar/img01.png"}] and row["width"] == 96
+    assert row["media"] == [{"kind": "image", "file": "4_mychar/img01.png"}] and row["size"] == "96x64"
 
 
 def test_buckets_follow_kohya():

@@ -74,28 +74,32 @@ def test_image_tabs_dataset_gallery_training_samples_and_generation(watched_page
     # a zip with one corrupt picture is refused, naming it; then the good one goes in and opens as a gallery
     bad = tmp_path / "bad.zip"
     bad.write_bytes(dataset_zip(broken=True))
-    datasets.get_by_test_id("img-dataset-name").fill("ui-chars")
-    datasets.get_by_test_id("img-dataset-upload").set_input_files(str(bad))
-    page.wait_for_selector("[data-testid='img-dataset-error']:not([hidden])")
-    assert datasets.get_by_test_id("img-dataset-error-file").inner_text().startswith("3_mychar/broken.png")
+    datasets.get_by_test_id("dataset-name").fill("ui-chars")
+    datasets.get_by_test_id("dataset-upload").set_input_files(str(bad))
+    page.wait_for_selector("[data-testid='dataset-error']:not([hidden])")
+    assert datasets.get_by_test_id("dataset-error-line").inner_text().startswith("3_mychar/broken.png")
     watch.console_errors = [e for e in watch.console_errors if "422" not in e]  # the refusal itself
     good = tmp_path / "good.zip"
     good.write_bytes(dataset_zip())
-    datasets.get_by_test_id("img-dataset-upload").set_input_files(str(good))
-    page.wait_for_selector("[data-testid='img-card'] img")
-    assert datasets.get_by_test_id("img-card").count() == 4
-    page.wait_for_function("[...document.querySelectorAll('.img-thumb')].every(i => i.complete && i.naturalWidth > 0)")
+    datasets.get_by_test_id("dataset-upload").set_input_files(str(good))
+    page.wait_for_selector("[data-testid='dataset-browser-item'] img")
+    assert datasets.get_by_test_id("dataset-browser-item").count() == 4
+    page.wait_for_function("[...document.querySelectorAll(\"[data-testid='dataset-browser-image']\")].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_selector("[data-testid='img-stats-card']:not([hidden])")
     assert "384x640" in datasets.get_by_test_id("img-stats-buckets").inner_text()  # at 512 px, as SD1.5 trains
+    assert datasets.get_by_test_id("img-stats-tags").inner_text().startswith("mychar")
+    datasets.get_by_test_id("img-tag-filter").fill("pose1")
+    assert datasets.locator("[data-testid='dataset-browser-item']:not([hidden])").count() == 1
+    datasets.get_by_test_id("img-tag-filter").fill("")
     screenshot(page, "image-datasets")
     # edit one caption in place, save it as a new version
-    caption = datasets.locator("[data-id='3_mychar/img1.png']")
-    caption.fill("mychar, red, sitting")
-    datasets.get_by_test_id("img-caption-save").click()
-    page.get_by_test_id("img-edit-name-input").fill("ui-chars-edit")
-    page.get_by_test_id("img-edit-name-ok").click()
-    page.wait_for_function("document.querySelector(\"[data-testid='img-dataset-title']\").textContent === 'ui-chars-edit'",
-                           timeout=SLOW)
-    assert datasets.locator("[data-id='3_mychar/img1.png']").input_value() == "mychar, red, sitting"
+    datasets.locator("textarea[data-item='3_mychar/img1.png']").fill("mychar, red, sitting")
+    datasets.get_by_test_id("dataset-browser-save").click()
+    page.get_by_test_id("edit-version-input").fill("ui-chars-edit")
+    page.get_by_test_id("edit-version-ok").click()
+    page.wait_for_selector("[data-testid='dataset-row-ui-chars-edit']", timeout=SLOW)
+    edited = server.home / "datasets" / "image" / "ui-chars-edit" / "3_mychar" / "img1.txt"
+    assert edited.read_text(encoding="utf-8").strip() == "mychar, red, sitting"
     assert (server.home / "datasets" / "image" / "ui-chars" / "3_mychar" / "img1.txt").read_text(encoding="utf-8") \
         .strip() == "mychar, red, pose1"  # the original version is untouched
 
@@ -111,11 +115,11 @@ def test_image_tabs_dataset_gallery_training_samples_and_generation(watched_page
     train.get_by_test_id("train-params").fill(json.dumps({"max_steps": 2, "sample_every_n_steps": 1, "sample_steps": 1,
                                                           "rank": 4, "alpha": 4}))
     train.get_by_test_id("train-start").click()
-    page.wait_for_selector("#panel-train [data-testid='img-sample']", timeout=SLOW)
+    page.wait_for_selector("#panel-train [data-testid='job-samples-item'] img", timeout=SLOW)
     page.wait_for_function("document.querySelector(\"#panel-train [data-testid='job-status']\").textContent.includes('完了')",
                            timeout=SLOW)
-    page.wait_for_function("document.querySelectorAll(\"#panel-train [data-testid='img-sample-row']\").length >= 2",
-                           timeout=30_000)
+    page.wait_for_function("document.querySelectorAll(\"#panel-train [data-testid='job-samples-item']\").length >= 4",
+                           timeout=30_000)  # 2 prompts at steps 1 and 2, shown as they came
     screenshot(page, "image-train-samples")
 
     # -- generation with the new LoRA, compare, PNG restore -------------------------------------

@@ -176,7 +176,7 @@ def tag_frequency(items: list[ImageItem]) -> dict[str, dict[str, int]]:
     for item in items:
         key = Path(item.subset).name if item.subset else "."
         out.setdefault(key, Counter()).update(set(split_tags(item.caption)))
-    return {key: dict(counter.most_common()) for key, counter in out.items()}
+    return {key: dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))) for key, counter in out.items()}
 
 
 def compute_stats(items: list[ImageItem], resolution: int = 512, bucket_step: int = 64) -> dict[str, Any]:
@@ -193,6 +193,7 @@ def compute_stats(items: list[ImageItem], resolution: int = 512, bucket_step: in
     tags: Counter = Counter()
     for item in items:
         tags.update(set(split_tags(item.caption)))
+    top_tags = sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))[:50]  # ties in a stable order
     concepts: dict[str, dict[str, Any]] = {}
     for item in items:
         entry = concepts.setdefault(item.subset or ".", {"concept": item.concept, "repeats": item.repeats, "images": 0})
@@ -207,25 +208,19 @@ def compute_stats(items: list[ImageItem], resolution: int = 512, bucket_step: in
         "buckets": {"resolution": resolution, "label": [f"{w}x{h}" for (w, h), _ in sorted(bucket_counts.items())],
                     "counts": [c for _, c in sorted(bucket_counts.items())]},
         "caption_length_histogram": _histogram([float(n) for n in caption_tags], [0, 1, 5, 10, 20, 40, float("inf")]),
-        "tag_frequency": {"label": [t for t, _ in tags.most_common(50)], "counts": [c for _, c in tags.most_common(50)]},
+        "tag_frequency": {"label": [t for t, _ in top_tags], "counts": [c for _, c in top_tags]},
         "distinct_tags": len(tags),
         "concepts": concepts,
     }
 
 
 def item_row(item: ImageItem) -> dict[str, Any]:
-    """A preview row as the host shows it (the host adds the media URL)."""
-    return {
-        "id": item.rel,
-        "text": item.caption,
-        "media": [{"kind": "image", "file": item.rel}],
-        "width": item.width,
-        "height": item.height,
-        "caption_file": item.caption_file,
-        "concept": item.concept,
-        "repeats": item.repeats,
-        "tags": split_tags(item.caption),
-    }
+    """A preview row as the host shows it (the host adds the media URL; other keys appear as small text)."""
+    row = {"id": item.rel, "text": item.caption, "media": [{"kind": "image", "file": item.rel}],
+           "size": f"{item.width}x{item.height}", "repeats": item.repeats}
+    if not item.caption_file:
+        row["caption"] = "class tokens" if item.caption else "none"  # no .txt beside the image
+    return row
 
 
 def inspect_image_folder(root: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:

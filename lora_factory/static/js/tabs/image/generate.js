@@ -1,9 +1,11 @@
-// 画像生成: txt2img / img2img / inpaint with the base and several LoRAs (a weight each), seed, steps,
+// The image view of the 推論 tab (registered for the inference kind "image"):
+// txt2img / img2img / inpaint with the base and several LoRAs (a weight each), seed, steps,
 // CFG, size, sampler, negative prompt; VAE, ControlNet (canny / depth from an uploaded picture),
 // IP-Adapter (reference picture), SDXL refiner; presets. Results in a gallery with their settings;
 // dropping a PNG (ours or A1111's) restores the settings; compare base vs adapter with one seed; a
 // grid over LoRA weights; the last results are remembered in this browser (history).
 import { post } from "../../api.js";
+import { registerView } from "../../views/registry.js";
 import { h, notify, select, setOptions, showError, withBusy } from "../../dom.js";
 import { listAdapters, listModels, refOf } from "../../lists.js";
 import { bi, biButton, biField, ensureStyles, listModelsOfKind, settingsFromPng, settingsLine, uploadInput } from "./common.js";
@@ -23,7 +25,7 @@ function loadHistory() {
   }
 }
 
-export function mount(panel, app) {
+export function mountImageView(panel, app) {
   ensureStyles();
   const m = app.modality;
   const info = app.info();
@@ -65,7 +67,6 @@ export function mount(panel, app) {
   const history = h("div", { class: "img-gallery small", testid: "gen-history" });
 
   panel.append(
-    h("h2", { i18n: "tab.infer" }),
     h("div", { class: "card form-grid" },
       biField("ベースモデル", "Base model", baseSel),
       biField("プリセット", "Preset", presetSel),
@@ -241,3 +242,5 @@ export function mount(panel, app) {
 
   return { onShow: () => refresh().catch(showError), apply };
 }
+
+registerView("image", mountImageView);

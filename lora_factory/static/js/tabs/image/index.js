@@ -1,7 +1,6 @@
-// The image modality's own tabs, used instead of the shell's generic ones for the same tab ids:
-// a gallery for datasets, live sample images in training, a generation form for inference.
+// The image modality's front-end: its datasets tab (the shell's, plus image statistics and a tag
+// filter), and its view of the 推論 tab, registered for the inference kind "image" on import.
 import * as datasets from "./datasets.js";
-import * as generate from "./generate.js";
-import * as train from "./train.js";
+import "./generate.js";
 
-export const IMAGE_TABS = { datasets, train, infer: generate };
+export const IMAGE_TABS = { datasets };
