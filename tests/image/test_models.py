@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 from conftest import build_tiny_tagger, make_ctx
-from ldm_checkpoint import save_sd15_single_file
 
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins import image as plugin
+from lora_factory.plugins.image.ldm_export import save_sd15_single_file
 from lora_factory.plugins.image.model_info import inspect_image_model
 
 

@@ -1,9 +1,10 @@
-"""Test helper: write a diffusers SD1.x pipeline as one original-layout (LDM) ``.safetensors`` file,
-the kind of single-file checkpoint A1111 users download from Civitai.
+"""Write a diffusers SD1.x pipeline as one original-layout (LDM) ``.safetensors`` checkpoint, the
+single-file kind A1111 / Forge / ComfyUI load from ``models/Stable-diffusion`` (and Civitai hosts).
 
 The mapping is the inverse of diffusers' ``single_file_utils`` (UNet ``input_blocks`` / ``middle_block``
 / ``output_blocks``, VAE ``encoder.down.N.block.M``, CLIP under ``cond_stage_model.transformer``),
-written for any block count so the tiny pipeline converts too.
+written for any block count, so the tiny pipeline converts too: the tests and the conformance scenario
+use it to make a checkpoint that the single-file import must turn back into the same pipeline.
 """
 
 from __future__ import annotations
