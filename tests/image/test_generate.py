@@ -164,3 +164,24 @@ def test_sdxl_with_refiner(session, tmp_path):
                         "params": {"seed": 3, "steps": 4, "refiner": {"model": str(base), "switch_at": 0.5}}}, session)
     assert done["width"] == 64 and images[0]["meta"]["refiner"]["switch_at"] == 0.5
     assert images[0]["meta"]["architecture"] == "sdxl"
+
+
+def test_hook_resolve_infer_request_checks_inputs_and_resolves_aux_models(tmp_path):
+    from lora_factory.core.workspace import Workspace
+
+    home = tmp_path / "ws"
+    (home / "models" / "image" / "vae" / "kl-f8").mkdir(parents=True)
+    ws = Workspace(home)
+    request = {"task": "image", "base_model": "x", "input": {"text": "a cat"},  # the CLI's generic name for it
+               "params": {"vae": "kl-f8", "seed": 1}}
+    out = plugin.resolve_infer_request(modality="image", request=request, workspace=ws)
+    assert out["input"] == {"prompt": "a cat"}
+    assert out["params"]["vae"] == str(home.resolve() / "models" / "image" / "vae" / "kl-f8")
+    for bad, code, field in [({"input": {"prompt": "x", "audio": "y"}}, "INVALID_INFER_PARAMS", "input.audio"),
+                             ({"params": {"vae": "missing"}}, "MODEL_NOT_FOUND", "vae"),
+                             ({"params": {"stpes": 3}}, "INVALID_INFER_PARAMS", "stpes"),
+                             ({"params": {"vae": "../../../etc"}}, None, None)]:
+        with pytest.raises(LoRAFactoryError) as err:
+            plugin.resolve_infer_request(modality="image", request=dict(request, **bad), workspace=ws)
+        if code:
+            assert err.value.code == code and err.value.detail["field"] == field

@@ -29,6 +29,9 @@ def _aux(workspace: Any, value: Any, kind: str, field: str) -> str:
 
 def resolve_generate_request(request: dict[str, Any], workspace: Any) -> dict[str, Any]:
     inputs = dict(request.get("input") or {})
+    text = inputs.pop("text", None)  # the generic name (the CLI sends its prompt as both)
+    if text is not None and not inputs.get("prompt"):
+        inputs["prompt"] = text
     unknown = [k for k in inputs if k not in INPUT_FIELDS]
     if unknown:
         raise LoRAFactoryError("INVALID_INFER_PARAMS", f"入力「{unknown[0]}」は使えません({', '.join(INPUT_FIELDS)})。",
