@@ -170,11 +170,12 @@ def _histogram(values: list[float], edges: list[float], fmt: str = "{:g}") -> di
     return {"label": labels, "counts": counts}
 
 
-def tag_frequency(items: list[ImageItem]) -> dict[str, dict[str, int]]:
-    """kohya's ``ss_tag_frequency``: per subset folder, how many captions carry each tag."""
+def tag_frequency(items: list[ImageItem], top_level: str = ".") -> dict[str, dict[str, int]]:
+    """kohya's ``ss_tag_frequency``: per subset folder, how many captions carry each tag
+    (``top_level`` names the images that lie directly in the dataset folder)."""
     out: dict[str, Counter] = {}
     for item in items:
-        key = Path(item.subset).name if item.subset else "."
+        key = Path(item.subset).name if item.subset else top_level
         out.setdefault(key, Counter()).update(set(split_tags(item.caption)))
     return {key: dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))) for key, counter in out.items()}
 

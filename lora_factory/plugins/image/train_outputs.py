@@ -132,7 +132,7 @@ def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
         entry["img_count"] += 1
     metadata = kohya_metadata(
         arch=run.arch, output_name=output_name, params=params, resolution=(run.resolution, run.resolution),
-        tag_frequency=tag_frequency(run.items), dataset_dirs=dataset_dirs, steps=result["steps"],
+        tag_frequency=tag_frequency(run.items, run.dataset.name), dataset_dirs=dataset_dirs, steps=result["steps"],
         epoch=result["epochs"], num_images=result["images_with_repeats"], bucket_info=bucket_info(run.examples),
         base_model_name=run.base.name, prediction_type=run.parts.prediction_type, started_at=run.started_at,
         trigger=trigger, batches_per_epoch=run.batches_per_epoch)
