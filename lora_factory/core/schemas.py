@@ -54,6 +54,8 @@ class ImportFolderRequest(StrictModel):
 class TinyModelRequest(StrictModel):
     modality: str = "text"
     name: str = "tiny-demo"
+    options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description='what to build, as the plugin documents it: {"kind": "asr"}, {"arch": "sdxl"}')
 
 
 class MergeRequest(StrictModel):

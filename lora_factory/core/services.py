@@ -386,7 +386,9 @@ class Services:
             raise LoRAFactoryError("TINY_MODEL_UNSUPPORTED", f"「{req.modality}」はデモ用の小さなモデルを作成できません。",
                                    f"Modality '{req.modality}' cannot build an offline demo model.")
         name = self._output_name("download", req.modality, req.name)
-        return self.jobs.submit("download", req.modality, {"source": "tiny", "name": name}, output_name=name)
+        reserved = {"source", "name", "model_kind", "local_path", "repo_id"}
+        options = {k: v for k, v in req.options.items() if k not in reserved}
+        return self.jobs.submit("download", req.modality, {**options, "source": "tiny", "name": name}, output_name=name)
 
     def start_merge(self, req: MergeRequest) -> str:
         self.plugins.require_modality(req.modality)

@@ -117,6 +117,10 @@ def test_hook_resolve_infer_request_aux_model_kinds_and_single_file_checkpoints(
     server = server_factory(toy_home)
     with server.client() as c:
         tiny_base(c)
+        job = c.post("/api/models/tiny", json={"modality": "toymedia", "name": "flavoured",
+                                               "options": {"arch": "big", "source": "hub"}}).json()["job_id"]
+        spec = wait_for(c, job, ("completed", "failed"))["spec"]
+        assert spec["arch"] == "big" and spec["source"] == "tiny"  # options reach the plugin; reserved keys stay
         job = c.post("/api/models/import", json={"modality": "toymedia", "source_path": str(single)}).json()["job_id"]
         assert wait_for(c, job, ("completed", "failed"))["status"] == "completed"
         assert (toy_home / "models" / "toymedia" / "civitai_model" / "civitai model.safetensors").is_file()
@@ -128,7 +132,7 @@ def test_hook_resolve_infer_request_aux_model_kinds_and_single_file_checkpoints(
         assert wait_for(c, job, ("completed", "failed"))["status"] == "completed"
         assert (toy_home / "models" / "toymedia" / "vae" / "myvae" / "weights.txt").read_text() == "local vae"
         bases = [m["name"] for m in c.get("/api/models?modality=toymedia").json()["models"]]
-        assert sorted(bases) == ["base", "civitai_model"]
+        assert sorted(bases) == ["base", "civitai_model", "flavoured"]
         vaes = c.get("/api/models?modality=toymedia&kind=vae").json()["models"]
         assert [(m["name"], m["kind"]) for m in vaes] == [("myvae", "vae")]
         assert c.get("/api/models?modality=toymedia&kind=lora").status_code == 400

@@ -52,17 +52,17 @@ def test_pickles_unknown_kinds_and_aux_models(tmp_path, tiny_sd15):
                               ctx=make_ctx(home, "dl2", kind="download"))
     assert err.value.code == "UNSAFE_WEIGHTS"
     with pytest.raises(LoRAFactoryError) as err:
-        plugin.download_model(modality="image", spec={"source": "tiny", "kind": "lora"}, ctx=make_ctx(home, "dl3"))
+        plugin.download_model(modality="image", spec={"source": "tiny", "model_kind": "lora"}, ctx=make_ctx(home, "dl3"))
     assert err.value.code == "INVALID_REQUEST"
     # a VAE folder, and a WD tagger (ONNX + CSV, no safetensors), imported from local folders
     ctx = make_ctx(home, "dl4", kind="download")
-    plugin.download_model(modality="image", spec={"source": "local", "local_path": str(tiny_sd15 / "vae"), "kind": "vae"},
+    plugin.download_model(modality="image", spec={"source": "local", "local_path": str(tiny_sd15 / "vae"), "model_kind": "vae"},
                           ctx=ctx)
     assert (ctx.output_dir / "config.json").is_file()
     assert plugin.inspect_model(modality="image", path=str(ctx.output_dir))["component"] == "AutoencoderKL"
     tagger = build_tiny_tagger(tmp_path / "wd")
     ctx = make_ctx(home, "dl5", kind="download")
-    result = plugin.download_model(modality="image", spec={"source": "local", "local_path": str(tagger), "kind": "tagger"},
+    result = plugin.download_model(modality="image", spec={"source": "local", "local_path": str(tagger), "model_kind": "tagger"},
                                    ctx=ctx)
     assert result["tags"] == 6 and (ctx.output_dir / "model.onnx").is_file()
 

@@ -57,7 +57,7 @@ def _require_for(kind: str | None) -> Any:
 def download_image_model(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """The ``download_model`` hook: ``source`` tiny / hub / local / single_file; ``kind`` for aux models."""
     source = spec.get("source", "hub")
-    kind = spec.get("model_kind") or spec.get("kind") or None
+    kind = spec.get("model_kind") or None
     if kind == "base":
         kind = None
     if kind is not None and kind not in AUX_KINDS:

@@ -13,6 +13,7 @@ import * as historyTab from "./tabs/history.js";
 import * as infer from "./tabs/infer.js";
 import * as system from "./tabs/system.js";
 import { IMAGE_TABS } from "./tabs/image/index.js";
+import * as voice from "./tabs/voice.js";
 
 const TABS = [
   ["wizard", wizard],
@@ -22,6 +23,7 @@ const TABS = [
   ["train", train],
   ["history", historyTab],
   ["infer", infer],
+  ["voice", voice],
   ["system", system],
 ];
 // A modality may bring its own module for a tab (same id, same mount contract).
@@ -134,6 +136,10 @@ function chooseModality(id) {
     btn.setAttribute("aria-pressed", String(btn.dataset.testid === `modality-${id}`));
   }
   document.body.dataset.modality = id;
+  // tabs a modality does not have (the voice studio outside audio) are not offered
+  const voiceTab = document.getElementById("tab-voice");
+  if (voiceTab) voiceTab.hidden = !app.supports("speech");
+  if (app.current === "voice" && !app.supports("speech")) app.current = "wizard";
   renderUnavailable();
   // Remount every tab for the new modality: lists, presets and schemas all depend on it.
   for (const mounted of Object.values(app.mounted)) if (mounted && mounted.destroy) mounted.destroy();

@@ -1,0 +1,222 @@
+"""Inference of the audio modality: ``speech`` (TTS, streamed sentence by sentence), ``transcribe``
+(Whisper, text + timestamps) and ``read`` (the text as it will be read, no model needed).
+
+Loaded models stay in ``session.cache``: one base at a time, its adapters added to the same
+PeftModel, so comparing base and adapter (or switching voices) does not reload the base.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lora_factory.kit import LoRAFactoryError, devices, files, media
+from lora_factory.plugins.audio.audio_io import AudioReadError, encode_audio, read_audio
+from lora_factory.plugins.audio.dictionary_store import load_near
+from lora_factory.plugins.audio.loudness import integrated_loudness
+from lora_factory.plugins.audio.synthesis import SpeechParams, TTSModel, synthesize
+from lora_factory.plugins.audio.text_norm import NormalizationOptions, normalize_text
+from lora_factory.plugins.audio.text_norm.reading import reading_of
+
+CACHE_KEY = "audio"
+MAX_TEXT_CHARS = 5000
+
+
+def model_kind(path: Path) -> str:
+    """``tts`` (a causal LM with a codec), ``asr`` (Whisper) or ``unknown`` from config.json alone."""
+    import json
+
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    if config.get("model_type") == "whisper":
+        return "asr"
+    if (Path(path) / "codec" / "config.json").is_file():
+        return "tts"
+    return "unknown"
+
+
+def _adapter_path(request: dict[str, Any]) -> Path | None:
+    if request.get("adapter"):
+        return Path(request["adapter"])
+    adapters = request.get("adapters") or []
+    return Path(adapters[0]["path"]) if adapters else None
+
+
+def _loaded(session: Any, base: Path, kind: str) -> dict[str, Any]:
+    cache = session.cache.setdefault(CACHE_KEY, {})
+    if cache.get("base") != (str(base), kind):
+        cache.clear()
+        devices.empty_cache()
+        device = devices.pick_device()
+        dtype = devices.pick_dtype(device) if device == "cuda" else None
+        if kind == "tts":
+            cache["model"] = TTSModel.load(base, device=device, dtype=dtype)
+        else:
+            from lora_factory.plugins.audio.asr import WhisperModel
+
+            cache["model"] = WhisperModel.load(base, device=device, dtype=dtype)
+        cache["base"] = (str(base), kind)
+        cache["adapters"] = {}
+    return cache
+
+
+@contextlib.contextmanager
+def _with_adapter(cache: dict[str, Any], adapter: Path | None) -> Iterator[Any]:
+    """The cached model with ``adapter`` active (or with every adapter disabled for the base)."""
+    holder = cache["model"]
+    model = holder.model
+    if adapter is None:
+        if hasattr(model, "disable_adapter"):
+            with model.disable_adapter():
+                yield holder
+        else:
+            yield holder
+        return
+    names: dict[str, str] = cache["adapters"]
+    key = str(adapter.resolve())
+    if key not in names:
+        name = f"a{len(names)}"
+        if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):
+            model.load_adapter(key, adapter_name=name)
+        else:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, key, adapter_name=name)
+            model.eval()
+            holder.model = model
+        names[key] = name
+    holder.model.set_adapter(names[key])
+    yield holder
+
+
+def outputs_dir(session: Any, base: Path) -> Path:
+    """``session.outputs_dir`` (the host's), else ``artifacts/outputs/audio`` of the model's workspace."""
+    given = getattr(session, "outputs_dir", None)
+    if given:
+        return Path(given)
+    for parent in base.resolve().parents:
+        if parent.name == "models":
+            return parent.parent / "artifacts" / "outputs" / "audio"
+    return base.resolve().parent / "outputs"
+
+
+def _speaker_for(request: dict[str, Any], adapter: Path | None) -> str | None:
+    """OpenAI's ``voice`` (or ``params.speaker``) names a speaker only for a voice trained with names."""
+    import json
+
+    params = request.get("params") or {}
+    wanted = params.get("speaker") or params.get("voice")
+    if not wanted or adapter is None:
+        return params.get("speaker")
+    try:
+        config = json.loads((adapter / "training_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return params.get("speaker")
+    return str(wanted) if (config.get("params") or {}).get("speaker_prompt") else None
+
+
+def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
+    text = str((request.get("input") or {}).get("text") or request.get("prompt") or "").strip()
+    if not text:
+        raise LoRAFactoryError("INFER_INVALID_INPUT", "読み上げる文を入力してください。", "Enter the text to speak.", 422,
+                               detail={"field": "input.text"})
+    if len(text) > MAX_TEXT_CHARS:
+        raise LoRAFactoryError("INFER_INVALID_INPUT", f"文が長すぎます（最大 {MAX_TEXT_CHARS} 文字）。",
+                               f"The text is too long (at most {MAX_TEXT_CHARS} characters).", 422,
+                               detail={"field": "input.text"})
+    adapter = _adapter_path(request)
+    params = SpeechParams.model_validate({**(request.get("params") or {}),
+                                          "speaker": _speaker_for(request, adapter)})
+    base = Path(request["base_model"])
+    if model_kind(base) != "tts":
+        raise LoRAFactoryError("MODEL_KIND_MISMATCH", "音声合成には TTS モデル（コーデック付き）を選んでください。",
+                               "Speech needs a TTS model (an LM with its codec).", 422, detail={"field": "base_model"})
+    dictionary = load_near(base)
+    cache = _loaded(session, base, "tts")
+    started = time.perf_counter()
+    first_chunk: float | None = None
+    pieces: list[np.ndarray] = []
+    spoken: list[str] = []
+    rate = 0
+    with _with_adapter(cache, adapter) as tts:
+        for chunk in synthesize(tts, text, params, dictionary):
+            if first_chunk is None:
+                first_chunk = time.perf_counter() - started
+            pieces.append(chunk.wave)
+            spoken.append(chunk.text)
+            rate = chunk.sample_rate
+            if request.get("stream", True):
+                yield media.audio_chunk_event(chunk.wave, chunk.sample_rate, chunk.index, text=chunk.text)
+    total = time.perf_counter() - started
+    wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    duration = wave.size / rate if rate else 0.0
+    out_dir = outputs_dir(session, base)
+    path = files.unique_file(out_dir, time.strftime("speech-%Y%m%d-%H%M%S"), params.format)
+    files.write_bytes_atomic(path, encode_audio(wave, rate, params.format))
+    meta = {"text": text, "normalized": "".join(spoken), "seconds": round(duration, 3),
+            "time_to_first_chunk_s": round(first_chunk or total, 3), "total_s": round(total, 3),
+            "rtf": round(total / duration, 3) if duration else None,
+            "lufs": round(integrated_loudness(wave, rate), 2) if wave.size else None,
+            "format": params.format, "chunks": len(pieces)}
+    yield media.audio_event(path, rate, meta)
+    yield media.done_event(text="".join(spoken), usage={"audio_seconds": meta["seconds"], "chunks": len(pieces)},
+                           meta=meta)
+
+
+def transcribe_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
+    source = (request.get("input") or {}).get("audio") or (request.get("input") or {}).get("file")
+    if not source or not Path(source).is_file():
+        raise LoRAFactoryError("INFER_INVALID_INPUT", "文字起こしする音声ファイルを指定してください。",
+                               "Give the audio file to transcribe.", 422, detail={"field": "input.audio"})
+    params = request.get("params") or {}
+    base = Path(request["base_model"])
+    if model_kind(base) != "asr":
+        raise LoRAFactoryError("MODEL_KIND_MISMATCH", "文字起こしには Whisper モデルを選んでください。",
+                               "Transcription needs a Whisper model.", 422, detail={"field": "base_model"})
+    try:
+        wave, sr = read_audio(Path(source))
+    except AudioReadError as exc:
+        raise LoRAFactoryError("AUDIO_UNREADABLE", "音声ファイルを読み込めません。", f"The audio cannot be read: {exc}",
+                               422, detail={"field": "input.audio"}) from exc
+    cache = _loaded(session, base, "asr")
+    with _with_adapter(cache, _adapter_path(request)) as whisper:
+        result = whisper.transcribe(wave, sr, language=params.get("language") or "ja",
+                                    prompt=params.get("prompt") or None,
+                                    timestamps=bool(params.get("timestamps", True)),
+                                    max_new_tokens=params.get("max_new_tokens"))
+    yield media.token_event(result.text)
+    yield media.done_event(text=result.text, segments=result.segments, duration=round(result.duration, 3),
+                           language=result.language)
+
+
+def read_events(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    text = str((request.get("input") or {}).get("text") or "")
+    params = request.get("params") or {}
+    dictionary = load_near(request.get("base_model"))
+    normalized = normalize_text(text, NormalizationOptions(latin=params.get("latin", "keep"),
+                                                           user_dictionary=dictionary))
+    yield media.token_event(normalized)
+    yield media.done_event(text=normalized, reading=reading_of(normalized).to_dict())
+
+
+def infer_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
+    task = request.get("task") or "speech"
+    if task == "speech":
+        return speech_events(request, session)
+    if task == "transcribe":
+        return transcribe_events(request, session)
+    if task == "read":
+        return read_events(request)
+    raise LoRAFactoryError("INFER_INVALID_TASK", f"不明な推論の種類です: {task}", f"Unknown inference task '{task}' "
+                           "(speech, transcribe, read).", 422, detail={"field": "task"})
+
+
+def wave_of_output(path: Path) -> tuple[np.ndarray, int]:
+    return read_audio(path)

@@ -1,0 +1,356 @@
+"""The dataset builder: refine operations on voice datasets, each run producing a new version.
+
+Long recordings -> ``slice`` (cut at pauses) -> ``transcribe`` (Whisper) -> review / ``edit_items``
+-> ``normalize_text`` / ``loudness`` / ``trim_silence`` / ``resample`` / ``filter`` / ``dedup``.
+Operations run in order on a working list of clips; audio an operation changes is written into the
+new version's ``wavs/``, audio it leaves alone is copied at the end, so the new folder stands alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lora_factory.plugins.audio import dsp
+from lora_factory.plugins.audio.audio_io import read_audio, resample, write_audio
+from lora_factory.plugins.audio.dataset_formats import (
+    WAVS,
+    Clip,
+    list_file_name,
+    read_clip_list,
+    render_clip_list,
+)
+from lora_factory.plugins.audio.loudness import integrated_loudness, normalize_loudness
+from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
+from lora_factory.plugins.audio.vad import SliceParams, find_segments
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SliceOp(_Params):
+    min_seconds: float = Field(2.0, ge=0.2, le=60)
+    max_seconds: float = Field(12.0, ge=1.0, le=120)
+    min_silence_ms: int = Field(300, ge=50, le=5000)
+    pad_ms: int = Field(100, ge=0, le=2000)
+    method: Literal["webrtc", "energy"] = "webrtc"
+    aggressiveness: int = Field(2, ge=0, le=3)
+
+
+class TranscribeOp(_Params):
+    model: str = Field(..., description="a Whisper model under models/audio/")
+    adapter: str | None = None
+    language: str = "ja"
+    prompt: str = Field("", max_length=200, description="style hint, e.g. 「はい。こんにちは、元気です。」")
+    overwrite: bool = False
+    max_new_tokens: int | None = Field(None, ge=4, le=440, description="longest transcript per clip, in tokens "
+                                                                        "(default: from the clip's length)")
+
+
+class NormalizeTextOp(_Params):
+    latin: Literal["keep", "spell", "kana"] = "keep"
+    use_user_dictionary: bool = True
+    user_dictionary: list[dict[str, str]] = Field(default_factory=list)  # filled by the server
+
+
+class LoudnessOp(_Params):
+    target_lufs: float = Field(-20.0, ge=-40, le=-5)
+    true_peak_db: float = Field(-1.0, ge=-12, le=0)
+
+
+class TrimSilenceOp(_Params):
+    threshold_db: float = Field(-45.0, ge=-90, le=-10)
+    keep_ms: int = Field(80, ge=0, le=2000)
+
+
+class ResampleOp(_Params):
+    sample_rate: int = Field(22050, ge=8000, le=96000)
+
+
+class FilterOp(_Params):
+    min_seconds: float = Field(1.0, ge=0, le=600)
+    max_seconds: float = Field(15.0, gt=0, le=3600)
+    max_clipping: float = Field(0.001, ge=0, le=1, description="share of samples at full scale")
+    min_lufs: float = Field(-45.0, ge=-80, le=0, description="quieter clips are removed")
+
+
+class DedupOp(_Params):
+    by: Literal["text", "audio", "both"] = "both"
+
+
+class EditItemsOp(_Params):
+    edits: list[dict[str, Any]] = Field(default_factory=list, description="[{id, text?, delete?}]")
+
+
+OPERATIONS: dict[str, tuple[type[_Params], str, str]] = {
+    "slice": (SliceOp, "無音で分割", "Slice at pauses"),
+    "transcribe": (TranscribeOp, "文字起こし (Whisper)", "Transcribe (Whisper)"),
+    "normalize_text": (NormalizeTextOp, "テキスト正規化", "Normalise text"),
+    "loudness": (LoudnessOp, "ラウドネス調整", "Loudness"),
+    "trim_silence": (TrimSilenceOp, "前後の無音を削除", "Trim silence"),
+    "resample": (ResampleOp, "サンプリングレート変換", "Resample"),
+    "filter": (FilterOp, "フィルタ (長さ・クリップ・音量)", "Filter (length, clipping, quiet)"),
+    "dedup": (DedupOp, "重複の削除", "Remove duplicates"),
+    "edit_items": (EditItemsOp, "文字起こしの編集", "Edit transcripts"),
+}
+
+
+def refine_operations_description() -> dict[str, dict[str, Any]]:
+    return {name: {"label_ja": ja, "label_en": en, "params_schema": cls.model_json_schema()}
+            for name, (cls, ja, en) in OPERATIONS.items()}
+
+
+class RefineParamError(ValueError):
+    def __init__(self, index: int, op: str, message: str) -> None:
+        super().__init__(message)
+        self.index, self.op = index, op
+
+
+def validate_operations(operations: Any) -> list[dict[str, Any]]:
+    """Every operation known and its parameters complete; raises RefineParamError naming the step."""
+    if not isinstance(operations, list) or not operations:
+        raise RefineParamError(0, "", "operations must be a non-empty list")
+    out = []
+    for index, item in enumerate(operations):
+        name = (item or {}).get("op") if isinstance(item, dict) else None
+        if name not in OPERATIONS:
+            raise RefineParamError(index, str(name), f"unknown operation {name!r} (one of {', '.join(OPERATIONS)})")
+        try:
+            params = OPERATIONS[name][0].model_validate(item.get("params") or {})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise RefineParamError(index, name, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+        out.append({"op": name, "params": params.model_dump()})
+    return out
+
+
+@dataclass
+class WorkClip:
+    clip: Clip
+    audio: Path  # where its audio is now (the source dataset, or the new version's wavs/)
+    changed: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RefineState:
+    source: Path
+    out: Path
+    clips: list[WorkClip]
+    removed: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    device: str = "cpu"
+
+    def new_audio_path(self, stem: str, suffix: str = ".wav") -> tuple[str, Path]:
+        rel = f"{WAVS}/{stem}{suffix}"
+        n = 1
+        while (self.out / rel).exists():
+            rel = f"{WAVS}/{stem}-{n}{suffix}"
+            n += 1
+        return rel, self.out / rel
+
+
+def _rewrite(state: RefineState, item: WorkClip, wave: np.ndarray, sr: int) -> WorkClip:
+    stem = Path(item.clip.id).stem
+    rel, path = state.new_audio_path(stem, ".wav")
+    write_audio(path, wave, sr)
+    return WorkClip(replace(item.clip, id=rel), path, changed=True, facts=item.facts)
+
+
+def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
+    params = SliceParams(min_seconds=p.min_seconds, max_seconds=p.max_seconds, min_silence_ms=p.min_silence_ms,
+                         pad_ms=p.pad_ms, method=p.method, aggressiveness=p.aggressiveness)
+    out: list[WorkClip] = []
+    for item in state.clips:
+        wave, sr = read_audio(item.audio)
+        segments = find_segments(wave, sr, params)
+        if not segments:
+            state.removed["no speech found"] += 1
+        stem = Path(item.clip.id).stem
+        for k, seg in enumerate(segments):
+            rel, path = state.new_audio_path(f"{stem}_{k:04d}")
+            write_audio(path, wave[seg.start:seg.end], sr)
+            clip = Clip(id=rel, text="", speaker=item.clip.speaker, language=item.clip.language,
+                        extra={"source": item.clip.id, "start": round(seg.start / sr, 3), "end": round(seg.end / sr, 3)})
+            out.append(WorkClip(clip, path, changed=True))
+        ctx.log(f"slice: {item.clip.id} -> {len(segments)} clips")
+    state.clips = out
+
+
+def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
+    from lora_factory.plugins.audio.asr import WhisperModel
+
+    todo = {c.clip.id for c in state.clips if p.overwrite or not c.clip.text.strip()}
+    if not todo:
+        return
+    whisper = WhisperModel.load(Path(p.model), Path(p.adapter) if p.adapter else None, device=state.device)
+    kept = []
+    for i, item in enumerate(state.clips):
+        if item.clip.id in todo:
+            if ctx.should_stop():
+                raise InterruptedError("stopped")
+            wave, sr = read_audio(item.audio)
+            text = whisper.transcribe(wave, sr, language=p.language, prompt=p.prompt or None, timestamps=False,
+                                      max_new_tokens=p.max_new_tokens).text
+            text = text.replace("|", " ").replace("\n", " ").strip()
+            if not text:
+                state.removed["empty transcript"] += 1
+                continue
+            item = WorkClip(replace(item.clip, text=text), item.audio, item.changed, item.facts)
+            ctx.progress(i + 1, len(state.clips))
+        kept.append(item)
+    state.clips = kept
+
+
+def op_normalize_text(state: RefineState, p: NormalizeTextOp, ctx: Any) -> None:
+    dictionary = UserDictionary.from_list(p.user_dictionary if p.use_user_dictionary else [])
+    options = NormalizationOptions(latin=p.latin, user_dictionary=dictionary)
+    for item in state.clips:
+        item.clip = replace(item.clip, text=normalize_text(item.clip.text, options))
+
+
+def op_audio_map(state: RefineState, fn: Any) -> None:
+    out = []
+    for item in state.clips:
+        wave, sr = read_audio(item.audio)
+        result = fn(wave, sr)
+        if result is None:
+            out.append(item)
+            continue
+        new_wave, new_sr = result
+        if new_wave.size == 0:
+            state.removed["silent after trimming"] += 1
+            continue
+        out.append(_rewrite(state, item, new_wave, new_sr))
+    state.clips = out
+
+
+def op_filter(state: RefineState, p: FilterOp, ctx: Any) -> None:
+    kept = []
+    for item in state.clips:
+        wave, sr = read_audio(item.audio)
+        seconds = wave.size / sr
+        if seconds < p.min_seconds:
+            state.removed["too short"] += 1
+        elif seconds > p.max_seconds:
+            state.removed["too long"] += 1
+        elif dsp.clipping_ratio(wave) > p.max_clipping:
+            state.removed["clipping"] += 1
+        elif integrated_loudness(wave, sr) < p.min_lufs:
+            state.removed["too quiet"] += 1
+        else:
+            kept.append(item)
+    state.clips = kept
+
+
+def _audio_hash(path: Path) -> str:
+    wave, _ = read_audio(path, 16000)
+    return hashlib.sha256(np.round(wave * 2048).astype(np.int16).tobytes()).hexdigest()
+
+
+def op_dedup(state: RefineState, p: DedupOp, ctx: Any) -> None:
+    seen_text: set[str] = set()
+    seen_audio: set[str] = set()
+    kept = []
+    for item in state.clips:
+        key_text = "".join(unicodedata.normalize("NFKC", item.clip.text).split())
+        if p.by in ("text", "both") and key_text and key_text in seen_text:
+            state.removed["duplicate transcript"] += 1
+            continue
+        if p.by in ("audio", "both"):
+            key_audio = _audio_hash(item.audio)
+            if key_audio in seen_audio:
+                state.removed["duplicate audio"] += 1
+                continue
+            seen_audio.add(key_audio)
+        seen_text.add(key_text)
+        kept.append(item)
+    state.clips = kept
+
+
+class EditError(ValueError):
+    """An edit names a clip that is not in the dataset, or sets an invalid text."""
+
+
+def op_edit_items(state: RefineState, p: EditItemsOp, ctx: Any) -> None:
+    by_id = {item.clip.id: item for item in state.clips}
+    for edit in p.edits:
+        clip_id = str(edit.get("id", ""))
+        if clip_id not in by_id:
+            raise EditError(f"no clip '{clip_id}' in the dataset")
+        if edit.get("delete"):
+            state.removed["deleted by edit"] += 1
+            del by_id[clip_id]
+            continue
+        text = str(edit.get("text", "")).strip()
+        if not text or "|" in text or "\n" in text:
+            raise EditError(f"text for '{clip_id}' must be one non-empty line without '|'")
+        item = by_id[clip_id]
+        item.clip = replace(item.clip, text=text)
+    state.clips = [item for item in state.clips if item.clip.id in by_id]
+
+
+def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ctx: Any,
+                   device: str = "cpu") -> dict[str, Any]:
+    """Apply ``operations`` to the dataset at ``source``; write the new version into ``out``."""
+    listing = read_clip_list(source)
+    if listing.errors:
+        raise EditError(f"the source dataset has problems: {listing.errors[0]}")
+    out.mkdir(parents=True, exist_ok=True)
+    state = RefineState(source, out, [WorkClip(c, c.path_in(source)) for c in listing.clips], device=device)
+    rows_in = len(state.clips)
+    steps = []
+    for op in operations:
+        name, params = op["op"], OPERATIONS[op["op"]][0].model_validate(op["params"])
+        before = len(state.clips)
+        if name == "slice":
+            op_slice(state, params, ctx)
+        elif name == "transcribe":
+            op_transcribe(state, params, ctx)
+        elif name == "normalize_text":
+            op_normalize_text(state, params, ctx)
+        elif name == "loudness":
+            op_audio_map(state, lambda w, sr, q=params: (normalize_loudness(w, sr, q.target_lufs, q.true_peak_db), sr))
+        elif name == "trim_silence":
+            op_audio_map(state, lambda w, sr, q=params: (dsp.trim_silence(w, sr, q.threshold_db, q.keep_ms), sr))
+        elif name == "resample":
+            op_audio_map(state, lambda w, sr, q=params: None if sr == q.sample_rate else
+                         (resample(w, sr, q.sample_rate), q.sample_rate))
+        elif name == "filter":
+            op_filter(state, params, ctx)
+        elif name == "dedup":
+            op_dedup(state, params, ctx)
+        elif name == "edit_items":
+            op_edit_items(state, params, ctx)
+        steps.append({"op": name, "rows_in": before, "rows_out": len(state.clips)})
+        ctx.log(f"{name}: {before} -> {len(state.clips)} clips")
+    # audio left untouched is copied under the same relative path (the new version stands alone)
+    for item in state.clips:
+        target = out / item.clip.id
+        if not item.changed and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(item.audio, target)
+    clips = [item.clip for item in state.clips]
+    has_text = any(c.text.strip() for c in clips)
+    fmt = listing.format if listing.format != "recordings" else "esd_list"
+    if has_text:
+        (out / list_file_name(fmt)).write_text(render_clip_list([c for c in clips if c.text.strip()], fmt),
+                                                encoding="utf-8")
+        untranscribed = sum(1 for c in clips if not c.text.strip())
+        if untranscribed:
+            state.removed["no transcript"] += untranscribed
+        out_format = fmt
+    else:
+        out_format = "recordings"
+    return {"rows_in": rows_in, "rows_out": sum(1 for c in clips if c.text.strip()) if has_text else len(clips),
+            "removed": dict(state.removed), "steps": steps, "format": out_format,
+            "examples": [{"id": c.id, "text": c.text} for c in clips[:5]]}

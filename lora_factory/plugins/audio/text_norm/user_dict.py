@@ -1,0 +1,72 @@
+"""The user's dictionary: surface -> reading, kept in the workspace, applied before every rule.
+
+Stored as JSON (``{"entries": [{"surface", "reading", "note"}]}``) so it is readable, diffable and
+travels with the workspace. The longest surface wins where two overlap (東京タワー before 東京).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+USER_DICT_FILE = "audio_user_dictionary.json"
+MAX_ENTRIES = 5000
+_READING = re.compile(r"^[\u3040-\u30ffー・、。！？ a-zA-Z]+$")
+
+
+@dataclass
+class DictionaryEntry:
+    surface: str
+    reading: str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"surface": self.surface, "reading": self.reading, "note": self.note}
+
+
+def validate_entry(raw: dict[str, Any]) -> DictionaryEntry:
+    """Clean one entry; raises ValueError (with the field) for an empty surface or a non-kana reading."""
+    surface = unicodedata.normalize("NFKC", str(raw.get("surface", ""))).strip()
+    reading = unicodedata.normalize("NFKC", str(raw.get("reading", ""))).strip()
+    if not surface or len(surface) > 64:
+        raise ValueError("surface: 1-64 characters")
+    if not reading or len(reading) > 128 or not _READING.match(reading):
+        raise ValueError("reading: kana (hiragana / katakana), 1-128 characters")
+    return DictionaryEntry(surface, reading, str(raw.get("note", ""))[:200])
+
+
+@dataclass
+class UserDictionary:
+    entries: list[DictionaryEntry] = field(default_factory=list)
+
+    @classmethod
+    def from_list(cls, items: list[dict[str, Any]] | None) -> UserDictionary:
+        entries: dict[str, DictionaryEntry] = {}
+        for raw in items or []:
+            entry = validate_entry(raw)
+            entries[entry.surface] = entry  # the last one of a surface wins
+        return cls(list(entries.values()))
+
+    @classmethod
+    def load(cls, path: Path) -> UserDictionary:
+        if not path.is_file():
+            return cls()
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls.from_list(data.get("entries") if isinstance(data, dict) else data)
+
+    def to_list(self) -> list[dict[str, str]]:
+        return [e.to_dict() for e in self.entries]
+
+    def to_json(self) -> str:
+        return json.dumps({"entries": self.to_list()}, ensure_ascii=False, indent=2) + "\n"
+
+    def apply(self, text: str) -> str:
+        if not self.entries:
+            return text
+        by_surface = {e.surface: e.reading for e in self.entries}
+        pattern = "|".join(re.escape(s) for s in sorted(by_surface, key=len, reverse=True))
+        return re.sub(pattern, lambda m: by_surface[m.group(0)], text)

@@ -1,0 +1,211 @@
+"""LoRA training of the codec LM (Llasa layout): prompt = normalised text [+ speaker], target = the
+clip's codec tokens, loss on the target only.
+
+A hand-written loop (not the HF Trainer): a sample utterance every N steps needs the model between
+steps, the codec tokens are already cached tensors, and the loop stays as fast as a plain
+transformers + peft loop (``benchmarks/train_audio.py`` measures the ratio). Progress, cancel and
+checkpoints go through the kit's step reporter; the data order is a pure function of the step, so a
+resumed run sees the same batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lora_factory.plugins.audio.audio_io import write_audio
+from lora_factory.plugins.audio.codec import codec_folder_of, load_codec
+from lora_factory.plugins.audio.dataset_formats import read_clip_list
+from lora_factory.plugins.audio.dataset_inspect import check_clips
+from lora_factory.plugins.audio.llasa import LlasaLayout
+from lora_factory.plugins.audio.presets import AudioTrainParams
+from lora_factory.plugins.audio.synthesis import SpeechParams, TTSModel, synthesize
+from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary
+from lora_factory.plugins.audio.tts_data import build_examples, collate, encode_clips
+
+TRAIN_STATE = "train_state.json"
+
+
+class TrainingDataError(ValueError):
+    """No usable clip (no transcripts, all too long ...): the message says which."""
+
+
+def micro_batch(order_seed: int, n: int, batch: int, index: int) -> list[int]:
+    """The example indices of micro-batch ``index`` (epochs reshuffled with seed + epoch)."""
+    per_epoch = max(1, math.ceil(n / batch))
+    epoch, slot = divmod(index, per_epoch)
+    perm = np.random.default_rng(order_seed + epoch).permutation(n)
+    return perm[slot * batch:(slot + 1) * batch].tolist() or perm[:batch].tolist()
+
+
+def lora_config(params: AudioTrainParams, task_type: str | None = "CAUSAL_LM") -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                      target_modules=params.target_modules, task_type=task_type, bias="none")
+
+
+def lr_at(step: int, max_steps: int, base: float, warmup_ratio: float) -> float:
+    warmup = int(max_steps * warmup_ratio)
+    if warmup and step <= warmup:
+        return base * step / warmup
+    return base * max(0.0, (max_steps - step + 1) / max(1, max_steps - warmup))
+
+
+def write_sample(tts: TTSModel, text: str, dictionary: UserDictionary, folder: Path, name: str,
+                 seed: int, max_seconds: float = 8.0) -> Path:
+    """One utterance of ``text`` with the model as it is now (deterministic seed, capped length)."""
+    params = SpeechParams(seed=seed, max_seconds_per_sentence=max_seconds, temperature=0.8)
+    chunks = [c.wave for c in synthesize(tts, text, params, dictionary)]
+    wave = np.concatenate(chunks) if chunks else np.zeros(1600, np.float32)
+    return write_audio(folder / f"{name}.wav", wave, tts.codec.sample_rate)
+
+
+def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..., Any], *,
+                      device: str = "cpu", dtype: Any = None) -> dict[str, Any]:
+    import torch
+    from peft import get_peft_model, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    params = AudioTrainParams.model_validate(spec["params"])
+    base = Path(spec["base_model"])
+    root = Path(spec["dataset"])
+    torch.manual_seed(params.seed)
+    dictionary = UserDictionary.from_list(params.user_dictionary)
+    norm = NormalizationOptions(latin=params.latin, user_dictionary=dictionary)
+
+    listing = read_clip_list(root)
+    clips, problems, _ = check_clips(root, listing, min_seconds=0.1, max_seconds=params.max_clip_seconds,
+                                     require_text=True)
+    for problem in problems[:20]:
+        ctx.log(f"skip: {problem.get('file')}:{problem.get('line') or ''} {problem['reason']}")
+    if not clips:
+        raise TrainingDataError("no clip with a transcript within the length limit"
+                                + ("" if listing.format != "recordings" else " (run 'transcribe' first)"))
+
+    codec_folder = codec_folder_of(base)
+    codec = load_codec(codec_folder, device=device)
+    ctx.log(f"encoding {len(clips)} clips with {codec.name} ({codec.frame_rate:g} tokens/s)")
+    codes = encode_clips(root, clips, codec, codec_folder, log=ctx.log, should_stop=ctx.should_stop)
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    layout = LlasaLayout.from_tokenizer(tokenizer, codec.codebook_size)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype or torch.float32).to(device)
+    max_tokens = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    examples, skipped = build_examples(layout, tokenizer, clips, codes, norm,
+                                       speaker_prompt=params.speaker_prompt, max_tokens=max_tokens)
+    if not examples:
+        raise TrainingDataError("every clip is longer than the model's context")
+    if params.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    model = get_peft_model(model, lora_config(params))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def save_checkpoint(folder: Path) -> None:
+        model.save_pretrained(folder)
+        torch.save(optimizer.state_dict(), folder / "optimizer.pt")
+        (folder / TRAIN_STATE).write_text(json.dumps({"tokens": tokens_seen}), encoding="utf-8")
+
+    reporter = make_reporter(max_steps=params.max_steps, save_every=params.save_every, save_fn=save_checkpoint)
+    start = reporter.resume_step()
+    tokens_seen = 0
+    if start:
+        checkpoint = Path(ctx.resume_checkpoint)
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        state = json.loads((checkpoint / TRAIN_STATE).read_text(encoding="utf-8"))
+        tokens_seen = int(state.get("tokens", 0))
+        ctx.log(f"resumed from {checkpoint.name} (step {start})")
+
+    sample_dir = Path(getattr(ctx, "sample_dir", None) or Path(ctx.output_dir) / "samples")
+    samples: list[str] = []
+
+    def sample(step: int) -> None:
+        model.eval()
+        tts = TTSModel(model=model, tokenizer=tokenizer, layout=layout, codec=codec, device=device)
+        path = write_sample(tts, params.sample_text, dictionary, sample_dir, f"step-{step:06d}", params.seed,
+                            params.sample_max_seconds)
+        model.train()
+        samples.append(str(path))
+        report = getattr(ctx, "report_sample", None)
+        if report:
+            report(path, step, kind="audio", caption=params.sample_text)
+        ctx.log(f"sample written: {path.name}")
+
+    # bf16 autocast on CUDA only; on a CPU no context at all (constructing a disabled CUDA autocast
+    # on a CPU-only torch warns on every step)
+    autocast = (torch.autocast(device_type="cuda", dtype=dtype) if device == "cuda" and dtype is not None
+                and dtype != torch.float32 else contextlib.nullcontext())
+    model.train()
+    loss_value = float("nan")
+    started = time.perf_counter()
+    step_tokens = 0
+    stopped = False
+    for step in range(start + 1, params.max_steps + 1):
+        lr = lr_at(step, params.max_steps, params.learning_rate, params.warmup_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for micro in range(params.gradient_accumulation):
+            index = (step - 1) * params.gradient_accumulation + micro
+            batch = collate([examples[i] for i in micro_batch(params.seed, len(examples), params.batch_size, index)],
+                            pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast:
+                loss = model(**batch).loss / params.gradient_accumulation
+            loss.backward()
+            total += float(loss.detach())
+            n_tokens = int(batch["attention_mask"].sum())
+            tokens_seen += n_tokens
+            step_tokens += n_tokens
+        torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_value = total
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        if reporter.step(step, loss_value, lr=lr, tokens_per_s=round(step_tokens / elapsed, 1)):
+            stopped = True
+            break
+        if params.sample_every and step % params.sample_every == 0 and step < params.max_steps:
+            sample(step)
+    final_step = step if params.max_steps >= start + 1 else start
+    elapsed = max(time.perf_counter() - started, 1e-9)
+
+    out = Path(ctx.output_dir)
+    model.save_pretrained(out)
+    final_sample = None
+    if not stopped:
+        sample(final_step)
+        final_sample = samples[-1]
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    for path in samples:
+        if Path(path).parent != out / "samples":
+            shutil.copy2(path, out / "samples" / Path(path).name)
+    return {
+        "final_loss": None if math.isnan(loss_value) else round(loss_value, 5),
+        "steps": final_step,
+        "stopped": stopped,
+        "clips": len(examples),
+        "skipped_clips": skipped + len(problems),
+        "tokens_per_s": round(step_tokens / elapsed, 1),
+        "train_seconds": round(elapsed, 2),
+        "codec": codec.name,
+        "codebook_size": codec.codebook_size,
+        "samples": [Path(p).name for p in samples],
+        "final_sample": Path(final_sample).name if final_sample else None,
+        "family": "llasa",
+        "task": "tts",
+    }

@@ -1,0 +1,84 @@
+"""Voice datasets: esd.list / metadata.jsonl read, validated (the bad line named), exported unchanged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.plugins import audio as plugin
+from lora_factory.plugins.audio.dataset_formats import read_clip_list, render_clip_list
+from lora_factory.plugins.audio.dataset_inspect import DatasetProblems, inspect_audio_dataset
+from tests.audio.synthetic import write_clip_dataset
+
+TEXTS = ["こんにちは。", "今日はいい天気ですね。", "1,100円です。"]
+
+
+def test_esd_list_round_trip_is_byte_identical(tmp_path: Path) -> None:
+    root = write_clip_dataset(tmp_path / "voice", TEXTS)
+    original = (root / "esd.list").read_bytes()
+    listing = read_clip_list(root)
+    assert listing.format == "esd_list" and [c.text for c in listing.clips] == TEXTS
+    assert render_clip_list(listing.clips, "esd_list").encode("utf-8") == original
+
+
+def test_sbv2_paths_from_another_machine_resolve(tmp_path: Path) -> None:
+    root = write_clip_dataset(tmp_path / "voice", TEXTS[:2])
+    (root / "esd.list").write_text("C:\\Data\\model\\wavs\\clip000.wav|alice|JP|こんにちは。\n"
+                                   "clip001.wav|alice|JP|今日はいい天気ですね。\n", encoding="utf-8")
+    assert [c.id for c in read_clip_list(root).clips] == ["wavs/clip000.wav", "wavs/clip001.wav"]
+
+
+def test_missing_wav_is_refused_with_its_line(tmp_path: Path) -> None:
+    root = write_clip_dataset(tmp_path / "voice", TEXTS)
+    (root / "wavs" / "clip001.wav").unlink()
+    with pytest.raises(LoRAFactoryError) as err:
+        plugin.inspect_dataset(modality="audio", path=str(root), options={})
+    assert err.value.code == "DATASET_INVALID" and err.value.http_status == 422
+    errors = err.value.detail["errors"]
+    assert errors == [{"file": "esd.list", "line": 2, "reason": "missing audio file 'wavs/clip001.wav'"}]
+    assert "esd.list:2" in err.value.message_en
+
+
+def test_unreadable_empty_and_out_of_range_clips_are_named(tmp_path: Path) -> None:
+    root = write_clip_dataset(tmp_path / "voice", TEXTS)
+    (root / "wavs" / "clip000.wav").write_bytes(b"not audio at all")
+    sf.write(root / "wavs" / "long.wav", np.zeros(16000 * 40, np.float32), 16000)
+    with open(root / "esd.list", "a", encoding="utf-8") as fh:
+        fh.write("wavs/clip002.wav|alice|JP|\nwavs/long.wav|alice|JP|長い\n")
+    with pytest.raises(DatasetProblems) as err:
+        inspect_audio_dataset(root)
+    reasons = {e["line"]: e["reason"] for e in err.value.errors}
+    assert reasons[1].startswith("unreadable audio 'wavs/clip000.wav'")
+    assert reasons[4] == "empty text for 'wavs/clip002.wav'"
+    assert reasons[5].startswith("clip too long: 'wavs/long.wav' is 40.0 s")
+
+
+def test_stats_and_preview_with_audio_media(tmp_path: Path) -> None:
+    root = write_clip_dataset(tmp_path / "voice", TEXTS)
+    info = plugin.inspect_dataset(modality="audio", path=str(root), options={"preview_rows": 2})
+    stats = info["stats"]
+    assert info["format"] == "esd_list" and info["rows"] == 3
+    assert stats["sample_rates"] == {"16000": 3} and stats["total_minutes"] > 0
+    assert sum(stats["length_histogram"]["counts"]) == 3
+    assert -40 < stats["loudness"]["lufs_median"] < 0
+    assert info["preview"][0]["media"] == [{"kind": "audio", "file": "wavs/clip000.wav"}]
+    assert len(info["preview"]) == 2 and info["preview"][1]["text"] == TEXTS[1]
+
+
+def test_metadata_jsonl_and_plain_recordings(tmp_path: Path) -> None:
+    root = write_clip_dataset(tmp_path / "voice", TEXTS)
+    (root / "esd.list").unlink()
+    rows = [{"file_name": f"wavs/clip{i:03d}.wav", "text": t, "speaker": "bob"} for i, t in enumerate(TEXTS)]
+    (root / "metadata.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    info = inspect_audio_dataset(root)
+    assert info["format"] == "metadata_jsonl" and info["stats"]["speakers"] == {"bob": 3}
+    (root / "metadata.jsonl").unlink()
+    shutil.move(root / "wavs" / "clip000.wav", root / "long take.wav")
+    info = inspect_audio_dataset(root)
+    assert info["format"] == "recordings" and info["rows"] == 3 and info["stats"]["transcribed"] == 0
