@@ -6,12 +6,12 @@ import random
 
 import numpy as np
 import pytest
-from conftest import BLUE, RED, build_tiny_tagger, make_dataset, write_image
 
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.image import png_info, tags
 from lora_factory.plugins.image.buckets import assign_bucket, crop_box, make_buckets
 from lora_factory.plugins.image.dataset import inspect_image_folder, load_items
+from tests.image.conftest import BLUE, RED, build_tiny_tagger, make_dataset, write_image
 
 
 def test_kohya_folders_repeats_and_class_token_captions(tmp_path):

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import SINGLE_THREAD_ENV, build_tiny_blip, build_tiny_clip, build_tiny_tagger, make_dataset
 
 from lora_factory.plugins.image.png_info import parse_a1111_parameters, read_png_text
 from tests.conftest import wait_for
+from tests.image.conftest import SINGLE_THREAD_ENV, build_tiny_blip, build_tiny_clip, build_tiny_tagger, make_dataset
 
 KOHYA_KEY = re.compile(r"^lora_(unet|te)_[a-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$")
 

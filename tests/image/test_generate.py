@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import BLUE, RED, write_image
 
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins import image as plugin
 from lora_factory.plugins.image.png_info import read_png_text, read_settings
+from tests.image.conftest import BLUE, RED, write_image
 
 
 def run(request: dict, session) -> tuple[list[dict], dict]:

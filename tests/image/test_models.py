@@ -6,12 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import build_tiny_tagger, make_ctx
 
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins import image as plugin
 from lora_factory.plugins.image.ldm_export import save_sd15_single_file
 from lora_factory.plugins.image.model_info import inspect_image_model
+from tests.image.conftest import build_tiny_tagger, make_ctx
 
 
 def _render(pipe) -> np.ndarray:

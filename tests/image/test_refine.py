@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import RED, build_tiny_blip, build_tiny_tagger, make_dataset, write_image
 
 from lora_factory.core.workspace import Workspace
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.image.dataset import load_items
 from lora_factory.plugins.image.refine import resolve_operations, run_refine
+from tests.image.conftest import RED, build_tiny_blip, build_tiny_tagger, make_dataset, write_image
 
 
 def _snapshot(folder):

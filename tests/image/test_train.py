@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_dataset, resolved, train_tiny
 
 from lora_factory.kit import LoRAFactoryError
+from tests.image.conftest import make_dataset, resolved, train_tiny
 
 KOHYA_KEY = re.compile(r"^lora_(unet|te|te1|te2)_[a-z0-9_]+\.(lora_down\.weight|lora_up\.weight|alpha)$")
 MINIMUM_SS_KEYS = ("ss_base_model_version", "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_v2")

@@ -144,15 +144,25 @@ class ImageGenerator:
             pipe.unload_ip_adapter()
             base["ip_adapter"] = None
         if ip:
-            folder = Path(ip["path"])
-            weights = sorted(p.name for p in folder.glob("*.safetensors"))
-            if not weights or not (folder / "image_encoder").is_dir():
-                raise LoRAFactoryError("MODEL_INVALID", f"IP-Adapter「{folder.name}」には *.safetensors と image_encoder/ が必要です。",
-                                       f"The IP-Adapter '{folder.name}' needs *.safetensors and an image_encoder/ folder.",
-                                       422, detail={"path": str(folder)})
-            pipe.load_ip_adapter(str(folder), subfolder="", weight_name=weights[0], image_encoder_folder="image_encoder")
+            subfolder, weight = _ip_adapter_layout(Path(ip["path"]), base["arch"])
+            pipe.load_ip_adapter(str(ip["path"]), subfolder=subfolder, weight_name=weight, image_encoder_folder="image_encoder")
             pipe.set_ip_adapter_scale(ip["scale"])
             base["ip_adapter"] = wanted
+
+
+def _ip_adapter_layout(folder: Path, arch: str) -> tuple[str, str]:
+    """(subfolder, weight file): the weights with an ``image_encoder/`` beside them, at the top or in h94's
+    ``models/`` (SD1.5) / ``sdxl_models/`` (SDXL) sub-folders, the plain (not plus / face) file first."""
+    order = ["", "sdxl_models", "models"] if arch == "sdxl" else ["", "models", "sdxl_models"]
+    for sub in order:
+        where = folder / sub if sub else folder
+        weights = sorted(where.glob("ip-adapter*.safetensors"), key=lambda p: (len(p.name), p.name)) or \
+            sorted(where.glob("*.safetensors"))
+        if weights and (where / "image_encoder").is_dir():
+            return sub, weights[0].name
+    raise LoRAFactoryError("MODEL_INVALID", f"IP-Adapter「{folder.name}」には *.safetensors と image_encoder/ が必要です。",
+                           f"The IP-Adapter '{folder.name}' needs *.safetensors with an image_encoder/ folder beside them.",
+                           422, detail={"path": str(folder)})
 
 
 def _open_image(path: str | None, what: str) -> Any:
