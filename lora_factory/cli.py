@@ -211,9 +211,10 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="lf-tiny-") as tmp:
         ctx = JobContext("tiny-model", svc.workspace, Path(tmp), Path(tmp) / "log.txt", kind="download",
                          modality=args.modality)
-        result = svc.plugins.call("download_model", args.modality, spec={"source": "tiny", "name": out.name,
-                                                                               "seed": args.seed,
-                                                                               "kind": args.kind}, ctx=ctx)
+        spec = {"source": "tiny", "name": out.name, "seed": args.seed, "kind": args.kind}
+        if args.arch:  # image: sd15 / sdxl / flux
+            spec["arch"] = args.arch
+        result = svc.plugins.call("download_model", args.modality, spec=spec, ctx=ctx)
         if result is None:
             raise LoRAFactoryError("TINY_MODEL_UNSUPPORTED", f"「{args.modality}」はデモ用モデルを作成できません。",
                                    f"Modality '{args.modality}' cannot build a demo model.")
@@ -423,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="destination folder, e.g. models/text/tiny-demo")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kind", default=None, help="audio: tts (default, Llasa layout + XCodec2) or asr (Whisper)")
+    p.add_argument("--arch", help="architecture, when the modality has several (image: sd15, sdxl, flux)")
     p.set_defaults(func=cmd_tiny_model)
 
     p = sub.add_parser("models", parents=[common], help="list / download / import / merge / delete models")

@@ -11,6 +11,7 @@ after the plugin validated it, so a refused archive leaves nothing behind.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import zipfile
 from collections.abc import Iterable
@@ -99,8 +100,14 @@ def _check_collisions(paths: Iterable[PurePosixPath], archive: str) -> None:
 
 
 def _strip_single_root(paths: list[PurePosixPath]) -> int:
-    """1 when every member lies in one top folder (a zipped folder), so its content is the dataset."""
+    """1 when every member lies in one top folder (a zipped folder), so its content is the dataset.
+
+    Not for a kohya ``<repeats>_<concept>`` folder (``10_mychar/``): that name is data (how often the
+    images repeat, and their class words), and a dataset of one concept is zipped exactly like that.
+    """
     tops = {p.parts[0] for p in paths}
+    if len(tops) == 1 and re.match(r"^\d+_.", next(iter(tops))):
+        return 0
     return 1 if len(tops) == 1 and all(len(p.parts) > 1 for p in paths) else 0
 
 

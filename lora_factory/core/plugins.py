@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field, ValidationError
 from lora_factory.core import hookspecs
 from lora_factory.core.errors import LoRAFactoryError
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("lora_factory.plugins.text", "lora_factory.plugins.audio")
+DEFAULT_PLUGINS: tuple[str, ...] = ("lora_factory.plugins.text", "lora_factory.plugins.image", "lora_factory.plugins.audio")
 ENTRY_POINT_GROUP = "lora_factory"
 BUILTIN_MODALITIES = ("text", "image", "audio")
 

@@ -34,7 +34,7 @@ TRAIN = {"base_model": "base", "dataset": "data.txt", "output_name": "o", "prese
 
 def test_unknown_modality(client):
     assert_error(client.post("/train/start", json=TRAIN | {"modality": "nope"}), 400, "UNKNOWN_MODALITY")
-    assert_error(client.get("/api/models", params={"modality": "image"}), 400, "UNKNOWN_MODALITY")
+    assert_error(client.get("/api/models", params={"modality": "video"}), 400, "UNKNOWN_MODALITY")
 
 
 def test_unknown_job_id(client):

@@ -12,6 +12,7 @@ import * as train from "./tabs/train.js";
 import * as historyTab from "./tabs/history.js";
 import * as infer from "./tabs/infer.js";
 import * as system from "./tabs/system.js";
+import { IMAGE_TABS } from "./tabs/image/index.js";
 import * as voice from "./tabs/voice.js";
 
 const TABS = [
@@ -25,6 +26,8 @@ const TABS = [
   ["voice", voice],
   ["system", system],
 ];
+// A modality may bring its own module for a tab (same id, same mount contract).
+const MODALITY_TABS = { image: IMAGE_TABS };
 const MODALITY_KEY = "lora_factory.modality";
 const MODALITY_FREE_TABS = new Set(["history", "system"]);
 
@@ -168,7 +171,8 @@ function showTab(id) {
     if (active) {
       if (!app.mounted[tabId]) {
         try {
-          app.mounted[tabId] = mod.mount(panel, app) || {};
+          const impl = (MODALITY_TABS[app.modality] || {})[tabId] || mod;
+          app.mounted[tabId] = impl.mount(panel, app) || {};
         } catch (err) {
           showError(err);
           app.mounted[tabId] = {};

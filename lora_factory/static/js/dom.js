@@ -138,7 +138,7 @@ export function showError(err) {
   if (err && err.code) {
     const lines = [];
     const errs = err.detail && Array.isArray(err.detail.errors) ? err.detail.errors : [];
-    for (const e of errs.slice(0, 5)) lines.push(`${t("common.line")} ${e.line}: ${e.reason}`);
+    for (const e of errs.slice(0, 5)) lines.push(e.file ? `${e.file}: ${e.reason}` : `${t("common.line")} ${e.line}: ${e.reason}`);
     const box = notify("error", err.message_ja || err.message, err.message || err.message_ja, lines);
     box.dataset.code = err.code;
     return box;

@@ -1,0 +1,318 @@
+"""Image generation (the ``infer`` hook for task ``image``), in the long-lived inference worker.
+
+One base pipeline per base model stays loaded in ``session.cache``; the pipeline a request needs
+(img2img, inpaint, ControlNet, another VAE) is derived from it with ``from_pipe`` (shared modules,
+nothing reloaded). LoRAs are loaded once by name and switched with ``set_adapters`` (several at
+once, one weight each). Every image is a PNG carrying its settings (A1111 ``parameters`` + our JSON).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lora_factory import __version__
+from lora_factory.kit import LoRAFactoryError, devices, files, media
+from lora_factory.plugins.image.generate_params import validate_generate_params
+from lora_factory.plugins.image.model_info import detect_folder_arch
+from lora_factory.plugins.image.png_info import save_png
+
+MAX_LOADED_LORAS = 8
+DEFAULTS = {"sd15": (25, 7.0, "dpmpp_2m"), "sd2": (25, 7.0, "dpmpp_2m"), "sdxl": (30, 6.0, "dpmpp_2m"),
+            "flux": (28, 3.5, "flow_euler")}
+
+
+def _scheduler(name: str, config: Any) -> Any:
+    import diffusers
+
+    table = {
+        "euler_a": ("EulerAncestralDiscreteScheduler", {}), "euler": ("EulerDiscreteScheduler", {}),
+        "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
+        "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+        "ddim": ("DDIMScheduler", {}), "pndm": ("PNDMScheduler", {}), "lms": ("LMSDiscreteScheduler", {}),
+        "heun": ("HeunDiscreteScheduler", {}), "unipc": ("UniPCMultistepScheduler", {}), "lcm": ("LCMScheduler", {}),
+        "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),
+    }
+    cls_name, extra = table[name]
+    return getattr(diffusers, cls_name).from_config(config, **extra)
+
+
+class ImageGenerator:
+    """The state kept in ``session.cache["image"]``: loaded pipelines, LoRAs, VAEs, ControlNets."""
+
+    def __init__(self) -> None:
+        self.device = devices.pick_device()
+        self.dtype = devices.pick_dtype(self.device, prefer_bf16=False)
+        self.bases: dict[str, dict[str, Any]] = {}  # base path -> {"pipe", "arch", "scheduler_config", "loras"}
+        self.modules: dict[tuple[str, str], Any] = {}  # (kind, path) -> VAE / ControlNet / refiner
+
+    # -- loading ----------------------------------------------------------------------------------
+    def base(self, path: str) -> dict[str, Any]:
+        if path not in self.bases:
+            from diffusers import DiffusionPipeline
+
+            arch = detect_folder_arch(Path(path))
+            if arch not in DEFAULTS:
+                raise LoRAFactoryError("MODEL_INVALID", f"「{Path(path).name}」は生成できる画像モデルではありません({arch})。",
+                                       f"'{Path(path).name}' is not an image generation pipeline ({arch}).", 422,
+                                       detail={"architecture": arch})
+            if len(self.bases) >= 1:  # one base at a time on the accelerator
+                self.bases.clear()
+                devices.empty_cache()
+            kwargs = {"safety_checker": None, "requires_safety_checker": False} if arch in ("sd15", "sd2") else {}
+            pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=self.dtype, **kwargs).to(self.device)
+            pipe.set_progress_bar_config(disable=True)
+            self.bases[path] = {"pipe": pipe, "arch": arch, "scheduler_config": pipe.scheduler.config,
+                                "loras": {}, "ip_adapter": None}
+        return self.bases[path]
+
+    def module(self, kind: str, path: str, base: dict[str, Any]) -> Any:
+        key = (kind, path)
+        if key not in self.modules:
+            if kind == "vae":
+                from diffusers import AutoencoderKL
+
+                single = sorted(Path(path).glob("*.safetensors"))
+                if (Path(path) / "config.json").is_file():
+                    module = AutoencoderKL.from_pretrained(path, torch_dtype=self.dtype)
+                elif single:  # a VAE file from Civitai: the base model's VAE config describes it
+                    base_dir = Path(base["pipe"].config._name_or_path) / "vae"
+                    module = AutoencoderKL.from_single_file(str(single[0]), config=str(base_dir), torch_dtype=self.dtype)
+                else:
+                    raise LoRAFactoryError("MODEL_INVALID", f"VAE「{Path(path).name}」に重みがありません。",
+                                           f"The VAE '{Path(path).name}' has no weights.", 422, detail={"path": path})
+            elif kind == "controlnet":
+                if base["arch"] == "flux":
+                    from diffusers import FluxControlNetModel as ControlNet
+                else:
+                    from diffusers import ControlNetModel as ControlNet
+                module = ControlNet.from_pretrained(path, torch_dtype=self.dtype)
+            elif kind == "refiner":
+                from diffusers import StableDiffusionXLImg2ImgPipeline
+
+                pipe = base["pipe"]
+                module = StableDiffusionXLImg2ImgPipeline.from_pretrained(
+                    path, text_encoder_2=pipe.text_encoder_2, vae=pipe.vae, torch_dtype=self.dtype)
+                module.set_progress_bar_config(disable=True)
+            else:
+                raise ValueError(kind)
+            self.modules[key] = module.to(self.device)
+        return self.modules[key]
+
+    def apply_loras(self, base: dict[str, Any], adapters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Load what is missing, switch to exactly these adapters and weights; return their names."""
+        pipe, loaded = base["pipe"], base["loras"]
+        used = []
+        for adapter in adapters:
+            path = str(adapter["path"])
+            if path not in loaded:
+                if len(loaded) >= MAX_LOADED_LORAS:
+                    oldest = next(iter(loaded))
+                    pipe.delete_adapters(loaded.pop(oldest))
+                name = f"lora{abs(hash((path, time.time()))) % 10**8}"
+                folder = Path(path)
+                weight = "pytorch_lora_weights.safetensors"
+                if not (folder / weight).is_file():
+                    found = sorted(folder.glob("*.safetensors"))
+                    if not found:
+                        raise LoRAFactoryError("ADAPTER_INVALID", f"アダプタ「{folder.name}」に .safetensors がありません。",
+                                               f"The adapter '{folder.name}' has no .safetensors file.", 422,
+                                               detail={"path": path})
+                    weight = found[0].name
+                pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=name)
+                loaded[path] = name
+            used.append({"name": adapter.get("name") or Path(path).name, "weight": float(adapter.get("weight", 1.0)),
+                         "peft_name": loaded[path]})
+        if used:
+            pipe.enable_lora()
+            pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[u["weight"] for u in used])
+        elif loaded:
+            pipe.disable_lora()
+        return used
+
+    def apply_ip_adapter(self, base: dict[str, Any], ip: dict[str, Any] | None) -> None:
+        pipe = base["pipe"]
+        wanted = ip["path"] if ip else None
+        if base["ip_adapter"] == wanted:
+            if ip:
+                pipe.set_ip_adapter_scale(ip["scale"])
+            return
+        if base["ip_adapter"]:
+            pipe.unload_ip_adapter()
+            base["ip_adapter"] = None
+        if ip:
+            subfolder, weight = _ip_adapter_layout(Path(ip["path"]), base["arch"])
+            pipe.load_ip_adapter(str(ip["path"]), subfolder=subfolder, weight_name=weight, image_encoder_folder="image_encoder")
+            pipe.set_ip_adapter_scale(ip["scale"])
+            base["ip_adapter"] = wanted
+
+
+def _ip_adapter_layout(folder: Path, arch: str) -> tuple[str, str]:
+    """(subfolder, weight file): the weights with an ``image_encoder/`` beside them, at the top or in h94's
+    ``models/`` (SD1.5) / ``sdxl_models/`` (SDXL) sub-folders, the plain (not plus / face) file first."""
+    order = ["", "sdxl_models", "models"] if arch == "sdxl" else ["", "models", "sdxl_models"]
+    for sub in order:
+        where = folder / sub if sub else folder
+        weights = sorted(where.glob("ip-adapter*.safetensors"), key=lambda p: (len(p.name), p.name)) or \
+            sorted(where.glob("*.safetensors"))
+        if weights and (where / "image_encoder").is_dir():
+            return sub, weights[0].name
+    raise LoRAFactoryError("MODEL_INVALID", f"IP-Adapter「{folder.name}」には *.safetensors と image_encoder/ が必要です。",
+                           f"The IP-Adapter '{folder.name}' needs *.safetensors with an image_encoder/ folder beside them.",
+                           422, detail={"path": str(folder)})
+
+
+def _open_image(path: str | None, what: str) -> Any:
+    if not path:
+        return None
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            return ImageOps.exif_transpose(im).convert("RGB")
+    except Exception as exc:  # noqa: BLE001
+        raise LoRAFactoryError("INVALID_IMAGE", f"{what}を画像として読めません。", f"The {what} is not a readable image.", 422,
+                               detail={"field": what, "reason": str(exc)}) from exc
+
+
+def _snap(value: int, multiple: int) -> int:
+    return max(multiple, int(value) // multiple * multiple)
+
+
+def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
+    """Yield one ``image`` event per picture, then ``done`` (see the module docstring)."""
+    import torch
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+    generator_state: ImageGenerator = session.cache.setdefault("image", ImageGenerator())
+    inputs = dict(request.get("input") or {})
+    params = validate_generate_params(request.get("params"))
+    prompt = str(inputs.get("prompt") or (request.get("params") or {}).get("prompt") or request.get("prompt") or "")
+    base_path = str(request["base_model"])
+    base = generator_state.base(base_path)
+    arch, pipe = base["arch"], base["pipe"]
+    steps0, cfg0, sched0 = DEFAULTS[arch]
+    adapters = list(request.get("adapters") or [])
+    if request.get("adapter") and not any(str(a.get("path")) == str(request["adapter"]) for a in adapters):
+        adapters.insert(0, {"path": request["adapter"], "name": Path(str(request["adapter"])).name, "weight": 1.0})
+    used = generator_state.apply_loras(base, adapters)
+
+    init_image = _open_image(inputs.get("image"), "image")
+    mask = _open_image(inputs.get("mask"), "mask")
+    mode = params.mode if params.mode != "auto" else ("inpaint" if mask is not None and init_image is not None
+                                                       else "img2img" if init_image is not None else "txt2img")
+    if mode in ("img2img", "inpaint") and init_image is None:
+        raise LoRAFactoryError("INVALID_REQUEST", f"{mode} には元画像 (input.image) が必要です。",
+                               f"{mode} needs an init image (input.image).", 422, detail={"field": "input.image"})
+    if mode == "inpaint" and mask is None:
+        raise LoRAFactoryError("INVALID_REQUEST", "inpaint にはマスク (input.mask) が必要です。",
+                               "inpaint needs a mask (input.mask).", 422, detail={"field": "input.mask"})
+    vae_scale = getattr(pipe, "vae_scale_factor", 8)
+    multiple = vae_scale * (2 if arch == "flux" else 1)
+    native = int(getattr(pipe, "default_sample_size", 0) or pipe.unet.config.sample_size) * vae_scale \
+        if arch != "flux" else int(pipe.default_sample_size * vae_scale)
+    if init_image is not None and not (params.width or params.height):
+        width, height = _snap(init_image.width, multiple), _snap(init_image.height, multiple)
+    else:
+        width, height = _snap(params.width or native, multiple), _snap(params.height or native, multiple)
+    steps = params.steps or steps0
+    guidance = params.guidance_scale if params.guidance_scale is not None else cfg0
+    scheduler_name = params.scheduler or sched0
+    if (arch == "flux") != (scheduler_name == "flow_euler"):
+        scheduler_name = sched0
+
+    overrides: dict[str, Any] = {}
+    if params.vae:
+        overrides["vae"] = generator_state.module("vae", params.vae, base)
+    control_image = None
+    if params.controlnet:
+        source = _open_image(inputs.get("control_image") or inputs.get("image"), "control_image")
+        if source is None:
+            raise LoRAFactoryError("INVALID_REQUEST", "ControlNet には画像 (input.control_image) が必要です。",
+                                   "ControlNet needs an image (input.control_image).", 422, detail={"field": "input.control_image"})
+        from lora_factory.plugins.image.control import canny, depth_map
+
+        source = source.resize((width, height))
+        cn = params.controlnet
+        control_image = (canny(source, cn.low_threshold, cn.high_threshold) if cn.preprocessor == "canny"
+                         else depth_map(source, Path(cn.depth_model) if cn.depth_model else None, generator_state.device)
+                         if cn.preprocessor == "depth" else source)
+        overrides["controlnet"] = generator_state.module("controlnet", cn.model, base)
+    reference = _open_image(inputs.get("reference_image"), "reference_image") if params.ip_adapter else None
+    if params.ip_adapter and reference is None:
+        raise LoRAFactoryError("INVALID_REQUEST", "IP-Adapter には参照画像 (input.reference_image) が必要です。",
+                               "IP-Adapter needs a reference image (input.reference_image).", 422,
+                               detail={"field": "input.reference_image"})
+    generator_state.apply_ip_adapter(base, {"path": params.ip_adapter.model, "scale": params.ip_adapter.scale}
+                                     if params.ip_adapter else None)
+
+    auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+            "inpaint": AutoPipelineForInpainting}[mode]
+    run_pipe = auto.from_pipe(pipe, **overrides) if (mode != "txt2img" or overrides) else pipe
+    run_pipe.scheduler = _scheduler(scheduler_name, base["scheduler_config"])
+    run_pipe.set_progress_bar_config(disable=True)
+
+    seed = params.seed if params.seed >= 0 else random.randint(0, 2**32 - 1)
+    weights = params.lora_weight_grid if (params.lora_weight_grid and used) else [None]
+    outputs_dir = Path(session.outputs_dir)
+    base_name = Path(base_path).name
+    count = 0
+    for grid_weight in weights:
+        if grid_weight is not None:
+            pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[grid_weight] * len(used))
+        for i in range(params.num_images):
+            image_seed = seed + i
+            kwargs: dict[str, Any] = {"prompt": prompt, "num_inference_steps": steps, "guidance_scale": guidance,
+                                      "generator": torch.Generator(device="cpu").manual_seed(image_seed)}
+            if arch != "flux":
+                kwargs["negative_prompt"] = params.negative_prompt or None
+                if params.clip_skip and params.clip_skip > 1:
+                    kwargs["clip_skip"] = params.clip_skip - 1
+            else:
+                kwargs["max_sequence_length"] = 256 if pipe.tokenizer_2.model_max_length >= 256 else 64
+            if mode == "txt2img":
+                kwargs.update(width=width, height=height)
+            else:
+                kwargs.update(image=init_image.resize((width, height)), strength=params.strength)
+                if mode == "inpaint":
+                    kwargs.update(mask_image=mask.convert("L").resize((width, height)), width=width, height=height)
+            if control_image is not None:
+                key = "control_image" if (mode != "txt2img" or arch == "flux") else "image"
+                kwargs[key] = control_image
+                kwargs["controlnet_conditioning_scale"] = params.controlnet.conditioning_scale
+            if reference is not None:
+                kwargs["ip_adapter_image"] = reference
+            refiner = generator_state.module("refiner", params.refiner.model, base) if params.refiner and arch == "sdxl" else None
+            if refiner is not None and mode == "txt2img":
+                kwargs.update(denoising_end=params.refiner.switch_at, output_type="latent")
+            with torch.inference_mode():
+                result = run_pipe(**kwargs).images[0]
+                if refiner is not None and mode == "txt2img":
+                    refiner.scheduler = _scheduler(scheduler_name, refiner.scheduler.config)
+                    result = refiner(prompt=prompt, negative_prompt=params.negative_prompt or None, image=result[None],
+                                     num_inference_steps=steps, denoising_start=params.refiner.switch_at,
+                                     generator=torch.Generator(device="cpu").manual_seed(image_seed)).images[0]
+            shown = [{"name": u["name"], "weight": grid_weight if grid_weight is not None else u["weight"]} for u in used]
+            settings = {
+                "prompt": prompt, "negative_prompt": params.negative_prompt, "seed": image_seed, "steps": steps,
+                "guidance_scale": guidance, "width": width, "height": height, "scheduler": scheduler_name,
+                "mode": mode, "strength": params.strength if mode != "txt2img" else None,
+                "base_model": request.get("base_model_ref") or base_name, "base_model_name": base_name,
+                "architecture": arch, "adapters": shown,
+                "vae_name": Path(params.vae).name if params.vae else None,
+                "refiner": params.refiner.model_dump() if params.refiner else None,
+                "controlnet": params.controlnet.model_dump() if params.controlnet else None,
+                "ip_adapter": params.ip_adapter.model_dump() if params.ip_adapter else None,
+                "clip_skip": params.clip_skip, "lora_weight": grid_weight,
+                "version": __version__, "index": count,
+            }
+            path = files.unique_file(outputs_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-{image_seed}", ".png")
+            save_png(result, path, settings)
+            count += 1
+            yield media.image_event(path, settings)
+    if params.lora_weight_grid and used:
+        pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[u["weight"] for u in used])
+    yield media.done_event(images=count, seed=seed, mode=mode, width=width, height=height)

@@ -1,0 +1,327 @@
+"""An image LoRA training run (a ``train`` job, in the worker process).
+
+The loop is diffusers' ``train_text_to_image_lora`` recipe written out by hand (so bucketing,
+caching, samples and cancel fit in), with kohya's data behaviour: repeats, aspect-ratio buckets,
+caption shuffling with the first N tags kept, caption dropout. Progress, checkpoints and cancel go
+through the kit's :class:`StepReporter`; outputs are written by :mod:`train_outputs`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from lora_factory.kit import LoRAFactoryError, devices, presets, trainer
+from lora_factory.plugins.image.dataset import load_items
+from lora_factory.plugins.image.model_info import detect_folder_arch
+from lora_factory.plugins.image.presets import ImageTrainParams
+from lora_factory.plugins.image.tags import augment_caption
+
+
+class ImageTrainingRun:
+    """One run: models, examples, optimizer, then :meth:`run` (see the module docstring)."""
+
+    def __init__(self, spec: dict[str, Any], ctx: Any) -> None:
+        self.spec, self.ctx = spec, ctx
+        self.params: ImageTrainParams = presets.validate_params(ImageTrainParams, spec.get("params") or {})
+        self.base = Path(str(spec.get("base_model", "")))
+        self.dataset = Path(str(spec.get("dataset", "")))
+        self.arch = detect_folder_arch(self.base)
+        if self.arch not in ("sd15", "sd2", "sdxl", "flux"):
+            raise LoRAFactoryError(
+                "MODEL_INVALID", f"ベースモデル「{self.base.name}」は学習できる画像モデルではありません(SD1.5 / SDXL / Flux)。",
+                f"The base model '{self.base.name}' is not a trainable image pipeline (SD1.5 / SDXL / Flux).", 422,
+                detail={"field": "base_model", "architecture": self.arch})
+        self.device = devices.pick_device()
+        self.started_at = time.time()
+        self.rng = random.Random(self.params.seed)
+        self.sample_paths: list[Path] = []
+        self.history: list[dict[str, Any]] = []
+
+    # -- set-up -----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        import torch
+
+        from lora_factory.plugins.image import train_parts
+        from lora_factory.plugins.image.train_data import bucket_set, prepare_examples
+
+        p, log = self.params, self.ctx.log
+        torch.manual_seed(p.seed)
+        if self.arch == "flux" and not devices.cuda_available() and p.quantize_base == "nf4":
+            log("Flux QLoRA (nf4) は CUDA が必要です。CPU では量子化なしで学習します / nf4 needs CUDA: unquantized on CPU")
+        self.precision = train_parts.resolve_precision(p.mixed_precision, self.device)
+        self.items = load_items(self.dataset)
+        log(f"base={self.base.name} arch={self.arch} device={self.device} precision={self.precision} "
+            f"images={len(self.items)} preset={self.spec.get('preset')}")
+        self.parts = train_parts.load_parts(self.base, self.arch, self.device, self.precision, p, log)
+        self.resolution = p.resolution or self.parts.native_resolution
+        step = p.bucket_reso_steps or self.parts.bucket_step
+        if step % self.parts.bucket_step:
+            step = max(self.parts.bucket_step, step // self.parts.bucket_step * self.parts.bucket_step)
+        self.buckets = bucket_set(self.resolution, step, p.enable_bucket, p.min_bucket_reso, p.max_bucket_reso)
+        self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed)
+        used = sorted({ex.bucket for ex in self.examples})
+        log(f"resolution={self.resolution} buckets={len(self.buckets)} used={', '.join(f'{w}x{h}' for w, h in used)}")
+        self.trainable = train_parts.add_lora(self.parts, p)
+        self._cache_latents()
+        self._cache_text()
+        self._make_optimizer()
+
+    def _cache_latents(self) -> None:
+        from lora_factory.plugins.image.train_parts import encode_latents
+
+        if not self.params.cache_latents:
+            return
+        for ex in self.examples:
+            ex.latents = encode_latents(self.parts, ex.pixels[None])[0].cpu()
+            if self.params.flip_aug:
+                ex.latents_flipped = encode_latents(self.parts, ex.pixels.flip(-1)[None])[0].cpu()
+            ex.pixels = None
+        self.ctx.log(f"cached latents of {len(self.examples)} images")
+
+    def captions_vary(self) -> bool:
+        p = self.params
+        return p.shuffle_caption or p.caption_tag_dropout_rate > 0 or p.train_text_encoder
+
+    def _cache_text(self) -> None:
+        """Text-encoder outputs per distinct caption (and the sample prompts), when captions are fixed."""
+        import torch
+
+        from lora_factory.plugins.image.train_parts import encode_text
+
+        self.text_cache: dict[str, dict[str, Any]] = {}
+        p = self.params
+        prompts = self.sample_prompts()
+        if not p.cache_text_encoder_outputs or self.captions_vary():
+            if p.cache_text_encoder_outputs:
+                self.ctx.log("テキスト出力のキャッシュは使いません(タグのシャッフルまたはテキストエンコーダー学習のため) / "
+                             "text-encoder outputs not cached: captions change between steps or the encoder trains")
+            return
+        wanted = sorted({ex.item.caption for ex in self.examples} | set(prompts) | {""})
+        with torch.no_grad():
+            for caption in wanted:
+                cond = encode_text(self.parts, [caption], self.device)
+                self.text_cache[caption] = {k: v.detach() for k, v in cond.items() if v is not None}
+        self.ctx.log(f"cached text-encoder outputs of {len(wanted)} captions")
+        if self.device == "cuda":  # the encoders are not needed on the GPU any more
+            for encoder in self.parts.text_encoders:
+                encoder.to("cpu")
+            devices.empty_cache()
+
+    def sample_prompts(self) -> list[str]:
+        if self.params.sample_prompts:
+            return list(self.params.sample_prompts)
+        seen: list[str] = []
+        for ex in self.examples:
+            if ex.item.caption and ex.item.caption not in seen:
+                seen.append(ex.item.caption)
+        return seen[:2] or ["a picture"]
+
+    def _make_optimizer(self) -> None:
+        import torch
+        from diffusers.optimization import get_scheduler
+
+        from lora_factory.plugins.image.train_data import plan_epoch
+
+        p = self.params
+        groups = []
+        for name, module in self.trainable.items():
+            lora = [q for q in module.parameters() if q.requires_grad]
+            lr = p.learning_rate if not name.startswith("text_encoder") else (p.text_encoder_lr or p.learning_rate / 2)
+            groups.append({"params": lora, "lr": lr})
+        self.lora_params = [q for g in groups for q in g["params"]]
+        optimizer_name = p.optimizer
+        if optimizer_name == "auto":
+            optimizer_name = "adamw8bit" if self.device == "cuda" else "adamw"
+        if optimizer_name == "adamw8bit" and self.device != "cuda":
+            self.ctx.log("8bit AdamW は CUDA でのみ使えます。AdamW を使います / 8-bit AdamW needs CUDA: using AdamW")
+            optimizer_name = "adamw"
+        if optimizer_name == "adamw8bit":
+            import bitsandbytes as bnb
+
+            self.optimizer = bnb.optim.AdamW8bit(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
+        self.optimizer_name = optimizer_name
+        self.batches_per_epoch = len(plan_epoch(self.examples, p.batch_size, p.seed, 0))
+        steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / p.grad_accum))
+        self.max_steps = p.max_steps if p.max_steps > 0 else p.num_epochs * steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.lr_scheduler = get_scheduler(p.lr_scheduler, optimizer=self.optimizer,
+                                          num_warmup_steps=p.lr_warmup_steps, num_training_steps=self.max_steps)
+        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        self.ctx.log(f"optimizer={optimizer_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
+                     f"batch {p.batch_size} x accum {p.grad_accum}) trainable={sum(q.numel() for q in self.lora_params)}")
+
+    # -- data -------------------------------------------------------------------------------------
+    def micro_batches(self, start_step: int) -> Any:
+        """(epoch, batch indices) forever, skipping what ``start_step`` optimizer steps consumed."""
+        from lora_factory.plugins.image.train_data import plan_epoch
+
+        skip = start_step * self.params.grad_accum
+        epoch = 0
+        while True:
+            for batch in plan_epoch(self.examples, self.params.batch_size, self.params.seed, epoch):
+                if skip > 0:
+                    skip -= 1
+                    continue
+                yield epoch, batch
+            epoch += 1
+
+    def batch_inputs(self, batch: list[int]) -> tuple[Any, dict[str, Any], Any]:
+        """Latents, conditioning and SDXL time ids of one micro-batch."""
+        import torch
+
+        from lora_factory.plugins.image.text_encoding import sdxl_time_ids
+        from lora_factory.plugins.image.train_parts import encode_latents, encode_text
+
+        p = self.params
+        latents, captions, time_ids = [], [], []
+        for index in batch:
+            ex = self.examples[index]
+            flip = p.flip_aug and self.rng.random() < 0.5
+            if ex.latents is not None:
+                latents.append(ex.latents_flipped if flip else ex.latents)
+            else:
+                pixels = ex.pixels.flip(-1) if flip else ex.pixels
+                latents.append(encode_latents(self.parts, pixels[None])[0].cpu())
+            captions.append(augment_caption(ex.item.caption, self.rng, shuffle=p.shuffle_caption,
+                                            keep_tokens=p.keep_tokens, dropout=p.caption_dropout_rate,
+                                            tag_dropout=p.caption_tag_dropout_rate))
+            height, width = ex.bucket[1], ex.bucket[0]
+            time_ids.append(sdxl_time_ids(ex.original_size, ex.crop_top_left, (height, width)))
+        latent_batch = torch.stack(latents).to(self.device)
+        if self.text_cache and all(c in self.text_cache for c in captions):
+            cond = {k: torch.cat([self.text_cache[c][k] for c in captions]) for k in self.text_cache[captions[0]]}
+            if "text_ids" in cond:
+                cond["text_ids"] = self.text_cache[captions[0]]["text_ids"]
+        else:
+            with torch.set_grad_enabled(p.train_text_encoder):
+                cond = encode_text(self.parts, captions, self.device)
+        ids = torch.tensor(time_ids, dtype=latent_batch.dtype, device=self.device)
+        return latent_batch, cond, ids
+
+    # -- loop -------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        import torch
+
+        from lora_factory.plugins.image import train_outputs
+        from lora_factory.plugins.image.train_parts import batch_loss
+
+        p, ctx = self.params, self.ctx
+        reporter = trainer.StepReporter(ctx, self.max_steps, save_every=p.save_every_n_steps,
+                                        save_fn=lambda folder: train_outputs.save_checkpoint(self, folder))
+        start = reporter.resume_step()
+        if start:
+            train_outputs.load_checkpoint(self, Path(ctx.resume_checkpoint))
+            ctx.log(f"resume from step {start}")
+        generator = torch.Generator().manual_seed(p.seed + start)
+        batches = self.micro_batches(start)
+        t0, step, epoch, stopped = time.perf_counter(), start, 0, False
+        first_loss = last_loss = None
+        while step < self.max_steps:
+            total = 0.0
+            for _ in range(p.grad_accum):
+                epoch, batch = next(batches)
+                latents, cond, time_ids = self.batch_inputs(batch)
+                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator, self.precision) / p.grad_accum
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+                total += float(loss.detach())
+            if self.scaler:
+                self.scaler.unscale_(self.optimizer)
+            if p.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.lora_params, p.max_grad_norm)
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            step += 1
+            first_loss = total if first_loss is None else first_loss
+            last_loss = total
+            rate = (step - start) / max(time.perf_counter() - t0, 1e-9)
+            self.history.append({"step": step, "loss": total})
+            if reporter.step(step, total, lr=self.lr_scheduler.get_last_lr()[0], epoch=epoch + 1,
+                             steps_per_s=round(rate, 4)):
+                stopped = True
+                break
+            if p.sample_every_n_steps and step % p.sample_every_n_steps == 0 and step < self.max_steps:
+                self.sample(step)
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        if not stopped:
+            self.sample(step)
+        result = {
+            "final_loss": last_loss, "first_loss": first_loss, "steps": step, "max_steps": self.max_steps,
+            "stopped": stopped, "epochs": epoch + 1, "images": len(self.items),
+            "images_with_repeats": sum(ex.item.repeats for ex in self.examples),
+            "resolution": self.resolution, "buckets": sorted({f"{ex.bucket[0]}x{ex.bucket[1]}" for ex in self.examples}),
+            "steps_per_s": round((step - start) / elapsed, 4), "train_runtime": round(elapsed, 3),
+            "architecture": self.arch, "optimizer": self.optimizer_name, "precision": self.precision,
+            "peak_vram_mb": devices.peak_memory_mb(),
+        }
+        result.update(train_outputs.save_adapter(self, result))
+        return result
+
+    def sample(self, step: int) -> None:
+        """Render the fixed prompts with the LoRA as it is now; each image appears live in the job view."""
+        import torch
+
+        from lora_factory.plugins.image.sampling import render_samples, sampling_pipeline
+
+        prompts = self.sample_prompts()
+        parts = self.parts
+        for module in self.trainable.values():
+            module.eval()
+        if self.device == "cuda":
+            for encoder in parts.text_encoders:
+                encoder.to(self.device)
+        try:
+            pipe = sampling_pipeline(self.arch, {
+                "unet": parts.denoiser, "transformer": parts.denoiser, "vae": parts.vae,
+                "text_encoder": parts.text_encoders[0],
+                "text_encoder_2": parts.text_encoders[1] if len(parts.text_encoders) > 1 else None,
+                "tokenizer": parts.tokenizers[0], "tokenizer_2": parts.tokenizers[1] if len(parts.tokenizers) > 1 else None,
+            }, parts.scheduler_config)
+            pipe.set_progress_bar_config(disable=True)
+            sample_dir = Path(getattr(self.ctx, "sample_dir", Path(self.ctx.run_dir) / "samples"))
+            paths = render_samples(pipe, prompts, step=step, out_dir=sample_dir, seed=self.params.sample_seed,
+                                   steps=self.params.sample_steps, guidance=self.params.sample_guidance_scale,
+                                   size=(self.resolution, self.resolution), device=self.device,
+                                   base_name=self.base.name, adapter_name=str(self.spec.get("output_name") or "lora"),
+                                   arch=self.arch)
+        finally:
+            for module in self.trainable.values():
+                module.train()
+            if self.device == "cuda" and self.text_cache:
+                for encoder in parts.text_encoders:
+                    encoder.to("cpu")
+            torch.manual_seed(self.params.seed + step)  # sampling must not change the training noise
+        for i, path in enumerate(paths):
+            self.sample_paths.append(path)
+            report = getattr(self.ctx, "report_sample", None)
+            if report is not None:
+                report(path, step, kind="image", caption=prompts[i])
+        self.ctx.log(f"samples at step {step}: {', '.join(p.name for p in paths)}")
+
+
+def train_image_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
+    """The ``train`` hook for images: see :class:`ImageTrainingRun`."""
+    run = ImageTrainingRun(spec, ctx)
+    run.setup()
+    return run.run()
+
+
+def copy_samples(paths: list[Path], out_dir: Path) -> list[str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for path in paths:
+        if Path(path).is_file():
+            shutil.copy2(path, out_dir / Path(path).name)
+            names.append(Path(path).name)
+    return names

@@ -1,0 +1,95 @@
+"""Training examples for an image LoRA: bucketed pixels, cached latents, and the batch plan per epoch.
+
+kohya's behaviour: an image is shown ``repeats`` times per epoch, each batch holds images of one
+bucket only, buckets and batches are shuffled every epoch. The plan is a pure function of
+(seed, epoch), so a resumed run replays exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from lora_factory.plugins.image.buckets import Bucket, assign_bucket, crop_box, make_buckets
+from lora_factory.plugins.image.dataset import ImageItem
+
+
+@dataclass
+class Example:
+    """One image ready for training (pixels or latents at its bucket size)."""
+
+    index: int
+    item: ImageItem
+    bucket: Bucket
+    original_size: tuple[int, int]  # (height, width), SDXL's micro-conditioning
+    crop_top_left: tuple[int, int]  # (top, left) in the resized image
+    pixels: Any = None  # (3, H, W) float in [-1, 1], dropped once latents are cached
+    latents: Any = None  # (C, h, w), scaled, on the CPU
+    latents_flipped: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def bucket_set(resolution: int, step: int, enable: bool, min_reso: int | None, max_reso: int | None) -> list[Bucket]:
+    if not enable:
+        side = max(step, resolution // step * step)
+        return [(side, side)]
+    return make_buckets(resolution, step, min_reso, max_reso)
+
+
+def load_pixels(item: ImageItem, bucket: Bucket, random_crop: bool, rng: random.Random) -> tuple[Any, tuple[int, int]]:
+    """The image resized to cover its bucket and cropped to it, as a (3, H, W) tensor in [-1, 1]."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageOps
+
+    with Image.open(item.path) as im:
+        im = ImageOps.exif_transpose(im)
+        if im.mode in ("RGBA", "LA", "P"):  # transparent areas on white, as the taggers see them too
+            rgba = im.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            background.alpha_composite(rgba)
+            im = background
+        im = im.convert("RGB")
+        (rw, rh), (left, top, right, bottom) = crop_box(im.width, im.height, bucket, center=not random_crop, rng=rng)
+        im = im.resize((rw, rh), Image.Resampling.LANCZOS).crop((left, top, right, bottom))
+        array = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous(), (top, left)
+
+
+def prepare_examples(items: list[ImageItem], buckets: list[Bucket], random_crop: bool, seed: int) -> list[Example]:
+    rng = random.Random(seed)
+    examples = []
+    for index, item in enumerate(items):
+        bucket = assign_bucket(item.width, item.height, buckets)
+        pixels, top_left = load_pixels(item, bucket, random_crop, rng)
+        examples.append(Example(index=index, item=item, bucket=bucket, original_size=(item.height, item.width),
+                                crop_top_left=top_left, pixels=pixels))
+    return examples
+
+
+def plan_epoch(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Batches of example indices for one epoch: repeats expanded, one bucket per batch, shuffled."""
+    rng = random.Random(seed * 100003 + epoch)
+    by_bucket: dict[Bucket, list[int]] = {}
+    for ex in examples:
+        by_bucket.setdefault(ex.bucket, []).extend([ex.index] * ex.item.repeats)
+    batches: list[list[int]] = []
+    for bucket in sorted(by_bucket):
+        members = by_bucket[bucket]
+        rng.shuffle(members)
+        batches.extend(members[i:i + batch_size] for i in range(0, len(members), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def bucket_info(examples: list[Example]) -> dict[str, Any]:
+    """kohya's ``ss_bucket_info``: each bucket's resolution and image count (with repeats)."""
+    counts: dict[Bucket, int] = {}
+    for ex in examples:
+        counts[ex.bucket] = counts.get(ex.bucket, 0) + ex.item.repeats
+    errors = [abs(ex.bucket[0] / ex.bucket[1] - ex.item.width / ex.item.height) for ex in examples]
+    return {
+        "buckets": {str(i): {"resolution": list(b), "count": c} for i, (b, c) in enumerate(sorted(counts.items()))},
+        "mean_img_ar_error": sum(errors) / max(1, len(errors)),
+    }

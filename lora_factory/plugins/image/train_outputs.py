@@ -1,0 +1,170 @@
+"""What an image training run writes: checkpoints to resume from, and the finished adapter folder.
+
+Adapter folder (``lora_adapters/image/<name>/``):
+
+- ``pytorch_lora_weights.safetensors``: diffusers' format, with the LoRA config (alpha) in its
+  metadata, so ``pipe.load_lora_weights(folder)`` restores exactly the trained scale;
+- ``<name>.safetensors``: the kohya file for A1111 / Forge / ComfyUI (see :mod:`export`);
+- ``samples/``: the last sample images; ``training_config.json`` and ``README.md`` (model card).
+
+A checkpoint holds the LoRA weights in peft's own keys (``adapter_<component>.safetensors``) and the
+optimizer / scheduler / RNG state (``training_state.pt``, tensors and numbers only, read back with
+``weights_only=True``: nothing executable).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lora_factory.kit import files, model_card
+from lora_factory.plugins.image.dataset import tag_frequency
+from lora_factory.plugins.image.export import (
+    DIFFUSERS_WEIGHT_NAME,
+    canonical_text_encoder_keys,
+    kohya_metadata,
+    kohya_state_dict,
+    save_kohya_file,
+)
+from lora_factory.plugins.image.train_data import bucket_info
+
+USAGE = """import torch
+from diffusers import {pipeline}
+
+pipe = {pipeline}.from_pretrained("{base}", torch_dtype=torch.float16).to("cuda")
+pipe.load_lora_weights("{adapter}")  # this folder ({weight})
+image = pipe("{prompt}", num_inference_steps=30).images[0]
+"""
+
+
+def peft_state_dicts(run: Any) -> dict[str, dict[str, Any]]:
+    from peft.utils import get_peft_model_state_dict
+
+    return {name: get_peft_model_state_dict(module) for name, module in run.trainable.items()}
+
+
+def save_checkpoint(run: Any, folder: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    for name, state in peft_state_dicts(run).items():
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(folder / f"adapter_{name}.safetensors"))
+    torch.save({
+        "optimizer": run.optimizer.state_dict(),
+        "lr_scheduler": run.lr_scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "python_rng": list(run.rng.getstate()[1]),
+        "python_rng_version": run.rng.getstate()[0],
+        "python_rng_gauss": run.rng.getstate()[2],
+        "scaler": run.scaler.state_dict() if run.scaler else None,
+    }, folder / "training_state.pt")
+    (folder / "state.json").write_text(json.dumps({"arch": run.arch, "params": run.params.model_dump()}), encoding="utf-8")
+
+
+def load_checkpoint(run: Any, folder: Path) -> None:
+    import torch
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for name, module in run.trainable.items():
+        path = folder / f"adapter_{name}.safetensors"
+        if path.is_file():
+            set_peft_model_state_dict(module, load_file(str(path)))
+    state = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    run.rng.setstate((state["python_rng_version"], tuple(state["python_rng"]), state["python_rng_gauss"]))
+    if run.scaler and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+
+
+def save_diffusers(run: Any, out_dir: Path, states: dict[str, dict[str, Any]]) -> Path:
+    """``pytorch_lora_weights.safetensors`` through the pipeline class's own ``save_lora_weights``.
+
+    The weights keep peft's ``lora_A`` / ``lora_B`` names. diffusers' ``convert_state_dict_to_diffusers``
+    renames only the attention layers (``to_q.lora.down``); with ``proj_in`` / feed-forward targets the
+    file then mixes two formats and ``load_lora_weights`` silently drops the attention LoRA.
+    """
+    metadata = {f"{name}_lora_adapter_metadata": module.peft_config["default"].to_dict()
+                for name, module in run.trainable.items()}
+    layers = {f"{name}_lora_layers": canonical_text_encoder_keys(state) if name.startswith("text_encoder") else state
+              for name, state in states.items()}
+    if run.arch == "flux":
+        from diffusers import FluxPipeline as Pipeline
+    elif run.arch == "sdxl":
+        from diffusers import StableDiffusionXLPipeline as Pipeline
+    else:
+        from diffusers import StableDiffusionPipeline as Pipeline
+    Pipeline.save_lora_weights(str(out_dir), safe_serialization=True, **layers, **metadata)
+    return out_dir / DIFFUSERS_WEIGHT_NAME
+
+
+def trigger_phrase(captions: list[str]) -> str | None:
+    """The first tag shared by (nearly) every caption: the trigger word a user types to call the LoRA."""
+    from lora_factory.plugins.image.dataset import split_tags
+
+    firsts = [split_tags(c)[0] for c in captions if split_tags(c)]
+    if not firsts:
+        return None
+    top = max(set(firsts), key=firsts.count)
+    return top if firsts.count(top) >= 0.9 * len(captions) else None
+
+
+def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Write the adapter folder into ``ctx.output_dir``; return the file names for the result."""
+    out_dir = Path(run.ctx.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output_name = files.safe_name(str(run.spec.get("output_name") or "lora"), "output name")
+    states = peft_state_dicts(run)
+    diffusers_file = save_diffusers(run, out_dir, states)
+    params = run.params.model_dump()
+    params["_optimizer_name"] = run.optimizer_name
+    captions = [ex.item.caption for ex in run.examples]
+    trigger = trigger_phrase(captions)
+    dataset_dirs: dict[str, dict[str, int]] = {}
+    for ex in run.examples:
+        key = Path(ex.item.subset).name if ex.item.subset else run.dataset.name
+        entry = dataset_dirs.setdefault(key, {"n_repeats": ex.item.repeats, "img_count": 0})
+        entry["img_count"] += 1
+    metadata = kohya_metadata(
+        arch=run.arch, output_name=output_name, params=params, resolution=(run.resolution, run.resolution),
+        tag_frequency=tag_frequency(run.items, run.dataset.name), dataset_dirs=dataset_dirs, steps=result["steps"],
+        epoch=result["epochs"], num_images=result["images_with_repeats"], bucket_info=bucket_info(run.examples),
+        base_model_name=run.base.name, prediction_type=run.parts.prediction_type, started_at=run.started_at,
+        trigger=trigger, batches_per_epoch=run.batches_per_epoch)
+    if run.arch == "flux":  # ComfyUI / Forge read diffusers-keyed Flux LoRAs; kohya's BFL naming is not made here
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(diffusers_file))
+    else:
+        tensors = kohya_state_dict(states, run.params.alpha, run.arch)
+    kohya_file = save_kohya_file(out_dir / f"{output_name}.safetensors", tensors, metadata, run.params.save_precision)
+    from lora_factory.plugins.image.train import copy_samples
+
+    sample_names = copy_samples(run.sample_paths[-len(run.sample_prompts()):] if run.sample_paths else [],
+                                out_dir / "samples")
+    pipeline = {"flux": "FluxPipeline", "sdxl": "StableDiffusionXLPipeline"}.get(run.arch, "StableDiffusionPipeline")
+    usage = USAGE.format(pipeline=pipeline, base=str(run.spec.get("base_model_ref") or run.base.name),
+                         adapter=f"lora_adapters/image/{output_name}", weight=DIFFUSERS_WEIGHT_NAME,
+                         prompt=(trigger or run.sample_prompts()[0]).replace('"', "'"))
+    files_out = {"diffusers_file": diffusers_file.name, "kohya_file": kohya_file.name, "samples": sample_names,
+                 "trigger_phrase": trigger}
+    model_card.write_adapter_metadata(
+        out_dir, modality="image", spec=run.spec, params=run.params.model_dump(), result={**result, **files_out},
+        usage=usage, library_name="diffusers",
+        card_metrics=("final_loss", "steps", "epochs", "images", "resolution", "buckets", "steps_per_s", "stopped"),
+        extra={"architecture": run.arch, "kohya_file": kohya_file.name, "diffusers_file": diffusers_file.name,
+               "trigger_phrase": trigger},
+        extra_sections={
+            "A1111 / Forge / ComfyUI": (
+                f"`{kohya_file.name}` を `models/Lora` に置き、プロンプトに `<lora:{output_name}:1>` を書きます"
+                f"{f'(トリガーワード: `{trigger}`)' if trigger else ''}。\n\n"
+                f"Copy `{kohya_file.name}` into `models/Lora` and write `<lora:{output_name}:1>` in the prompt"
+                f"{f' (trigger word: `{trigger}`)' if trigger else ''}; in ComfyUI use a LoraLoader node."),
+        },
+        tags=["image", "diffusers", "text-to-image", run.arch])
+    return files_out

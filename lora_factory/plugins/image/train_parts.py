@@ -1,0 +1,293 @@
+"""The models of an image LoRA run and the loss of one batch, per architecture.
+
+SD1.x / SD2 / SDXL follow diffusers' ``train_text_to_image_lora(_sdxl).py``: DDPM noise schedule,
+epsilon or v-prediction target, optional Min-SNR weighting and noise offset. Flux follows diffusers'
+``flux_lora_quantization`` research recipe: flow matching (``noise - latents`` target), packed 2x2
+latents, the transformer optionally in 4-bit NF4 (QLoRA, CUDA only).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lora_factory import LoRAFactoryError
+
+UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
+UNET_TRANSFORMER = UNET_ATTENTION + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+FLUX_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+FLUX_TRANSFORMER = FLUX_ATTENTION + ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2",
+                                     "proj_mlp", "proj_out"]
+TEXT_ENCODER_ATTENTION = ["q_proj", "k_proj", "v_proj", "out_proj"]
+TEXT_ENCODER_TRANSFORMER = TEXT_ENCODER_ATTENTION + ["fc1", "fc2"]
+
+
+@dataclass
+class Parts:
+    """Everything the loop needs from the base model."""
+
+    arch: str
+    denoiser: Any  # UNet2DConditionModel or FluxTransformer2DModel
+    vae: Any
+    tokenizers: list[Any]
+    text_encoders: list[Any]
+    noise_scheduler: Any
+    scheduler_config: Any
+    vae_scale: int
+    bucket_step: int
+    native_resolution: int
+    prediction_type: str
+    trainable: dict[str, Any] = field(default_factory=dict)  # component name -> module with LoRA
+    flux_helper: Any = None  # a FluxPipeline without transformer, for encode_prompt / packing
+
+    @property
+    def denoiser_name(self) -> str:
+        return "transformer" if self.arch == "flux" else "unet"
+
+
+def _dtype_of(name: str) -> Any:
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(name, torch.float32)
+
+
+def resolve_precision(mixed_precision: str, device: str) -> str:
+    """``no`` on a CPU; ``auto`` on a GPU is bf16 where supported, else fp16."""
+    if device != "cuda":
+        return "no"
+    if mixed_precision != "auto":
+        return mixed_precision
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, log: Any) -> Parts:
+    """Load the base model's modules, frozen, on ``device`` (the VAE stays fp32 under fp16: SDXL's overflows)."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+    from transformers import AutoTokenizer
+
+    weight_dtype = _dtype_of(precision)
+    base = Path(base)
+    scheduler_config = json.loads((base / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32 if precision == "fp16" else weight_dtype)
+    vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    tokenizers = [AutoTokenizer.from_pretrained(base, subfolder="tokenizer")]
+    if arch == "flux":
+        from diffusers import FluxTransformer2DModel
+        from transformers import CLIPTextModel, T5EncoderModel
+
+        tokenizers.append(AutoTokenizer.from_pretrained(base, subfolder="tokenizer_2"))
+        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", dtype=weight_dtype),
+                    T5EncoderModel.from_pretrained(base, subfolder="text_encoder_2", dtype=weight_dtype)]
+        quant = None
+        if params.quantize_base == "nf4":
+            if device != "cuda":
+                log("nf4 は CUDA GPU でのみ使えます。量子化せずに学習します / nf4 needs a CUDA GPU: training unquantized")
+            else:
+                from diffusers import BitsAndBytesConfig
+
+                quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                           bnb_4bit_compute_dtype=weight_dtype)
+        denoiser = FluxTransformer2DModel.from_pretrained(base, subfolder="transformer", torch_dtype=weight_dtype,
+                                                          quantization_config=quant)
+        if quant is not None:
+            from peft import prepare_model_for_kbit_training
+
+            denoiser = prepare_model_for_kbit_training(denoiser, use_gradient_checkpointing=False)
+            log("transformer: 4-bit NF4 (QLoRA)")
+        noise_scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler_config)
+        bucket_step = vae_scale * 2
+        prediction = "flow_matching"
+    else:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        encoders = [CLIPTextModel.from_pretrained(base, subfolder="text_encoder", dtype=weight_dtype)]
+        if arch == "sdxl":
+            from transformers import CLIPTextModelWithProjection
+
+            tokenizers.append(AutoTokenizer.from_pretrained(base, subfolder="tokenizer_2"))
+            encoders.append(CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2",
+                                                                        dtype=weight_dtype))
+        denoiser = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=weight_dtype)
+        noise_scheduler = DDPMScheduler.from_config(scheduler_config)
+        bucket_step = vae_scale * 2 ** (len(denoiser.config.block_out_channels) - 1)
+        prediction = scheduler_config.get("prediction_type", "epsilon") if params.prediction_type == "auto" \
+            else params.prediction_type
+        noise_scheduler.register_to_config(prediction_type=prediction)
+    # the UNet's native latent size times the VAE factor (512 SD1.5, 768 SD2-v, 1024 SDXL); Flux: the VAE's
+    sample_size = getattr(denoiser.config, "sample_size", None) if arch != "flux" else None
+    native = int(sample_size * vae_scale) if isinstance(sample_size, int) else int(vae.config.sample_size or 1024)
+    for module in [vae, denoiser, *encoders]:
+        module.requires_grad_(False)
+        module.eval()
+    vae.to(device)
+    if not getattr(denoiser, "is_quantized", False):
+        denoiser.to(device)
+    for encoder in encoders:
+        encoder.to(device)
+    parts = Parts(arch=arch, denoiser=denoiser, vae=vae, tokenizers=tokenizers, text_encoders=encoders,
+                  noise_scheduler=noise_scheduler, scheduler_config=scheduler_config, vae_scale=vae_scale,
+                  bucket_step=bucket_step, native_resolution=native, prediction_type=prediction)
+    if arch == "flux":
+        from diffusers import FluxPipeline
+
+        parts.flux_helper = FluxPipeline(scheduler=noise_scheduler, vae=vae, text_encoder=encoders[0],
+                                         tokenizer=tokenizers[0], text_encoder_2=encoders[1],
+                                         tokenizer_2=tokenizers[1], transformer=None)
+    return parts
+
+
+def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
+    """LoRA on the denoiser (and the text encoders when asked); trainable weights kept in fp32."""
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
+
+    if parts.arch == "flux":
+        targets = FLUX_ATTENTION if params.unet_targets == "attention" else FLUX_TRANSFORMER
+    else:
+        targets = UNET_ATTENTION if params.unet_targets == "attention" else UNET_TRANSFORMER
+    names = [name for name, _ in parts.denoiser.named_modules()]
+    targets = [t for t in targets if any(n == t or n.endswith("." + t) for n in names)]
+    config = LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
+                        init_lora_weights="gaussian", target_modules=targets)
+    parts.denoiser.add_adapter(config)
+    trainable = {parts.denoiser_name: parts.denoiser}
+    if params.train_text_encoder:
+        te_targets = TEXT_ENCODER_ATTENTION if params.unet_targets == "attention" else TEXT_ENCODER_TRANSFORMER
+        for i, encoder in enumerate(parts.text_encoders):
+            if parts.arch == "flux" and i == 1:
+                continue  # T5 is far too large to adapt here; Flux trains the CLIP encoder only
+            _add_text_encoder_lora(encoder, LoraConfig(r=params.rank, lora_alpha=params.alpha,
+                                                       lora_dropout=params.dropout, init_lora_weights="gaussian",
+                                                       target_modules=te_targets))
+            encoder.train()
+            trainable["text_encoder" if i == 0 else "text_encoder_2"] = encoder
+    cast_training_params(list(trainable.values()), dtype=_float32())
+    if params.gradient_checkpointing:
+        parts.denoiser.enable_gradient_checkpointing()
+        for name, module in trainable.items():
+            if name.startswith("text_encoder"):
+                module.gradient_checkpointing_enable()
+    parts.denoiser.train()
+    parts.trainable = trainable
+    return trainable
+
+
+def _add_text_encoder_lora(encoder: Any, config: Any) -> None:
+    """peft's injection directly: transformers' ``add_adapter`` insists on a newer peft than diffusers needs,
+    for the same result (LoRA layers named like peft's, ``peft_config["default"]`` for saving)."""
+    from peft import inject_adapter_in_model
+
+    inject_adapter_in_model(config, encoder, adapter_name="default")
+    encoder.peft_config = {"default": config}
+    for name, param in encoder.named_parameters():
+        param.requires_grad_("lora_" in name)
+
+
+def _float32() -> Any:
+    import torch
+
+    return torch.float32
+
+
+def encode_latents(parts: Parts, pixels: Any) -> Any:
+    """Pixels (B, 3, H, W) in [-1, 1] -> scaled latents (Flux: shifted too), sampled from the VAE."""
+    import torch
+
+    vae = parts.vae
+    with torch.no_grad():
+        dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
+        latents = dist.sample()
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return ((latents - shift) * vae.config.scaling_factor).float()
+
+
+def encode_text(parts: Parts, captions: list[str], device: str) -> dict[str, Any]:
+    """The conditioning of a caption batch: ``prompt_embeds`` (+ ``pooled``, Flux ``text_ids``)."""
+    if parts.arch == "flux":
+        prompt_embeds, pooled, text_ids = parts.flux_helper.encode_prompt(
+            prompt=captions, prompt_2=captions, device=device, max_sequence_length=_flux_max_length(parts))
+        return {"prompt_embeds": prompt_embeds, "pooled": pooled, "text_ids": text_ids}
+    from lora_factory.plugins.image.text_encoding import encode_prompts
+
+    prompt_embeds, pooled = encode_prompts(captions, parts.tokenizers, parts.text_encoders, device)
+    return {"prompt_embeds": prompt_embeds, "pooled": pooled}
+
+
+def _flux_max_length(parts: Parts) -> int:
+    return min(512, int(getattr(parts.tokenizers[1], "model_max_length", 512) or 512))
+
+
+def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, params: Any, generator: Any,
+               precision: str) -> Any:
+    """The training loss of one batch (scalar)."""
+    import torch
+    import torch.nn.functional as F
+
+    device = latents.device
+    bsz = latents.shape[0]
+    noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device)
+    if params.noise_offset:
+        noise = noise + params.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=generator).to(device)
+    autocast = torch.autocast(device_type="cuda", dtype=_dtype_of(precision), enabled=precision in ("fp16", "bf16"))
+    if parts.arch == "flux":
+        return _flux_loss(parts, latents, noise, cond, generator, autocast)
+    scheduler = parts.noise_scheduler
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(device).long()
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    target = noise if parts.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
+    added = None
+    if parts.arch == "sdxl":
+        added = {"text_embeds": cond["pooled"], "time_ids": time_ids}
+    dtype = parts.denoiser.dtype
+    with autocast:
+        pred = parts.denoiser(noisy.to(dtype), timesteps, cond["prompt_embeds"].to(dtype),
+                              added_cond_kwargs=added, return_dict=False)[0]
+    if params.min_snr_gamma:
+        from diffusers.training_utils import compute_snr
+
+        snr = compute_snr(scheduler, timesteps)
+        weights = torch.stack([snr, params.min_snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
+        weights = weights / snr if parts.prediction_type == "epsilon" else weights / (snr + 1)
+        loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * weights
+        return loss.mean()
+    return F.mse_loss(pred.float(), target.float(), reduction="mean")
+
+
+def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any) -> Any:
+    import torch
+    from diffusers import FluxPipeline
+
+    scheduler = parts.noise_scheduler
+    bsz, channels, height, width = latents.shape
+    device = latents.device
+    u = torch.rand((bsz,), generator=generator)
+    indices = (u * scheduler.config.num_train_timesteps).long().clamp(max=len(scheduler.timesteps) - 1)
+    timesteps = scheduler.timesteps[indices].to(device)
+    sigmas = scheduler.sigmas[indices].to(device, latents.dtype).view(bsz, 1, 1, 1)
+    noisy = (1.0 - sigmas) * latents + sigmas * noise
+    packed = FluxPipeline._pack_latents(noisy, bsz, channels, height, width)
+    image_ids = FluxPipeline._prepare_latent_image_ids(bsz, height // 2, width // 2, device, latents.dtype)
+    transformer = parts.denoiser
+    guidance = torch.full((bsz,), 1.0, device=device) if transformer.config.guidance_embeds else None
+    dtype = parts.text_encoders[0].dtype
+    with autocast:
+        pred = transformer(hidden_states=packed.to(dtype), timestep=timesteps / 1000, guidance=guidance,
+                           pooled_projections=cond["pooled"].to(dtype), encoder_hidden_states=cond["prompt_embeds"].to(dtype),
+                           txt_ids=cond["text_ids"], img_ids=image_ids, return_dict=False)[0]
+    pred = FluxPipeline._unpack_latents(pred, height=height * parts.vae_scale, width=width * parts.vae_scale,
+                                        vae_scale_factor=parts.vae_scale)
+    target = noise - latents
+    return torch.mean(((pred.float() - target.float()) ** 2).reshape(bsz, -1), 1).mean()
+
+
+def check_base(base: Path) -> None:
+    if not (Path(base) / "model_index.json").is_file():
+        raise LoRAFactoryError("MODEL_INVALID", f"ベースモデル「{Path(base).name}」は diffusers 形式ではありません(model_index.json がありません)。",
+                               f"The base model '{Path(base).name}' is not a diffusers pipeline (no model_index.json).",
+                               422, detail={"field": "base_model", "path": str(base)})

@@ -1,0 +1,187 @@
+"""Generation through the ``infer`` hook on tiny pipelines: LoRA weights and grid, img2img, inpaint,
+ControlNet (canny), IP-Adapter, VAE swap, SDXL refiner; every PNG carries its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.plugins import image as plugin
+from lora_factory.plugins.image.png_info import read_png_text, read_settings
+from tests.image.conftest import BLUE, RED, write_image
+
+
+def run(request: dict, session) -> tuple[list[dict], dict]:
+    events = list(plugin.infer(modality="image", request={"task": "image", **request}, session=session))
+    assert events[-1]["type"] == "done"
+    return [e for e in events if e["type"] == "image"], events[-1]
+
+
+def pixels(event: dict) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(event["path"]).convert("RGB"), dtype=np.float32)
+
+
+@pytest.fixture
+def session(tmp_path):
+    return SimpleNamespace(cache={}, outputs_dir=tmp_path / "outputs")
+
+
+def test_hook_infer_lora_changes_the_image_and_png_reads_back(session, tiny_sd15, trained):
+    adapter = {"path": str(trained["out"]), "name": "mychar_v1", "weight": 1.0}
+    params = {"seed": 11, "steps": 3, "width": 64, "height": 64, "scheduler": "euler_a", "negative_prompt": "lowres"}
+    base_images, done = run({"base_model": str(tiny_sd15), "input": {"prompt": "mychar, red background"},
+                             "params": params}, session)
+    lora_images, _ = run({"base_model": str(tiny_sd15), "adapters": [adapter],
+                          "input": {"prompt": "mychar, red background"}, "params": params}, session)
+    assert done["images"] == 1 and done["seed"] == 11
+    assert np.abs(pixels(base_images[0]) - pixels(lora_images[0])).max() > 2
+    parameters = read_png_text(Path(lora_images[0]["path"]))["parameters"]
+    assert parameters.startswith("mychar, red background <lora:mychar_v1:1>\nNegative prompt: lowres\n")
+    assert "Steps: 3, Sampler: Euler a" in parameters and "Seed: 11, Size: 64x64, Model: tiny-sd15" in parameters
+    settings = read_settings(Path(lora_images[0]["path"]))["settings"]
+    assert settings["adapters"] == [{"name": "mychar_v1", "weight": 1.0}] and settings["seed"] == 11
+    assert lora_images[0]["meta"]["prompt"] == "mychar, red background"
+    # the same seed without the adapter again: the LoRA was switched off, not left on
+    again, _ = run({"base_model": str(tiny_sd15), "input": {"prompt": "mychar, red background"}, "params": params}, session)
+    assert np.abs(pixels(again[0]) - pixels(base_images[0])).max() <= 1
+    # a weight grid: weight 0 draws the base picture
+    grid, _ = run({"base_model": str(tiny_sd15), "adapters": [adapter], "input": {"prompt": "mychar, red background"},
+                   "params": params | {"lora_weight_grid": [0.0, 1.0]}}, session)
+    assert [e["meta"]["lora_weight"] for e in grid] == [0.0, 1.0]
+    assert np.abs(pixels(grid[0]) - pixels(base_images[0])).max() <= 1
+    assert np.abs(pixels(grid[1]) - pixels(lora_images[0])).max() <= 1
+
+
+def test_img2img_inpaint_controlnet_and_vae(session, tiny_sd15, tmp_path):
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    init = write_image(tmp_path / "init.png", (64, 64), RED, mark=3)
+    mask = tmp_path / "mask.png"
+    from PIL import Image
+
+    m = Image.new("L", (64, 64), 0)
+    m.paste(255, (16, 16, 48, 48))
+    m.save(mask)
+    common = {"base_model": str(tiny_sd15), "input": {"prompt": "a cat"}}
+    images, done = run(common | {"input": {"prompt": "a cat", "image": str(init)},
+                                 "params": {"seed": 1, "steps": 4, "strength": 0.5, "num_images": 2}}, session)
+    assert done["mode"] == "img2img" and [e["meta"]["seed"] for e in images] == [1, 2]
+    images, done = run(common | {"input": {"prompt": "a cat", "image": str(init), "mask": str(mask)},
+                                 "params": {"seed": 1, "steps": 4}}, session)
+    assert done["mode"] == "inpaint"
+    # outside the mask the latents stay the original's: the picture there is the VAE's copy of the original
+    roundtrip = _vae_roundtrip(tiny_sd15, init)
+    out = pixels(images[0])
+    outside = np.abs(out[:8, :8] - roundtrip[:8, :8]).mean()
+    inside = np.abs(out[24:40, 24:40] - roundtrip[24:40, 24:40]).mean()
+    assert outside < 25 and inside > outside * 3, (outside, inside)
+    # ControlNet (canny) from an uploaded picture, and another VAE
+    controlnet_dir = tmp_path / "models" / "controlnet" / "tiny-canny"
+    ControlNetModel.from_unet(UNet2DConditionModel.from_pretrained(tiny_sd15, subfolder="unet"),
+                              conditioning_embedding_out_channels=(8, 16, 16)).save_pretrained(controlnet_dir)
+    vae_dir = tmp_path / "models" / "vae" / "tiny-vae"
+    AutoencoderKL.from_pretrained(tiny_sd15, subfolder="vae").save_pretrained(vae_dir)
+    edges = write_image(tmp_path / "edges.png", (64, 64), BLUE, mark=5)
+    images, done = run(common | {"input": {"prompt": "a cat", "control_image": str(edges)},
+                                 "params": {"seed": 2, "steps": 3, "vae": str(vae_dir),
+                                            "controlnet": {"model": str(controlnet_dir), "preprocessor": "canny",
+                                                           "conditioning_scale": 0.8}}}, session)
+    meta = images[0]["meta"]
+    assert meta["controlnet"]["preprocessor"] == "canny" and meta["vae_name"] == "tiny-vae"
+    with pytest.raises(LoRAFactoryError) as err:
+        run(common | {"params": {"controlnet": {"model": str(controlnet_dir)}}}, session)
+    assert err.value.code == "INVALID_REQUEST" and err.value.detail["field"] == "input.control_image"
+    with pytest.raises(LoRAFactoryError) as err:
+        run(common | {"params": {"sampler_typo": 1}}, session)
+    assert err.value.code == "INVALID_INFER_PARAMS" and err.value.detail["field"] == "sampler_typo"
+
+
+def _vae_roundtrip(base: Path, image_path: Path) -> np.ndarray:
+    import torch
+    from diffusers import AutoencoderKL
+    from PIL import Image
+
+    vae = AutoencoderKL.from_pretrained(base, subfolder="vae")
+    x = torch.from_numpy(np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+    with torch.no_grad():
+        y = vae.decode(vae.encode(x[None]).latent_dist.mode()).sample[0]
+    return ((y.clamp(-1, 1) + 1) * 127.5).round().permute(1, 2, 0).numpy()
+
+
+def _tiny_ip_adapter(folder: Path, unet) -> Path:
+    """An IP-Adapter in h94's layout (weights + image_encoder/) for the tiny UNet, random weights."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    cross = unet.config.cross_attention_dim
+    tensors = {"image_proj.proj.weight": torch.randn(cross * 4, 32) * 0.02, "image_proj.proj.bias": torch.zeros(cross * 4),
+               "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            block = name.split(".")
+            channels = (unet.config.block_out_channels[-1] if block[0] == "mid_block" else
+                        list(reversed(unet.config.block_out_channels))[int(block[1])] if block[0] == "up_blocks"
+                        else unet.config.block_out_channels[int(block[1])])
+            tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(channels, cross) * 0.05
+            tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(channels, cross) * 0.05
+            key_id += 2
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(folder / "ip-adapter_tiny.safetensors"))
+    CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                                   num_attention_heads=2, image_size=32, patch_size=8,
+                                                   projection_dim=32)).save_pretrained(folder / "image_encoder")
+    return folder
+
+
+def test_ip_adapter_reference_image(session, tiny_sd15, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    folder = _tiny_ip_adapter(tmp_path / "ip", UNet2DConditionModel.from_pretrained(tiny_sd15, subfolder="unet"))
+    reference = write_image(tmp_path / "ref.png", (48, 48), BLUE, mark=7)
+    request = {"base_model": str(tiny_sd15), "input": {"prompt": "a cat", "reference_image": str(reference)},
+               "params": {"seed": 5, "steps": 3, "ip_adapter": {"model": str(folder), "scale": 1.0}}}
+    with_ip, _ = run(request, session)
+    without, _ = run({**request, "params": {"seed": 5, "steps": 3}}, session)
+    assert np.abs(pixels(with_ip[0]) - pixels(without[0])).max() > 1
+    assert session.cache["image"].bases[str(tiny_sd15)]["ip_adapter"] is None  # unloaded for the plain request
+
+
+def test_sdxl_with_refiner(session, tmp_path):
+    from lora_factory.plugins.image.tiny_model import build_tiny_image_model
+
+    base = tmp_path / "tiny-sdxl"
+    build_tiny_image_model(base, "sdxl")
+    images, done = run({"base_model": str(base), "input": {"prompt": "a cat"},
+                        "params": {"seed": 3, "steps": 4, "refiner": {"model": str(base), "switch_at": 0.5}}}, session)
+    assert done["width"] == 64 and images[0]["meta"]["refiner"]["switch_at"] == 0.5
+    assert images[0]["meta"]["architecture"] == "sdxl"
+
+
+def test_hook_resolve_infer_request_checks_inputs_and_resolves_aux_models(tmp_path):
+    from lora_factory.core.workspace import Workspace
+
+    home = tmp_path / "ws"
+    (home / "models" / "image" / "vae" / "kl-f8").mkdir(parents=True)
+    ws = Workspace(home)
+    request = {"task": "image", "base_model": "x", "input": {"text": "a cat"},  # the CLI's generic name for it
+               "params": {"vae": "kl-f8", "seed": 1}}
+    out = plugin.resolve_infer_request(modality="image", request=request, workspace=ws)
+    assert out["input"] == {"prompt": "a cat"}
+    assert out["params"]["vae"] == str(home.resolve() / "models" / "image" / "vae" / "kl-f8")
+    for bad, code, field in [({"input": {"prompt": "x", "audio": "y"}}, "INVALID_INFER_PARAMS", "input.audio"),
+                             ({"params": {"vae": "missing"}}, "MODEL_NOT_FOUND", "vae"),
+                             ({"params": {"stpes": 3}}, "INVALID_INFER_PARAMS", "stpes"),
+                             ({"params": {"vae": "../../../etc"}}, None, None)]:
+        with pytest.raises(LoRAFactoryError) as err:
+            plugin.resolve_infer_request(modality="image", request=dict(request, **bad), workspace=ws)
+        if code:
+            assert err.value.code == code and err.value.detail["field"] == field
