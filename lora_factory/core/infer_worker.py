@@ -19,6 +19,7 @@ from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.inference_session import InferenceSession
 from lora_factory.core.plugins import load_plugin_host
 from lora_factory.core.settings import export_to_environment
+from lora_factory.core.workspace import Workspace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         pass  # answered to each request (SETTINGS_INVALID, with the file's path) until the file is fixed
     plugin_host = load_plugin_host(Path(args.home))
     home = Path(args.home)
-    session = InferenceSession()
+    session = InferenceSession(workspace=Workspace(home, plugin_host.modalities().keys()))
 
     def send(obj: dict) -> None:
         proto.write(json.dumps(obj, ensure_ascii=False) + "\n")

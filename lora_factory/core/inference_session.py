@@ -10,14 +10,16 @@ from typing import Any
 class InferenceSession:
     """``cache`` survives between requests in the inference worker; a plugin owns its own keys.
 
-    ``outputs_dir`` is where an ``infer`` hook writes images and audio files: the host sets it before
-    each request (``artifacts/outputs/<modality>/`` in the inference worker, ``runs/<job>/outputs/<target>/``
+    ``workspace`` is the workspace (``.home``, ``.resolve_ref``). ``outputs_dir`` is where an ``infer``
+    hook writes images and audio files: the host sets it before each request (``artifacts/outputs/<modality>/`` in the inference worker, ``runs/<job>/outputs/<target>/``
     in an eval job) and serves what lands there by URL.
     """
 
-    def __init__(self, outputs_dir: Path | None = None) -> None:
+    def __init__(self, outputs_dir: Path | None = None, workspace: Any = None) -> None:
         self.cache: dict[str, Any] = {}
         self._outputs_dir = Path(outputs_dir) if outputs_dir else None
+        # the workspace the request runs in: where a check finds its own model (models/<m>/<kind>/)
+        self.workspace = workspace
 
     @property
     def outputs_dir(self) -> Path:

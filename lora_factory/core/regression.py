@@ -142,6 +142,9 @@ def answer_case(plugin_host: Any, modality: str, case: SuiteCase, base_model: st
                "adapters": [{"path": adapter, "name": Path(adapter).name, "weight": 1.0}] if adapter else [],
                "messages": case.as_messages(), "input": case.as_input(), "params": {**params, **case.params},
                "stream": False}
+    if session.workspace is not None:  # auxiliary models named in the case (a VAE, a ControlNet) resolved
+        resolved = plugin_host.call("resolve_infer_request", modality, request=request, workspace=session.workspace)
+        request = resolved if isinstance(resolved, dict) else request
     events = plugin_host.call("infer", modality, request=request, session=session)
     if events is None:
         raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{modality}」は推論に対応していません。",
@@ -203,7 +206,7 @@ def run_eval_job(plugin_host: Any, modality: str, spec: dict[str, Any], ctx: Any
         ctx.progress(done, total)
 
     media = MediaStore(ctx.workspace)
-    session = InferenceSession()
+    session = InferenceSession(workspace=ctx.workspace)
     tasks = [k for k in (desc.get("inference_kinds") or []) if k != "chat"]
     out: dict[str, Any] = {"targets": {}, "metrics": {}}
     params = dict(spec.get("params") or {})

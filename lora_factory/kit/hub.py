@@ -75,17 +75,19 @@ def _variant_name(name: str, variant: str) -> str:
     return str(path.with_name(f"{path.name[: -len(suffix)]}.{variant}{suffix}")) if suffix else name
 
 
-def select_repo_files(names: list[str], variant: str | None = None) -> tuple[list[str], list[str]]:
+def select_repo_files(names: list[str], variant: str | None = None,
+                      weight_suffixes: tuple[str, ...] = (".safetensors",)) -> tuple[list[str], list[str]]:
     """(files to fetch, files skipped).
 
-    Safetensors win over every duplicate weight format. Precision variants (``*.fp16.safetensors``):
+    Safetensors (or the given ``weight_suffixes``, e.g. ``.onnx`` for an ONNX tagger) win over every
+    duplicate weight format. Precision variants (``*.fp16.safetensors``):
     with ``variant`` the variant file replaces the plain one where both exist; without it, the plain
     file is kept and the variant skipped (no second copy of the same weights). A file that exists only
     as a variant is kept.
     """
-    if not any(n.endswith(".safetensors") for n in names):
+    if not any(n.endswith(weight_suffixes) for n in names):
         return sorted(names), []
-    keep = [n for n in names if not n.endswith(DUPLICATE_WEIGHT_SUFFIXES)]
+    keep = [n for n in names if not n.endswith(DUPLICATE_WEIGHT_SUFFIXES) or n.endswith(weight_suffixes)]
     present = set(keep)
     chosen = []
     for name in keep:
@@ -213,18 +215,22 @@ def _matches(name: str, patterns: Iterable[str] | None) -> bool:
 
 def download_repo(ctx: Any, spec: dict[str, Any], out: Path, *, require: Requirement | None = ("config.json",),
                   allow_patterns: Iterable[str] | None = None, ignore_patterns: Iterable[str] | None = None,
-                  variant: str | None = None, what_ja: str = "transformers 形式",
-                  what_en: str = "a transformers model") -> dict[str, Any]:
+                  variant: str | None = None, weight_suffixes: tuple[str, ...] = (".safetensors",),
+                  what_ja: str = "transformers 形式", what_en: str = "a transformers model") -> dict[str, Any]:
     """Download ``spec["repo_id"]`` at ``spec["revision"]`` into ``out``, sub-folders included.
 
     :param require: files that must exist in the repo (or a callable returning what is missing).
     :param allow_patterns / ignore_patterns: fnmatch patterns on repo paths (e.g. ``["unet/*"]``).
     :param variant: a precision variant to prefer (``"fp16"``), see :func:`select_repo_files`.
+    :param weight_suffixes: what counts as weights (``.safetensors``; an ONNX model: ``(".onnx",)``);
+        pickle formats never do.
     :raises LoRAFactoryError: ``HUB_UNREACHABLE`` (in seconds), ``HUB_AUTH_REQUIRED``, ``MODEL_NOT_FOUND``,
         ``MODEL_INVALID`` (a required file is missing), ``UNSAFE_WEIGHTS`` (pickles only), ``CANCELED``.
     """
     from huggingface_hub import HfApi, hf_hub_download
 
+    if any(suffix in PICKLE_SUFFIXES for suffix in weight_suffixes):
+        raise ValueError("pickle formats are never accepted as weights")
     repo_id = str(spec.get("repo_id") or "").strip()
     if not repo_id:
         raise LoRAFactoryError("INVALID_REQUEST", "repo_id を指定してください。", "repo_id is required.", 422,
@@ -251,8 +257,8 @@ def download_repo(ctx: Any, spec: dict[str, Any], out: Path, *, require: Require
         raise LoRAFactoryError("MODEL_INVALID", f"「{repo_id}」に {missing} がありません({what_ja}ではありません)。",
                                f"'{repo_id}' has no {missing} (not {what_en}).", 422,
                                detail={"repo_id": repo_id, "missing": missing})
-    wanted, skipped = select_repo_files(list(sizes), variant)
-    if not any(n.endswith(".safetensors") for n in wanted):
+    wanted, skipped = select_repo_files(list(sizes), variant, weight_suffixes)
+    if not any(n.endswith(weight_suffixes) for n in wanted):
         raise LoRAFactoryError("UNSAFE_WEIGHTS", f"「{repo_id}」には safetensors 形式の重みがありません。安全のため読み込めません。",
                                f"'{repo_id}' has no safetensors weights; pickled weights are refused for safety.",
                                422, detail={"repo_id": repo_id, "files": wanted})

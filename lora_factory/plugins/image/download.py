@@ -168,24 +168,12 @@ def _convert_single_file(checkpoint: Path, arch: str, config: Path | None, out: 
 
 
 def _tagger(spec: dict[str, Any], ctx: Any, out: Path, source: str) -> dict[str, Any]:
-    """A WD v3 tagger is ONNX + CSV (no safetensors): fetched or copied file by file."""
+    """A WD v3 tagger is ONNX + CSV (no safetensors): the kit fetches it with ONNX as its weights."""
     import shutil
 
     if source == "hub":
-        from huggingface_hub import hf_hub_download
-
-        repo_id = str(spec.get("repo_id") or "")
-        for i, name in enumerate(TAGGER_FILES):
-            if ctx.should_stop():
-                raise hub.canceled()
-            try:
-                cached = hf_hub_download(repo_id, name, revision=str(spec.get("revision") or "main"),
-                                         token=spec.get("token") or None,
-                                         cache_dir=str(Path(ctx.workspace.home) / "models" / ".cache" / "hub"))
-            except Exception as exc:  # noqa: BLE001
-                raise hub.hub_error(exc, "https://huggingface.co", repo_id, str(spec.get("revision") or "main")) from exc
-            shutil.copyfile(cached, out / name)
-            ctx.progress(i + 1, len(TAGGER_FILES))
+        hub.download_repo(ctx, spec, out, require=TAGGER_FILES, allow_patterns=TAGGER_FILES, weight_suffixes=(".onnx",),
+                          what_ja="WD タガー", what_en="a WD tagger")
     else:
         src = Path(str(spec.get("local_path") or ""))
         missing = [n for n in TAGGER_FILES if not (src / n).is_file()]

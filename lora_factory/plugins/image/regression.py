@@ -48,16 +48,10 @@ def _prompt(output: dict[str, Any]) -> str:
     return str(case.get("prompt") or (case.get("input") or {}).get("prompt") or "")
 
 
-def image_models_dir(session: Any, image: Path) -> Path | None:
-    """``models/image/`` of the workspace: the session's when the host gives one, else found above the
-    output file (eval outputs live in ``<home>/runs/<job>/outputs/<target>/``)."""
+def image_models_dir(session: Any) -> Path | None:
+    """``models/image/`` of the workspace the check runs in (the host gives the session its workspace)."""
     workspace = getattr(session, "workspace", None)
-    if workspace is not None:
-        return Path(workspace.home) / "models" / "image"
-    for parent in Path(image).resolve().parents:
-        if (parent / "models").is_dir() and (parent / "runs").is_dir():
-            return parent / "models" / "image"
-    return None
+    return Path(workspace.home) / "models" / "image" if workspace is not None else None
 
 
 def find_clip_model(check: dict[str, Any], models_dir: Path | None) -> Path | None:
@@ -115,7 +109,7 @@ def run_check(check: dict[str, Any], output: dict[str, Any], reference: dict[str
         return {"passed": low <= d <= high, "score": float(d),
                 "detail": {"distance": d, "max_distance": high, "min_distance": low, "hash": to_hex(a),
                            "previous_hash": to_hex(b)}}
-    model_dir = find_clip_model(check, image_models_dir(session, image))
+    model_dir = find_clip_model(check, image_models_dir(session))
     if model_dir is None:
         return {"passed": True, "score": None, "skipped": True,
                 "detail": "no CLIP model in models/image/clip/: check skipped"}
