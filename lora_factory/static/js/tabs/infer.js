@@ -29,7 +29,7 @@ export function mount(panel, app) {
     if (!views[kind]) {
       const box = h("div", { testid: `infer-view-${kind}` });
       body.append(box);
-      const mounted = (kind === "chat" ? mountChatView : viewFor(kind))(box, app, kind) || {};
+      const mounted = (kind === "chat" ? mountChatView : viewFor(kind, app.modality))(box, app, kind) || {};
       views[kind] = { box, mounted };
     }
     const mounted = views[kind].mounted;

@@ -243,4 +243,4 @@ export function mountImageView(panel, app) {
   return { onShow: () => refresh().catch(showError), apply };
 }
 
-registerView("image", mountImageView);
+registerView("image", mountImageView, "image");
