@@ -34,32 +34,6 @@ def primed(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     return rest()
 
 
-@router.post("/api/infer/chat", response_model=None)
-def chat(body: ChatRequest, svc: Services = Depends(services)) -> Any:
-    request = svc.chat_request(body)
-    if not body.stream:
-        return svc.inference.complete(body.modality, request)
-    events = primed(svc.inference.stream(body.modality, request))
-
-    def stream() -> Iterator[str]:
-        try:
-            for event in events:
-                yield sse_event(event.get("type", "token"), event)
-        except LoRAFactoryError as exc:
-            yield sse_event("error", exc.to_dict()["error"])
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-@router.post("/api/infer/compare")
-def compare(body: ChatRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    if not body.adapter:
-        raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
-    base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False))
-    tuned = svc.inference.complete(body.modality, svc.chat_request(body))
-    return {"base": base, "adapter": tuned}
-
-
 def sse_stream(events: Iterator[dict[str, Any]]) -> StreamingResponse:
     """Events as server-sent events (``event: <type>``); an error mid-stream is an ``error`` event."""
     first = primed(events)
@@ -73,6 +47,23 @@ def sse_stream(events: Iterator[dict[str, Any]]) -> StreamingResponse:
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/api/infer/chat", response_model=None)
+def chat(body: ChatRequest, svc: Services = Depends(services)) -> Any:
+    request = svc.chat_request(body)
+    if not body.stream:
+        return svc.inference.complete(body.modality, request)
+    return sse_stream(svc.inference.stream(body.modality, request))
+
+
+@router.post("/api/infer/compare")
+def compare(body: ChatRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    if not body.adapter:
+        raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
+    base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False))
+    tuned = svc.inference.complete(body.modality, svc.chat_request(body))
+    return {"base": base, "adapter": tuned}
 
 
 @router.post("/api/infer/generate", response_model=None)

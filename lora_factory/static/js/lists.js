@@ -1,6 +1,6 @@
 // Loading the modality's models / datasets / adapters into <select>s, shared by several tabs.
 import { get } from "./api.js";
-import { formatBytes, setOptions } from "./dom.js";
+import { formatBytes, setOptions, showError } from "./dom.js";
 
 const q = (modality) => `modality=${encodeURIComponent(modality)}`;
 
@@ -39,4 +39,15 @@ export function fillDatasetSelect(el, items, placeholderKey = "common.choose_dat
 
 export function fillAdapterSelect(el, items) {
   setOptions(el, [{ value: "", i18n: "infer.no_adapter" }, ...items.map((a) => ({ value: a.rel_path || a.name, label: a.name }))]);
+}
+
+/** The base-model and adapter selects of an inference view, refilled from the API (errors shown). */
+export async function refreshModelAndAdapter(modality, baseSel, adapterSel) {
+  try {
+    const [models, adapters] = await Promise.all([listModels(modality), listAdapters(modality)]);
+    fillModelSelect(baseSel, models);
+    fillAdapterSelect(adapterSel, adapters);
+  } catch (err) {
+    showError(err);
+  }
 }

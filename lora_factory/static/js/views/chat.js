@@ -2,8 +2,8 @@
 // with fetch + ReadableStream, since EventSource cannot POST), base model and adapter choice, and a
 // side by side comparison of base and adapter (two streams).
 import { ApiError, postSSE } from "../api.js";
-import { field, h, select, setI18n, showError, withBusy } from "../dom.js";
-import { fillAdapterSelect, fillModelSelect, listAdapters, listModels } from "../lists.js";
+import { field, h, select, setI18n, withBusy } from "../dom.js";
+import { refreshModelAndAdapter } from "../lists.js";
 
 export function mountChatView(panel, app) {
   const m = app.modality;
@@ -119,15 +119,6 @@ export function mountChatView(panel, app) {
     output.replaceChildren();
   });
 
-  async function refresh() {
-    try {
-      const [models, adapters] = await Promise.all([listModels(m), listAdapters(m)]);
-      fillModelSelect(baseSel, models);
-      fillAdapterSelect(adapterSel, adapters);
-    } catch (err) {
-      showError(err);
-    }
-  }
-
+  const refresh = () => refreshModelAndAdapter(m, baseSel, adapterSel);
   return { onShow: refresh };
 }

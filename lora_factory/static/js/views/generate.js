@@ -4,8 +4,8 @@
 // POST /api/infer/generate, streamed where the kind streams (speech plays as it arrives), compare
 // base vs adapter with one seed. Results go to a media gallery with their settings.
 import { ApiError, post, postSSE } from "../api.js";
-import { field, h, select, setBilingual, showError, withBusy } from "../dom.js";
-import { fillAdapterSelect, fillModelSelect, listAdapters, listModels } from "../lists.js";
+import { field, h, select, setBilingual, withBusy } from "../dom.js";
+import { refreshModelAndAdapter } from "../lists.js";
 import { schemaForm } from "../schema_form.js";
 import { createMediaGallery } from "../widgets/gallery.js";
 import { createStreamPlayer } from "../widgets/audio_stream.js";
@@ -140,14 +140,6 @@ export function mountGenerateView(container, app, kind) {
     });
   });
 
-  async function refresh() {
-    try {
-      const [models, adapters] = await Promise.all([listModels(m), listAdapters(m)]);
-      fillModelSelect(baseSel, models);
-      fillAdapterSelect(adapterSel, adapters);
-    } catch (err) {
-      showError(err);
-    }
-  }
+  const refresh = () => refreshModelAndAdapter(m, baseSel, adapterSel);
   return { onShow: refresh };
 }
