@@ -186,10 +186,12 @@ class DatasetCatalog:
         if offset:  # a later page of items: asked of the plugin directly, not cached
             info = self._plugin_inspect(modality, path, opts | {"preview_rows": wanted, "offset": offset})
         else:
-            info = self._cached_inspection(path, opts, wanted)
+            # one walk of the dataset, taken before reading it: the cache names the version that was read
+            stamp = version_stamp(path)
+            info = self._cached_inspection(path, stamp, opts, wanted)
             if info is None:
                 info = self._plugin_inspect(modality, path, opts | {"preview_rows": max(wanted, CACHED_PREVIEW_ROWS)})
-                self._cache_inspection(path, opts, max(wanted, CACHED_PREVIEW_ROWS), info)
+                self._cache_inspection(path, stamp, opts, max(wanted, CACHED_PREVIEW_ROWS), info)
         info = dict(info, preview=self._with_media_urls(modality, path, (info.get("preview") or [])[:wanted]))
         return {"name": path.name, "modality": modality, "kind": self.kind(modality), "path": str(path),
                 "rel_path": self.workspace.relative(path), "size_bytes": dir_size(path), "offset": offset, **info}
@@ -211,17 +213,17 @@ class DatasetCatalog:
     def file_url(modality: str, dataset: str, rel: str) -> str:
         return f"/api/datasets/{quote(modality)}/{quote(dataset)}/files/{quote(str(rel).replace(os.sep, '/'))}"
 
-    def _cached_inspection(self, path: Path, opts: dict[str, Any], wanted: int) -> dict[str, Any] | None:
+    def _cached_inspection(self, path: Path, stamp: str, opts: dict[str, Any], wanted: int) -> dict[str, Any] | None:
         cache = read_json_quietly(self._cache_path(path))
-        if cache.get("stamp") == version_stamp(path) and cache.get("options") == opts \
+        if cache.get("stamp") == stamp and cache.get("options") == opts \
                 and int(cache.get("preview_rows", 0)) >= wanted and isinstance(cache.get("info"), dict):
             return cache["info"]
         return None
 
-    def _cache_inspection(self, path: Path, opts: dict[str, Any], rows: int, info: dict[str, Any]) -> None:
+    def _cache_inspection(self, path: Path, stamp: str, opts: dict[str, Any], rows: int, info: dict[str, Any]) -> None:
         try:
             write_text_atomic(self._cache_path(path), json.dumps(
-                {"stamp": version_stamp(path), "options": opts, "preview_rows": rows, "info": info},
+                {"stamp": stamp, "options": opts, "preview_rows": rows, "info": info},
                 ensure_ascii=False, default=str))
         except OSError:
             pass  # a cache, nothing more
