@@ -87,12 +87,17 @@ class MediaStore:
         roots = [(self.outputs_dir(modality).resolve(), f"/api/outputs/{quote(modality)}/")]
         if job_id:
             run = self.workspace.run_dir(job_id).resolve()
-            roots += [(run / folder, f"/api/jobs/{quote(job_id)}/files/{folder}/") for folder in RUN_PUBLIC_FOLDERS]
+            roots += [(run / folder, self.run_file_url(job_id, f"{folder}/")) for folder in RUN_PUBLIC_FOLDERS]
         for root, prefix in roots:
             if real == root or root in real.parents:
                 rel = real.relative_to(root).as_posix()
                 return shown | {"file": rel, "url": prefix + quote(rel), "name": real.name}
         return shown | {"error": "output written outside the outputs folder: not served"}
+
+    @staticmethod
+    def run_file_url(job_id: str, rel: str) -> str:
+        """The URL of a file in a job's ``samples/`` or ``outputs/`` folder (``rel`` from the run folder)."""
+        return f"/api/jobs/{quote(job_id)}/files/{quote(rel)}"
 
     def output_file(self, modality: str, rel: str) -> Path:
         """A generated file, for ``GET /api/outputs/<modality>/<rel>`` (inside that folder only)."""

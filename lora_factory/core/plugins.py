@@ -157,12 +157,6 @@ class PluginHost:
             self._callers[key] = caller
         return caller(modality=modality, **kwargs)
 
-    def implements(self, hook_name: str, modality: str) -> bool:
-        """Whether the owner of ``modality`` implements ``hook_name``."""
-        owner = self.owner(modality)
-        plugin = self.pm.get_plugin(owner) if owner else None
-        return plugin is not None and hook_name in self._hook_names_of(plugin)
-
     # -- loading -------------------------------------------------------------------------------
     def _allowed(self, name: str) -> bool:
         return self._allow is None or name in self._allow

@@ -256,40 +256,29 @@ class Services:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-max(1, min(tail, 5000)):]
         return {"job_id": job_id, "log_file": str(path), "lines": lines}
 
-    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+    def _run_records(self, job_id: str, name: str) -> list[dict[str, Any]]:
+        """The records of a JSON-lines file of the job's run folder (a line being written is skipped)."""
         import json
 
         self.store.get(job_id)
-        path = self.workspace.run_dir(job_id) / "metrics.jsonl"
-        if not path.exists():
-            return []
+        path = self.workspace.run_dir(job_id) / name
         out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
                 continue  # a line being written right now
         return out
 
+    def metrics(self, job_id: str) -> list[dict[str, Any]]:
+        return self._run_records(job_id, "metrics.jsonl")
+
     def samples(self, job_id: str) -> list[dict[str, Any]]:
         """``runs/<id>/samples.jsonl``: what ``ctx.report_sample`` recorded, with URLs."""
-        import json
-
-        self.store.get(job_id)
-        path = self.workspace.run_dir(job_id) / "samples.jsonl"
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-            try:
-                out.append(self.present_sample(job_id, json.loads(line)))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return [self.present_sample(job_id, record) for record in self._run_records(job_id, "samples.jsonl")]
 
     def present_sample(self, job_id: str, record: dict[str, Any]) -> dict[str, Any]:
-        from urllib.parse import quote
-
-        rel = str(record.get("file", ""))
-        return dict(record, url=f"/api/jobs/{quote(job_id)}/files/{quote(rel)}")
+        return dict(record, url=self.media.run_file_url(job_id, str(record.get("file", ""))))
 
     # -- submitting work -----------------------------------------------------------------------
     def _output_name(self, kind: str, modality: str, name: str, model_kind: str | None = None) -> str:

@@ -16,7 +16,7 @@ from lora_factory.core.workspace import (
 )
 
 __all__ = ["existing_name", "name_from_filename", "name_from_folder", "safe_name", "unique_file",
-           "write_bytes_atomic", "write_text_atomic", "temp_sibling"]
+           "write_bytes_atomic", "write_text_atomic"]
 
 
 def unique_file(folder: Path, stem: str, suffix: str) -> Path:
@@ -38,9 +38,3 @@ def unique_file(folder: Path, stem: str, suffix: str) -> Path:
         except FileExistsError:
             candidate = folder / f"{Path(clean).stem}-{uuid.uuid4().hex[:6]}{suffix}"
 
-
-def temp_sibling(path: Path) -> Path:
-    """A temporary name next to ``path`` (same file system, so the final rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.parent / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.context import JobContext
 from lora_factory.core.workspace import Workspace
+from tests.text.conftest import StopAfterContext
 
 RED, BLUE = (210, 40, 30), (30, 40, 210)
 
@@ -50,32 +50,17 @@ def make_dataset(root: Path, n: int = 6, captions: bool = True, concept: str = "
     return root
 
 
-class RecordingContext(JobContext):
-    """A real JobContext that also keeps what it was told, and can stop after N progress reports."""
+class RecordingContext(StopAfterContext):
+    """The text tests' recording context, keeping the samples it was shown too."""
 
-    def __init__(self, *args, stop_after: int | None = None, **kwargs) -> None:
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.stop_after = stop_after
-        self.records: list[dict] = []
-        self.lines: list[str] = []
         self.samples: list[tuple[str, int]] = []
 
-    def progress(self, step, max_steps, loss=None, **metrics):  # noqa: ANN001
-        super().progress(step, max_steps, loss, **metrics)
-        self.records.append(self.last_metrics)
-
-    def log(self, message: str) -> None:
-        super().log(message)
-        self.lines.append(message)
-
-    def should_stop(self) -> bool:
-        return self.stop_after is not None and len(self.records) >= self.stop_after
-
     def report_sample(self, path, step, kind="image", caption=None):  # noqa: ANN001
-        parent = getattr(super(), "report_sample", None)
-        if parent is not None:
-            parent(path, step, kind=kind, caption=caption)
+        record = super().report_sample(path, step, kind=kind, caption=caption)
         self.samples.append((str(path), step))
+        return record
 
 
 def make_ctx(home: Path, job_id: str = "job1", kind: str = "train", **kwargs) -> RecordingContext:
