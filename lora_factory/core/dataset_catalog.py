@@ -80,6 +80,11 @@ def refused_entry(workspace: Workspace, modality: str, path: Path) -> dict[str, 
                      "/ ワークスペース外へのリンクは使えません。ファイルをワークスペース内に移動してください。"}
 
 
+def dataset_meta_path(dataset: Path) -> Path:
+    """The sidecar ``.meta/<name>.json`` of a dataset (how to read it); created by the atomic write."""
+    return dataset.parent / ".meta" / f"{dataset.name}.json"
+
+
 def version_stamp(path: Path) -> str:
     """Changes whenever the file or any file of the folder changes (size, mtime, count)."""
     if path.is_file():
@@ -115,17 +120,13 @@ class DatasetCatalog:
         return (self.plugins.modalities().get(modality) or {}).get("dataset_kind") or "file"
 
     # -- sidecars ------------------------------------------------------------------------------
-    def _meta_path(self, dataset: Path) -> Path:
-        """Where the sidecar lives; the folder is created by the atomic write, not by looking."""
-        return dataset.parent / ".meta" / f"{dataset.name}.json"
-
     def _cache_path(self, path: Path) -> Path:
-        return self._meta_path(path).with_name(f"{path.name}.inspect.json")
+        return dataset_meta_path(path).with_name(f"{path.name}.inspect.json")
 
     def dataset_options(self, dataset: Path) -> dict[str, Any]:
         """The format / mapping / encoding recorded at upload, and the plugin's own ``read_options``,
         handed to the plugin on every read."""
-        meta = self._meta_path(dataset)
+        meta = dataset_meta_path(dataset)
         if meta.exists():
             data = read_json_quietly(meta)
             options = {k: data[k] for k in ("format", "mapping", "encoding") if data.get(k)}
@@ -137,7 +138,7 @@ class DatasetCatalog:
 
     def record_dataset_meta(self, dataset: Path, meta: dict[str, Any]) -> None:
         """The sidecar ``.meta/<name>.json``: how to read the dataset (format, mapping, encoding)."""
-        write_text_atomic(self._meta_path(dataset), json.dumps(meta, ensure_ascii=False, indent=2))
+        write_text_atomic(dataset_meta_path(dataset), json.dumps(meta, ensure_ascii=False, indent=2))
 
     # -- finding -------------------------------------------------------------------------------
     def dataset_path(self, modality: str, ref: str) -> Path:
@@ -159,7 +160,7 @@ class DatasetCatalog:
                 continue
             if not (path.is_dir() if folder_kind else path.is_file()):
                 continue
-            meta = read_json_quietly(self._meta_path(path))
+            meta = read_json_quietly(dataset_meta_path(path))
             lineage = read_json_quietly(self.workspace.lineage_dir(modality) / f"{path.name}.json")
             out.append({
                 "name": path.name,
@@ -366,7 +367,7 @@ class DatasetCatalog:
                                                                                 "rows": meta["rows"], "source": source})
         except Exception as exc:  # a dataset without its sidecar would be read wrongly: none at all
             shutil.rmtree(dest, ignore_errors=True) if dest.is_dir() else dest.unlink(missing_ok=True)
-            self._meta_path(dest).unlink(missing_ok=True)
+            dataset_meta_path(dest).unlink(missing_ok=True)
             known = as_user_error(exc)
             if known is None:
                 raise
@@ -407,7 +408,7 @@ class DatasetCatalog:
         if not confirm:
             raise confirmation_required(name)
         self._remove(path)
-        for side in (self._meta_path(path), self._cache_path(path),
+        for side in (dataset_meta_path(path), self._cache_path(path),
                      self.workspace.lineage_dir(modality) / f"{path.name}.json"):
             if side.exists():
                 side.unlink()

@@ -13,13 +13,10 @@ from typing import Any
 
 from lora_factory.core.artifacts import ArtifactStore
 from lora_factory.core.context import JobContext
+from lora_factory.core.dataset_catalog import dataset_meta_path
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs import JobStore, now_iso
-from lora_factory.core.workspace import Workspace, write_text_atomic
-
-
-def _has_files(folder: Path) -> bool:
-    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+from lora_factory.core.workspace import Workspace, has_files, write_text_atomic
 
 
 def finalize_job(workspace: Workspace, store: JobStore, job: dict[str, Any], ctx: JobContext,
@@ -62,7 +59,7 @@ def finalize_job(workspace: Workspace, store: JobStore, job: dict[str, Any], ctx
 def _finalize_train(workspace: Workspace, artifacts: ArtifactStore, job: dict[str, Any], ctx: JobContext,
                     result: dict[str, Any], name: str, canceled: bool) -> dict[str, Any]:
     modality, spec = job["modality"], job["spec"]
-    if not _has_files(ctx.output_dir):
+    if not has_files(ctx.output_dir):
         return result | {"published": False}
     dest = workspace.move_into_place(ctx.output_dir, workspace.adapters_dir(modality) / name)
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +100,7 @@ def _finalize_refine(workspace: Workspace, artifacts: ArtifactStore, job: dict[s
                                f"The refine output '{source.name}' was not written.", http_status=500)
     dest = workspace.move_into_place(source, workspace.datasets_dir(modality) / source.name)
     fmt = output.get("format") or result.get("format")
-    write_text_atomic(dest.parent / ".meta" / f"{dest.name}.json", json.dumps(
+    write_text_atomic(dataset_meta_path(dest), json.dumps(
         {"format": fmt, "rows": result.get("rows_out"), "original_name": None, "refined_from": spec.get("dataset_ref")},
         ensure_ascii=False, indent=2))
     parent_id = artifacts.ensure("dataset", modality, Path(spec["dataset"]))

@@ -26,7 +26,7 @@ from lora_factory.core.plugins import load_plugin_host
 from lora_factory.core.process import create_time
 from lora_factory.core.secrets import load_secrets, merge_secrets
 from lora_factory.core.settings import export_to_environment
-from lora_factory.core.workspace import Workspace, write_text_atomic
+from lora_factory.core.workspace import Workspace, has_files, write_text_atomic
 
 HOOK_BY_KIND = {
     "download": "download_model",
@@ -75,10 +75,6 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 
 
 HOOK_RESULT_FILE = "hook_result.json"  # the hook's result, once its output is complete: a resume only publishes
-
-
-def _has_files(folder: Path) -> bool:
-    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
 
 
 class StopWhileLoading:
@@ -150,7 +146,7 @@ def run_job(job_id: str, home: Path) -> int:
 
     def restore_previous_output() -> None:
         """The partial output of the attempt before a resume comes back when this attempt made none."""
-        if previous_output.is_dir() and not _has_files(ctx.output_dir):
+        if previous_output.is_dir() and not has_files(ctx.output_dir):
             shutil.rmtree(ctx.output_dir, ignore_errors=True)
             os.replace(previous_output, ctx.output_dir)
 
@@ -160,12 +156,12 @@ def run_job(job_id: str, home: Path) -> int:
         store.update(job_id, pid=os.getpid(), pid_create_time=create_time(os.getpid()))
         export_to_environment(home)  # a damaged settings.json is this job's error, in words
         saved = _read_hook_result(result_file) if job["resume"] else None
-        if saved is not None and _has_files(ctx.output_dir):
+        if saved is not None and has_files(ctx.output_dir):
             ctx.log("training had already finished: publishing its output only / 学習は完了済み: 出力の公開のみ行います")
             result, stopped = saved["result"], bool(saved.get("stopped"))
         else:
             result_file.unlink(missing_ok=True)
-            if job["resume"] and _has_files(ctx.output_dir):
+            if job["resume"] and has_files(ctx.output_dir):
                 shutil.rmtree(previous_output, ignore_errors=True)
                 os.replace(ctx.output_dir, previous_output)  # rebuilt by this attempt, kept until it has
                 ctx.output_dir.mkdir(parents=True)

@@ -380,6 +380,11 @@ def rename_no_clobber(source: Path, destination: Path, attempts: int = 5) -> Non
             time.sleep(0.2 * (attempt + 1))
 
 
+def has_files(folder: Path) -> bool:
+    """Whether ``folder`` holds at least one file (at any depth): an output worth publishing."""
+    return folder.is_dir() and any(p.is_file() for p in folder.rglob("*"))
+
+
 def write_bytes_atomic(path: Path, data: bytes, private: bool = False) -> None:
     """Write a file through a temporary sibling and a rename (a reader never sees half a file).
 
