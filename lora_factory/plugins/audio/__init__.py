@@ -266,12 +266,10 @@ def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any
     if task == "speech":
         from pydantic import ValidationError
 
+        from lora_factory.kit import presets
+
         try:
             SpeechParams.model_validate(request.get("params") or {})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(map(str, first["loc"]))
-            raise LoRAFactoryError("INVALID_INFER_PARAMS", f"パラメータ「{field}」が正しくありません: {first['msg']}",
-                                   f"Parameter '{field}' is invalid: {first['msg']}", 422,
-                                   detail={"field": field}) from None
+            raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "パラメータ", "Parameter") from None
     return request
