@@ -67,8 +67,8 @@ def make_dataset(path: Path, rows: int) -> None:
 def run_mode(model: Path, data: Path, mode: str, steps: int, batch: int, max_length: int) -> dict:
     import torch
 
-    from lora_factory.core.context import JobContext
-    from lora_factory.core.workspace import Workspace
+    from lora_factory.core.jobs.context import JobContext
+    from lora_factory.core.storage.workspace import Workspace
     from lora_factory.plugins.text.presets import resolve_train_spec
     from lora_factory.plugins.text.train import train_text_adapter
 

@@ -27,8 +27,8 @@ SPEECH = "こんにちは。今日はいい天気ですね。明日は東京に�
 
 
 def make_ctx(home: Path, name: str):
-    from lora_factory.core.context import JobContext
-    from lora_factory.core.workspace import Workspace
+    from lora_factory.core.jobs.context import JobContext
+    from lora_factory.core.storage.workspace import Workspace
 
     ws = Workspace(home)
     ws.ensure(["audio"])
@@ -93,7 +93,7 @@ def run_plain(model_dir: Path, data: Path, params: dict) -> dict:
 
 
 def run_synthesis(model: Path, adapter: Path, max_seconds: float) -> dict:
-    from lora_factory.core.inference_session import InferenceSession
+    from lora_factory.core.inference.session import InferenceSession
     from lora_factory.plugins.audio.inference import speech_events
 
     session = InferenceSession()

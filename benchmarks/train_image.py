@@ -43,8 +43,8 @@ def make_dataset(root: Path, images: int, resolution: int) -> Path:
 
 
 def run_ours(base: Path, data: Path, home: Path, job: str, params: dict) -> dict:
-    from lora_factory.core.context import JobContext
-    from lora_factory.core.workspace import Workspace
+    from lora_factory.core.jobs.context import JobContext
+    from lora_factory.core.storage.workspace import Workspace
     from lora_factory.plugins import image as plugin
     from lora_factory.plugins.image.train import train_image_adapter
 

@@ -57,8 +57,8 @@ def step_times(marks: list[tuple[int, float, float]]) -> dict[int, tuple[float, 
 
 
 def run_ours(model_dir: Path, data: Path, home: Path, job: str, params: dict) -> dict:
-    from lora_factory.core.context import JobContext
-    from lora_factory.core.workspace import Workspace
+    from lora_factory.core.jobs.context import JobContext
+    from lora_factory.core.storage.workspace import Workspace
     from lora_factory.plugins.text.presets import resolve_train_spec
     from lora_factory.plugins.text.train import train_text_adapter
 
@@ -181,8 +181,8 @@ def host_overheads(model_dir: Path, data: Path, home: Path, params: dict) -> dic
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq
 
-    from lora_factory.core.context import JobContext
-    from lora_factory.core.workspace import Workspace
+    from lora_factory.core.jobs.context import JobContext
+    from lora_factory.core.storage.workspace import Workspace
     from lora_factory.plugins.text.batching import CausalCollator
     from lora_factory.plugins.text.prepare import prepare_training_data
     from lora_factory.plugins.text.presets import resolve_train_params

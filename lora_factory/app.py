@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lora_factory import __version__
 from lora_factory.core.errors import LoRAFactoryError, as_user_error
-from lora_factory.core.guard import RequestGuard, build_config
 from lora_factory.core.services import Services
 from lora_factory.routes import (
     audio_dictionary,
@@ -28,6 +27,7 @@ from lora_factory.routes import (
     seed,
     system,
 )
+from lora_factory.routes.guard import RequestGuard, build_config
 
 STATIC_DIR = Path(__file__).parent / "static"
 DOCS_ASSETS_DIR = Path(__file__).parent / "docs_assets"

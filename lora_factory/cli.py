@@ -86,7 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from lora_factory.app import create_app
-    from lora_factory.core.guard import is_loopback
+    from lora_factory.routes.guard import is_loopback
 
     if not is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this address can try LoRA Factory; "
@@ -104,7 +104,7 @@ def _print_log(svc: Any, job_id: str, tail: int, follow: bool) -> int:
     """The log's last lines; with ``follow``, new lines as they come until the job ends."""
     import time
 
-    from lora_factory.core.jobs import TERMINAL_STATUSES
+    from lora_factory.core.jobs.store import TERMINAL_STATUSES
 
     for line in svc.log_tail(job_id, tail)["lines"]:
         print(line)
@@ -195,8 +195,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     """Build the offline demo model in this process (no job needed: it takes seconds)."""
-    from lora_factory.core.context import JobContext
-    from lora_factory.core.workspace import safe_name
+    from lora_factory.core.jobs.context import JobContext
+    from lora_factory.core.storage.workspace import safe_name
 
     svc = _services(args)
     svc.plugins.require_modality(args.modality)
@@ -313,7 +313,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_settings(args: argparse.Namespace) -> int:
     from lora_factory.core.services import default_home
-    from lora_factory.core.settings import load_settings, public_view, update_settings
+    from lora_factory.core.storage.settings import load_settings, public_view, update_settings
 
     home = Path(args.home) if args.home else default_home()
     if args.action == "set":
@@ -336,7 +336,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     """Chat in this process (models load here); streamed tokens go to stdout as they come."""
-    from lora_factory.core.inference_session import InferenceSession
+    from lora_factory.core.inference.session import InferenceSession
     from lora_factory.core.schemas import ChatRequest
 
     svc = _services(args)
@@ -365,8 +365,12 @@ def cmd_chat(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-factory", description="LoRA Factory / LoRAファクトリー")
     parser.add_argument("--version", action="version", version=f"lora-factory {__version__}")
+    home_help = "workspace folder (default: $LORA_FACTORY_HOME or the current folder)"
+    # --home is accepted before the subcommand and after it; the subcommand's copy only overrides when given
+    # (SUPPRESS), so `lora-factory --home DIR serve` keeps DIR.
+    parser.add_argument("--home", default=None, help=home_help)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--home", default=None, help="workspace folder (default: $LORA_FACTORY_HOME or the current folder)")
+    common.add_argument("--home", default=argparse.SUPPRESS, help=home_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", parents=[common], help="start the web UI and the REST API")

@@ -14,18 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.artifacts import ArtifactStore
-from lora_factory.core.catalog import Catalog
-from lora_factory.core.dataset_catalog import DatasetCatalog
-from lora_factory.core.db import check_database, move_aside
+from lora_factory.core.catalog.artifacts import ArtifactStore
+from lora_factory.core.catalog.datasets import DatasetCatalog
+from lora_factory.core.catalog.models import Catalog
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.generation import Generation
-from lora_factory.core.inference import InferenceClient
-from lora_factory.core.jobs import JobStore
-from lora_factory.core.media_store import MediaStore
-from lora_factory.core.plugins import PluginHost, load_plugin_host
-from lora_factory.core.regression import parse_suite
-from lora_factory.core.scheduler import JobManager
+from lora_factory.core.inference.client import InferenceClient
+from lora_factory.core.inference.generation import Generation
+from lora_factory.core.inference.media import MediaStore
+from lora_factory.core.jobs.regression import parse_suite
+from lora_factory.core.jobs.scheduler import JobManager
+from lora_factory.core.jobs.store import JobStore
+from lora_factory.core.plugin_host.host import PluginHost, load_plugin_host
 from lora_factory.core.schemas import (
     ChatRequest,
     DownloadRequest,
@@ -36,7 +35,8 @@ from lora_factory.core.schemas import (
     TinyModelRequest,
     TrainStartRequest,
 )
-from lora_factory.core.workspace import Workspace, name_from_folder, safe_name
+from lora_factory.core.storage.db import check_database, move_aside
+from lora_factory.core.storage.workspace import Workspace, name_from_folder, safe_name
 
 
 def default_home() -> Path:
@@ -70,7 +70,7 @@ class Services:
     def update_settings(self, changes: dict[str, Any]) -> Any:
         """Save settings; a new ``modality_owners`` choice reloads the plugins (and the chat's model
         process, which loaded them) so the next request already goes to the chosen plugin."""
-        from lora_factory.core.settings import update_settings
+        from lora_factory.core.storage.settings import update_settings
 
         settings = update_settings(self.workspace.home, changes)
         if "modality_owners" in changes:
@@ -84,7 +84,7 @@ class Services:
         self.inference.release()
     def _recover_database(self, damage: str, moved: Path) -> None:
         """A fresh database after a damaged one: history rebuilt from the files, the user told."""
-        from lora_factory.core.rebuild import rebuild_history
+        from lora_factory.core.jobs.recovery import rebuild_history
 
         rebuilt = rebuild_history(self.workspace, self.store, self.artifacts)
         moved_rel = self.workspace.relative(moved)
@@ -122,7 +122,7 @@ class Services:
         """What keeps the server from doing its work, for ``/api/health`` and the UI's banner."""
         import shutil
 
-        from lora_factory.core.settings import load_settings
+        from lora_factory.core.storage.settings import load_settings
 
         problems: list[dict[str, Any]] = []
         scheduler = self.jobs.health()

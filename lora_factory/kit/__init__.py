@@ -10,7 +10,7 @@ transformers or huggingface_hub inside the function that needs it.
 """
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.hookspecs import hookimpl
+from lora_factory.core.plugin_host.hookspecs import hookimpl
 from lora_factory.kit import devices, files, hub, media, model_card, presets, trainer
 
 __all__ = ["LoRAFactoryError", "hookimpl", "devices", "files", "hub", "media", "model_card", "presets", "trainer"]

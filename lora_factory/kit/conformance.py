@@ -151,7 +151,7 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
 def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] | tuple[Path, ...] = ()) -> dict[str, Any]:
     """Run the scenario with hook tracing on; report the hooks the owner plugin implements but that
     were never called for its modality (``missing``), and what every step answered (``steps``)."""
-    from lora_factory.core.plugins import load_plugin_host
+    from lora_factory.core.plugin_host.host import load_plugin_host
 
     home = Path(home)
     (home / "plugins").mkdir(parents=True, exist_ok=True)

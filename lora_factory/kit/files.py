@@ -6,7 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
-from lora_factory.core.workspace import (
+from lora_factory.core.storage.workspace import (
     existing_name,
     name_from_filename,
     name_from_folder,

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.core.storage.workspace import write_text_atomic
 
 DEFAULT_LIBRARIES = ("torch", "transformers", "peft", "diffusers", "bitsandbytes", "lora-factory")
 

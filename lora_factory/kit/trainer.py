@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.checkpoints import checkpoints, is_complete, latest_checkpoint
+from lora_factory.core.jobs.checkpoints import checkpoints, is_complete, latest_checkpoint
 
 __all__ = ["TrainerBridge", "StepReporter", "latest_checkpoint", "is_complete", "checkpoint_step"]
 

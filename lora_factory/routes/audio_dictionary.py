@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.services import Services
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.core.storage.workspace import write_text_atomic
 from lora_factory.routes import services
 
 router = APIRouter(prefix="/api/audio", tags=["audio"])

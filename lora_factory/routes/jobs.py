@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 
-from lora_factory.core.jobs import TERMINAL_STATUSES
+from lora_factory.core.jobs.store import TERMINAL_STATUSES
 from lora_factory.core.schemas import ConfirmBody, RerunRequest
 from lora_factory.core.services import Services
 from lora_factory.routes import services

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import ChatRequest
 from lora_factory.core.services import Services
-from lora_factory.core.workspace import existing_name
+from lora_factory.core.storage.workspace import existing_name
 from lora_factory.routes import services
 
 router = APIRouter(prefix="/v1", tags=["openai"])

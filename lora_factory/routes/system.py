@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from lora_factory.core.schemas import SettingsUpdate
 from lora_factory.core.services import Services
-from lora_factory.core.settings import load_settings, public_view
+from lora_factory.core.storage.settings import load_settings, public_view
 from lora_factory.core.system_info import system_info
 from lora_factory.routes import services
 

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from lora_factory.core.context import JobContext
-from lora_factory.core.inference_session import InferenceSession
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.inference.session import InferenceSession
+from lora_factory.core.jobs.context import JobContext
+from lora_factory.core.storage.workspace import Workspace
 from lora_factory.kit import LoRAFactoryError, media
 from lora_factory.plugins import audio as plugin
 from lora_factory.plugins.audio.dataset_formats import read_clip_list

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.plugins import DEFAULT_PLUGINS
+from lora_factory.core.plugin_host.host import DEFAULT_PLUGINS
 from lora_factory.kit.conformance import Scenario, check_conformance
 from tests.conftest import DUMMY_PLUGIN, REPO
 
@@ -81,7 +81,7 @@ ALL = {**builtin_scenarios(), **TEST_SCENARIOS}
 
 
 def test_every_builtin_modality_has_a_scenario():
-    from lora_factory.core.plugins import PluginHost
+    from lora_factory.core.plugin_host.host import PluginHost
 
     host = PluginHost(load_entry_points=False)
     declared = [m for m, d in host.modalities().items() if d.get("available")]
@@ -92,8 +92,8 @@ def test_every_hookspec_is_exercised_by_some_scenario(tmp_path):
     """Each scenario proves the hooks its plugin implements are called; together they cover every spec."""
     import shutil
 
-    from lora_factory.core.hook_docs import hook_functions
-    from lora_factory.core.plugins import PluginHost
+    from lora_factory.core.plugin_host.hook_docs import hook_functions
+    from lora_factory.core.plugin_host.host import PluginHost
 
     covered: set[str] = set()
     for modality, (files, scenario) in ALL.items():

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from lora_factory.app import create_app
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import Workspace, safe_name
+from lora_factory.core.storage.workspace import Workspace, safe_name
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_server_binds_loopback_by_default():
 
 def test_uploaded_file_names_are_made_safe_not_refused():
     """A regression: "my data.csv" (a space) was refused as UNSAFE_PATH on upload."""
-    from lora_factory.core.workspace import name_from_filename
+    from lora_factory.core.storage.workspace import name_from_filename
 
     assert name_from_filename("my data (1).csv") == "my_data_1.csv"
     assert name_from_filename("訓練 データ.jsonl") == "訓練_データ.jsonl"
@@ -141,7 +141,7 @@ def test_upload_with_spaces_in_the_file_name(client, dummy_home):
 
 
 def test_imported_folder_names_are_made_safe(client, tmp_path):
-    from lora_factory.core.workspace import name_from_folder
+    from lora_factory.core.storage.workspace import name_from_folder
 
     assert name_from_folder("Qwen2.5 0.5B Instruct") == "Qwen2.5_0.5B_Instruct"
     assert name_from_folder("..") == "model" and name_from_folder("nul") == "nul_"

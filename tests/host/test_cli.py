@@ -30,3 +30,19 @@ def test_cli_train_wait_logs_chat_and_jobs(dummy_home):
     bad = cli(dummy_home, "train", "--base-model", "../x", "--dataset", "data.txt", "--output-name", "c2",
               "--modality", "dummy")
     assert bad.returncode == 2 and "[UNSAFE_PATH]" in bad.stderr
+
+
+def test_home_is_accepted_before_and_after_the_subcommand(tmp_path):
+    """README says every command takes ``--home DIR``: ``lora-factory --home DIR serve`` used to fail with
+    "invalid choice" / lose DIR; both orders now name the same workspace, and the later one wins."""
+    from lora_factory.cli import build_parser
+
+    parser = build_parser()
+    before = parser.parse_args(["--home", str(tmp_path / "a"), "serve"])
+    after = parser.parse_args(["serve", "--home", str(tmp_path / "b")])
+    both = parser.parse_args(["--home", str(tmp_path / "a"), "jobs", "list", "--home", str(tmp_path / "b")])
+    neither = parser.parse_args(["plugins"])
+    assert before.home == str(tmp_path / "a")
+    assert after.home == str(tmp_path / "b")
+    assert both.home == str(tmp_path / "b")
+    assert neither.home is None

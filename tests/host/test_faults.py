@@ -20,11 +20,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lora_factory.app import create_app
-from lora_factory.core import workspace as workspace_module
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.jobs import TERMINAL_STATUSES
+from lora_factory.core.jobs.store import TERMINAL_STATUSES
 from lora_factory.core.services import Services
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.storage import workspace as workspace_module
+from lora_factory.core.storage.workspace import Workspace
 
 TRAIN = {"base_model": "base", "dataset": "data.txt", "preset": "fast", "modality": "dummy"}
 
@@ -103,7 +103,7 @@ def test_a_full_database_answers_disk_full_not_a_rollback_error(client, dummy_ho
 
 
 def test_a_full_disk_while_writing_the_run_folder_leaves_no_job(client, dummy_home, monkeypatch):
-    from lora_factory.core import scheduler
+    from lora_factory.core.jobs import scheduler
 
     monkeypatch.setattr(scheduler, "write_text_atomic", enospc)
     err = assert_error(client.post("/train/start", json=TRAIN | {"output_name": "full"}), 507, "DISK_FULL")
@@ -113,7 +113,7 @@ def test_a_full_disk_while_writing_the_run_folder_leaves_no_job(client, dummy_ho
 
 
 def test_a_full_disk_during_an_upload_is_disk_full_and_leaves_nothing(client, dummy_home, monkeypatch):
-    from lora_factory.core import catalog
+    from lora_factory.core.catalog import models as catalog
 
     def half_then_full(src, dst, length=0):
         dst.write(src.read(3))

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lora_factory.app import create_app
-from lora_factory.core.guard import TOKEN_COOKIE, TOKEN_FILE
+from lora_factory.routes.guard import TOKEN_COOKIE, TOKEN_FILE
 
 TRAIN = {"base_model": "base", "dataset": "data.txt", "output_name": "ad1", "preset": "fast", "modality": "dummy",
          "params": {"steps": 200, "delay": 0.05}}

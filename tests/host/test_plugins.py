@@ -11,8 +11,8 @@ import sys
 from fastapi.testclient import TestClient
 
 from lora_factory.app import create_app
-from lora_factory.core import hookspecs
-from lora_factory.core.plugins import PluginHost
+from lora_factory.core.plugin_host import hookspecs
+from lora_factory.core.plugin_host.host import PluginHost
 from tests.conftest import REPO, wait_for
 
 
@@ -36,10 +36,10 @@ def test_every_hook_is_documented_under_its_exact_signature():
 
 def test_the_hook_reference_is_generated_from_the_hookspecs():
     """docs/plugins.md is the one place hooks are described, and it says what the docstrings say."""
-    from lora_factory.core.hook_docs import current_section, render
+    from lora_factory.core.plugin_host.hook_docs import current_section, render
 
     section = current_section((REPO / "docs" / "plugins.md").read_text(encoding="utf-8"))
-    assert section == render(), "run: python -m lora_factory.core.hook_docs --write"
+    assert section == render(), "run: python -m lora_factory.core.plugin_host.hook_docs --write"
 
 
 def test_builtin_plugins_use_the_kit_not_the_core():

@@ -18,11 +18,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lora_factory.app import create_app
-from lora_factory.core import workspace as workspace_module
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.jobs import TERMINAL_STATUSES
+from lora_factory.core.jobs.store import TERMINAL_STATUSES
 from lora_factory.core.services import Services
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.storage import workspace as workspace_module
+from lora_factory.core.storage.workspace import Workspace
 from tests.conftest import wait_for
 
 TRAIN = {"base_model": "base", "dataset": "data.txt", "preset": "fast", "modality": "dummy"}
@@ -202,7 +202,7 @@ def test_concurrent_submits_with_one_output_name_queue_one_job(dummy_home):
 # with a raw JOB_FAILED (SafetensorError / FileNotFoundError), and every later resume picks the same
 # broken folder again: the job can never be resumed without deleting files by hand.
 def test_resume_skips_an_incomplete_checkpoint(tmp_path):
-    from lora_factory.core.worker import latest_checkpoint
+    from lora_factory.core.jobs.worker import latest_checkpoint
 
     ckpts = tmp_path / "checkpoints"
     good = ckpts / "checkpoint-600"

@@ -1,4 +1,4 @@
-from lora_factory.core.secrets import REDACTED, merge_secrets, split_secrets
+from lora_factory.core.storage.secrets import REDACTED, merge_secrets, split_secrets
 
 
 def test_split_and_merge_round_trip_nested_specs():
@@ -17,8 +17,8 @@ def test_split_and_merge_round_trip_nested_specs():
 
 def test_eta_after_a_resume_uses_only_the_steps_of_this_run(tmp_path, monkeypatch):
     """A regression: a run resumed at step 1200 of 4000 divided its few seconds by 1200 steps."""
-    from lora_factory.core import context as context_module
-    from lora_factory.core.context import JobContext
+    from lora_factory.core.jobs import context as context_module
+    from lora_factory.core.jobs.context import JobContext
 
     clock = [100.0]
     monkeypatch.setattr(context_module.time, "monotonic", lambda: clock[0])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.storage.workspace import Workspace
 from tests.text.conftest import StopAfterContext
 
 RED, BLUE = (210, 40, 30), (30, 40, 210)

@@ -166,7 +166,7 @@ def test_zip_of_one_kohya_concept_folder_keeps_it(tmp_path):
     import io
     import zipfile
 
-    from lora_factory.core.archive import extract_zip
+    from lora_factory.core.catalog.archives import extract_zip
 
     png = write_image(tmp_path / "a.png", (64, 64), RED).read_bytes()
     for top, expected in (("10_mychar/", "10_mychar/a.png"), ("mydata/", "a.png")):

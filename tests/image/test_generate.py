@@ -167,7 +167,7 @@ def test_sdxl_with_refiner(session, tmp_path):
 
 
 def test_hook_resolve_infer_request_checks_inputs_and_resolves_aux_models(tmp_path):
-    from lora_factory.core.workspace import Workspace
+    from lora_factory.core.storage.workspace import Workspace
 
     home = tmp_path / "ws"
     (home / "models" / "image" / "vae" / "kl-f8").mkdir(parents=True)

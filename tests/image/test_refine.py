@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.storage.workspace import Workspace
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.image.dataset import load_items
 from lora_factory.plugins.image.refine import resolve_operations, run_refine

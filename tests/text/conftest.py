@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.context import JobContext
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.jobs.context import JobContext
+from lora_factory.core.storage.workspace import Workspace
 
 # Short, distinctive answers the tiny model can memorise in a few dozen steps.
 MEMO_ROWS = [

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.context import JobContext
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs.context import JobContext
 from lora_factory.plugins.text import evol
 from lora_factory.plugins.text.refine import run_refine
 

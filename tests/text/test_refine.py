@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.context import JobContext
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs.context import JobContext
 from lora_factory.plugins.text import minhash
 from lora_factory.plugins.text.pii import mask_pii
 from lora_factory.plugins.text.refine import REFINE_OPERATIONS, run_refine

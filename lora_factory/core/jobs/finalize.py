@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.artifacts import ArtifactStore
-from lora_factory.core.context import JobContext
-from lora_factory.core.dataset_catalog import dataset_meta_path
+from lora_factory.core.catalog.artifacts import ArtifactStore
+from lora_factory.core.catalog.datasets import dataset_meta_path
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.jobs import JobStore, now_iso
-from lora_factory.core.workspace import Workspace, has_files, write_text_atomic
+from lora_factory.core.jobs.context import JobContext
+from lora_factory.core.jobs.store import JobStore
+from lora_factory.core.storage.db import now_iso
+from lora_factory.core.storage.workspace import Workspace, has_files, write_text_atomic
 
 
 def finalize_job(workspace: Workspace, store: JobStore, job: dict[str, Any], ctx: JobContext,

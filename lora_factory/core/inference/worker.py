@@ -16,14 +16,14 @@ import traceback
 from pathlib import Path
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.inference_session import InferenceSession
-from lora_factory.core.plugins import load_plugin_host
-from lora_factory.core.settings import export_to_environment
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.inference.session import InferenceSession
+from lora_factory.core.plugin_host.host import load_plugin_host
+from lora_factory.core.storage.settings import export_to_environment
+from lora_factory.core.storage.workspace import Workspace
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lora_factory.core.infer_worker")
+    parser = argparse.ArgumentParser(prog="lora_factory.core.inference.worker")
     parser.add_argument("--home", required=True)
     args = parser.parse_args(argv)
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)

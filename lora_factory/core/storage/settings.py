@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.core.storage.workspace import write_text_atomic
 
 ENV_BY_FIELD = {"hf_token": "HF_TOKEN", "hf_endpoint": "HF_ENDPOINT"}
 

@@ -9,12 +9,12 @@ import json
 import secrets
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.db import connect, init_db
 from lora_factory.core.errors import LoRAFactoryError, not_found
+from lora_factory.core.storage.db import connect, init_db, now_iso
 
 JOB_KINDS = ("download", "refine", "train", "eval", "merge")
 JOB_STATUSES = ("queued", "running", "completed", "failed", "canceled", "interrupted")
@@ -31,10 +31,6 @@ STATUS_LABELS_JA = {
     "canceled": "キャンセル済み",
     "interrupted": "中断",
 }
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def new_job_id() -> str:

@@ -22,9 +22,10 @@ from typing import Any
 
 from lora_factory.core import process
 from lora_factory.core.errors import LoRAFactoryError, as_user_error, confirmation_required
-from lora_factory.core.jobs import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id, now_iso
-from lora_factory.core.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
-from lora_factory.core.workspace import Workspace, safe_name, write_text_atomic
+from lora_factory.core.jobs.store import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id
+from lora_factory.core.storage.db import now_iso
+from lora_factory.core.storage.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
+from lora_factory.core.storage.workspace import Workspace, safe_name, write_text_atomic
 
 DEFAULT_CANCEL_GRACE_S = 15.0
 
@@ -160,7 +161,7 @@ class JobManager:
                 del self._children[job_id]
 
     def _start(self, job: dict[str, Any]) -> None:
-        args = [sys.executable, "-m", "lora_factory.core.worker", job["id"], "--home", str(self.workspace.home)]
+        args = [sys.executable, "-m", "lora_factory.core.jobs.worker", job["id"], "--home", str(self.workspace.home)]
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")

@@ -1,4 +1,4 @@
-"""What runs inside a job's own process: ``python -m lora_factory.core.worker <job_id> --home DIR``.
+"""What runs inside a job's own process: ``python -m lora_factory.core.jobs.worker <job_id> --home DIR``.
 
 It loads the same plugins as the server, builds the :class:`JobContext`, calls the hook for the
 job's kind, moves the output into place, registers it with its lineage and writes the final state.
@@ -18,15 +18,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.checkpoints import latest_checkpoint
-from lora_factory.core.context import JobContext
 from lora_factory.core.errors import LoRAFactoryError, as_user_error
-from lora_factory.core.jobs import JobStore, now_iso
-from lora_factory.core.plugins import load_plugin_host
+from lora_factory.core.jobs.checkpoints import latest_checkpoint
+from lora_factory.core.jobs.context import JobContext
+from lora_factory.core.jobs.store import JobStore
+from lora_factory.core.plugin_host.host import load_plugin_host
 from lora_factory.core.process import create_time
-from lora_factory.core.secrets import load_secrets, merge_secrets
-from lora_factory.core.settings import export_to_environment
-from lora_factory.core.workspace import Workspace, has_files, write_text_atomic
+from lora_factory.core.storage.db import now_iso
+from lora_factory.core.storage.secrets import load_secrets, merge_secrets
+from lora_factory.core.storage.settings import export_to_environment
+from lora_factory.core.storage.workspace import Workspace, has_files, write_text_atomic
 
 HOOK_BY_KIND = {
     "download": "download_model",
@@ -125,7 +126,7 @@ def _log_quietly(ctx: JobContext, message: str) -> None:
 
 
 def run_job(job_id: str, home: Path) -> int:
-    from lora_factory.core.finalize import finalize_job  # keeps this module's import light
+    from lora_factory.core.jobs.finalize import finalize_job  # keeps this module's import light
 
     plugin_host = load_plugin_host(home)
     workspace = Workspace(home, plugin_host.modalities().keys())
@@ -212,7 +213,7 @@ def _read_hook_result(path: Path) -> dict[str, Any] | None:
 
 def call_hook(plugin_host: Any, kind: str, modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if kind == "eval":
-        from lora_factory.core.regression import run_eval_job
+        from lora_factory.core.jobs.regression import run_eval_job
 
         return run_eval_job(plugin_host, modality, spec, ctx)
     result = plugin_host.call(HOOK_BY_KIND[kind], modality, spec=spec, ctx=ctx)
@@ -228,7 +229,7 @@ def call_hook(plugin_host: Any, kind: str, modality: str, spec: dict[str, Any], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lora_factory.core.worker")
+    parser = argparse.ArgumentParser(prog="lora_factory.core.jobs.worker")
     parser.add_argument("job_id")
     parser.add_argument("--home", required=True)
     args = parser.parse_args(argv)

@@ -188,7 +188,7 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     it queues with the training jobs.
 
     :param spec: ``dataset`` (absolute path), ``operations`` (``[{"op", "params"}]``), ``output_name``.
-    :param workspace: the :class:`~lora_factory.core.workspace.Workspace`.
+    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace`.
     :raises LoRAFactoryError: ``REFINE_INVALID_OPERATION`` / ``REFINE_INVALID_PARAMS``.
     """
 

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.inference_session import InferenceSession, collect_events
+from lora_factory.core.inference.session import InferenceSession, collect_events
 
 TEXT_CHECKS = ("contains", "not_contains", "regex", "max_length", "min_length")
 DEFAULT_SEED = 1234
@@ -190,7 +190,7 @@ def score_target(plugin_host: Any, modality: str, cases: list[SuiteCase], output
 
 def run_eval_job(plugin_host: Any, modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """The ``eval`` job: the suite against previous adapter, adapter and base; eval loss if a dataset."""
-    from lora_factory.core.media_store import MediaStore
+    from lora_factory.core.inference.media import MediaStore
 
     desc = plugin_host.modalities().get(modality) or {}
     cases = parse_suite(spec["suite"], set(desc.get("regression_checks") or {})) if spec.get("suite") else []

@@ -7,7 +7,13 @@ connection uses WAL, a busy timeout and short transactions.
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timezone
 from pathlib import Path
+
+
+def now_iso() -> str:
+    """The one timestamp format every table stores (UTC, seconds)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

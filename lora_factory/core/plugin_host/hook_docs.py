@@ -2,7 +2,7 @@
 
 Why generated: the docstrings in ``core/hookspecs.py`` are the contract the host is written against;
 the documentation plugin authors read must say exactly the same, so it is rendered from them (a test
-fails when the two differ). Run ``python -m lora_factory.core.hook_docs --write`` after editing a spec.
+fails when the two differ). Run ``python -m lora_factory.core.plugin_host.hook_docs --write`` after editing a spec.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import re
 import sys
 from pathlib import Path
 
-from lora_factory.core import hookspecs
+from lora_factory.core.plugin_host import hookspecs
 
-BEGIN = "<!-- hooks:begin (generated from lora_factory/core/hookspecs.py: python -m lora_factory.core.hook_docs --write) -->"
+BEGIN = "<!-- hooks:begin (generated from lora_factory/core/plugin_host/hookspecs.py: python -m lora_factory.core.plugin_host.hook_docs --write) -->"
 END = "<!-- hooks:end -->"
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "plugins.md"
 
 
 def hook_functions() -> list[tuple[str, object]]:
@@ -66,7 +66,7 @@ def current_section(text: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lora_factory.core.hook_docs")
+    parser = argparse.ArgumentParser(prog="python -m lora_factory.core.plugin_host.hook_docs")
     parser.add_argument("--write", action="store_true", help="rewrite the section of docs/plugins.md")
     args = parser.parse_args(argv)
     text = DOCS.read_text(encoding="utf-8")

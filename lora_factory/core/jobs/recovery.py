@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.artifacts import ArtifactStore
-from lora_factory.core.jobs import GPU_KINDS, JobStore
-from lora_factory.core.workspace import Workspace
+from lora_factory.core.catalog.artifacts import ArtifactStore
+from lora_factory.core.jobs.store import GPU_KINDS, JobStore
+from lora_factory.core.storage.workspace import Workspace
 
 REBUILT_NOTE = {
     "code": "JOB_REBUILT",

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import check_relative
+from lora_factory.core.storage.workspace import check_relative
 
 # Names that operating systems add to archives: skipped, never an error.
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}

@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.core.storage.workspace import write_text_atomic
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

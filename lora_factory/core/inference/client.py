@@ -19,7 +19,7 @@ from typing import Any
 
 from lora_factory.core import process
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.inference_session import collect_events
+from lora_factory.core.inference.session import collect_events
 
 
 class InferenceClient:
@@ -44,7 +44,7 @@ class InferenceClient:
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "lora_factory.core.infer_worker", "--home", str(self.home)],
+                [sys.executable, "-m", "lora_factory.core.inference.worker", "--home", str(self.home)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
                 bufsize=1, env=env, cwd=str(self.home), **kwargs,
             )

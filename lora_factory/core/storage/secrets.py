@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.workspace import write_text_atomic
+from lora_factory.core.storage.workspace import write_text_atomic
 
 SECRET_KEY = re.compile(r"(api_?key|token|password|secret)$", re.IGNORECASE)
 REDACTED = "***"

@@ -15,7 +15,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from lora_factory.core.errors import LoRAFactoryError, not_found
-from lora_factory.core.workspace import Workspace, name_from_filename
+from lora_factory.core.storage.workspace import Workspace, name_from_filename
 
 UPLOAD_PREFIX = "upload:"
 MAX_UPLOAD_BYTES = int(os.environ.get("LORA_FACTORY_MAX_UPLOAD_BYTES", str(2 * 2**30)))

@@ -15,9 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.db import connect, init_db
 from lora_factory.core.errors import not_found
-from lora_factory.core.jobs import now_iso
+from lora_factory.core.storage.db import connect, init_db, now_iso
 
 ARTIFACT_KINDS = ("model", "dataset", "adapter", "eval")
 FULL_HASH_LIMIT = 2 * 1024**3  # above this, a sampled fingerprint (first / last MiB + sizes)

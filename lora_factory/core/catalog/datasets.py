@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from lora_factory.core import archive
-from lora_factory.core.artifacts import ArtifactStore
+from lora_factory.core.catalog import archives as archive
+from lora_factory.core.catalog.artifacts import ArtifactStore
 from lora_factory.core.errors import LoRAFactoryError, as_user_error, confirmation_required, not_found
-from lora_factory.core.workspace import (
+from lora_factory.core.storage.workspace import (
     Workspace,
     existing_name,
     name_from_filename,

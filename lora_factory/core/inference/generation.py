@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from lora_factory.core.errors import LoRAFactoryError
-from lora_factory.core.inference_session import collect_events
-from lora_factory.core.media_store import MediaStore
+from lora_factory.core.inference.media import MediaStore
+from lora_factory.core.inference.session import collect_events
 from lora_factory.core.schemas import GenerateRequest
 
 

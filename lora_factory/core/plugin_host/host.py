@@ -34,8 +34,8 @@ from typing import Any, Literal
 import pluggy
 from pydantic import BaseModel, Field, ValidationError
 
-from lora_factory.core import hookspecs
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.plugin_host import hookspecs
 
 DEFAULT_PLUGINS: tuple[str, ...] = ("lora_factory.plugins.text", "lora_factory.plugins.image", "lora_factory.plugins.audio")
 ENTRY_POINT_GROUP = "lora_factory"
@@ -321,6 +321,6 @@ def _trace_writer(path: Path, pm: pluggy.PluginManager) -> Any:
 def load_plugin_host(home: Path) -> PluginHost:
     """The standard plugin set for a workspace (built-ins, entry points, ``<home>/plugins/*.py``), with
     the owner choices of the workspace's ``modality_owners`` setting."""
-    from lora_factory.core.settings import modality_owners
+    from lora_factory.core.storage.settings import modality_owners
 
     return PluginHost(plugins_dir=Path(home) / "plugins", owners=modality_owners(Path(home)))

@@ -20,7 +20,7 @@ class JobContext:
     """Progress, logging and cancellation for one job.
 
     :param job_id: the job's id (``YYYYMMDD_HHMMSS_xxxx``).
-    :param workspace: the :class:`~lora_factory.core.workspace.Workspace`.
+    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace`.
     :param run_dir: ``runs/<job_id>/``; ``metrics.jsonl`` and ``checkpoints/`` live here.
     :param log_path: the job's log file (``logs/<kind>_<job_id>.log``).
     :param on_progress: called with each metrics record (the job store persists it).

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.artifacts import ArtifactStore
-from lora_factory.core.dataset_catalog import dir_size, leaves_workspace, mtime_iso, read_json_quietly, refused_entry
+from lora_factory.core.catalog.artifacts import ArtifactStore
+from lora_factory.core.catalog.datasets import dir_size, leaves_workspace, mtime_iso, read_json_quietly, refused_entry
 from lora_factory.core.errors import LoRAFactoryError, confirmation_required, not_found
-from lora_factory.core.workspace import Workspace, existing_name, safe_name
+from lora_factory.core.storage.workspace import Workspace, existing_name, safe_name
 
 
 class Catalog:

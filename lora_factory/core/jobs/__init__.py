@@ -1,0 +1,13 @@
+"""Jobs: every long operation (download, refine, train, eval, tiny-model) as a queued worker process.
+
+    store.py       JobStore: the jobs table (status, progress, cancel flag)
+    scheduler.py   JobManager: submit, start workers in their own process group, cancel, reap
+    worker.py      what runs in the job process: load plugins, call the owner's hook, report
+    context.py     JobContext: progress, log, samples, should_stop, paths (what a hook's ``ctx`` is)
+    checkpoints.py the newest complete checkpoint of a run
+    finalize.py    publish a job's output (temp folder, then rename) and register it with its lineage
+    recovery.py    rebuild the history from runs/ and lora_adapters/ after a damaged database
+    regression.py  prompt suites run against an adapter and its base (the ``eval`` job)
+
+Depends on: ``core.storage``, ``core.catalog``, ``core.plugin_host``, ``core.inference`` (regression).
+"""

@@ -1,0 +1,8 @@
+"""The plugin host: hookspecs, loading (built-ins, entry points, drop-ins) and owner dispatch.
+
+    hookspecs.py  the hook contracts (the docstrings are the reference in docs/plugins.md)
+    host.py       PluginHost: loads plugins, records broken ones, routes each call to the modality's owner
+    hook_docs.py  generates / checks the hook reference in docs/plugins.md
+
+Depends on: ``core.errors``, ``core.storage``. Knows no built-in plugin by name beyond DEFAULT_PLUGINS.
+"""
