@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-_ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
+_ACTION = re.compile(r'\{\{(-?)\s*((?:"(?:[^"\\]|\\.)*"|[^"}]|\}(?!\}))*?)\s*(-?)\}\}', re.S)
 
 
 class GoTemplateError(ValueError):
