@@ -69,7 +69,7 @@ def _llama_greedy(model_path: Path, lora_path: Path | None, ids: list[int]) -> l
 
     llama_cpp = _llama_cpp()
     kwargs = {"lora_path": str(lora_path)} if lora_path else {}
-    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=128, n_threads=2, verbose=False, **kwargs)
+    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=128, n_threads=2, verbose=False, logits_all=True, **kwargs)
     tokens = list(ids)
     llm.eval(tokens)
     out = []
@@ -128,7 +128,14 @@ def test_the_tokenizer_converts_to_gguf_with_the_same_ids(tiny_model, random_lor
 
 def test_gguf_lora_metadata_types_and_names(tiny_model, random_lora, tmp_path):
     import gguf
+    from transformers import AutoTokenizer
 
+    from lora_factory.plugins.text.gguf_model import export_model_gguf
+
+    base = tmp_path / "base-f32.gguf"
+    export_model_gguf(tiny_model, base, "f32")
+    ids = AutoTokenizer.from_pretrained(str(tiny_model))(PROMPTS[0], add_special_tokens=False)["input_ids"]
+    plain, tuned = _llama_greedy(base, None, ids), _peft_greedy(tiny_model, random_lora, ids)
     for outtype in ("f16", "bf16", "q8_0"):
         out, result, _ = _export(tmp_path, f"m-{outtype}", "gguf", {"outtype": outtype}, random_lora, tiny_model)
         assert result["primary"] == result["files"][0] and result["files"][1] == "README.md"
@@ -142,6 +149,8 @@ def test_gguf_lora_metadata_types_and_names(tiny_model, random_lora, tmp_path):
         want = outtype.upper()
         assert names["blk.0.attn_q.weight.lora_a"] == want  # rows of 64: quantisable
         assert names["blk.0.attn_q.weight.lora_b"] == ("F16" if outtype == "q8_0" else want)  # rows of rank 8
+        got = _llama_greedy(base, out / result["primary"], ids)  # llama.cpp applies each output type
+        assert got[:4] == tuned[:4] and got != plain, outtype
 
 
 def test_merged_model_as_gguf_answers_like_base_plus_lora(tiny_model, random_lora, tmp_path):

@@ -31,7 +31,7 @@ def _pre_tokenizer_name(pre: dict[str, Any] | None) -> str:
     if not pre:
         raise unsupported("トークナイザーに pre_tokenizer がありません", "the tokenizer has no pre-tokenizer")
     if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return "gpt2"  # ByteLevel's own regex is GPT-2's
+        return "gpt-2"  # ByteLevel's own regex is GPT-2's (llama.cpp names that pre-tokenizer "gpt-2")
     if pre.get("type") == "Sequence":
         splits = [p for p in pre.get("pretokenizers") or [] if p.get("type") == "Split"]
         levels = [p for p in pre.get("pretokenizers") or [] if p.get("type") == "ByteLevel"]
