@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from lora_factory import LoRAFactoryError, hookimpl
+from lora_factory.kit import LoRAFactoryError, hookimpl
 
 __version__ = "1.0.0"
 MODALITY = "bigram"

@@ -43,15 +43,34 @@ def test_the_hook_reference_is_generated_from_the_hookspecs():
 
 
 def test_builtin_plugins_use_the_kit_not_the_core():
-    """A built-in plugin is written as a third party would write one: ``lora_factory.kit`` only."""
+    """A built-in plugin is written as a third party would write one: of LoRA Factory it imports
+    ``lora_factory.kit`` only (not the core, not the package root, not another plugin), and so do the
+    examples. Its own modules (``lora_factory.plugins.<itself>``) are its own business."""
     import ast
 
+    def allowed(name: str, own: str | None) -> bool:
+        if name != "lora_factory" and not name.startswith("lora_factory."):
+            return True  # not ours: torch, pydantic, the example's own package ...
+        if name == "lora_factory.kit" or name.startswith("lora_factory.kit."):
+            return True
+        return own is not None and (name == own or name.startswith(own + "."))
+
     offenders = []
-    for path in (REPO / "lora_factory" / "plugins").rglob("*.py"):
+    plugins = REPO / "lora_factory" / "plugins"
+    for path in [*plugins.rglob("*.py"), *(REPO / "examples").rglob("*.py")]:
+        rel = path.relative_to(REPO)
+        own = f"lora_factory.plugins.{rel.parts[2]}" if rel.parts[:2] == ("lora_factory", "plugins") \
+            and len(rel.parts) > 3 else None
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.startswith("lora_factory.core")]
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+                if node.module == "lora_factory":  # `from lora_factory import kit` is the kit too
+                    names = [f"lora_factory.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            offenders += [f"{rel}: {n}" for n in names if not allowed(n, own)]
     assert not offenders, offenders
 
 

@@ -4,12 +4,12 @@ ControlNet (canny), IP-Adapter, VAE swap, SDXL refiner; every PNG carries its se
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.testing import FakeInferenceSession
 from lora_factory.plugins import image as plugin
 from lora_factory.plugins.image.png_info import read_png_text, read_settings
 from tests.image.conftest import BLUE, RED, write_image
@@ -29,7 +29,7 @@ def pixels(event: dict) -> np.ndarray:
 
 @pytest.fixture
 def session(tmp_path):
-    return SimpleNamespace(cache={}, outputs_dir=tmp_path / "outputs")
+    return FakeInferenceSession(tmp_path / "outputs")
 
 
 def test_hook_infer_lora_changes_the_image_and_png_reads_back(session, tiny_sd15, trained):

@@ -96,17 +96,6 @@ def _with_adapter(cache: dict[str, Any], adapter: Path | None) -> Iterator[Any]:
     yield holder
 
 
-def outputs_dir(session: Any, base: Path) -> Path:
-    """``session.outputs_dir`` (the host's), else ``artifacts/outputs/audio`` of the model's workspace."""
-    given = getattr(session, "outputs_dir", None)
-    if given:
-        return Path(given)
-    for parent in base.resolve().parents:
-        if parent.name == "models":
-            return parent.parent / "artifacts" / "outputs" / "audio"
-    return base.resolve().parent / "outputs"
-
-
 def _speaker_for(request: dict[str, Any], adapter: Path | None) -> str | None:
     """OpenAI's ``voice`` (or ``params.speaker``) names a speaker only for a voice trained with names."""
     import json
@@ -157,7 +146,7 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
     total = time.perf_counter() - started
     wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     duration = wave.size / rate if rate else 0.0
-    out_dir = outputs_dir(session, base)
+    out_dir = Path(session.outputs_dir)
     path = files.unique_file(out_dir, time.strftime("speech-%Y%m%d-%H%M%S"), params.format)
     files.write_bytes_atomic(path, encode_audio(wave, rate, params.format))
     meta = {"text": text, "normalized": "".join(spoken), "seconds": round(duration, 3),

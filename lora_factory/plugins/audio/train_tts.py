@@ -130,7 +130,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
         tokens_seen = int(state.get("tokens", 0))
         ctx.log(f"resumed from {checkpoint.name} (step {start})")
 
-    sample_dir = Path(getattr(ctx, "sample_dir", None) or Path(ctx.output_dir) / "samples")
+    sample_dir = Path(ctx.sample_dir)
     samples: list[str] = []
 
     def sample(step: int) -> None:
@@ -140,9 +140,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
                             params.sample_max_seconds)
         model.train()
         samples.append(str(path))
-        report = getattr(ctx, "report_sample", None)
-        if report:
-            report(path, step, kind="audio", caption=params.sample_text)
+        ctx.report_sample(path, step, kind="audio", caption=params.sample_text)
         ctx.log(f"sample written: {path.name}")
 
     # bf16 autocast on CUDA only; on a CPU no context at all (constructing a disabled CUDA autocast

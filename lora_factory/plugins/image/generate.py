@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lora_factory import __version__
-from lora_factory.kit import LoRAFactoryError, devices, files, media
+from lora_factory.kit import LoRAFactoryError, __version__, devices, files, media
 from lora_factory.plugins.image.generate_params import validate_generate_params
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.png_info import save_png
