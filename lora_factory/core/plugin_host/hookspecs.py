@@ -94,10 +94,12 @@ def train(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any
 def infer(modality: str, request: dict[str, Any], session: InferenceSession) -> Any:
     """Answer one inference request, in the long-lived inference worker (or an eval job).
 
-    :param request: ``base_model`` (absolute path), ``adapter`` (absolute path or None), ``adapters``
-        (``[{"path", "name", "weight"}]``), ``task`` (one of ``inference_kinds``, None for chat),
-        ``messages`` (chat), ``input`` (generate: prompt, text, files as absolute paths ...),
-        ``params`` (generation parameters), ``stream``.
+    :param request: what ``resolve_infer_request`` returned (the host always calls it first, in the
+        server): ``base_model`` (absolute path), ``adapters`` (``[{"path", "name", "weight"}]``, the one
+        list of adapters to apply, in order), ``adapter`` (the first one's path or None, for a plugin that
+        applies a single adapter), ``task`` (one of ``inference_kinds``, None for chat), ``messages``
+        (chat), ``input`` (generate: prompt, text, files as absolute paths ...), ``params`` (generation
+        parameters, already validated: trust them), ``stream``.
     :param session: a per-process ``InferenceSession``; keep loaded models in ``session.cache`` so
         switching adapters does not reload the base; write media files into ``session.outputs_dir``.
     :return: an iterator of events, in order: ``{"type": "token", "text"}``,
@@ -197,13 +199,18 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Workspac
 
 @hookspec(firstresult=True)
 def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
-    """Validate a generate request and resolve what it names, in the server before it is sent on.
+    """Validate an inference request once and resolve what it names, in the server before it is sent on.
+
+    Called for every request (chat, generate, a regression case) before any model loads, so every error
+    a request can have (a bad parameter, a missing input, the wrong kind of model) is a 4xx at once; the
+    ``infer`` hook then gets exactly what this returns and validates nothing again.
 
     :param request: as ``infer`` receives it (paths already resolved for the base model, the adapters
-        and uploaded input files).
+        and uploaded input files); ``adapters`` is the one list of adapters.
     :param workspace: resolve auxiliary models named in ``params`` (a VAE, a ControlNet, an ASR model)
         with ``workspace.resolve_ref("models/<modality>/<kind>/<name>", "models", modality)``.
-    :return: the request to run (None keeps it as it is).
+    :return: the request to run, with ``params`` validated and complete and ``adapters`` the list to
+        apply (the host derives ``adapter`` from it); None keeps the request as it is.
     :raises LoRAFactoryError: ``INVALID_INFER_PARAMS`` (field in ``detail``) for a bad parameter.
     """
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lora_factory.kit import presets
 from lora_factory.plugins.audio.audio_io import write_audio
 from lora_factory.plugins.audio.codec import codec_folder_of, load_codec
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
@@ -75,7 +76,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     from peft import get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    params = AudioTrainParams.model_validate(spec["params"])
+    params = presets.validate_params(AudioTrainParams, spec["params"])  # resolved by resolve_train_spec
     base = Path(spec["base_model"])
     root = Path(spec["dataset"])
     torch.manual_seed(params.seed)
