@@ -231,7 +231,7 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
 
 
 @hookspec(firstresult=True)
-def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
     """Validate an export request before the job is queued (server process, no torch).
 
     A target or a parameter that cannot work is a 4xx at once; a target that works but that a
@@ -248,7 +248,7 @@ def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
 
 
 @hookspec(firstresult=True)
-def export_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def export_adapter(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Write an adapter in the form another runtime loads, into ``ctx.output_dir`` (an ``export`` job).
 
     :param spec: as ``resolve_export_spec`` returned it.
