@@ -19,6 +19,7 @@ from lora_factory.core.services import Services
 from lora_factory.routes import (
     audio_dictionary,
     catalog,
+    exports,
     infer,
     jobs,
     openai_audio,
@@ -100,7 +101,8 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
     app.state.guard = build_config(services.workspace.home, bind_host, allowed_hosts, port)
     app.add_middleware(RequestGuard, config=app.state.guard)
     install_error_handlers(app)
-    for module in (seed, jobs, catalog, system, infer, openai_compat, openai_images, openai_audio, audio_dictionary):
+    for module in (seed, jobs, catalog, exports, system, infer, openai_compat, openai_images, openai_audio,
+                   audio_dictionary):
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False)

@@ -16,6 +16,7 @@ from typing import Any
 
 from lora_factory.core.catalog.artifacts import ArtifactStore
 from lora_factory.core.catalog.datasets import DatasetCatalog
+from lora_factory.core.catalog.exports import ExportCatalog
 from lora_factory.core.catalog.models import Catalog
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.inference.client import InferenceClient
@@ -29,6 +30,7 @@ from lora_factory.core.schemas import (
     ChatRequest,
     DownloadRequest,
     EvalRequest,
+    ExportRequest,
     ImportRequest,
     MergeRequest,
     RefineRequest,
@@ -62,6 +64,7 @@ class Services:
             self._recover_database(str(damage), moved)
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
         self.datasets = DatasetCatalog(self.workspace, self.plugins, self.artifacts, remove=self.catalog.remove_unused)
+        self.exports = ExportCatalog(self.workspace, self.artifacts, remove=self.catalog.remove_unused)
         self.inference = InferenceClient(self.workspace.home)
         self.media = MediaStore(self.workspace)
         self.generation = Generation(self.plugins, self.catalog, self.media, self.inference, self.workspace)
@@ -387,6 +390,12 @@ class Services:
         spec = {"adapter": str(adapter), "base_model": str(base), "output_name": name,
                 "adapter_ref": self.workspace.relative(adapter), "base_model_ref": self.workspace.relative(base)}
         return self.jobs.submit("merge", req.modality, spec, output_name=name)
+
+    def start_export(self, req: ExportRequest) -> dict[str, Any]:
+        from lora_factory.core.jobs.exports import submit_export
+
+        return submit_export(req, plugins=self.plugins, catalog=self.catalog, jobs=self.jobs, workspace=self.workspace,
+                             adapter_base=self._adapter_base)
 
     def _adapter_base(self, modality: str, adapter: Path, base_ref: str | None) -> Path:
         if base_ref:

@@ -249,7 +249,7 @@ def zip_folder(folder: Path, target: Path) -> Path:
     """Write ``folder``'s files (hidden names excluded) into the zip ``target``; media are stored as
     they are (already compressed), text is deflated."""
     stored = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".zip",
-              ".safetensors", ".parquet"}
+              ".safetensors", ".parquet", ".gguf", ".bin"}
     with zipfile.ZipFile(target, "w") as zf:
         for root, dirs, files in os.walk(folder, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))

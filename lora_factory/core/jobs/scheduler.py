@@ -309,7 +309,7 @@ class JobManager:
                 http_status=409, detail={"job_id": job_id})
         spec = merge_secrets(dict(config["spec"]), load_secrets(self.workspace.run_dir(job_id)))
         name = safe_name(output_name, "output name") if output_name else config.get("output_name")
-        if name and job["kind"] in ("train", "merge", "refine", "download"):
+        if name and job["kind"] in ("train", "merge", "refine", "download", "export"):
             name = self.free_output_name(job["kind"], job["modality"], name)
             spec["output_name"] = name
         return self.submit(job["kind"], job["modality"], spec, output_name=name, parent_job=job_id, gpu=job["gpu"])
@@ -319,6 +319,8 @@ class JobManager:
             return self.workspace.adapters_dir(modality) / name
         if kind in ("download", "merge"):
             return self.workspace.models_dir(modality) / name
+        if kind == "export":
+            return self.workspace.exports_dir(modality) / name
         if kind == "refine":  # a folder dataset is <name>/, a file dataset <name>.<its suffix>
             return self.workspace.datasets_dir(modality) / name
         return None

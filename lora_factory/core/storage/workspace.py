@@ -21,8 +21,8 @@ from lora_factory.core.errors import LoRAFactoryError
 
 IS_WINDOWS = sys.platform.startswith("win")
 BUILTIN_MODALITIES = ("text", "image", "audio")
-TOP_FOLDERS = ("models", "datasets", "lora_adapters", "artifacts", "logs", "runs", "plugins")
-PER_MODALITY_FOLDERS = ("models", "datasets", "lora_adapters")
+TOP_FOLDERS = ("models", "datasets", "lora_adapters", "exports", "artifacts", "logs", "runs", "plugins")
+PER_MODALITY_FOLDERS = ("models", "datasets", "lora_adapters", "exports")
 
 _NAME_RE = re.compile(r"^[\w\-.@+]+$", re.UNICODE)
 # names Windows reserves for devices (with any extension): a folder called "con" cannot be created there
@@ -143,6 +143,10 @@ class Workspace:
     def adapters_dir(self, modality: str) -> Path:
         return self.home / "lora_adapters" / modality
 
+    def exports_dir(self, modality: str) -> Path:
+        """``exports/<modality>/``: adapters written for another runtime (GGUF, CTranslate2, A1111 ...)."""
+        return self.home / "exports" / modality
+
     def lineage_dir(self, modality: str) -> Path:
         """``datasets/<modality>/.lineage/``; created by the first write into it, not by a listing."""
         return self.datasets_dir(modality) / ".lineage"
@@ -161,6 +165,7 @@ class Workspace:
             "models_root": str(self.home / "models"),
             "datasets_root": str(self.home / "datasets"),
             "lora_adapters_root": str(self.home / "lora_adapters"),
+            "exports_root": str(self.home / "exports"),
             "artifacts_root": str(self.home / "artifacts"),
             "runs_root": str(self.home / "runs"),
             "plugins_root": str(self.home / "plugins"),
@@ -170,6 +175,7 @@ class Workspace:
                 "models": str(self.models_dir(modality)),
                 "datasets": str(self.datasets_dir(modality)),
                 "output": str(self.adapters_dir(modality)),
+                "exports": str(self.exports_dir(modality)),
             }
         return out
 
@@ -181,6 +187,7 @@ class Workspace:
             "models_root": self.home / "models",
             "datasets_root": self.home / "datasets",
             "lora_adapters_root": self.home / "lora_adapters",
+            "exports_root": self.home / "exports",
             "artifacts_root": self.home / "artifacts",
             "runs_root": self.home / "runs",
             "plugins_root": self.home / "plugins",
@@ -189,6 +196,7 @@ class Workspace:
             keys[f"{modality}_models"] = self.models_dir(modality)
             keys[f"{modality}_datasets"] = self.datasets_dir(modality)
             keys[f"{modality}_output"] = self.adapters_dir(modality)
+            keys[f"{modality}_exports"] = self.exports_dir(modality)
         return keys
 
     # -- safe resolution -----------------------------------------------------------------------
