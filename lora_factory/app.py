@@ -24,6 +24,7 @@ from lora_factory.routes import (
     openai_audio,
     openai_compat,
     openai_images,
+    retry_after,
     seed,
     system,
 )
@@ -41,7 +42,7 @@ def error_response(code: str, message_en: str, message_ja: str, status: int, det
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoRAFactoryError)
     async def _lf_error(_: Request, exc: LoRAFactoryError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=retry_after(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

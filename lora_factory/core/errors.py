@@ -43,7 +43,7 @@ class LoRAFactoryError(Exception):
                 "code": self.code,
                 "message": self.message_en,
                 "message_ja": self.message_ja,
-                "detail": self.detail,
+                "detail": json_safe(self.detail),
             }
         }
 
@@ -58,6 +58,27 @@ class LoRAFactoryError(Exception):
             http_status=http_status,
             detail=err.get("detail"),
         )
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` as strict JSON can carry it: NaN / Infinity as text, long strings cut, deep or odd
+    objects as their ``repr`` (an error's detail echoes what the client sent, and must never make
+    the error itself fail to render)."""
+    import math
+
+    if value is None or isinstance(value, (bool, int)):
+        return value if not isinstance(value, int) or abs(value) < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= 300 else value[:300] + f"... ({len(value)} characters)"
+    if depth > 6:
+        return repr(value)[:300]
+    if isinstance(value, dict):
+        return {str(k)[:300]: json_safe(v, depth + 1) for k, v in list(value.items())[:100]}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in list(value)[:100]]
+    return repr(value)[:300]
 
 
 def not_found(what_en: str, what_ja: str, name: str, code: str = "NOT_FOUND") -> LoRAFactoryError:

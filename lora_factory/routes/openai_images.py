@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import GenerateRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import services
+from lora_factory.routes import client_gone, retry_after, services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 OPENAI_ONLY = ("model", "prompt", "n", "size", "response_format", "quality", "style", "user", "background",
@@ -72,7 +72,7 @@ def _size(size: str | None) -> dict[str, int]:
 def _error(exc: LoRAFactoryError) -> JSONResponse:
     body = exc.to_dict()
     body["error"]["type"] = "invalid_request_error" if exc.http_status < 500 else "server_error"
-    return JSONResponse(body, status_code=exc.http_status)
+    return JSONResponse(body, status_code=exc.http_status, headers=retry_after(exc))
 
 
 @router.post("/images/generations", response_model=None)
@@ -87,7 +87,7 @@ def images_generations(body: OpenAIImageBody, request: Request, svc: Services = 
         adapters = [{"name": adapter, "weight": body.lora_scale}] if adapter else []
         req = GenerateRequest(modality=modality, base_model=base, adapters=adapters, task="image",
                               input={"prompt": body.prompt}, params=params)
-        done = svc.generation.complete(req)
+        done = svc.generation.complete(req, cancelled=client_gone(request))
     except LoRAFactoryError as exc:
         return _error(exc)
     data = []
