@@ -19,6 +19,7 @@ from lora_factory.core.services import Services
 from lora_factory.routes import (
     audio_dictionary,
     catalog,
+    hide_server_paths,
     infer,
     jobs,
     openai_audio,
@@ -41,8 +42,9 @@ def error_response(code: str, message_en: str, message_ja: str, status: int, det
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoRAFactoryError)
-    async def _lf_error(_: Request, exc: LoRAFactoryError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status, headers=retry_after(exc))
+    async def _lf_error(request: Request, exc: LoRAFactoryError) -> JSONResponse:
+        return JSONResponse(hide_server_paths(exc.to_dict(), request.app.state.services.workspace.home),
+                            status_code=exc.http_status, headers=retry_after(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -65,12 +67,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response("HTTP_ERROR", str(exc.detail), str(exc.detail), exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        home = request.app.state.services.workspace.home
         known = as_user_error(exc)  # a full disk, a damaged database: said in words, not a traceback
         if known is not None:
-            return JSONResponse(known.to_dict(), status_code=known.http_status)
-        return error_response("INTERNAL_ERROR", f"Internal error: {type(exc).__name__}: {exc}",
-                              f"内部エラー: {type(exc).__name__}: {exc}", 500)
+            return JSONResponse(hide_server_paths(known.to_dict(), home), status_code=known.http_status)
+        said = hide_server_paths(f"{type(exc).__name__}: {exc}", home)
+        return error_response("INTERNAL_ERROR", f"Internal error: {said}", f"内部エラー: {said}", 500)
 
 
 def create_app(home: Path | str | None = None, start_scheduler: bool = True, bind_host: str = "127.0.0.1",

@@ -470,7 +470,11 @@ class Services:
 
     # -- inference -----------------------------------------------------------------------------
     def chat_request(self, req: ChatRequest, with_adapter: bool = True) -> dict[str, Any]:
-        self.plugins.require_modality(req.modality)
+        desc = self.plugins.require_modality(req.modality)
+        if "chat" not in (desc.get("supports") or []) and "chat" not in (desc.get("inference_kinds") or []):
+            raise LoRAFactoryError("CHAT_UNSUPPORTED", f"「{req.modality}」はチャットに対応していません。/api/infer/generate を使ってください。",
+                                   f"Modality '{req.modality}' has no chat; use /api/infer/generate.",
+                                   http_status=400, detail={"field": "modality"})
         base = self.catalog.model_path(req.modality, req.base_model)
         adapter = self.catalog.adapter_path(req.modality, req.adapter) if (req.adapter and with_adapter) else None
         return {"base_model": str(base), "adapter": str(adapter) if adapter else None,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import GenerateRequest
 from lora_factory.core.services import Services
+from lora_factory.core.storage.workspace import existing_name
 from lora_factory.routes import client_gone, retry_after, services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -43,7 +44,11 @@ def image_modalities(svc: Services) -> list[str]:
 
 
 def resolve_image_model(svc: Services, model_id: str) -> tuple[str, str, str | None]:
-    """(modality, base, adapter) for ``<base>``, ``<base>+<adapter>`` or an adapter name alone."""
+    """(modality, base, adapter) for ``<base>``, ``<base>+<adapter>`` or an adapter name alone.
+
+    Names are checked before the disk is looked at, so the answer never tells whether a path exists."""
+    for part in model_id.split("+", 1):
+        existing_name(part, "model")
     for modality in image_modalities(svc):
         if "+" in model_id:
             base, adapter = model_id.split("+", 1)

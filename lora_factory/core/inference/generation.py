@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference.inputs import file_fields, resolve_inputs
 from lora_factory.core.inference.media import MediaStore
 from lora_factory.core.inference.session import collect_events
 from lora_factory.core.schemas import GenerateRequest
@@ -49,7 +50,7 @@ class Generation:
             "base_model": str(base),
             "adapter": adapters[0]["path"] if adapters else None,
             "adapters": adapters,
-            "input": self.media.resolve_uploads(dict(req.input)),
+            "input": resolve_inputs(self.media, dict(req.input), file_fields(desc, task)),
             "params": dict(req.params),
             "stream": req.stream,
         }
