@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.errors import LoRAFactoryError, is_disk_full
 from lora_factory.core.storage.workspace import check_relative
 
 # Names that operating systems add to archives: skipped, never an error.
@@ -238,11 +238,26 @@ def copy_folder(source: Path, dest: Path, limits: ArchiveLimits | None = None) -
                 raise _too_large(source.name, f"{total} バイト以上", f"over {total} bytes", limits.max_total_bytes)
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "rb") as fin, open(target, "xb") as fout:
-                while chunk := fin.read(COPY_CHUNK):
-                    fout.write(chunk)
+            try:
+                with open(path, "rb") as fin, open(target, "xb") as fout:
+                    while chunk := fin.read(COPY_CHUNK):
+                        fout.write(chunk)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                raise unreadable_source(source.name, rel, exc) from exc
             copied.append(rel)
     return copied, skipped
+
+
+def unreadable_source(folder: str, rel: str, exc: OSError) -> LoRAFactoryError:
+    """A file of a folder being imported that cannot be read (``/proc``, a device, no permission)."""
+    reason = exc.strerror or type(exc).__name__
+    return LoRAFactoryError(
+        "IMPORT_SOURCE_UNREADABLE",
+        f"フォルダ「{folder}」のファイル「{rel}」を読み込めません({reason})。普通のファイルだけのフォルダを指定してください。",
+        f"File '{rel}' of folder '{folder}' cannot be read ({reason}); give a folder of ordinary files.",
+        http_status=422, detail={"file": rel, "reason": reason})
 
 
 def zip_folder(folder: Path, target: Path) -> Path:

@@ -233,7 +233,11 @@ class Workspace:
 
         A link that points outside the workspace is named by where it lies, not where it leads.
         """
-        for candidate in (Path(path).resolve(), Path(os.path.abspath(path))):
+        try:
+            real: list[Path] = [Path(path).resolve()]
+        except (OSError, RuntimeError):  # a loop of links: named by where it lies
+            real = []
+        for candidate in (*real, Path(os.path.abspath(path))):
             try:
                 return candidate.relative_to(self.home).as_posix()
             except ValueError:
