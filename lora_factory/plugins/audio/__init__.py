@@ -263,13 +263,18 @@ def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any
         raise LoRAFactoryError("INFER_INVALID_TASK", f"不明な推論の種類です: {task}",
                                f"Unknown inference task '{task}' (speech, transcribe, read).", 422,
                                detail={"field": "task"})
-    if task == "speech":
-        from pydantic import ValidationError
+    from pydantic import ValidationError
 
-        from lora_factory.kit import presets
+    from lora_factory.kit import presets
+    from lora_factory.plugins.audio.infer_params import TranscribeParams, check_speakable
 
-        try:
+    try:
+        if task == "speech":
             SpeechParams.model_validate(request.get("params") or {})
-        except ValidationError as exc:
-            raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "パラメータ", "Parameter") from None
+        elif task == "transcribe":
+            TranscribeParams.model_validate(request.get("params") or {})
+    except ValidationError as exc:
+        raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "パラメータ", "Parameter") from None
+    if task == "speech":
+        check_speakable((request.get("input") or {}).get("text"))
     return request
