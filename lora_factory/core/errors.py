@@ -103,6 +103,7 @@ def confirmation_required(name: str) -> LoRAFactoryError:
     )
 
 
+DISK_FULL_SIGNS = ("No space left on device", "StorageFull", "os error 28", "[Errno 28]", "Disk quota exceeded")
 DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux); Windows reports ENOSPC for a full disk too
 
 
@@ -117,6 +118,8 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         if isinstance(exc, sqlite3.Error) and ("disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == 13):
             return True
+        if not isinstance(exc, OSError) and any(sign in str(exc) for sign in DISK_FULL_SIGNS):
+            return True  # a library's own error type around ENOSPC (safetensors' SafetensorError, torch's)
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False

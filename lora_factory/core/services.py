@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from lora_factory.core.catalog.artifacts import ArtifactStore
 from lora_factory.core.catalog.datasets import DatasetCatalog
 from lora_factory.core.catalog.models import Catalog
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.errors import LoRAFactoryError, as_user_error
 from lora_factory.core.inference.client import InferenceClient
 from lora_factory.core.inference.generation import Generation
 from lora_factory.core.inference.media import MediaStore
@@ -53,11 +54,17 @@ class Services:
         self.workspace.ensure(self.plugins.modalities().keys())
         self.notices: list[dict[str, Any]] = []  # what the user must be told once (UI banner, /api/health)
         self.scheduler_expected = False  # the server sets it; the CLI drives the loop itself
-        damage = check_database(self.workspace.db_path)
-        moved = move_aside(self.workspace.db_path) if damage else None
-        self.store = JobStore(self.workspace.db_path)
-        self.jobs = JobManager(self.workspace, self.store)
-        self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        try:
+            damage = check_database(self.workspace.db_path)
+            moved = move_aside(self.workspace.db_path) if damage else None
+            self.store = JobStore(self.workspace.db_path)
+            self.jobs = JobManager(self.workspace, self.store)
+            self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        except (sqlite3.Error, OSError) as exc:
+            known = as_user_error(exc)  # a full disk at start-up: DISK_FULL, and the database is kept
+            if known is None:
+                raise
+            raise known from exc
         if moved is not None:
             self._recover_database(str(damage), moved)
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
@@ -115,6 +122,10 @@ class Services:
             removed = self.workspace.clean_stale_temporaries(0.0 if not running else 24 * 3600.0)
         except OSError:
             removed = []
+        try:
+            self.media.prune_uploads()
+        except OSError:
+            pass
         if removed:
             print(f"[lora-factory] removed leftovers of interrupted writes: {', '.join(removed)}", file=sys.stderr)
 

@@ -156,7 +156,10 @@ def transcriptions(file: UploadFile = File(...), model: str = Form(...), languag
                               input={"audio": upload["value"]},
                               params={"language": language or "ja", "prompt": prompt or "",
                                       "timestamps": response_format in ("verbose_json", "srt", "vtt")})
-    done = svc.generation.complete(request, cancelled=client_gone(http))
+    try:
+        done = svc.generation.complete(request, cancelled=client_gone(http))
+    finally:
+        svc.media.discard_upload(upload["upload"])  # the client's audio was needed for this call only
     text = done.get("text", "")
     segments = done.get("segments") or []
     if response_format == "text":

@@ -19,7 +19,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.errors import LoRAFactoryError, as_user_error
 from lora_factory.core.inference.session import InferenceSession
 from lora_factory.core.plugin_host.host import load_plugin_host
 from lora_factory.core.storage.settings import export_to_environment
@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
             send({"id": req_id, "error": exc.to_dict()["error"], "status": exc.http_status})
         except Exception as exc:  # noqa: BLE001 - report, keep serving
             traceback.print_exc()
+            known = as_user_error(exc)  # a full disk: DISK_FULL (507), the same words as everywhere
+            if known is not None:
+                send({"id": req_id, "error": known.to_dict()["error"], "status": known.http_status})
+                continue
             send({"id": req_id, "status": 500, "error": {
                 "code": "INFERENCE_FAILED", "message": f"{type(exc).__name__}: {exc}",
                 "message_ja": f"推論に失敗しました: {type(exc).__name__}: {exc}", "detail": None}})
