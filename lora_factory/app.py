@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,7 +88,14 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        recovered = services.jobs.recover()
+        try:
+            recovered = services.jobs.recover()
+        except Exception as exc:
+            known = as_user_error(exc)  # a full disk at start-up is said in words, never a raw sqlite3 error
+            if known is None:
+                raise
+            print(f"エラー [{known.code}] {known.message_ja}\nError [{known.code}] {known.message_en}", file=sys.stderr)
+            raise known from exc
         if recovered["interrupted"] or recovered["attached"]:
             print(f"[lora-factory] jobs re-attached: {recovered['attached']}, interrupted: {recovered['interrupted']}")
         services.startup_housekeeping(recovered)

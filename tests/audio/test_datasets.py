@@ -55,6 +55,7 @@ def test_unreadable_empty_and_out_of_range_clips_are_named(tmp_path: Path) -> No
         inspect_audio_dataset(root)
     reasons = {e["line"]: e["reason"] for e in err.value.errors}
     assert reasons[1].startswith("unreadable audio 'wavs/clip000.wav'")
+    assert str(tmp_path) not in reasons[1]  # issue 16, item 6: never the (temporary) folder's path
     assert reasons[4] == "empty text for 'wavs/clip002.wav'"
     assert reasons[5].startswith("clip too long: 'wavs/long.wav' is 40.0 s")
 

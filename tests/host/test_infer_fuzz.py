@@ -52,6 +52,7 @@ IMAGE = {"modality": "image", "task": "image", "base_model": "sd", "input": {"pr
     (SPEECH | {"input": {"text": "😀"}}, "input.text"),
     (SPEECH | {"input": {"text": "|"}}, "input.text"),
     (SPEECH | {"input": {"text": "()"}}, "input.text"),
+    (SPEECH | {"input": {"text": "あ" * 300_000}}, "input.text"),
     (SPEECH | {"params": {"speed": "fast"}}, "speed"),
     (SPEECH | {"params": {"seed": 2**70}}, "seed"),
     (IMAGE | {"params": {"guidance_scale": "NaN"}}, "guidance_scale"),

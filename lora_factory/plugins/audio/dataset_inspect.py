@@ -43,7 +43,8 @@ def check_clips(root: Path, listing: ClipList, *, min_seconds: float, max_second
             info = audio_info(clip.path_in(root))
             check_decodable(info, max_seconds=float("inf"))
         except AudioReadError as exc:
-            errors.append({**ref, "reason": f"unreadable audio '{clip.id}': {str(exc)[:160]}"})
+            why = str(exc).replace(str(clip.path_in(root)), clip.id).replace(str(root), ".")  # no (temp) path shown
+            errors.append({**ref, "reason": f"unreadable audio '{clip.id}': {why[:160]}"})
             continue
         if require_text and not clip.text.strip():
             errors.append({**ref, "reason": f"empty text for '{clip.id}'"})
