@@ -7,6 +7,7 @@ inference does. Every test is bounded in time and talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -110,3 +111,17 @@ def test_a_gone_client_stops_its_generation(dummy_home, server_factory):
         r = client.post("/api/infer/chat", json=QUICK)
         assert r.status_code == 200, r.text
         assert time.monotonic() - start < 4
+
+
+@pytest.mark.skipif(os.name == "nt", reason="process groups are POSIX")
+def test_the_inference_worker_has_its_own_process_group(dummy_home):
+    """``close()`` kills the worker's process group when it is slow to exit: that group must never be
+    the server's own (it once took the conformance run down with SIGTERM)."""
+    from lora_factory.core.services import Services
+
+    svc = Services(dummy_home)
+    try:
+        svc.inference.complete("dummy", {"messages": [{"role": "user", "content": "hi"}]})
+        assert os.getpgid(svc.inference._proc.pid) != os.getpgid(0)
+    finally:
+        svc.close()

@@ -44,6 +44,10 @@ class InferenceClient:
         kwargs: dict[str, Any] = {}
         if process.IS_WINDOWS:
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
+        else:
+            # its own process group: close() may kill the worker's group, which must never be the
+            # server's own (a worker slow to exit once took the server, or the test run, down with it)
+            kwargs["start_new_session"] = True
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "lora_factory.core.inference.worker", "--home", str(self.home)],
