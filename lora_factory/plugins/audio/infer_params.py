@@ -47,16 +47,8 @@ class TranscribeParams(BaseModel):
         return value
 
 
-MAX_SPEECH_CHARS = 5000  # as /v1/audio/speech: longer texts are read in several requests
-
-
 def check_speakable(text: Any) -> None:
-    """Speech needs at least one letter or digit: "♪", "😀", "|" or "()" alone leave nothing to say;
-    and at most ``MAX_SPEECH_CHARS`` characters in one request."""
-    if isinstance(text, str) and len(text) > MAX_SPEECH_CHARS:
-        raise LoRAFactoryError("INFER_INVALID_INPUT", f"読み上げる文章が長すぎます({len(text)} 文字、上限 {MAX_SPEECH_CHARS} 文字)。",
-                               f"The text is too long to read in one request ({len(text)} characters; "
-                               f"at most {MAX_SPEECH_CHARS}).", 422, detail={"field": "input.text"})
+    """Speech needs at least one letter or digit: "♪", "😀", "|" or "()" alone leave nothing to say."""
     if not isinstance(text, str) or not any(ch.isalnum() for ch in text):
         raise LoRAFactoryError("INFER_INVALID_INPUT", "読み上げる文字がありません。文字か数字を含む文章を入力してください。",
                                "There is nothing to read aloud; give text with letters or digits.", 422,
