@@ -241,7 +241,11 @@ class Workspace:
 
         A link that points outside the workspace is named by where it lies, not where it leads.
         """
-        for candidate in (Path(path).resolve(), Path(os.path.abspath(path))):
+        try:
+            real: list[Path] = [Path(path).resolve()]
+        except (OSError, RuntimeError):  # a loop of links: named by where it lies
+            real = []
+        for candidate in (*real, Path(os.path.abspath(path))):
             try:
                 return candidate.relative_to(self.home).as_posix()
             except ValueError:
@@ -338,6 +342,31 @@ class Workspace:
                         if age >= older_than_s:
                             _remove_quietly(entry)
                             removed.append(self.relative(entry))
+        for top, depth in TEMPORARY_PLACES:
+            removed += self._clean_tree(self.home / top, depth, now, older_than_s)
+        return removed
+
+    def _clean_tree(self, root: Path, depth: int, now: float, older_than_s: float) -> list[str]:
+        """Temporaries (``.tmp-*``, ``.trash-*``, ``.<name>.tmp``) up to ``depth`` levels below ``root``."""
+        removed: list[str] = []
+        if depth < 0 or not root.is_dir() or root.is_symlink():
+            return removed
+        try:
+            entries = list(root.iterdir())
+        except OSError:
+            return removed
+        for entry in entries:
+            name = entry.name
+            if name.startswith((".tmp-", ".trash-")) or (name.startswith(".") and name.endswith(".tmp")):
+                try:
+                    age = now - entry.lstat().st_mtime
+                except OSError:
+                    continue
+                if age >= older_than_s:
+                    _remove_quietly(entry)
+                    removed.append(self.relative(entry))
+            elif entry.is_dir() and not entry.is_symlink():
+                removed += self._clean_tree(entry, depth - 1, now, older_than_s)
         return removed
 
     def _exists(self, destination: Path) -> LoRAFactoryError:
@@ -349,6 +378,11 @@ class Workspace:
             http_status=409,
             detail={"path": shown},
         )
+
+
+# where else the product writes through a temporary name (checkpoints, generated media, uploads),
+# with how deep below it the temporaries lie: runs/<id>/checkpoints/.tmp-checkpoint-*
+TEMPORARY_PLACES = (("runs", 3), ("artifacts/outputs", 4), ("artifacts/uploads", 0))
 
 
 def _remove_quietly(path: Path) -> None:
