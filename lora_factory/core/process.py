@@ -60,6 +60,19 @@ def is_alive(pid: int | None, expected_create_time: float | None = None) -> bool
         return False
 
 
+def _own_group_of(pid: int) -> int | None:
+    """The process group to signal for ``pid``: its own (a detached job worker leads one), never the
+    caller's. A child started in the caller's group (the inference worker) shares the server's or the
+    CLI's group, and signalling that group would stop the caller and everything else in it."""
+    if IS_WINDOWS:
+        return None
+    try:
+        group = os.getpgid(pid)
+    except (ProcessLookupError, PermissionError, OSError):
+        return None
+    return None if group == os.getpgrp() else group
+
+
 def kill_tree(pid: int, grace: float = 3.0) -> None:
     """Terminate a process and all of its descendants; kill whatever is left after ``grace`` s."""
     try:
@@ -67,9 +80,10 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
     except psutil.NoSuchProcess:
         return
     procs = [root] + root.children(recursive=True)
-    if not IS_WINDOWS:
+    group = _own_group_of(pid)
+    if group is not None:
         try:
-            os.killpg(os.getpgid(pid), signal.SIGTERM)
+            os.killpg(group, signal.SIGTERM)
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for proc in procs:
@@ -78,9 +92,9 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
-    if not IS_WINDOWS:
+    if group is not None:
         try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for proc in alive:
