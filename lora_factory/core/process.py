@@ -60,19 +60,6 @@ def is_alive(pid: int | None, expected_create_time: float | None = None) -> bool
         return False
 
 
-def _own_group_of(pid: int) -> int | None:
-    """The process group to signal for ``pid``: its own (a detached job worker leads one), never the
-    caller's. A child started in the caller's group (the inference worker) shares the server's or the
-    CLI's group, and signalling that group would stop the caller and everything else in it."""
-    if IS_WINDOWS:
-        return None
-    try:
-        group = os.getpgid(pid)
-    except (ProcessLookupError, PermissionError, OSError):
-        return None
-    return None if group == os.getpgrp() else group
-
-
 def kill_tree(pid: int, grace: float = 3.0) -> None:
     """Terminate a process and all of its descendants; kill whatever is left after ``grace`` s."""
     try:
@@ -80,10 +67,13 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
     except psutil.NoSuchProcess:
         return
     procs = [root] + root.children(recursive=True)
-    group = _own_group_of(pid)
-    if group is not None:
+    # the group is signalled only when the process leads its own (a detached job worker): a child that
+    # shares its parent's group (the inference worker shares the server's, which may share a terminal's
+    # or a test runner's) is ended by its tree alone, never by a signal to everyone in that group
+    own_group = not IS_WINDOWS and _leads_group(pid)
+    if own_group:
         try:
-            os.killpg(group, signal.SIGTERM)
+            os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for proc in procs:
@@ -92,9 +82,9 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
-    if group is not None:
+    if own_group:
         try:
-            os.killpg(group, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for proc in alive:
@@ -103,6 +93,13 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=grace)
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except (ProcessLookupError, PermissionError, OSError):
+        return False
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
