@@ -1,0 +1,191 @@
+"""Preference training (DPO, KTO, ORPO, SimPO) and GRPO on the tiny model, with planted preferences.
+
+Planted preference: every chosen answer ends with "です。", every rejected one with "だ。". After a
+few steps the adapter must prefer "です。" on held-out prompts more than the base does, and the
+adapter must load in plain peft.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.plugins.text.presets import resolve_train_spec
+from lora_factory.plugins.text.train import train_text_adapter
+
+TRAIN = [("日本の首都は?", "東京"), ("好きな動物は?", "猫"), ("一番高い山は?", "富士山"), ("今日の天気は?", "晴れ"),
+         ("好きな色は?", "青"), ("朝ごはんは?", "パン"), ("好きな季節は?", "春"), ("趣味は?", "読書")]
+HELD_OUT = [("好きな果物は?", "りんご"), ("好きな花は?", "桜"), ("得意な科目は?", "数学"), ("行きたい国は?", "フランス")]
+
+
+def pair(question: str, word: str) -> dict:
+    return {"prompt": [{"role": "user", "content": question}],
+            "chosen": [{"role": "assistant", "content": f"{word}です。"}],
+            "rejected": [{"role": "assistant", "content": f"{word}だ。"}]}
+
+
+@pytest.fixture(scope="module")
+def pref_dataset(tmp_path_factory) -> Path:
+    """LLaMA-Factory style pairs (instruction / chosen / rejected strings)."""
+    path = tmp_path_factory.mktemp("pref") / "pairs.jsonl"
+    rows = [{"instruction": q, "chosen": f"{w}です。", "rejected": f"{w}だ。"} for q, w in TRAIN]
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def _spec(tiny_model: Path, dataset: Path, fmt: str = "preference", **params) -> dict:
+    params = {"max_steps": 8, "batch_size": 4, "learning_rate": 5e-3, "save_steps": 1000, **params}
+    return resolve_train_spec({"base_model": str(tiny_model), "dataset": str(dataset),
+                               "dataset_options": {"format": fmt}, "preset": "quick", "params": params,
+                               "output_name": "p"})
+
+
+def _held_out_gain(tiny_model: Path, adapter: Path) -> dict:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lora_factory.plugins.text.pref_eval import adapter_vs_base
+
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter)  # plain peft
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    return adapter_vs_base(model, tokenizer, [pair(q, w) for q, w in HELD_OUT])
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto", "orpo", "simpo"])
+def test_preference_method_learns_planted_preference(method, tiny_model, pref_dataset, tmp_path, ctx_factory):
+    ctx = ctx_factory(tmp_path / "ws", f"pref_{method}")
+    result = train_text_adapter(_spec(tiny_model, pref_dataset, method=method), ctx)
+    assert result["method"] == method and result["steps"] == 8 and result["stopped"] is False
+    # the live view gets the method's own figures with every step
+    assert all("reward_chosen" in r and "reward_rejected" in r for r in ctx.records), ctx.records[-1]
+    if method != "kto":
+        assert "reward_margin" in ctx.records[-1] and "reward_accuracy" in ctx.records[-1]
+    gain = _held_out_gain(tiny_model, Path(ctx.output_dir))
+    assert gain["margin_gain"] > 0.5, gain
+    assert gain["adapter"]["accuracy"] >= gain["base"]["accuracy"]
+    config = json.loads((Path(ctx.output_dir) / "training_config.json").read_text(encoding="utf-8"))
+    assert config["params"]["method"] == method
+
+
+def test_wrong_data_for_method_is_422(tiny_model, memo_dataset, pref_dataset, tmp_path):
+    with pytest.raises(LoRAFactoryError) as err:
+        _spec(tiny_model, memo_dataset, fmt="openai", method="dpo")
+    assert err.value.code == "DATASET_WRONG_KIND_FOR_METHOD" and err.value.http_status == 422
+    assert err.value.detail["needs"] == ["pairs"] and "preference pairs" in err.value.message_en
+    with pytest.raises(LoRAFactoryError) as err:
+        _spec(tiny_model, pref_dataset, method="sft")
+    assert err.value.code == "DATASET_PREFERENCE_NOT_TRAINABLE"
+    kto_only = tmp_path / "kto.jsonl"
+    kto_only.write_text(json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant",
+                                                 "content": "b"}], "label": True}) + "\n", encoding="utf-8")
+    with pytest.raises(LoRAFactoryError) as err:
+        _spec(tiny_model, kto_only, method="orpo")
+    assert err.value.detail["found"] == ["labels"]
+    assert _spec(tiny_model, kto_only, method="kto")["params"]["method"] == "kto"
+
+
+def test_preference_files_become_trainer_rows(tmp_path):
+    """OpenAI preference JSONL, LLaMA-Factory ranking pairs (ShareGPT turns), KTO tags, implicit prompts."""
+    from lora_factory.plugins.text.formats import inspect_dataset_file
+    from lora_factory.plugins.text.pref_data import load_method_rows, trl_rows
+
+    openai = tmp_path / "openai_pref.jsonl"
+    openai.write_text(json.dumps({
+        "input": {"messages": [{"role": "user", "content": "挨拶して"}]},
+        "preferred_output": [{"role": "assistant", "content": "こんにちはです。"}],
+        "non_preferred_output": [{"role": "assistant", "content": "こんにちはだ。"}]}, ensure_ascii=False) + "\n",
+        encoding="utf-8")
+    info = inspect_dataset_file(openai, {})
+    assert info["format"] == "preference" and "dpo" in info["methods"]
+    rows = load_method_rows(openai, {"format": "preference"}, "dpo")
+    assert rows == [pair("挨拶して", "こんにちは")]
+    kto = load_method_rows(openai, {"format": "preference"}, "kto")
+    assert [r["label"] for r in kto] == [True, False] and kto[1]["completion"][0]["content"] == "こんにちはだ。"
+
+    sharegpt = tmp_path / "lf_dpo.json"  # LLaMA-Factory dataset_info: ranking: true, sharegpt turns
+    sharegpt.write_text(json.dumps([{"conversations": [{"from": "human", "value": "質問"}],
+                                     "chosen": {"from": "gpt", "value": "良い"}, "rejected": {"from": "gpt", "value": "悪い"}}],
+                                   ensure_ascii=False), encoding="utf-8")
+    (row,) = load_method_rows(sharegpt, {"format": "preference", "mapping": {"messages": "conversations"}}, "simpo")
+    assert row["prompt"] == [{"role": "user", "content": "質問"}] and row["chosen"][0]["content"] == "良い"
+
+    implicit = [{"preference": "pair", "messages": [],
+                 "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "good"}],
+                 "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "bad"}]}]
+    (row,) = trl_rows(implicit, "dpo", "x")
+    assert row["prompt"] == [{"role": "user", "content": "q"}] and row["rejected"][0]["content"] == "bad"
+
+    chat = [{"messages": [{"role": "user", "content": "1+1は?"}, {"role": "assistant", "content": "2"}]}]
+    assert trl_rows(chat, "grpo", "x") == [{"prompt": [{"role": "user", "content": "1+1は?"}], "answer": "2"}]
+    with pytest.raises(LoRAFactoryError) as err:
+        trl_rows([{"text": "plain"}], "grpo", "x")
+    assert err.value.code == "DATASET_WRONG_KIND_FOR_METHOD"
+
+
+def test_train_start_route_takes_the_method(tmp_path, tiny_model, memo_dataset, pref_dataset):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    with TestClient(create_app(home, start_scheduler=False)) as c:
+        shutil.copytree(tiny_model, home / "models/text/tiny")
+        for path in (memo_dataset, pref_dataset):
+            with open(path, "rb") as fh:
+                assert c.post("/api/datasets/upload", data={"modality": "text"},
+                              files={"file": (path.name, fh)}).status_code == 200
+        body = {"modality": "text", "base_model": "models/text/tiny", "preset": "quick", "output_name": "d"}
+        r = c.post("/train/start", json={**body, "dataset": "memo.jsonl", "params": {"method": "dpo"}})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "DATASET_WRONG_KIND_FOR_METHOD"
+        assert "DPO" in r.json()["error"]["message"] and "選好ペア" in r.json()["error"]["message_ja"]
+        r = c.post("/train/start", json={**body, "dataset": "pairs.jsonl", "params": {"method": "dpo", "beta": 0.2}})
+        assert r.status_code == 200, r.text
+        config = json.loads((home / "runs" / r.json()["job_id"] / "config.json").read_text(encoding="utf-8"))
+        assert config["spec"]["params"]["method"] == "dpo" and config["spec"]["params"]["beta"] == 0.2
+        r = c.post("/train/start", json={**body, "output_name": "g", "dataset": "memo.jsonl",
+                                         "params": {"method": "grpo", "rewards": [{"name": "regex", "patern": "x"}]}})
+        assert r.status_code == 422 and "rewards" in r.json()["error"]["message"]
+        info = c.get("/api/modalities").json()
+        text = next(m for m in (info if isinstance(info, list) else info.get("modalities", [])) if m["id"] == "text")
+        assert [m["id"] for m in text["training_methods"]] == ["sft", "dpo", "kto", "orpo", "simpo", "grpo"]
+
+
+USER_REWARD = '''
+def text_reward_functions():
+    def even(prompts, completions, answers):  # dense: the share of characters with an even code point
+        return [sum(1 for ch in c if ord(ch) % 2 == 0) / max(1, len(c)) for c in completions]
+
+    def broken(prompts, completions, answers):
+        raise RuntimeError("planted failure")
+
+    return {"even": even, "broken": broken}
+'''
+
+
+def test_grpo_raises_the_planted_reward(tiny_model, memo_dataset, tmp_path, ctx_factory):
+    """A user reward from a drop-in .py (planted: even code points) rises; a reward that raises is logged
+    by name with its traceback and the run goes on."""
+    home = tmp_path / "ws"
+    (home / "plugins").mkdir(parents=True)
+    (home / "plugins" / "my_rewards.py").write_text(USER_REWARD, encoding="utf-8")
+    ctx = ctx_factory(home, "grpo")
+    spec = _spec(tiny_model, memo_dataset, fmt="openai", method="grpo", max_steps=8, batch_size=8,
+                 num_generations=4, max_completion_length=8, learning_rate=2e-2, beta=0.0,
+                 rewards=[{"name": "even"}, {"name": "broken", "weight": 0.0}])
+    result = train_text_adapter(spec, ctx)
+    rewards = [r["reward_even"] for r in ctx.records]
+    assert len(rewards) == 8 and "reward" in ctx.records[0] and "completion_length" in ctx.records[0]
+    first, last = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert last > first + 0.1, rewards
+    log = "\n".join(ctx.lines)
+    assert "reward 'broken' raised RuntimeError: planted failure" in log and "Traceback" in log
+    assert "sample completion" in log and result["method"] == "grpo"
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), ctx.output_dir)
