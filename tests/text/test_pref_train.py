@@ -193,3 +193,26 @@ def test_grpo_runs_user_rewards_and_survives_a_broken_one(tiny_model, memo_datas
     from transformers import AutoModelForCausalLM
 
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), ctx.output_dir)
+
+
+def test_cli_train_method(tmp_path, tiny_model, memo_dataset, pref_dataset, capsys):
+    import shutil
+
+    from lora_factory.cli import main
+    from lora_factory.core.services import Services
+
+    home = tmp_path / "ws"
+    Services(home).workspace  # noqa: B018 - creates the folders
+    shutil.copytree(tiny_model, home / "models/text/tiny")
+    for path, fmt in ((memo_dataset, "openai"), (pref_dataset, "preference")):
+        shutil.copy(path, home / "datasets/text" / path.name)
+        meta = home / "datasets/text/.meta" / f"{path.name}.json"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"format": fmt}), encoding="utf-8")
+    base = ["--home", str(home), "train", "--base-model", "models/text/tiny", "--output-name", "c"]
+    assert main([*base, "--dataset", "memo.jsonl", "--method", "kto"]) != 0
+    assert "KTO" in capsys.readouterr().err
+    assert main([*base, "--dataset", "pairs.jsonl", "--method", "kto"]) == 0
+    runs = list((home / "runs").iterdir())
+    config = json.loads((runs[0] / "config.json").read_text(encoding="utf-8"))
+    assert config["spec"]["params"]["method"] == "kto"
