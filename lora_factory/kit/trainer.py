@@ -79,6 +79,8 @@ class TrainerBridge:
                         ctx.log(f"step {state.global_step}: eval_loss={logs['eval_loss']:.4f}")
                         bridge.eval_loss = float(logs["eval_loss"])
                     return
+                # first: a method's extractor may also advance the token count (TRL logs ``num_tokens``)
+                extra = bridge.extra_metrics(logs) if bridge.extra_metrics else {}
                 tps = bridge.tokens_per_s()
                 record = {
                     "step": state.global_step,
@@ -88,7 +90,6 @@ class TrainerBridge:
                     "grad_norm": None if logs.get("grad_norm") is None else float(logs["grad_norm"]),
                     "tokens_per_s": round(tps, 2),
                 }
-                extra = bridge.extra_metrics(logs) if bridge.extra_metrics else {}
                 record.update(extra)
                 bridge.history.append(record)
                 ctx.progress(state.global_step, state.max_steps, loss=record["loss"], lr=record["lr"],

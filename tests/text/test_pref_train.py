@@ -63,6 +63,7 @@ def test_preference_method_learns_planted_preference(method, tiny_model, pref_da
     assert all("reward_chosen" in r and "reward_rejected" in r for r in ctx.records), ctx.records[-1]
     if method != "kto":
         assert "reward_margin" in ctx.records[-1] and "reward_accuracy" in ctx.records[-1]
+    assert ctx.records[-1]["tokens_per_s"] > 0
     gain = _held_out_gain(tiny_model, Path(ctx.output_dir))
     assert gain["margin_gain"] > 0.5, gain
     assert gain["adapter"]["accuracy"] >= gain["base"]["accuracy"]
@@ -216,3 +217,19 @@ def test_cli_train_method(tmp_path, tiny_model, memo_dataset, pref_dataset, caps
     runs = list((home / "runs").iterdir())
     config = json.loads((runs[0] / "config.json").read_text(encoding="utf-8"))
     assert config["spec"]["params"]["method"] == "kto"
+
+
+def test_dpo_cancel_then_resume(tiny_model, pref_dataset, tmp_path, ctx_factory):
+    """A cancelled DPO run leaves a checkpoint; the resumed job continues from its step to the end."""
+    from lora_factory.kit.trainer import latest_checkpoint
+
+    spec = _spec(tiny_model, pref_dataset, method="dpo", max_steps=4)
+    ctx = ctx_factory(tmp_path / "ws", "dpo_cancel", stop_after=2)
+    result = train_text_adapter(spec, ctx)
+    assert result["stopped"] is True and result["steps"] == 2
+    checkpoint = latest_checkpoint(Path(ctx.checkpoint_dir))
+    assert checkpoint is not None and checkpoint.name == "checkpoint-2"
+    resumed = ctx_factory(tmp_path / "ws", "dpo_cancel", resume_checkpoint=checkpoint)
+    result = train_text_adapter(spec, resumed)
+    assert result["steps"] == 4 and result["stopped"] is False
+    assert [r["step"] for r in resumed.records] == [3, 4] and "reward_margin" in resumed.records[-1]

@@ -678,3 +678,23 @@ def test_a_page_from_another_origin_cannot_cancel_or_upload(browser: Any, server
     finally:
         server.client.post(f"/api/jobs/{job_id}/cancel")
         server.wait_job(job_id)
+
+
+def test_dpo_from_the_training_form_shows_the_method_figures(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
+    """Method select -> DPO job through the worker -> rewards / margins in the live view -> adapter registered."""
+    page, watch = watched_page
+    rows = [{"instruction": q, "chosen": f"{q}です。", "rejected": f"{q}だ。"} for q in ("猫", "犬", "空", "海")]
+    path = write_jsonl(tmp_path / "ui_pairs.jsonl", rows)
+    with open(path, "rb") as fh:
+        res = server.client.post("/api/datasets/upload", data={"modality": "text", "name": "ui_pairs"}, files={"file": (path.name, fh, "application/jsonl")})
+    assert res.status_code == 200 and res.json()["format"] == "preference", res.text
+    open_app(page, server, "train")
+    train = panel(page, "train")
+    train.get_by_test_id("train-method").select_option("dpo")
+    start_training_from_ui(page, server, res.json().get("rel_path") or res.json()["name"], "ui_dpo", {"max_steps": 3, "batch_size": 4, "save_steps": 100})
+    page.wait_for_function("() => document.querySelector('#panel-train [data-testid=job-status]').textContent === '完了'", timeout=240_000)
+    figures = train.get_by_test_id("job-method-metrics").inner_text()
+    assert "reward_margin=" in figures and "reward_accuracy=" in figures, figures
+    adapters = server.client.get("/api/adapters", params={"modality": "text"}).json()["adapters"]
+    assert "ui_dpo" in [a["name"] for a in adapters]
+    watch.assert_clean()

@@ -128,7 +128,14 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
     config_cls, trainer_cls = _trainer_classes(method)
     values = training_argument_values(params, Path(ctx.checkpoint_dir), device, has_eval=bool(eval_rows))
     config = config_cls(**values, **method_config_values(params))
-    bridge = TrainerBridge(ctx, extra_metrics=method_metrics)
+    tokens = {"seen": 0}  # TRL logs the tokens seen so far as ``num_tokens``: tokens/s as for SFT
+
+    def figures(logs: dict[str, Any]) -> dict[str, float]:
+        if isinstance(logs.get("num_tokens"), (int, float)):
+            tokens["seen"] = int(logs["num_tokens"])
+        return method_metrics(logs)
+
+    bridge = TrainerBridge(ctx, token_counter=lambda: tokens["seen"], extra_metrics=figures)
     kwargs: dict[str, Any] = {}
     if method == "grpo":
         from lora_factory.plugins.text.grpo_rewards import trl_reward_functions
@@ -160,6 +167,7 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
         "eval_loss": eval_metrics.get("eval_loss"),
         "eval_metrics": eval_metrics,
         "train_runtime": round(float(out.metrics.get("train_runtime", bridge.elapsed())), 3),
+        "tokens_per_s": round(bridge.tokens_per_s(), 2),
         "steps": int(trainer.state.global_step),
         "max_steps": int(trainer.state.max_steps),
         "stopped": bool(bridge.stopped),

@@ -79,8 +79,9 @@ export function mount(panel, app) {
     presetView.replaceChildren(entry ? kvTable(entry[1]) : h("span", { class: "muted", i18n: "train.no_preset" }));
     // The form starts from the preset's values, so what it shows is what would run.
     if (entry) form.reset(entry[1]);
-    // a method's own preset (dpo, grpo ...) selects its method
-    if (entry && entry[1].method && methods.some((o) => o.value === entry[1].method)) methodSel.value = entry[1].method;
+    // a method's own preset (dpo, grpo ...) selects its method; a general preset keeps the chosen one
+    const presetMethod = entry && entry[1].method;
+    if (presetMethod && presetMethod !== "sft" && methods.some((o) => o.value === presetMethod)) methodSel.value = presetMethod;
   };
   presetSel.addEventListener("change", showPreset);
   showPreset();
