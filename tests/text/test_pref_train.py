@@ -233,3 +233,46 @@ def test_dpo_cancel_then_resume(tiny_model, pref_dataset, tmp_path, ctx_factory)
     result = train_text_adapter(spec, resumed)
     assert result["steps"] == 4 and result["stopped"] is False
     assert [r["step"] for r in resumed.records] == [3, 4] and "reward_margin" in resumed.records[-1]
+
+
+def test_documented_reward_example_loads_and_scores(tmp_path, ctx_factory):
+    """docs/plugins.md's reward example is examples/polite_reward.py, found in the workspace plugins folder."""
+    import shutil
+
+    from lora_factory.plugins.text.grpo_rewards import trl_reward_functions
+    from lora_factory.plugins.text.rewards import check_reward_specs
+
+    repo = Path(__file__).resolve().parents[2]
+    example = (repo / "examples" / "polite_reward.py").read_text(encoding="utf-8")
+    assert example.split('"""\n', 2)[2].strip() in (repo / "docs" / "plugins.md").read_text(encoding="utf-8")
+    home = tmp_path / "ws"
+    (home / "plugins").mkdir(parents=True)
+    shutil.copy(repo / "examples" / "polite_reward.py", home / "plugins")
+    ctx = ctx_factory(home, "r")
+    (fn,) = trl_reward_functions(check_reward_specs([{"name": "polite", "bonus": 2.0}]), ctx)
+    completions = [[{"role": "assistant", "content": "猫です。"}], [{"role": "assistant", "content": "猫だ。"}]]
+    assert fn(prompts=[[{"role": "user", "content": "q"}]] * 2, completions=completions, answer=["", ""]) == [2.0, 0.0]
+
+
+def test_builtin_rewards():
+    from lora_factory.plugins.text.rewards import build_rewards, check_reward_specs
+
+    specs = check_reward_specs([
+        {"name": "exact_answer"}, {"name": "numeric_answer"}, {"name": "regex", "pattern": r"^\d+$", "full": True},
+        {"name": "length", "target": 4}, {"name": "japanese_ratio"},
+        {"name": "json", "schema": {"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}}}])
+    fns = {name: fn for name, _, fn in build_rewards(specs, {})}
+    completions = ["答えは 42 です。", "42", '{"a": 1}', '```json\n{"a": "x"}\n```']
+    answers = ["42"] * 4
+    prompts = [""] * 4
+    assert fns["exact_answer"](prompts, completions, answers) == [0.0, 1.0, 0.0, 0.0]
+    assert fns["numeric_answer"](prompts, completions, answers) == [1.0, 1.0, 0.0, 0.0]
+    assert fns["regex"](prompts, completions, answers) == [0.0, 1.0, 0.0, 0.0]
+    assert fns["length"](prompts, completions, answers)[1] == 0.5
+    assert fns["japanese_ratio"](prompts, completions, answers)[1] == 0.0
+    assert fns["japanese_ratio"](prompts, completions, answers)[0] > 0.5
+    assert fns["json"](prompts, completions, answers) == [0.0, 0.5, 1.0, 0.5]  # "42" is JSON, not the object asked for
+    with pytest.raises(ValueError, match="pattern"):
+        check_reward_specs([{"name": "regex", "pattern": "("}])
+    with pytest.raises(ValueError, match="target"):
+        check_reward_specs([{"name": "length"}])
