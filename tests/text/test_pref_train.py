@@ -276,3 +276,31 @@ def test_builtin_rewards():
         check_reward_specs([{"name": "regex", "pattern": "("}])
     with pytest.raises(ValueError, match="target"):
         check_reward_specs([{"name": "length"}])
+
+
+def test_refine_preference_data_masks_every_field_and_dedups_on_the_prompt(tmp_path):
+    """PII masking reaches chosen and rejected; dedup on the prompt (scope user) drops a second pair for the
+    same prompt; the output stays preference data that DPO reads."""
+    from lora_factory.core.jobs.context import JobContext
+    from lora_factory.plugins.text.formats import load_conversations
+    from lora_factory.plugins.text.pref_data import trl_rows
+    from lora_factory.plugins.text.refine import run_refine
+
+    rows = [{"instruction": "連絡先は?", "chosen": "a@example.jp です。", "rejected": "03-1234-5678 だ。"},
+            {"instruction": "連絡先は?", "chosen": "別の答えです。", "rejected": "別の答えだ。"},
+            {"instruction": "好きな色は?", "chosen": "青です。", "rejected": "青だ。"}]
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    ctx = JobContext(job_id="t", workspace=None, run_dir=tmp_path / "run", log_path=tmp_path / "log.txt")
+    report = run_refine({"dataset": str(src), "dataset_options": {"format": "preference"}, "output_name": "clean",
+                         "operations": [{"op": "pii_mask", "params": {}},
+                                        {"op": "dedup_exact", "params": {"scope": "user"}}]}, ctx)
+    assert report["rows_out"] == 2 and report["output"]["format"] == "preference"
+    assert report["per_operation"][0]["changed"]["rows_masked"] == 1
+    out = load_conversations(ctx.output_dir / report["output_file"], {"format": "preference"})
+    assert out[0]["chosen"][0]["content"] == "<EMAIL> です。" and out[0]["rejected"][0]["content"] == "<PHONE> だ。"
+    assert [r["prompt"][0]["content"] for r in trl_rows(out, "dpo", "clean.jsonl")] == ["連絡先は?", "好きな色は?"]
+    # whole-row dedup keeps both pairs of the same prompt (their answers differ)
+    report = run_refine({"dataset": str(src), "dataset_options": {"format": "preference"}, "output_name": "all",
+                         "operations": [{"op": "dedup_exact", "params": {"scope": "all"}}]}, ctx)
+    assert report["rows_out"] == 3
