@@ -168,32 +168,52 @@ def text_reward_functions():
 '''
 
 
-def test_grpo_runs_user_rewards_and_survives_a_broken_one(tiny_model, memo_dataset, tmp_path, ctx_factory):
-    """GRPO with a user reward from a drop-in .py: each step reports the mean reward, the reward per
-    function and the completion length; a reward that raises is logged by name with its traceback and
-    the run goes on; the adapter loads in plain peft.
+def _even(text: str) -> float:
+    return sum(1 for ch in text if ord(ch) % 2 == 0) / max(1, len(text))
 
-    Not asserted yet: that the mean reward rises. On the random tiny model 10 steps of 16 samples
-    did not move a dense planted reward (even code points) beyond its noise; see the branch report."""
+
+def _sampled_reward(model, tokenizer, n: int = 128, max_new_tokens: int = 8) -> float:
+    """The mean planted reward over ``n`` sampled answers to a held-out prompt (seeded)."""
+    import torch
+
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "好きな果物は?"}], tokenize=False,
+                                           add_generation_prompt=True)
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+    torch.manual_seed(0)
+    out = model.generate(ids.repeat(n, 1), do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens,
+                         pad_token_id=tokenizer.pad_token_id)
+    return sum(_even(t) for t in tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)) / n
+
+
+def test_grpo_raises_the_planted_reward(tiny_model, memo_dataset, tmp_path, ctx_factory):
+    """GRPO with a user reward from a drop-in .py (planted: the share of even code points): the adapter's
+    mean reward on a held-out prompt beats the base's. Each step reports the mean reward, the reward per
+    function and the completion length; a reward that raises is logged by name with its traceback and the
+    run goes on; the adapter loads in plain peft."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     home = tmp_path / "ws"
     (home / "plugins").mkdir(parents=True)
     (home / "plugins" / "my_rewards.py").write_text(USER_REWARD, encoding="utf-8")
     ctx = ctx_factory(home, "grpo")
-    spec = _spec(tiny_model, memo_dataset, fmt="openai", method="grpo", max_steps=3, batch_size=8,
-                 num_generations=4, max_completion_length=8, learning_rate=2e-2, beta=0.0,
+    spec = _spec(tiny_model, memo_dataset, fmt="openai", method="grpo", max_steps=10, batch_size=16,
+                 num_generations=8, max_completion_length=8, learning_rate=3e-2, beta=0.0,
                  rewards=[{"name": "even"}, {"name": "broken", "weight": 0.0}])
     result = train_text_adapter(spec, ctx)
-    rewards = [r["reward_even"] for r in ctx.records]
-    assert len(rewards) == 3 and all(0.0 <= r <= 1.0 for r in rewards)
+    assert result["method"] == "grpo" and result["steps"] == 10
+    assert all(0.0 <= r["reward_even"] <= 1.0 and r["reward_broken"] == 0.0 for r in ctx.records)
     assert "reward" in ctx.records[0] and "completion_length" in ctx.records[0]
-    assert all(r["reward_broken"] == 0.0 for r in ctx.records)
     log = "\n".join(ctx.lines)
     assert "reward 'broken' raised RuntimeError: planted failure" in log and "Traceback" in log
-    assert "sample completion" in log and result["method"] == "grpo"
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    assert "sample completion" in log
 
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), ctx.output_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), ctx.output_dir)  # plain peft
+    tokenizer = AutoTokenizer.from_pretrained(ctx.output_dir)
+    adapter = _sampled_reward(model, tokenizer)
+    with model.disable_adapter():
+        base = _sampled_reward(model, tokenizer)
+    assert adapter > base + 0.08, (base, adapter)
 
 
 def test_cli_train_method(tmp_path, tiny_model, memo_dataset, pref_dataset, capsys):
