@@ -324,3 +324,17 @@ def test_refine_preference_data_masks_every_field_and_dedups_on_the_prompt(tmp_p
     report = run_refine({"dataset": str(src), "dataset_options": {"format": "preference"}, "output_name": "all",
                          "operations": [{"op": "dedup_exact", "params": {"scope": "all"}}]}, ctx)
     assert report["rows_out"] == 3
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+def test_qlora_preference(method, tiny_model, pref_dataset, tmp_path, ctx_factory):
+    """4-bit base (bitsandbytes nf4) + LoRA: DPO (reference = the quantized base, adapter disabled) and ORPO."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"bitsandbytes 4-bit is unavailable on this platform: {exc}")
+    ctx = ctx_factory(tmp_path / "ws", f"q{method}")
+    result = train_text_adapter(_spec(tiny_model, pref_dataset, method=method, quantization="4bit", max_steps=2), ctx)
+    assert result["steps"] == 2 and result["final_loss"] is not None and "reward_margin" in ctx.records[-1]
+    assert any(line.startswith("quantization=4bit") for line in ctx.lines)
+    assert (Path(ctx.output_dir) / "adapter_model.safetensors").is_file()
