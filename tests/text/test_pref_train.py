@@ -338,3 +338,42 @@ def test_qlora_preference(method, tiny_model, pref_dataset, tmp_path, ctx_factor
     assert result["steps"] == 2 and result["final_loss"] is not None and "reward_margin" in ctx.records[-1]
     assert any(line.startswith("quantization=4bit") for line in ctx.lines)
     assert (Path(ctx.output_dir) / "adapter_model.safetensors").is_file()
+
+
+def test_compare_choices_become_a_preference_dataset_that_dpo_accepts(tmp_path, tiny_model):
+    """Two choices from the compare view -> one preference dataset, a version per choice with lineage to
+    the models that wrote the answers; the dataset passes the DPO check; a chat dataset name is refused."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    with TestClient(create_app(home, start_scheduler=False), base_url="http://127.0.0.1") as c:
+        shutil.copytree(tiny_model, home / "models/text/tiny")
+        (home / "lora_adapters/text/memo").mkdir(parents=True)
+        (home / "lora_adapters/text/memo/adapter_config.json").write_text("{}", encoding="utf-8")
+        base = {"base_model": "models/text/tiny", "adapter": None}
+        adapter = {"base_model": "models/text/tiny", "adapter": "lora_adapters/text/memo"}
+        for q in ("日本の首都は?", "好きな動物は?"):
+            r = c.post("/api/datasets/preference_choice", json={
+                "dataset": "compare_prefs", "messages": [{"role": "user", "content": q}],
+                "chosen": "東京です。", "rejected": "東京だ。", "chosen_model": adapter, "rejected_model": base})
+            assert r.status_code == 200, r.text
+        assert r.json()["rows"] == 2 and r.json()["name"] == "compare_prefs.jsonl"
+        shown = c.get("/api/datasets/text/compare_prefs.jsonl").json()
+        assert shown["format"] == "preference" and shown["rows"] == 2
+        lineage = c.get(f"/api/artifacts/{r.json()['artifact_id']}/lineage").json()
+        assert "previous_version" in json.dumps(lineage) and "chosen_model" in json.dumps(lineage), lineage
+        file_lineage = json.loads((home / "datasets/text/.lineage/compare_prefs.jsonl.json").read_text(encoding="utf-8"))
+        assert [ch["row"] for ch in file_lineage["choices"]] == [1, 2]
+        r = c.post("/train/start", json={"modality": "text", "base_model": "models/text/tiny", "preset": "quick",
+                                         "dataset": "compare_prefs.jsonl", "output_name": "from_compare",
+                                         "params": {"method": "dpo"}})
+        assert r.status_code == 200, r.text
+        (home / "datasets/text/chat.jsonl").write_text("{}\n", encoding="utf-8")
+        (home / "datasets/text/.meta/chat.jsonl.json").write_text('{"format": "openai"}', encoding="utf-8")
+        r = c.post("/api/datasets/preference_choice", json={"dataset": "chat.jsonl", "messages": [
+            {"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "DATASET_NOT_PREFERENCE"
