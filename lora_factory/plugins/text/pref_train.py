@@ -167,7 +167,8 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
         "eval_loss": eval_metrics.get("eval_loss"),
         "eval_metrics": eval_metrics,
         "train_runtime": round(float(out.metrics.get("train_runtime", bridge.elapsed())), 3),
-        "tokens_per_s": round(bridge.tokens_per_s(), 2),
+        # None where the trainer does not count tokens (TRL's ORPO / CPO)
+        "tokens_per_s": round(bridge.tokens_per_s(), 2) if tokens["seen"] else None,
         "steps": int(trainer.state.global_step),
         "max_steps": int(trainer.state.max_steps),
         "stopped": bool(bridge.stopped),
