@@ -186,9 +186,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lora_factory.core.schemas import TrainStartRequest
 
     svc = _services(args)
+    params = _parse_params(args.param, args.params_json)
+    if args.method:  # the same key as the API's params.method (a preset's method unless given)
+        params["method"] = args.method
     req = TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
                             preset=args.preset, modality=args.modality,
-                            params=_parse_params(args.param, args.params_json),
+                            params=params,
                             trust_remote_code=args.trust_remote_code)
     return _submitted(svc, svc.start_train(req), args.wait)
 
@@ -410,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-name", required=True)
     p.add_argument("--preset", default="quick")
     p.add_argument("--modality", default="text")
+    p.add_argument("--method", help="text: sft (default), dpo, kto, orpo, simpo or grpo (= --param method=...)")
     p.add_argument("--param", action="append", default=[], help="key=value override (repeatable)")
     p.add_argument("--params-json")
     p.add_argument("--trust-remote-code", action="store_true")

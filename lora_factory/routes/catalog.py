@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from lora_factory.core.catalog.preference_log import append_choice
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import (
     ConfirmBody,
@@ -20,6 +21,7 @@ from lora_factory.core.schemas import (
     ImportInfoRequest,
     ImportRequest,
     MergeRequest,
+    PreferenceChoiceRequest,
     RefineRequest,
     SampleDatasetRequest,
     TinyModelRequest,
@@ -131,6 +133,14 @@ def sample_dataset(body: SampleDatasetRequest, svc: Services = Depends(services)
 @router.post("/api/datasets/import_info")
 def import_dataset_info(body: ImportInfoRequest, svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.import_dataset_info(body)
+
+
+@router.post("/api/datasets/preference_choice")
+def preference_choice(body: PreferenceChoiceRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Append the compare view's choice to a preference dataset (a new version, with lineage)."""
+    svc.plugins.require_modality(body.modality)
+    return append_choice(svc.datasets, body.modality, body.dataset, body.messages, body.chosen, body.rejected,
+                         body.chosen_model, body.rejected_model)
 
 
 @router.post("/api/datasets/refine")

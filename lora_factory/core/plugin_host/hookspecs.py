@@ -33,6 +33,7 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``default_preset``,
         ``dataset_kind`` (``"file"`` or ``"folder"``), ``dataset_formats``, ``dataset_extensions``,
         ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``train_params_schema``,
+        ``training_methods`` (``[{id, label_ja, label_en, data}]``, sent back as ``params.method``),
         ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
         (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->
         {input_schema, params_schema, presets}), ``aux_model_kinds`` (sub-folder -> labels),

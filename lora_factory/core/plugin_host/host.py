@@ -59,6 +59,8 @@ class ModalityDescription(BaseModel):
     dataset_extensions: list[str] = Field(default_factory=list)
     refine_operations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     train_params_schema: dict[str, Any] = Field(default_factory=dict)
+    # training methods beyond plain fine-tuning (text: sft, dpo, kto, orpo, simpo, grpo): id, labels, data kinds
+    training_methods: list[dict[str, Any]] = Field(default_factory=list)
     sample_datasets: list[str] = Field(default_factory=list)
     supports: list[str] = Field(default_factory=list)
     model_extensions: list[str] = Field(default_factory=list)
