@@ -43,6 +43,8 @@ class Scenario:
     :param make_index: writes a dataset index file (e.g. ``dataset_info.json``) beside its datasets
         inside the workspace and returns its workspace-relative path (``import_dataset_index``).
     :param make_single_file: writes a single-file checkpoint and returns its path (``single_file``).
+
+    Every target of the description's ``dataset_exports`` is exported from the uploaded dataset.
     """
 
     modality: str
@@ -111,6 +113,9 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
             job = svc.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
                                                  output_name=f"{Path(dataset).stem}-refined"))
             out["refine"] = _wait(svc, job, timeout, "refine")["result"]
+        for target in desc.get("dataset_exports") or {}:  # layouts other tools open (export_dataset)
+            exported = svc.datasets.archive(m, dataset, Path(home).parent / f"{m}-exports", target=target)
+            out.setdefault("exports", {})[target] = str(exported)
         train = TrainStartRequest(modality=m, base_model="base", dataset=dataset, output_name="conformance",
                                   preset=scenario.preset or desc.get("default_preset") or "quick",
                                   params=scenario.train_params)
