@@ -41,8 +41,38 @@ def test_missing_wav_is_refused_with_its_line(tmp_path: Path) -> None:
         plugin.inspect_dataset(modality="audio", path=str(root), options={})
     assert err.value.code == "DATASET_INVALID" and err.value.http_status == 422
     errors = err.value.detail["errors"]
-    assert errors == [{"file": "esd.list", "line": 2, "reason": "missing audio file 'wavs/clip001.wav'"}]
+    assert errors == [{"file": "esd.list", "line": 2, "reason": (
+        "missing audio file 'wavs/clip001.wav' (looked at 'wavs/clip001.wav', 'wavs/wavs/clip001.wav' "
+        "and for 'clip001.wav' anywhere in the dataset)")}]
     assert "esd.list:2" in err.value.message_en
+
+
+@pytest.mark.parametrize("prefix", ["D:\\GPT-SoVITS\\output\\slicer_opt\\", "/home/me/GPT-SoVITS/output/slicer_opt/"])
+def test_gpt_sovits_layout_resolves_by_file_name(tmp_path: Path, prefix: str) -> None:
+    """GPT-SoVITS's own layout: ``slicer_opt/*.wav`` + ``slicer_opt.list`` with its machine's paths."""
+    root = write_clip_dataset(tmp_path / "voice", TEXTS)
+    (root / "wavs").rename(root / "slicer_opt")
+    (root / "esd.list").unlink()
+    (root / "slicer_opt.list").write_text("".join(f"{prefix}clip{i:03d}.wav|slicer_opt|JA|{t}\n"
+                                                  for i, t in enumerate(TEXTS)), encoding="utf-8")
+    listing = read_clip_list(root)
+    assert listing.errors == [] and listing.list_file == "slicer_opt.list"
+    assert [c.id for c in listing.clips] == [f"slicer_opt/clip{i:03d}.wav" for i in range(3)]
+    assert plugin.inspect_dataset(modality="audio", path=str(root), options={})["rows"] == 3
+    (root / "slicer_opt" / "clip002.wav").unlink()
+    (reason,) = [e["reason"] for e in read_clip_list(root).errors]
+    assert reason.startswith(f"missing audio file '{prefix}clip002.wav' (looked at 'wavs/clip002.wav'")
+    assert reason.endswith("and for 'clip002.wav' anywhere in the dataset)")
+
+
+def test_a_name_found_twice_is_not_guessed(tmp_path: Path) -> None:
+    root = write_clip_dataset(tmp_path / "voice", TEXTS[:1])
+    for sub in ("a", "b"):
+        (root / sub).mkdir()
+        shutil.copy(root / "wavs" / "clip000.wav", root / sub / "x.wav")
+    (root / "esd.list").write_text("/elsewhere/x.wav|s|JP|こんにちは。\n", encoding="utf-8")
+    (error,) = read_clip_list(root).errors
+    assert "'x.wav' is ambiguous: a/x.wav, b/x.wav" in error["reason"]
 
 
 def test_unreadable_empty_and_out_of_range_clips_are_named(tmp_path: Path) -> None:

@@ -71,14 +71,53 @@ def _candidates(written: str) -> list[str]:
     return seen
 
 
-def resolve_clip_path(root: Path, written: str) -> str | None:
-    """The dataset-relative path of an existing file for ``written``, never outside ``root``."""
+def _written_name(written: str) -> str:
+    written = written.strip()
+    return (PureWindowsPath(written) if "\\" in written else PurePosixPath(written)).name
+
+
+class AudioIndex:
+    """The audio files of a dataset by file name, so a list written on another machine
+    (GPT-SoVITS's ``D:\\GPT-SoVITS\\output\\slicer_opt\\x.wav`` or ``/home/…/slicer_opt/x.wav``) finds
+    ``slicer_opt/x.wav`` wherever the archive keeps it. Built once per list, on first need."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._by_name: dict[str, list[str]] | None = None
+
+    def by_name(self, name: str) -> list[str]:
+        if self._by_name is None:
+            self._by_name = {}
+            base = self.root.resolve()
+            for path in sorted(self.root.rglob("*")):
+                rel = path.relative_to(self.root)
+                if (path.suffix.lower() in AUDIO_SUFFIXES and not any(p.startswith(".") for p in rel.parts)
+                        and path.is_file() and base in path.resolve().parents):
+                    self._by_name.setdefault(path.name, []).append(rel.as_posix())
+        return self._by_name.get(name, [])
+
+
+def resolve_clip_path(root: Path, written: str, index: AudioIndex | None = None) -> str | None:
+    """The dataset-relative path of an existing file for ``written``, never outside ``root``: the path
+    as written, under ``wavs/``, then by file name anywhere in the dataset (when one file has it)."""
     base = root.resolve()
     for rel in _candidates(written):
         path = (root / rel).resolve()
         if base in path.parents and path.is_file():
             return path.relative_to(base).as_posix()
-    return None
+    found = (index or AudioIndex(root)).by_name(_written_name(written))
+    return found[0] if len(found) == 1 else None
+
+
+def missing_reason(root: Path, written: str, index: AudioIndex | None = None) -> str:
+    """Why ``written`` was not found, with every place looked at (the user fixes the path or the zip)."""
+    name = _written_name(written)
+    looked = ", ".join(f"'{c}'" for c in _candidates(written))
+    same_name = (index or AudioIndex(root)).by_name(name)
+    if len(same_name) > 1:
+        return (f"missing audio file '{written.strip()}' (looked at {looked}; '{name}' is ambiguous: "
+                f"{', '.join(same_name)})")
+    return f"missing audio file '{written.strip()}' (looked at {looked} and for '{name}' anywhere in the dataset)"
 
 
 def detect_format(root: Path) -> str:
@@ -117,6 +156,7 @@ def read_esd_list(root: Path, list_path: Path) -> ClipList:
     clips: list[Clip] = []
     errors: list[dict[str, Any]] = []
     name = list_path.name
+    index = AudioIndex(root)
     try:
         lines = _read_text(list_path).splitlines()
     except UnicodeDecodeError:
@@ -129,9 +169,9 @@ def read_esd_list(root: Path, list_path: Path) -> ClipList:
             errors.append({"file": name, "line": number, "reason": "expected 'wav|speaker|language|text'"})
             continue
         written, speaker, language, text = parts
-        rel = resolve_clip_path(root, written)
+        rel = resolve_clip_path(root, written, index)
         if rel is None:
-            errors.append({"file": name, "line": number, "reason": f"missing audio file '{written.strip()}'"})
+            errors.append({"file": name, "line": number, "reason": missing_reason(root, written, index)})
             continue
         clips.append(Clip(id=rel, text=text.strip(), speaker=speaker.strip(), language=language.strip() or "JP",
                           line=number, source=written))
@@ -142,6 +182,7 @@ def read_metadata_jsonl(root: Path, list_path: Path) -> ClipList:
     clips: list[Clip] = []
     errors: list[dict[str, Any]] = []
     name = list_path.name
+    index = AudioIndex(root)
     for number, line in enumerate(_read_text(list_path).splitlines(), start=1):
         if not line.strip():
             continue
@@ -157,9 +198,9 @@ def read_metadata_jsonl(root: Path, list_path: Path) -> ClipList:
         if written is None:
             errors.append({"file": name, "line": number, "reason": f"no audio path ({' / '.join(_JSONL_FILE_KEYS)})"})
             continue
-        rel = resolve_clip_path(root, written)
+        rel = resolve_clip_path(root, written, index)
         if rel is None:
-            errors.append({"file": name, "line": number, "reason": f"missing audio file '{written}'"})
+            errors.append({"file": name, "line": number, "reason": missing_reason(root, written, index)})
             continue
         text = next((str(row[k]) for k in _JSONL_TEXT_KEYS if row.get(k) is not None), "")
         extra = {k: v for k, v in row.items() if k not in (*_JSONL_FILE_KEYS, *_JSONL_TEXT_KEYS, "speaker", "language")}
