@@ -233,11 +233,26 @@ def read_clip_list(root: Path, fmt: str = "auto") -> ClipList:
     return read_esd_list(root, list_path) if fmt == "esd_list" else read_metadata_jsonl(root, list_path)
 
 
+def written_path(clip: Clip) -> str:
+    """The path as the source list wrote it (bare name, ``wavs/…``, another machine's absolute path),
+    so a list keeps its conventions through edits; ``clip.id`` for a clip made here."""
+    return clip.source or clip.id
+
+
+def with_new_file(written: str, new_name: str) -> str:
+    """``written`` pointing at ``new_name`` instead (same folder and separator as written)."""
+    if not written:
+        return ""
+    sep = "\\" if "\\" in written and "/" not in written else "/"
+    head, _, _ = written.rstrip().rpartition(sep)
+    return f"{head}{sep}{new_name}" if head else new_name
+
+
 def esd_line(clip: Clip) -> str:
     for field_name, value in (("speaker", clip.speaker), ("text", clip.text)):
         if "|" in value or "\n" in value:
             raise ValueError(f"{field_name} of {clip.id} contains '|' or a line break")
-    return f"{clip.id}|{clip.speaker}|{clip.language or 'JP'}|{clip.text}"
+    return f"{written_path(clip)}|{clip.speaker}|{clip.language or 'JP'}|{clip.text}"
 
 
 def render_clip_list(clips: list[Clip], fmt: str) -> str:
@@ -245,10 +260,13 @@ def render_clip_list(clips: list[Clip], fmt: str) -> str:
     if fmt == "esd_list":
         return "".join(esd_line(c) + "\n" for c in clips)
     if fmt == "metadata_jsonl":
-        return "".join(json.dumps({"file_name": c.id, "text": c.text, "speaker": c.speaker, "language": c.language,
+        return "".join(json.dumps({"file_name": written_path(c), "text": c.text, "speaker": c.speaker, "language": c.language,
                                    **c.extra}, ensure_ascii=False) + "\n" for c in clips)
     raise ValueError(f"no list file for format {fmt!r}")
 
 
-def list_file_name(fmt: str) -> str:
+def list_file_name(fmt: str, source_name: str | None = None) -> str:
+    """The list file of a new version: the source's own name (``slicer_opt.list``) when it had one."""
+    if source_name and fmt == "esd_list" and source_name.endswith(".list"):
+        return source_name
     return METADATA_JSONL if fmt == "metadata_jsonl" else ESD_LIST

@@ -13,7 +13,7 @@ import shutil
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -27,6 +27,7 @@ from lora_factory.plugins.audio.dataset_formats import (
     list_file_name,
     read_clip_list,
     render_clip_list,
+    with_new_file,
 )
 from lora_factory.plugins.audio.loudness import integrated_loudness, normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
@@ -150,20 +151,28 @@ class RefineState:
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
 
-    def new_audio_path(self, stem: str, suffix: str = ".wav") -> tuple[str, Path]:
-        rel = f"{WAVS}/{stem}{suffix}"
+    reserved: set[str] = field(default_factory=set)  # the source's clip paths, copied at the end
+
+    def new_audio_path(self, stem: str, suffix: str = ".wav", folder: str = WAVS,
+                       own: str | None = None) -> tuple[str, Path]:
+        """A free path in ``folder`` of the new version; ``own`` (the clip's own old path) may be reused."""
+        prefix = f"{folder}/" if folder else ""
+        rel = f"{prefix}{stem}{suffix}"
         n = 1
-        while (self.out / rel).exists():
-            rel = f"{WAVS}/{stem}-{n}{suffix}"
+        while (self.out / rel).exists() or (rel in self.reserved and rel != own):
+            rel = f"{prefix}{stem}-{n}{suffix}"
             n += 1
         return rel, self.out / rel
 
 
 def _rewrite(state: RefineState, item: WorkClip, wave: np.ndarray, sr: int) -> WorkClip:
-    stem = Path(item.clip.id).stem
-    rel, path = state.new_audio_path(stem, ".wav")
+    """New audio for a clip, beside where it was, and the list path written the source's way."""
+    old = PurePosixPath(item.clip.id)
+    folder = "" if str(old.parent) == "." else old.parent.as_posix()
+    rel, path = state.new_audio_path(old.stem, ".wav", folder=folder, own=item.clip.id)
     write_audio(path, wave, sr)
-    return WorkClip(replace(item.clip, id=rel), path, changed=True, facts=item.facts)
+    source = with_new_file(item.clip.source, PurePosixPath(rel).name)
+    return WorkClip(replace(item.clip, id=rel, source=source), path, changed=True, facts=item.facts)
 
 
 def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
@@ -306,7 +315,8 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
     if listing.errors:
         raise EditError(f"the source dataset has problems: {listing.errors[0]}")
     out.mkdir(parents=True, exist_ok=True)
-    state = RefineState(source, out, [WorkClip(c, c.path_in(source)) for c in listing.clips], device=device)
+    state = RefineState(source, out, [WorkClip(c, c.path_in(source)) for c in listing.clips], device=device,
+                        reserved={c.id for c in listing.clips})
     rows_in = len(state.clips)
     steps = []
     for op in operations:
@@ -343,7 +353,7 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
     has_text = any(c.text.strip() for c in clips)
     fmt = listing.format if listing.format != "recordings" else "esd_list"
     if has_text:
-        (out / list_file_name(fmt)).write_text(render_clip_list([c for c in clips if c.text.strip()], fmt),
+        (out / list_file_name(fmt, listing.list_file)).write_text(render_clip_list([c for c in clips if c.text.strip()], fmt),
                                                 encoding="utf-8")
         untranscribed = sum(1 for c in clips if not c.text.strip())
         if untranscribed:

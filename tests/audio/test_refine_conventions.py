@@ -1,0 +1,62 @@
+"""A refine keeps the source list's own conventions for the lines it does not edit: bare names stay
+bare, another machine's absolute paths stay, ``slicer_opt.list`` keeps its name (SBV2 and GPT-SoVITS
+users keep working in their tool on the new version)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from lora_factory.plugins.audio.dataset_formats import read_clip_list
+from lora_factory.plugins.audio.refine import run_operations, validate_operations
+from tests.audio.synthetic import write_clip_dataset
+
+TEXTS = ["こんにちは。", "今日はいい天気ですね。", "ありがとう。"]
+CTX = SimpleNamespace(log=lambda *a, **k: None, progress=lambda *a, **k: None, should_stop=lambda: False)
+
+
+def _refine(src: Path, out: Path, ops: list[dict]) -> dict:
+    return run_operations(src, out, validate_operations(ops), CTX)
+
+
+def test_an_edit_keeps_bare_names_and_the_other_lines_verbatim(tmp_path: Path) -> None:
+    src = write_clip_dataset(tmp_path / "sbv2", TEXTS)
+    lines = [f"clip{i:03d}.wav|alice|JP|{t}" for i, t in enumerate(TEXTS)]
+    (src / "esd.list").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _refine(src, tmp_path / "v2", [{"op": "edit_items", "params": {"edits": [{"id": "wavs/clip001.wav",
+                                                                               "text": "今日は晴れ。"}]}}])
+    assert (tmp_path / "v2" / "esd.list").read_text(encoding="utf-8").splitlines() == [
+        lines[0], "clip001.wav|alice|JP|今日は晴れ。", lines[2]]
+    assert read_clip_list(tmp_path / "v2").errors == []
+
+
+def test_gpt_sovits_paths_and_list_name_survive_edits_and_new_audio(tmp_path: Path) -> None:
+    src = write_clip_dataset(tmp_path / "gsv", TEXTS)
+    (src / "wavs").rename(src / "slicer_opt")
+    (src / "esd.list").unlink()
+    prefix = "D:\\GPT-SoVITS\\output\\slicer_opt\\"
+    lines = [f"{prefix}clip{i:03d}.wav|slicer_opt|JA|{t}" for i, t in enumerate(TEXTS)]
+    (src / "slicer_opt.list").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "v2"
+    _refine(src, out, [{"op": "edit_items", "params": {"edits": [{"id": "slicer_opt/clip000.wav", "text": "やあ。"}]}},
+                       {"op": "resample", "params": {"sample_rate": 22050}}])
+    assert sorted(p.name for p in out.iterdir()) == ["slicer_opt", "slicer_opt.list"]
+    assert (out / "slicer_opt.list").read_text(encoding="utf-8").splitlines() == [
+        f"{prefix}clip000.wav|slicer_opt|JA|やあ。", lines[1], lines[2]]
+    listing = read_clip_list(out)
+    assert listing.errors == [] and [c.id for c in listing.clips] == [f"slicer_opt/clip{i:03d}.wav" for i in range(3)]
+
+
+def test_new_audio_never_takes_the_name_of_an_untouched_clip(tmp_path: Path) -> None:
+    """A resampled ``x.flac`` becomes ``x-1.wav`` when an untouched ``x.wav`` is in the dataset too."""
+    import soundfile as sf
+
+    src = write_clip_dataset(tmp_path / "voice", TEXTS[:2])
+    wave, sr = sf.read(src / "wavs" / "clip001.wav")
+    sf.write(src / "wavs" / "clip000.flac", wave, 22050)
+    (src / "esd.list").write_text("clip000.wav|a|JP|一。\nclip000.flac|a|JP|二。\n", encoding="utf-8")
+    out = tmp_path / "v2"
+    _refine(src, out, [{"op": "resample", "params": {"sample_rate": 16000}}])
+    assert (out / "esd.list").read_text(encoding="utf-8").splitlines() == ["clip000.wav|a|JP|一。",
+                                                                           "clip000-1.wav|a|JP|二。"]
+    assert sf.info(out / "wavs" / "clip000.wav").frames == sf.info(src / "wavs" / "clip000.wav").frames
