@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,9 @@ class SpeechBody(BaseModel):
     voice: str | None = None
     speed: float = Field(1.0, ge=0.25, le=4.0)
     response_format: Literal["wav", "flac", "pcm", "mp3", "opus", "aac"] = "wav"
-    stream: bool = True
+    # None: PCM streams (sentence by sentence), a WAV comes whole with its true sizes; a streamed WAV
+    # (stream=True) cannot know its length up front and carries the 'unknown' sizes (docs/audio.md)
+    stream: bool | None = None
     instructions: str | None = None
 
 
@@ -88,8 +91,8 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
     first = next(events, None)  # a load error is still an HTTP error, not a broken stream
 
     def chunks() -> Iterator[tuple[bytes, int]]:
-        pending = [first] if first is not None else []
-        for event in [*pending, *events]:
+        """Each sentence's audio as the worker sends it (a lazy chain: nothing waits for the last one)."""
+        for event in itertools.chain([first] if first is not None else [], events):
             if event.get("type") == "audio" and event.get("chunk"):
                 yield base64.b64decode(event["chunk"]), int(event["sample_rate"])
 
@@ -113,7 +116,7 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
                 header_sent = True
             yield pcm
 
-    if body.stream:
+    if body.stream if body.stream is not None else fmt == "pcm":
         return StreamingResponse(stream(), media_type=MEDIA_TYPES[fmt])
     data = b"".join(stream())
     if fmt == "wav":  # a complete file: the real sizes in the header

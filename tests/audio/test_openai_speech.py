@@ -1,0 +1,48 @@
+"""``/v1/audio/speech`` against a real ``lora-factory serve`` on 127.0.0.1 with the tiny TTS: PCM
+leaves the server sentence by sentence, a WAV answer carries its true sizes."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+import wave
+from pathlib import Path
+
+import httpx
+
+SENTENCES = "こんにちは。今日はいい天気ですね。東京に行きます。ありがとうございました。"
+QUICK = {"seed": 0, "temperature": 0.0, "max_seconds_per_sentence": 1.0}
+
+
+def test_pcm_streams_each_sentence_when_it_is_ready_and_a_wav_has_true_sizes(tmp_path: Path, tiny_tts: Path,
+                                                                             server_factory) -> None:
+    home = tmp_path / "ws"
+    shutil.copytree(tiny_tts, home / "models" / "audio" / "tiny-tts")
+    speech_server = server_factory(home)
+    # a WAV answer (the default) is whole, with its true sizes; this also loads the model once
+    with httpx.Client(base_url=speech_server.url, timeout=120) as c:
+        body = c.post("/v1/audio/speech", json={"model": "tiny-tts", "input": "はい。そうです。", **QUICK}).content
+        streamed = c.post("/v1/audio/speech", json={"model": "tiny-tts", "input": "はい。", "stream": True,
+                                                    **QUICK}).content
+    with wave.open(io.BytesIO(body)) as w:
+        assert w.getnframes() * 2 == len(body) - 44 and w.getframerate() == 16000
+    assert int.from_bytes(body[4:8], "little") == len(body) - 8
+    assert int.from_bytes(streamed[40:44], "little") == 0xFFFFFFFF - 36  # a stream: the documented 'unknown'
+
+    arrivals: list[tuple[float, int]] = []
+    with httpx.Client(base_url=speech_server.url, timeout=120) as c:
+        started = time.perf_counter()
+        with c.stream("POST", "/v1/audio/speech", json={"model": "tiny-tts", "input": SENTENCES,
+                                                         "response_format": "pcm", **QUICK}) as response:
+            assert response.status_code == 200 and response.headers["content-type"] == "audio/pcm"
+            headers_at = time.perf_counter() - started
+            for piece in response.iter_raw():
+                arrivals.append((time.perf_counter() - started, len(piece)))
+    first, last = arrivals[0][0], arrivals[-1][0]
+    total = sum(n for _, n in arrivals)
+    assert total % 2 == 0 and total > 24000 * 2 * 0.5
+    # four sentences made one after the other: the first one's bytes come long before the last one's
+    assert last - headers_at > 0.3, arrivals
+    assert first - headers_at < 0.35 * (last - headers_at), (headers_at, arrivals)
+
