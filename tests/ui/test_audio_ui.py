@@ -99,3 +99,28 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     page.get_by_test_id("modality-text").click()
     assert page.get_by_test_id("tab-voice").is_hidden()
     watch.assert_clean()
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "mp3"])
+def test_builder_accepts_the_recordings_its_label_invites(watched_page, server, suffix, tmp_path):
+    """WAV / FLAC / MP3 picked in the builder are uploaded as a recordings folder and sliced (not a 415)."""
+    from tests.audio.synthetic import recording_with_pauses
+
+    take = tmp_path / f"take.{suffix}"
+    sf.write(take, recording_with_pauses(16000)[0], 16000, format=suffix.upper())
+    page, watch = watched_page
+    page.goto(server.url + "/#voice")
+    page.get_by_test_id("modality-audio").click()
+    page.get_by_test_id("tab-voice").click()
+    page.get_by_test_id("voice-builder-files").set_input_files(str(take))
+    page.get_by_test_id("voice-builder-name").fill(f"rec-{suffix}")
+    page.get_by_test_id("voice-builder-run").click()
+    status = page.get_by_test_id("voice-builder-status")
+    page.wait_for_function("document.querySelector('[data-testid=voice-builder-status]').textContent.includes('completed')",
+                           timeout=180_000)
+    assert "completed" in status.inner_text()
+    names = [d["name"] for d in server.client.get("/api/datasets", params={"modality": "audio"}).json()["datasets"]]
+    assert f"rec-{suffix}" in names and f"rec-{suffix}-clips" in names
+    clips = server.client.get(f"/api/datasets/audio/rec-{suffix}-clips", params={"rows": 10}).json()
+    assert clips["rows"] == 4  # the four planted utterances
+    watch.assert_clean()

@@ -85,7 +85,11 @@ function builderSection(state) {
       const form = new FormData();
       form.append("modality", M);
       form.append("name", name.value);
-      for (const f of file.files) form.append("file", f, f.name);
+      // one zip is a whole folder dataset ("file"); recordings (wav / flac / ogg / mp3, one or more) are
+      // the files of a new folder ("files")
+      const picked = [...file.files];
+      const oneZip = picked.length === 1 && picked[0].name.toLowerCase().endsWith(".zip");
+      for (const f of picked) form.append(oneZip ? "file" : "files", f, f.name);
       const up = await api("POST", "/api/datasets/upload", form);
       source = up.name || name.value;
     }
