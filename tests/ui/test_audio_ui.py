@@ -5,7 +5,9 @@ headless Chromium against a real server with tiny audio models."""
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,10 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     page.get_by_test_id("voice-dataset-select").select_option("ui-voice")
     page.get_by_test_id("voice-browser-audio").first.wait_for()
     assert page.get_by_test_id("voice-browser-audio").count() == 2
+    # the exports SBV2 / GPT-SoVITS open, offered for the chosen dataset
+    for target, listed in (("sbv2", "ui-voice/esd.list"), ("gpt_sovits", "ui-voice/ui-voice.list")):
+        href = page.get_by_test_id(f"voice-export-{target}").get_attribute("href")
+        assert listed in zipfile.ZipFile(io.BytesIO(server.client.get(href).content)).namelist()
     page.get_by_test_id("voice-browser-text").first.fill("こんばんは。")
     page.get_by_test_id("voice-browser-save").click()
     page.get_by_test_id("edit-version-input").fill("ui-voice-v2")

@@ -48,8 +48,17 @@ function datasetSection(state, app) {
     notify("info", `新しい版を作成中です（ジョブ ${id}）`, `Creating the new version (job ${id})`);
   } });
 
+  // exports other tools open (the plugin's dataset_exports: Style-Bert-VITS2, GPT-SoVITS)
+  const sbv2 = h("a", { class: "button", testid: "voice-export-sbv2", download: "", ...bi("SBV2 用に書き出す", "Export for SBV2") });
+  const gsv = h("a", { class: "button", testid: "voice-export-gpt_sovits", download: "", ...bi("GPT-SoVITS 用に書き出す", "Export for GPT-SoVITS") });
+  const exports = h("div", { class: "row", hidden: true }, sbv2, gsv);
+
   async function load() {
+    exports.hidden = !pick.value;
     if (!pick.value) return;
+    const archive = `/api/datasets/${M}/${encodeURIComponent(pick.value)}/archive`;
+    sbv2.href = `${archive}?target=sbv2`;
+    gsv.href = `${archive}?target=gpt_sovits`;
     const info = await browser.show(pick.value);
     const s = (info && info.stats) || {};
     setBilingual(stats, `${s.clips ?? "?"} クリップ・${s.total_minutes ?? "?"} 分・${JSON.stringify(s.sample_rates || {})} Hz・${JSON.stringify(s.loudness || {})}`,
@@ -66,7 +75,7 @@ function datasetSection(state, app) {
     if (pick.value) await load();
   }
   return { el: section("voice-datasets", "データセット（再生・文字起こしの編集）", "Dataset (play, edit transcripts)",
-    labelled("データセット", "Dataset", pick), stats, browser.root), refresh };
+    labelled("データセット", "Dataset", pick), stats, exports, browser.root), refresh };
 }
 
 // ---- builder: upload recordings -> slice -> transcribe ----
