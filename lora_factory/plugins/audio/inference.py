@@ -20,7 +20,8 @@ from lora_factory.plugins.audio.audio_io import AudioReadError, encode_audio, re
 from lora_factory.plugins.audio.dictionary_store import load_near
 from lora_factory.plugins.audio.loudness import integrated_loudness
 from lora_factory.plugins.audio.synthesis import SpeechParams, TTSModel, synthesize
-from lora_factory.plugins.audio.text_norm import NormalizationOptions, normalize_text
+from lora_factory.plugins.audio.text_norm import NormalizationOptions
+from lora_factory.plugins.audio.text_norm.normalize import normalize_with_spans
 from lora_factory.plugins.audio.text_norm.reading import reading_of
 
 CACHE_KEY = "audio"
@@ -200,10 +201,10 @@ def read_events(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
     text = str((request.get("input") or {}).get("text") or "")
     params = request.get("params") or {}
     dictionary = load_near(request.get("base_model"))
-    normalized = normalize_text(text, NormalizationOptions(latin=params.get("latin", "keep"),
-                                                           user_dictionary=dictionary))
+    normalized, spans = normalize_with_spans(text, NormalizationOptions(latin=params.get("latin", "keep"),
+                                                                        user_dictionary=dictionary))
     yield media.token_event(normalized)
-    yield media.done_event(text=normalized, reading=reading_of(normalized).to_dict())
+    yield media.done_event(text=normalized, reading=reading_of(normalized, spans).to_dict())
 
 
 def infer_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:

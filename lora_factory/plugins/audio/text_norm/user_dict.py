@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,11 @@ class UserDictionary:
     def to_json(self) -> str:
         return json.dumps({"entries": self.to_list()}, ensure_ascii=False, indent=2) + "\n"
 
-    def apply(self, text: str) -> str:
+    def apply(self, text: str, mark: Callable[[str], str] | None = None) -> str:
+        """Each surface replaced by its reading (``mark`` wraps the reading, for the preview)."""
         if not self.entries:
             return text
         by_surface = {e.surface: e.reading for e in self.entries}
         pattern = "|".join(re.escape(s) for s in sorted(by_surface, key=len, reverse=True))
-        return re.sub(pattern, lambda m: by_surface[m.group(0)], text)
+        wrap = mark or (lambda reading: reading)
+        return re.sub(pattern, lambda m: wrap(by_surface[m.group(0)]), text)
