@@ -61,3 +61,20 @@ def test_sentences_split_at_ends_and_long_ones_at_commas() -> None:
     long = "、".join(["あいうえお"] * 30) + "。"
     parts = split_sentences(long, max_chars=40)
     assert len(parts) > 3 and all(len(p) <= 40 for p in parts) and "".join(parts) == long
+
+
+def test_volume_never_pushes_peaks_past_the_ceiling() -> None:
+    """+12 dB (and the UI's +6 dB) on top of -16 LUFS: the true-peak ceiling is applied last."""
+    from lora_factory.plugins.audio.synthesis import SpeechParams, shape_sentence
+    from tests.audio.synthetic import voiced
+
+    sr = 16000
+    wave = voiced(2.0, sr, np.random.default_rng(3))
+    for volume in (6.0, 12.0):
+        for target in (-16.0, None):
+            out = shape_sentence(wave, sr, SpeechParams(volume_db=volume, target_lufs=target, fade_ms=0))
+            assert dsp.clipping_ratio(out) == 0.0, (volume, target)
+            assert true_peak_dbtp(out, sr) <= -1.0 + 0.2, (volume, target)
+    louder = shape_sentence(wave, sr, SpeechParams(volume_db=6.0, fade_ms=0))
+    plain = shape_sentence(wave, sr, SpeechParams(fade_ms=0))
+    assert integrated_loudness(louder, sr) > integrated_loudness(plain, sr) + 3  # the volume still counts

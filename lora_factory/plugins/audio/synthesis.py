@@ -23,7 +23,7 @@ from lora_factory.plugins.audio import dsp
 from lora_factory.plugins.audio.audio_io import resample
 from lora_factory.plugins.audio.codec import SpeechCodec, codec_folder_of, load_codec
 from lora_factory.plugins.audio.llasa import LlasaLayout
-from lora_factory.plugins.audio.loudness import normalize_loudness
+from lora_factory.plugins.audio.loudness import limit_true_peak, normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
 
 SECONDS_PER_CHAR_CAP = 0.4  # slow Japanese speech is ~0.25 s per character
@@ -142,10 +142,13 @@ def shape_sentence(wave: np.ndarray, sr: int, params: SpeechParams) -> np.ndarra
     """Speed, pitch, loudness target + ceiling, volume, fades (one sentence)."""
     wave = dsp.time_stretch(wave, sr, params.speed)
     wave = dsp.pitch_shift(wave, sr, params.pitch)
+    # the volume is part of the loudness target and the true-peak ceiling comes last: +12 dB must
+    # not push peaks past the ceiling (it used to be applied after it and clipped)
     if params.target_lufs is not None:
-        wave = normalize_loudness(wave, sr, params.target_lufs, params.true_peak_db)
-    if params.volume_db:
-        wave = dsp.gain_db(wave, params.volume_db)
+        wave = normalize_loudness(wave, sr, params.target_lufs + params.volume_db, params.true_peak_db)
+    else:
+        wave = limit_true_peak(dsp.gain_db(wave, params.volume_db) if params.volume_db else wave, sr,
+                               params.true_peak_db)
     return dsp.fade(wave, sr, params.fade_ms, params.fade_ms)
 
 
