@@ -60,3 +60,18 @@ def test_new_audio_never_takes_the_name_of_an_untouched_clip(tmp_path: Path) -> 
     assert (out / "esd.list").read_text(encoding="utf-8").splitlines() == ["clip000.wav|a|JP|一。",
                                                                            "clip000-1.wav|a|JP|二。"]
     assert sf.info(out / "wavs" / "clip000.wav").frames == sf.info(src / "wavs" / "clip000.wav").frames
+
+
+def test_slice_reports_every_utterance_it_drops(tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    from tests.audio.synthetic import pause, voiced
+
+    rng = np.random.default_rng(2)
+    src = tmp_path / "rec"
+    src.mkdir()
+    sf.write(src / "take.wav", np.concatenate([pause(0.5, 16000, rng), voiced(3.0, 16000, rng), pause(0.8, 16000, rng),
+                                               voiced(1.0, 16000, rng), pause(0.6, 16000, rng)]), 16000)
+    report = _refine(src, tmp_path / "clips", [{"op": "slice", "params": {"method": "energy", "min_seconds": 2.0}}])
+    assert report["removed"] == {"utterance shorter than 2 s (slice)": 1} and report["rows_out"] == 1

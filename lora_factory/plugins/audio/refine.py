@@ -31,7 +31,7 @@ from lora_factory.plugins.audio.dataset_formats import (
 )
 from lora_factory.plugins.audio.loudness import integrated_loudness, normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
-from lora_factory.plugins.audio.vad import SliceParams, find_segments
+from lora_factory.plugins.audio.vad import SliceParams, slice_recording
 
 
 class _Params(BaseModel):
@@ -181,8 +181,13 @@ def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
     out: list[WorkClip] = []
     for item in state.clips:
         wave, sr = read_audio(item.audio)
-        segments = find_segments(wave, sr, params)
-        if not segments:
+        result = slice_recording(wave, sr, params)
+        segments = result.segments
+        if result.dropped:
+            state.removed[f"utterance shorter than {p.min_seconds:g} s (slice)"] += len(result.dropped)
+            ctx.log(f"slice: {item.clip.id}: {len(result.dropped)} utterance(s) under {p.min_seconds:g} s dropped at "
+                    + ", ".join(f"{d.start / sr:.2f}-{d.end / sr:.2f} s" for d in result.dropped))
+        if not segments and not result.dropped:
             state.removed["no speech found"] += 1
         stem = Path(item.clip.id).stem
         for k, seg in enumerate(segments):
