@@ -112,3 +112,32 @@ def test_metadata_jsonl_and_plain_recordings(tmp_path: Path) -> None:
     shutil.move(root / "wavs" / "clip000.wav", root / "long take.wav")
     info = inspect_audio_dataset(root)
     assert info["format"] == "recordings" and info["rows"] == 3 and info["stats"]["transcribed"] == 0
+
+
+def test_lines_are_refused_as_sbv2_and_gpt_sovits_refuse_them(tmp_path: Path) -> None:
+    """An extra '|' in the text and an unknown language code are errors there: here too, by line."""
+    root = write_clip_dataset(tmp_path / "voice", TEXTS)
+    (root / "esd.list").write_text("wavs/clip000.wav|alice|JP|こんにちは|また\n"
+                                   "wavs/clip001.wav|alice|XX|今日は\n"
+                                   "wavs/clip002.wav|alice|ja|1,100円です。\n", encoding="utf-8")
+    listing = read_clip_list(root)
+    assert listing.errors == [
+        {"file": "esd.list", "line": 1, "reason": "expected 4 fields 'wav|speaker|language|text', found 5 "
+                                                  "(a '|' in the text?)"},
+        {"file": "esd.list", "line": 2, "reason": "unknown language 'XX' (SBV2: JP, EN, ZH; GPT-SoVITS: ja, en, "
+                                                  "zh, ko, yue)"}]
+    assert [c.language for c in listing.clips] == ["ja"]
+
+
+def test_the_language_column_chooses_the_reading_rules(tmp_path: Path) -> None:
+    from lora_factory.plugins.audio.refine import run_operations, validate_operations
+
+    root = write_clip_dataset(tmp_path / "voice", ["I have 3 apples.", "I have 3 apples.", "我有3个苹果。"])
+    (root / "esd.list").write_text("wavs/clip000.wav|a|EN|I have 3 apples.\n"
+                                   "wavs/clip001.wav|a|JP|3個です。\n"
+                                   "wavs/clip002.wav|a|ZH|我有3个苹果。\n", encoding="utf-8")
+    ctx = type("Ctx", (), {"log": lambda *a: None, "progress": lambda *a: None, "should_stop": lambda *a: False})()
+    run_operations(root, tmp_path / "v2", validate_operations([{"op": "normalize_text", "params": {}}]), ctx)
+    assert (tmp_path / "v2" / "esd.list").read_text(encoding="utf-8").splitlines() == [
+        "wavs/clip000.wav|a|EN|I have three apples.", "wavs/clip001.wav|a|JP|さんこです。",
+        "wavs/clip002.wav|a|ZH|我有3个苹果。"]

@@ -21,10 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from lora_factory.plugins.audio.dataset_formats import WAVS, Clip, read_clip_list
+from lora_factory.plugins.audio.dataset_formats import WAVS, Clip, canonical_language, read_clip_list
 
-# our language column (SBV2 codes, GPT-SoVITS v1 / v2 codes, ISO) -> each target's code
-_CANONICAL = {"jp": "ja", "ja": "ja", "en": "en", "zh": "zh", "ko": "ko", "yue": "yue"}
 SBV2_CODES = {"ja": "JP", "en": "EN", "zh": "ZH"}
 GPT_SOVITS_CODES = {"ja": "ja", "en": "en", "zh": "zh", "ko": "ko", "yue": "yue"}
 TARGETS = {
@@ -43,10 +41,6 @@ class ExportReport:
     target: str
     clips: int
     list_file: str
-
-
-def canonical_language(code: str) -> str | None:
-    return _CANONICAL.get(code.strip().lower())
 
 
 def _target_language(clip: Clip, table: dict[str, str], target: str) -> str:

@@ -21,6 +21,15 @@ METADATA_JSONL = "metadata.jsonl"
 FORMATS = ("esd_list", "metadata_jsonl", "recordings")
 WAVS = "wavs"
 LANGUAGES = ("JP", "EN", "ZH")
+# the language column as SBV2 (style_bert_vits2/constants.py Languages) and GPT-SoVITS
+# (prepare_datasets/1-get-text.py language_v1_to_language_v2) accept it -> our canonical code
+LANGUAGE_CODES = {"JP": "ja", "EN": "en", "ZH": "zh", "jp": "ja", "JA": "ja", "ja": "ja", "en": "en", "En": "en",
+                  "zh": "zh", "KO": "ko", "Ko": "ko", "ko": "ko", "yue": "yue", "YUE": "yue", "Yue": "yue"}
+
+
+def canonical_language(code: str) -> str | None:
+    """``ja`` / ``en`` / ``zh`` / ``ko`` / ``yue`` for a language column SBV2 or GPT-SoVITS accepts."""
+    return LANGUAGE_CODES.get(code.strip())
 _JSONL_FILE_KEYS = ("file_name", "file", "audio", "path", "wav")
 _JSONL_TEXT_KEYS = ("text", "transcription", "sentence", "transcript")
 
@@ -164,11 +173,17 @@ def read_esd_list(root: Path, list_path: Path) -> ClipList:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        parts = line.split("|", 3)
+        parts = line.split("|")  # as SBV2 and GPT-SoVITS split: exactly four fields
         if len(parts) != 4:
-            errors.append({"file": name, "line": number, "reason": "expected 'wav|speaker|language|text'"})
+            hint = " (a '|' in the text?)" if len(parts) > 4 else ""
+            errors.append({"file": name, "line": number,
+                           "reason": f"expected 4 fields 'wav|speaker|language|text', found {len(parts)}{hint}"})
             continue
         written, speaker, language, text = parts
+        if canonical_language(language) is None:
+            errors.append({"file": name, "line": number, "reason": (
+                f"unknown language '{language.strip()}' (SBV2: JP, EN, ZH; GPT-SoVITS: ja, en, zh, ko, yue)")})
+            continue
         rel = resolve_clip_path(root, written, index)
         if rel is None:
             errors.append({"file": name, "line": number, "reason": missing_reason(root, written, index)})

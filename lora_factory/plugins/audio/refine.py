@@ -24,6 +24,7 @@ from lora_factory.plugins.audio.audio_io import read_audio, resample, write_audi
 from lora_factory.plugins.audio.dataset_formats import (
     WAVS,
     Clip,
+    canonical_language,
     list_file_name,
     read_clip_list,
     render_clip_list,
@@ -229,7 +230,8 @@ def op_normalize_text(state: RefineState, p: NormalizeTextOp, ctx: Any) -> None:
     dictionary = UserDictionary.from_list(p.user_dictionary if p.use_user_dictionary else [])
     options = NormalizationOptions(latin=p.latin, user_dictionary=dictionary)
     for item in state.clips:
-        item.clip = replace(item.clip, text=normalize_text(item.clip.text, options))
+        item.clip = replace(item.clip, text=normalize_text(
+            item.clip.text, replace(options, language=canonical_language(item.clip.language))))
 
 
 def op_audio_map(state: RefineState, fn: Any) -> None:

@@ -66,6 +66,10 @@ class NormalizationOptions:
     latin: str = "keep"  # keep | spell | kana
     user_dictionary: UserDictionary = field(default_factory=UserDictionary)
     counter_reader: Callable[[str], str | None] | None = None  # "3本" -> "さんぼん"; OpenJTalk by default
+    # the line's language (a dataset's language column): "ja" Japanese rules, "en" English rules,
+    # another (zh, ko, yue) only NFKC and spaces (our rules would read its numbers in Japanese);
+    # None: English rules for a line of Latin words, Japanese rules otherwise
+    language: str | None = None
 
 
 def _hira(text: str) -> str:
@@ -295,7 +299,10 @@ def _normalize_marked(text: str, options: NormalizationOptions) -> str:
     text = text.replace("〜", "~").replace("～", "~")
     text = re.sub(r"[\u2212\u2012\u2013\u2014\u2015](?=\d)", "-", text)  # minus signs and dashes before a digit
     text = text.replace("\u2044", "/")  # NFKC turns ½ into 1⁄2 (fraction slash)
-    if is_english(text):
+    language = options.language or ("en" if is_english(text) else "ja")
+    if language not in ("ja", "en"):
+        return _spaces(options.user_dictionary.apply(text, mark=_lit))
+    if language == "en":
         from lora_factory.plugins.audio.text_norm.english import normalize_english
 
         return _spaces(normalize_english(options.user_dictionary.apply(text, mark=_lit)))
