@@ -138,3 +138,14 @@ def test_reading_preview_takes_the_rules_readings_literally(text: str, kana: str
 def test_english_lines_have_no_japanese_reading() -> None:
     normalized, spans = normalize_with_spans("I have 3 apples")
     assert not reading_of(normalized, spans).available
+
+
+def test_user_dictionary_matches_words_not_substrings() -> None:
+    dictionary = UserDictionary.from_list([{"surface": "AI", "reading": "えーあい"},
+                                           {"surface": "京都", "reading": "きょうと"},
+                                           {"surface": "鬼滅の刃", "reading": "きめつのやいば"}])
+    options = NormalizationOptions(user_dictionary=dictionary)
+    assert normalize_text("EMAILとAIの話", options) == "EMAILとえーあいの話"
+    assert normalize_text("東京都に行く", options) == "東京都に行く"
+    assert normalize_text("京都に行く", options) == "きょうとに行く"
+    assert normalize_text("鬼滅の刃を見た", options) == "きめつのやいばを見た"
