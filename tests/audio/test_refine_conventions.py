@@ -75,3 +75,49 @@ def test_slice_reports_every_utterance_it_drops(tmp_path: Path) -> None:
                                                voiced(1.0, 16000, rng), pause(0.6, 16000, rng)]), 16000)
     report = _refine(src, tmp_path / "clips", [{"op": "slice", "params": {"method": "energy", "min_seconds": 2.0}}])
     assert report["removed"] == {"utterance shorter than 2 s (slice)": 1} and report["rows_out"] == 1
+
+
+def test_builder_keeps_folders_speaker_slice_times_and_slices_without_text(tmp_path: Path, monkeypatch) -> None:
+    """A recordings zip's wavs/<folder>/ stays, the speaker is the dataset's name, slice times are
+    kept beside the list, and a Whisper that writes nothing keeps the slices and says why."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from lora_factory.plugins.audio import asr
+    from tests.audio.synthetic import recording_with_pauses
+
+    src = tmp_path / "takes"
+    (src / "wavs" / "calm").mkdir(parents=True)
+    sf.write(src / "wavs" / "calm" / "a.wav", recording_with_pauses(16000)[0], 16000)
+
+    class Silent:
+        def transcribe(self, *a, **k):
+            return asr.Transcript(text="", segments=[], duration=0.0, language="ja")
+
+    monkeypatch.setattr(asr.WhisperModel, "load", classmethod(lambda cls, *a, **k: Silent()))
+    report = _refine(src, tmp_path / "clips", [{"op": "slice", "params": {"method": "energy"}},
+                                               {"op": "transcribe", "params": {"model": "/x/tiny-whisper"}}])
+    assert report["format"] == "recordings" and report["rows_out"] == 4
+    assert "wrote no text for any of the 4 clip(s)" in report["notes"][0]
+    clips = sorted(p.relative_to(tmp_path / "clips").as_posix() for p in (tmp_path / "clips").rglob("*.wav"))
+    assert clips == [f"wavs/calm/a_{k:04d}.wav" for k in range(4)]
+    rows = [json.loads(x) for x in (tmp_path / "clips" / "slices.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["source"] for r in rows] == ["wavs/calm/a.wav"] * 4 and rows[0]["start"] < rows[0]["end"] < rows[1]["start"]
+
+    # a transcribed version: the speaker is the dataset's name; the slice times travel on
+    class Talker(Silent):
+        def transcribe(self, *a, **k):
+            return asr.Transcript(text="こんにちは", segments=[], duration=0.0, language="ja")
+
+    monkeypatch.setattr(asr.WhisperModel, "load", classmethod(lambda cls, *a, **k: Talker()))
+    _refine(src, tmp_path / "v2", [{"op": "slice", "params": {"method": "energy"}},
+                                   {"op": "transcribe", "params": {"model": "/x/tiny-whisper"}}])
+    assert (tmp_path / "v2" / "esd.list").read_text(encoding="utf-8").splitlines()[0] == \
+        "wavs/calm/a_0000.wav|takes|JP|こんにちは"
+    _refine(tmp_path / "v2", tmp_path / "v3", [{"op": "edit_items", "params": {"edits": [
+        {"id": "wavs/calm/a_0000.wav", "text": "やあ"}]}}])
+    assert (tmp_path / "v3" / "slices.jsonl").read_text(encoding="utf-8") == \
+        (tmp_path / "v2" / "slices.jsonl").read_text(encoding="utf-8")
+    assert np.isclose(rows[0]["start"], json.loads((tmp_path / "v3" / "slices.jsonl").read_text().splitlines()[0])["start"])

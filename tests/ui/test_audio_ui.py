@@ -52,6 +52,8 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     page.get_by_test_id("voice-dataset-select").select_option("ui-voice")
     page.get_by_test_id("voice-browser-audio").first.wait_for()
     assert page.get_by_test_id("voice-browser-audio").count() == 2
+    stats = page.get_by_test_id("voice-dataset-stats").inner_text()
+    assert "16000 Hz ×2" in stats and "LUFS" in stats and "{" not in stats  # in words, not JSON
     # the exports SBV2 / GPT-SoVITS open, offered for the chosen dataset
     for target, listed in (("sbv2", "ui-voice/esd.list"), ("gpt_sovits", "ui-voice/ui-voice.list")):
         href = page.get_by_test_id(f"voice-export-{target}").get_attribute("href")
@@ -122,9 +124,10 @@ def test_builder_accepts_the_recordings_its_label_invites(watched_page, server, 
     page.get_by_test_id("voice-builder-name").fill(f"rec-{suffix}")
     page.get_by_test_id("voice-builder-run").click()
     status = page.get_by_test_id("voice-builder-status")
-    page.wait_for_function("document.querySelector('[data-testid=voice-builder-status]').textContent.includes('completed')",
+    page.wait_for_function("document.querySelector('[data-testid=voice-builder-status]').dataset.status",
                            timeout=180_000)
-    assert "completed" in status.inner_text()
+    assert status.get_attribute("data-status") == "completed", status.inner_text()
+    assert "4 クリップ" in status.inner_text() or "4 clips" in status.inner_text()  # the outcome in words
     names = [d["name"] for d in server.client.get("/api/datasets", params={"modality": "audio"}).json()["datasets"]]
     assert f"rec-{suffix}" in names and f"rec-{suffix}-clips" in names
     clips = server.client.get(f"/api/datasets/audio/rec-{suffix}-clips", params={"rows": 10}).json()

@@ -9,6 +9,7 @@ new version's ``wavs/``, audio it leaves alone is copied at the end, so the new 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import unicodedata
 from collections import Counter
@@ -33,6 +34,8 @@ from lora_factory.plugins.audio.dataset_formats import (
 from lora_factory.plugins.audio.loudness import integrated_loudness, normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
 from lora_factory.plugins.audio.vad import SliceParams, slice_recording
+
+SLICES_FILE = "slices.jsonl"  # {id, source, start, end} per clip cut by ``slice``
 
 
 class _Params(BaseModel):
@@ -190,11 +193,14 @@ def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
                     + ", ".join(f"{d.start / sr:.2f}-{d.end / sr:.2f} s" for d in result.dropped))
         if not segments and not result.dropped:
             state.removed["no speech found"] += 1
-        stem = Path(item.clip.id).stem
+        recording = PurePosixPath(item.clip.id)
+        # the recording's own sub-folder is kept (wavs/style1/a.wav -> wavs/style1/a_0000.wav)
+        inner = [p for p in recording.parent.parts if p != "."]
+        folder = "/".join([WAVS, *(inner[1:] if inner[:1] == [WAVS] else inner)])
         for k, seg in enumerate(segments):
-            rel, path = state.new_audio_path(f"{stem}_{k:04d}")
+            rel, path = state.new_audio_path(f"{recording.stem}_{k:04d}", folder=folder)
             write_audio(path, wave[seg.start:seg.end], sr)
-            clip = Clip(id=rel, text="", speaker=item.clip.speaker, language=item.clip.language,
+            clip = Clip(id=rel, text="", speaker=item.clip.speaker or state.source.name, language=item.clip.language,
                         extra={"source": item.clip.id, "start": round(seg.start / sr, 3), "end": round(seg.end / sr, 3)})
             out.append(WorkClip(clip, path, changed=True))
         ctx.log(f"slice: {item.clip.id} -> {len(segments)} clips")
@@ -209,6 +215,7 @@ def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
         return
     whisper = WhisperModel.load(Path(p.model), Path(p.adapter) if p.adapter else None, device=state.device)
     kept = []
+    empty = 0
     for i, item in enumerate(state.clips):
         if item.clip.id in todo:
             if ctx.should_stop():
@@ -218,12 +225,21 @@ def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
                                       max_new_tokens=p.max_new_tokens).text
             text = text.replace("|", " ").replace("\n", " ").strip()
             if not text:
-                state.removed["empty transcript"] += 1
+                empty += 1  # kept without text: the slices are not lost, the report says why
+                kept.append(item)
                 continue
             item = WorkClip(replace(item.clip, text=text), item.audio, item.changed, item.facts)
             ctx.progress(i + 1, len(state.clips))
         kept.append(item)
     state.clips = kept
+    if empty:
+        state.notes.append(
+            f"Whisper ({Path(p.model).name}) wrote no text for {empty} of {len(todo)} clip(s); they are kept "
+            "without a transcript (edit them, or transcribe again with another model or language)"
+            if empty < len(todo) else
+            f"Whisper ({Path(p.model).name}) wrote no text for any of the {len(todo)} clip(s) (a tiny or wrong-language "
+            "model does that): the slices are kept as a recordings dataset; transcribe them with another model")
+        ctx.log(state.notes[-1])
 
 
 def op_normalize_text(state: RefineState, p: NormalizeTextOp, ctx: Any) -> None:
@@ -315,6 +331,25 @@ def op_edit_items(state: RefineState, p: EditItemsOp, ctx: Any) -> None:
     state.clips = [item for item in state.clips if item.clip.id in by_id]
 
 
+def _restore_slice_times(source: Path, clips: list[Clip]) -> None:
+    """The source version's slice times travel with its clips into the next version."""
+    path = source / SLICES_FILE
+    if not path.is_file():
+        return
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "id" in row:
+            rows[row["id"]] = row
+    for clip in clips:
+        row = rows.get(clip.id)
+        if row:
+            clip.extra.update({k: row[k] for k in ("source", "start", "end") if k in row})
+
+
 def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ctx: Any,
                    device: str = "cpu") -> dict[str, Any]:
     """Apply ``operations`` to the dataset at ``source``; write the new version into ``out``."""
@@ -322,6 +357,7 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
     if listing.errors:
         raise EditError(f"the source dataset has problems: {listing.errors[0]}")
     out.mkdir(parents=True, exist_ok=True)
+    _restore_slice_times(source, listing.clips)
     state = RefineState(source, out, [WorkClip(c, c.path_in(source)) for c in listing.clips], device=device,
                         reserved={c.id for c in listing.clips})
     rows_in = len(state.clips)
@@ -368,6 +404,11 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
         out_format = fmt
     else:
         out_format = "recordings"
+    sliced = [{"id": c.id, **{k: c.extra[k] for k in ("source", "start", "end")}} for c in clips
+              if {"source", "start", "end"} <= set(c.extra)]
+    if sliced:  # where each clip came from in its recording (the slice review reads it)
+        (out / SLICES_FILE).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sliced),
+                                       encoding="utf-8")
     return {"rows_in": rows_in, "rows_out": sum(1 for c in clips if c.text.strip()) if has_text else len(clips),
-            "removed": dict(state.removed), "steps": steps, "format": out_format,
+            "removed": dict(state.removed), "notes": state.notes, "steps": steps, "format": out_format,
             "examples": [{"id": c.id, "text": c.text} for c in clips[:5]]}

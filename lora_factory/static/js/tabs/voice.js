@@ -61,8 +61,15 @@ function datasetSection(state, app) {
     gsv.href = `${archive}?target=gpt_sovits`;
     const info = await browser.show(pick.value);
     const s = (info && info.stats) || {};
-    setBilingual(stats, `${s.clips ?? "?"} クリップ・${s.total_minutes ?? "?"} 分・${JSON.stringify(s.sample_rates || {})} Hz・${JSON.stringify(s.loudness || {})}`,
-      `${s.clips ?? "?"} clips, ${s.total_minutes ?? "?"} min, ${JSON.stringify(s.sample_rates || {})} Hz, ${JSON.stringify(s.loudness || {})}`);
+    // in words, not JSON: "16000 Hz ×3, 44100 Hz ×1", "−20.1 LUFS (−24.0 … −18.2)"
+    const rates = Object.entries(s.sample_rates || {}).map(([hz, n]) => `${hz} Hz ×${n}`).join(", ") || "?";
+    const l = s.loudness || {};
+    const lufs = l.lufs_median != null ? `${l.lufs_median} LUFS (${l.lufs_min ?? "?"} … ${l.lufs_max ?? "?"})` : "";
+    const speakers = Object.keys(s.speakers || {}).filter(Boolean).join(", ");
+    setBilingual(stats, [`${s.clips ?? "?"} クリップ`, `${s.total_minutes ?? "?"} 分`, rates, lufs && `音量の中央値 ${lufs}`,
+      speakers && `話者 ${speakers}`].filter(Boolean).join("・"),
+    [`${s.clips ?? "?"} clips`, `${s.total_minutes ?? "?"} min`, rates, lufs && `median loudness ${lufs}`,
+      speakers && `speakers ${speakers}`].filter(Boolean).join(", "));
   }
   pick.addEventListener("change", () => load().catch(showError));
 
@@ -76,6 +83,23 @@ function datasetSection(state, app) {
   }
   return { el: section("voice-datasets", "データセット（再生・文字起こしの編集）", "Dataset (play, edit transcripts)",
     labelled("データセット", "Dataset", pick), stats, exports, browser.root), refresh };
+}
+
+const STATUS_WORDS = { completed: ["完了", "Done"], failed: ["失敗", "Failed"], cancelled: ["中止", "Cancelled"] };
+
+// a finished job in words: the outcome, the clips made, what was dropped and why, the plugin's notes
+async function showJobEnd(el, jobId, j) {
+  const job = await get(`/api/jobs/${encodeURIComponent(jobId)}`).catch(() => j || {});
+  const [ja, en] = STATUS_WORDS[job.status] || [job.status, job.status];
+  const r = job.result || {};
+  const removed = Object.entries(r.removed || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
+  const rows = r.rows_out != null ? `${r.rows_out}` : "";
+  const err = job.error || {};
+  const notes = (r.notes || []).join(" ");
+  setBilingual(el,
+    [ja, rows && `${rows} クリップ`, removed && `除外: ${removed}`, err.message_ja || err.message, notes].filter(Boolean).join("・"),
+    [en, rows && `${rows} clips`, removed && `removed: ${removed}`, err.message, notes].filter(Boolean).join(" · "));
+  el.dataset.status = job.status || "";
 }
 
 // ---- builder: upload recordings -> slice -> transcribe ----
@@ -107,7 +131,7 @@ function builderSection(state) {
     if (asr.value) ops.push({ op: "transcribe", params: { model: asr.value, prompt: prompt.value } });
     const job = await post("/api/datasets/refine", { modality: M, dataset: source, output_name: `${source}-clips`, operations: ops });
     setBilingual(status, `ジョブ ${job.job_id} を実行中…`, `Job ${job.job_id} running…`);
-    watchJob(job.job_id, { onEnd: (j) => setBilingual(status, `完了: ${j.status}`, `Done: ${j.status}`) });
+    watchJob(job.job_id, { onEnd: (j) => showJobEnd(status, job.job_id, j).catch(showError) });
   }));
   async function refresh() {
     const list = await modelsOf("asr");
@@ -157,7 +181,7 @@ function trainSection(state) {
     }
     watchJob(jobId, {
       onProgress: (r) => setBilingual(progress, `ステップ ${r.step}/${r.max_steps} 損失 ${r.loss ?? "-"}`, `step ${r.step}/${r.max_steps} loss ${r.loss ?? "-"}`),
-      onEnd: (j) => setBilingual(progress, `終了: ${j.status}`, `Finished: ${j.status}`),
+      onEnd: (j) => showJobEnd(progress, jobId, j).catch(showError),
     });
   }
   async function refresh(info) {
