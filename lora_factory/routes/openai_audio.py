@@ -132,11 +132,21 @@ def _srt_time(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+MIN_CUE_S = 0.3  # a cue must last long enough to be shown; Whisper may give start == end
+
+
 def subtitles(segments: list[dict[str, Any]], kind: str) -> str:
+    """SRT / VTT cues: empty texts skipped, numbered without gaps, never zero-length (a cue with
+    start == end is stretched to MIN_CUE_S, but not past the next cue's start)."""
     out = io.StringIO()
     if kind == "vtt":
         out.write("WEBVTT\n\n")
-    for i, seg in enumerate(segments, start=1):
+    cues = [dict(seg) for seg in segments if str(seg.get("text", "")).strip()]
+    for k, seg in enumerate(cues):
+        start = float(seg["start"])
+        limit = float(cues[k + 1]["start"]) if k + 1 < len(cues) else start + MIN_CUE_S
+        seg["end"] = max(float(seg["end"]), min(start + MIN_CUE_S, max(limit, start + 0.001)))
+    for i, seg in enumerate(cues, start=1):
         sep = "," if kind == "srt" else "."
         if kind == "srt":
             out.write(f"{i}\n")

@@ -22,6 +22,8 @@ def test_pcm_streams_each_sentence_when_it_is_ready_and_a_wav_has_true_sizes(tmp
     speech_server = server_factory(home)
     # a WAV answer (the default) is whole, with its true sizes; this also loads the model once
     with httpx.Client(base_url=speech_server.url, timeout=120) as c:
+        listed = {m["id"]: m["modality"] for m in c.get("/v1/models").json()["data"]}
+        assert listed.get("tiny-tts") == "audio"  # /v1/models lists the voice models too
         body = c.post("/v1/audio/speech", json={"model": "tiny-tts", "input": "はい。そうです。", **QUICK}).content
         streamed = c.post("/v1/audio/speech", json={"model": "tiny-tts", "input": "はい。", "stream": True,
                                                     **QUICK}).content
@@ -46,3 +48,15 @@ def test_pcm_streams_each_sentence_when_it_is_ready_and_a_wav_has_true_sizes(tmp
     assert last - headers_at > 0.3, arrivals
     assert first - headers_at < 0.35 * (last - headers_at), (headers_at, arrivals)
 
+
+
+def test_subtitle_cues_are_never_empty_or_zero_length() -> None:
+    from lora_factory.routes.openai_audio import subtitles
+
+    segments = [{"start": 0.0, "end": 1.2, "text": "こんにちは"}, {"start": 1.2, "end": 1.2, "text": "はい"},
+                {"start": 1.4, "end": 1.4, "text": " "}, {"start": 2.0, "end": 2.0, "text": "いいえ"}]
+    srt = subtitles(segments, "srt")
+    assert srt == ("1\n00:00:00,000 --> 00:00:01,200\nこんにちは\n\n"
+                   "2\n00:00:01,200 --> 00:00:01,500\nはい\n\n"
+                   "3\n00:00:02,000 --> 00:00:02,300\nいいえ\n\n")
+    assert subtitles(segments, "vtt").startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.200\nこんにちは")

@@ -43,11 +43,17 @@ def model_kind(path: Path) -> str:
     return "unknown"
 
 
+def _adapter_list(request: dict[str, Any]) -> list[tuple[Path, float]]:
+    """Every adapter of the request with its weight (the host fills ``adapters``; ``adapter`` alone
+    is the plain single-adapter form)."""
+    if request.get("adapters"):
+        return [(Path(a["path"]), float(a.get("weight", 1.0))) for a in request["adapters"]]
+    return [(Path(request["adapter"]), 1.0)] if request.get("adapter") else []
+
+
 def _adapter_path(request: dict[str, Any]) -> Path | None:
-    if request.get("adapter"):
-        return Path(request["adapter"])
-    adapters = request.get("adapters") or []
-    return Path(adapters[0]["path"]) if adapters else None
+    adapters = _adapter_list(request)
+    return adapters[0][0] if adapters else None
 
 
 def _loaded(session: Any, base: Path, kind: str) -> dict[str, Any]:
@@ -68,12 +74,34 @@ def _loaded(session: Any, base: Path, kind: str) -> dict[str, Any]:
     return cache
 
 
+def _load_adapter(holder: Any, names: dict[str, str], adapter: Path) -> str:
+    key = str(adapter.resolve())
+    if key not in names:
+        name = f"a{len(names)}"
+        model = holder.model
+        if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):
+            model.load_adapter(key, adapter_name=name)
+        else:
+            from peft import PeftModel
+
+            holder.model = PeftModel.from_pretrained(model, key, adapter_name=name)
+            holder.model.eval()
+        names[key] = name
+    return names[key]
+
+
 @contextlib.contextmanager
-def _with_adapter(cache: dict[str, Any], adapter: Path | None) -> Iterator[Any]:
-    """The cached model with ``adapter`` active (or with every adapter disabled for the base)."""
+def _with_adapter(cache: dict[str, Any], adapter: Path | None | list[tuple[Path, float]]) -> Iterator[Any]:
+    """The cached model with ``adapter`` active (or with every adapter disabled for the base).
+
+    Several voices with weights (or one with a weight other than 1) are mixed with peft's
+    ``add_weighted_adapter(combination_type="cat")``: the sum of each LoRA's update times its
+    weight, whatever the ranks. The mix is kept under a name made of its parts and weights.
+    """
     holder = cache["model"]
-    model = holder.model
-    if adapter is None:
+    adapters = [(adapter, 1.0)] if isinstance(adapter, Path) else list(adapter or [])
+    if not adapters:
+        model = holder.model
         if hasattr(model, "disable_adapter"):
             with model.disable_adapter():
                 yield holder
@@ -81,19 +109,16 @@ def _with_adapter(cache: dict[str, Any], adapter: Path | None) -> Iterator[Any]:
             yield holder
         return
     names: dict[str, str] = cache["adapters"]
-    key = str(adapter.resolve())
-    if key not in names:
-        name = f"a{len(names)}"
-        if hasattr(model, "load_adapter") and hasattr(model, "peft_config"):
-            model.load_adapter(key, adapter_name=name)
-        else:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, key, adapter_name=name)
-            model.eval()
-            holder.model = model
-        names[key] = name
-    holder.model.set_adapter(names[key])
+    loaded = [(_load_adapter(holder, names, path), weight) for path, weight in adapters]
+    if len(loaded) == 1 and loaded[0][1] == 1.0:
+        holder.model.set_adapter(loaded[0][0])
+        yield holder
+        return
+    mix = "mix_" + "_".join(f"{name}x{weight:g}".replace(".", "p").replace("-", "m") for name, weight in loaded)
+    if mix not in holder.model.peft_config:
+        holder.model.add_weighted_adapter([n for n, _ in loaded], [w for _, w in loaded], adapter_name=mix,
+                                          combination_type="cat")
+    holder.model.set_adapter(mix)
     yield holder
 
 
@@ -146,7 +171,7 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
     pieces: list[np.ndarray] = []
     spoken: list[str] = []
     rate = 0
-    with _with_adapter(cache, adapter) as tts:
+    with _with_adapter(cache, _adapter_list(request)) as tts:
         for chunk in synthesize(tts, text, params, dictionary):
             if first_chunk is None:
                 first_chunk = time.perf_counter() - started
@@ -187,7 +212,7 @@ def transcribe_events(request: dict[str, Any], session: Any) -> Iterator[dict[st
         raise LoRAFactoryError("AUDIO_UNREADABLE", "音声ファイルを読み込めません。", f"The audio cannot be read: {exc}",
                                422, detail={"field": "input.audio"}) from exc
     cache = _loaded(session, base, "asr")
-    with _with_adapter(cache, _adapter_path(request)) as whisper:
+    with _with_adapter(cache, _adapter_list(request)) as whisper:
         result = whisper.transcribe(wave, sr, language=params.get("language") or "ja",
                                     prompt=params.get("prompt") or None,
                                     timestamps=bool(params.get("timestamps", True)),
