@@ -32,7 +32,8 @@ PCM_RATE = 24000  # OpenAI's pcm format: 24 kHz, 16-bit little-endian, mono
 # synthesis settings a client may add beside OpenAI's fields (extra_body in the openai client)
 EXTRA_PARAMS = ("pitch", "volume_db", "pause_ms", "temperature", "top_p", "seed", "max_seconds_per_sentence",
                 "target_lufs", "true_peak_db", "sample_rate", "latin")
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm", "mp3": "audio/mpeg", "opus": "audio/ogg"}
+WHOLE_FILE_FORMATS = ("flac", "mp3", "opus")  # encoded once the whole text is spoken
 
 
 class SpeechBody(BaseModel):
@@ -77,16 +78,16 @@ def _resample_pcm(chunk: bytes, rate: int, target: int) -> bytes:
 def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
     fmt = body.response_format
     if fmt not in MEDIA_TYPES:
-        raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{fmt}」には対応していません（wav / flac / pcm）。",
-                               f"response_format '{fmt}' is not supported (wav, flac, pcm).", 422,
+        raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{fmt}」には対応していません（wav / flac / pcm / mp3 / opus）。",
+                               f"response_format '{fmt}' is not supported (wav, flac, pcm, mp3, opus).", 422,
                                detail={"field": "response_format"})
     base, adapter = split_model(body.model)
     extras = {k: v for k, v in (body.model_extra or {}).items() if k in EXTRA_PARAMS}
-    params: dict[str, Any] = {**extras, "speed": body.speed, "format": "flac" if fmt == "flac" else "wav"}
+    params: dict[str, Any] = {**extras, "speed": body.speed, "format": fmt if fmt in WHOLE_FILE_FORMATS else "wav"}
     if body.voice:
         params["voice"] = body.voice
     request = GenerateRequest(modality=MODALITY, task="speech", base_model=base, adapter=adapter,
-                              input={"text": body.input}, params=params, stream=fmt != "flac")
+                              input={"text": body.input}, params=params, stream=fmt not in WHOLE_FILE_FORMATS)
     events = svc.generation.stream(request)
     first = next(events, None)  # a load error is still an HTTP error, not a broken stream
 
@@ -96,14 +97,14 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
             if event.get("type") == "audio" and event.get("chunk"):
                 yield base64.b64decode(event["chunk"]), int(event["sample_rate"])
 
-    if fmt == "flac":
+    if fmt in WHOLE_FILE_FORMATS:
         done_file = None
         for event in [first, *events] if first else events:
             if event.get("type") == "audio" and event.get("file"):
                 done_file = svc.media.output_file(MODALITY, event["file"])
         if done_file is None or not Path(done_file).is_file():
             raise LoRAFactoryError("INFERENCE_FAILED", "音声が生成されませんでした。", "No audio was produced.", 500)
-        return Response(Path(done_file).read_bytes(), media_type=MEDIA_TYPES["flac"])
+        return Response(Path(done_file).read_bytes(), media_type=MEDIA_TYPES[fmt])
 
     def stream() -> Iterator[bytes]:
         header_sent = False

@@ -10,6 +10,9 @@ import wave
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pytest
+import soundfile as sf
 
 SENTENCES = "こんにちは。今日はいい天気ですね。東京に行きます。ありがとうございました。"
 QUICK = {"seed": 0, "temperature": 0.0, "max_seconds_per_sentence": 1.0}
@@ -25,6 +28,9 @@ def test_pcm_streams_each_sentence_when_it_is_ready_and_a_wav_has_true_sizes(tmp
         listed = {m["id"]: m["modality"] for m in c.get("/v1/models").json()["data"]}
         assert listed.get("tiny-tts") == "audio"  # /v1/models lists the voice models too
         body = c.post("/v1/audio/speech", json={"model": "tiny-tts", "input": "はい。そうです。", **QUICK}).content
+        mp3 = c.post("/v1/audio/speech", json={"model": "tiny-tts", "input": "はい。", "response_format": "mp3",
+                                               **QUICK})
+        assert mp3.headers["content-type"] == "audio/mpeg" and sf.info(io.BytesIO(mp3.content)).format == "MP3"
         streamed = c.post("/v1/audio/speech", json={"model": "tiny-tts", "input": "はい。", "stream": True,
                                                     **QUICK}).content
     with wave.open(io.BytesIO(body)) as w:
@@ -60,3 +66,15 @@ def test_subtitle_cues_are_never_empty_or_zero_length() -> None:
                    "2\n00:00:01,200 --> 00:00:01,500\nはい\n\n"
                    "3\n00:00:02,000 --> 00:00:02,300\nいいえ\n\n")
     assert subtitles(segments, "vtt").startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.200\nこんにちは")
+
+
+@pytest.mark.parametrize(("fmt", "container", "rate"), [("mp3", "MP3", 16000), ("opus", "OGG", 16000),
+                                                          ("opus", "OGG", 48000)])
+def test_mp3_and_opus_through_libsndfile(fmt: str, container: str, rate: int) -> None:
+    from lora_factory.plugins.audio.audio_io import encode_audio
+
+    sr = 22050 if fmt == "opus" and rate == 48000 else 16000  # 22.05 kHz is no Opus rate: sent at 48 kHz
+    t = np.arange(sr) / sr
+    data = encode_audio((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr, fmt)
+    info = sf.info(io.BytesIO(data))
+    assert info.format == container and info.samplerate == rate and abs(info.duration - 1.0) < 0.1

@@ -49,7 +49,7 @@ class SpeechParams(BaseModel):
     true_peak_db: float = Field(-1.0, ge=-12.0, le=0.0)
     fade_ms: float = Field(10.0, ge=0.0, le=500.0)
     sample_rate: int | None = Field(None, ge=8000, le=48000, description="output rate; the codec's when empty")
-    format: Literal["wav", "flac"] = "wav"
+    format: Literal["wav", "flac", "mp3", "opus"] = "wav"
     max_sentence_chars: int = Field(80, ge=10, le=500)
 
 
