@@ -86,8 +86,11 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
     params: dict[str, Any] = {**extras, "speed": body.speed, "format": fmt if fmt in WHOLE_FILE_FORMATS else "wav"}
     if body.voice:
         params["voice"] = body.voice
+    # a voice to clone (extra_body): "reference_audio": "upload:<id>" from /api/infer/uploads, with its transcript
+    cloning = {k: str(v) for k, v in (body.model_extra or {}).items() if k in ("reference_audio", "reference_text")}
     request = GenerateRequest(modality=MODALITY, task="speech", base_model=base, adapter=adapter,
-                              input={"text": body.input}, params=params, stream=fmt not in WHOLE_FILE_FORMATS)
+                              input={"text": body.input, **cloning}, params=params,
+                              stream=fmt not in WHOLE_FILE_FORMATS)
     events = svc.generation.stream(request)
     first = next(events, None)  # a load error is still an HTTP error, not a broken stream
 

@@ -62,8 +62,10 @@ def describe_modalities() -> list[dict[str, Any]]:
         "supports": ["tiny_model", "item_edit", "regression", "speech", "transcribe", "eval_cer"],
         "inference_kinds": ["speech", "transcribe"],
         "infer_schemas": {
-            "speech": {"input_schema": {"type": "object", "required": ["text"],
-                                        "properties": {"text": {"type": "string", "title": "Text"}}},
+            "speech": {"input_schema": {"type": "object", "required": ["text"], "properties": {
+                "text": {"type": "string", "title": "Text"},
+                "reference_audio": {"type": "string", "format": "upload", "title": "Voice to clone (a few seconds)"},
+                "reference_text": {"type": "string", "title": "What the reference says"}}},
                        "params_schema": SpeechParams.model_json_schema(), "presets": SPEECH_PRESETS},
             "transcribe": {"input_schema": {"type": "object", "required": ["audio"],
                                             "properties": {"audio": {"type": "string", "format": "upload"}}},

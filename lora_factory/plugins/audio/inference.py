@@ -148,6 +148,29 @@ def _speaker_for(request: dict[str, Any], adapter: Path | None) -> str | None:
     return str(wanted) if (config.get("params") or {}).get("speaker_prompt") else None
 
 
+def _reference_of(request: dict[str, Any]) -> tuple[np.ndarray, int, str] | None:
+    """``input.reference_audio`` (an uploaded file) and ``input.reference_text`` (what it says): the
+    voice to clone. Both or neither: a reference without its transcript cannot prefix the prompt."""
+    given = request.get("input") or {}
+    source, transcript = given.get("reference_audio"), str(given.get("reference_text") or "").strip()
+    if not source and not transcript:
+        return None
+    if not source or not Path(str(source)).is_file():
+        raise LoRAFactoryError("INFER_INVALID_INPUT", "クローンする声の音声ファイル（reference_audio）を指定してください。",
+                               "Give the reference recording to clone (reference_audio).", 422,
+                               detail={"field": "input.reference_audio"})
+    if not transcript:
+        raise LoRAFactoryError("INFER_INVALID_INPUT", "参照音声の書き起こし（reference_text）を指定してください。",
+                               "Give the transcript of the reference recording (reference_text).", 422,
+                               detail={"field": "input.reference_text"})
+    try:
+        wave, sr = read_audio(Path(str(source)))
+    except AudioReadError as exc:
+        raise LoRAFactoryError("AUDIO_UNREADABLE", "参照音声を読み込めません。", f"The reference audio cannot be read: {exc}",
+                               422, detail={"field": "input.reference_audio"}) from exc
+    return wave, sr, transcript
+
+
 def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
     text = str((request.get("input") or {}).get("text") or request.get("prompt") or "").strip()
     if not text:
@@ -165,6 +188,7 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
         raise LoRAFactoryError("MODEL_KIND_MISMATCH", "音声合成には TTS モデル（コーデック付き）を選んでください。",
                                "Speech needs a TTS model (an LM with its codec).", 422, detail={"field": "base_model"})
     dictionary = load_near(base)
+    reference = _reference_of(request)
     cache = _loaded(session, base, "tts")
     started = time.perf_counter()
     first_chunk: float | None = None
@@ -172,7 +196,7 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
     spoken: list[str] = []
     rate = 0
     with _with_adapter(cache, _adapter_list(request)) as tts:
-        for chunk in synthesize(tts, text, params, dictionary):
+        for chunk in synthesize(tts, text, params, dictionary, reference=reference):
             if first_chunk is None:
                 first_chunk = time.perf_counter() - started
             pieces.append(chunk.wave)
@@ -190,7 +214,8 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
             "time_to_first_chunk_s": round(first_chunk or total, 3), "total_s": round(total, 3),
             "rtf": round(total / duration, 3) if duration else None,
             "lufs": round(integrated_loudness(wave, rate), 2) if wave.size else None,
-            "format": params.format, "chunks": len(pieces)}
+            "format": params.format, "chunks": len(pieces),
+            "reference_seconds": round(reference[0].size / reference[1], 3) if reference else None}
     yield media.audio_event(path, rate, meta)
     yield media.done_event(text="".join(spoken), usage={"audio_seconds": meta["seconds"], "chunks": len(pieces)},
                            meta=meta)

@@ -105,10 +105,12 @@ class TTSModel:
         layout = LlasaLayout.from_tokenizer(tokenizer, codec.codebook_size)
         return cls(model=model, tokenizer=tokenizer, layout=layout, codec=codec, device=device)
 
-    def generate_codes(self, text: str, params: SpeechParams, seed: int | None = None) -> np.ndarray:
+    def generate_codes(self, text: str, params: SpeechParams, seed: int | None = None,
+                       reference: tuple[str, np.ndarray] | None = None) -> np.ndarray:
+        """Codes for ``text``; ``reference`` = (normalised transcript, codes) of a voice to clone."""
         import torch
 
-        prompt = self.layout.prompt_ids(self.tokenizer, text, params.speaker)
+        prompt = self.layout.prompt_ids(self.tokenizer, text, params.speaker, reference)
         input_ids = torch.tensor([prompt], device=self.device)
         # a codec LM can loop instead of stopping: no sentence may run past a generous reading time
         seconds = min(params.max_seconds_per_sentence, 2.0 + SECONDS_PER_CHAR_CAP * len(text))
@@ -161,16 +163,30 @@ class SpeechChunk:
     seconds_to_make: float
 
 
-def synthesize(tts: TTSModel, text: str, params: SpeechParams,
-               dictionary: UserDictionary | None = None) -> Iterator[SpeechChunk]:
-    """Yield one chunk per sentence as soon as it is made (pause appended, except after the last)."""
+MAX_REFERENCE_SECONDS = 20.0  # a few seconds clone a voice; more only lengthens every prompt
+
+
+def reference_prompt(tts: TTSModel, wave: np.ndarray, sr: int, transcript: str,
+                     norm: NormalizationOptions) -> tuple[str, np.ndarray]:
+    """A reference recording as the cloning prefix: its normalised transcript and its codec codes."""
+    wave = np.asarray(wave, dtype=np.float32)[: int(MAX_REFERENCE_SECONDS * sr)]
+    return normalize_text(transcript, norm), np.asarray(tts.codec.encode(wave, sr))
+
+
+def synthesize(tts: TTSModel, text: str, params: SpeechParams, dictionary: UserDictionary | None = None,
+               reference: tuple[np.ndarray, int, str] | None = None) -> Iterator[SpeechChunk]:
+    """Yield one chunk per sentence as soon as it is made (pause appended, except after the last).
+
+    ``reference`` (wave, rate, transcript) clones that voice zero-shot: each sentence is generated
+    as the continuation of the reference (Llasa's prompt-prefix cloning), with or without a LoRA."""
     norm = NormalizationOptions(latin=params.latin, user_dictionary=dictionary or UserDictionary())
+    prefix = reference_prompt(tts, reference[0], reference[1], reference[2], norm) if reference else None
     sentences = [s for s in (normalize_text(x, norm) for x in split_sentences(text, params.max_sentence_chars)) if s]
     out_rate = params.sample_rate or tts.codec.sample_rate
     for index, sentence in enumerate(sentences):
         started = time.perf_counter()
         seed = None if params.seed is None else params.seed + index
-        codes = tts.generate_codes(sentence, params, seed=seed)
+        codes = tts.generate_codes(sentence, params, seed=seed, reference=prefix)
         wave = tts.codec.decode(codes) if len(codes) else np.zeros(int(0.1 * tts.codec.sample_rate), np.float32)
         wave = shape_sentence(wave, tts.codec.sample_rate, params)
         wave = resample(wave, tts.codec.sample_rate, out_rate)
