@@ -149,3 +149,13 @@ def test_user_dictionary_matches_words_not_substrings() -> None:
     assert normalize_text("東京都に行く", options) == "東京都に行く"
     assert normalize_text("京都に行く", options) == "きょうとに行く"
     assert normalize_text("鬼滅の刃を見た", options) == "きめつのやいばを見た"
+
+
+def test_read_preview_route_takes_the_rules_readings_literally(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    with TestClient(create_app(tmp_path / "ws", start_scheduler=False), base_url="http://127.0.0.1") as c:
+        r = c.post("/api/audio/read", json={"text": "令和8年"}).json()
+    assert r["normalized"] == "令和はちねん" and r["reading"]["kana"] == "レーワハチネン"

@@ -88,6 +88,10 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     page.get_by_test_id("voice-speed").fill("1.2")
     page.evaluate("document.querySelector('[data-testid=voice-synth-text]').value = 'はい。いいえ。'")
     page.get_by_test_id("voice-max-seconds").fill("1")
+    reference = tmp_path / "ref.wav"  # a voice to clone: the recording and what it says
+    sf.write(reference, (0.2 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 180)).astype(np.float32), 16000)
+    page.get_by_test_id("voice-ref-audio").set_input_files(str(reference))
+    page.get_by_test_id("voice-ref-text").fill("こんにちは。")
     page.get_by_test_id("voice-speak").click()
     page.get_by_test_id("voice-stream-download").wait_for(state="visible", timeout=120_000)
     assert int(page.get_by_test_id("voice-stream").get_attribute("data-chunks")) == 2  # one per sentence

@@ -208,8 +208,12 @@ function synthSection() {
   const topP = slider("top-p", 0.1, 1, 0.05, 1, "");
   const seed = h("input", { type: "number", value: "0", testid: "voice-seed" });
   const readOut = h("div", { class: "reading", testid: "voice-reading" });
-  const format = h("select", { testid: "voice-format" }, h("option", { value: "wav" }, "WAV"), h("option", { value: "flac" }, "FLAC"));
+  const format = h("select", { testid: "voice-format" }, h("option", { value: "wav" }, "WAV"), h("option", { value: "flac" }, "FLAC"),
+    h("option", { value: "mp3" }, "MP3"), h("option", { value: "opus" }, "Opus"));
   const maxSeconds = h("input", { type: "number", value: "20", min: "1", max: "120", testid: "voice-max-seconds" });
+  // a voice to clone from a few seconds of recording and what it says (zero-shot; with a LoRA too)
+  const refAudio = h("input", { type: "file", accept: ".wav,.flac,.ogg,.mp3", testid: "voice-ref-audio" });
+  const refText = h("input", { type: "text", value: "", testid: "voice-ref-text", placeholder: "こんにちは、よろしくお願いします。" });
   const player = createStreamPlayer({ testid: "voice-stream" });
   const preview = h("button", { type: "button", testid: "voice-read", ...bi("読み方を確認", "Check the reading") });
   const speak = h("button", { type: "button", testid: "voice-speak", class: "primary", ...bi("合成（ストリーミング再生）", "Speak (streamed)") });
@@ -225,8 +229,15 @@ function synthSection() {
       pause_ms: Number(pause.input.value), temperature: Number(temperature.input.value), top_p: Number(topP.input.value),
       seed: Number(seed.value), format: format.value, max_seconds_per_sentence: Number(maxSeconds.value),
     };
+    const input = { text: text.value };
+    if (refAudio.files.length) {
+      const form = new FormData();
+      form.append("file", refAudio.files[0], refAudio.files[0].name);
+      input.reference_audio = (await post("/api/infer/uploads", form)).value;
+      input.reference_text = refText.value;
+    }
     await postSSE("/api/infer/generate", { modality: M, task: "speech", base_model: base.value, adapter: adapter.value || null,
-      input: { text: text.value }, params, stream: true }, (name, ev) => {
+      input, params, stream: true }, (name, ev) => {
       if (name === "error" || (ev && ev.type === "error")) throw Object.assign(new Error(ev.message || "error"), { message_ja: ev.message_ja });
       if (ev && ev.chunk) player.push(ev);
       else if (ev && ev.url) player.finish(ev);
@@ -243,6 +254,8 @@ function synthSection() {
     labelled("文の間の無音", "Pause between sentences", pause.row), labelled("温度", "Temperature", temperature.row),
     labelled("top-p", "top-p", topP.row), labelled("シード", "Seed", seed), labelled("形式", "Format", format),
     labelled("1文の最大秒数", "Max seconds per sentence", maxSeconds),
+    labelled("クローンする声（数秒の録音・任意）", "Voice to clone (a few seconds, optional)", refAudio),
+    labelled("その録音の書き起こし", "What that recording says", refText),
     h("div", { class: "row" }, preview, speak), readOut, player.root), refresh };
 }
 
