@@ -70,6 +70,12 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
             break
         page.wait_for_timeout(300)
     assert rows_v2 and rows_v2[0]["text"] == "こんばんは。"
+    # the studio then shows the new version (not the old one, where the edit would seem undone)
+    page.wait_for_function("document.querySelector('[data-testid=voice-dataset-select]').value === 'ui-voice-v2'",
+                           timeout=60_000)
+    page.wait_for_function("document.querySelector('[data-testid=voice-browser-text]').value === 'こんばんは。'")
+    meta = page.get_by_test_id("voice-browser-meta").first.inner_text()
+    assert "話者: speaker" in meta and "16000 Hz" in meta  # the clip's facts in the user's language
 
     # the user dictionary: add an entry, it is listed and used by the reading preview
     page.get_by_test_id("voice-dict-surface").fill("LF")
@@ -82,6 +88,8 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     normalized.wait_for()
     assert normalized.inner_text() == "えるえふはせんひゃくえんです。にせんにじゅうよねんさんがついつかに出ます。"
     screenshot(page, "audio-voice-studio")
+    page.get_by_test_id("voice-synth-text").fill("LFは2,200円です。")  # a changed text: the old reading goes
+    assert page.get_by_test_id("voice-normalized").count() == 0
 
     # streamed synthesis with the tiny TTS: chunks arrive, the player and the download get the WAV
     page.get_by_test_id("voice-synth-base").select_option("tiny-tts")

@@ -46,6 +46,17 @@ function datasetSection(state, app) {
   const stats = h("div", { class: "muted", testid: "voice-dataset-stats" });
   const browser = createFolderBrowser(app, { testid: "voice-browser", onJob: (id) => {
     notify("info", `新しい版を作成中です（ジョブ ${id}）`, `Creating the new version (job ${id})`);
+    // once saved, show the new version (not the old one with the edit seemingly undone)
+    watchJob(id, { onEnd: async () => {
+      const job = await get(`/api/jobs/${encodeURIComponent(id)}`).catch(() => null);
+      const name = job && job.status === "completed" && job.spec && job.spec.output_name;
+      if (!name) return;
+      await refresh();
+      if ([...pick.options].some((o) => o.value === name)) {
+        pick.value = name;
+        await load();
+      }
+    } });
   } });
 
   // exports other tools open (the plugin's dataset_exports: Style-Bert-VITS2, GPT-SoVITS)
@@ -217,6 +228,7 @@ function synthSection() {
   const player = createStreamPlayer({ testid: "voice-stream" });
   const preview = h("button", { type: "button", testid: "voice-read", ...bi("読み方を確認", "Check the reading") });
   const speak = h("button", { type: "button", testid: "voice-speak", class: "primary", ...bi("合成（ストリーミング再生）", "Speak (streamed)") });
+  text.addEventListener("input", () => clear(readOut));  // a reading of the old text is no reading of this one
   preview.addEventListener("click", () => withBusy(preview, async () => {
     const r = await post("/api/audio/read", { text: text.value });
     clear(readOut);
