@@ -19,7 +19,7 @@ from lora_factory.core.catalog.datasets import DatasetCatalog
 from lora_factory.core.catalog.models import Catalog
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.inference.client import InferenceClient
-from lora_factory.core.inference.generation import Generation
+from lora_factory.core.inference.generation import Generation, resolve_infer
 from lora_factory.core.inference.media import MediaStore
 from lora_factory.core.jobs.regression import parse_suite
 from lora_factory.core.jobs.scheduler import JobManager
@@ -473,8 +473,10 @@ class Services:
         self.plugins.require_modality(req.modality)
         base = self.catalog.model_path(req.modality, req.base_model)
         adapter = self.catalog.adapter_path(req.modality, req.adapter) if (req.adapter and with_adapter) else None
-        return {"base_model": str(base), "adapter": str(adapter) if adapter else None,
-                "messages": [m.model_dump() for m in req.messages], "params": req.params, "stream": req.stream}
+        adapters = [{"path": str(adapter), "name": adapter.name, "weight": 1.0}] if adapter else []
+        return resolve_infer(self.plugins, req.modality, {
+            "base_model": str(base), "adapters": adapters, "messages": [m.model_dump() for m in req.messages],
+            "params": req.params, "stream": req.stream}, self.workspace)
 
     # -- desktop -------------------------------------------------------------------------------
     def open_path(self, key: str) -> dict[str, Any]:
