@@ -158,12 +158,13 @@ class RefineState:
     reserved: set[str] = field(default_factory=set)  # the source's clip paths, copied at the end
 
     def new_audio_path(self, stem: str, suffix: str = ".wav", folder: str = WAVS,
-                       own: str | None = None) -> tuple[str, Path]:
-        """A free path in ``folder`` of the new version; ``own`` (the clip's own old path) may be reused."""
+                       own: str | None = None, replace_own: bool = False) -> tuple[str, Path]:
+        """A free path in ``folder`` of the new version; ``own`` (the clip's own old path) may be reused,
+        and overwritten when ``replace_own`` (this run wrote it: a slice resampled stays one file)."""
         prefix = f"{folder}/" if folder else ""
         rel = f"{prefix}{stem}{suffix}"
         n = 1
-        while (self.out / rel).exists() or (rel in self.reserved and rel != own):
+        while ((self.out / rel).exists() and not (replace_own and rel == own)) or (rel in self.reserved and rel != own):
             rel = f"{prefix}{stem}-{n}{suffix}"
             n += 1
         return rel, self.out / rel
@@ -173,7 +174,8 @@ def _rewrite(state: RefineState, item: WorkClip, wave: np.ndarray, sr: int) -> W
     """New audio for a clip, beside where it was, and the list path written the source's way."""
     old = PurePosixPath(item.clip.id)
     folder = "" if str(old.parent) == "." else old.parent.as_posix()
-    rel, path = state.new_audio_path(old.stem, ".wav", folder=folder, own=item.clip.id)
+    rel, path = state.new_audio_path(old.stem, ".wav", folder=folder, own=item.clip.id,
+                                     replace_own=item.changed and item.audio == state.out / item.clip.id)
     write_audio(path, wave, sr)
     source = with_new_file(item.clip.source, PurePosixPath(rel).name)
     return WorkClip(replace(item.clip, id=rel, source=source), path, changed=True, facts=item.facts)
