@@ -280,7 +280,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     elif args.action == "lineage":
         _print_json(svc.datasets.dataset_lineage(args.modality, args.target))
     elif args.action == "export":
-        path = svc.datasets.archive(args.modality, args.target, Path(args.out or ".").resolve())
+        path = svc.datasets.archive(args.modality, args.target, Path(args.out or ".").resolve(),
+                                    target=args.to)
         _print_json({"path": str(path)})
     elif args.action == "refine":
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
@@ -457,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", help='JSON, e.g. {"instruction": "質問", "output": "回答"}')
     p.add_argument("--operations", help='JSON list, e.g. [{"op": "dedup_near", "params": {"threshold": 0.7}}]')
     p.add_argument("--out", help="export: the folder the zip is written to (default: the current folder)")
+    p.add_argument("--to", help="export: a layout another tool opens (audio: sbv2, gpt_sovits); default: the folder as it is")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_datasets)

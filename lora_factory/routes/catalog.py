@@ -165,11 +165,17 @@ def dataset_file(modality: str, name: str, rel: str, svc: Services = Depends(ser
 
 
 @router.get("/api/datasets/{modality}/{name}/archive", response_class=FileResponse)
-def dataset_archive(modality: str, name: str, svc: Services = Depends(services)) -> FileResponse:
-    """The dataset to take elsewhere: a folder dataset as a zip (e.g. for Style-Bert-VITS2, kohya)."""
+def dataset_archive(modality: str, name: str, target: str | None = None,
+                    svc: Services = Depends(services)) -> FileResponse:
+    """The dataset to take elsewhere: a folder dataset as a zip, or with ``?target=`` in the layout of a
+    tool the plugin declared in ``dataset_exports`` (audio: ``sbv2``, ``gpt_sovits``)."""
     svc.plugins.require_modality(modality)
     tmp = Path(tempfile.mkdtemp(prefix="lf-archive-"))
-    path = svc.datasets.archive(modality, name, tmp)
+    try:
+        path = svc.datasets.archive(modality, name, tmp, target=target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return FileResponse(path, filename=path.name, media_type="application/zip" if path.suffix == ".zip" else None,
                         background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
 

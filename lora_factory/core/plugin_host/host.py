@@ -75,6 +75,8 @@ class ModalityDescription(BaseModel):
     # regression check kinds the plugin evaluates (beyond the host's text checks): kind -> labels, schema
     regression_checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     licenses: str | None = None
+    # layouts other tools open, for ``export_dataset``: target id -> {label_ja, label_en}
+    dataset_exports: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # what ``export_adapter`` writes: target -> {label_ja, label_en, description_ja, description_en, params_schema}
     export_targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
