@@ -51,13 +51,11 @@ def test_tts_losses_match_the_hand_written_loop(workspace: Workspace, tiny_tts: 
                    "max_grad_norm": 0.5, "save_every": 2, "sample_every": 0, "sample_max_seconds": 0.3}})
     first = _ctx(workspace, "tts-a")
     plugin.train(modality="audio", spec=spec, ctx=first)
-    print("tts", [loss for _, loss in _losses(first)])
     assert [s for s, _ in _losses(first)] == [1, 2, 3, 4]
     assert [loss for _, loss in _losses(first)] == pytest.approx(RECORDED_TTS, rel=1e-4, abs=1e-6)
 
     second = _ctx(workspace, "tts-b", resume_checkpoint=first.checkpoint_dir / "checkpoint-2")
     plugin.train(modality="audio", spec=spec, ctx=second)
-    print("tts resumed", [loss for _, loss in _losses(second)])
     assert [s for s, _ in _losses(second)] == [3, 4]
     assert [loss for _, loss in _losses(second)] == pytest.approx(RECORDED_TTS_RESUMED, rel=1e-4, abs=1e-6)
 
@@ -72,6 +70,5 @@ def test_asr_losses_match_the_hand_written_loop(workspace: Workspace, tiny_asr: 
                    "max_grad_norm": 0.5}})
     ctx = _ctx(workspace, "asr")
     plugin.train(modality="audio", spec=spec, ctx=ctx)
-    print("asr", [loss for _, loss in _losses(ctx)])
     assert [s for s, _ in _losses(ctx)] == [1, 2, 3]
     assert [loss for _, loss in _losses(ctx)] == pytest.approx(RECORDED_ASR, rel=1e-4, abs=1e-6)

@@ -23,13 +23,11 @@ RECORDED_RESUMED = [1.1526058912277222, 1.077434778213501]
 def test_losses_match_the_hand_written_loop_step_for_step(tmp_path, tiny_sd15, image_dataset):
     result, ctx = train_tiny(tmp_path / "ws", tiny_sd15, image_dataset, PARAMS, "same", "same1")
     losses = [r["loss"] for r in ctx.records]
-    print("losses", losses)
     assert [r["step"] for r in ctx.records] == [1, 2, 3, 4] and result["steps"] == 4
     assert losses == pytest.approx(RECORDED, rel=1e-4, abs=1e-6)
 
     checkpoint = ctx.checkpoint_dir / "checkpoint-2"
     resumed, ctx2 = train_tiny(tmp_path / "ws", tiny_sd15, image_dataset, PARAMS, "same", "same2",
                                resume_checkpoint=checkpoint)
-    print("resumed", [r["loss"] for r in ctx2.records])
     assert [r["step"] for r in ctx2.records] == [3, 4] and resumed["steps"] == 4
     assert [r["loss"] for r in ctx2.records] == pytest.approx(RECORDED_RESUMED, rel=1e-4, abs=1e-6)
