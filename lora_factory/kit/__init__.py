@@ -6,11 +6,12 @@ everything else may move. Importing the kit imports no ML library; each helper i
 transformers or huggingface_hub inside the function that needs it.
 
     from lora_factory.kit import hookimpl, LoRAFactoryError
-    from lora_factory.kit import devices, files, hub, media, model_card, presets, trainer
+    from lora_factory.kit import devices, files, hub, loop, media, model_card, presets, refine, trainer
 """
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.plugin_host.hookspecs import hookimpl
-from lora_factory.kit import devices, files, hub, media, model_card, presets, trainer
+from lora_factory.kit import devices, files, hub, loop, media, model_card, presets, refine, trainer
 
-__all__ = ["LoRAFactoryError", "hookimpl", "devices", "files", "hub", "media", "model_card", "presets", "trainer"]
+__all__ = ["LoRAFactoryError", "hookimpl", "devices", "files", "hub", "loop", "media", "model_card", "presets", "refine",
+           "trainer"]
