@@ -1,7 +1,9 @@
 """An image LoRA training run (a ``train`` job, in the worker process).
 
-The loop is diffusers' ``train_text_to_image_lora`` recipe written out by hand (so bucketing,
-caching, samples and cancel fit in), with kohya's data behaviour: repeats, aspect-ratio buckets,
+The loop is diffusers' ``train_text_to_image_lora`` recipe written out (so bucketing, caching,
+samples and cancel fit in) on an ``accelerate.Accelerator`` as that script is (mixed precision,
+gradient scaling and clipping, device placement: see :mod:`lora_factory.kit.loop`), with kohya's data
+behaviour: repeats, aspect-ratio buckets,
 caption shuffling with the first N tags kept, caption dropout. Progress, checkpoints and cancel go
 through the kit's :class:`StepReporter`; outputs are written by :mod:`train_outputs`.
 """
