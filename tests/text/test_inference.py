@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.testing import FakeInferenceSession
 from lora_factory.plugins.text.inference import chat_events
 
 QUESTION = [{"role": "user", "content": "日本の首都は?"}]
@@ -21,7 +22,7 @@ def _ask(session, base, adapter, messages=QUESTION, **params):
 
 
 def test_stream_and_adapter_changes_answer(tiny_model, trained_adapter, tmp_path):
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     with_adapter = _ask(session, tiny_model, trained_adapter["path"])
     tokens = [e for e in with_adapter if e["type"] == "token"]
     done = with_adapter[-1]
@@ -52,7 +53,7 @@ def test_adapter_replaced_on_disk_is_reloaded(tiny_model, trained_adapter, tmp_p
     """A regression: an adapter deleted and trained again under the same name was served stale."""
     import os
 
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     folder = tmp_path / "same_name"
     shutil.copytree(trained_adapter["path"], folder)
     tuned = _ask(session, tiny_model, folder)[-1]["text"]
@@ -71,7 +72,7 @@ def test_adapter_replaced_on_disk_is_reloaded(tiny_model, trained_adapter, tmp_p
 
 
 def test_one_base_model_stays_loaded_at_a_time(tiny_model, tmp_path):
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     other = tmp_path / "other_base"
     shutil.copytree(tiny_model, other)
     _ask(session, tiny_model, None)
@@ -79,15 +80,15 @@ def test_one_base_model_stays_loaded_at_a_time(tiny_model, tmp_path):
     assert [k.rsplit("@", 1)[0] for k in session.cache["text"]] == [str(other.resolve())]
 
 
-def test_sampling_with_seed_is_reproducible(tiny_model):
-    session = types.SimpleNamespace(cache={})
+def test_sampling_with_seed_is_reproducible(tiny_model, tmp_path):
+    session = FakeInferenceSession(tmp_path / "outputs")
     a = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]
     b = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]
     assert a == b
 
 
 def test_prompt_and_errors(tiny_model, tmp_path):
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     events = list(chat_events({"base_model": str(tiny_model), "prompt": "こんにちは", "params": {"max_new_tokens": 4}},
                               session))
     assert events[-1]["type"] == "done" and events[-1]["usage"]["completion_tokens"] <= 4
@@ -97,3 +98,48 @@ def test_prompt_and_errors(tiny_model, tmp_path):
     with pytest.raises(LoRAFactoryError) as err:
         list(chat_events({"base_model": str(tiny_model), "adapter": str(tmp_path), "messages": QUESTION}, session))
     assert err.value.code == "ADAPTER_NOT_FOUND"
+
+
+# -- issue 16, items 3 and 13: a prompt past the context and bad parameters are 4xx at once -------
+def test_a_prompt_longer_than_the_context_is_refused_at_once(tiny_model):
+    import time
+
+    session = types.SimpleNamespace(cache={})
+    start = time.monotonic()
+    with pytest.raises(LoRAFactoryError) as err:
+        _ask(session, tiny_model, None, messages=[{"role": "user", "content": "東京 " * 50_000}])
+    assert err.value.code == "PROMPT_TOO_LONG" and err.value.http_status == 422
+    assert err.value.detail["field"] == "messages" and err.value.detail["context_length"] > 0
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"max_new_tokens": -5}, "max_new_tokens"), ({"max_new_tokens": "x"}, "max_new_tokens"),
+    ({"max_new_tokens": 10**9}, "max_new_tokens"), ({"seed": 2**70}, "seed"), ({"temperature": "hot"}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"top_p": float("inf")}, "top_p")])
+def test_bad_chat_parameters_are_a_422_naming_the_parameter(tiny_model, params, field):
+    session = types.SimpleNamespace(cache={})
+    with pytest.raises(LoRAFactoryError) as err:
+        _ask(session, tiny_model, None, **params)
+    assert err.value.code == "INVALID_INFER_PARAMS" and err.value.http_status == 422
+    assert err.value.detail["field"] == field
+    import json
+
+    json.dumps(err.value.to_dict(), allow_nan=False)  # renders as strict JSON (NaN echoed as text)
+    assert "text" not in session.cache  # refused before the model loaded
+
+
+def test_a_generation_whose_client_is_gone_stops(tiny_model):
+    """``session.should_stop()`` (the worker sets it when the client has gone) ends generate() at
+    the next token instead of running to max_new_tokens in a thread nobody reads."""
+    gone = {"now": False}
+    session = types.SimpleNamespace(cache={}, should_stop=lambda: gone["now"])
+    request = {"base_model": str(tiny_model), "adapter": None, "messages": QUESTION,
+               "params": {"max_new_tokens": 600}, "stream": True}
+    full = list(chat_events(request, session))[-1]["usage"]["completion_tokens"]
+    assert full > 50  # the tiny random model talks on without the stop
+    events = chat_events(request, session)
+    assert next(events)["type"] == "token"
+    gone["now"] = True
+    done = list(events)[-1]
+    assert done["usage"]["completion_tokens"] < min(100, full // 2)

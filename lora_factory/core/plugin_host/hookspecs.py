@@ -19,6 +19,8 @@ from typing import Any
 
 import pluggy
 
+from lora_factory.core.plugin_host.faces import InferenceSession, JobContext, Workspace
+
 hookspec = pluggy.HookspecMarker("lora_factory")
 hookimpl = pluggy.HookimplMarker("lora_factory")
 
@@ -34,15 +36,17 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
         (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->
         {input_schema, params_schema, presets}), ``aux_model_kinds`` (sub-folder -> labels),
-        ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses`` and
-        ``supports`` (e.g. ``["chat", "tiny_model", "merge", "single_file", "item_edit"]``).
-    A declared modality gets ``models/<id>/``, ``datasets/<id>/`` and ``lora_adapters/<id>/``.
+        ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses``,
+        ``export_targets`` (target -> {label_ja, label_en, description_ja, description_en, params_schema}:
+        what ``export_adapter`` can write) and ``supports`` (e.g. ``["chat", "tiny_model", "merge",
+        "single_file", "item_edit"]``).
+    A declared modality gets ``models/<id>/``, ``datasets/<id>/``, ``lora_adapters/<id>/`` and ``exports/<id>/``.
     Runs in the server process: must be cheap and must not import torch.
     """
 
 
 @hookspec(firstresult=True)
-def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def download_model(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Obtain a base model into ``ctx.output_dir`` (a ``download`` job, in the worker process).
 
     :param modality: the requested modality (always one you declared: the host calls its owner only).
@@ -60,7 +64,7 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
 
 
 @hookspec(firstresult=True)
-def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def refine_dataset(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Produce a new dataset version from an existing one (a ``refine`` job).
 
     :param spec: ``dataset`` (absolute path of the parent version, a file or a folder, inside the
@@ -74,7 +78,7 @@ def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
 
 
 @hookspec(firstresult=True)
-def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def train(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Train an adapter into ``ctx.output_dir`` (a ``train`` job).
 
     :param spec: ``base_model`` and ``dataset`` (absolute paths inside the workspace), ``preset``,
@@ -89,13 +93,15 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
 
 
 @hookspec(firstresult=True)
-def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
+def infer(modality: str, request: dict[str, Any], session: InferenceSession) -> Any:
     """Answer one inference request, in the long-lived inference worker (or an eval job).
 
-    :param request: ``base_model`` (absolute path), ``adapter`` (absolute path or None), ``adapters``
-        (``[{"path", "name", "weight"}]``), ``task`` (one of ``inference_kinds``, None for chat),
-        ``messages`` (chat), ``input`` (generate: prompt, text, files as absolute paths ...),
-        ``params`` (generation parameters), ``stream``.
+    :param request: what ``resolve_infer_request`` returned (the host always calls it first, in the
+        server): ``base_model`` (absolute path), ``adapters`` (``[{"path", "name", "weight"}]``, the one
+        list of adapters to apply, in order), ``adapter`` (the first one's path or None, for a plugin that
+        applies a single adapter), ``task`` (one of ``inference_kinds``, None for chat), ``messages``
+        (chat), ``input`` (generate: prompt, text, files as absolute paths ...), ``params`` (generation
+        parameters, already validated: trust them), ``stream``.
     :param session: a per-process ``InferenceSession``; keep loaded models in ``session.cache`` so
         switching adapters does not reload the base; write media files into ``session.outputs_dir``.
     :return: an iterator of events, in order: ``{"type": "token", "text"}``,
@@ -107,7 +113,7 @@ def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def evaluate(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def evaluate(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Compute held-out metrics for a model or an adapter (part of an ``eval`` job).
 
     :param spec: ``base_model``, ``adapter`` (or None), ``dataset`` (absolute paths), ``params``.
@@ -116,7 +122,7 @@ def evaluate(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | 
 
 
 @hookspec(firstresult=True)
-def merge_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def merge_adapter(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Merge an adapter into its base and save a full model into ``ctx.output_dir`` (``merge`` job).
 
     :param spec: ``base_model``, ``adapter`` (absolute paths), ``output_name``.
@@ -177,7 +183,7 @@ def import_dataset_index(modality: str, path: str, datasets_dir: str,
 
 
 @hookspec(firstresult=True)
-def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
     """Validate a refine request and return it with every operation's parameters filled in.
 
     Runs in the server before the job is queued, so an unknown operation or a bad parameter is a
@@ -188,27 +194,32 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     it queues with the training jobs.
 
     :param spec: ``dataset`` (absolute path), ``operations`` (``[{"op", "params"}]``), ``output_name``.
-    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace`.
+    :param workspace: the workspace (``kit.Workspace``: ``home``, ``resolve_ref``, ``datasets_dir`` ...).
     :raises LoRAFactoryError: ``REFINE_INVALID_OPERATION`` / ``REFINE_INVALID_PARAMS``.
     """
 
 
 @hookspec(firstresult=True)
-def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
-    """Validate a generate request and resolve what it names, in the server before it is sent on.
+def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
+    """Validate an inference request once and resolve what it names, in the server before it is sent on.
+
+    Called for every request (chat, generate, a regression case) before any model loads, so every error
+    a request can have (a bad parameter, a missing input, the wrong kind of model) is a 4xx at once; the
+    ``infer`` hook then gets exactly what this returns and validates nothing again.
 
     :param request: as ``infer`` receives it (paths already resolved for the base model, the adapters
-        and uploaded input files).
+        and uploaded input files); ``adapters`` is the one list of adapters.
     :param workspace: resolve auxiliary models named in ``params`` (a VAE, a ControlNet, an ASR model)
         with ``workspace.resolve_ref("models/<modality>/<kind>/<name>", "models", modality)``.
-    :return: the request to run (None keeps it as it is).
+    :return: the request to run, with ``params`` validated and complete and ``adapters`` the list to
+        apply (the host derives ``adapter`` from it); None keeps the request as it is.
     :raises LoRAFactoryError: ``INVALID_INFER_PARAMS`` (field in ``detail``) for a bad parameter.
     """
 
 
 @hookspec(firstresult=True)
 def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any], reference: dict[str, Any] | None,
-                     session: Any) -> dict[str, Any] | None:
+                     session: InferenceSession) -> dict[str, Any] | None:
     """Evaluate one check of a kind the plugin declared in ``regression_checks`` (in an ``eval`` job).
 
     :param check: the check as written in the suite (``type`` plus its own fields, e.g. ``min``).
@@ -216,4 +227,37 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
         ``case`` (the suite case).
     :param reference: the previous adapter version's answer to the same case, or None.
     :return: ``{"passed": bool, "score": float | None, "detail": ...}``.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
+    """Validate an export request before the job is queued (server process, no torch).
+
+    A target or a parameter that cannot work is a 4xx at once; a target that works but that a
+    runtime may refuse (vLLM's ``max_lora_rank``, an Ollama limit) is a warning the user sees before
+    and after the job.
+
+    :param spec: ``adapter``, ``base_model`` (absolute paths), ``target`` (one of ``export_targets``),
+        ``params``, ``output_name``, ``adapter_ref``, ``base_model_ref``.
+    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace`.
+    :return: the spec with ``params`` complete and ``warnings`` (``[{"code", "message", "message_ja"}]``).
+    :raises LoRAFactoryError: ``EXPORT_UNKNOWN_TARGET``, ``INVALID_EXPORT_PARAMS``, ``EXPORT_UNSUPPORTED``
+        (with the reason: e.g. a trained ``lm_head``, an architecture the runtime lacks).
+    """
+
+
+@hookspec(firstresult=True)
+def export_adapter(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
+    """Write an adapter in the form another runtime loads, into ``ctx.output_dir`` (an ``export`` job).
+
+    :param spec: as ``resolve_export_spec`` returned it.
+    :param ctx: the ``JobContext``: report stages through ``ctx.progress``, stop and return
+        ``{"stopped": True}`` when ``ctx.should_stop()`` turns true, explain each step with ``ctx.log``.
+    :return: a summary: ``files`` (names inside the output), ``primary`` (the one file a download
+        gives, or None when the export is a folder), ``opens_in`` (runtimes), ``commands`` (how to load
+        it there), ``checks`` and ``warnings``. Write a ``README.md`` (its model card) beside the files.
+        The host moves ``ctx.output_dir`` to ``exports/<modality>/<output_name>/`` and records its
+        lineage (the adapter, the base model).
+    :raises LoRAFactoryError: ``EXPORT_UNSUPPORTED`` with the reason when the adapter cannot be exported.
     """

@@ -42,6 +42,7 @@ def _dataset_error(problems: Any) -> LoRAFactoryError:
 def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.kit.presets import schema_for
     from lora_factory.plugins.audio.dataset_formats import FORMATS
+    from lora_factory.plugins.audio.export_ct2 import EXPORT_TARGETS
     from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESETS, TITLES_JA, AudioTrainParams
     from lora_factory.plugins.audio.refine import refine_operations_description
     from lora_factory.plugins.audio.regression_checks import CHECKS
@@ -59,6 +60,7 @@ def describe_modalities() -> list[dict[str, Any]]:
         "refine_operations": refine_operations_description(),
         "train_params_schema": schema_for(AudioTrainParams, TITLES_JA),
         "supports": ["tiny_model", "item_edit", "regression", "speech", "transcribe", "eval_cer"],
+        "export_targets": EXPORT_TARGETS,
         "inference_kinds": ["speech", "transcribe"],
         "infer_schemas": {
             "speech": {"input_schema": {"type": "object", "required": ["text"],
@@ -84,6 +86,24 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
     from lora_factory.plugins.audio.download import download_audio_model
 
     return download_audio_model(spec, ctx)
+
+
+@hookimpl
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.audio.export_ct2 import resolve
+
+    return resolve(spec)
+
+
+@hookimpl
+def export_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.audio.export_ct2 import run
+
+    return run(spec, ctx)
 
 
 @hookimpl
@@ -135,8 +155,10 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
         raise LoRAFactoryError("MODEL_KIND_MISMATCH", "音声のベースモデルは TTS（コーデック付き LM）か Whisper です。",
                                "An audio base model is a TTS codec LM (with codec/) or a Whisper model.", 422,
                                detail={"field": "base_model"})
+    # ``task`` is decided here, once: the worker trains what it says (a train job always queues with the GPU
+    # jobs, so no ``gpu`` flag: it would only be a dead value in config.json)
     return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {},
-                task=kind, gpu=True)
+                task=kind)
 
 
 @hookimpl
@@ -144,7 +166,6 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
     if not _mine(modality):
         return None
     from lora_factory.kit import devices, model_card, trainer
-    from lora_factory.plugins.audio.inference import model_kind
     from lora_factory.plugins.audio.train_tts import TrainingDataError
 
     device = devices.pick_device()
@@ -153,7 +174,7 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
     def make_reporter(**kwargs: Any) -> Any:
         return trainer.StepReporter(ctx, **kwargs)
 
-    kind = model_kind(Path(spec["base_model"]))
+    kind = spec["task"]  # decided by resolve_train_spec from the base model
     try:
         if kind == "asr":
             from lora_factory.plugins.audio.train_asr import train_asr_adapter
@@ -251,20 +272,6 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
 def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.audio.synthesis import SpeechParams
+    from lora_factory.plugins.audio.requests import resolve_audio_request
 
-    task = request.get("task") or "speech"
-    if task not in ("speech", "transcribe", "read"):
-        raise LoRAFactoryError("INFER_INVALID_TASK", f"不明な推論の種類です: {task}",
-                               f"Unknown inference task '{task}' (speech, transcribe, read).", 422,
-                               detail={"field": "task"})
-    if task == "speech":
-        from pydantic import ValidationError
-
-        from lora_factory.kit import presets
-
-        try:
-            SpeechParams.model_validate(request.get("params") or {})
-        except ValidationError as exc:
-            raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "パラメータ", "Parameter") from None
-    return request
+    return resolve_audio_request(request)
