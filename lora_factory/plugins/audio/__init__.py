@@ -224,15 +224,10 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     if not _mine(modality):
         return None
     from lora_factory.plugins.audio.dictionary_store import dictionary_path
-    from lora_factory.plugins.audio.refine import RefineParamError, validate_operations
+    from lora_factory.plugins.audio.refine import validate_operations
     from lora_factory.plugins.audio.text_norm import UserDictionary
 
-    try:
-        operations = validate_operations(spec.get("operations"))
-    except RefineParamError as exc:
-        raise LoRAFactoryError("REFINE_INVALID_PARAMS", f"操作 {exc.index + 1}（{exc.op}）の指定が正しくありません: {exc}",
-                               f"Operation {exc.index + 1} ({exc.op}) is invalid: {exc}", 422,
-                               detail={"index": exc.index, "op": exc.op, "reason": str(exc)}) from None
+    operations = validate_operations(spec.get("operations"))
     uses_gpu = False
     for op in operations:
         params = op["params"]

@@ -1,0 +1,25 @@
+"""Helpers that once existed in several copies are defined once (static: the source is read with ast)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lora_factory
+
+ROOT = Path(lora_factory.__file__).parent
+
+
+def definitions(name: str) -> list[str]:
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name == name:
+                found.append(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def test_one_safetensors_header_reader_one_refine_registry():
+    assert definitions("read_safetensors_header") == ["kit/hub.py"]
+    assert definitions("OperationRegistry") == ["kit/refine.py"]
+    assert definitions("RefineParamError") == []  # audio's own error type gave way to the kit's validation
