@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import FileResponse
+from sse_starlette.event import ServerSentEvent
+from sse_starlette.sse import EventSourceResponse
 
 from lora_factory.core.jobs.store import TERMINAL_STATUSES
 from lora_factory.core.schemas import ConfirmBody, RerunRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import services
+from lora_factory.routes import services, sse
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -88,49 +90,43 @@ def read_new_lines(path: Path, position: int) -> tuple[list[str], int]:
     return complete.decode("utf-8", errors="replace").splitlines(), position + len(complete)
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
 @router.get("/{job_id}/events")
-async def job_events(job_id: str, request: Request, svc: Services = Depends(services)) -> StreamingResponse:
-    """Progress records, log lines and status changes, as they happen, until the job ends."""
+async def job_events(job_id: str, svc: Services = Depends(services)) -> EventSourceResponse:
+    """Progress records, log lines and status changes, as they happen, until the job ends (or the client goes:
+    the SSE response then cancels this generator)."""
     svc.store.get(job_id)  # 404 before the stream starts
 
-    async def stream() -> AsyncIterator[str]:
+    async def stream() -> AsyncIterator[ServerSentEvent]:
         job = svc.job_view(job_id)
         log_path = svc.jobs.log_path(svc.store.get(job_id))
         metrics_path = svc.workspace.run_dir(job_id) / "metrics.jsonl"
         samples_path = svc.workspace.run_dir(job_id) / "samples.jsonl"
         log_pos = metrics_pos = samples_pos = 0
         last_status = None
-        yield "retry: 2000\n\n"
+        yield sse.retry(2000)
         while True:
-            if await request.is_disconnected():
-                return
             job = svc.job_view(job_id)
             lines, metrics_pos = read_new_lines(metrics_path, metrics_pos)
             for line in lines[-50:]:
                 try:
-                    yield _sse("progress", json.loads(line))
+                    yield sse.event("progress", json.loads(line))
                 except json.JSONDecodeError:
                     continue
             lines, samples_pos = read_new_lines(samples_path, samples_pos)
             for line in lines:
                 try:
-                    yield _sse("sample", svc.present_sample(job_id, json.loads(line)))
+                    yield sse.event("sample", svc.present_sample(job_id, json.loads(line)))
                 except json.JSONDecodeError:
                     continue
             lines, log_pos = read_new_lines(log_path, log_pos)
             for line in lines[-200:]:
-                yield _sse("log", {"line": line})
+                yield sse.event("log", {"line": line})
             if job["status"] != last_status:
                 last_status = job["status"]
-                yield _sse("status", job)
+                yield sse.event("status", job)
             if job["status"] in TERMINAL_STATUSES:
-                yield _sse("end", {"status": job["status"]})
+                yield sse.event("end", {"status": job["status"]})
                 return
             await asyncio.sleep(0.4)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return sse.response(stream())
