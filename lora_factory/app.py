@@ -86,7 +86,7 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
         recovered = services.jobs.recover()
         if recovered["interrupted"] or recovered["attached"]:
             print(f"[lora-factory] jobs re-attached: {recovered['attached']}, interrupted: {recovered['interrupted']}")
-        services.startup_housekeeping(recovered)
+        services.startup_housekeeping()
         if start_scheduler:
             services.jobs.start_background()
         yield
@@ -96,7 +96,7 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
                   description="Local LoRA / QLoRA workbench for text, image and audio models. "
                               "Errors: {\"error\": {\"code\", \"message\", \"message_ja\", \"detail\"}}.")
     app.state.services = services
-    services.scheduler_expected = start_scheduler
+    services.health.scheduler_expected = start_scheduler
     app.state.guard = build_config(services.workspace.home, bind_host, allowed_hosts, port)
     app.add_middleware(RequestGuard, config=app.state.guard)
     install_error_handlers(app)

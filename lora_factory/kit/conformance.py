@@ -70,7 +70,7 @@ def zip_folder_bytes(folder: Path) -> bytes:
 def _wait(svc: Any, job_id: str, timeout: float, what: str) -> dict[str, Any]:
     job = svc.jobs.wait(job_id, timeout=timeout)
     if job["status"] != "completed":
-        log = svc.log_tail(job_id, 60)["lines"]
+        log = svc.job_views.log_tail(job_id, 60)["lines"]
         raise AssertionError(f"{what} job {job_id} ended {job['status']}: {job.get('error')}\n" + "\n".join(log))
     return job
 
@@ -97,7 +97,7 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         desc = svc.plugins.require_modality(m)
         supports = set(desc.get("supports") or [])
         timeout = scenario.timeout_s
-        _wait(svc, svc.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
+        _wait(svc, svc.submitter.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
         out["models"] = svc.catalog.list_models(m)
         source = scenario.make_dataset(Path(home).parent / f"{m}-dataset-source")
         if source.is_dir():
@@ -108,17 +108,17 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         dataset = info["name"]
         out["dataset"] = info
         if scenario.refine_operations:
-            job = svc.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
+            job = svc.submitter.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
                                                  output_name=f"{Path(dataset).stem}-refined"))
             out["refine"] = _wait(svc, job, timeout, "refine")["result"]
         train = TrainStartRequest(modality=m, base_model="base", dataset=dataset, output_name="conformance",
                                   preset=scenario.preset or desc.get("default_preset") or "quick",
                                   params=scenario.train_params)
-        out["train"] = _wait(svc, svc.start_train(train), timeout, "train")["result"]
+        out["train"] = _wait(svc, svc.submitter.start_train(train), timeout, "train")["result"]
         if scenario.infer.get("messages"):
             chat = ChatRequest(modality=m, base_model="base", adapter="conformance", stream=False,
                                messages=scenario.infer["messages"], params=scenario.infer.get("params") or {})
-            out["infer"] = svc.inference.complete(m, svc.chat_request(chat))
+            out["infer"] = svc.inference.complete(m, svc.generation.chat_request(chat))
         elif scenario.infer:
             out["infer"] = svc.generation.complete(GenerateRequest(modality=m, base_model="base", adapter="conformance",
                                                                    **scenario.infer))
@@ -126,16 +126,16 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         if scenario.suite or scenario.eval_dataset:
             req = EvalRequest(modality=m, adapter="conformance", suite=scenario.suite or None,
                               dataset=dataset if scenario.eval_dataset else None)
-            out["eval"] = _wait(svc, svc.start_eval(req), timeout, "eval")["result"]
+            out["eval"] = _wait(svc, svc.submitter.start_eval(req), timeout, "eval")["result"]
         if "merge" in supports:
             req_m = MergeRequest(modality=m, adapter="conformance", output_name="merged")
-            out["merge"] = _wait(svc, svc.start_merge(req_m), timeout, "merge")["result"]
+            out["merge"] = _wait(svc, svc.submitter.start_merge(req_m), timeout, "merge")["result"]
         if scenario.make_single_file is not None:
             single = scenario.make_single_file(Path(home).parent / f"{m}-single-file")
             req_i = ImportRequest(modality=m, source_path=str(single), name="single")
-            out["single_file"] = _wait(svc, svc.start_import(req_i), timeout, "single-file import")["result"]
+            out["single_file"] = _wait(svc, svc.submitter.start_import(req_i), timeout, "single-file import")["result"]
         if scenario.make_index is not None:
-            out["index"] = svc.import_dataset_info(ImportInfoRequest(modality=m,
+            out["index"] = svc.dataset_index.import_dataset_info(ImportInfoRequest(modality=m,
                                                                      dataset_info_path=scenario.make_index(Path(home))))
         return out
     finally:

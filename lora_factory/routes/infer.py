@@ -51,7 +51,7 @@ def sse_stream(events: Iterator[dict[str, Any]]) -> StreamingResponse:
 
 @router.post("/api/infer/chat", response_model=None)
 def chat(body: ChatRequest, svc: Services = Depends(services)) -> Any:
-    request = svc.chat_request(body)
+    request = svc.generation.chat_request(body)
     if not body.stream:
         return svc.inference.complete(body.modality, request)
     return sse_stream(svc.inference.stream(body.modality, request))
@@ -61,8 +61,8 @@ def chat(body: ChatRequest, svc: Services = Depends(services)) -> Any:
 def compare(body: ChatRequest, svc: Services = Depends(services)) -> dict[str, Any]:
     if not body.adapter:
         raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
-    base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False))
-    tuned = svc.inference.complete(body.modality, svc.chat_request(body))
+    base = svc.inference.complete(body.modality, svc.generation.chat_request(body, with_adapter=False))
+    tuned = svc.inference.complete(body.modality, svc.generation.chat_request(body))
     return {"base": base, "adapter": tuned}
 
 
@@ -94,4 +94,4 @@ def output_file(modality: str, rel: str, svc: Services = Depends(services)) -> F
 
 @router.post("/api/eval/start")
 def eval_start(body: EvalRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_eval(body)}
+    return {"job_id": svc.submitter.start_eval(body)}

@@ -263,7 +263,7 @@ def test_the_chat_model_is_unloaded_before_a_gpu_job(dummy_home, server_factory)
                 "stream": False}
         assert c.post("/api/infer/chat", json=chat).json()["text"] == "ba"
         infer_pids = [p.pid for p in psutil.Process(server.proc.pid).children(recursive=True)
-                      if "infer_worker" in " ".join(p.cmdline())]
+                      if "lora_factory.core.inference.worker" in " ".join(p.cmdline())]
         assert len(infer_pids) == 1
         job = c.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "g",
                                            "modality": "dummy", "preset": "fast", "params": {"steps": 2}}).json()

@@ -1,5 +1,6 @@
-"""Inference beyond chat: build a modality-neutral request (base, adapters with weights, uploaded input
-files, parameters), let the owner plugin resolve it, and present its events to clients.
+"""Inference requests: a chat's (``chat_request``) and, beyond chat, a modality-neutral one (base,
+adapters with weights, uploaded input files, parameters) the owner plugin resolves; and their events
+presented to clients.
 
 Routes (``/api/infer/generate``, the OpenAI-compatible media routes) and the CLI call this; the model
 runs in the inference worker (``InferenceClient``) or, for the CLI, in its own process.
@@ -14,7 +15,7 @@ from typing import Any
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.inference.media import MediaStore
 from lora_factory.core.inference.session import collect_events
-from lora_factory.core.schemas import GenerateRequest
+from lora_factory.core.schemas import ChatRequest, GenerateRequest
 
 
 class Generation:
@@ -34,6 +35,14 @@ class Generation:
                                    f"Modality '{desc['id']}' has no task '{task}'. Supported: {', '.join(kinds)}",
                                    http_status=400, detail={"task": task, "supported": kinds})
         return task
+
+    def chat_request(self, req: ChatRequest, with_adapter: bool = True) -> dict[str, Any]:
+        """The ``infer`` request of a chat: the base model and the adapter resolved inside the workspace."""
+        self.plugins.require_modality(req.modality)
+        base = self.catalog.model_path(req.modality, req.base_model)
+        adapter = self.catalog.adapter_path(req.modality, req.adapter) if (req.adapter and with_adapter) else None
+        return {"base_model": str(base), "adapter": str(adapter) if adapter else None,
+                "messages": [m.model_dump() for m in req.messages], "params": req.params, "stream": req.stream}
 
     def request(self, req: GenerateRequest, with_adapter: bool = True) -> dict[str, Any]:
         """The ``infer`` request: workspace references resolved to paths, ``upload:<id>`` inputs to files,
