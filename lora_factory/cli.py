@@ -362,7 +362,37 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_plugin_commands(sub: Any, common: argparse.ArgumentParser, home: str | None) -> None:
+    """``lora-factory <command>`` added by plugins (``register_commands``); ``run(args, workspace)``."""
+    from lora_factory.core.plugin_host.extensions import collect_commands
+    from lora_factory.core.plugin_host.host import load_plugin_host
+    from lora_factory.core.services import default_home
+
+    home_path = Path(home) if home else default_home()
+    host = load_plugin_host(home_path)
+    for command in collect_commands(host, set(sub.choices)):
+        p = sub.add_parser(command.name, parents=[common], help=f"{command.help} [{command.plugin}]".strip())
+        if command.configure is not None:
+            command.configure(p)
+        p.set_defaults(func=lambda a, run=command.run: _run_plugin_command(a, run, host))
+
+
+def _run_plugin_command(args: argparse.Namespace, run: Any, host: Any) -> int:
+    from lora_factory.core.services import default_home
+    from lora_factory.core.storage.workspace import Workspace
+
+    workspace = Workspace(Path(args.home) if args.home else default_home(), host.modalities().keys())
+    return int(run(args, workspace) or 0)
+
+
+def _home_in(argv: list[str]) -> str | None:
+    """``--home DIR`` / ``--home=DIR`` anywhere in argv: the workspace whose plugins add commands."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--home", default=None)
+    return pre.parse_known_args(argv)[0].home
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lora-factory", description="LoRA Factory / LoRAファクトリー")
     parser.add_argument("--version", action="version", version=f"lora-factory {__version__}")
     home_help = "workspace folder (default: $LORA_FACTORY_HOME or the current folder)"
@@ -486,13 +516,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", default="text")
     p.add_argument("--wait", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    add_plugin_commands(sub, common, _home_in(sys.argv[1:] if argv is None else argv))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")  # Japanese on a Windows console
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except LoRAFactoryError as exc:

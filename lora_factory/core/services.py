@@ -60,6 +60,7 @@ class Services:
         self.submitter = JobSubmitter(self.workspace, self.plugins, self.catalog, self.datasets, self.jobs)
         self.job_views = JobViews(self.workspace, self.store, self.jobs, self.media)
         self.jobs.before_gpu_job = ChatModelRelease(self.inference, self.jobs)
+        self.plugin_ui: list[Any] = []  # the plugins' UI folders and modules, set when the app mounts them
 
     def update_settings(self, changes: dict[str, Any]) -> Any:
         """Save settings; a new ``modality_owners`` choice reloads the plugins (and the chat's model

@@ -137,9 +137,32 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         if scenario.make_index is not None:
             out["index"] = svc.dataset_index.import_dataset_info(ImportInfoRequest(modality=m,
                                                                      dataset_info_path=scenario.make_index(Path(home))))
+        out["extensions"] = _extensions(home)
         return out
     finally:
         svc.close()
+
+
+def _extensions(home: Path) -> dict[str, Any]:
+    """What the plugins add to the server, the CLI and the UI, as a user meets it: the app is built
+    (``register_routes``, ``register_ui``: every UI module must be served) and the CLI's parser
+    (``register_commands``)."""
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+    from lora_factory.cli import build_parser
+
+    app = create_app(home, start_scheduler=False)
+    with TestClient(app) as client:
+        modules = client.get("/api/ui/modules").json()["modules"]
+        for module in modules:
+            res = client.get(module["url"])
+            if res.status_code != 200:
+                raise AssertionError(f"the UI module {module['url']} of {module['plugin']} is not served: {res.status_code}")
+        paths = sorted(app.openapi()["paths"])
+    parser = build_parser(["--home", str(home)])
+    commands = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
+    return {"ui_modules": modules, "paths": paths, "commands": sorted(commands)}
 
 
 def read_trace(path: Path) -> list[dict[str, Any]]:
