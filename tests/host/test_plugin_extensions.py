@@ -191,3 +191,21 @@ def test_the_host_names_no_builtin_plugin_but_in_default_plugins():
                 if "lora_factory.plugins" in node.value:
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
     assert not offenders, offenders
+
+
+def test_the_documented_extension_example_works(dummy_home, capsys):
+    """The greeter of docs/plugins.md, copied as a newcomer would: its route, its command, its tab's module."""
+    import re
+
+    docs = (REPO / "docs" / "plugins.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(# <workspace>/plugins/greeter.py.*?)```", docs, flags=re.S).group(1)
+    js = re.search(r"```js\n(// <workspace>/plugins/greeter_static/greeter.js.*?)```", docs, flags=re.S).group(1)
+    (dummy_home / "plugins" / "greeter.py").write_text(code, encoding="utf-8")
+    (dummy_home / "plugins" / "greeter_static").mkdir()
+    (dummy_home / "plugins" / "greeter_static" / "greeter.js").write_text(js, encoding="utf-8")
+    with TestClient(create_app(dummy_home, start_scheduler=False)) as c:
+        assert c.get("/api/plugins/greeter/hello").json() == {"workspace": dummy_home.name}
+        assert "/static/plugins/greeter/greeter.js" in [m["url"] for m in c.get("/api/ui/modules").json()["modules"]]
+        assert "registerTab" in c.get("/static/plugins/greeter/greeter.js").text
+    assert main(["--home", str(dummy_home), "greet", "world"]) == 0
+    assert capsys.readouterr().out.strip() == "hello world"
