@@ -162,13 +162,21 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from lora_factory.core.plugin_host.extensions import collect_commands, collect_routes, collect_ui
+
     svc = _services(args)
+    # what each plugin adds, collected as the server and the CLI would, so a refusal is listed with it
+    collect_routes(svc.plugins, svc.workspace)
+    collect_ui(svc.plugins)
+    collect_commands(svc.plugins, set(_commands_of(build_parser(with_plugins=False))))
     if args.json:
         _print_json({"plugins": svc.plugins.plugin_list(), "modalities": list(svc.plugins.modalities().values())})
     else:
         for plugin in svc.plugins.plugin_list():
             state = "ok" if plugin["ok"] else f"ERROR: {plugin['error']}"
             print(f"{plugin['name']:<40} {plugin['source']:<11} {','.join(plugin['modalities']) or '-':<12} {state}")
+            for reason in plugin["extension_errors"]:
+                print(f"{'':<40} refused: {reason}")
         for mod in svc.plugins.modalities().values():
             print(f"modality {mod['id']:<10} {'available' if mod['available'] else 'unavailable: ' + str(mod.get('reason_en'))}")
     return 0
@@ -392,7 +400,13 @@ def _home_in(argv: list[str]) -> str | None:
     return pre.parse_known_args(argv)[0].home
 
 
-def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+def _commands_of(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> argparse.ArgumentParser:
+    """The CLI's parser; ``with_plugins`` adds the commands of the plugins of the workspace named by
+    ``--home`` in ``argv`` (``sys.argv`` when None)."""
     parser = argparse.ArgumentParser(prog="lora-factory", description="LoRA Factory / LoRAファクトリー")
     parser.add_argument("--version", action="version", version=f"lora-factory {__version__}")
     home_help = "workspace folder (default: $LORA_FACTORY_HOME or the current folder)"
@@ -517,7 +531,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    add_plugin_commands(sub, common, _home_in(sys.argv[1:] if argv is None else argv))
+    if with_plugins:
+        add_plugin_commands(sub, common, _home_in(sys.argv[1:] if argv is None else argv))
     return parser
 
 

@@ -16,6 +16,7 @@ inference in the inference worker), with tiny models and one or two training ste
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -161,7 +162,7 @@ def _extensions(home: Path) -> dict[str, Any]:
                 raise AssertionError(f"the UI module {module['url']} of {module['plugin']} is not served: {res.status_code}")
         paths = sorted(app.openapi()["paths"])
     parser = build_parser(["--home", str(home)])
-    commands = next(a.choices for a in parser._actions if isinstance(a.choices, dict))
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return {"ui_modules": modules, "paths": paths, "commands": sorted(commands)}
 
 

@@ -107,6 +107,11 @@ def test_hook_register_commands_adds_a_cli_command(greeter_home, capsys):
     assert main(["greet", "again", "--home", str(greeter_home)]) == 3  # --home after the command too
     with pytest.raises(SystemExit):  # the host's train keeps its own arguments: the plugin's was refused
         main(["--home", str(greeter_home), "train", "x"])
+    capsys.readouterr()
+    assert main(["plugins", "--home", str(greeter_home)]) == 0
+    listing = capsys.readouterr().out
+    assert "refused: register_commands: the command 'train' already exists" in listing
+    assert "refused: register_ui:" in listing and "outside" in listing
 
 
 def test_hook_register_ui_serves_the_static_folder_and_lists_the_module(greeter_home):

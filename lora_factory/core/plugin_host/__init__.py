@@ -3,6 +3,8 @@
     hookspecs.py  the hook contracts (the docstrings are the reference in docs/plugins.md)
     host.py       PluginHost: loads plugins, records broken ones, routes each call to the modality's owner
     hook_docs.py  generates / checks the hook reference in docs/plugins.md
+    extensions.py what plugins add to the server (routes), the CLI (commands) and the UI (static folders,
+                  ES modules), collected per plugin and checked (owned modality, free name, inside folder)
 
 Depends on: ``core.errors``, ``core.storage``. Knows no built-in plugin by name beyond DEFAULT_PLUGINS.
 """

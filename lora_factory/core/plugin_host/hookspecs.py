@@ -243,7 +243,7 @@ def register_commands(register: Any) -> None:
         command's arguments to its ``argparse.ArgumentParser`` (``--home`` is already there);
         ``run(args, workspace)`` does the work and returns the exit status (None is 0). A
         ``LoRAFactoryError`` is printed in Japanese and English like the host's own commands'. A name
-        the host already uses is refused (listed in ``lora-factory plugins``).
+        already taken (the host's, or another plugin's) is refused: ``lora-factory plugins`` says why.
     """
 
 

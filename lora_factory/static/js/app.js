@@ -14,7 +14,6 @@ import * as train from "./tabs/train.js";
 import * as historyTab from "./tabs/history.js";
 import * as infer from "./tabs/infer.js";
 import * as system from "./tabs/system.js";
-import { IMAGE_TABS } from "./tabs/image/index.js";
 import { pluginTabs } from "./tabs/registry.js";
 
 const HOST_TABS = [
@@ -30,8 +29,8 @@ const HOST_TABS = [
 // the host's tabs, then the plugins' before 設定 / System (filled by loadPluginModules)
 let TABS = HOST_TABS;
 const PLUGIN_TAB = new Map(); // tab id -> {modality, label_ja, label_en}
-// A modality may bring its own module for a tab (same id, same mount contract).
-const MODALITY_TABS = { image: IMAGE_TABS };
+// A modality's plugin may bring its own module for a host tab (same id, same mount contract).
+const MODALITY_TABS = {}; // modality -> {tab id -> module}
 const MODALITY_KEY = "lora_factory.modality";
 const MODALITY_FREE_TABS = new Set(["history", "system"]);
 
@@ -210,8 +209,11 @@ async function loadPluginModules() {
     }
   }
   for (const tab of pluginTabs()) {
-    if (HOST_TABS.some(([id]) => id === tab.id)) continue;
-    PLUGIN_TAB.set(tab.id, tab);
+    if (HOST_TABS.some(([id]) => id === tab.id)) {
+      if (tab.modality) (MODALITY_TABS[tab.modality] ||= {})[tab.id] = tab.module;
+    } else if (!PLUGIN_TAB.has(tab.id)) {
+      PLUGIN_TAB.set(tab.id, tab);
+    }
   }
   const plugins = [...PLUGIN_TAB.values()].map((tab) => [tab.id, tab.module]);
   TABS = [...HOST_TABS.slice(0, -1), ...plugins, HOST_TABS[HOST_TABS.length - 1]];
