@@ -1,6 +1,6 @@
 """The server's side of inference: one worker process that keeps models loaded, one request at a time.
 
-The server never imports torch; it forwards chat requests to ``infer_worker`` over pipes and relays
+The server never imports torch; it forwards chat requests to ``core.inference.worker`` over pipes and relays
 its events (tokens) to the HTTP client as they arrive.
 """
 
