@@ -214,3 +214,14 @@ def test_the_documented_extension_example_works(dummy_home, capsys):
         assert "registerTab" in c.get("/static/plugins/greeter/greeter.js").text
     assert main(["--home", str(dummy_home), "greet", "world"]) == 0
     assert capsys.readouterr().out.strip() == "hello world"
+
+
+def test_every_hook_has_a_test():
+    """Each hookspec has a ``test_hook_<name>`` test somewhere in tests/ (datasette's rule)."""
+    import re
+
+    from lora_factory.core.plugin_host.hook_docs import hook_functions
+
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tests").rglob("test_*.py"))
+    missing = [name for name, _ in hook_functions() if not re.search(rf"def test_hook_{name}[_(]", source)]
+    assert not missing, f"write a test_hook_<name> test for: {missing}"
