@@ -1,6 +1,7 @@
 // 音声スタジオ / Voice studio: the audio plugin's own tab, registered for its modality through the
-// host's register_ui hook (served from the plugin's static/ folder; host modules imported by URL). Sections: the dataset table (play each
-// clip, edit its transcript inline -> a new version through the edit_items refine), the builder
+// host's register_ui hook (served from the plugin's static/ folder; host modules imported by URL).
+// Sections: the dataset table (play each clip, edit its transcript inline -> a new version through
+// the edit_items refine), the builder
 // (long recordings -> slice -> transcribe -> review), training with live samples, synthesis with
 // prosody sliders and a streaming player, transcription, and the user dictionary. The dataset browser
 // and the stream player are the host's widgets.
