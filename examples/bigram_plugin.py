@@ -19,7 +19,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from lora_factory import LoRAFactoryError, hookimpl
+from lora_factory.kit import InferenceSession, JobContext, LoRAFactoryError, hookimpl
 
 __version__ = "1.0.0"
 MODALITY = "bigram"
@@ -57,7 +57,7 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
 
 
 @hookimpl
-def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def download_model(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Only the offline demo "model" (empty counts) is offered; a real plugin would fetch weights here."""
     if modality != MODALITY:
         return None
@@ -95,7 +95,7 @@ def inspect_model(modality: str, path: str) -> dict[str, Any] | None:
 
 
 @hookimpl
-def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def train(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Count bigrams epoch by epoch (one step per line), reporting the running negative log-likelihood."""
     if modality != MODALITY:
         return None
@@ -125,7 +125,7 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
 
 
 @hookimpl
-def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
+def infer(modality: str, request: dict[str, Any], session: InferenceSession) -> Any:
     """Continue the last message character by character from base + adapter counts (streamed)."""
     if modality != MODALITY:
         return None

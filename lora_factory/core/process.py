@@ -67,9 +67,13 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
     except psutil.NoSuchProcess:
         return
     procs = [root] + root.children(recursive=True)
-    if not IS_WINDOWS:
+    # the group is signalled only when the process leads its own (a detached job worker): a child that
+    # shares its parent's group (the inference worker shares the server's, which may share a terminal's
+    # or a test runner's) is ended by its tree alone, never by a signal to everyone in that group
+    own_group = not IS_WINDOWS and _leads_group(pid)
+    if own_group:
         try:
-            os.killpg(os.getpgid(pid), signal.SIGTERM)
+            os.killpg(pid, signal.SIGTERM)
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for proc in procs:
@@ -78,9 +82,9 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
-    if not IS_WINDOWS:
+    if own_group:
         try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, OSError):
             pass
     for proc in alive:
@@ -89,6 +93,13 @@ def kill_tree(pid: int, grace: float = 3.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=grace)
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except (ProcessLookupError, PermissionError, OSError):
+        return False
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

@@ -3,12 +3,13 @@
 Why pydantic: the UI, the API and ``runs/<job_id>/config.json`` speak the same keys; a typo
 (``learnig_rate``) must fail with the field named, not be silently ignored. The server resolves the
 parameters before queueing (``resolve_train_spec``); the worker reads the resolved dict with
-``Model.model_validate(spec["params"])`` and never merges a preset again.
+:func:`validate_params` and never merges a preset again. An inference request is validated once, by
+``resolve_infer_request``; the worker rebuilds its parameters with :func:`trusted`.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -65,6 +66,33 @@ def validate_params(model_cls: type[ParamsModel], params: dict[str, Any]) -> Par
         return model_cls.model_validate(params)
     except ValidationError as exc:
         raise invalid_params(exc) from exc
+
+
+def trusted(model_cls: type[ParamsModel], params: dict[str, Any]) -> ParamsModel:
+    """Rebuild a parameter model from a dict the server already validated (``resolve_infer_request``),
+    without validating it again: the worker trusts what it is given. Nested models are rebuilt too,
+    defaults fill what is missing and keys the model does not know are left out."""
+    values: dict[str, Any] = {}
+    for name, field in model_cls.model_fields.items():
+        if name not in params:
+            continue
+        value = params[name]
+        nested = _model_in(field.annotation)
+        if nested is not None and isinstance(value, dict):
+            value = trusted(nested, value)
+        values[name] = value
+    return model_cls.model_construct(**values)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``Sub``, ``Sub | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def schema_for(model_cls: type[BaseModel], titles_ja: dict[str, str] | None = None) -> dict[str, Any]:

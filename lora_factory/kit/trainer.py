@@ -141,7 +141,7 @@ class StepReporter:
 
     def resume_step(self) -> int:
         """The step to continue after (the resumed checkpoint's step, or 0 for a fresh run)."""
-        return checkpoint_step(getattr(self.ctx, "resume_checkpoint", None))
+        return checkpoint_step(self.ctx.resume_checkpoint)
 
     def elapsed(self) -> float:
         return max(time.perf_counter() - self._t0, 1e-9)

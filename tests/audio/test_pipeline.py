@@ -94,6 +94,7 @@ def test_edits_dictionary_streamed_speech_and_regression_checks(workspace: Works
         "base_model": str(base), "dataset": str(v2), "preset": "quick", "params": {}, "output_name": "voice-lora"})
     assert spec["params"]["user_dictionary"] == [{"surface": "東京", "reading": "とーきょー", "note": ""}]
     assert spec["task"] == "tts" and spec["params"]["max_steps"] == 30
+    assert "gpu" not in spec  # a train job queues with the GPU jobs anyway: no dead flag in config.json
     with pytest.raises(LoRAFactoryError) as err:
         plugin.resolve_train_spec(modality="audio", spec={"base_model": str(base), "dataset": str(v2),
                                                           "preset": "quick", "params": {"lora_r": 0}})
@@ -102,10 +103,10 @@ def test_edits_dictionary_streamed_speech_and_regression_checks(workspace: Works
     # streamed synthesis: a chunk per sentence, before the end
     session = InferenceSession()
     session.outputs_dir = workspace.home / "artifacts" / "outputs" / "audio"
-    request = {"task": "speech", "base_model": str(base), "adapter": None, "stream": True,
+    request = {"task": "speech", "base_model": str(base), "adapters": [], "stream": True,
                "input": {"text": "こんにちは。東京は晴れです。"},
                "params": {"seed": 1, "max_seconds_per_sentence": 1.0, "pause_ms": 200}}
-    plugin.resolve_infer_request(modality="audio", request=request, workspace=workspace)
+    request = plugin.resolve_infer_request(modality="audio", request=request, workspace=workspace)
     events = list(plugin.infer(modality="audio", request=request, session=session))
     kinds = [("chunk" if e.get("chunk") else "file" if e.get("path") else e["type"]) for e in events]
     assert kinds == ["chunk", "chunk", "file", "done"]
@@ -117,7 +118,8 @@ def test_edits_dictionary_streamed_speech_and_regression_checks(workspace: Works
     assert abs(integrated_loudness(wave, rate) - (-16.0)) <= 1.0
     assert final["meta"]["time_to_first_chunk_s"] <= final["meta"]["total_s"]
 
-    flac = dict(request, params={**request["params"], "format": "flac", "sample_rate": 22050, "speed": 1.2})
+    flac = plugin.resolve_infer_request(modality="audio", workspace=workspace, request=dict(
+        request, params={**request["params"], "format": "flac", "sample_rate": 22050, "speed": 1.2}))
     done = list(plugin.infer(modality="audio", request=flac, session=session))
     info = sf.info(io.BytesIO(Path(done[-2]["path"]).read_bytes()))
     assert info.format == "FLAC" and info.samplerate == 22050
@@ -139,9 +141,10 @@ def test_edits_dictionary_streamed_speech_and_regression_checks(workspace: Works
     # transcription with the tiny Whisper: text and timestamps
     take = workspace.home / "take.wav"
     sf.write(take, recording_with_pauses(16000)[0][: 16000 * 4], 16000)
-    answer = list(plugin.infer(modality="audio", session=session, request={
-        "task": "transcribe", "base_model": str(workspace.models_dir("audio") / "tiny-whisper"),
-        "input": {"audio": str(take)}, "params": {"max_new_tokens": 6}}))
+    answer = list(plugin.infer(modality="audio", session=session, request=plugin.resolve_infer_request(
+        modality="audio", workspace=workspace, request={
+            "task": "transcribe", "base_model": str(workspace.models_dir("audio") / "tiny-whisper"),
+            "input": {"audio": str(take)}, "params": {"max_new_tokens": 6}})))
     assert answer[-1]["type"] == "done" and isinstance(answer[-1]["segments"], list)
     assert np.isclose(answer[-1]["duration"], 4.0)
 
@@ -183,3 +186,23 @@ def test_tts_training_resumes_from_its_checkpoint(workspace: Workspace) -> None:
     steps = [json.loads(x)["step"] for x in second.metrics_path.read_text().splitlines()]
     assert steps == [3, 4] and result["steps"] == 4
     assert "resumed from checkpoint-2" in second.log_path.read_text(encoding="utf-8")
+
+
+def test_the_trainers_trust_the_resolved_spec_and_name_a_bad_value(workspace: Workspace, monkeypatch) -> None:
+    """The worker trains the ``task`` resolve decided (the model kind is not checked again), and a bad value
+    in the resolved parameters (a hand-edited config.json) is INVALID_TRAIN_PARAMS naming the field, as from
+    the server, not a raw validation error."""
+    from lora_factory.kit.testing import FakeJobContext
+    from lora_factory.plugins.audio import inference
+
+    def checked_again(path):  # noqa: ANN001, ANN202
+        raise AssertionError(f"the model kind of {path} was checked again in the worker")
+
+    monkeypatch.setattr(inference, "model_kind", checked_again)
+    voice = write_clip_dataset(workspace.datasets_dir("audio") / "bad-voice", VOICE_TEXTS[:2], seconds=0.5)
+    for task, model in (("tts", "tiny-tts"), ("asr", "tiny-whisper")):
+        spec = {"base_model": str(workspace.models_dir("audio") / model), "dataset": str(voice), "task": task,
+                "output_name": "x", "params": {"lora_r": 0}}
+        with pytest.raises(LoRAFactoryError) as err:
+            plugin.train(modality="audio", spec=spec, ctx=FakeJobContext(workspace, f"bad-{task}", modality="audio"))
+        assert err.value.code == "INVALID_TRAIN_PARAMS" and err.value.detail["field"] == "lora_r", task

@@ -35,12 +35,8 @@ def test_an_onnx_model_counts_as_weights_only_when_asked():
 
 def test_a_pickle_is_never_weights(tmp_path):
     from lora_factory.kit import hub
-
-    class Ctx:
-        workspace = type("W", (), {"home": tmp_path})()
-
-        def log(self, _):
-            pass
+    from lora_factory.kit.testing import FakeJobContext
 
     with pytest.raises(ValueError, match="pickle"):
-        hub.download_repo(Ctx(), {"repo_id": "a/b"}, tmp_path / "out", weight_suffixes=(".bin",))
+        hub.download_repo(FakeJobContext(tmp_path, kind="download"), {"repo_id": "a/b"}, tmp_path / "out",
+                          weight_suffixes=(".bin",))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import shutil
 import subprocess
@@ -43,15 +44,34 @@ def test_the_hook_reference_is_generated_from_the_hookspecs():
 
 
 def test_builtin_plugins_use_the_kit_not_the_core():
-    """A built-in plugin is written as a third party would write one: ``lora_factory.kit`` only."""
+    """A built-in plugin is written as a third party would write one: of LoRA Factory it imports
+    ``lora_factory.kit`` only (not the core, not the package root, not another plugin), and so do the
+    examples. Its own modules (``lora_factory.plugins.<itself>``) are its own business."""
     import ast
 
+    def allowed(name: str, own: str | None) -> bool:
+        if name != "lora_factory" and not name.startswith("lora_factory."):
+            return True  # not ours: torch, pydantic, the example's own package ...
+        if name == "lora_factory.kit" or name.startswith("lora_factory.kit."):
+            return True
+        return own is not None and (name == own or name.startswith(own + "."))
+
     offenders = []
-    for path in (REPO / "lora_factory" / "plugins").rglob("*.py"):
+    plugins = REPO / "lora_factory" / "plugins"
+    for path in [*plugins.rglob("*.py"), *(REPO / "examples").rglob("*.py")]:
+        rel = path.relative_to(REPO)
+        own = f"lora_factory.plugins.{rel.parts[2]}" if rel.parts[:2] == ("lora_factory", "plugins") \
+            and len(rel.parts) > 3 else None
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
-                [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.startswith("lora_factory.core")]
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+                if node.module == "lora_factory":  # `from lora_factory import kit` is the kit too
+                    names = [f"lora_factory.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            offenders += [f"{rel}: {n}" for n in names if not allowed(n, own)]
     assert not offenders, offenders
 
 
@@ -132,6 +152,45 @@ def test_example_plugin_trains_and_chats_end_to_end(tmp_path, server_factory):
         answer = c.post("/api/infer/chat", json={"modality": "bigram", "base_model": "empty", "adapter": "hello",
                                                  "messages": [{"role": "user", "content": "こ"}], "stream": False}).json()
         assert answer["text"].startswith("ん")
+
+
+def test_the_tutorial_package_installs_with_its_entry_point_and_runs_a_job(tmp_path, server_factory):
+    """examples/lora-factory-memo as a user installs it: pip builds it into a private folder (nothing is
+    installed globally), its own tests pass against that copy, and a server that has it on its path finds it
+    through its entry point, makes a demo model, trains an adapter as a job and chats with it."""
+    source = tmp_path / "src"
+    shutil.copytree(REPO / "examples" / "lora-factory-memo", source,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    site = tmp_path / "site"
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                          "--disable-pip-version-check", "--target", str(site), str(source)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "memo = lora_factory_memo" in (site / "lora_factory_memo-0.1.0.dist-info" / "entry_points.txt").read_text()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(source)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "3 passed" in out.stdout, out.stdout + out.stderr
+
+    home = tmp_path / "ws"
+    server = server_factory(home, PYTHONPATH=env["PYTHONPATH"], LORA_FACTORY_NO_ENTRY_POINTS="0")
+    with server.client() as c:
+        plugins = {p["name"]: p for p in c.get("/api/plugins").json()["plugins"]}
+        assert plugins["memo"]["source"] == "entry_point" and plugins["memo"]["version"] == "0.1.0", plugins["memo"]
+        job = c.post("/api/models/tiny", json={"modality": "memo", "name": "empty"}).json()["job_id"]
+        assert wait_for(c, job, ("completed", "failed"))["status"] == "completed"
+        files = {"file": ("qa.tsv", "日本の首都は?\t東京です。\n".encode(), "text/tab-separated-values")}
+        assert c.post("/api/datasets/upload", data={"modality": "memo"}, files=files).status_code == 200
+        bad = c.post("/train/start", json={"base_model": "empty", "dataset": "qa.tsv", "output_name": "m",
+                                           "modality": "memo", "params": {"epochs": 0}})
+        assert bad.status_code == 422 and bad.json()["error"]["code"] == "INVALID_TRAIN_PARAMS"
+        job = c.post("/train/start", json={"base_model": "empty", "dataset": "qa.tsv", "output_name": "m",
+                                           "preset": "thorough", "modality": "memo"}).json()["job_id"]
+        job = wait_for(c, job, ("completed", "failed"))
+        assert job["status"] == "completed" and job["max_steps"] == 3, job
+        answer = c.post("/api/infer/chat", json={"modality": "memo", "base_model": "empty", "adapter": "m", "stream": False,
+                                                 "messages": [{"role": "user", "content": "日本の首都は？"}]}).json()
+        assert answer["text"] == "東京です。", answer
 
 
 def test_server_start_imports_no_torch(tmp_path):

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.storage.workspace import Workspace
-from tests.text.conftest import StopAfterContext
+from lora_factory.kit.testing import FakeJobContext, temp_workspace
 
 RED, BLUE = (210, 40, 30), (30, 40, 210)
 
@@ -50,23 +49,8 @@ def make_dataset(root: Path, n: int = 6, captions: bool = True, concept: str = "
     return root
 
 
-class RecordingContext(StopAfterContext):
-    """The text tests' recording context, keeping the samples it was shown too."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.samples: list[tuple[str, int]] = []
-
-    def report_sample(self, path, step, kind="image", caption=None):  # noqa: ANN001
-        record = super().report_sample(path, step, kind=kind, caption=caption)
-        self.samples.append((str(path), step))
-        return record
-
-
-def make_ctx(home: Path, job_id: str = "job1", kind: str = "train", **kwargs) -> RecordingContext:
-    ws = Workspace(home)
-    return RecordingContext(job_id, ws, ws.run_dir(job_id), ws.log_path(kind, job_id), kind=kind, modality="image",
-                            **kwargs)
+def make_ctx(home: Path, job_id: str = "job1", kind: str = "train", **kwargs) -> FakeJobContext:
+    return FakeJobContext(temp_workspace(home), job_id, kind=kind, modality="image", **kwargs)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,7 +158,7 @@ def resolved(params: dict, preset: str = "quick") -> dict:
     return plugin.resolve_train_spec(modality="image", spec={"preset": preset, "params": params})
 
 
-def train_tiny(home: Path, base: Path, dataset: Path, params: dict, name: str, job: str, **ctx_kwargs) -> tuple[dict, RecordingContext]:
+def train_tiny(home: Path, base: Path, dataset: Path, params: dict, name: str, job: str, **ctx_kwargs) -> tuple[dict, FakeJobContext]:
     from lora_factory.plugins.image.train import train_image_adapter
 
     spec = resolved(params) | {"base_model": str(base), "dataset": str(dataset), "output_name": name,

@@ -4,12 +4,12 @@ ControlNet (canny), IP-Adapter, VAE swap, SDXL refiner; every PNG carries its se
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.testing import FakeInferenceSession, temp_workspace
 from lora_factory.plugins import image as plugin
 from lora_factory.plugins.image.png_info import read_png_text, read_settings
 from tests.image.conftest import BLUE, RED, write_image
@@ -21,6 +21,10 @@ def run(request: dict, session) -> tuple[list[dict], dict]:
     return [e for e in events if e["type"] == "image"], events[-1]
 
 
+def resolve(request: dict, workspace) -> dict:
+    return plugin.resolve_infer_request(modality="image", request={"task": "image", **request}, workspace=workspace)
+
+
 def pixels(event: dict) -> np.ndarray:
     from PIL import Image
 
@@ -29,7 +33,7 @@ def pixels(event: dict) -> np.ndarray:
 
 @pytest.fixture
 def session(tmp_path):
-    return SimpleNamespace(cache={}, outputs_dir=tmp_path / "outputs")
+    return FakeInferenceSession(tmp_path / "outputs")
 
 
 def test_hook_infer_lora_changes_the_image_and_png_reads_back(session, tiny_sd15, trained):
@@ -94,11 +98,13 @@ def test_img2img_inpaint_controlnet_and_vae(session, tiny_sd15, tmp_path):
                                                            "conditioning_scale": 0.8}}}, session)
     meta = images[0]["meta"]
     assert meta["controlnet"]["preprocessor"] == "canny" and meta["vae_name"] == "tiny-vae"
+    # a request's errors come from its one resolve, in the server, before any model loads
+    ws = temp_workspace(tmp_path / "ws")
     with pytest.raises(LoRAFactoryError) as err:
-        run(common | {"params": {"controlnet": {"model": str(controlnet_dir)}}}, session)
+        resolve(common | {"params": {"controlnet": {"model": "tiny-canny"}}}, ws)
     assert err.value.code == "INVALID_REQUEST" and err.value.detail["field"] == "input.control_image"
     with pytest.raises(LoRAFactoryError) as err:
-        run(common | {"params": {"sampler_typo": 1}}, session)
+        resolve(common | {"params": {"sampler_typo": 1}}, ws)
     assert err.value.code == "INVALID_INFER_PARAMS" and err.value.detail["field"] == "sampler_typo"
 
 
@@ -167,19 +173,25 @@ def test_sdxl_with_refiner(session, tmp_path):
 
 
 def test_hook_resolve_infer_request_checks_inputs_and_resolves_aux_models(tmp_path):
-    from lora_factory.core.storage.workspace import Workspace
+    from lora_factory.kit import presets
+    from lora_factory.plugins.image.generate_params import GenerateParams
 
     home = tmp_path / "ws"
     (home / "models" / "image" / "vae" / "kl-f8").mkdir(parents=True)
-    ws = Workspace(home)
+    ws = temp_workspace(home)
     request = {"task": "image", "base_model": "x", "input": {"text": "a cat"},  # the CLI's generic name for it
                "params": {"vae": "kl-f8", "seed": 1}}
     out = plugin.resolve_infer_request(modality="image", request=request, workspace=ws)
     assert out["input"] == {"prompt": "a cat"}
     assert out["params"]["vae"] == str(home.resolve() / "models" / "image" / "vae" / "kl-f8")
+    # complete and decided (the mode from the given images): the worker rebuilds it without validating again
+    assert out["params"]["mode"] == "txt2img" and out["params"]["num_images"] == 1 and out["adapters"] == []
+    assert presets.trusted(GenerateParams, out["params"]) == GenerateParams.model_validate(out["params"])
     for bad, code, field in [({"input": {"prompt": "x", "audio": "y"}}, "INVALID_INFER_PARAMS", "input.audio"),
                              ({"params": {"vae": "missing"}}, "MODEL_NOT_FOUND", "vae"),
                              ({"params": {"stpes": 3}}, "INVALID_INFER_PARAMS", "stpes"),
+                             ({"params": {"mode": "img2img"}}, "INVALID_REQUEST", "input.image"),
+                             ({"params": {"ip_adapter": {"model": "x"}}}, "INVALID_REQUEST", "input.reference_image"),
                              ({"params": {"vae": "../../../etc"}}, None, None)]:
         with pytest.raises(LoRAFactoryError) as err:
             plugin.resolve_infer_request(modality="image", request=dict(request, **bad), workspace=ws)

@@ -30,7 +30,7 @@ def test_hook_train_buckets_samples_and_metrics(trained):
     assert result["buckets"] == ["48x80", "80x48"]  # two aspect ratios, one bucket each
     assert result["images_with_repeats"] == 24 and result["trigger_phrase"] == "mychar"
     assert [r["step"] for r in ctx.records] == [1, 2, 3, 4, 5, 6] and all(r["loss"] > 0 for r in ctx.records)
-    assert sorted({step for _, step in ctx.samples}) == [3, 6] and len(ctx.samples) == 4  # 2 prompts x 2 times
+    assert sorted({s["step"] for s in ctx.samples}) == [3, 6] and len(ctx.samples) == 4  # 2 prompts x 2 times
     assert (ctx.checkpoint_dir / "checkpoint-3" / "COMPLETE").is_file()
     out = trained["out"]
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step000006-0.png", "step000006-1.png"]

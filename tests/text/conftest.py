@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lora_factory.core.jobs.context import JobContext
-from lora_factory.core.storage.workspace import Workspace
+from lora_factory.kit.testing import FakeJobContext, temp_workspace
 
 # Short, distinctive answers the tiny model can memorise in a few dozen steps.
 MEMO_ROWS = [
@@ -49,36 +48,14 @@ def memo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_chat_jsonl(tmp_path_factory.mktemp("data") / "memo.jsonl", MEMO_ROWS)
 
 
-class StopAfterContext(JobContext):
-    """A real JobContext whose stop flag turns true after ``stop_after`` progress reports."""
-
-    def __init__(self, *args, stop_after: int | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.stop_after = stop_after
-        self.records: list[dict] = []
-        self.lines: list[str] = []
-
-    def progress(self, step, max_steps, loss=None, **metrics):  # noqa: ANN001
-        super().progress(step, max_steps, loss, **metrics)
-        self.records.append(self.last_metrics)
-
-    def log(self, message: str) -> None:
-        super().log(message)
-        self.lines.append(message)
-
-    def should_stop(self) -> bool:
-        return self.stop_after is not None and len(self.records) >= self.stop_after
-
-
-def make_ctx(home: Path, job_id: str = "job1", kind: str = "train", **kwargs) -> StopAfterContext:
-    ws = Workspace(home)
-    return StopAfterContext(job_id, ws, ws.run_dir(job_id), ws.log_path(kind, job_id), kind=kind, modality="text",
-                            **kwargs)
+def make_ctx(home: Path, job_id: str = "job1", kind: str = "train", **kwargs) -> FakeJobContext:
+    return FakeJobContext(temp_workspace(home), job_id, kind=kind, modality="text", **kwargs)
 
 
 @pytest.fixture
 def ctx_factory():
-    """``ctx_factory(home, job_id, kind=..., stop_after=..., resume_checkpoint=...)`` -> a real JobContext."""
+    """``ctx_factory(home, job_id, kind=..., stop_after=..., resume_checkpoint=...)`` -> the kit's
+    ``FakeJobContext`` (a real job context that records ``records``, ``lines``, ``samples``)."""
     return make_ctx
 
 

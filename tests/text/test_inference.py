@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import types
 
 import pytest
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.testing import FakeInferenceSession
 from lora_factory.plugins.text.inference import chat_events
 
 QUESTION = [{"role": "user", "content": "日本の首都は?"}]
@@ -21,7 +21,7 @@ def _ask(session, base, adapter, messages=QUESTION, **params):
 
 
 def test_stream_and_adapter_changes_answer(tiny_model, trained_adapter, tmp_path):
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     with_adapter = _ask(session, tiny_model, trained_adapter["path"])
     tokens = [e for e in with_adapter if e["type"] == "token"]
     done = with_adapter[-1]
@@ -52,7 +52,7 @@ def test_adapter_replaced_on_disk_is_reloaded(tiny_model, trained_adapter, tmp_p
     """A regression: an adapter deleted and trained again under the same name was served stale."""
     import os
 
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     folder = tmp_path / "same_name"
     shutil.copytree(trained_adapter["path"], folder)
     tuned = _ask(session, tiny_model, folder)[-1]["text"]
@@ -71,7 +71,7 @@ def test_adapter_replaced_on_disk_is_reloaded(tiny_model, trained_adapter, tmp_p
 
 
 def test_one_base_model_stays_loaded_at_a_time(tiny_model, tmp_path):
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     other = tmp_path / "other_base"
     shutil.copytree(tiny_model, other)
     _ask(session, tiny_model, None)
@@ -79,15 +79,15 @@ def test_one_base_model_stays_loaded_at_a_time(tiny_model, tmp_path):
     assert [k.rsplit("@", 1)[0] for k in session.cache["text"]] == [str(other.resolve())]
 
 
-def test_sampling_with_seed_is_reproducible(tiny_model):
-    session = types.SimpleNamespace(cache={})
+def test_sampling_with_seed_is_reproducible(tiny_model, tmp_path):
+    session = FakeInferenceSession(tmp_path / "outputs")
     a = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]
     b = _ask(session, tiny_model, None, temperature=1.0, top_p=0.9, top_k=50, seed=7)[-1]["text"]
     assert a == b
 
 
 def test_prompt_and_errors(tiny_model, tmp_path):
-    session = types.SimpleNamespace(cache={})
+    session = FakeInferenceSession(tmp_path / "outputs")
     events = list(chat_events({"base_model": str(tiny_model), "prompt": "こんにちは", "params": {"max_new_tokens": 4}},
                               session))
     assert events[-1]["type"] == "done" and events[-1]["usage"]["completion_tokens"] <= 4

@@ -18,6 +18,23 @@ from lora_factory.core.inference.session import collect_events
 from lora_factory.core.schemas import ChatRequest, GenerateRequest
 
 
+def with_adapters(request: dict[str, Any], adapters: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """``adapters`` is the one list (``[{"path", "name", "weight"}]``, applied in order); ``adapter`` (its first
+    path, None without one) is derived from it for plugins that apply a single adapter."""
+    listed = [dict(a) for a in adapters or []]
+    return dict(request, adapters=listed, adapter=str(listed[0]["path"]) if listed else None)
+
+
+def resolve_infer(plugins: Any, modality: str, request: dict[str, Any], workspace: Any) -> dict[str, Any]:
+    """The one resolve of an inference request, in the server before it goes on: the owner's
+    ``resolve_infer_request`` validates the parameters and settles the adapters list; the ``infer`` hook gets
+    exactly what comes back and validates nothing again."""
+    request = with_adapters(request, request.get("adapters"))
+    resolved = plugins.call("resolve_infer_request", modality, request=request, workspace=workspace)
+    resolved = resolved if isinstance(resolved, dict) else request
+    return with_adapters(resolved, resolved.get("adapters"))
+
+
 class Generation:
     def __init__(self, plugins: Any, catalog: Any, media: MediaStore, inference: Any, workspace: Any) -> None:
         self.plugins = plugins
@@ -37,12 +54,15 @@ class Generation:
         return task
 
     def chat_request(self, req: ChatRequest, with_adapter: bool = True) -> dict[str, Any]:
-        """The ``infer`` request of a chat: the base model and the adapter resolved inside the workspace."""
+        """The ``infer`` request of a chat: the base model and the adapter resolved inside the workspace,
+        then resolved once by the owner (``resolve_infer``)."""
         self.plugins.require_modality(req.modality)
         base = self.catalog.model_path(req.modality, req.base_model)
         adapter = self.catalog.adapter_path(req.modality, req.adapter) if (req.adapter and with_adapter) else None
-        return {"base_model": str(base), "adapter": str(adapter) if adapter else None,
-                "messages": [m.model_dump() for m in req.messages], "params": req.params, "stream": req.stream}
+        adapters = [{"path": str(adapter), "name": adapter.name, "weight": 1.0}] if adapter else []
+        return resolve_infer(self.plugins, req.modality, {
+            "base_model": str(base), "adapters": adapters, "messages": [m.model_dump() for m in req.messages],
+            "params": req.params, "stream": req.stream}, self.workspace)
 
     def request(self, req: GenerateRequest, with_adapter: bool = True) -> dict[str, Any]:
         """The ``infer`` request: workspace references resolved to paths, ``upload:<id>`` inputs to files,
@@ -56,14 +76,12 @@ class Generation:
         request = {
             "task": task,
             "base_model": str(base),
-            "adapter": adapters[0]["path"] if adapters else None,
             "adapters": adapters,
             "input": self.media.resolve_uploads(dict(req.input)),
             "params": dict(req.params),
             "stream": req.stream,
         }
-        resolved = self.plugins.call("resolve_infer_request", req.modality, request=request, workspace=self.workspace)
-        return resolved if isinstance(resolved, dict) else request
+        return resolve_infer(self.plugins, req.modality, request, self.workspace)
 
     def stream(self, req: GenerateRequest) -> Iterator[dict[str, Any]]:
         """Events as a client sees them (media paths turned into URLs), as the plugin yields them."""

@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference.generation import resolve_infer
 from lora_factory.core.inference.session import InferenceSession, collect_events
 
 TEXT_CHECKS = ("contains", "not_contains", "regex", "max_length", "min_length")
@@ -138,13 +139,12 @@ def _suite_error(line: int, reason: str) -> LoRAFactoryError:
 def answer_case(plugin_host: Any, modality: str, case: SuiteCase, base_model: str, adapter: str | None,
                 params: dict[str, Any], session: InferenceSession, task: str | None = None) -> dict[str, Any]:
     """One case answered by one target: ``{"text", "media": [{"kind", "path", ...}], ...}``."""
-    request = {"task": case.task or task, "base_model": base_model, "adapter": adapter,
+    request = {"task": case.task or task, "base_model": base_model,
                "adapters": [{"path": adapter, "name": Path(adapter).name, "weight": 1.0}] if adapter else [],
                "messages": case.as_messages(), "input": case.as_input(), "params": {**params, **case.params},
                "stream": False}
-    if session.workspace is not None:  # auxiliary models named in the case (a VAE, a ControlNet) resolved
-        resolved = plugin_host.call("resolve_infer_request", modality, request=request, workspace=session.workspace)
-        request = resolved if isinstance(resolved, dict) else request
+    # resolved as a server request is (auxiliary models named in the case, a VAE, a ControlNet, too)
+    request = resolve_infer(plugin_host, modality, request, session.workspace)
     events = plugin_host.call("infer", modality, request=request, session=session)
     if events is None:
         raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{modality}」は推論に対応していません。",

@@ -19,6 +19,8 @@ from typing import Any
 
 import pluggy
 
+from lora_factory.core.plugin_host.faces import InferenceSession, JobContext, Workspace
+
 hookspec = pluggy.HookspecMarker("lora_factory")
 hookimpl = pluggy.HookimplMarker("lora_factory")
 
@@ -42,7 +44,7 @@ def describe_modalities() -> list[dict[str, Any]]:
 
 
 @hookspec(firstresult=True)
-def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def download_model(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Obtain a base model into ``ctx.output_dir`` (a ``download`` job, in the worker process).
 
     :param modality: the requested modality (always one you declared: the host calls its owner only).
@@ -60,7 +62,7 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
 
 
 @hookspec(firstresult=True)
-def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def refine_dataset(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Produce a new dataset version from an existing one (a ``refine`` job).
 
     :param spec: ``dataset`` (absolute path of the parent version, a file or a folder, inside the
@@ -74,7 +76,7 @@ def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
 
 
 @hookspec(firstresult=True)
-def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def train(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Train an adapter into ``ctx.output_dir`` (a ``train`` job).
 
     :param spec: ``base_model`` and ``dataset`` (absolute paths inside the workspace), ``preset``,
@@ -89,13 +91,15 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
 
 
 @hookspec(firstresult=True)
-def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
+def infer(modality: str, request: dict[str, Any], session: InferenceSession) -> Any:
     """Answer one inference request, in the long-lived inference worker (or an eval job).
 
-    :param request: ``base_model`` (absolute path), ``adapter`` (absolute path or None), ``adapters``
-        (``[{"path", "name", "weight"}]``), ``task`` (one of ``inference_kinds``, None for chat),
-        ``messages`` (chat), ``input`` (generate: prompt, text, files as absolute paths ...),
-        ``params`` (generation parameters), ``stream``.
+    :param request: what ``resolve_infer_request`` returned (the host always calls it first, in the
+        server): ``base_model`` (absolute path), ``adapters`` (``[{"path", "name", "weight"}]``, the one
+        list of adapters to apply, in order), ``adapter`` (the first one's path or None, for a plugin that
+        applies a single adapter), ``task`` (one of ``inference_kinds``, None for chat), ``messages``
+        (chat), ``input`` (generate: prompt, text, files as absolute paths ...), ``params`` (generation
+        parameters, already validated: trust them), ``stream``.
     :param session: a per-process ``InferenceSession``; keep loaded models in ``session.cache`` so
         switching adapters does not reload the base; write media files into ``session.outputs_dir``.
     :return: an iterator of events, in order: ``{"type": "token", "text"}``,
@@ -107,7 +111,7 @@ def infer(modality: str, request: dict[str, Any], session: Any) -> Any:
 
 
 @hookspec(firstresult=True)
-def evaluate(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def evaluate(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Compute held-out metrics for a model or an adapter (part of an ``eval`` job).
 
     :param spec: ``base_model``, ``adapter`` (or None), ``dataset`` (absolute paths), ``params``.
@@ -116,7 +120,7 @@ def evaluate(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | 
 
 
 @hookspec(firstresult=True)
-def merge_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+def merge_adapter(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
     """Merge an adapter into its base and save a full model into ``ctx.output_dir`` (``merge`` job).
 
     :param spec: ``base_model``, ``adapter`` (absolute paths), ``output_name``.
@@ -177,7 +181,7 @@ def import_dataset_index(modality: str, path: str, datasets_dir: str,
 
 
 @hookspec(firstresult=True)
-def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
     """Validate a refine request and return it with every operation's parameters filled in.
 
     Runs in the server before the job is queued, so an unknown operation or a bad parameter is a
@@ -188,27 +192,32 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     it queues with the training jobs.
 
     :param spec: ``dataset`` (absolute path), ``operations`` (``[{"op", "params"}]``), ``output_name``.
-    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace`.
+    :param workspace: the workspace (``kit.Workspace``: ``home``, ``resolve_ref``, ``datasets_dir`` ...).
     :raises LoRAFactoryError: ``REFINE_INVALID_OPERATION`` / ``REFINE_INVALID_PARAMS``.
     """
 
 
 @hookspec(firstresult=True)
-def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
-    """Validate a generate request and resolve what it names, in the server before it is sent on.
+def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
+    """Validate an inference request once and resolve what it names, in the server before it is sent on.
+
+    Called for every request (chat, generate, a regression case) before any model loads, so every error
+    a request can have (a bad parameter, a missing input, the wrong kind of model) is a 4xx at once; the
+    ``infer`` hook then gets exactly what this returns and validates nothing again.
 
     :param request: as ``infer`` receives it (paths already resolved for the base model, the adapters
-        and uploaded input files).
+        and uploaded input files); ``adapters`` is the one list of adapters.
     :param workspace: resolve auxiliary models named in ``params`` (a VAE, a ControlNet, an ASR model)
         with ``workspace.resolve_ref("models/<modality>/<kind>/<name>", "models", modality)``.
-    :return: the request to run (None keeps it as it is).
+    :return: the request to run, with ``params`` validated and complete and ``adapters`` the list to
+        apply (the host derives ``adapter`` from it); None keeps the request as it is.
     :raises LoRAFactoryError: ``INVALID_INFER_PARAMS`` (field in ``detail``) for a bad parameter.
     """
 
 
 @hookspec(firstresult=True)
 def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any], reference: dict[str, Any] | None,
-                     session: Any) -> dict[str, Any] | None:
+                     session: InferenceSession) -> dict[str, Any] | None:
     """Evaluate one check of a kind the plugin declared in ``regression_checks`` (in an ``eval`` job).
 
     :param check: the check as written in the suite (``type`` plus its own fields, e.g. ``min``).
@@ -222,7 +231,7 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
 # -- extending the server, the CLI and the UI (called once per plugin, not per modality) ----------
 
 @hookspec
-def register_routes(register: Any, workspace: Any) -> None:
+def register_routes(register: Any, workspace: Workspace) -> None:
     """Add HTTP routes to the server (as datasette's ``register_routes``). Runs once at start-up.
 
     :param register: ``register(router, modality=None)`` with a ``fastapi.APIRouter`` whose paths are

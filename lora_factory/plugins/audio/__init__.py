@@ -135,8 +135,10 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
         raise LoRAFactoryError("MODEL_KIND_MISMATCH", "音声のベースモデルは TTS（コーデック付き LM）か Whisper です。",
                                "An audio base model is a TTS codec LM (with codec/) or a Whisper model.", 422,
                                detail={"field": "base_model"})
+    # ``task`` is decided here, once: the worker trains what it says (a train job always queues with the GPU
+    # jobs, so no ``gpu`` flag: it would only be a dead value in config.json)
     return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {},
-                task=kind, gpu=True)
+                task=kind)
 
 
 @hookimpl
@@ -144,7 +146,6 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
     if not _mine(modality):
         return None
     from lora_factory.kit import devices, model_card, trainer
-    from lora_factory.plugins.audio.inference import model_kind
     from lora_factory.plugins.audio.train_tts import TrainingDataError
 
     device = devices.pick_device()
@@ -153,7 +154,7 @@ def train(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | Non
     def make_reporter(**kwargs: Any) -> Any:
         return trainer.StepReporter(ctx, **kwargs)
 
-    kind = model_kind(Path(spec["base_model"]))
+    kind = spec["task"]  # decided by resolve_train_spec from the base model
     try:
         if kind == "asr":
             from lora_factory.plugins.audio.train_asr import train_asr_adapter
@@ -256,23 +257,9 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
 def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
     if not _mine(modality):
         return None
-    from lora_factory.plugins.audio.synthesis import SpeechParams
+    from lora_factory.plugins.audio.requests import resolve_audio_request
 
-    task = request.get("task") or "speech"
-    if task not in ("speech", "transcribe", "read"):
-        raise LoRAFactoryError("INFER_INVALID_TASK", f"不明な推論の種類です: {task}",
-                               f"Unknown inference task '{task}' (speech, transcribe, read).", 422,
-                               detail={"field": "task"})
-    if task == "speech":
-        from pydantic import ValidationError
-
-        from lora_factory.kit import presets
-
-        try:
-            SpeechParams.model_validate(request.get("params") or {})
-        except ValidationError as exc:
-            raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "パラメータ", "Parameter") from None
-    return request
+    return resolve_audio_request(request)
 
 
 # -- what the plugin adds to the server, the CLI and the UI ---------------------------------------

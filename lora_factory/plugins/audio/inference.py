@@ -2,7 +2,8 @@
 (Whisper, text + timestamps) and ``read`` (the text as it will be read, no model needed).
 
 Loaded models stay in ``session.cache``: one base at a time, its adapters added to the same
-PeftModel, so comparing base and adapter (or switching voices) does not reload the base.
+PeftModel, so comparing base and adapter (or switching voices) does not reload the base. The request
+was validated by ``requests.resolve_audio_request`` in the server: nothing here checks it again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_factory.kit import LoRAFactoryError, devices, files, media
+from lora_factory.kit import LoRAFactoryError, devices, files, media, presets
 from lora_factory.plugins.audio.audio_io import AudioReadError, encode_audio, read_audio
 from lora_factory.plugins.audio.dictionary_store import load_near
 from lora_factory.plugins.audio.loudness import integrated_loudness
@@ -24,7 +25,6 @@ from lora_factory.plugins.audio.text_norm import NormalizationOptions, normalize
 from lora_factory.plugins.audio.text_norm.reading import reading_of
 
 CACHE_KEY = "audio"
-MAX_TEXT_CHARS = 5000
 
 
 def model_kind(path: Path) -> str:
@@ -43,8 +43,6 @@ def model_kind(path: Path) -> str:
 
 
 def _adapter_path(request: dict[str, Any]) -> Path | None:
-    if request.get("adapter"):
-        return Path(request["adapter"])
     adapters = request.get("adapters") or []
     return Path(adapters[0]["path"]) if adapters else None
 
@@ -96,48 +94,11 @@ def _with_adapter(cache: dict[str, Any], adapter: Path | None) -> Iterator[Any]:
     yield holder
 
 
-def outputs_dir(session: Any, base: Path) -> Path:
-    """``session.outputs_dir`` (the host's), else ``artifacts/outputs/audio`` of the model's workspace."""
-    given = getattr(session, "outputs_dir", None)
-    if given:
-        return Path(given)
-    for parent in base.resolve().parents:
-        if parent.name == "models":
-            return parent.parent / "artifacts" / "outputs" / "audio"
-    return base.resolve().parent / "outputs"
-
-
-def _speaker_for(request: dict[str, Any], adapter: Path | None) -> str | None:
-    """OpenAI's ``voice`` (or ``params.speaker``) names a speaker only for a voice trained with names."""
-    import json
-
-    params = request.get("params") or {}
-    wanted = params.get("speaker") or params.get("voice")
-    if not wanted or adapter is None:
-        return params.get("speaker")
-    try:
-        config = json.loads((adapter / "training_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return params.get("speaker")
-    return str(wanted) if (config.get("params") or {}).get("speaker_prompt") else None
-
-
 def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
-    text = str((request.get("input") or {}).get("text") or request.get("prompt") or "").strip()
-    if not text:
-        raise LoRAFactoryError("INFER_INVALID_INPUT", "読み上げる文を入力してください。", "Enter the text to speak.", 422,
-                               detail={"field": "input.text"})
-    if len(text) > MAX_TEXT_CHARS:
-        raise LoRAFactoryError("INFER_INVALID_INPUT", f"文が長すぎます（最大 {MAX_TEXT_CHARS} 文字）。",
-                               f"The text is too long (at most {MAX_TEXT_CHARS} characters).", 422,
-                               detail={"field": "input.text"})
+    text = str(request["input"]["text"])
     adapter = _adapter_path(request)
-    params = SpeechParams.model_validate({**(request.get("params") or {}),
-                                          "speaker": _speaker_for(request, adapter)})
+    params = presets.trusted(SpeechParams, request.get("params") or {})
     base = Path(request["base_model"])
-    if model_kind(base) != "tts":
-        raise LoRAFactoryError("MODEL_KIND_MISMATCH", "音声合成には TTS モデル（コーデック付き）を選んでください。",
-                               "Speech needs a TTS model (an LM with its codec).", 422, detail={"field": "base_model"})
     dictionary = load_near(base)
     cache = _loaded(session, base, "tts")
     started = time.perf_counter()
@@ -157,7 +118,7 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
     total = time.perf_counter() - started
     wave = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     duration = wave.size / rate if rate else 0.0
-    out_dir = outputs_dir(session, base)
+    out_dir = Path(session.outputs_dir)
     path = files.unique_file(out_dir, time.strftime("speech-%Y%m%d-%H%M%S"), params.format)
     files.write_bytes_atomic(path, encode_audio(wave, rate, params.format))
     meta = {"text": text, "normalized": "".join(spoken), "seconds": round(duration, 3),
@@ -171,15 +132,9 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
 
 
 def transcribe_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
-    source = (request.get("input") or {}).get("audio") or (request.get("input") or {}).get("file")
-    if not source or not Path(source).is_file():
-        raise LoRAFactoryError("INFER_INVALID_INPUT", "文字起こしする音声ファイルを指定してください。",
-                               "Give the audio file to transcribe.", 422, detail={"field": "input.audio"})
+    source = request["input"]["audio"]
     params = request.get("params") or {}
     base = Path(request["base_model"])
-    if model_kind(base) != "asr":
-        raise LoRAFactoryError("MODEL_KIND_MISMATCH", "文字起こしには Whisper モデルを選んでください。",
-                               "Transcription needs a Whisper model.", 422, detail={"field": "base_model"})
     try:
         wave, sr = read_audio(Path(source))
     except AudioReadError as exc:

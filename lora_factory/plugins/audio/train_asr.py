@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from lora_factory.kit import presets
 from lora_factory.plugins.audio.asr import WHISPER_RATE, WhisperModel
 from lora_factory.plugins.audio.audio_io import read_audio
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
@@ -41,7 +42,7 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     import torch
     from peft import get_peft_model, set_peft_model_state_dict
 
-    params = AudioTrainParams.model_validate(spec["params"])
+    params = presets.validate_params(AudioTrainParams, spec["params"])  # resolved by resolve_train_spec
     base = Path(spec["base_model"])
     root = Path(spec["dataset"])
     torch.manual_seed(params.seed)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from lora_factory.kit import presets
 from lora_factory.plugins.audio.audio_io import write_audio
 from lora_factory.plugins.audio.codec import codec_folder_of, load_codec
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
@@ -75,7 +76,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     from peft import get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    params = AudioTrainParams.model_validate(spec["params"])
+    params = presets.validate_params(AudioTrainParams, spec["params"])  # resolved by resolve_train_spec
     base = Path(spec["base_model"])
     root = Path(spec["dataset"])
     torch.manual_seed(params.seed)
@@ -130,7 +131,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
         tokens_seen = int(state.get("tokens", 0))
         ctx.log(f"resumed from {checkpoint.name} (step {start})")
 
-    sample_dir = Path(getattr(ctx, "sample_dir", None) or Path(ctx.output_dir) / "samples")
+    sample_dir = Path(ctx.sample_dir)
     samples: list[str] = []
 
     def sample(step: int) -> None:
@@ -140,9 +141,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
                             params.sample_max_seconds)
         model.train()
         samples.append(str(path))
-        report = getattr(ctx, "report_sample", None)
-        if report:
-            report(path, step, kind="audio", caption=params.sample_text)
+        ctx.report_sample(path, step, kind="audio", caption=params.sample_text)
         ctx.log(f"sample written: {path.name}")
 
     # bf16 autocast on CUDA only; on a CPU no context at all (constructing a disabled CUDA autocast

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lora_factory import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 FLORENCE_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
 

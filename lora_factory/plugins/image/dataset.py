@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lora_factory import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CAPTION_SUFFIXES = (".txt", ".caption")

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lora_factory import __version__
-from lora_factory.kit import LoRAFactoryError, devices, files, media
-from lora_factory.plugins.image.generate_params import validate_generate_params
+from lora_factory.kit import LoRAFactoryError, __version__, devices, files, media, presets
+from lora_factory.plugins.image.generate_params import GenerateParams
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.png_info import save_png
 
@@ -189,27 +188,18 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
 
     generator_state: ImageGenerator = session.cache.setdefault("image", ImageGenerator())
     inputs = dict(request.get("input") or {})
-    params = validate_generate_params(request.get("params"))
+    params = presets.trusted(GenerateParams, request.get("params") or {})  # validated by resolve_generate_request
     prompt = str(inputs.get("prompt") or (request.get("params") or {}).get("prompt") or request.get("prompt") or "")
     base_path = str(request["base_model"])
     base = generator_state.base(base_path)
     arch, pipe = base["arch"], base["pipe"]
     steps0, cfg0, sched0 = DEFAULTS[arch]
-    adapters = list(request.get("adapters") or [])
-    if request.get("adapter") and not any(str(a.get("path")) == str(request["adapter"]) for a in adapters):
-        adapters.insert(0, {"path": request["adapter"], "name": Path(str(request["adapter"])).name, "weight": 1.0})
-    used = generator_state.apply_loras(base, adapters)
+    used = generator_state.apply_loras(base, list(request.get("adapters") or []))
 
     init_image = _open_image(inputs.get("image"), "image")
     mask = _open_image(inputs.get("mask"), "mask")
     mode = params.mode if params.mode != "auto" else ("inpaint" if mask is not None and init_image is not None
                                                        else "img2img" if init_image is not None else "txt2img")
-    if mode in ("img2img", "inpaint") and init_image is None:
-        raise LoRAFactoryError("INVALID_REQUEST", f"{mode} には元画像 (input.image) が必要です。",
-                               f"{mode} needs an init image (input.image).", 422, detail={"field": "input.image"})
-    if mode == "inpaint" and mask is None:
-        raise LoRAFactoryError("INVALID_REQUEST", "inpaint にはマスク (input.mask) が必要です。",
-                               "inpaint needs a mask (input.mask).", 422, detail={"field": "input.mask"})
     vae_scale = getattr(pipe, "vae_scale_factor", 8)
     multiple = vae_scale * (2 if arch == "flux" else 1)
     native = int(getattr(pipe, "default_sample_size", 0) or pipe.unet.config.sample_size) * vae_scale \
@@ -230,9 +220,6 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
     control_image = None
     if params.controlnet:
         source = _open_image(inputs.get("control_image") or inputs.get("image"), "control_image")
-        if source is None:
-            raise LoRAFactoryError("INVALID_REQUEST", "ControlNet には画像 (input.control_image) が必要です。",
-                                   "ControlNet needs an image (input.control_image).", 422, detail={"field": "input.control_image"})
         from lora_factory.plugins.image.control import canny, depth_map
 
         source = source.resize((width, height))
@@ -242,10 +229,6 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
                          if cn.preprocessor == "depth" else source)
         overrides["controlnet"] = generator_state.module("controlnet", cn.model, base)
     reference = _open_image(inputs.get("reference_image"), "reference_image") if params.ip_adapter else None
-    if params.ip_adapter and reference is None:
-        raise LoRAFactoryError("INVALID_REQUEST", "IP-Adapter には参照画像 (input.reference_image) が必要です。",
-                               "IP-Adapter needs a reference image (input.reference_image).", 422,
-                               detail={"field": "input.reference_image"})
     generator_state.apply_ip_adapter(base, {"path": params.ip_adapter.model, "scale": params.ip_adapter.scale}
                                      if params.ip_adapter else None)
 

@@ -1,4 +1,4 @@
-"""The parameters of one image generation, validated (server side and in the worker) and described.
+"""The parameters of one image generation, validated (once, server side) and described.
 
 Used for the UI's generation form (``infer_schemas["image"]``), the OpenAI-compatible route and the
 settings stored in every PNG; a typo in a parameter name is an error, never silently ignored.

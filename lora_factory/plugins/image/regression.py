@@ -50,7 +50,7 @@ def _prompt(output: dict[str, Any]) -> str:
 
 def image_models_dir(session: Any) -> Path | None:
     """``models/image/`` of the workspace the check runs in (the host gives the session its workspace)."""
-    workspace = getattr(session, "workspace", None)
+    workspace = session.workspace
     return Path(workspace.home) / "models" / "image" if workspace is not None else None
 
 

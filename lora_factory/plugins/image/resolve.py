@@ -27,7 +27,13 @@ def _aux(workspace: Any, value: Any, kind: str, field: str) -> str:
     return str(path)
 
 
+def _need(field: str, ja: str, en: str) -> LoRAFactoryError:
+    return LoRAFactoryError("INVALID_REQUEST", ja, en, 422, detail={"field": field})
+
+
 def resolve_generate_request(request: dict[str, Any], workspace: Any) -> dict[str, Any]:
+    """The request validated once: inputs checked, parameters complete (``mode`` decided from the given
+    images), auxiliary models as paths. ``generate_images`` trusts what this returns."""
     inputs = dict(request.get("input") or {})
     text = inputs.pop("text", None)  # the generic name (the CLI sends its prompt as both)
     if text is not None and not inputs.get("prompt"):
@@ -46,17 +52,32 @@ def resolve_generate_request(request: dict[str, Any], workspace: Any) -> dict[st
                                    f"Upload the input image '{name}' with /api/infer/uploads first.", 422,
                                    detail={"field": f"input.{name}"})
     raw = dict(request.get("params") or {})
+    if not inputs.get("prompt") and isinstance(raw.get("prompt") or request.get("prompt"), str):
+        inputs["prompt"] = raw.get("prompt") or request.get("prompt")
     params = validate_generate_params(raw)
+    image, mask = bool(inputs.get("image")), bool(inputs.get("mask"))
+    if params.mode == "auto":
+        params.mode = "inpaint" if (image and mask) else "img2img" if image else "txt2img"
+    if params.mode in ("img2img", "inpaint") and not image:
+        raise _need("input.image", f"{params.mode} には元画像 (input.image) が必要です。",
+                    f"{params.mode} needs an init image (input.image).")
+    if params.mode == "inpaint" and not mask:
+        raise _need("input.mask", "inpaint にはマスク (input.mask) が必要です。", "inpaint needs a mask (input.mask).")
+    if params.controlnet and not (inputs.get("control_image") or image):
+        raise _need("input.control_image", "ControlNet には画像 (input.control_image) が必要です。",
+                    "ControlNet needs an image (input.control_image).")
+    if params.ip_adapter and not inputs.get("reference_image"):
+        raise _need("input.reference_image", "IP-Adapter には参照画像 (input.reference_image) が必要です。",
+                    "IP-Adapter needs a reference image (input.reference_image).")
     if params.vae:
-        raw["vae"] = _aux(workspace, params.vae, "vae", "vae")
+        params.vae = _aux(workspace, params.vae, "vae", "vae")
     if params.refiner:
-        raw["refiner"] = dict(raw["refiner"], model=_aux(workspace, params.refiner.model, "refiner", "refiner"))
+        params.refiner.model = _aux(workspace, params.refiner.model, "refiner", "refiner")
     if params.controlnet:
-        cn = dict(raw["controlnet"], model=_aux(workspace, params.controlnet.model, "controlnet", "controlnet"))
+        params.controlnet.model = _aux(workspace, params.controlnet.model, "controlnet", "controlnet")
         if params.controlnet.depth_model:
-            cn["depth_model"] = _aux(workspace, params.controlnet.depth_model, "depth", "controlnet.depth_model")
-        raw["controlnet"] = cn
+            params.controlnet.depth_model = _aux(workspace, params.controlnet.depth_model, "depth",
+                                                 "controlnet.depth_model")
     if params.ip_adapter:
-        raw["ip_adapter"] = dict(raw["ip_adapter"], model=_aux(workspace, params.ip_adapter.model, "ip_adapter", "ip_adapter"))
-    validate_generate_params(raw)
-    return dict(request, input=inputs, params=raw)
+        params.ip_adapter.model = _aux(workspace, params.ip_adapter.model, "ip_adapter", "ip_adapter")
+    return dict(request, input=inputs, params=params.model_dump(), adapters=list(request.get("adapters") or []))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lora_factory import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 RATING, GENERAL, CHARACTER = 9, 0, 4
 # tags whose underscores are part of the face they draw

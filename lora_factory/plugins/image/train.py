@@ -289,7 +289,7 @@ class ImageTrainingRun:
                 "tokenizer": parts.tokenizers[0], "tokenizer_2": parts.tokenizers[1] if len(parts.tokenizers) > 1 else None,
             }, parts.scheduler_config)
             pipe.set_progress_bar_config(disable=True)
-            sample_dir = Path(getattr(self.ctx, "sample_dir", Path(self.ctx.run_dir) / "samples"))
+            sample_dir = Path(self.ctx.sample_dir)
             paths = render_samples(pipe, prompts, step=step, out_dir=sample_dir, seed=self.params.sample_seed,
                                    steps=self.params.sample_steps, guidance=self.params.sample_guidance_scale,
                                    size=(self.resolution, self.resolution), device=self.device,
@@ -304,9 +304,7 @@ class ImageTrainingRun:
             torch.manual_seed(self.params.seed + step)  # sampling must not change the training noise
         for i, path in enumerate(paths):
             self.sample_paths.append(path)
-            report = getattr(self.ctx, "report_sample", None)
-            if report is not None:
-                report(path, step, kind="image", caption=prompts[i])
+            self.ctx.report_sample(path, step, kind="image", caption=prompts[i])
         self.ctx.log(f"samples at step {step}: {', '.join(p.name for p in paths)}")
 
 

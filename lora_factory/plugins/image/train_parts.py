@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lora_factory import LoRAFactoryError
+from lora_factory.kit import LoRAFactoryError
 
 UNET_ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 UNET_TRANSFORMER = UNET_ATTENTION + ["proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lora_factory import __version__, hookimpl
+from lora_factory.kit import __version__, hookimpl
 
 
 class _DropMessage(logging.Filter):

@@ -41,7 +41,7 @@ def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     # the same samples (and the same token cache entry) as a training run with these settings
     cfg = EncodeConfig(max_length, bool(params.get("assistant_only_loss", True)),
                        str(params.get("overlong_rows", "truncate")), int(params.get("text_stride", 0)))
-    log = getattr(ctx, "log", None)
+    log = ctx.log if ctx is not None else None
     data, cache = encoded_dataset(tokenizer, dataset, spec.get("dataset_options") or {}, cfg,
                               token_cache_root(ctx), log)
     selected = np.flatnonzero(data.rows < int(max_rows)) if max_rows else np.arange(len(data))

@@ -158,7 +158,7 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
-    resume = str(ctx.resume_checkpoint) if getattr(ctx, "resume_checkpoint", None) else None
+    resume = str(ctx.resume_checkpoint) if ctx.resume_checkpoint else None
     if resume:
         ctx.log(f"resume from {resume}")
     out = trainer.train(resume_from_checkpoint=resume)
