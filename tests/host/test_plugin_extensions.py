@@ -19,7 +19,7 @@ EVIL = "http://evil.example:8081"
 EXTENDING_PLUGIN = '''
 from pathlib import Path
 
-from lora_factory import hookimpl
+from lora_factory.kit import hookimpl
 
 HERE = Path(__file__).parent / "greeter_static"
 
