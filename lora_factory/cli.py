@@ -522,6 +522,10 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     from lora_factory import cli_generate
 
     cli_generate.add_parser(sub, common).set_defaults(func=lambda a: cli_generate.cmd_generate(a, _services))
+    from lora_factory import cli_export
+
+    cli_export.add_parser(sub, common).set_defaults(
+        func=lambda a: cli_export.cmd_export(a, _services, _parse_params, _wait))
 
     p = sub.add_parser("eval", parents=[common], help="run a regression suite / eval loss against an adapter")
     p.add_argument("--adapter", required=True)

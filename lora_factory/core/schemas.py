@@ -65,6 +65,15 @@ class MergeRequest(StrictModel):
     output_name: str
 
 
+class ExportRequest(StrictModel):
+    modality: str = "text"
+    adapter: str
+    target: str = Field(description="one of the modality's export_targets (text: gguf, ollama, vllm ...)")
+    base_model: str | None = None
+    output_name: str | None = Field(None, description="default: <adapter>-<target>")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class EvalRequest(StrictModel):
     modality: str = "text"
     adapter: str

@@ -10,13 +10,16 @@ when the settings change the owner of a modality, and closing.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from lora_factory.core.catalog.artifacts import ArtifactStore
 from lora_factory.core.catalog.dataset_index import DatasetIndexImport
 from lora_factory.core.catalog.datasets import DatasetCatalog
+from lora_factory.core.catalog.exports import ExportCatalog
 from lora_factory.core.catalog.models import Catalog
+from lora_factory.core.errors import as_user_error
 from lora_factory.core.inference.client import InferenceClient
 from lora_factory.core.inference.generation import Generation
 from lora_factory.core.inference.media import MediaStore
@@ -43,16 +46,23 @@ class Services:
         self.workspace = Workspace(home_path, ())
         self.plugins = plugin_host or load_plugin_host(self.workspace.home)
         self.workspace.ensure(self.plugins.modalities().keys())
-        damage = check_database(self.workspace.db_path)
-        moved = move_aside(self.workspace.db_path) if damage else None
-        self.store = JobStore(self.workspace.db_path)
-        self.jobs = JobManager(self.workspace, self.store)
-        self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        try:
+            damage = check_database(self.workspace.db_path)
+            moved = move_aside(self.workspace.db_path) if damage else None
+            self.store = JobStore(self.workspace.db_path)
+            self.jobs = JobManager(self.workspace, self.store)
+            self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        except (sqlite3.Error, OSError) as exc:
+            known = as_user_error(exc)  # a full disk at start-up: DISK_FULL, and the database is kept
+            if known is None:
+                raise
+            raise known from exc
         self.health = HostHealth(self.workspace, self.jobs)
         if moved is not None:
             self.health.notices.append(recover_database(self.workspace, self.store, self.artifacts, str(damage), moved))
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.store.active_job_using)
         self.datasets = DatasetCatalog(self.workspace, self.plugins, self.artifacts, remove=self.catalog.remove_unused)
+        self.exports = ExportCatalog(self.workspace, self.artifacts, remove=self.catalog.remove_unused)
         self.dataset_index = DatasetIndexImport(self.workspace, self.plugins, self.datasets, self.artifacts)
         self.inference = InferenceClient(self.workspace.home)
         self.media = MediaStore(self.workspace)
@@ -82,6 +92,10 @@ class Services:
     def startup_housekeeping(self) -> None:
         """At server start: the leftovers of interrupted writes go (see ``jobs.recovery``)."""
         clean_interrupted_writes(self.workspace, self.store)
+        try:
+            self.media.prune_uploads()
+        except OSError:
+            pass
 
     def close(self) -> None:
         self.jobs.stop_background()

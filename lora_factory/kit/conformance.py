@@ -44,6 +44,10 @@ class Scenario:
     :param make_index: writes a dataset index file (e.g. ``dataset_info.json``) beside its datasets
         inside the workspace and returns its workspace-relative path (``import_dataset_index``).
     :param make_single_file: writes a single-file checkpoint and returns its path (``single_file``).
+    :param export: an export request's ``target`` and ``params`` (``adapter`` defaults to the trained one;
+        ``base_model`` optional), run as an export job (``resolve_export_spec``, ``export_adapter``).
+    :param make_export_adapter: prepares, inside the workspace (given its home), the adapter and base
+        the export names when the trained one cannot be exported (e.g. a Whisper LoRA for ``ct2``).
     """
 
     modality: str
@@ -56,6 +60,8 @@ class Scenario:
     eval_dataset: bool = False
     make_index: Callable[[Path], str] | None = None
     make_single_file: Callable[[Path], Path] | None = None
+    export: dict[str, Any] | None = None
+    make_export_adapter: Callable[[Path], None] | None = None
     timeout_s: float = 600.0
 
 
@@ -81,6 +87,7 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
     from lora_factory.core.schemas import (
         ChatRequest,
         EvalRequest,
+        ExportRequest,
         GenerateRequest,
         ImportInfoRequest,
         ImportRequest,
@@ -131,6 +138,11 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         if "merge" in supports:
             req_m = MergeRequest(modality=m, adapter="conformance", output_name="merged")
             out["merge"] = _wait(svc, svc.submitter.start_merge(req_m), timeout, "merge")["result"]
+        if scenario.export is not None:
+            if scenario.make_export_adapter is not None:
+                scenario.make_export_adapter(Path(home))
+            req_x = ExportRequest(modality=m, **{"adapter": "conformance", **scenario.export})
+            out["export"] = _wait(svc, svc.submitter.start_export(req_x)["job_id"], timeout, "export")["result"]
         if scenario.make_single_file is not None:
             single = scenario.make_single_file(Path(home).parent / f"{m}-single-file")
             req_i = ImportRequest(modality=m, source_path=str(single), name="single")

@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import GenerateRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import services
+from lora_factory.routes import client_gone, services
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 PCM_RATE = 24000  # OpenAI's pcm format: 24 kHz, 16-bit little-endian, mono
@@ -70,7 +70,7 @@ def _resample_pcm(chunk: bytes, rate: int, target: int) -> bytes:
 
 
 @router.post("/speech", response_model=None)
-def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
+def speech(body: SpeechBody, http: Request, svc: Services = Depends(services)) -> Response:
     fmt = body.response_format
     if fmt not in MEDIA_TYPES:
         raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{fmt}」には対応していません（wav / flac / pcm）。",
@@ -84,7 +84,7 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
     modality = svc.plugins.modality_for_task("speech")
     request = GenerateRequest(modality=modality, task="speech", base_model=base, adapter=adapter,
                               input={"text": body.input}, params=params, stream=fmt != "flac")
-    events = svc.generation.stream(request)
+    events = svc.generation.stream(request, client_gone(http))
     first = next(events, None)  # a load error is still an HTTP error, not a broken stream
 
     def chunks() -> Iterator[tuple[bytes, int]]:
@@ -144,7 +144,7 @@ def subtitles(segments: list[dict[str, Any]], kind: str) -> str:
 @router.post("/transcriptions", response_model=None)
 def transcriptions(file: UploadFile = File(...), model: str = Form(...), language: str | None = Form(None),
                    prompt: str | None = Form(None), response_format: str = Form("json"),
-                   temperature: float | None = Form(None),
+                   temperature: float | None = Form(None), *, http: Request,
                    svc: Services = Depends(services)) -> Response:
     if response_format not in ("json", "text", "verbose_json", "srt", "vtt"):
         raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{response_format}」には対応していません。",
@@ -156,7 +156,10 @@ def transcriptions(file: UploadFile = File(...), model: str = Form(...), languag
                               input={"audio": upload["value"]},
                               params={"language": language or "ja", "prompt": prompt or "",
                                       "timestamps": response_format in ("verbose_json", "srt", "vtt")})
-    done = svc.generation.complete(request)
+    try:
+        done = svc.generation.complete(request, cancelled=client_gone(http))
+    finally:
+        svc.media.discard_upload(upload["upload"])  # the client's audio was needed for this call only
     text = done.get("text", "")
     segments = done.get("segments") or []
     if response_format == "text":

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,7 @@ from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import ChatRequest
 from lora_factory.core.services import Services
 from lora_factory.core.storage.workspace import existing_name
-from lora_factory.routes import services
+from lora_factory.routes import client_gone, retry_after, services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -80,11 +80,11 @@ def _resolve_model(svc: Services, model_id: str) -> tuple[str, str, str | None]:
 def _openai_error(exc: LoRAFactoryError) -> JSONResponse:
     body = exc.to_dict()
     body["error"]["type"] = "invalid_request_error" if exc.http_status < 500 else "server_error"
-    return JSONResponse(body, status_code=exc.http_status)
+    return JSONResponse(body, status_code=exc.http_status, headers=retry_after(exc))
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(body: OpenAIChatBody, svc: Services = Depends(services)) -> Any:
+def chat_completions(body: OpenAIChatBody, http: Request, svc: Services = Depends(services)) -> Any:
     try:
         modality, base, adapter = _resolve_model(svc, body.model)
         params: dict[str, Any] = {}
@@ -106,7 +106,7 @@ def chat_completions(body: OpenAIChatBody, svc: Services = Depends(services)) ->
     created = int(time.time())
     if not body.stream:
         try:
-            done = svc.inference.complete(modality, request)
+            done = svc.inference.complete(modality, request, client_gone(http))
         except LoRAFactoryError as exc:
             return _openai_error(exc)
         usage = done.get("usage") or {}
@@ -127,7 +127,7 @@ def chat_completions(body: OpenAIChatBody, svc: Services = Depends(services)) ->
     def stream() -> Iterator[str]:
         yield chunk({"role": "assistant", "content": ""})
         try:
-            for event in svc.inference.stream(modality, request):
+            for event in svc.inference.stream(modality, request, client_gone(http)):
                 if event.get("type") == "token" and event.get("text"):
                     yield chunk({"content": event["text"]})
         except LoRAFactoryError as exc:

@@ -55,6 +55,7 @@ def test_unreadable_empty_and_out_of_range_clips_are_named(tmp_path: Path) -> No
         inspect_audio_dataset(root)
     reasons = {e["line"]: e["reason"] for e in err.value.errors}
     assert reasons[1].startswith("unreadable audio 'wavs/clip000.wav'")
+    assert str(tmp_path) not in reasons[1]  # issue 16, item 6: never the (temporary) folder's path
     assert reasons[4] == "empty text for 'wavs/clip002.wav'"
     assert reasons[5].startswith("clip too long: 'wavs/long.wav' is 40.0 s")
 
@@ -82,3 +83,44 @@ def test_metadata_jsonl_and_plain_recordings(tmp_path: Path) -> None:
     shutil.move(root / "wavs" / "clip000.wav", root / "long take.wav")
     info = inspect_audio_dataset(root)
     assert info["format"] == "recordings" and info["rows"] == 3 and info["stats"]["transcribed"] == 0
+
+
+def _long_silence(path: Path, minutes: float, sr: int = 16000) -> Path:
+    block = np.zeros(sr * 60, dtype=np.int16)
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, format="FLAC", subtype="PCM_16") as fh:
+        for _ in range(int(minutes)):
+            fh.write(block)
+    return path
+
+
+def test_a_long_recording_is_measured_in_bounded_memory(tmp_path: Path) -> None:
+    """Issue 16, item 8: a small FLAC of hours of silence decoded whole took the server past 1.5 GB.
+    The inspection reads a bounded sample for loudness; a whole decode is refused past the limit."""
+    import tracemalloc
+
+    from lora_factory.plugins.audio.audio_io import AudioReadError, read_audio
+
+    root = tmp_path / "rec"
+    root.mkdir()
+    _long_silence(root / "take.flac", 40)
+    assert (root / "take.flac").stat().st_size < 5 * 2**20
+    tracemalloc.start()
+    try:
+        info = inspect_audio_dataset(root)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert info["rows"] == 1 and info["stats"]["clip_seconds"]["max"] >= 2399
+    assert peak < 64 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+    with pytest.raises(AudioReadError, match="at most"):
+        read_audio(root / "take.flac")
+
+
+def test_absurd_rates_and_channel_counts_are_refused_before_decoding() -> None:
+    from lora_factory.plugins.audio.audio_io import AudioInfo, AudioReadError, check_decodable
+
+    with pytest.raises(AudioReadError, match="sample rate"):
+        check_decodable(AudioInfo(sample_rate=10_000_000, channels=1, frames=10))
+    with pytest.raises(AudioReadError, match="channels"):
+        check_decodable(AudioInfo(sample_rate=16000, channels=64, frames=10))
+    check_decodable(AudioInfo(sample_rate=48000, channels=2, frames=48000 * 60))

@@ -54,7 +54,7 @@ TEST_SCENARIOS = {
         modality="dummy", make_dataset=lambda f: _lines(f, "data.txt", "a\nb\nc\n"), preset="fast",
         train_params={"steps": 2}, infer={"messages": [{"role": "user", "content": "abc"}]},
         suite=[{"prompt": "abc", "contains": ["cba"]}], refine_operations=[{"op": "upper", "params": {}}],
-        eval_dataset=True, make_index=_dummy_index)),
+        eval_dataset=True, make_index=_dummy_index, export={"target": "txt"})),
     "toymedia": ([TOY], Scenario(
         modality="toymedia", make_dataset=_toy_folder, preset="fast",
         infer={"task": "image", "input": {"prompt": "x"}, "params": {"seed": 1}},

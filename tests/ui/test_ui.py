@@ -11,6 +11,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -434,8 +435,24 @@ def test_training_reaches_completed_and_the_chat_answers_with_the_adapter(watche
     assert infer.get_by_test_id("chat-output").get_by_test_id("chat-question").inner_text().endswith("こんにちは")
     screenshot(page, "infer-chat")
     page.get_by_test_id("tab-history").click()
-    panel(page, "history").get_by_test_id("adapter-row-ui_adapter").wait_for()
+    history = panel(page, "history")
+    history.get_by_test_id("adapter-row-ui_adapter").wait_for()
     screenshot(page, "history")
+    link = history.get_by_test_id("adapter-download-ui_adapter").get_attribute("href")
+    assert link == "/api/adapters/text/ui_adapter/download"
+    assert server.client.get(link).headers["content-type"] == "application/zip"
+    history.get_by_test_id("adapter-export-ui_adapter").click()
+    page.get_by_test_id("export-target").select_option("gguf")
+    assert page.get_by_test_id("export-name").input_value() == "ui_adapter-gguf"
+    page.get_by_test_id("export-start").click()
+    exports: list = []
+    for _ in range(240):
+        exports = server.client.get("/api/exports", params={"modality": "text", "adapter": "ui_adapter"}).json()["exports"]
+        if exports:
+            break
+        time.sleep(0.5)
+    assert exports and exports[0]["primary"].endswith(".gguf"), exports
+    assert server.client.get(exports[0]["download_url"]).content[:4] == b"GGUF"
     watch.assert_clean()
 
 

@@ -19,6 +19,7 @@ from lora_factory.core.plugin_host.host import PluginHost
 from lora_factory.core.schemas import (
     DownloadRequest,
     EvalRequest,
+    ExportRequest,
     ImportRequest,
     MergeRequest,
     RefineRequest,
@@ -145,6 +146,12 @@ class JobSubmitter:
         spec = {"adapter": str(adapter), "base_model": str(base), "output_name": name,
                 "adapter_ref": self.workspace.relative(adapter), "base_model_ref": self.workspace.relative(base)}
         return self.jobs.submit("merge", req.modality, spec, output_name=name)
+
+    def start_export(self, req: ExportRequest) -> dict[str, Any]:
+        from lora_factory.core.jobs.exports import submit_export
+
+        return submit_export(req, plugins=self.plugins, catalog=self.catalog, jobs=self.jobs, workspace=self.workspace,
+                             adapter_base=self._adapter_base)
 
     def _adapter_base(self, modality: str, adapter: Path, base_ref: str | None) -> Path:
         if base_ref:

@@ -36,9 +36,11 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
         (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->
         {input_schema, params_schema, presets}), ``aux_model_kinds`` (sub-folder -> labels),
-        ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses`` and
-        ``supports`` (e.g. ``["chat", "tiny_model", "merge", "single_file", "item_edit"]``).
-    A declared modality gets ``models/<id>/``, ``datasets/<id>/`` and ``lora_adapters/<id>/``.
+        ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses``,
+        ``export_targets`` (target -> {label_ja, label_en, description_ja, description_en, params_schema}:
+        what ``export_adapter`` can write) and ``supports`` (e.g. ``["chat", "tiny_model", "merge",
+        "single_file", "item_edit"]``).
+    A declared modality gets ``models/<id>/``, ``datasets/<id>/``, ``lora_adapters/<id>/`` and ``exports/<id>/``.
     Runs in the server process: must be cheap and must not import torch.
     """
 
@@ -225,6 +227,39 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
         ``case`` (the suite case).
     :param reference: the previous adapter version's answer to the same case, or None.
     :return: ``{"passed": bool, "score": float | None, "detail": ...}``.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
+    """Validate an export request before the job is queued (server process, no torch).
+
+    A target or a parameter that cannot work is a 4xx at once; a target that works but that a
+    runtime may refuse (vLLM's ``max_lora_rank``, an Ollama limit) is a warning the user sees before
+    and after the job.
+
+    :param spec: ``adapter``, ``base_model`` (absolute paths), ``target`` (one of ``export_targets``),
+        ``params``, ``output_name``, ``adapter_ref``, ``base_model_ref``.
+    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace`.
+    :return: the spec with ``params`` complete and ``warnings`` (``[{"code", "message", "message_ja"}]``).
+    :raises LoRAFactoryError: ``EXPORT_UNKNOWN_TARGET``, ``INVALID_EXPORT_PARAMS``, ``EXPORT_UNSUPPORTED``
+        (with the reason: e.g. a trained ``lm_head``, an architecture the runtime lacks).
+    """
+
+
+@hookspec(firstresult=True)
+def export_adapter(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
+    """Write an adapter in the form another runtime loads, into ``ctx.output_dir`` (an ``export`` job).
+
+    :param spec: as ``resolve_export_spec`` returned it.
+    :param ctx: the ``JobContext``: report stages through ``ctx.progress``, stop and return
+        ``{"stopped": True}`` when ``ctx.should_stop()`` turns true, explain each step with ``ctx.log``.
+    :return: a summary: ``files`` (names inside the output), ``primary`` (the one file a download
+        gives, or None when the export is a folder), ``opens_in`` (runtimes), ``commands`` (how to load
+        it there), ``checks`` and ``warnings``. Write a ``README.md`` (its model card) beside the files.
+        The host moves ``ctx.output_dir`` to ``exports/<modality>/<output_name>/`` and records its
+        lineage (the adapter, the base model).
+    :raises LoRAFactoryError: ``EXPORT_UNSUPPORTED`` with the reason when the adapter cannot be exported.
     """
 
 

@@ -72,6 +72,8 @@ class ModalityDescription(BaseModel):
     # regression check kinds the plugin evaluates (beyond the host's text checks): kind -> labels, schema
     regression_checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     licenses: str | None = None
+    # what ``export_adapter`` writes: target -> {label_ja, label_en, description_ja, description_en, params_schema}
+    export_targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 @dataclass

@@ -42,6 +42,7 @@ def _dataset_error(problems: Any) -> LoRAFactoryError:
 def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.kit.presets import schema_for
     from lora_factory.plugins.audio.dataset_formats import FORMATS
+    from lora_factory.plugins.audio.export_ct2 import EXPORT_TARGETS
     from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESETS, TITLES_JA, AudioTrainParams
     from lora_factory.plugins.audio.refine import refine_operations_description
     from lora_factory.plugins.audio.regression_checks import CHECKS
@@ -59,6 +60,7 @@ def describe_modalities() -> list[dict[str, Any]]:
         "refine_operations": refine_operations_description(),
         "train_params_schema": schema_for(AudioTrainParams, TITLES_JA),
         "supports": ["tiny_model", "item_edit", "regression", "speech", "transcribe", "eval_cer"],
+        "export_targets": EXPORT_TARGETS,
         "inference_kinds": ["speech", "transcribe"],
         "infer_schemas": {
             "speech": {"input_schema": {"type": "object", "required": ["text"],
@@ -84,6 +86,24 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
     from lora_factory.plugins.audio.download import download_audio_model
 
     return download_audio_model(spec, ctx)
+
+
+@hookimpl
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.audio.export_ct2 import resolve
+
+    return resolve(spec)
+
+
+@hookimpl
+def export_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.audio.export_ct2 import run
+
+    return run(spec, ctx)
 
 
 @hookimpl

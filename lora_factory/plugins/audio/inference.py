@@ -138,7 +138,8 @@ def transcribe_events(request: dict[str, Any], session: Any) -> Iterator[dict[st
     try:
         wave, sr = read_audio(Path(source))
     except AudioReadError as exc:
-        raise LoRAFactoryError("AUDIO_UNREADABLE", "音声ファイルを読み込めません。", f"The audio cannot be read: {exc}",
+        reason = str(exc).replace(str(source), Path(source).name)  # never the server's absolute path
+        raise LoRAFactoryError("AUDIO_UNREADABLE", "音声ファイルを読み込めません。", f"The audio cannot be read: {reason}",
                                422, detail={"field": "input.audio"}) from exc
     cache = _loaded(session, base, "asr")
     with _with_adapter(cache, _adapter_path(request)) as whisper:

@@ -32,6 +32,8 @@ from lora_factory.plugins.audio.loudness import integrated_loudness, normalize_l
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
 from lora_factory.plugins.audio.vad import SliceParams, find_segments
 
+RECORDING_DECODE_SECONDS = 4 * 3600.0  # a refine job (its own process) slices recordings of up to 4 h
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -171,7 +173,7 @@ def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
                          pad_ms=p.pad_ms, method=p.method, aggressiveness=p.aggressiveness)
     out: list[WorkClip] = []
     for item in state.clips:
-        wave, sr = read_audio(item.audio)
+        wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
         segments = find_segments(wave, sr, params)
         if not segments:
             state.removed["no speech found"] += 1
@@ -198,7 +200,7 @@ def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
         if item.clip.id in todo:
             if ctx.should_stop():
                 raise InterruptedError("stopped")
-            wave, sr = read_audio(item.audio)
+            wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
             text = whisper.transcribe(wave, sr, language=p.language, prompt=p.prompt or None, timestamps=False,
                                       max_new_tokens=p.max_new_tokens).text
             text = text.replace("|", " ").replace("\n", " ").strip()
@@ -221,7 +223,7 @@ def op_normalize_text(state: RefineState, p: NormalizeTextOp, ctx: Any) -> None:
 def op_audio_map(state: RefineState, fn: Any) -> None:
     out = []
     for item in state.clips:
-        wave, sr = read_audio(item.audio)
+        wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
         result = fn(wave, sr)
         if result is None:
             out.append(item)
@@ -237,7 +239,7 @@ def op_audio_map(state: RefineState, fn: Any) -> None:
 def op_filter(state: RefineState, p: FilterOp, ctx: Any) -> None:
     kept = []
     for item in state.clips:
-        wave, sr = read_audio(item.audio)
+        wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
         seconds = wave.size / sr
         if seconds < p.min_seconds:
             state.removed["too short"] += 1
@@ -253,7 +255,7 @@ def op_filter(state: RefineState, p: FilterOp, ctx: Any) -> None:
 
 
 def _audio_hash(path: Path) -> str:
-    wave, _ = read_audio(path, 16000)
+    wave, _ = read_audio(path, 16000, max_seconds=RECORDING_DECODE_SECONDS)
     return hashlib.sha256(np.round(wave * 2048).astype(np.int16).tobytes()).hexdigest()
 
 

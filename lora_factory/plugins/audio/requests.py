@@ -8,25 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lora_factory.kit import LoRAFactoryError, presets
+from lora_factory.plugins.audio.infer_params import TranscribeParams, check_speakable
 from lora_factory.plugins.audio.inference import model_kind
 from lora_factory.plugins.audio.synthesis import SpeechParams
 
 TASKS = ("speech", "transcribe", "read")
 MAX_TEXT_CHARS = 5000
-
-
-class TranscribeParams(BaseModel):
-    """What a transcription can be told (``/v1/audio/transcriptions`` and the form)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    language: str | None = Field("ja", max_length=16)
-    prompt: str | None = Field("", max_length=2000)
-    timestamps: bool = True
-    max_new_tokens: int | None = Field(None, ge=1, le=4096)
 
 
 def _invalid_input(field: str, ja: str, en: str) -> LoRAFactoryError:
@@ -75,6 +65,7 @@ def resolve_audio_request(request: dict[str, Any]) -> dict[str, Any]:
         if len(text) > MAX_TEXT_CHARS:
             raise _invalid_input("input.text", f"文が長すぎます（最大 {MAX_TEXT_CHARS} 文字）。",
                                  f"The text is too long (at most {MAX_TEXT_CHARS} characters).")
+        check_speakable(text)  # "♪", "😀", "|" or "()" alone: nothing to say
         params = _validated(SpeechParams, {**raw, "speaker": speaker_for(raw, adapter)})
         if model_kind(base) != "tts":
             raise _wrong_kind("音声合成には TTS モデル（コーデック付き）を選んでください。",

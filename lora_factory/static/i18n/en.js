@@ -22,6 +22,7 @@ export default {
   "common.cancel": "Cancel",
   "common.close": "Close",
   "common.delete": "Delete",
+  "common.download": "Download",
   "common.deleted": "Deleted \"{name}\".",
   "common.ok": "OK",
   "common.line": "Line",
@@ -44,6 +45,7 @@ export default {
   "kind.train": "train",
   "kind.eval": "eval",
   "kind.merge": "merge",
+  "kind.export": "export",
 
   "role.user": "User",
   "role.assistant": "Assistant",
@@ -228,6 +230,11 @@ export default {
   "history.merge": "Merge",
   "history.merge_name": "Name of the merged model",
   "history.merge_started": "Merge started (saved as \"{name}\").",
+  "history.export": "Export",
+  "history.export_target": "Target (where it will run)",
+  "history.export_name": "Name of the export (exports/<modality>/)",
+  "history.export_start": "Start the export",
+  "history.export_started": "Export started (saved as \"{name}\").",
   "history.merge_done": "The merged model \"{name}\" was added to the models.",
   "history.no_evals": "No regression result yet.",
 

@@ -22,6 +22,7 @@ export default {
   "common.cancel": "キャンセル",
   "common.close": "閉じる",
   "common.delete": "削除",
+  "common.download": "ダウンロード",
   "common.deleted": "「{name}」を削除しました。",
   "common.ok": "OK",
   "common.line": "行",
@@ -44,6 +45,7 @@ export default {
   "kind.train": "学習",
   "kind.eval": "評価",
   "kind.merge": "マージ",
+  "kind.export": "エクスポート",
 
   "role.user": "ユーザー",
   "role.assistant": "アシスタント",
@@ -228,6 +230,11 @@ export default {
   "history.merge": "マージ",
   "history.merge_name": "マージ後のモデル名",
   "history.merge_started": "マージを開始しました(保存名「{name}」)。",
+  "history.export": "エクスポート",
+  "history.export_target": "書き出し先(動かす場所)",
+  "history.export_name": "エクスポート名(exports/<モダリティ>/)",
+  "history.export_start": "エクスポート開始",
+  "history.export_started": "エクスポートを開始しました(保存名「{name}」)。",
   "history.merge_done": "マージしたモデル「{name}」をモデル一覧に追加しました。",
   "history.no_evals": "回帰テストの結果はまだありません。",
 
