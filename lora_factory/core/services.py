@@ -89,8 +89,8 @@ class Services:
             part.plugins = self.plugins
         self.inference.release()
 
-    def startup_housekeeping(self) -> None:
-        """At server start: the leftovers of interrupted writes go (see ``jobs.recovery``)."""
+    def startup_housekeeping(self, recovered: dict[str, list[str]] | None = None) -> None:
+        """At server start: the leftovers of interrupted writes and stale uploads go (see ``jobs.recovery``)."""
         clean_interrupted_writes(self.workspace, self.store)
         try:
             self.media.prune_uploads()
