@@ -82,8 +82,13 @@ def _wait(svc: Any, job_id: str, timeout: float, what: str) -> dict[str, Any]:
     return job
 
 
-def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
-    """Every host path for the scenario's modality, in order; returns what each step answered."""
+def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None) -> dict[str, Any]:
+    """Every host path for the scenario's modality, in order; returns what each step answered.
+
+    The base model is the modality's tiny one, built by a job; ``base_model`` (a model folder) is imported
+    instead (a job too, through the same ``download_model`` hook), so a suite that runs several scenarios or
+    tests on one tiny model builds it once.
+    """
     from lora_factory.core.schemas import (
         ChatRequest,
         EvalRequest,
@@ -105,7 +110,11 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         desc = svc.plugins.require_modality(m)
         supports = set(desc.get("supports") or [])
         timeout = scenario.timeout_s
-        _wait(svc, svc.submitter.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
+        if base_model is None:
+            _wait(svc, svc.submitter.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
+        else:
+            _wait(svc, svc.submitter.start_import(ImportRequest(modality=m, source_path=str(Path(base_model).resolve()),
+                                                      name="base")), timeout, "base model import")
         out["models"] = svc.catalog.list_models(m)
         source = scenario.make_dataset(Path(home).parent / f"{m}-dataset-source")
         if source.is_dir():
@@ -184,9 +193,12 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] | tuple[Path, ...] = ()) -> dict[str, Any]:
+def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] | tuple[Path, ...] = (),
+                      base_model: Path | None = None) -> dict[str, Any]:
     """Run the scenario with hook tracing on; report the hooks the owner plugin implements but that
-    were never called for its modality (``missing``), and what every step answered (``steps``)."""
+    were never called for its modality (``missing``), and what every step answered (``steps``).
+    ``base_model``: a model folder imported as the base instead of building the tiny one (see
+    :func:`run_scenario`)."""
     from lora_factory.core.plugin_host.host import load_plugin_host
 
     home = Path(home)
@@ -198,7 +210,7 @@ def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] |
     previous = os.environ.get("LORA_FACTORY_HOOK_TRACE")
     os.environ["LORA_FACTORY_HOOK_TRACE"] = str(trace)
     try:
-        steps = run_scenario(home, scenario)
+        steps = run_scenario(home, scenario, base_model)
         host = load_plugin_host(home)
     finally:
         if previous is None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,16 +16,13 @@ import pytest
 import soundfile as sf
 
 from lora_factory.plugins.audio.conformance import write_voice_folder
+from tests.audio.conftest import AUDIO_MODELS
 from tests.audio.synthetic import recording_with_pauses
 from tests.conftest import wait_for
 
 TEXTS = ["こんにちは。", "今日はいい天気ですね。", "1,100円です。", "東京に行きます。"]
 
 
-def tiny(home: Path, out: str, *extra: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "lora_factory.cli", "tiny-model", "audio", "--out", out,
-                             "--home", str(home), *extra], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
 
 
 def zipped(folder: Path, skip: str | None = None) -> bytes:
@@ -51,11 +46,10 @@ def sse_events(response) -> list[tuple[float, dict]]:
 
 
 @pytest.mark.slow
-def test_voice_end_to_end(tmp_path: Path, server_factory) -> None:
+def test_voice_end_to_end(tmp_path: Path, server_factory, tiny_workspaces) -> None:
     openai = pytest.importorskip("openai")
     home = tmp_path / "ws"
-    tiny(home, "models/audio/tiny-tts")
-    tiny(home, "models/audio/tiny-whisper", "--kind", "asr")
+    tiny_workspaces.copy(home, *AUDIO_MODELS)  # lora-factory tiny-model, once per session
     source = write_voice_folder(tmp_path / "voice", TEXTS, seconds=0.7)
     original_list = (source / "esd.list").read_bytes()
     server = server_factory(home)
