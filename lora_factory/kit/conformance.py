@@ -48,6 +48,8 @@ class Scenario:
         ``base_model`` optional), run as an export job (``resolve_export_spec``, ``export_adapter``).
     :param make_export_adapter: prepares, inside the workspace (given its home), the adapter and base
         the export names when the trained one cannot be exported (e.g. a Whisper LoRA for ``ct2``).
+
+    Every target of the description's ``dataset_exports`` is exported from the uploaded dataset.
     """
 
     modality: str
@@ -128,6 +130,9 @@ def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None)
             job = svc.submitter.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
                                                  output_name=f"{Path(dataset).stem}-refined"))
             out["refine"] = _wait(svc, job, timeout, "refine")["result"]
+        for target in desc.get("dataset_exports") or {}:  # layouts other tools open (export_dataset)
+            exported = svc.datasets.archive(m, dataset, Path(home).parent / f"{m}-exports", target=target)
+            out.setdefault("exports", {})[target] = str(exported)
         train = TrainStartRequest(modality=m, base_model="base", dataset=dataset, output_name="conformance",
                                   preset=scenario.preset or desc.get("default_preset") or "quick",
                                   params=scenario.train_params)

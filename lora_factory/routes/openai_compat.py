@@ -39,10 +39,22 @@ def chat_modalities(svc: Services) -> list[str]:
     return [m for m, d in svc.plugins.modalities().items() if d.get("available") and "chat" in (d.get("supports") or [])]
 
 
+# the inference kinds an OpenAI route serves (/v1/chat/completions, /v1/audio/*, /v1/images/*)
+OPENAI_KINDS = {"chat", "speech", "transcribe", "image"}
+
+
+def openai_modalities(svc: Services) -> list[str]:
+    """Modalities with a model an OpenAI route can use: chat ones, and those declaring speech,
+    transcription or image generation among their ``inference_kinds``."""
+    return [m for m, d in svc.plugins.modalities().items() if d.get("available") and (
+        "chat" in (d.get("supports") or []) or OPENAI_KINDS & set(d.get("inference_kinds") or []))]
+
+
 @router.get("/models")
 def models(svc: Services = Depends(services)) -> dict[str, Any]:
+    """Every base and ``base+adapter`` an OpenAI route answers for (chat, speech, transcription, images)."""
     data = []
-    for modality in chat_modalities(svc):
+    for modality in openai_modalities(svc):
         bases = [b for b in svc.catalog.list_models(modality) if not b.get("refused") and not b.get("error")]
         for base in bases:
             data.append({"id": base["name"], "object": "model", "created": 0, "owned_by": "lora-factory",

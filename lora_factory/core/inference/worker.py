@@ -101,4 +101,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The worker owns no file that needs closing here (outputs are written atomically per request), while the
+    # ML libraries' native teardown can take longer than the client's grace period and get the process killed.
+    # Leave at once, as the process would after that teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -33,13 +33,15 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``default_preset``,
         ``dataset_kind`` (``"file"`` or ``"folder"``), ``dataset_formats``, ``dataset_extensions``,
         ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``train_params_schema``,
+        ``training_methods`` (``[{id, label_ja, label_en, data}]``, sent back as ``params.method``),
         ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
         (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->
         {input_schema, params_schema, presets}), ``aux_model_kinds`` (sub-folder -> labels),
         ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses``,
-        ``export_targets`` (target -> {label_ja, label_en, description_ja, description_en, params_schema}:
-        what ``export_adapter`` can write) and ``supports`` (e.g. ``["chat", "tiny_model", "merge",
-        "single_file", "item_edit"]``).
+        ``dataset_exports`` (export target -> {label_ja, label_en}: dataset layouts ``export_dataset``
+        writes), ``export_targets`` (target -> {label_ja, label_en, description_ja, description_en,
+        params_schema}: what ``export_adapter`` can write) and ``supports`` (e.g. ``["chat",
+        "tiny_model", "merge", "single_file", "item_edit"]``).
     A declared modality gets ``models/<id>/``, ``datasets/<id>/``, ``lora_adapters/<id>/`` and ``exports/<id>/``.
     Runs in the server process: must be cheap and must not import torch.
     """
@@ -164,6 +166,18 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
     :param spec: ``base_model``, ``dataset`` (absolute paths), ``preset``, ``params``, ``output_name``.
     :return: the spec with ``params`` replaced by the complete, validated parameter set.
     :raises LoRAFactoryError: ``UNKNOWN_PRESET``, ``INVALID_TRAIN_PARAMS`` (field in ``detail``).
+    """
+
+
+@hookspec(firstresult=True)
+def export_dataset(modality: str, path: str, target: str, out_file: str) -> dict[str, Any] | None:
+    """Write a dataset as a zip in the layout another tool opens (server process, no torch).
+
+    :param path: the dataset (a file, or for a ``folder`` modality the dataset folder).
+    :param target: one of the ids the plugin declared in ``dataset_exports`` (the host checks).
+    :param out_file: where to write the zip (temp file + rename is the plugin's job).
+    :return: ``{"path": out_file, "clips" | "rows": int, ...}`` or None when not implemented.
+    :raises LoRAFactoryError: ``EXPORT_IMPOSSIBLE`` with the reason (e.g. a language the target lacks).
     """
 
 

@@ -19,7 +19,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 MAX_DECODE_SECONDS = float(os.environ.get("LORA_FACTORY_AUDIO_MAX_SECONDS", "1800"))
 MAX_SAMPLE_RATE = 192_000
 MAX_CHANNELS = 8
-OUTPUT_FORMATS = ("wav", "flac")
+OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus")
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the rates an Opus stream may carry
 
 
 @dataclass
@@ -109,7 +110,9 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
-    """The bytes of a PCM-16 WAV or a FLAC file (what a download or an HTTP answer carries)."""
+    """The bytes of a PCM-16 WAV, a FLAC, an MP3 or an Ogg Opus file (what a download or an HTTP
+    answer carries). MP3 and Opus are libsndfile's own encoders (LAME / libopus, through soundfile):
+    no hand-written encoder; Opus at a rate it allows (48 kHz otherwise)."""
     import soundfile as sf
 
     fmt = fmt.lower()
@@ -117,7 +120,14 @@ def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
         raise ValueError(f"unsupported output format {fmt!r}; use one of {OUTPUT_FORMATS}")
     buf = io.BytesIO()
     clipped = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
-    sf.write(buf, clipped, sample_rate, format=fmt.upper(), subtype="PCM_16")
+    if fmt == "mp3":
+        sf.write(buf, clipped, sample_rate, format="MP3", subtype="MPEG_LAYER_III")
+    elif fmt == "opus":
+        if sample_rate not in OPUS_RATES:
+            clipped, sample_rate = np.clip(resample(clipped, sample_rate, 48000), -1.0, 1.0), 48000
+        sf.write(buf, clipped, sample_rate, format="OGG", subtype="OPUS")
+    else:
+        sf.write(buf, clipped, sample_rate, format=fmt.upper(), subtype="PCM_16")
     return buf.getvalue()
 
 

@@ -76,12 +76,13 @@ def read_preview(datasets_dir: Path, text: str, latin: str = "keep") -> dict[str
     :raises LoRAFactoryError: ``INVALID_REQUEST`` (422) for an unknown ``latin`` mode.
     """
     from lora_factory.kit import LoRAFactoryError
-    from lora_factory.plugins.audio.text_norm import LATIN_MODES, NormalizationOptions, normalize_text
+    from lora_factory.plugins.audio.text_norm import LATIN_MODES, NormalizationOptions
+    from lora_factory.plugins.audio.text_norm.normalize import normalize_with_spans
     from lora_factory.plugins.audio.text_norm.reading import reading_of
 
     if latin not in LATIN_MODES:
         raise LoRAFactoryError("INVALID_REQUEST", "latin は keep / spell / kana のいずれかです。",
                                "latin must be keep, spell or kana.", 422, detail={"field": "latin"})
     options = NormalizationOptions(latin=latin, user_dictionary=UserDictionary.load(dictionary_path(datasets_dir)))
-    normalized = normalize_text(text, options)
-    return {"text": text, "normalized": normalized, "reading": reading_of(normalized).to_dict()}
+    normalized, spans = normalize_with_spans(text, options)  # the rules' readings taken literally
+    return {"text": text, "normalized": normalized, "reading": reading_of(normalized, spans).to_dict()}

@@ -40,6 +40,7 @@ def _mine(modality: str) -> bool:
 def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.plugins.text.export import EXPORT_TARGETS
     from lora_factory.plugins.text.formats import DATASET_EXTENSIONS, DATASET_FORMATS
+    from lora_factory.plugins.text.methods import describe_methods
     from lora_factory.plugins.text.presets import PRESETS, TRAIN_PARAMS_SCHEMA
     from lora_factory.plugins.text.refine import REFINE_OPERATIONS
 
@@ -53,8 +54,10 @@ def describe_modalities() -> list[dict[str, Any]]:
         "dataset_extensions": DATASET_EXTENSIONS,
         "refine_operations": REFINE_OPERATIONS,
         "train_params_schema": TRAIN_PARAMS_SCHEMA,
+        "training_methods": describe_methods(),
         "sample_datasets": [str(p) for p in sorted(SAMPLE_DIR.glob("*.jsonl"))],
-        "supports": ["chat", "tiny_model", "merge", "eval_loss", "regression", "evol_instruct", "qlora"],
+        "supports": ["chat", "tiny_model", "merge", "eval_loss", "regression", "evol_instruct", "qlora",
+                     "dpo", "kto", "orpo", "simpo", "grpo"],
         "export_targets": EXPORT_TARGETS,
     }]
 
