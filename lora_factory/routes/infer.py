@@ -18,7 +18,7 @@ router = APIRouter(tags=["inference"])
 
 @router.post("/api/infer/chat", response_model=None)
 def chat(body: ChatRequest, http: Request, svc: Services = Depends(services)) -> Any:
-    request = svc.chat_request(body)
+    request = svc.generation.chat_request(body)
     if not body.stream:
         return svc.inference.complete(body.modality, request, client_gone(http))
     return sse.event_stream(svc.inference.stream(body.modality, request, client_gone(http)))
@@ -29,8 +29,8 @@ def compare(body: ChatRequest, http: Request, svc: Services = Depends(services))
     if not body.adapter:
         raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
     gone = client_gone(http)
-    base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False), gone)
-    tuned = svc.inference.complete(body.modality, svc.chat_request(body), gone)
+    base = svc.inference.complete(body.modality, svc.generation.chat_request(body, with_adapter=False), gone)
+    tuned = svc.inference.complete(body.modality, svc.generation.chat_request(body), gone)
     return {"base": base, "adapter": tuned}
 
 
@@ -63,4 +63,4 @@ def output_file(modality: str, rel: str, svc: Services = Depends(services)) -> F
 
 @router.post("/api/eval/start")
 def eval_start(body: EvalRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_eval(body)}
+    return {"job_id": svc.submitter.start_eval(body)}

@@ -24,22 +24,22 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 @router.get("")
 def list_jobs(kind: str | None = None, status: str | None = None, modality: str | None = None,
               limit: int = Query(200, ge=1, le=1000), svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"jobs": svc.list_jobs(kind, status, modality, limit)}
+    return {"jobs": svc.job_views.list_jobs(kind, status, modality, limit)}
 
 
 @router.get("/{job_id}")
 def get_job(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.job_view(job_id)
+    return svc.job_views.job_view(job_id)
 
 
 @router.get("/{job_id}/log")
 def job_log(job_id: str, tail: int = Query(200, ge=1, le=5000), svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.log_tail(job_id, tail)
+    return svc.job_views.log_tail(job_id, tail)
 
 
 @router.get("/{job_id}/metrics")
 def job_metrics(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"metrics": svc.metrics(job_id)}
+    return {"metrics": svc.job_views.metrics(job_id)}
 
 
 @router.post("/{job_id}/cancel")
@@ -68,7 +68,7 @@ def delete_job(job_id: str, body: ConfirmBody = Body(default_factory=ConfirmBody
 @router.get("/{job_id}/samples")
 def job_samples(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
     """Samples the training wrote so far (images, utterances), each with its URL."""
-    return {"samples": svc.samples(job_id)}
+    return {"samples": svc.job_views.samples(job_id)}
 
 
 @router.get("/{job_id}/files/{rel:path}", response_class=FileResponse)
@@ -97,7 +97,7 @@ async def job_events(job_id: str, svc: Services = Depends(services)) -> EventSou
     svc.store.get(job_id)  # 404 before the stream starts
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        job = svc.job_view(job_id)
+        job = svc.job_views.job_view(job_id)
         log_path = svc.jobs.log_path(svc.store.get(job_id))
         metrics_path = svc.workspace.run_dir(job_id) / "metrics.jsonl"
         samples_path = svc.workspace.run_dir(job_id) / "samples.jsonl"
@@ -105,7 +105,7 @@ async def job_events(job_id: str, svc: Services = Depends(services)) -> EventSou
         last_status = None
         yield sse.retry(2000)
         while True:
-            job = svc.job_view(job_id)
+            job = svc.job_views.job_view(job_id)
             lines, metrics_pos = read_new_lines(metrics_path, metrics_pos)
             for line in lines[-50:]:
                 try:
@@ -115,7 +115,7 @@ async def job_events(job_id: str, svc: Services = Depends(services)) -> EventSou
             lines, samples_pos = read_new_lines(samples_path, samples_pos)
             for line in lines:
                 try:
-                    yield sse.event("sample", svc.present_sample(job_id, json.loads(line)))
+                    yield sse.event("sample", svc.job_views.present_sample(job_id, json.loads(line)))
                 except json.JSONDecodeError:
                     continue
             lines, log_pos = read_new_lines(log_path, log_pos)

@@ -111,7 +111,7 @@ def chat_completions(body: OpenAIChatBody, http: Request, svc: Services = Depend
         messages = [{"role": m.get("role", "user"), "content": _content_text(m.get("content"))} for m in body.messages]
         req = ChatRequest(modality=modality, base_model=base, adapter=adapter, messages=messages, params=params,
                           stream=body.stream)
-        request = svc.chat_request(req)
+        request = svc.generation.chat_request(req)
     except LoRAFactoryError as exc:
         return _openai_error(exc)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"

@@ -294,3 +294,28 @@ def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any
     from lora_factory.plugins.audio.requests import resolve_audio_request
 
     return resolve_audio_request(request)
+
+
+# -- what the plugin adds to the server, the CLI and the UI ---------------------------------------
+
+@hookimpl
+def register_routes(register: Any, workspace: Any) -> None:
+    """``/api/audio/dictionary`` (GET / PUT) and ``/api/audio/read``: the user dictionary (``web.py``)."""
+    from lora_factory.plugins.audio.web import build_router
+
+    register(build_router(workspace, MODALITY), modality=MODALITY)
+
+
+@hookimpl
+def register_commands(register: Any) -> None:
+    """``lora-factory audio-dictionary list | add | remove | read`` (``commands.py``)."""
+    from lora_factory.plugins.audio import commands
+
+    register(commands.NAME, lambda args, workspace: commands.run(args, workspace, MODALITY),
+             help=commands.HELP, configure=commands.configure)
+
+
+@hookimpl
+def register_ui(register: Any) -> None:
+    """The voice studio tab (``static/voice.js``), shown while the audio modality is chosen."""
+    register(Path(__file__).parent / "static", script="voice.js", modality=MODALITY)
