@@ -100,7 +100,7 @@ def run_trl(model_dir: Path, data: Path, home: Path, steps: int, two_copies: boo
 
     from lora_factory.plugins.text.pref_data import load_method_rows
     from lora_factory.plugins.text.presets import read_train_params, resolve_train_params
-    from lora_factory.plugins.text.train import training_argument_values
+    from lora_factory.plugins.text.train_common import training_argument_values
 
     p = read_train_params(resolve_train_params("quick", params(steps)).model_dump())
     device = "cuda" if __import__("torch").cuda.is_available() else "cpu"

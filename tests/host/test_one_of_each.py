@@ -29,7 +29,8 @@ def test_one_server_sent_events_implementation():
     """Every streamed route goes through routes/sse.py (sse-starlette): no hand-formatted ``event:`` / ``data:``
     lines, no ``text/event-stream`` StreamingResponse, no hand-written disconnect polling elsewhere."""
     offenders = []
-    for path in sorted(ROOT.rglob("*.py")):
+    served = [*(ROOT / "routes").rglob("*.py"), *(ROOT / "core").rglob("*.py"), ROOT / "app.py"]
+    for path in sorted(served):  # the server's side (a plugin's log line may well say "data: ...")
         rel = path.relative_to(ROOT).as_posix()
         if rel == "routes/sse.py":
             continue

@@ -98,10 +98,10 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
     from lora_factory.plugins.text.batching import split_indices
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.pref_data import load_method_rows
-    from lora_factory.plugins.text.train import _check_paths, _save_outputs, training_argument_values
+    from lora_factory.plugins.text.train_common import check_paths, save_outputs, training_argument_values
 
     method = params.method
-    base, dataset = _check_paths(spec)
+    base, dataset = check_paths(spec)
     trust = bool(spec.get("trust_remote_code", False))
     set_seed(params.seed)
     device = pick_device()
@@ -177,6 +177,6 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
         "trainable_parameters": int(trainable),
         **last,
     }
-    _save_outputs(Path(ctx.output_dir), peft_model, tokenizer, spec, params, result, card_metrics=CARD_METRICS)
+    save_outputs(Path(ctx.output_dir), peft_model, tokenizer, spec, params, result, card_metrics=CARD_METRICS)
     ctx.log(f"saved adapter to {ctx.output_dir}")
     return result

@@ -32,7 +32,7 @@ class PreparedData:
 
 def token_cache_root(ctx: Any) -> Path | None:
     """``datasets/text/.cache/tokens`` of the job's workspace (None outside a workspace)."""
-    workspace = ctx.workspace
+    workspace = ctx.workspace if ctx is not None else None  # an evaluation called outside a job has no workspace
     return Path(workspace.datasets_dir("text")) / ".cache" / "tokens" if workspace is not None else None
 
 
