@@ -197,3 +197,39 @@ def test_hook_resolve_infer_request_checks_inputs_and_resolves_aux_models(tmp_pa
             plugin.resolve_infer_request(modality="image", request=dict(request, **bad), workspace=ws)
         if code:
             assert err.value.code == code and err.value.detail["field"] == field
+
+
+def test_clip_skip_2_encodes_like_a1111_and_changes_the_image(session, tiny_sd15, tmp_path):
+    """Clip skip 2 (the anime SD1.5 norm) crashed with transformers 5; now the penultimate layer + final norm."""
+    import torch
+
+    from lora_factory.plugins.image.text_encoding import clip_skip_embeds
+
+    request = {"base_model": str(tiny_sd15), "input": {"prompt": "mychar, red background"},
+               "params": {"seed": 4, "steps": 2, "width": 64, "height": 64, "negative_prompt": "lowres"}}
+    plain, _ = run(request, session)
+    skipped, _ = run({**request, "params": request["params"] | {"clip_skip": 2}}, session)
+    assert np.abs(pixels(plain[0]) - pixels(skipped[0])).max() > 1
+    assert "Clip skip: 2" in read_png_text(Path(skipped[0]["path"]))["parameters"]
+    pipe = session.cache["image"].bases[str(tiny_sd15)]["pipe"]
+    ids = pipe.tokenizer(["mychar"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        out = pipe.text_encoder(ids, output_hidden_states=True)
+        expected = pipe.text_encoder.final_layer_norm(out.hidden_states[-2])
+        got = clip_skip_embeds(pipe, "sd15", "mychar", "", 2, True)
+        # clip skip 1 is what the pipeline itself encodes: the last layer, normed
+        assert torch.allclose(clip_skip_embeds(pipe, "sd15", "mychar", "", 1, False)["prompt_embeds"],
+                              out.last_hidden_state, atol=1e-5)
+    assert torch.allclose(got["prompt_embeds"], expected, atol=1e-5) and "negative_prompt_embeds" in got
+
+
+def test_clip_skip_on_sdxl_passes_pooled_embeds(session, tmp_path):
+    from lora_factory.plugins.image.tiny_model import build_tiny_image_model
+
+    base = tmp_path / "tiny-sdxl"
+    build_tiny_image_model(base, "sdxl")
+    request = {"base_model": str(base), "input": {"prompt": "a cat"}, "params": {"seed": 3, "steps": 2}}
+    plain, _ = run(request, session)
+    skipped, _ = run({**request, "params": request["params"] | {"clip_skip": 2}}, session)
+    assert skipped[0]["meta"]["clip_skip"] == 2
+    assert np.abs(pixels(plain[0]) - pixels(skipped[0])).max() > 1

@@ -141,6 +141,7 @@ export function parseA1111(text) {
         settings.height = Number(hgt);
       } else if (key === "Model") settings.base_model_name = value;
       else if (key === "Denoising strength") settings.strength = Number(value);
+      else if (key === "Clip skip") settings.clip_skip = Number(value);
     }
   }
   return settings;
