@@ -39,7 +39,7 @@ def sdxl_time_ids(original_size: tuple[int, int], crop_top_left: tuple[int, int]
 def _final_norm(encoder: Any) -> Any:
     """The encoder's final layer norm: transformers 5 puts it on ``CLIPTextModel`` itself, older
     versions (and ``CLIPTextModelWithProjection``) under ``.text_model``."""
-    return getattr(getattr(encoder, "text_model", encoder), "final_layer_norm")
+    return getattr(encoder, "text_model", encoder).final_layer_norm
 
 
 def clip_skip_embeds(pipe: Any, arch: str, prompt: str, negative: str, clip_skip: int, guided: bool) -> dict[str, Any]:
