@@ -47,7 +47,8 @@ def test_hook_infer_lora_changes_the_image_and_png_reads_back(session, tiny_sd15
     assert np.abs(pixels(base_images[0]) - pixels(lora_images[0])).max() > 2
     parameters = read_png_text(Path(lora_images[0]["path"]))["parameters"]
     assert parameters.startswith("mychar, red background <lora:mychar_v1:1>\nNegative prompt: lowres\n")
-    assert "Steps: 3, Sampler: Euler a" in parameters and "Seed: 11, Size: 64x64, Model: tiny-sd15" in parameters
+    assert "Steps: 3, Sampler: Euler a" in parameters and "Seed: 11, Size: 64x64, Model hash: " in parameters \
+        and ", Model: tiny-sd15" in parameters
     settings = read_settings(Path(lora_images[0]["path"]))["settings"]
     assert settings["adapters"] == [{"name": "mychar_v1", "weight": 1.0}] and settings["seed"] == 11
     assert lora_images[0]["meta"]["prompt"] == "mychar, red background"
@@ -233,3 +234,29 @@ def test_clip_skip_on_sdxl_passes_pooled_embeds(session, tmp_path):
     skipped, _ = run({**request, "params": request["params"] | {"clip_skip": 2}}, session)
     assert skipped[0]["meta"]["clip_skip"] == 2
     assert np.abs(pixels(plain[0]) - pixels(skipped[0])).max() > 1
+
+
+# A1111's own infotext field regex (modules/infotext_utils.py, re_param)
+A1111_RE_PARAM = r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)'
+
+
+def test_png_carries_model_and_lora_hashes_as_a1111_writes_them(session, tiny_sd15, trained):
+    import hashlib
+    import json
+    import re
+
+    from lora_factory.plugins.image.export import read_kohya_metadata
+    from lora_factory.plugins.image.png_info import parse_a1111_parameters
+
+    adapter = {"path": str(trained["out"]), "name": "mychar_v1", "weight": 0.8}
+    images, _ = run({"base_model": str(tiny_sd15), "adapters": [adapter], "input": {"prompt": "mychar"},
+                     "params": {"seed": 2, "steps": 1, "width": 64, "height": 64}}, session)
+    text = read_png_text(Path(images[0]["path"]))["parameters"]
+    fields = {k.strip(): (json.loads(v) if v.startswith('"') else v)
+              for k, v in re.findall(A1111_RE_PARAM, text.splitlines()[-1])}
+    unet = hashlib.sha256((tiny_sd15 / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    assert fields["Model hash"] == unet[:10]
+    kohya = read_kohya_metadata(trained["out"] / "mychar_v1.safetensors")["sshs_model_hash"]
+    assert fields["Lora hashes"] == f"mychar_v1: {kohya[:12]}"
+    back = parse_a1111_parameters(text)
+    assert back["model_hash"] == unet[:10] and back["lora_hashes"] == {"mychar_v1": kohya[:12]}

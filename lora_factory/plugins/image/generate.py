@@ -16,6 +16,7 @@ from typing import Any
 
 from lora_factory.kit import LoRAFactoryError, __version__, devices, files, media, presets
 from lora_factory.plugins.image.generate_params import GenerateParams
+from lora_factory.plugins.image.hashes import lora_short_hash, model_hash
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.png_info import save_png
 from lora_factory.plugins.image.text_encoding import clip_skip_embeds
@@ -66,7 +67,7 @@ class ImageGenerator:
             pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=self.dtype, **kwargs).to(self.device)
             pipe.set_progress_bar_config(disable=True)
             self.bases[path] = {"pipe": pipe, "arch": arch, "scheduler_config": pipe.scheduler.config,
-                                "loras": {}, "ip_adapter": None}
+                                "loras": {}, "ip_adapter": None, "model_hash": model_hash(Path(path)), "lora_hashes": {}}
         return self.bases[path]
 
     def module(self, kind: str, path: str, base: dict[str, Any]) -> Any:
@@ -124,8 +125,9 @@ class ImageGenerator:
                     weight = found[0].name
                 pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=name)
                 loaded[path] = name
+                base["lora_hashes"][path] = lora_short_hash(folder)
             used.append({"name": adapter.get("name") or Path(path).name, "weight": float(adapter.get("weight", 1.0)),
-                         "peft_name": loaded[path]})
+                         "peft_name": loaded[path], "hash": base["lora_hashes"].get(path)})
         if used:
             pipe.enable_lora()
             pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[u["weight"] for u in used])
@@ -292,7 +294,8 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
                 "refiner": params.refiner.model_dump() if params.refiner else None,
                 "controlnet": params.controlnet.model_dump() if params.controlnet else None,
                 "ip_adapter": params.ip_adapter.model_dump() if params.ip_adapter else None,
-                "clip_skip": params.clip_skip, "lora_weight": grid_weight,
+                "clip_skip": params.clip_skip, "lora_weight": grid_weight, "model_hash": base["model_hash"],
+                "lora_hashes": {u["name"]: u["hash"] for u in used if u["hash"]},
                 "version": __version__, "index": count,
             }
             path = files.unique_file(outputs_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-{image_seed}", ".png")

@@ -45,6 +45,7 @@ def a1111_parameters(settings: dict[str, Any]) -> str:
         ("CFG scale", settings.get("guidance_scale")),
         ("Seed", settings.get("seed")),
         ("Size", f"{settings.get('width')}x{settings.get('height')}" if settings.get("width") else None),
+        ("Model hash", settings.get("model_hash")),
         ("Model", settings.get("base_model_name")),
         ("Denoising strength", settings.get("strength") if settings.get("mode") in ("img2img", "inpaint") else None),
         ("VAE", settings.get("vae_name")),
@@ -53,6 +54,9 @@ def a1111_parameters(settings: dict[str, Any]) -> str:
     if settings.get("adapters"):
         fields.append(("Lora weights", ", ".join(f"{a['name']}: {float(a.get('weight', 1.0)):g}"
                                                   for a in settings["adapters"])))
+    hashes = settings.get("lora_hashes") or {}
+    if hashes:  # A1111's form: one quoted "name: 12 hex, name: 12 hex" (Civitai links the LoRAs by it)
+        fields.append(("Lora hashes", ", ".join(f"{name}: {value}" for name, value in hashes.items())))
     fields.append(("Version", f"LoRA Factory {settings.get('version', '')}".strip()))
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields if v is not None and v != ""))
     return "\n".join(lines)
@@ -126,11 +130,20 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
             settings["width"], settings["height"] = int(w), int(h)
         elif key == "Model":
             settings["base_model_name"] = value
+        elif key == "Model hash":
+            settings["model_hash"] = value
+        elif key == "Lora hashes":
+            settings["lora_hashes"] = dict(_name_value(part) for part in value.split(",") if ":" in part)
         elif key == "Denoising strength":
             settings["strength"] = float(value)
         elif key == "Clip skip":
             settings["clip_skip"] = int(value)
     return settings
+
+
+def _name_value(part: str) -> tuple[str, str]:
+    name, value = part.rsplit(":", 1)
+    return name.strip(), value.strip()
 
 
 def read_settings(data: bytes | Path) -> dict[str, Any]:

@@ -142,6 +142,11 @@ export function parseA1111(text) {
       } else if (key === "Model") settings.base_model_name = value;
       else if (key === "Denoising strength") settings.strength = Number(value);
       else if (key === "Clip skip") settings.clip_skip = Number(value);
+      else if (key === "Model hash") settings.model_hash = value;
+      else if (key === "Lora hashes") {
+        settings.lora_hashes = Object.fromEntries(value.split(",").filter((p) => p.includes(":"))
+          .map((p) => [p.slice(0, p.lastIndexOf(":")).trim(), p.slice(p.lastIndexOf(":") + 1).trim()]));
+      }
     }
   }
   return settings;
