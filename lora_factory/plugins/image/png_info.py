@@ -41,7 +41,8 @@ def a1111_parameters(settings: dict[str, Any]) -> str:
         lines.append(f"Negative prompt: {settings['negative_prompt']}")
     fields: list[tuple[str, Any]] = [
         ("Steps", settings.get("steps")),
-        ("Sampler", SAMPLER_LABELS.get(str(settings.get("scheduler")), settings.get("scheduler"))),
+        ("Sampler", _sampler_label(settings.get("scheduler"))),
+        ("Schedule type", "Karras" if str(settings.get("scheduler") or "").endswith("_karras") else None),
         ("CFG scale", settings.get("guidance_scale")),
         ("Seed", settings.get("seed")),
         ("Size", f"{settings.get('width')}x{settings.get('height')}" if settings.get("width") else None),
@@ -109,16 +110,19 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
         (negative_lines if in_negative else prompt_lines).append(line)
     prompt = "\n".join(prompt_lines).strip()
     adapters = [{"name": m.group(1), "weight": float(m.group(2))} for m in _LORA_TAG.finditer(prompt)]
-    settings["prompt"] = _LORA_TAG.sub("", prompt).strip()
+    settings["prompt"] = _without_tags(prompt)
     if adapters:
         settings["adapters"] = adapters
     if negative_lines:
         settings["negative_prompt"] = "\n".join(negative_lines).strip()
+    schedule = ""
     for key, value in re.findall(r'\s*([\w \-/+]+): ("(?:\\.|[^"\\])*"|[^,]*)(?:,|$)', field_line):
         value = json.loads(value) if value.startswith('"') else value.strip()
         key = key.strip()
         if key == "Steps":
             settings["steps"] = int(value)
+        elif key == "Schedule type":
+            schedule = value.lower()
         elif key == "Sampler":
             settings["scheduler"] = _LABEL_TO_SAMPLER.get(value.lower(), value)
         elif key == "CFG scale":
@@ -138,7 +142,25 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
             settings["strength"] = float(value)
         elif key == "Clip skip":
             settings["clip_skip"] = int(value)
+    if schedule == "karras" and f"{settings.get('scheduler')}_karras" in SAMPLER_LABELS:
+        settings["scheduler"] = f"{settings['scheduler']}_karras"
     return settings
+
+
+def _sampler_label(scheduler: Any) -> Any:
+    """A1111 1.9+ labels: the sampler alone, Karras in its own ``Schedule type`` field."""
+    name = str(scheduler)
+    if name.endswith("_karras"):
+        name = name[: -len("_karras")]
+    return SAMPLER_LABELS.get(name, scheduler)
+
+
+def _without_tags(prompt: str) -> str:
+    """The prompt less its ``<lora:…>`` tags, without the ``, ,`` gaps they leave in a comma list."""
+    text = _LORA_TAG.sub("", prompt)
+    text = re.sub(r",[ \t]*(?=,)", "", text)  # empty list items
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    return "\n".join(line.strip().strip(",").strip() for line in text.split("\n")).strip()
 
 
 def _name_value(part: str) -> tuple[str, str]:
