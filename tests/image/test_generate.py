@@ -260,3 +260,40 @@ def test_png_carries_model_and_lora_hashes_as_a1111_writes_them(session, tiny_sd
     assert fields["Lora hashes"] == f"mychar_v1: {kohya[:12]}"
     back = parse_a1111_parameters(text)
     assert back["model_hash"] == unet[:10] and back["lora_hashes"] == {"mychar_v1": kohya[:12]}
+
+
+def _as_arch(src: Path, dst: Path, arch: str) -> Path:
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "training_config.json").read_text(encoding="utf-8"))
+    (dst / "training_config.json").write_text(json.dumps(config | {"architecture": arch}), encoding="utf-8")
+    return dst
+
+
+def test_a_lora_of_another_architecture_is_refused_naming_the_mismatch(session, tiny_sd15, trained, tmp_path):
+    sdxl_lora = _as_arch(trained["out"], tmp_path / "xl_char", "sdxl")
+    with pytest.raises(LoRAFactoryError) as err:
+        run({"base_model": str(tiny_sd15), "adapters": [{"path": str(sdxl_lora), "name": "xl_char"}],
+             "input": {"prompt": "x"}, "params": {"steps": 1, "width": 64, "height": 64}}, session)
+    assert err.value.code == "ADAPTER_INCOMPATIBLE" and err.value.http_status == 422
+    assert err.value.detail["adapter_architecture"] == "sdxl" and err.value.detail["base_architecture"] == "sd15"
+    assert "sdxl" in err.value.message_en and "sd15" in err.value.message_en
+
+
+def test_adapter_listing_for_a_base_offers_only_its_architecture(tmp_path, trained):
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    adapters = home / "lora_adapters" / "image"
+    adapters.mkdir(parents=True)
+    _as_arch(trained["out"], adapters / "sd_char", "sd15")
+    _as_arch(trained["out"], adapters / "xl_char", "sdxl")
+    with TestClient(create_app(home, start_scheduler=False)) as c:
+        every = c.get("/api/adapters", params={"modality": "image"}).json()["adapters"]
+        assert {a["name"]: a["architecture"] for a in every} == {"sd_char": "sd15", "xl_char": "sdxl"}
+        sd = c.get("/api/adapters", params={"modality": "image", "architecture": "sd15"}).json()["adapters"]
+        assert [a["name"] for a in sd] == ["sd_char"]

@@ -127,7 +127,9 @@ class Catalog:
             raise not_found("Adapter", "アダプター", ref, code="ADAPTER_NOT_FOUND")
         return path
 
-    def list_adapters(self, modality: str) -> list[dict[str, Any]]:
+    def list_adapters(self, modality: str, architecture: str | None = None) -> list[dict[str, Any]]:
+        """The adapters of ``modality``; with ``architecture`` (a base's), only those trained for it or of
+        unknown architecture (an SDXL LoRA is never offered for an SD1.5 base)."""
         self.plugins.require_modality(modality)
         out = []
         for path in sorted(self.workspace.adapters_dir(modality).iterdir()):
@@ -136,7 +138,9 @@ class Catalog:
             if leaves_workspace(self.workspace, path):
                 out.append(refused_entry(self.workspace, modality, path))
             elif path.is_dir():
-                out.append(self.adapter_info(modality, path))
+                info = self.adapter_info(modality, path)
+                if not architecture or info.get("architecture") in (None, architecture):
+                    out.append(info)
         return out
 
     def adapter_info(self, modality: str, path: Path, with_lineage: bool = False) -> dict[str, Any]:
@@ -160,6 +164,7 @@ class Catalog:
             "base_model": meta.get("base_model") or config.get("base_model_ref") or config.get("base_model"),
             "dataset": meta.get("dataset") or config.get("dataset_ref") or config.get("dataset"),
             "preset": meta.get("preset") or config.get("preset"),
+            "architecture": meta.get("architecture") or config.get("architecture"),
             "job_id": artifact["job_id"] if artifact else None,
             "artifact_id": artifact["id"] if artifact else None,
             "metrics": meta.get("metrics"),

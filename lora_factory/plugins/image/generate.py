@@ -16,7 +16,7 @@ from typing import Any
 
 from lora_factory.kit import LoRAFactoryError, __version__, devices, files, media, presets
 from lora_factory.plugins.image.generate_params import GenerateParams
-from lora_factory.plugins.image.hashes import lora_short_hash, model_hash
+from lora_factory.plugins.image.hashes import adapter_architecture, lora_short_hash, model_hash
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.png_info import save_png
 from lora_factory.plugins.image.text_encoding import clip_skip_embeds
@@ -123,7 +123,13 @@ class ImageGenerator:
                                                f"The adapter '{folder.name}' has no .safetensors file.", 422,
                                                detail={"path": path})
                     weight = found[0].name
-                pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=name)
+                _check_adapter_arch(folder, base["arch"])
+                try:
+                    pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=name)
+                except (RuntimeError, ValueError) as exc:  # a LoRA of another architecture, found late
+                    if "size mismatch" not in str(exc) and not isinstance(exc, ValueError):
+                        raise
+                    raise _incompatible(folder, adapter_architecture(folder) or "?", base["arch"], str(exc)) from exc
                 loaded[path] = name
                 base["lora_hashes"][path] = lora_short_hash(folder)
             used.append({"name": adapter.get("name") or Path(path).name, "weight": float(adapter.get("weight", 1.0)),
@@ -150,6 +156,22 @@ class ImageGenerator:
             pipe.load_ip_adapter(str(ip["path"]), subfolder=subfolder, weight_name=weight, image_encoder_folder="image_encoder")
             pipe.set_ip_adapter_scale(ip["scale"])
             base["ip_adapter"] = wanted
+
+
+def _incompatible(folder: Path, adapter_arch: str, base_arch: str, reason: str | None = None) -> LoRAFactoryError:
+    return LoRAFactoryError(
+        "ADAPTER_INCOMPATIBLE",
+        f"LoRA「{folder.name}」({adapter_arch} 用)はこのベースモデル({base_arch})では使えません。",
+        f"The LoRA '{folder.name}' is for {adapter_arch}; it cannot be used with this {base_arch} base model.", 422,
+        detail={"adapter": folder.name, "adapter_architecture": adapter_arch, "base_architecture": base_arch,
+                **({"reason": reason[:300]} if reason else {})})
+
+
+def _check_adapter_arch(folder: Path, base_arch: str) -> None:
+    """Refuse an adapter whose recorded architecture is not the base's (SD1.5 and SD2 differ too)."""
+    arch = adapter_architecture(folder)
+    if arch and arch != base_arch:
+        raise _incompatible(folder, arch, base_arch)
 
 
 def _ip_adapter_layout(folder: Path, arch: str) -> tuple[str, str]:

@@ -84,3 +84,31 @@ def lora_short_hash(adapter_folder: Path) -> str | None:
         if value:
             return value[:12]
     return None
+
+
+# kohya's ss_base_model_version prefixes -> our architecture names
+_KOHYA_VERSIONS = (("sdxl", "sdxl"), ("sd_v1", "sd15"), ("sd_v2", "sd2"), ("flux", "flux"))
+
+
+def adapter_architecture(adapter_folder: Path) -> str | None:
+    """The base architecture an adapter was trained for: ours record it in ``training_config.json``; a kohya
+    file from elsewhere says it in ``ss_base_model_version``. None when nothing says."""
+    from safetensors import safe_open
+
+    folder = Path(adapter_folder)
+    try:
+        arch = json.loads((folder / "training_config.json").read_text(encoding="utf-8")).get("architecture")
+        if arch:
+            return str(arch)
+    except (OSError, ValueError, AttributeError):
+        pass
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else [folder]:
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                version = str((fh.metadata() or {}).get("ss_base_model_version") or "")
+        except Exception:  # noqa: BLE001 - unreadable: try the next file
+            continue
+        for prefix, arch in _KOHYA_VERSIONS:
+            if version.startswith(prefix):
+                return arch
+    return None

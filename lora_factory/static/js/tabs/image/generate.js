@@ -95,6 +95,14 @@ export function mountImageView(panel, app) {
   );
 
   let adapters = [];
+  let allAdapters = [];
+  let baseModels = [];
+  // only the LoRAs trained for the chosen base's architecture (or of unknown architecture) are offered
+  function compatibleAdapters() {
+    const base = baseModels.find((x) => refOf(x) === baseSel.value);
+    const arch = base && base.architecture;
+    return allAdapters.filter((a) => !arch || !a.architecture || a.architecture === arch);
+  }
   function adapterRow(name = "", weight = 1) {
     const sel = select([{ value: "", label: "-" }, ...adapters.map((a) => ({ value: a.name, label: a.name }))], { testid: "gen-adapter" });
     sel.value = name;
@@ -106,6 +114,14 @@ export function mountImageView(panel, app) {
     return row;
   }
   addAdapter.addEventListener("click", () => adapterRow());
+  baseSel.addEventListener("change", () => {
+    adapters = compatibleAdapters();
+    for (const row of adapterRows.querySelectorAll("select")) {
+      const v = row.value;
+      setOptions(row, [{ value: "", label: "-" }, ...adapters.map((a) => ({ value: a.name, label: a.name }))]);
+      row.value = adapters.some((a) => a.name === v) ? v : "";
+    }
+  });
 
   function chosenAdapters() {
     return [...adapterRows.querySelectorAll("[data-testid='gen-adapter-row']")]
@@ -221,10 +237,12 @@ export function mountImageView(panel, app) {
     const [models, list, vaes, refiners, controlnets, ips] = await Promise.all([
       listModels(m), listAdapters(m), listModelsOfKind(m, "vae"), listModelsOfKind(m, "refiner"),
       listModelsOfKind(m, "controlnet"), listModelsOfKind(m, "ip_adapter")]);
+    baseModels = models;
     const keep = baseSel.value;
     setOptions(baseSel, models.map((x) => ({ value: refOf(x), label: `${x.name}${x.architecture ? ` (${x.architecture})` : ""}` })));
     if (keep) baseSel.value = keep;
-    adapters = list;
+    allAdapters = list;
+    adapters = compatibleAdapters();
     for (const row of adapterRows.querySelectorAll("select")) {
       const v = row.value;
       setOptions(row, [{ value: "", label: "-" }, ...adapters.map((a) => ({ value: a.name, label: a.name }))]);
