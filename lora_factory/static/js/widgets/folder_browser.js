@@ -2,6 +2,7 @@
 // the texts inline and save them as a new version of the dataset: a refine job with the plugin's
 // "edit_items" operation, so the edit keeps its lineage like every other version.
 import { get, post } from "../api.js";
+import { getLang } from "../i18n.js";
 import { defaultName, h, notifyKey, promptDialog, setI18n, withBusy } from "../dom.js";
 
 const PAGE = 24;
@@ -56,7 +57,7 @@ export function createFolderBrowser(app, opts = {}) {
       "figure",
       { class: "item-tile", testid: `${testid}-item`, "data-item": row.id },
       ...media,
-      h("figcaption", {}, h("code", { class: "small-text", text: row.id || "" }), text, extra.length ? h("small", { class: "muted", text: extra.map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("  ") }) : null),
+      h("figcaption", {}, h("code", { class: "small-text", text: row.id || "" }), text, extra.length ? h("small", { class: "muted", testid: `${testid}-extra`, text: extra.map(([k, v]) => extraText(k, v)).join("  ") }) : null),
     );
   }
 
@@ -97,4 +98,18 @@ export function createFolderBrowser(app, opts = {}) {
       return load();
     },
   };
+}
+
+// A tile's extra fields (an image row's size, repeats, ...) in the UI language; unknown keys as they are.
+const EXTRA_LABELS = {
+  size: ["サイズ", "size"], repeats: ["繰り返し", "repeats"], subset: ["フォルダ", "folder"], tags: ["タグ", "tags"],
+  width: ["幅", "width"], height: ["高さ", "height"], duration: ["長さ", "duration"], bucket: ["バケット", "bucket"],
+};
+
+export function extraText(key, value) {
+  const labels = EXTRA_LABELS[key];
+  const label = labels ? labels[getLang() === "ja" ? 0 : 1] : key;
+  const shown = Array.isArray(value) && value.length === 2 && value.every((x) => typeof x === "number") ? `${value[0]}×${value[1]}`
+    : typeof value === "object" ? JSON.stringify(value) : value;
+  return `${label}: ${shown}`;
 }
