@@ -548,6 +548,51 @@ def install_speedups(python: Path, constraints: Path, log: SetupLog) -> list[str
     return installed
 
 
+# Built from source (PyPI has no CPU wheel for every platform); the test set-up builds it once per
+# machine (~7 min on 2 cores) and keeps the wheel, so later set-ups and CI runs install it in seconds.
+LLAMA_CPP_REQUIREMENT = "llama-cpp-python==0.3.36"
+SOURCE_BUILT_TEST_PACKAGES = (LLAMA_CPP_REQUIREMENT,)
+
+
+def wheel_cache_dir(env: Mapping[str, str], home: Path) -> Path:
+    """Where source-built wheels are kept: ``$LORA_FACTORY_WHEEL_CACHE`` or ``~/.cache/lora-factory/wheels``."""
+    return Path(env["LORA_FACTORY_WHEEL_CACHE"]) if env.get("LORA_FACTORY_WHEEL_CACHE") else \
+        home / ".cache" / "lora-factory" / "wheels"
+
+
+def cached_wheel(cache: Path, requirement: str, python_tag: str) -> Path | None:
+    """A wheel in ``cache`` for ``name==version`` built for this interpreter (``cp312``), or None."""
+    name, _, version = requirement.partition("==")
+    stem = name.replace("-", "_")
+    for wheel in sorted(cache.glob(f"{stem}-{version or '*'}-*.whl")):
+        if f"-{python_tag}-" in wheel.name or "-py3-" in wheel.name:
+            return wheel
+    return None
+
+
+def install_source_built(python: Path, constraints: Path, log: SetupLog) -> list[str]:
+    """The test packages that compile from source (llama-cpp-python), built once into the wheel cache."""
+    cache = wheel_cache_dir(os.environ, Path.home())
+    cache.mkdir(parents=True, exist_ok=True)
+    code, out = capture([python, "-c", "import sys; print(f'cp{sys.version_info[0]}{sys.version_info[1]}')"])
+    tag = out.strip() or f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    installed = []
+    for requirement in SOURCE_BUILT_TEST_PACKAGES:
+        wheel = cached_wheel(cache, requirement, tag)
+        if wheel is None:
+            log(f"{requirement} をソースからビルドします(数分) / building {requirement} from source (minutes), "
+                f"cached in {cache}")
+            run_logged([str(python), "-m", "pip", "wheel", "--no-deps", "--no-binary", requirement.split("==")[0],
+                        requirement, "-w", str(cache)], log)
+            wheel = cached_wheel(cache, requirement, tag)
+        if wheel is None or run_logged(pip_install_command(python, [str(wheel)], constraints=constraints), log) != 0:
+            log(f"{requirement} を入れられませんでした(GGUF の検査テストは失敗します) / could not install {requirement}: "
+                "the GGUF tests that load llama.cpp will fail with this message")
+            continue
+        installed.append(requirement)
+    return installed
+
+
 def check_browser(args: argparse.Namespace, python: Path, log: SetupLog) -> None:
     """With --test on Linux: Debian's chromium for the UI tests; apt only with --install-browser as root."""
     system = platform.system()
@@ -650,6 +695,7 @@ def run_setup(args: argparse.Namespace, log: SetupLog) -> Path:
                          f"torch changed from {pins.get('torch')} to {after.get('torch')}; see the log.")
     if args.test:
         check_browser(args, python, log)
+        install_source_built(python, constraints, log)
     write_text_atomic(marker, marker_text(pins["torch"], extras, datetime.now()))
     log(f"完了しました / done in {time.monotonic() - started:.0f} s")
     return venv_dir

@@ -3,7 +3,9 @@
 Prepared for a machine with an NVIDIA GPU and no hub access: the model is built from a config
 (Qwen2-0.5B-like shapes, Llama architecture, random weights, the locally trained tokenizer), the data
 is synthetic Japanese chat. Prints tokens/s (real, non-pad) and peak VRAM for each mode; each mode
-runs in its own process so the VRAM peaks do not mix.
+runs in its own process so the VRAM peaks do not mix. Modes: ``lora``, ``qlora`` (SFT), ``dpo`` (pairs made
+from the same answers: the full answer chosen, a shuffled half rejected; reference = the base with the
+adapter disabled) and ``grpo`` (the prompts, 8 samples each, a length reward).
 
     .venv/bin/python benchmarks/gpu_train_text.py                # 0.5B, both modes, 30 steps each
     .venv/bin/python benchmarks/gpu_train_text.py --size 1.5b    # Qwen2-1.5B-like shapes
@@ -62,6 +64,14 @@ def make_dataset(path: Path, rows: int) -> None:
             answer = "".join(rng.choice(words) for _ in range(rng.randint(60, 160))) + "。"
             msgs = [{"role": "user", "content": f"質問 {i}: 説明してください。"}, {"role": "assistant", "content": answer}]
             fh.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+    rng = random.Random(1)
+    with open(path.with_name("pairs.jsonl"), "w", encoding="utf-8") as fh:  # the dpo mode's pairs
+        for line in path.read_text(encoding="utf-8").splitlines():
+            question, answer = (m["content"] for m in json.loads(line)["messages"])
+            half = list(answer[: len(answer) // 2])
+            rng.shuffle(half)
+            fh.write(json.dumps({"instruction": question, "chosen": answer, "rejected": "".join(half)},
+                                ensure_ascii=False) + "\n")
 
 
 def run_mode(model: Path, data: Path, mode: str, steps: int, batch: int, max_length: int) -> dict:
@@ -78,13 +88,22 @@ def run_mode(model: Path, data: Path, mode: str, steps: int, batch: int, max_len
     params = {"max_steps": steps, "batch_size": batch, "grad_accum": 1, "max_length": max_length, "packing": True,
               "learning_rate": 2e-4, "save_steps": 10_000, "gradient_checkpointing": True, "rank": 16, "alpha": 32,
               "quantization": "4bit" if mode == "qlora" else "none"}
+    options: dict = {}
+    if mode == "dpo":
+        data, options = data.with_name("pairs.jsonl"), {"format": "preference"}
+        params.update(method="dpo", packing=False, learning_rate=5e-5)
+    elif mode == "grpo":
+        params.update(method="grpo", packing=False, learning_rate=1e-5, num_generations=8, batch_size=max(8, batch),
+                      max_completion_length=128, rewards=[{"name": "length", "target": 100}])
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     result = train_text_adapter(resolve_train_spec({"base_model": str(model), "dataset": str(data), "preset": "standard",
-                                 "params": params, "output_name": mode}), ctx)
+                                                    "dataset_options": options, "params": params,
+                                                    "output_name": mode}), ctx)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-    return {"mode": mode, "tokens_per_s": result["tokens_per_s"], "peak_vram_gib": round(peak, 2),
+    return {"mode": mode, "tokens_per_s": result.get("tokens_per_s") or 0.0, "peak_vram_gib": round(peak, 2),
+            "steps_per_s": round(result["steps"] / max(result["train_runtime"], 1e-9), 3),
             "steps": result["steps"], "final_loss": result["final_loss"], "wall_s": round(time.perf_counter() - started, 1),
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
 
@@ -95,7 +114,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=1024)
-    parser.add_argument("--modes", default="lora,qlora")
+    parser.add_argument("--modes", default="lora,qlora,dpo,grpo")
     parser.add_argument("--work", help="reuse this folder (model + data)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -117,7 +136,7 @@ def main() -> None:
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{mode:>5}: {r['tokens_per_s']:>10.0f} real tokens/s   peak VRAM {r['peak_vram_gib']:>6} GiB   "
-              f"{r['steps']} steps, loss {r['final_loss']:.3f}, {r['wall_s']} s on {r['device']}")
+              f"{r['steps']} steps ({r['steps_per_s']} steps/s), loss {r['final_loss']:.3f}, {r['wall_s']} s on {r['device']}")
 
 
 if __name__ == "__main__":

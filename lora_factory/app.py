@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,11 +20,14 @@ from lora_factory.core.services import Services
 from lora_factory.routes import (
     audio_dictionary,
     catalog,
+    exports,
+    hide_server_paths,
     infer,
     jobs,
     openai_audio,
     openai_compat,
     openai_images,
+    retry_after,
     seed,
     system,
 )
@@ -40,8 +44,9 @@ def error_response(code: str, message_en: str, message_ja: str, status: int, det
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoRAFactoryError)
-    async def _lf_error(_: Request, exc: LoRAFactoryError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+    async def _lf_error(request: Request, exc: LoRAFactoryError) -> JSONResponse:
+        return JSONResponse(hide_server_paths(exc.to_dict(), request.app.state.services.workspace.home),
+                            status_code=exc.http_status, headers=retry_after(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -64,12 +69,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response("HTTP_ERROR", str(exc.detail), str(exc.detail), exc.status_code)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        home = request.app.state.services.workspace.home
         known = as_user_error(exc)  # a full disk, a damaged database: said in words, not a traceback
         if known is not None:
-            return JSONResponse(known.to_dict(), status_code=known.http_status)
-        return error_response("INTERNAL_ERROR", f"Internal error: {type(exc).__name__}: {exc}",
-                              f"内部エラー: {type(exc).__name__}: {exc}", 500)
+            return JSONResponse(hide_server_paths(known.to_dict(), home), status_code=known.http_status)
+        said = hide_server_paths(f"{type(exc).__name__}: {exc}", home)
+        return error_response("INTERNAL_ERROR", f"Internal error: {said}", f"内部エラー: {said}", 500)
 
 
 def create_app(home: Path | str | None = None, start_scheduler: bool = True, bind_host: str = "127.0.0.1",
@@ -83,7 +89,14 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        recovered = services.jobs.recover()
+        try:
+            recovered = services.jobs.recover()
+        except Exception as exc:
+            known = as_user_error(exc)  # a full disk at start-up is said in words, never a raw sqlite3 error
+            if known is None:
+                raise
+            print(f"エラー [{known.code}] {known.message_ja}\nError [{known.code}] {known.message_en}", file=sys.stderr)
+            raise known from exc
         if recovered["interrupted"] or recovered["attached"]:
             print(f"[lora-factory] jobs re-attached: {recovered['attached']}, interrupted: {recovered['interrupted']}")
         services.startup_housekeeping(recovered)
@@ -100,7 +113,8 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
     app.state.guard = build_config(services.workspace.home, bind_host, allowed_hosts, port)
     app.add_middleware(RequestGuard, config=app.state.guard)
     install_error_handlers(app)
-    for module in (seed, jobs, catalog, system, infer, openai_compat, openai_images, openai_audio, audio_dictionary):
+    for module in (seed, jobs, catalog, exports, system, infer, openai_compat, openai_images, openai_audio,
+                   audio_dictionary):
         app.include_router(module.router)
 
     @app.get("/docs", include_in_schema=False)

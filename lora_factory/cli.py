@@ -186,9 +186,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lora_factory.core.schemas import TrainStartRequest
 
     svc = _services(args)
+    params = _parse_params(args.param, args.params_json)
+    if args.method:  # the same key as the API's params.method (a preset's method unless given)
+        params["method"] = args.method
     req = TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
                             preset=args.preset, modality=args.modality,
-                            params=_parse_params(args.param, args.params_json),
+                            params=params,
                             trust_remote_code=args.trust_remote_code)
     return _submitted(svc, svc.start_train(req), args.wait)
 
@@ -277,7 +280,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     elif args.action == "lineage":
         _print_json(svc.datasets.dataset_lineage(args.modality, args.target))
     elif args.action == "export":
-        path = svc.datasets.archive(args.modality, args.target, Path(args.out or ".").resolve())
+        path = svc.datasets.archive(args.modality, args.target, Path(args.out or ".").resolve(),
+                                    target=args.to)
         _print_json({"path": str(path)})
     elif args.action == "refine":
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
@@ -410,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-name", required=True)
     p.add_argument("--preset", default="quick")
     p.add_argument("--modality", default="text")
+    p.add_argument("--method", help="text: sft (default), dpo, kto, orpo, simpo or grpo (= --param method=...)")
     p.add_argument("--param", action="append", default=[], help="key=value override (repeatable)")
     p.add_argument("--params-json")
     p.add_argument("--trust-remote-code", action="store_true")
@@ -453,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mapping", help='JSON, e.g. {"instruction": "質問", "output": "回答"}')
     p.add_argument("--operations", help='JSON list, e.g. [{"op": "dedup_near", "params": {"threshold": 0.7}}]')
     p.add_argument("--out", help="export: the folder the zip is written to (default: the current folder)")
+    p.add_argument("--to", help="export: a layout another tool opens (audio: sbv2, gpt_sovits); default: the folder as it is")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_datasets)
@@ -478,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lora_factory import cli_generate
 
     cli_generate.add_parser(sub, common).set_defaults(func=lambda a: cli_generate.cmd_generate(a, _services))
+    from lora_factory import cli_export
+
+    cli_export.add_parser(sub, common).set_defaults(
+        func=lambda a: cli_export.cmd_export(a, _services, _parse_params, _wait))
 
     p = sub.add_parser("eval", parents=[common], help="run a regression suite / eval loss against an adapter")
     p.add_argument("--adapter", required=True)

@@ -1,14 +1,26 @@
-"""Shared fixtures. Tests never load plugins installed in the environment (entry points)."""
+"""Shared fixtures. Tests never load plugins installed in the environment (entry points).
+
+What the suite builds once and shares (each documented at its definition):
+- ``tiny_workspaces`` (session): workspaces with tiny models made by ``lora-factory tiny-model``, copied into
+  each test's workspace; ``tiny_workspaces.template(...)`` is a read-only one to import a model from.
+- the per-modality session fixtures in ``tests/<modality>/conftest.py`` (``tiny_model``, ``tiny_sd15``,
+  ``tiny_tts``, ``tiny_asr``, the shared trainings ``trained_adapter`` / ``trained``).
+At the end of a run, the time spent per test folder is printed (``pytest_terminal_summary`` below).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import io
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -85,7 +97,9 @@ class ServerProcess:
                 self.proc.kill()
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        # 120 s: the first chat starts the inference worker (torch, the model), which takes more than 30 s
+        # on a loaded 2-core runner; a test that needs an answer sooner says so itself
+        return httpx.Client(base_url=self.url, timeout=120)
 
 
 @pytest.fixture
@@ -111,3 +125,90 @@ def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...], timeo
             return job
         time.sleep(0.1)
     raise AssertionError(f"job {job_id} did not reach {statuses}: {job}")
+
+
+# -- tiny models, built once per session --------------------------------------------------------------------
+
+
+class TinyWorkspaces:
+    """Workspaces holding tiny models built by ``lora-factory tiny-model``, each set built once per session.
+
+    ``copy(dest, ("text", "--out", "models/text/tiny"), ...)`` gives a test the workspace ``dest`` exactly as
+    running ``lora-factory tiny-model <args> --home dest`` for each build would have left it (the models,
+    and their artifact records in the database, which is copied with them), and returns what each command
+    printed (its JSON). The first request for a set of builds runs the command's own ``main`` in this
+    process (torch and the model libraries are imported here already; a subprocess per build would import
+    them again, several seconds each) into a template workspace; later requests copy that template.
+    ``plugins`` are drop-in plugin files put into the workspace before the builds (part of the key).
+
+    ``template(...)`` is the template itself, for a test that only reads a model from it (an import):
+    never write into it.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._built: dict[tuple, tuple[Path, list[dict]]] = {}
+
+    def template(self, *builds: Iterable[str], plugins: Iterable[Path] = ()) -> Path:
+        return self._build(tuple(tuple(b) for b in builds), tuple(Path(p) for p in plugins))[0]
+
+    def copy(self, dest: Path, *builds: Iterable[str], plugins: Iterable[Path] = ()) -> list[dict]:
+        template, printed = self._build(tuple(tuple(b) for b in builds), tuple(Path(p) for p in plugins))
+        shutil.copytree(template, dest)
+        return printed
+
+    def _build(self, builds: tuple[tuple[str, ...], ...], plugins: tuple[Path, ...]) -> tuple[Path, list[dict]]:
+        key = (builds, plugins)
+        if key not in self._built:
+            from lora_factory.cli import main
+
+            home = self.root / f"ws{len(self._built)}"
+            (home / "plugins").mkdir(parents=True)
+            for plugin in plugins:
+                shutil.copy(plugin, home / "plugins" / plugin.name)
+            printed = []
+            for build in builds:
+                out, err = io.StringIO(), io.StringIO()
+                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                    code = main(["tiny-model", *build, "--home", str(home)])
+                assert code == 0, f"lora-factory tiny-model {' '.join(build)}: {err.getvalue()}"
+                printed.append(json.loads(out.getvalue()))
+            gc.collect()  # the command's database connections close, so the copied database is complete
+            self._built[key] = (home, printed)
+        return self._built[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_workspaces(tmp_path_factory: pytest.TempPathFactory) -> TinyWorkspaces:
+    """Tiny models built once per session through ``lora-factory tiny-model``, copied into each test's
+    workspace (see :class:`TinyWorkspaces`)."""
+    return TinyWorkspaces(tmp_path_factory.mktemp("tiny-workspaces"))
+
+
+# -- time per test folder -----------------------------------------------------------------------------------
+
+_FOLDER_SECONDS: dict[str, float] = {}
+_FOLDER_TESTS: dict[str, set[str]] = {}
+
+
+def _folder_of(nodeid: str) -> str:
+    """``tests/text/test_x.py::t`` -> ``tests/text``; a file directly under tests/ counts as ``tests``."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    return "/".join(parts[:2]) if len(parts) > 2 else parts[0] if len(parts) > 1 else "."
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    folder = _folder_of(report.nodeid)
+    _FOLDER_SECONDS[folder] = _FOLDER_SECONDS.get(folder, 0.0) + report.duration
+    _FOLDER_TESTS.setdefault(folder, set()).add(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+    """Seconds per test folder (setup, call and teardown, shared fixtures counted where first used)."""
+    if not _FOLDER_SECONDS:
+        return
+    terminalreporter.write_sep("=", "time per test folder")
+    total = sum(_FOLDER_SECONDS.values())
+    for folder, seconds in sorted(_FOLDER_SECONDS.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.1f} s  {len(_FOLDER_TESTS[folder]):4d} tests  {folder}")
+    terminalreporter.write_line(f"{total:8.1f} s  {sum(map(len, _FOLDER_TESTS.values())):4d} tests  total")

@@ -362,3 +362,18 @@ def test_bat_has_crlf_line_endings():
     data = (REPO / "run_lora.bat").read_bytes()
     assert data.count(b"\n") > 10
     assert data.count(b"\r\n") == data.count(b"\n")
+
+
+def test_source_built_wheels_are_cached_per_interpreter(setup_module, tmp_path):
+    assert setup_module.wheel_cache_dir({}, tmp_path) == tmp_path / ".cache" / "lora-factory" / "wheels"
+    assert setup_module.wheel_cache_dir({"LORA_FACTORY_WHEEL_CACHE": str(tmp_path / "w")}, tmp_path) == tmp_path / "w"
+    requirement = setup_module.LLAMA_CPP_REQUIREMENT
+    version = requirement.split("==")[1]
+    assert setup_module.cached_wheel(tmp_path, requirement, "cp312") is None
+    other = tmp_path / f"llama_cpp_python-{version}-cp311-cp311-linux_x86_64.whl"
+    other.write_bytes(b"")
+    assert setup_module.cached_wheel(tmp_path, requirement, "cp312") is None  # another Python's build
+    mine = tmp_path / f"llama_cpp_python-{version}-cp312-cp312-linux_x86_64.whl"
+    mine.write_bytes(b"")
+    assert setup_module.cached_wheel(tmp_path, requirement, "cp312") == mine
+    assert setup_module.cached_wheel(tmp_path, "llama-cpp-python==0.0.1", "cp312") is None

@@ -43,7 +43,7 @@ class LoRAFactoryError(Exception):
                 "code": self.code,
                 "message": self.message_en,
                 "message_ja": self.message_ja,
-                "detail": self.detail,
+                "detail": json_safe(self.detail),
             }
         }
 
@@ -58,6 +58,27 @@ class LoRAFactoryError(Exception):
             http_status=http_status,
             detail=err.get("detail"),
         )
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` as strict JSON can carry it: NaN / Infinity as text, long strings cut, deep or odd
+    objects as their ``repr`` (an error's detail echoes what the client sent, and must never make
+    the error itself fail to render)."""
+    import math
+
+    if value is None or isinstance(value, (bool, int)):
+        return value if not isinstance(value, int) or abs(value) < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return value if len(value) <= 300 else value[:300] + f"... ({len(value)} characters)"
+    if depth > 6:
+        return repr(value)[:300]
+    if isinstance(value, dict):
+        return {str(k)[:300]: json_safe(v, depth + 1) for k, v in list(value.items())[:100]}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in list(value)[:100]]
+    return repr(value)[:300]
 
 
 def not_found(what_en: str, what_ja: str, name: str, code: str = "NOT_FOUND") -> LoRAFactoryError:
@@ -82,6 +103,7 @@ def confirmation_required(name: str) -> LoRAFactoryError:
     )
 
 
+DISK_FULL_SIGNS = ("No space left on device", "StorageFull", "os error 28", "[Errno 28]", "Disk quota exceeded")
 DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux); Windows reports ENOSPC for a full disk too
 
 
@@ -96,6 +118,8 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         if isinstance(exc, sqlite3.Error) and ("disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == 13):
             return True
+        if not isinstance(exc, OSError) and any(sign in str(exc) for sign in DISK_FULL_SIGNS):
+            return True  # a library's own error type around ENOSPC (safetensors' SafetensorError, torch's)
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False

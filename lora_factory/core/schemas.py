@@ -65,6 +65,15 @@ class MergeRequest(StrictModel):
     output_name: str
 
 
+class ExportRequest(StrictModel):
+    modality: str = "text"
+    adapter: str
+    target: str = Field(description="one of the modality's export_targets (text: gguf, ollama, vllm ...)")
+    base_model: str | None = None
+    output_name: str | None = Field(None, description="default: <adapter>-<target>")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class EvalRequest(StrictModel):
     modality: str = "text"
     adapter: str
@@ -138,3 +147,15 @@ class SettingsUpdate(StrictModel):
     hf_token: str | None = None
     hf_endpoint: str | None = None
     modality_owners: dict[str, str] | None = None
+
+
+class PreferenceChoiceRequest(StrictModel):
+    """One choice made in the chat compare view: the better of two answers to the same prompt."""
+
+    modality: str = "text"
+    dataset: str = Field(description="preference dataset to append to (created when missing), e.g. compare_prefs")
+    messages: list[dict[str, Any]] = Field(min_length=1, description="the conversation the two answers reply to")
+    chosen: str
+    rejected: str
+    chosen_model: dict[str, Any] = Field(default_factory=dict, description='{"base_model", "adapter"} refs')
+    rejected_model: dict[str, Any] = Field(default_factory=dict)

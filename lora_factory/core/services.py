@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,8 +17,9 @@ from typing import Any
 
 from lora_factory.core.catalog.artifacts import ArtifactStore
 from lora_factory.core.catalog.datasets import DatasetCatalog
+from lora_factory.core.catalog.exports import ExportCatalog
 from lora_factory.core.catalog.models import Catalog
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.errors import LoRAFactoryError, as_user_error
 from lora_factory.core.inference.client import InferenceClient
 from lora_factory.core.inference.generation import Generation, resolve_infer
 from lora_factory.core.inference.media import MediaStore
@@ -29,6 +31,7 @@ from lora_factory.core.schemas import (
     ChatRequest,
     DownloadRequest,
     EvalRequest,
+    ExportRequest,
     ImportRequest,
     MergeRequest,
     RefineRequest,
@@ -53,15 +56,22 @@ class Services:
         self.workspace.ensure(self.plugins.modalities().keys())
         self.notices: list[dict[str, Any]] = []  # what the user must be told once (UI banner, /api/health)
         self.scheduler_expected = False  # the server sets it; the CLI drives the loop itself
-        damage = check_database(self.workspace.db_path)
-        moved = move_aside(self.workspace.db_path) if damage else None
-        self.store = JobStore(self.workspace.db_path)
-        self.jobs = JobManager(self.workspace, self.store)
-        self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        try:
+            damage = check_database(self.workspace.db_path)
+            moved = move_aside(self.workspace.db_path) if damage else None
+            self.store = JobStore(self.workspace.db_path)
+            self.jobs = JobManager(self.workspace, self.store)
+            self.artifacts = ArtifactStore(self.workspace.db_path, self.workspace.home)
+        except (sqlite3.Error, OSError) as exc:
+            known = as_user_error(exc)  # a full disk at start-up: DISK_FULL, and the database is kept
+            if known is None:
+                raise
+            raise known from exc
         if moved is not None:
             self._recover_database(str(damage), moved)
         self.catalog = Catalog(self.workspace, self.plugins, self.artifacts, used_by=self.active_job_using)
         self.datasets = DatasetCatalog(self.workspace, self.plugins, self.artifacts, remove=self.catalog.remove_unused)
+        self.exports = ExportCatalog(self.workspace, self.artifacts, remove=self.catalog.remove_unused)
         self.inference = InferenceClient(self.workspace.home)
         self.media = MediaStore(self.workspace)
         self.generation = Generation(self.plugins, self.catalog, self.media, self.inference, self.workspace)
@@ -115,6 +125,10 @@ class Services:
             removed = self.workspace.clean_stale_temporaries(0.0 if not running else 24 * 3600.0)
         except OSError:
             removed = []
+        try:
+            self.media.prune_uploads()
+        except OSError:
+            pass
         if removed:
             print(f"[lora-factory] removed leftovers of interrupted writes: {', '.join(removed)}", file=sys.stderr)
 
@@ -388,6 +402,12 @@ class Services:
                 "adapter_ref": self.workspace.relative(adapter), "base_model_ref": self.workspace.relative(base)}
         return self.jobs.submit("merge", req.modality, spec, output_name=name)
 
+    def start_export(self, req: ExportRequest) -> dict[str, Any]:
+        from lora_factory.core.jobs.exports import submit_export
+
+        return submit_export(req, plugins=self.plugins, catalog=self.catalog, jobs=self.jobs, workspace=self.workspace,
+                             adapter_base=self._adapter_base)
+
     def _adapter_base(self, modality: str, adapter: Path, base_ref: str | None) -> Path:
         if base_ref:
             return self.catalog.model_path(modality, base_ref)
@@ -470,7 +490,11 @@ class Services:
 
     # -- inference -----------------------------------------------------------------------------
     def chat_request(self, req: ChatRequest, with_adapter: bool = True) -> dict[str, Any]:
-        self.plugins.require_modality(req.modality)
+        desc = self.plugins.require_modality(req.modality)
+        if "chat" not in (desc.get("supports") or []) and "chat" not in (desc.get("inference_kinds") or []):
+            raise LoRAFactoryError("CHAT_UNSUPPORTED", f"「{req.modality}」はチャットに対応していません。/api/infer/generate を使ってください。",
+                                   f"Modality '{req.modality}' has no chat; use /api/infer/generate.",
+                                   http_status=400, detail={"field": "modality"})
         base = self.catalog.model_path(req.modality, req.base_model)
         adapter = self.catalog.adapter_path(req.modality, req.adapter) if (req.adapter and with_adapter) else None
         adapters = [{"path": str(adapter), "name": adapter.name, "weight": 1.0}] if adapter else []

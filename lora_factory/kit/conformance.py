@@ -43,6 +43,12 @@ class Scenario:
     :param make_index: writes a dataset index file (e.g. ``dataset_info.json``) beside its datasets
         inside the workspace and returns its workspace-relative path (``import_dataset_index``).
     :param make_single_file: writes a single-file checkpoint and returns its path (``single_file``).
+    :param export: an export request's ``target`` and ``params`` (``adapter`` defaults to the trained one;
+        ``base_model`` optional), run as an export job (``resolve_export_spec``, ``export_adapter``).
+    :param make_export_adapter: prepares, inside the workspace (given its home), the adapter and base
+        the export names when the trained one cannot be exported (e.g. a Whisper LoRA for ``ct2``).
+
+    Every target of the description's ``dataset_exports`` is exported from the uploaded dataset.
     """
 
     modality: str
@@ -55,6 +61,8 @@ class Scenario:
     eval_dataset: bool = False
     make_index: Callable[[Path], str] | None = None
     make_single_file: Callable[[Path], Path] | None = None
+    export: dict[str, Any] | None = None
+    make_export_adapter: Callable[[Path], None] | None = None
     timeout_s: float = 600.0
 
 
@@ -75,11 +83,17 @@ def _wait(svc: Any, job_id: str, timeout: float, what: str) -> dict[str, Any]:
     return job
 
 
-def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
-    """Every host path for the scenario's modality, in order; returns what each step answered."""
+def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None) -> dict[str, Any]:
+    """Every host path for the scenario's modality, in order; returns what each step answered.
+
+    The base model is the modality's tiny one, built by a job; ``base_model`` (a model folder) is imported
+    instead (a job too, through the same ``download_model`` hook), so a suite that runs several scenarios or
+    tests on one tiny model builds it once.
+    """
     from lora_factory.core.schemas import (
         ChatRequest,
         EvalRequest,
+        ExportRequest,
         GenerateRequest,
         ImportInfoRequest,
         ImportRequest,
@@ -97,7 +111,11 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         desc = svc.plugins.require_modality(m)
         supports = set(desc.get("supports") or [])
         timeout = scenario.timeout_s
-        _wait(svc, svc.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
+        if base_model is None:
+            _wait(svc, svc.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
+        else:
+            _wait(svc, svc.start_import(ImportRequest(modality=m, source_path=str(Path(base_model).resolve()),
+                                                      name="base")), timeout, "base model import")
         out["models"] = svc.catalog.list_models(m)
         source = scenario.make_dataset(Path(home).parent / f"{m}-dataset-source")
         if source.is_dir():
@@ -111,6 +129,9 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
             job = svc.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
                                                  output_name=f"{Path(dataset).stem}-refined"))
             out["refine"] = _wait(svc, job, timeout, "refine")["result"]
+        for target in desc.get("dataset_exports") or {}:  # layouts other tools open (export_dataset)
+            exported = svc.datasets.archive(m, dataset, Path(home).parent / f"{m}-exports", target=target)
+            out.setdefault("exports", {})[target] = str(exported)
         train = TrainStartRequest(modality=m, base_model="base", dataset=dataset, output_name="conformance",
                                   preset=scenario.preset or desc.get("default_preset") or "quick",
                                   params=scenario.train_params)
@@ -130,6 +151,11 @@ def run_scenario(home: Path, scenario: Scenario) -> dict[str, Any]:
         if "merge" in supports:
             req_m = MergeRequest(modality=m, adapter="conformance", output_name="merged")
             out["merge"] = _wait(svc, svc.start_merge(req_m), timeout, "merge")["result"]
+        if scenario.export is not None:
+            if scenario.make_export_adapter is not None:
+                scenario.make_export_adapter(Path(home))
+            req_x = ExportRequest(modality=m, **{"adapter": "conformance", **scenario.export})
+            out["export"] = _wait(svc, svc.start_export(req_x)["job_id"], timeout, "export")["result"]
         if scenario.make_single_file is not None:
             single = scenario.make_single_file(Path(home).parent / f"{m}-single-file")
             req_i = ImportRequest(modality=m, source_path=str(single), name="single")
@@ -148,9 +174,12 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] | tuple[Path, ...] = ()) -> dict[str, Any]:
+def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] | tuple[Path, ...] = (),
+                      base_model: Path | None = None) -> dict[str, Any]:
     """Run the scenario with hook tracing on; report the hooks the owner plugin implements but that
-    were never called for its modality (``missing``), and what every step answered (``steps``)."""
+    were never called for its modality (``missing``), and what every step answered (``steps``).
+    ``base_model``: a model folder imported as the base instead of building the tiny one (see
+    :func:`run_scenario`)."""
     from lora_factory.core.plugin_host.host import load_plugin_host
 
     home = Path(home)
@@ -162,7 +191,7 @@ def check_conformance(home: Path, scenario: Scenario, plugin_files: list[Path] |
     previous = os.environ.get("LORA_FACTORY_HOOK_TRACE")
     os.environ["LORA_FACTORY_HOOK_TRACE"] = str(trace)
     try:
-        steps = run_scenario(home, scenario)
+        steps = run_scenario(home, scenario, base_model)
         host = load_plugin_host(home)
     finally:
         if previous is None:

@@ -35,11 +35,15 @@ class TrainerBridge:
     """State shared between a ``Trainer`` run and the job: history, stop flag, throughput.
 
     :param token_counter: returns the number of real (non-pad) tokens seen so far, for tokens/s.
+    :param extra_metrics: picks a method's own figures out of the Trainer's log dict (DPO's rewards
+        and margins, GRPO's mean reward ...); they go to ``ctx.progress`` and the log line with the loss.
     """
 
-    def __init__(self, ctx: Any, token_counter: Callable[[], int] | None = None) -> None:
+    def __init__(self, ctx: Any, token_counter: Callable[[], int] | None = None,
+                 extra_metrics: Callable[[dict[str, Any]], dict[str, float]] | None = None) -> None:
         self.ctx = ctx
         self.token_counter = token_counter or (lambda: 0)
+        self.extra_metrics = extra_metrics
         self.history: list[dict[str, Any]] = []
         self.stopped = False
         self.eval_loss: float | None = None
@@ -75,6 +79,8 @@ class TrainerBridge:
                         ctx.log(f"step {state.global_step}: eval_loss={logs['eval_loss']:.4f}")
                         bridge.eval_loss = float(logs["eval_loss"])
                     return
+                # first: a method's extractor may also advance the token count (TRL logs ``num_tokens``)
+                extra = bridge.extra_metrics(logs) if bridge.extra_metrics else {}
                 tps = bridge.tokens_per_s()
                 record = {
                     "step": state.global_step,
@@ -84,11 +90,14 @@ class TrainerBridge:
                     "grad_norm": None if logs.get("grad_norm") is None else float(logs["grad_norm"]),
                     "tokens_per_s": round(tps, 2),
                 }
+                record.update(extra)
                 bridge.history.append(record)
                 ctx.progress(state.global_step, state.max_steps, loss=record["loss"], lr=record["lr"],
-                             epoch=record["epoch"], tokens_per_s=record["tokens_per_s"], grad_norm=record["grad_norm"])
+                             epoch=record["epoch"], tokens_per_s=record["tokens_per_s"], grad_norm=record["grad_norm"],
+                             **extra)
+                more = "".join(f" {k}={v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
                 ctx.log(f"step {state.global_step}/{state.max_steps} loss={record['loss']:.4f} "
-                        f"lr={record['lr']:.3g} epoch={record['epoch']:.2f} tok/s={tps:.0f}")
+                        f"lr={record['lr']:.3g} epoch={record['epoch']:.2f} tok/s={tps:.0f}{more}")
                 self._check_stop(state, control)  # on_log runs before the save decision of the same step
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001

@@ -63,12 +63,13 @@ def put_dictionary(body: DictionaryBody, svc: Services = Depends(services)) -> d
 
 @router.post("/read")
 def read_preview(body: ReadBody, svc: Services = Depends(services)) -> dict[str, Any]:
-    from lora_factory.plugins.audio.text_norm import LATIN_MODES, NormalizationOptions, UserDictionary, normalize_text
+    from lora_factory.plugins.audio.text_norm import LATIN_MODES, NormalizationOptions, UserDictionary
+    from lora_factory.plugins.audio.text_norm.normalize import normalize_with_spans
     from lora_factory.plugins.audio.text_norm.reading import reading_of
 
     if body.latin not in LATIN_MODES:
         raise LoRAFactoryError("INVALID_REQUEST", "latin は keep / spell / kana のいずれかです。",
                                "latin must be keep, spell or kana.", 422, detail={"field": "latin"})
     options = NormalizationOptions(latin=body.latin, user_dictionary=UserDictionary.load(_path(svc)))
-    normalized = normalize_text(body.text, options)
-    return {"text": body.text, "normalized": normalized, "reading": reading_of(normalized).to_dict()}
+    normalized, spans = normalize_with_spans(body.text, options)  # the rules' readings taken literally
+    return {"text": body.text, "normalized": normalized, "reading": reading_of(normalized, spans).to_dict()}

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
+from lora_factory.core.catalog.preference_log import append_choice
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import (
     ConfirmBody,
@@ -20,6 +21,7 @@ from lora_factory.core.schemas import (
     ImportInfoRequest,
     ImportRequest,
     MergeRequest,
+    PreferenceChoiceRequest,
     RefineRequest,
     SampleDatasetRequest,
     TinyModelRequest,
@@ -133,6 +135,14 @@ def import_dataset_info(body: ImportInfoRequest, svc: Services = Depends(service
     return svc.import_dataset_info(body)
 
 
+@router.post("/api/datasets/preference_choice")
+def preference_choice(body: PreferenceChoiceRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Append the compare view's choice to a preference dataset (a new version, with lineage)."""
+    svc.plugins.require_modality(body.modality)
+    return append_choice(svc.datasets, body.modality, body.dataset, body.messages, body.chosen, body.rejected,
+                         body.chosen_model, body.rejected_model)
+
+
 @router.post("/api/datasets/refine")
 def refine_dataset(body: RefineRequest, svc: Services = Depends(services)) -> dict[str, Any]:
     return {"job_id": svc.start_refine(body)}
@@ -155,11 +165,17 @@ def dataset_file(modality: str, name: str, rel: str, svc: Services = Depends(ser
 
 
 @router.get("/api/datasets/{modality}/{name}/archive", response_class=FileResponse)
-def dataset_archive(modality: str, name: str, svc: Services = Depends(services)) -> FileResponse:
-    """The dataset to take elsewhere: a folder dataset as a zip (e.g. for Style-Bert-VITS2, kohya)."""
+def dataset_archive(modality: str, name: str, target: str | None = None,
+                    svc: Services = Depends(services)) -> FileResponse:
+    """The dataset to take elsewhere: a folder dataset as a zip, or with ``?target=`` in the layout of a
+    tool the plugin declared in ``dataset_exports`` (audio: ``sbv2``, ``gpt_sovits``)."""
     svc.plugins.require_modality(modality)
     tmp = Path(tempfile.mkdtemp(prefix="lf-archive-"))
-    path = svc.datasets.archive(modality, name, tmp)
+    try:
+        path = svc.datasets.archive(modality, name, tmp, target=target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return FileResponse(path, filename=path.name, media_type="application/zip" if path.suffix == ".zip" else None,
                         background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
 

@@ -136,6 +136,12 @@ def _refusal(code: str, message_ja: str, message_en: str, status: int = 403, det
     return JSONResponse(LoRAFactoryError(code, message_ja, message_en, status, detail).to_dict(), status_code=status)
 
 
+def same_token(given: str, token: str) -> bool:
+    """Constant-time comparison on bytes: ``compare_digest`` refuses non-ASCII ``str`` (a 500 for
+    ``Bearer é``), while a wrong token of any characters is simply not the token (401)."""
+    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"), token.encode("utf-8"))
+
+
 class RequestGuard:
     """Pure ASGI middleware (not ``BaseHTTPMiddleware``): event streams pass through untouched."""
 
@@ -215,11 +221,11 @@ class RequestGuard:
         token = self.config.token or ""
         if path == "/" and scope["type"] == "http":
             from_query = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token") or [""])[0]
-            if from_query and secrets.compare_digest(from_query, token):
+            if from_query and same_token(from_query, token):
                 response = RedirectResponse("/", status_code=303)
                 response.set_cookie(TOKEN_COOKIE, token, max_age=30 * 24 * 3600, httponly=True, samesite="strict")
                 return response
-        if given and secrets.compare_digest(given, token):
+        if given and same_token(given, token):
             return None
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None

@@ -7,13 +7,13 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, UploadFile
+from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import ChatRequest, EvalRequest, GenerateRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import services
+from lora_factory.routes import client_gone, services
 
 router = APIRouter(tags=["inference"])
 
@@ -50,31 +50,33 @@ def sse_stream(events: Iterator[dict[str, Any]]) -> StreamingResponse:
 
 
 @router.post("/api/infer/chat", response_model=None)
-def chat(body: ChatRequest, svc: Services = Depends(services)) -> Any:
+def chat(body: ChatRequest, http: Request, svc: Services = Depends(services)) -> Any:
     request = svc.chat_request(body)
     if not body.stream:
-        return svc.inference.complete(body.modality, request)
-    return sse_stream(svc.inference.stream(body.modality, request))
+        return svc.inference.complete(body.modality, request, client_gone(http))
+    return sse_stream(svc.inference.stream(body.modality, request, client_gone(http)))
 
 
 @router.post("/api/infer/compare")
-def compare(body: ChatRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+def compare(body: ChatRequest, http: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     if not body.adapter:
         raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
-    base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False))
-    tuned = svc.inference.complete(body.modality, svc.chat_request(body))
+    gone = client_gone(http)
+    base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False), gone)
+    tuned = svc.inference.complete(body.modality, svc.chat_request(body), gone)
     return {"base": base, "adapter": tuned}
 
 
 @router.post("/api/infer/generate", response_model=None)
-def generate(body: GenerateRequest, svc: Services = Depends(services)) -> Any:
+def generate(body: GenerateRequest, http: Request, svc: Services = Depends(services)) -> Any:
     """Images, speech, transcripts ...: ``stream`` gives server-sent events as the plugin makes them
     (audio chunks before the whole utterance is done); ``compare`` runs base and adapter with one seed."""
+    gone = client_gone(http)
     if body.compare:
-        return svc.generation.compare(body)
+        return svc.generation.compare(body, gone)
     if not body.stream:
-        return svc.generation.complete(body)
-    return sse_stream(svc.generation.stream(body))
+        return svc.generation.complete(body, cancelled=gone)
+    return sse_stream(svc.generation.stream(body, gone))
 
 
 @router.post("/api/infer/uploads")

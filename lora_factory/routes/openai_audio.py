@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import GenerateRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import services
+from lora_factory.routes import client_gone, services
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
 MODALITY = "audio"
@@ -31,7 +32,8 @@ PCM_RATE = 24000  # OpenAI's pcm format: 24 kHz, 16-bit little-endian, mono
 # synthesis settings a client may add beside OpenAI's fields (extra_body in the openai client)
 EXTRA_PARAMS = ("pitch", "volume_db", "pause_ms", "temperature", "top_p", "seed", "max_seconds_per_sentence",
                 "target_lufs", "true_peak_db", "sample_rate", "latin")
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm"}
+MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm", "mp3": "audio/mpeg", "opus": "audio/ogg"}
+WHOLE_FILE_FORMATS = ("flac", "mp3", "opus")  # encoded once the whole text is spoken
 
 
 class SpeechBody(BaseModel):
@@ -41,7 +43,9 @@ class SpeechBody(BaseModel):
     voice: str | None = None
     speed: float = Field(1.0, ge=0.25, le=4.0)
     response_format: Literal["wav", "flac", "pcm", "mp3", "opus", "aac"] = "wav"
-    stream: bool = True
+    # None: PCM streams (sentence by sentence), a WAV comes whole with its true sizes; a streamed WAV
+    # (stream=True) cannot know its length up front and carries the 'unknown' sizes (docs/audio.md)
+    stream: bool | None = None
     instructions: str | None = None
 
 
@@ -71,36 +75,39 @@ def _resample_pcm(chunk: bytes, rate: int, target: int) -> bytes:
 
 
 @router.post("/speech", response_model=None)
-def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
+def speech(body: SpeechBody, http: Request, svc: Services = Depends(services)) -> Response:
     fmt = body.response_format
     if fmt not in MEDIA_TYPES:
-        raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{fmt}」には対応していません（wav / flac / pcm）。",
-                               f"response_format '{fmt}' is not supported (wav, flac, pcm).", 422,
+        raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{fmt}」には対応していません（wav / flac / pcm / mp3 / opus）。",
+                               f"response_format '{fmt}' is not supported (wav, flac, pcm, mp3, opus).", 422,
                                detail={"field": "response_format"})
     base, adapter = split_model(body.model)
     extras = {k: v for k, v in (body.model_extra or {}).items() if k in EXTRA_PARAMS}
-    params: dict[str, Any] = {**extras, "speed": body.speed, "format": "flac" if fmt == "flac" else "wav"}
+    params: dict[str, Any] = {**extras, "speed": body.speed, "format": fmt if fmt in WHOLE_FILE_FORMATS else "wav"}
     if body.voice:
         params["voice"] = body.voice
+    # a voice to clone (extra_body): "reference_audio": "upload:<id>" from /api/infer/uploads, with its transcript
+    cloning = {k: str(v) for k, v in (body.model_extra or {}).items() if k in ("reference_audio", "reference_text")}
     request = GenerateRequest(modality=MODALITY, task="speech", base_model=base, adapter=adapter,
-                              input={"text": body.input}, params=params, stream=fmt != "flac")
-    events = svc.generation.stream(request)
+                              input={"text": body.input, **cloning}, params=params,
+                              stream=fmt not in WHOLE_FILE_FORMATS)
+    events = svc.generation.stream(request, client_gone(http))
     first = next(events, None)  # a load error is still an HTTP error, not a broken stream
 
     def chunks() -> Iterator[tuple[bytes, int]]:
-        pending = [first] if first is not None else []
-        for event in [*pending, *events]:
+        """Each sentence's audio as the worker sends it (a lazy chain: nothing waits for the last one)."""
+        for event in itertools.chain([first] if first is not None else [], events):
             if event.get("type") == "audio" and event.get("chunk"):
                 yield base64.b64decode(event["chunk"]), int(event["sample_rate"])
 
-    if fmt == "flac":
+    if fmt in WHOLE_FILE_FORMATS:
         done_file = None
         for event in [first, *events] if first else events:
             if event.get("type") == "audio" and event.get("file"):
                 done_file = svc.media.output_file(MODALITY, event["file"])
         if done_file is None or not Path(done_file).is_file():
             raise LoRAFactoryError("INFERENCE_FAILED", "音声が生成されませんでした。", "No audio was produced.", 500)
-        return Response(Path(done_file).read_bytes(), media_type=MEDIA_TYPES["flac"])
+        return Response(Path(done_file).read_bytes(), media_type=MEDIA_TYPES[fmt])
 
     def stream() -> Iterator[bytes]:
         header_sent = False
@@ -113,7 +120,7 @@ def speech(body: SpeechBody, svc: Services = Depends(services)) -> Response:
                 header_sent = True
             yield pcm
 
-    if body.stream:
+    if body.stream if body.stream is not None else fmt == "pcm":
         return StreamingResponse(stream(), media_type=MEDIA_TYPES[fmt])
     data = b"".join(stream())
     if fmt == "wav":  # a complete file: the real sizes in the header
@@ -129,11 +136,21 @@ def _srt_time(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+MIN_CUE_S = 0.3  # a cue must last long enough to be shown; Whisper may give start == end
+
+
 def subtitles(segments: list[dict[str, Any]], kind: str) -> str:
+    """SRT / VTT cues: empty texts skipped, numbered without gaps, never zero-length (a cue with
+    start == end is stretched to MIN_CUE_S, but not past the next cue's start)."""
     out = io.StringIO()
     if kind == "vtt":
         out.write("WEBVTT\n\n")
-    for i, seg in enumerate(segments, start=1):
+    cues = [dict(seg) for seg in segments if str(seg.get("text", "")).strip()]
+    for k, seg in enumerate(cues):
+        start = float(seg["start"])
+        limit = float(cues[k + 1]["start"]) if k + 1 < len(cues) else start + MIN_CUE_S
+        seg["end"] = max(float(seg["end"]), min(start + MIN_CUE_S, max(limit, start + 0.001)))
+    for i, seg in enumerate(cues, start=1):
         sep = "," if kind == "srt" else "."
         if kind == "srt":
             out.write(f"{i}\n")
@@ -144,7 +161,7 @@ def subtitles(segments: list[dict[str, Any]], kind: str) -> str:
 @router.post("/transcriptions", response_model=None)
 def transcriptions(file: UploadFile = File(...), model: str = Form(...), language: str | None = Form(None),
                    prompt: str | None = Form(None), response_format: str = Form("json"),
-                   temperature: float | None = Form(None),
+                   temperature: float | None = Form(None), *, http: Request,
                    svc: Services = Depends(services)) -> Response:
     if response_format not in ("json", "text", "verbose_json", "srt", "vtt"):
         raise LoRAFactoryError("UNSUPPORTED_FORMAT", f"出力形式「{response_format}」には対応していません。",
@@ -156,7 +173,10 @@ def transcriptions(file: UploadFile = File(...), model: str = Form(...), languag
                               input={"audio": upload["value"]},
                               params={"language": language or "ja", "prompt": prompt or "",
                                       "timestamps": response_format in ("verbose_json", "srt", "vtt")})
-    done = svc.generation.complete(request)
+    try:
+        done = svc.generation.complete(request, cancelled=client_gone(http))
+    finally:
+        svc.media.discard_upload(upload["upload"])  # the client's audio was needed for this call only
     text = done.get("text", "")
     segments = done.get("segments") or []
     if response_format == "text":

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,7 +18,7 @@ from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import ChatRequest
 from lora_factory.core.services import Services
 from lora_factory.core.storage.workspace import existing_name
-from lora_factory.routes import services
+from lora_factory.routes import client_gone, retry_after, services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -39,10 +39,22 @@ def chat_modalities(svc: Services) -> list[str]:
     return [m for m, d in svc.plugins.modalities().items() if d.get("available") and "chat" in (d.get("supports") or [])]
 
 
+# the inference kinds an OpenAI route serves (/v1/chat/completions, /v1/audio/*, /v1/images/*)
+OPENAI_KINDS = {"chat", "speech", "transcribe", "image"}
+
+
+def openai_modalities(svc: Services) -> list[str]:
+    """Modalities with a model an OpenAI route can use: chat ones, and those declaring speech,
+    transcription or image generation among their ``inference_kinds``."""
+    return [m for m, d in svc.plugins.modalities().items() if d.get("available") and (
+        "chat" in (d.get("supports") or []) or OPENAI_KINDS & set(d.get("inference_kinds") or []))]
+
+
 @router.get("/models")
 def models(svc: Services = Depends(services)) -> dict[str, Any]:
+    """Every base and ``base+adapter`` an OpenAI route answers for (chat, speech, transcription, images)."""
     data = []
-    for modality in chat_modalities(svc):
+    for modality in openai_modalities(svc):
         bases = [b for b in svc.catalog.list_models(modality) if not b.get("refused") and not b.get("error")]
         for base in bases:
             data.append({"id": base["name"], "object": "model", "created": 0, "owned_by": "lora-factory",
@@ -80,11 +92,11 @@ def _resolve_model(svc: Services, model_id: str) -> tuple[str, str, str | None]:
 def _openai_error(exc: LoRAFactoryError) -> JSONResponse:
     body = exc.to_dict()
     body["error"]["type"] = "invalid_request_error" if exc.http_status < 500 else "server_error"
-    return JSONResponse(body, status_code=exc.http_status)
+    return JSONResponse(body, status_code=exc.http_status, headers=retry_after(exc))
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(body: OpenAIChatBody, svc: Services = Depends(services)) -> Any:
+def chat_completions(body: OpenAIChatBody, http: Request, svc: Services = Depends(services)) -> Any:
     try:
         modality, base, adapter = _resolve_model(svc, body.model)
         params: dict[str, Any] = {}
@@ -106,7 +118,7 @@ def chat_completions(body: OpenAIChatBody, svc: Services = Depends(services)) ->
     created = int(time.time())
     if not body.stream:
         try:
-            done = svc.inference.complete(modality, request)
+            done = svc.inference.complete(modality, request, client_gone(http))
         except LoRAFactoryError as exc:
             return _openai_error(exc)
         usage = done.get("usage") or {}
@@ -127,7 +139,7 @@ def chat_completions(body: OpenAIChatBody, svc: Services = Depends(services)) ->
     def stream() -> Iterator[str]:
         yield chunk({"role": "assistant", "content": ""})
         try:
-            for event in svc.inference.stream(modality, request):
+            for event in svc.inference.stream(modality, request, client_gone(http)):
                 if event.get("type") == "token" and event.get("text"):
                     yield chunk({"content": event["text"]})
         except LoRAFactoryError as exc:

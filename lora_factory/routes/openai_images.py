@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import GenerateRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import services
+from lora_factory.core.storage.workspace import existing_name
+from lora_factory.routes import client_gone, retry_after, services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 OPENAI_ONLY = ("model", "prompt", "n", "size", "response_format", "quality", "style", "user", "background",
@@ -43,7 +44,11 @@ def image_modalities(svc: Services) -> list[str]:
 
 
 def resolve_image_model(svc: Services, model_id: str) -> tuple[str, str, str | None]:
-    """(modality, base, adapter) for ``<base>``, ``<base>+<adapter>`` or an adapter name alone."""
+    """(modality, base, adapter) for ``<base>``, ``<base>+<adapter>`` or an adapter name alone.
+
+    Names are checked before the disk is looked at, so the answer never tells whether a path exists."""
+    for part in model_id.split("+", 1):
+        existing_name(part, "model")
     for modality in image_modalities(svc):
         if "+" in model_id:
             base, adapter = model_id.split("+", 1)
@@ -72,7 +77,7 @@ def _size(size: str | None) -> dict[str, int]:
 def _error(exc: LoRAFactoryError) -> JSONResponse:
     body = exc.to_dict()
     body["error"]["type"] = "invalid_request_error" if exc.http_status < 500 else "server_error"
-    return JSONResponse(body, status_code=exc.http_status)
+    return JSONResponse(body, status_code=exc.http_status, headers=retry_after(exc))
 
 
 @router.post("/images/generations", response_model=None)
@@ -87,7 +92,7 @@ def images_generations(body: OpenAIImageBody, request: Request, svc: Services = 
         adapters = [{"name": adapter, "weight": body.lora_scale}] if adapter else []
         req = GenerateRequest(modality=modality, base_model=base, adapters=adapters, task="image",
                               input={"prompt": body.prompt}, params=params)
-        done = svc.generation.complete(req)
+        done = svc.generation.complete(req, cancelled=client_gone(request))
     except LoRAFactoryError as exc:
         return _error(exc)
     data = []

@@ -6,20 +6,19 @@ from pathlib import Path
 
 import pytest
 
-
-@pytest.fixture(scope="session")
-def tiny_tts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lora_factory.plugins.audio.tiny_model import build_tiny_tts_model
-
-    out = tmp_path_factory.mktemp("audio-models") / "tiny-tts"
-    build_tiny_tts_model(out)
-    return out
+# The voice path's two tiny models as `lora-factory tiny-model` arguments: the session builds them once
+# (``tiny_workspaces``); the end-to-end test, the conformance scenario and the fixtures below share them.
+AUDIO_MODELS = (("audio", "--out", "models/audio/tiny-tts"),
+                ("audio", "--out", "models/audio/tiny-whisper", "--kind", "asr"))
 
 
 @pytest.fixture(scope="session")
-def tiny_asr(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lora_factory.plugins.audio.tiny_model import build_tiny_whisper
+def tiny_tts(tiny_workspaces) -> Path:  # noqa: ANN001
+    """The tiny TTS model (Llasa layout + XCodec2), read-only: copy it to change it."""
+    return tiny_workspaces.template(*AUDIO_MODELS) / "models" / "audio" / "tiny-tts"
 
-    out = tmp_path_factory.mktemp("audio-models") / "tiny-whisper"
-    build_tiny_whisper(out)
-    return out
+
+@pytest.fixture(scope="session")
+def tiny_asr(tiny_workspaces) -> Path:  # noqa: ANN001
+    """The tiny Whisper, read-only: copy it to change it."""
+    return tiny_workspaces.template(*AUDIO_MODELS) / "models" / "audio" / "tiny-whisper"

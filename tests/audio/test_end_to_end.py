@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,16 +16,13 @@ import pytest
 import soundfile as sf
 
 from lora_factory.plugins.audio.conformance import write_voice_folder
+from tests.audio.conftest import AUDIO_MODELS
 from tests.audio.synthetic import recording_with_pauses
 from tests.conftest import wait_for
 
 TEXTS = ["こんにちは。", "今日はいい天気ですね。", "1,100円です。", "東京に行きます。"]
 
 
-def tiny(home: Path, out: str, *extra: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "lora_factory.cli", "tiny-model", "audio", "--out", out,
-                             "--home", str(home), *extra], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
 
 
 def zipped(folder: Path, skip: str | None = None) -> bytes:
@@ -51,11 +46,10 @@ def sse_events(response) -> list[tuple[float, dict]]:
 
 
 @pytest.mark.slow
-def test_voice_end_to_end(tmp_path: Path, server_factory) -> None:
+def test_voice_end_to_end(tmp_path: Path, server_factory, tiny_workspaces) -> None:
     openai = pytest.importorskip("openai")
     home = tmp_path / "ws"
-    tiny(home, "models/audio/tiny-tts")
-    tiny(home, "models/audio/tiny-whisper", "--kind", "asr")
+    tiny_workspaces.copy(home, *AUDIO_MODELS)  # lora-factory tiny-model, once per session
     source = write_voice_folder(tmp_path / "voice", TEXTS, seconds=0.7)
     original_list = (source / "esd.list").read_bytes()
     server = server_factory(home)
@@ -67,8 +61,9 @@ def test_voice_end_to_end(tmp_path: Path, server_factory) -> None:
         r = c.post("/api/datasets/upload", data={"modality": "audio", "name": "broken"},
                    files={"file": ("voice.zip", zipped(source, skip="wavs/clip001.wav"))})
         assert r.status_code == 422, r.text
-        assert {"file": "esd.list", "line": 2, "reason": "missing audio file 'wavs/clip001.wav'"} in \
-            r.json()["error"]["detail"]["errors"]
+        (missing,) = r.json()["error"]["detail"]["errors"]
+        assert missing["file"] == "esd.list" and missing["line"] == 2
+        assert missing["reason"].startswith("missing audio file 'wavs/clip001.wav' (looked at ")
         assert not (home / "datasets" / "audio" / "broken").exists()
         info = c.post("/api/datasets/upload", data={"modality": "audio", "name": "voice"},
                       files={"file": ("voice.zip", zipped(source))}).json()
@@ -126,7 +121,7 @@ def test_voice_end_to_end(tmp_path: Path, server_factory) -> None:
     arrivals, body, started = [], b"", time.perf_counter()
     with client.audio.speech.with_streaming_response.create(
             model="tiny-tts+voice-lora", voice="alloy", input="こんにちは。元気です。", response_format="wav",
-            extra_body={"max_seconds_per_sentence": 1.0}) as response:
+            extra_body={"max_seconds_per_sentence": 1.0, "stream": True}) as response:
         for piece in response.iter_bytes():
             arrivals.append(time.perf_counter() - started)
             body += piece

@@ -61,7 +61,12 @@ def test_builder_slices_and_transcribes_a_long_recording(workspace: Workspace) -
     out = ctx.output_dir / "takes-sliced"
     listing = read_clip_list(out)
     transcribed = [c for c in listing.clips if c.text]
-    assert report["rows_out"] == len(transcribed) and all(sf.info(out / c.id).samplerate == 16000 for c in transcribed)
+    if transcribed:
+        assert report["rows_out"] == len(transcribed)
+    else:  # the tiny Whisper may write nothing: the slices are kept (a recordings dataset) and the notes say why
+        assert report["format"] == "recordings" and report["rows_out"] == len(spans) == len(listing.clips)
+        assert "wrote no text" in report["notes"][0]
+    assert all(sf.info(out / c.id).samplerate == 16000 for c in listing.clips)
     assert all(c.extra.get("start") is None or c.extra["start"] >= 0 for c in listing.clips)
 
     with pytest.raises(LoRAFactoryError) as err:

@@ -61,3 +61,39 @@ def test_sentences_split_at_ends_and_long_ones_at_commas() -> None:
     long = "、".join(["あいうえお"] * 30) + "。"
     parts = split_sentences(long, max_chars=40)
     assert len(parts) > 3 and all(len(p) <= 40 for p in parts) and "".join(parts) == long
+
+
+def test_volume_never_pushes_peaks_past_the_ceiling() -> None:
+    """+12 dB (and the UI's +6 dB) on top of -16 LUFS: the true-peak ceiling is applied last."""
+    from lora_factory.plugins.audio.synthesis import SpeechParams, shape_sentence
+    from tests.audio.synthetic import voiced
+
+    sr = 16000
+    wave = voiced(2.0, sr, np.random.default_rng(3))
+    for volume in (6.0, 12.0):
+        for target in (-16.0, None):
+            out = shape_sentence(wave, sr, SpeechParams(volume_db=volume, target_lufs=target, fade_ms=0))
+            assert dsp.clipping_ratio(out) == 0.0, (volume, target)
+            assert true_peak_dbtp(out, sr) <= -1.0 + 0.2, (volume, target)
+    louder = shape_sentence(wave, sr, SpeechParams(volume_db=6.0, fade_ms=0))
+    plain = shape_sentence(wave, sr, SpeechParams(fade_ms=0))
+    assert integrated_loudness(louder, sr) > integrated_loudness(plain, sr) + 3  # the volume still counts
+
+
+def test_short_utterances_are_reported_and_split_pieces_do_not_overlap() -> None:
+    from lora_factory.plugins.audio.vad import slice_recording
+    from tests.audio.synthetic import pause, voiced
+
+    sr = 16000
+    rng = np.random.default_rng(5)
+    # 3 s, a 1.4 s burst, 3 s, then a 7 s run-on with a 150 ms inner breath (split under max_seconds 5)
+    parts = [pause(0.5, sr, rng), voiced(3.0, sr, rng), pause(0.8, sr, rng), voiced(1.4, sr, rng, f0=180),
+             pause(0.8, sr, rng), voiced(3.0, sr, rng), pause(0.8, sr, rng), voiced(3.5, sr, rng, f0=200),
+             pause(0.15, sr, rng), voiced(3.5, sr, rng, f0=210), pause(0.6, sr, rng)]
+    wave = np.concatenate(parts)
+    result = slice_recording(wave, sr, SliceParams(min_seconds=2.0, max_seconds=5.0, min_silence_ms=300,
+                                                   pad_ms=200, method="energy"))
+    assert len(result.dropped) == 1 and abs(result.dropped[0].seconds(sr) - 1.4) < 0.5
+    assert len(result.segments) == 4
+    ends = [(s.start, s.end) for s in result.segments]
+    assert all(prev_end <= start for (_, prev_end), (start, _) in zip(ends, ends[1:])), ends

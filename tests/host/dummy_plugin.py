@@ -23,6 +23,8 @@ def _mine(modality):
 def describe_modalities():
     return [{"id": "dummy", "label_ja": "ダミー", "label_en": "Dummy", "presets": {"fast": {"steps": 5}},
              "dataset_extensions": [".txt"], "supports": ["chat", "tiny_model", "merge"],
+             "export_targets": {"txt": {"label_ja": "テキスト", "label_en": "Text file", "params_schema": {}},
+                                "folder": {"label_ja": "フォルダ", "label_en": "Folder", "params_schema": {}}},
              "refine_operations": {"upper": {"label_ja": "大文字", "label_en": "Upper", "params_schema": {}}}}]
 
 
@@ -139,6 +141,38 @@ def merge_adapter(modality, spec, ctx):
         return None
     (ctx.output_dir / "merged.txt").write_text(Path(spec["adapter"]).name)
     return {"merged": True}
+
+
+@hookimpl
+def resolve_export_spec(modality, spec, workspace):
+    params = dict(spec["params"])
+    if params.get("bad"):
+        raise LoRAFactoryError("INVALID_EXPORT_PARAMS", "bad は使えません。", "'bad' is not allowed.",
+                               detail={"field": "bad"})
+    warnings = [{"code": "DUMMY_WARNING", "message": "a runtime may refuse this", "message_ja": "注意"}] \
+        if params.get("warn") else []
+    return dict(spec, params=dict(params, steps=int(params.get("steps", 2))), warnings=warnings)
+
+
+@hookimpl
+def export_adapter(modality, spec, ctx):
+    steps = spec["params"]["steps"]
+    for step in range(steps):
+        if ctx.should_stop():
+            return {"stopped": True}
+        time.sleep(float(spec["params"].get("delay", 0)))
+        ctx.progress(step + 1, steps)
+    name = Path(spec["adapter"]).name
+    ctx.log(f"exporting {name} as {spec['target']}")
+    (ctx.output_dir / "README.md").write_text(f"# {name} ({spec['target']})\n")
+    if spec["target"] == "txt":
+        (ctx.output_dir / f"{name}.txt").write_text(f"exported {name}")
+        return {"files": [f"{name}.txt", "README.md"], "primary": f"{name}.txt", "opens_in": ["cat"],
+                "commands": [f"cat {name}.txt"]}
+    (ctx.output_dir / "part1.bin").write_bytes(b"1")
+    (ctx.output_dir / "sub").mkdir()
+    (ctx.output_dir / "sub" / "part2.bin").write_bytes(b"22")
+    return {"files": ["part1.bin", "sub/part2.bin", "README.md"], "primary": None}
 
 
 @hookimpl

@@ -153,3 +153,14 @@ def test_a_token_is_required_when_exposed_beyond_loopback(dummy_home, capsys):
 def test_no_token_on_loopback(dummy_home):
     create_app(dummy_home, start_scheduler=False)
     assert not (dummy_home / TOKEN_FILE).exists()
+
+
+def test_a_non_ascii_token_is_a_401_not_a_500(dummy_home):
+    """Issue 16, item 14: ``compare_digest`` refused non-ASCII text and the guard answered 500."""
+    app = create_app(dummy_home, start_scheduler=False, bind_host="0.0.0.0", port=8081)
+    with TestClient(app, base_url="http://192.168.1.20:8081", raise_server_exceptions=False) as c:
+        assert_refused(c.get("/api/jobs", headers={"Authorization": "Bearer é".encode()}), 401, "TOKEN_INVALID")
+        r = c.get("/api/jobs", headers={"Cookie": f"{TOKEN_COOKIE}=%C3%A9é".encode()})
+        assert r.status_code == 401 and r.json()["error"]["code"] in ("TOKEN_INVALID", "TOKEN_REQUIRED")
+        r = c.get("/?token=%C3%A9", follow_redirects=False)
+        assert r.status_code == 200 and TOKEN_COOKIE not in r.headers.get("set-cookie", "")

@@ -199,3 +199,20 @@ def test_zip_of_one_kohya_concept_folder_keeps_it(tmp_path):
         extract_zip(io.BytesIO(buf.getvalue()), dest, "data.zip")
         assert (dest / expected).is_file()
     assert load_items(tmp_path / "out-10_mychar")[0].repeats == 10
+
+
+def test_an_over_long_caption_is_refused_by_name_and_previews_are_bounded(tmp_path):
+    """Issue 16, item 9: a 100 MB caption was accepted and the dataset page answered 105 MB of JSON."""
+    from lora_factory.plugins.image.dataset import MAX_CAPTION_BYTES, PREVIEW_TEXT_CHARS
+
+    make_dataset(tmp_path / "ds", n=2)
+    write_image(tmp_path / "ds" / "4_mychar" / "huge.png", (64, 64), RED)
+    (tmp_path / "ds" / "4_mychar" / "huge.txt").write_bytes(b"tag, " * (MAX_CAPTION_BYTES // 5 + 10))
+    with pytest.raises(LoRAFactoryError) as err:
+        inspect_image_folder(tmp_path / "ds", {})
+    assert err.value.http_status == 422
+    files = {e["file"]: e["reason"] for e in err.value.detail["errors"]}
+    assert set(files) == {"4_mychar/huge.txt"} and "too long" in files["4_mychar/huge.txt"]
+    (tmp_path / "ds" / "4_mychar" / "huge.txt").write_text("long " * (MAX_CAPTION_BYTES // 6), encoding="utf-8")
+    info = inspect_image_folder(tmp_path / "ds", {})
+    assert max(len(row["text"]) for row in info["preview"]) <= PREVIEW_TEXT_CHARS + 1

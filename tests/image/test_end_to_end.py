@@ -8,10 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -53,13 +50,10 @@ def render(pipe, seed: int = 4) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_image_chain_end_to_end(tmp_path, server_factory):
+def test_image_chain_end_to_end(tmp_path, server_factory, tiny_workspaces):
     home = tmp_path / "ws"
-    out = subprocess.run([sys.executable, "-m", "lora_factory.cli", "tiny-model", "image", "--out",
-                          "models/image/tiny", "--home", str(home)], capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, **SINGLE_THREAD_ENV))
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["architecture"] == "sd15"
+    printed = tiny_workspaces.copy(home, ("image", "--out", "models/image/tiny"))  # lora-factory tiny-model, once
+    assert printed[0]["architecture"] == "sd15"
     tagger, blip = build_tiny_tagger(tmp_path / "wd-tiny"), build_tiny_blip(tmp_path / "blip-tiny")
     build_tiny_clip(home / "models" / "image" / "clip" / "tiny-clip")
     data = make_dataset(tmp_path / "data", n=6, captions=False)

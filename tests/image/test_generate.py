@@ -297,3 +297,24 @@ def test_adapter_listing_for_a_base_offers_only_its_architecture(tmp_path, train
         assert {a["name"]: a["architecture"] for a in every} == {"sd_char": "sd15", "xl_char": "sdxl"}
         sd = c.get("/api/adapters", params={"modality": "image", "architecture": "sd15"}).json()["adapters"]
         assert [a["name"] for a in sd] == ["sd_char"]
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"lora_weight_grid": [1.0] * 20, "num_images": 2}, "lora_weight_grid"),
+    ({"lora_weight_grid": [1.0] * 100_000, "num_images": 16}, "lora_weight_grid"),
+    ({"lora_weight_grid": [0.5] * 8, "num_images": 3}, "lora_weight_grid"),
+    ({"lora_weight_grid": [float("nan")]}, "lora_weight_grid.0"),
+    ({"guidance_scale": float("nan")}, "guidance_scale"), ({"guidance_scale": float("inf")}, "guidance_scale"),
+    ({"num_images": 17}, "num_images")])
+def test_image_counts_are_bounded_grid_times_images_included(params, field):
+    """Issue 16, item 2: 20 weights × 2 images made 40 images; 100,000 × 16 ran until killed."""
+    import json
+
+    from lora_factory.plugins.image.generate_params import validate_generate_params
+
+    with pytest.raises(LoRAFactoryError) as err:
+        validate_generate_params(params)
+    assert err.value.code == "INVALID_INFER_PARAMS" and err.value.http_status == 422
+    assert err.value.detail["field"] == field
+    json.dumps(err.value.to_dict(), allow_nan=False)
+    assert validate_generate_params({"lora_weight_grid": [0.0, 0.5, 1.0, 1.5], "num_images": 4}).num_images == 4

@@ -20,11 +20,9 @@ def upload(c, name: str, payload: bytes, **form):
 
 
 @pytest.mark.slow
-def test_text_chain_end_to_end(tmp_path, server_factory):
+def test_text_chain_end_to_end(tmp_path, server_factory, tiny_workspaces):
     home = tmp_path / "ws"
-    out = subprocess.run([sys.executable, "-m", "lora_factory.cli", "tiny-model", "text", "--out", "models/text/tiny",
-                          "--home", str(home)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    tiny_workspaces.copy(home, ("text", "--out", "models/text/tiny"))  # lora-factory tiny-model, once per session
     server = server_factory(home)
     with server.client() as c:
         # -- upload in each format ----------------------------------------------------------

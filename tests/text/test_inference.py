@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import types
 
 import pytest
 
@@ -97,3 +98,64 @@ def test_prompt_and_errors(tiny_model, tmp_path):
     with pytest.raises(LoRAFactoryError) as err:
         list(chat_events({"base_model": str(tiny_model), "adapter": str(tmp_path), "messages": QUESTION}, session))
     assert err.value.code == "ADAPTER_NOT_FOUND"
+
+
+# -- issue 16, items 3 and 13: a prompt past the context and bad parameters are 4xx at once -------
+def test_a_prompt_longer_than_the_context_is_refused_at_once(tiny_model):
+    import time
+
+    session = types.SimpleNamespace(cache={})
+    start = time.monotonic()
+    with pytest.raises(LoRAFactoryError) as err:
+        _ask(session, tiny_model, None, messages=[{"role": "user", "content": "東京 " * 50_000}])
+    assert err.value.code == "PROMPT_TOO_LONG" and err.value.http_status == 422
+    assert err.value.detail["field"] == "messages" and err.value.detail["context_length"] > 0
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"max_new_tokens": -5}, "max_new_tokens"), ({"max_new_tokens": "x"}, "max_new_tokens"),
+    ({"max_new_tokens": 10**9}, "max_new_tokens"), ({"seed": 2**70}, "seed"), ({"temperature": "hot"}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"top_p": float("inf")}, "top_p")])
+def test_bad_chat_parameters_are_a_422_naming_the_parameter(tiny_model, params, field):
+    session = types.SimpleNamespace(cache={})
+    with pytest.raises(LoRAFactoryError) as err:
+        _ask(session, tiny_model, None, **params)
+    assert err.value.code == "INVALID_INFER_PARAMS" and err.value.http_status == 422
+    assert err.value.detail["field"] == field
+    import json
+
+    json.dumps(err.value.to_dict(), allow_nan=False)  # renders as strict JSON (NaN echoed as text)
+    assert "text" not in session.cache  # refused before the model loaded
+
+
+def test_a_generation_whose_client_is_gone_stops(tiny_model):
+    """``session.should_stop()`` (the worker sets it when the client has gone) ends generate() at
+    the next token instead of running to max_new_tokens in a thread nobody reads."""
+    gone = {"now": False}
+    session = types.SimpleNamespace(cache={}, should_stop=lambda: gone["now"])
+    request = {"base_model": str(tiny_model), "adapter": None, "messages": QUESTION,
+               "params": {"max_new_tokens": 600}, "stream": True}
+    full = list(chat_events(request, session))[-1]["usage"]["completion_tokens"]
+    assert full > 50  # the tiny random model talks on without the stop
+    events = chat_events(request, session)
+    assert next(events)["type"] == "token"
+    gone["now"] = True
+    done = list(events)[-1]
+    assert done["usage"]["completion_tokens"] < min(100, full // 2)
+
+
+def test_the_inference_worker_exits_on_its_own_when_closed(tiny_model, tmp_path):
+    """After a model has loaded, closing stdin ends the worker by itself: it used to sit in the ML libraries'
+    native teardown past the 5 s grace and be killed (SIGTERM), which cost every server stop ~5 s."""
+    from lora_factory.core.inference.client import InferenceClient
+
+    (tmp_path / "logs").mkdir()
+    client = InferenceClient(tmp_path)
+    request = {"base_model": str(tiny_model), "adapter": None, "adapters": [], "messages": QUESTION,
+               "params": {"max_new_tokens": 4}, "stream": True}
+    assert client.complete("text", request)["type"] == "done"
+    assert list(client.stream("text", request))[-1]["type"] == "done"
+    proc = client._proc
+    client.close()
+    assert proc.returncode == 0, f"the worker was killed (return code {proc.returncode}), it did not exit"

@@ -4,9 +4,6 @@ two plugins declaring the same modality are both named and the documented rule (
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 
 from fastapi.testclient import TestClient
 
@@ -17,13 +14,11 @@ from tests.text.conftest import MEMO_ROWS, write_chat_jsonl
 GREEDY = REPO / "tests" / "host" / "plugins" / "greedy_plugin.py"
 
 
-def test_a_drop_in_without_guard_cannot_take_over_a_text_job(tmp_path, server_factory):
+def test_a_drop_in_without_guard_cannot_take_over_a_text_job(tmp_path, server_factory, tiny_workspaces):
     home = tmp_path / "ws"
-    (home / "plugins").mkdir(parents=True)
-    shutil.copy(GREEDY, home / "plugins" / "greedy_plugin.py")
-    out = subprocess.run([sys.executable, "-m", "lora_factory.cli", "tiny-model", "text", "--out", "models/text/tiny",
-                          "--home", str(home)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    # lora-factory tiny-model with the greedy plugin dropped in first (built once per session, copied here)
+    tiny_workspaces.copy(home, ("text", "--out", "models/text/tiny"), plugins=[GREEDY])
+    assert (home / "plugins" / "greedy_plugin.py").is_file()
     write_chat_jsonl(home / "datasets" / "text" / "memo.jsonl", MEMO_ROWS)
     server = server_factory(home)
     with server.client() as c:

@@ -138,7 +138,7 @@ def test_qlora_4bit_cpu(tmp_path, tiny_model, memo_dataset, ctx_factory):
 
 
 def test_presets_and_validation():
-    assert set(PRESETS) == {"quick", "standard", "high_quality"}
+    assert set(PRESETS) == {"quick", "standard", "high_quality", "dpo", "kto", "orpo", "simpo", "grpo"}
     for name in PRESETS:
         assert resolve_train_params(name, {}).model_dump() == PRESETS[name]
     assert "learning_rate" in TRAIN_PARAMS_SCHEMA["properties"]

@@ -5,7 +5,9 @@ headless Chromium against a real server with tiny audio models."""
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,12 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     page.get_by_test_id("voice-dataset-select").select_option("ui-voice")
     page.get_by_test_id("voice-browser-audio").first.wait_for()
     assert page.get_by_test_id("voice-browser-audio").count() == 2
+    stats = page.get_by_test_id("voice-dataset-stats").inner_text()
+    assert "16000 Hz ×2" in stats and "LUFS" in stats and "{" not in stats  # in words, not JSON
+    # the exports SBV2 / GPT-SoVITS open, offered for the chosen dataset
+    for target, listed in (("sbv2", "ui-voice/esd.list"), ("gpt_sovits", "ui-voice/ui-voice.list")):
+        href = page.get_by_test_id(f"voice-export-{target}").get_attribute("href")
+        assert listed in zipfile.ZipFile(io.BytesIO(server.client.get(href).content)).namelist()
     page.get_by_test_id("voice-browser-text").first.fill("こんばんは。")
     page.get_by_test_id("voice-browser-save").click()
     page.get_by_test_id("edit-version-input").fill("ui-voice-v2")
@@ -62,6 +70,12 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
             break
         page.wait_for_timeout(300)
     assert rows_v2 and rows_v2[0]["text"] == "こんばんは。"
+    # the studio then shows the new version (not the old one, where the edit would seem undone)
+    page.wait_for_function("document.querySelector('[data-testid=voice-dataset-select]').value === 'ui-voice-v2'",
+                           timeout=60_000)
+    page.wait_for_function("document.querySelector('[data-testid=voice-browser-text]').value === 'こんばんは。'")
+    meta = page.get_by_test_id("voice-browser-meta").first.inner_text()
+    assert "話者: speaker" in meta and "16000 Hz" in meta  # the clip's facts in the user's language
 
     # the user dictionary: add an entry, it is listed and used by the reading preview
     page.get_by_test_id("voice-dict-surface").fill("LF")
@@ -74,12 +88,18 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     normalized.wait_for()
     assert normalized.inner_text() == "えるえふはせんひゃくえんです。にせんにじゅうよねんさんがついつかに出ます。"
     screenshot(page, "audio-voice-studio")
+    page.get_by_test_id("voice-synth-text").fill("LFは2,200円です。")  # a changed text: the old reading goes
+    assert page.get_by_test_id("voice-normalized").count() == 0
 
     # streamed synthesis with the tiny TTS: chunks arrive, the player and the download get the WAV
     page.get_by_test_id("voice-synth-base").select_option("tiny-tts")
     page.get_by_test_id("voice-speed").fill("1.2")
     page.evaluate("document.querySelector('[data-testid=voice-synth-text]').value = 'はい。いいえ。'")
     page.get_by_test_id("voice-max-seconds").fill("1")
+    reference = tmp_path / "ref.wav"  # a voice to clone: the recording and what it says
+    sf.write(reference, (0.2 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 180)).astype(np.float32), 16000)
+    page.get_by_test_id("voice-ref-audio").set_input_files(str(reference))
+    page.get_by_test_id("voice-ref-text").fill("こんにちは。")
     page.get_by_test_id("voice-speak").click()
     page.get_by_test_id("voice-stream-download").wait_for(state="visible", timeout=120_000)
     assert int(page.get_by_test_id("voice-stream").get_attribute("data-chunks")) == 2  # one per sentence
@@ -98,4 +118,30 @@ def test_voice_studio_dictionary_reading_streamed_speech_and_transcription(watch
     # the voice studio is not offered for text
     page.get_by_test_id("modality-text").click()
     assert page.get_by_test_id("tab-voice").is_hidden()
+    watch.assert_clean()
+
+
+@pytest.mark.parametrize("suffix", ["wav", "flac", "mp3"])
+def test_builder_accepts_the_recordings_its_label_invites(watched_page, server, suffix, tmp_path):
+    """WAV / FLAC / MP3 picked in the builder are uploaded as a recordings folder and sliced (not a 415)."""
+    from tests.audio.synthetic import recording_with_pauses
+
+    take = tmp_path / f"take.{suffix}"
+    sf.write(take, recording_with_pauses(16000)[0], 16000, format=suffix.upper())
+    page, watch = watched_page
+    page.goto(server.url + "/#voice")
+    page.get_by_test_id("modality-audio").click()
+    page.get_by_test_id("tab-voice").click()
+    page.get_by_test_id("voice-builder-files").set_input_files(str(take))
+    page.get_by_test_id("voice-builder-name").fill(f"rec-{suffix}")
+    page.get_by_test_id("voice-builder-run").click()
+    status = page.get_by_test_id("voice-builder-status")
+    page.wait_for_function("document.querySelector('[data-testid=voice-builder-status]').dataset.status",
+                           timeout=180_000)
+    assert status.get_attribute("data-status") == "completed", status.inner_text()
+    assert "4 クリップ" in status.inner_text() or "4 clips" in status.inner_text()  # the outcome in words
+    names = [d["name"] for d in server.client.get("/api/datasets", params={"modality": "audio"}).json()["datasets"]]
+    assert f"rec-{suffix}" in names and f"rec-{suffix}-clips" in names
+    clips = server.client.get(f"/api/datasets/audio/rec-{suffix}-clips", params={"rows": 10}).json()
+    assert clips["rows"] == 4  # the four planted utterances
     watch.assert_clean()

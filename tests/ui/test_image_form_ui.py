@@ -48,7 +48,7 @@ def test_image_refine_and_training_forms_read_right(watched_page, server):
         assert widths and min(widths) > 120, (width, widths)  # a hint of 4-5 characters was ~50 px wide
     labels = page.evaluate("""async () => {
       const fb = await import("/static/js/widgets/folder_browser.js");
-      return [fb.extraText("size", "64x96"), fb.extraText("repeats", 4)];
+      return [fb.metaLine([["size", "64x96"]], 0), fb.metaLine([["repeats", 4]], 0)];
     }""")
     assert labels == ["サイズ: 64x96", "繰り返し: 4"]
     watch.assert_clean()

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -430,8 +431,24 @@ def test_training_reaches_completed_and_the_chat_answers_with_the_adapter(watche
     assert infer.get_by_test_id("chat-output").get_by_test_id("chat-question").inner_text().endswith("こんにちは")
     screenshot(page, "infer-chat")
     page.get_by_test_id("tab-history").click()
-    panel(page, "history").get_by_test_id("adapter-row-ui_adapter").wait_for()
+    history = panel(page, "history")
+    history.get_by_test_id("adapter-row-ui_adapter").wait_for()
     screenshot(page, "history")
+    link = history.get_by_test_id("adapter-download-ui_adapter").get_attribute("href")
+    assert link == "/api/adapters/text/ui_adapter/download"
+    assert server.client.get(link).headers["content-type"] == "application/zip"
+    history.get_by_test_id("adapter-export-ui_adapter").click()
+    page.get_by_test_id("export-target").select_option("gguf")
+    assert page.get_by_test_id("export-name").input_value() == "ui_adapter-gguf"
+    page.get_by_test_id("export-start").click()
+    exports: list = []
+    for _ in range(240):
+        exports = server.client.get("/api/exports", params={"modality": "text", "adapter": "ui_adapter"}).json()["exports"]
+        if exports:
+            break
+        time.sleep(0.5)
+    assert exports and exports[0]["primary"].endswith(".gguf"), exports
+    assert server.client.get(exports[0]["download_url"]).content[:4] == b"GGUF"
     watch.assert_clean()
 
 
@@ -678,3 +695,48 @@ def test_a_page_from_another_origin_cannot_cancel_or_upload(browser: Any, server
     finally:
         server.client.post(f"/api/jobs/{job_id}/cancel")
         server.wait_job(job_id)
+
+
+def test_dpo_from_the_training_form_shows_the_method_figures(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
+    """Method select -> DPO job through the worker -> rewards / margins in the live view -> adapter registered."""
+    page, watch = watched_page
+    rows = [{"instruction": q, "chosen": f"{q}です。", "rejected": f"{q}だ。"} for q in ("猫", "犬", "空", "海")]
+    path = write_jsonl(tmp_path / "ui_pairs.jsonl", rows)
+    with open(path, "rb") as fh:
+        res = server.client.post("/api/datasets/upload", data={"modality": "text", "name": "ui_pairs"}, files={"file": (path.name, fh, "application/jsonl")})
+    assert res.status_code == 200 and res.json()["format"] == "preference", res.text
+    open_app(page, server, "train")
+    train = panel(page, "train")
+    train.get_by_test_id("train-method").select_option("dpo")
+    start_training_from_ui(page, server, res.json().get("rel_path") or res.json()["name"], "ui_dpo", {"max_steps": 3, "batch_size": 4, "save_steps": 100})
+    page.wait_for_function("() => document.querySelector('#panel-train [data-testid=job-status]').textContent === '完了'", timeout=240_000)
+    figures = train.get_by_test_id("job-method-metrics").inner_text()
+    assert "reward_margin=" in figures and "reward_accuracy=" in figures, figures
+    adapters = server.client.get("/api/adapters", params={"modality": "text"}).json()["adapters"]
+    assert "ui_dpo" in [a["name"] for a in adapters]
+    watch.assert_clean()
+
+
+def test_compare_choice_becomes_preference_data_and_starts_dpo(watched_page: tuple[Any, Any], server: Server) -> None:
+    """Chat compare -> mark the better answer -> appended to a preference dataset -> one click starts DPO."""
+    page, watch = watched_page
+    open_app(page, server, "infer")
+    infer = panel(page, "infer")
+    infer.get_by_test_id("infer-base-model").select_option(server.model_ref)
+    infer.get_by_test_id("infer-max-tokens").fill("12")
+    infer.get_by_test_id("infer-compare").check()
+    infer.get_by_test_id("pref-dataset").fill("ui_compare_prefs")
+    infer.get_by_test_id("chat-input").fill("好きな色は?")
+    infer.get_by_test_id("chat-send").click()
+    infer.get_by_test_id("pref-choice").wait_for(timeout=120_000)
+    infer.get_by_test_id("pref-right-better").click()
+    page.wait_for_function("() => (document.querySelector('#panel-infer [data-testid=pref-count]') || {}).textContent?.endsWith(': 1')", timeout=30_000)
+    shown = server.client.get("/api/datasets/text/ui_compare_prefs.jsonl").json()
+    assert shown["format"] == "preference" and shown["rows"] == 1
+    infer.get_by_test_id("pref-train-dpo").click()
+    page.wait_for_function("() => (document.querySelector('#panel-infer [data-testid=pref-count]') || {}).dataset.jobId", timeout=30_000)
+    job_id = infer.get_by_test_id("pref-count").get_attribute("data-job-id")
+    job = server.client.get(f"/api/jobs/{job_id}").json()
+    assert job["spec"]["params"]["method"] == "dpo" if "spec" in job else job["kind"] == "train"
+    server.client.post(f"/api/jobs/{job_id}/cancel")
+    watch.assert_clean()

@@ -14,12 +14,13 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.errors import LoRAFactoryError, is_disk_full
 from lora_factory.core.storage.workspace import check_relative
 
 # Names that operating systems add to archives: skipped, never an error.
@@ -44,6 +45,19 @@ class ArchiveLimits:
     max_member_bytes: int = field(default_factory=lambda: _env_int("LORA_FACTORY_ZIP_MAX_MEMBER_BYTES", 8 * 2**30))
     # a member may inflate this many times its compressed size (text compresses ~10x, a bomb ~1000x)
     max_ratio: int = field(default_factory=lambda: _env_int("LORA_FACTORY_ZIP_MAX_RATIO", 200))
+
+
+MAX_NAME_BYTES = 255  # one path component, as most filesystems allow
+
+
+def invalid_member(member: str, archive: str, reason_en: str, reason_ja: str) -> LoRAFactoryError:
+    """A member that cannot be extracted as it is (damaged, an unsupported method, a name too long)."""
+    shown = member if len(member) <= 120 else member[:120] + "…"
+    return LoRAFactoryError(
+        "ARCHIVE_INVALID",
+        f"「{archive}」の「{shown}」を展開できません: {reason_ja}。zip を作り直してください。何も取り込んでいません。",
+        f"'{shown}' in '{archive}' cannot be extracted: {reason_en}. Re-create the zip; nothing was imported.",
+        422, detail={"file": archive, "member": shown, "reason": reason_en})
 
 
 def _refused(member: str, reason_ja: str, reason_en: str, archive: str) -> LoRAFactoryError:
@@ -130,7 +144,7 @@ def extract_zip(source: Path | IO[bytes], dest: Path, archive_name: str,
         if len(infos) > limits.max_members:
             raise _too_large(archive_name, f"{len(infos)} 個のファイル", f"{len(infos)} members", limits.max_members)
         planned: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
-        total = 0
+        total = packed = 0
         for info in infos:
             if _is_symlink(info):
                 raise _refused(info.filename, "シンボリックリンクです", "it is a symbolic link", archive_name)
@@ -145,11 +159,18 @@ def extract_zip(source: Path | IO[bytes], dest: Path, archive_name: str,
             if info.file_size > 1024 * 1024 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
                 raise _refused(info.filename, "圧縮率が異常です(zip 爆弾の疑い)",
                                "its compression ratio is implausible (zip bomb)", archive_name)
+            if any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in path.parts):
+                raise invalid_member(info.filename, archive_name, "the name is too long", "名前が長すぎます")
             total += info.file_size
+            packed += info.compress_size
             if total > limits.max_total_bytes:
                 raise _too_large(archive_name, f"展開後 {total} バイト以上", f"over {total} bytes unpacked",
                                  limits.max_total_bytes)
             planned.append((info, path))
+        # the whole archive's ratio: many small members (each under the per-member check) are a bomb too
+        if total > 1024 * 1024 and total > limits.max_ratio * max(packed, 1):
+            raise _refused(archive_name, "全体の圧縮率が異常です(zip 爆弾の疑い)",
+                           "the archive's compression ratio is implausible (zip bomb)", archive_name)
         if not planned:
             raise LoRAFactoryError("ARCHIVE_EMPTY", f"「{archive_name}」に取り込めるファイルがありません。",
                                    f"'{archive_name}' holds no file to import.", 422, detail={"file": archive_name})
@@ -161,16 +182,28 @@ def extract_zip(source: Path | IO[bytes], dest: Path, archive_name: str,
             target = dest.joinpath(*rel.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             budget = info.file_size
-            with zf.open(info) as fin, open(target, "xb") as fout:
-                while True:
-                    chunk = fin.read(COPY_CHUNK)
-                    if not chunk:
-                        break
-                    budget -= len(chunk)
-                    if budget < 0:  # the header lied about the size
-                        raise _refused(info.filename, "宣言より大きく展開されました", "it inflates beyond its declared size",
-                                       archive_name)
-                    fout.write(chunk)
+            try:
+                with zf.open(info) as fin, open(target, "xb") as fout:
+                    while True:
+                        chunk = fin.read(COPY_CHUNK)
+                        if not chunk:
+                            break
+                        budget -= len(chunk)
+                        if budget < 0:  # the header lied about the size
+                            raise invalid_member(info.filename, archive_name, "it inflates beyond its declared size",
+                                                 "宣言より大きく展開されました")
+                        fout.write(chunk)
+            except LoRAFactoryError:
+                raise
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                raise invalid_member(info.filename, archive_name, exc.strerror or "unreadable",
+                                     exc.strerror or "読めません") from exc
+            except (zipfile.BadZipFile, NotImplementedError, EOFError, RuntimeError, ValueError, zlib.error) as exc:
+                # a bad CRC, deflate64, local and central names that differ, a truncated member
+                reason = str(exc).split(" for file ")[0].replace(str(target), rel.as_posix())[:200]
+                raise invalid_member(info.filename, archive_name, reason, reason) from exc
             written.append(rel.as_posix())
         return written
 
@@ -238,18 +271,33 @@ def copy_folder(source: Path, dest: Path, limits: ArchiveLimits | None = None) -
                 raise _too_large(source.name, f"{total} バイト以上", f"over {total} bytes", limits.max_total_bytes)
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "rb") as fin, open(target, "xb") as fout:
-                while chunk := fin.read(COPY_CHUNK):
-                    fout.write(chunk)
+            try:
+                with open(path, "rb") as fin, open(target, "xb") as fout:
+                    while chunk := fin.read(COPY_CHUNK):
+                        fout.write(chunk)
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise
+                raise unreadable_source(source.name, rel, exc) from exc
             copied.append(rel)
     return copied, skipped
+
+
+def unreadable_source(folder: str, rel: str, exc: OSError) -> LoRAFactoryError:
+    """A file of a folder being imported that cannot be read (``/proc``, a device, no permission)."""
+    reason = exc.strerror or type(exc).__name__
+    return LoRAFactoryError(
+        "IMPORT_SOURCE_UNREADABLE",
+        f"フォルダ「{folder}」のファイル「{rel}」を読み込めません({reason})。普通のファイルだけのフォルダを指定してください。",
+        f"File '{rel}' of folder '{folder}' cannot be read ({reason}); give a folder of ordinary files.",
+        http_status=422, detail={"file": rel, "reason": reason})
 
 
 def zip_folder(folder: Path, target: Path) -> Path:
     """Write ``folder``'s files (hidden names excluded) into the zip ``target``; media are stored as
     they are (already compressed), text is deflated."""
     stored = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus", ".zip",
-              ".safetensors", ".parquet"}
+              ".safetensors", ".parquet", ".gguf", ".bin"}
     with zipfile.ZipFile(target, "w") as zf:
         for root, dirs, files in os.walk(folder, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))

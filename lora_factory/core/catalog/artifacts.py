@@ -160,5 +160,9 @@ class ArtifactStore:
     @staticmethod
     def _to_dict(row: Any) -> dict[str, Any]:
         item = dict(row)
-        item["meta"] = json.loads(item["meta"]) if item.get("meta") else {}
+        try:
+            meta = json.loads(item["meta"]) if item.get("meta") else {}
+        except (TypeError, ValueError) as exc:  # a damaged row is shown as damaged; the rest is listed
+            meta, item["damaged"] = {}, f"meta is not valid JSON: {exc}"
+        item["meta"] = meta if isinstance(meta, dict) else {}
         return item

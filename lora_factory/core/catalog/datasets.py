@@ -393,9 +393,21 @@ class DatasetCatalog:
         with open(source, "rb") as fh:
             return self.upload_dataset(modality, source.name, fh, name=dest.name)
 
-    def archive(self, modality: str, name: str, target_dir: Path) -> Path:
-        """The dataset as a zip in ``target_dir`` (a folder dataset zipped; a file dataset as it is)."""
+    def archive(self, modality: str, name: str, target_dir: Path, target: str | None = None) -> Path:
+        """The dataset as a zip in ``target_dir`` (a folder dataset zipped; a file dataset as it is), or
+        in the layout of ``target`` (one of the plugin's ``dataset_exports``) written by the plugin."""
         path = self.dataset_path(modality, existing_name(name, "dataset"))
+        if target:
+            exports = self.plugins.require_modality(modality).get("dataset_exports") or {}
+            if target not in exports:
+                raise LoRAFactoryError("EXPORT_TARGET_UNKNOWN", f"エクスポート先「{target}」はありません"
+                                       f"（{', '.join(exports) or 'なし'}）。",
+                                       f"Unknown export target '{target}' (one of: {', '.join(exports) or 'none'}).",
+                                       422, detail={"field": "target", "targets": list(exports)})
+            target_dir.mkdir(parents=True, exist_ok=True)
+            out = target_dir / f"{path.name}-{target}.zip"
+            self.plugins.call("export_dataset", modality, path=str(path), target=target, out_file=str(out))
+            return out
         if path.is_file():
             return path
         target_dir.mkdir(parents=True, exist_ok=True)

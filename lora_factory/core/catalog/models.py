@@ -148,12 +148,16 @@ class Catalog:
         config = read_json_quietly(config_file)
         artifact = self.artifacts.find_by_path(path)
         meta = artifact["meta"] if artifact else {}
-        evals = []
+        evals, exports = [], []
         if artifact:
             for child in self.artifacts.children(artifact["id"], role="adapter"):
                 if child["kind"] == "eval":
                     evals.append({"id": child["id"], "job_id": child["job_id"], "created_at": child["created_at"],
                                   "summary": child["meta"].get("summary")})
+                elif child["kind"] == "export":
+                    exports.append({"name": child["name"], "target": child["meta"].get("target"),
+                                    "job_id": child["job_id"], "created_at": child["created_at"],
+                                    "download_url": f"/api/exports/{modality}/{child['name']}/download"})
         info = {
             "name": path.name,
             "modality": modality,
@@ -170,6 +174,8 @@ class Catalog:
             "metrics": meta.get("metrics"),
             "partial": bool(meta.get("partial")),
             "evals": evals,
+            "exports": exports,
+            "download_url": f"/api/adapters/{modality}/{path.name}/download",
         }
         if with_lineage and artifact:
             info["lineage"] = self.artifacts.lineage(artifact["id"])
@@ -185,6 +191,13 @@ class Catalog:
             if candidate.is_dir():
                 return candidate
         return None
+
+    def adapter_download(self, modality: str, name: str, tmp_dir: Path, file: str | None = None) -> Path:
+        """The adapter folder as a zip (its model card inside), or one ``file`` of it."""
+        from lora_factory.core.catalog.exports import download_target
+
+        self.plugins.require_modality(modality)
+        return download_target(self.adapter_path(modality, existing_name(name, "adapter")), tmp_dir, file)
 
     def delete_adapter(self, modality: str, name: str, confirm: bool) -> None:
         self.plugins.require_modality(modality)

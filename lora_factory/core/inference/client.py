@@ -13,12 +13,13 @@ import queue
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from lora_factory.core import process
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference.gate import POLL_S, ClientGone, InferenceGate
 from lora_factory.core.inference.session import collect_events
 
 
@@ -26,7 +27,8 @@ class InferenceClient:
     def __init__(self, home: Path) -> None:
         self.home = Path(home)
         self._proc: subprocess.Popen[str] | None = None
-        self._lock = threading.Lock()
+        self.gate = InferenceGate()
+        self._lock = self.gate.lock  # held while a request runs (release() waits on it)
         self._ids = itertools.count(1)
 
     @property
@@ -42,6 +44,10 @@ class InferenceClient:
         kwargs: dict[str, Any] = {}
         if process.IS_WINDOWS:
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
+        else:
+            # its own process group: close() may kill the worker's group, which must never be the
+            # server's own (a worker slow to exit once took the server, or the test run, down with it)
+            kwargs["start_new_session"] = True
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "lora_factory.core.inference.worker", "--home", str(self.home)],
@@ -61,38 +67,68 @@ class InferenceClient:
                                 "推論プロセスが終了しました。logs/inference.log を確認してください。",
                                 "The inference process ended; see logs/inference.log.", http_status=500)
 
-    def stream(self, modality: str, request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def stream(self, modality: str, request: dict[str, Any],
+               cancelled: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
         """Yield the worker's events for one request; raises ``LoRAFactoryError`` on its errors.
 
-        A reader thread owns the request from start to end: it drains the worker's answer and
-        releases the lock even when the HTTP client goes away mid-stream, so an abandoned chat never
-        blocks the next one (and never blocks the event loop).
+        Waiting for the worker is bounded (``InferenceGate``: ``INFERENCE_BUSY`` 429 / 503). A reader
+        thread owns the request from start to end: it drains the worker's answer and releases the
+        worker even when the HTTP client goes away mid-stream. When the consumer stops early (the
+        generator is closed) or ``cancelled()`` turns true, the worker is told to stop generating,
+        so an abandoned request neither blocks the next one nor keeps the model busy.
         """
-        self._lock.acquire()
+        try:
+            self.gate.acquire(cancelled)
+        except ClientGone:
+            raise client_gone() from None
         try:
             proc = self._ensure_started()
             req_id = next(self._ids)
             assert proc.stdin and proc.stdout
-            proc.stdin.write(json.dumps({"id": req_id, "modality": modality, "request": request},
-                                        ensure_ascii=False) + "\n")
-            proc.stdin.flush()
+            self._send(proc, {"id": req_id, "modality": modality, "request": request})
         except (BrokenPipeError, OSError) as exc:
-            self._lock.release()
+            self.gate.release()
             raise self._died() from exc
         except BaseException:
-            self._lock.release()
+            self.gate.release()
             raise
         events: queue.Queue[tuple[str, Any]] = queue.Queue()
         threading.Thread(target=self._read_answer, args=(proc, req_id, events), daemon=True,
                          name=f"lora-factory-infer-{req_id}").start()
-        while True:
-            kind, payload = events.get()
-            if kind == "event":
-                yield payload
-            elif kind == "error":
-                raise payload
-            else:
-                return
+        finished = False
+        try:
+            while True:
+                try:
+                    kind, payload = events.get(timeout=POLL_S if cancelled else None)
+                except queue.Empty:
+                    if cancelled is not None and cancelled():
+                        raise client_gone() from None
+                    continue
+                if kind == "event":
+                    yield payload
+                elif kind == "error":
+                    finished = True
+                    raise payload
+                else:
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                self.cancel(proc, req_id)
+
+    @staticmethod
+    def _send(proc: subprocess.Popen[str], msg: dict[str, Any]) -> None:
+        assert proc.stdin
+        proc.stdin.write(json.dumps(msg, ensure_ascii=False) + "\n")
+        proc.stdin.flush()
+
+    def cancel(self, proc: subprocess.Popen[str], req_id: int) -> None:
+        """Ask the worker to stop request ``req_id`` (its client is gone); the reader thread still
+        drains the answer and frees the worker."""
+        try:
+            self._send(proc, {"cancel": req_id})
+        except (OSError, ValueError):
+            pass
 
     def _read_answer(self, proc: subprocess.Popen[str], req_id: int, events: queue.Queue[tuple[str, Any]]) -> None:
         try:
@@ -117,11 +153,12 @@ class InferenceClient:
             events.put(("error", LoRAFactoryError("INFERENCE_FAILED", f"推論に失敗しました: {exc}",
                                                   f"Inference failed: {exc}", http_status=500)))
         finally:
-            self._lock.release()
+            self.gate.release()
 
-    def complete(self, modality: str, request: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, modality: str, request: dict[str, Any],
+                 cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
         """The whole answer: the ``done`` event with the joined text and the media files written."""
-        return collect_events(self.stream(modality, dict(request, stream=False)))
+        return collect_events(self.stream(modality, dict(request, stream=False), cancelled))
 
     def release(self, wait_s: float = 30.0) -> bool:
         """Stop the worker (and free the memory its models hold) once the current answer is done.
@@ -148,3 +185,9 @@ class InferenceClient:
             except (subprocess.TimeoutExpired, OSError):
                 process.kill_tree(self._proc.pid)
         self._proc = None
+
+
+def client_gone() -> LoRAFactoryError:
+    """The HTTP client left before its answer: logged as 499, never sent (nobody is listening)."""
+    return LoRAFactoryError("CLIENT_GONE", "クライアントが切断したため推論を中止しました。",
+                            "The client went away; the inference was stopped.", http_status=499)

@@ -8,10 +8,11 @@ runs in the inference worker (``InferenceClient``) or, for the CLI, in its own p
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.inference.inputs import file_fields, resolve_inputs
 from lora_factory.core.inference.media import MediaStore
 from lora_factory.core.inference.session import collect_events
 from lora_factory.core.schemas import GenerateRequest
@@ -65,29 +66,31 @@ class Generation:
             "task": task,
             "base_model": str(base),
             "adapters": adapters,
-            "input": self.media.resolve_uploads(dict(req.input)),
+            "input": resolve_inputs(self.media, dict(req.input), file_fields(desc, task)),
             "params": dict(req.params),
             "stream": req.stream,
         }
         return resolve_infer(self.plugins, req.modality, request, self.workspace)
 
-    def stream(self, req: GenerateRequest) -> Iterator[dict[str, Any]]:
+    def stream(self, req: GenerateRequest, cancelled: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
         """Events as a client sees them (media paths turned into URLs), as the plugin yields them."""
-        for event in self.inference.stream(req.modality, self.request(req)):
+        for event in self.inference.stream(req.modality, self.request(req), cancelled):
             yield self.media.present(event, req.modality)
 
-    def complete(self, req: GenerateRequest, with_adapter: bool = True) -> dict[str, Any]:
+    def complete(self, req: GenerateRequest, with_adapter: bool = True,
+                 cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
         """The whole answer: the final ``done`` event with its text and its media (with URLs)."""
         request = dict(self.request(req, with_adapter=with_adapter), stream=False)
-        done = collect_events(self.inference.stream(req.modality, request))
+        done = collect_events(self.inference.stream(req.modality, request, cancelled))
         done["media"] = [self.media.present(m, req.modality) for m in done.get("media", [])]
         return done
 
-    def compare(self, req: GenerateRequest) -> dict[str, Any]:
+    def compare(self, req: GenerateRequest, cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Base and adapter(s) with the same parameters and the same seed (one is drawn when none is given)."""
         if not req.adapter and not req.adapters:
             raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
         params = dict(req.params)
         params.setdefault("seed", random.randrange(2**31))
         same = req.model_copy(update={"params": params})
-        return {"seed": params["seed"], "base": self.complete(same, with_adapter=False), "adapter": self.complete(same)}
+        return {"seed": params["seed"], "base": self.complete(same, with_adapter=False, cancelled=cancelled),
+                "adapter": self.complete(same, cancelled=cancelled)}

@@ -9,6 +9,7 @@ plugin can expose a file elsewhere, and an absolute path never reaches a client.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import IO, Any
@@ -19,6 +20,8 @@ from lora_factory.core.storage.workspace import Workspace, name_from_filename
 
 UPLOAD_PREFIX = "upload:"
 MAX_UPLOAD_BYTES = int(os.environ.get("LORA_FACTORY_MAX_UPLOAD_BYTES", str(2 * 2**30)))
+UPLOAD_KEEP_S = float(os.environ.get("LORA_FACTORY_UPLOAD_KEEP_S", str(24 * 3600)))
+UPLOAD_KEEP_BYTES = int(os.environ.get("LORA_FACTORY_UPLOAD_KEEP_BYTES", str(4 * 2**30)))
 # inside a run folder only these sub-folders are served (never config.json's secrets sibling)
 RUN_PUBLIC_FOLDERS = ("samples", "outputs")
 
@@ -36,7 +39,9 @@ class MediaStore:
 
     # -- uploads -------------------------------------------------------------------------------
     def save_upload(self, filename: str, stream: IO[bytes]) -> dict[str, Any]:
-        """Store one input file; the client then names it ``"upload:<id>"`` inside a request's ``input``."""
+        """Store one input file; the client then names it ``"upload:<id>"`` inside a request's ``input``.
+        Old uploads are pruned first (``prune_uploads``)."""
+        self.prune_uploads()
         upload_id = f"{uuid.uuid4().hex[:12]}_{name_from_filename(filename or 'file')}"
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         dest = self.uploads_dir / upload_id
@@ -56,6 +61,39 @@ class MediaStore:
             if tmp.exists():
                 tmp.unlink()
         return {"upload": upload_id, "name": filename, "size_bytes": size, "value": f"{UPLOAD_PREFIX}{upload_id}"}
+
+    def prune_uploads(self, max_age_s: float | None = None, max_total_bytes: int | None = None) -> list[str]:
+        """Delete uploads older than ``max_age_s`` and, oldest first, those past ``max_total_bytes``
+        in all: an input is needed for the request it was sent for, not forever."""
+        max_age_s = UPLOAD_KEEP_S if max_age_s is None else max_age_s
+        max_total_bytes = UPLOAD_KEEP_BYTES if max_total_bytes is None else max_total_bytes
+        if not self.uploads_dir.is_dir():
+            return []
+        now = time.time()
+        files = []
+        for path in self.uploads_dir.iterdir():
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if path.is_file() and not path.name.startswith("."):
+                files.append((st.st_mtime, st.st_size, path))
+        files.sort(reverse=True)  # newest first: they are kept while the budget lasts
+        removed, total = [], 0
+        for mtime, size, path in files:
+            total += size
+            if now - mtime > max_age_s or total > max_total_bytes:
+                self.discard_upload(path.name)
+                removed.append(path.name)
+        return removed
+
+    def discard_upload(self, upload_id: str) -> None:
+        """Delete one upload (a request that made it for itself is done with it)."""
+        if upload_id and "/" not in upload_id and "\\" not in upload_id and not upload_id.startswith("."):
+            try:
+                (self.uploads_dir / upload_id).unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def upload_path(self, upload_id: str) -> Path:
         if not upload_id or "/" in upload_id or "\\" in upload_id or upload_id.startswith("."):

@@ -21,6 +21,12 @@ class InferenceSession:
         # the workspace the request runs in: where a check finds its own model (models/<m>/<kind>/)
         self.workspace = workspace
 
+    def should_stop(self) -> bool:
+        """True once the client of the request being answered has gone: a hook that generates in a
+        thread of its own (a ``StoppingCriteria``, a diffusers step callback) stops early. The
+        inference worker replaces it for each request."""
+        return False
+
     @property
     def outputs_dir(self) -> Path:
         if self._outputs_dir is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from lora_factory.core.catalog.artifacts import ArtifactStore
 from lora_factory.core.catalog.datasets import dataset_meta_path
+from lora_factory.core.catalog.exports import write_export_info
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs.context import JobContext
 from lora_factory.core.jobs.store import JobStore
@@ -40,6 +41,8 @@ def finalize_job(workspace: Workspace, store: JobStore, job: dict[str, Any], ctx
             artifact_id = artifacts.register("model", modality, dest, job["id"], parents, meta | {"summary": result})
             ctx.output_dir.mkdir(parents=True, exist_ok=True)
             return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}
+        if kind == "export":
+            return _finalize_export(workspace, artifacts, job, ctx, result, name, canceled)
         if kind == "refine":
             return _finalize_refine(workspace, artifacts, job, ctx, result, canceled)
         if kind == "eval":
@@ -78,6 +81,27 @@ def _finalize_train(workspace: Workspace, artifacts: ArtifactStore, job: dict[st
     }
     artifact_id = artifacts.register("adapter", modality, dest, job["id"], parents, meta)
     ctx.log(f"adapter saved to {workspace.relative(dest)} ({'partial, canceled' if canceled else 'complete'})")
+    return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}
+
+
+def _finalize_export(workspace: Workspace, artifacts: ArtifactStore, job: dict[str, Any], ctx: JobContext,
+                     result: dict[str, Any], name: str, canceled: bool) -> dict[str, Any]:
+    """``exports/<modality>/<name>/``, registered as a child of its adapter (role ``adapter``) and base model."""
+    modality, spec = job["modality"], job["spec"]
+    if canceled or not has_files(ctx.output_dir):
+        return result | {"published": False}
+    record = {"target": spec.get("target"), "adapter": spec.get("adapter_ref"), "base_model": spec.get("base_model_ref"),
+              "params": spec.get("params"), "warnings": (spec.get("warnings") or []) + (result.get("warnings") or []),
+              "job_id": job["id"], "summary": result}
+    write_export_info(ctx.output_dir, record)
+    dest = workspace.move_into_place(ctx.output_dir, workspace.exports_dir(modality) / name)
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    parents = [(artifacts.ensure("adapter", modality, Path(spec["adapter"])), "adapter")]
+    if spec.get("base_model") and Path(spec["base_model"]).is_dir():
+        parents.append((artifacts.ensure("model", modality, Path(spec["base_model"])), "base_model"))
+    artifact_id = artifacts.register("export", modality, dest, job["id"], parents,
+                                     {k: v for k, v in record.items() if k != "job_id"})
+    ctx.log(f"export saved to {workspace.relative(dest)}")
     return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_factory.core import process
-from lora_factory.core.errors import LoRAFactoryError, as_user_error, confirmation_required
+from lora_factory.core.errors import DISK_FULL_SIGNS, LoRAFactoryError, as_user_error, confirmation_required, disk_full
 from lora_factory.core.jobs.store import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id
 from lora_factory.core.storage.db import now_iso
 from lora_factory.core.storage.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
@@ -198,9 +198,12 @@ class JobManager:
             if fresh["status"] == "running":  # the worker died without writing its final state
                 reason_en = f"The worker process ended unexpectedly (exit code {code})." if code is not None \
                     else "The worker process is gone."
+                error = {"code": "WORKER_CRASHED", "message": reason_en + " See the log.",
+                         "message_ja": f"ワーカープロセスが異常終了しました(終了コード {code})。ログを確認してください。"}
+                if self._log_says_disk_full(fresh):  # it died writing: say so, not "crashed"
+                    error = disk_full().to_dict()["error"]
                 self.store.transition(job_id, ("running",), status="failed", finished_at=now_iso(), exit_code=code,
-                                      error={"code": "WORKER_CRASHED", "message": reason_en + " See the log.",
-                                             "message_ja": f"ワーカープロセスが異常終了しました(終了コード {code})。ログを確認してください。"})
+                                      error=error)
                 self._append_log(fresh, f"worker ended unexpectedly (exit code {code})")
             return
         if job["cancel_requested_at"] and time.time() - job["cancel_requested_at"] > self.cancel_grace_s:
@@ -213,6 +216,17 @@ class JobManager:
             self.store.transition(job_id, ("running",), status="canceled", finished_at=now_iso(),
                                   error={"code": "CANCELED_KILLED", "message": "Canceled: the worker was stopped after the grace period.",
                                          "message_ja": "キャンセル: 猶予時間を過ぎたためワーカーを停止しました。"})
+
+    def _log_says_disk_full(self, job: dict[str, Any]) -> bool:
+        """The end of the job's log names a full disk (the worker could not even record its error)."""
+        try:
+            with open(self.log_path(job), "rb") as fh:
+                fh.seek(0, 2)
+                fh.seek(max(0, fh.tell() - 8192))
+                tail = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return False
+        return any(sign in tail for sign in DISK_FULL_SIGNS)
 
     def _append_log(self, job: dict[str, Any], line: str) -> None:
         """Best effort: a log line that cannot be written (a full disk) never stops a state change."""
@@ -309,7 +323,7 @@ class JobManager:
                 http_status=409, detail={"job_id": job_id})
         spec = merge_secrets(dict(config["spec"]), load_secrets(self.workspace.run_dir(job_id)))
         name = safe_name(output_name, "output name") if output_name else config.get("output_name")
-        if name and job["kind"] in ("train", "merge", "refine", "download"):
+        if name and job["kind"] in ("train", "merge", "refine", "download", "export"):
             name = self.free_output_name(job["kind"], job["modality"], name)
             spec["output_name"] = name
         return self.submit(job["kind"], job["modality"], spec, output_name=name, parent_job=job_id, gpu=job["gpu"])
@@ -319,6 +333,8 @@ class JobManager:
             return self.workspace.adapters_dir(modality) / name
         if kind in ("download", "merge"):
             return self.workspace.models_dir(modality) / name
+        if kind == "export":
+            return self.workspace.exports_dir(modality) / name
         if kind == "refine":  # a folder dataset is <name>/, a file dataset <name>.<its suffix>
             return self.workspace.datasets_dir(modality) / name
         return None

@@ -1,4 +1,4 @@
-"""Job records in SQLite: what every long operation (download, refine, train, eval, merge) leaves.
+"""Job records in SQLite: what every long operation (download, refine, train, eval, merge, export) leaves.
 
 This module is storage only; starting, watching and killing workers is ``scheduler.py``'s job.
 """
@@ -16,12 +16,13 @@ from typing import Any
 from lora_factory.core.errors import LoRAFactoryError, not_found
 from lora_factory.core.storage.db import connect, init_db, now_iso
 
-JOB_KINDS = ("download", "refine", "train", "eval", "merge")
+JOB_KINDS = ("download", "refine", "train", "eval", "merge", "export")
 JOB_STATUSES = ("queued", "running", "completed", "failed", "canceled", "interrupted")
 TERMINAL_STATUSES = ("completed", "failed", "canceled", "interrupted")
 GPU_KINDS = ("train", "eval", "merge")
 # where a kind's output lands: kinds sharing a folder must not claim the same name at once
-OUTPUT_FOLDER = {"train": "lora_adapters", "download": "models", "merge": "models", "refine": "datasets"}
+OUTPUT_FOLDER = {"train": "lora_adapters", "download": "models", "merge": "models", "refine": "datasets",
+                 "export": "exports"}
 
 STATUS_LABELS_JA = {
     "queued": "待機中",

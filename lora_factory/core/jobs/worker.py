@@ -34,6 +34,7 @@ HOOK_BY_KIND = {
     "refine": "refine_dataset",
     "train": "train",
     "merge": "merge_adapter",
+    "export": "export_adapter",
 }
 
 

@@ -33,12 +33,16 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``default_preset``,
         ``dataset_kind`` (``"file"`` or ``"folder"``), ``dataset_formats``, ``dataset_extensions``,
         ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``train_params_schema``,
+        ``training_methods`` (``[{id, label_ja, label_en, data}]``, sent back as ``params.method``),
         ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
         (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->
         {input_schema, params_schema, presets}), ``aux_model_kinds`` (sub-folder -> labels),
-        ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses`` and
-        ``supports`` (e.g. ``["chat", "tiny_model", "merge", "single_file", "item_edit"]``).
-    A declared modality gets ``models/<id>/``, ``datasets/<id>/`` and ``lora_adapters/<id>/``.
+        ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses``,
+        ``dataset_exports`` (export target -> {label_ja, label_en}: dataset layouts ``export_dataset``
+        writes), ``export_targets`` (target -> {label_ja, label_en, description_ja, description_en,
+        params_schema}: what ``export_adapter`` can write) and ``supports`` (e.g. ``["chat",
+        "tiny_model", "merge", "single_file", "item_edit"]``).
+    A declared modality gets ``models/<id>/``, ``datasets/<id>/``, ``lora_adapters/<id>/`` and ``exports/<id>/``.
     Runs in the server process: must be cheap and must not import torch.
     """
 
@@ -166,6 +170,18 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
 
 
 @hookspec(firstresult=True)
+def export_dataset(modality: str, path: str, target: str, out_file: str) -> dict[str, Any] | None:
+    """Write a dataset as a zip in the layout another tool opens (server process, no torch).
+
+    :param path: the dataset (a file, or for a ``folder`` modality the dataset folder).
+    :param target: one of the ids the plugin declared in ``dataset_exports`` (the host checks).
+    :param out_file: where to write the zip (temp file + rename is the plugin's job).
+    :return: ``{"path": out_file, "clips" | "rows": int, ...}`` or None when not implemented.
+    :raises LoRAFactoryError: ``EXPORT_IMPOSSIBLE`` with the reason (e.g. a language the target lacks).
+    """
+
+
+@hookspec(firstresult=True)
 def import_dataset_index(modality: str, path: str, datasets_dir: str,
                          options: dict[str, Any]) -> list[dict[str, Any]] | None:
     """Import the datasets listed by an index file (e.g. LLaMA-Factory's ``dataset_info.json``).
@@ -225,4 +241,37 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
         ``case`` (the suite case).
     :param reference: the previous adapter version's answer to the same case, or None.
     :return: ``{"passed": bool, "score": float | None, "detail": ...}``.
+    """
+
+
+@hookspec(firstresult=True)
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Workspace) -> dict[str, Any] | None:
+    """Validate an export request before the job is queued (server process, no torch).
+
+    A target or a parameter that cannot work is a 4xx at once; a target that works but that a
+    runtime may refuse (vLLM's ``max_lora_rank``, an Ollama limit) is a warning the user sees before
+    and after the job.
+
+    :param spec: ``adapter``, ``base_model`` (absolute paths), ``target`` (one of ``export_targets``),
+        ``params``, ``output_name``, ``adapter_ref``, ``base_model_ref``.
+    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace`.
+    :return: the spec with ``params`` complete and ``warnings`` (``[{"code", "message", "message_ja"}]``).
+    :raises LoRAFactoryError: ``EXPORT_UNKNOWN_TARGET``, ``INVALID_EXPORT_PARAMS``, ``EXPORT_UNSUPPORTED``
+        (with the reason: e.g. a trained ``lm_head``, an architecture the runtime lacks).
+    """
+
+
+@hookspec(firstresult=True)
+def export_adapter(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any] | None:
+    """Write an adapter in the form another runtime loads, into ``ctx.output_dir`` (an ``export`` job).
+
+    :param spec: as ``resolve_export_spec`` returned it.
+    :param ctx: the ``JobContext``: report stages through ``ctx.progress``, stop and return
+        ``{"stopped": True}`` when ``ctx.should_stop()`` turns true, explain each step with ``ctx.log``.
+    :return: a summary: ``files`` (names inside the output), ``primary`` (the one file a download
+        gives, or None when the export is a folder), ``opens_in`` (runtimes), ``commands`` (how to load
+        it there), ``checks`` and ``warnings``. Write a ``README.md`` (its model card) beside the files.
+        The host moves ``ctx.output_dir`` to ``exports/<modality>/<output_name>/`` and records its
+        lineage (the adapter, the base model).
+    :raises LoRAFactoryError: ``EXPORT_UNSUPPORTED`` with the reason when the adapter cannot be exported.
     """

@@ -59,6 +59,8 @@ class ModalityDescription(BaseModel):
     dataset_extensions: list[str] = Field(default_factory=list)
     refine_operations: dict[str, dict[str, Any]] = Field(default_factory=dict)
     train_params_schema: dict[str, Any] = Field(default_factory=dict)
+    # training methods beyond plain fine-tuning (text: sft, dpo, kto, orpo, simpo, grpo): id, labels, data kinds
+    training_methods: list[dict[str, Any]] = Field(default_factory=list)
     sample_datasets: list[str] = Field(default_factory=list)
     supports: list[str] = Field(default_factory=list)
     model_extensions: list[str] = Field(default_factory=list)
@@ -73,6 +75,10 @@ class ModalityDescription(BaseModel):
     # regression check kinds the plugin evaluates (beyond the host's text checks): kind -> labels, schema
     regression_checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     licenses: str | None = None
+    # layouts other tools open, for ``export_dataset``: target id -> {label_ja, label_en}
+    dataset_exports: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # what ``export_adapter`` writes: target -> {label_ja, label_en, description_ja, description_en, params_schema}
+    export_targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 @dataclass

@@ -102,8 +102,21 @@ def check_database(path: Path) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
-        return str(exc)
+        if is_damage(exc):
+            return str(exc)
+        raise  # a full disk, a lock, an I/O error: the file is not at fault and is kept as it is
     return None if rows == ["ok"] else "; ".join(rows[:5])
+
+
+DAMAGE_SIGNS = ("malformed", "not a database", "file is encrypted", "database corrupt")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """True when SQLite says the file itself is damaged (never for a full disk or a busy file)."""
+    from lora_factory.core.errors import is_disk_full
+
+    return isinstance(exc, sqlite3.DatabaseError) and not is_disk_full(exc) \
+        and any(sign in str(exc).lower() for sign in DAMAGE_SIGNS)
 
 
 def move_aside(path: Path) -> Path:

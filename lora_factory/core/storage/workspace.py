@@ -21,8 +21,8 @@ from lora_factory.core.errors import LoRAFactoryError
 
 IS_WINDOWS = sys.platform.startswith("win")
 BUILTIN_MODALITIES = ("text", "image", "audio")
-TOP_FOLDERS = ("models", "datasets", "lora_adapters", "artifacts", "logs", "runs", "plugins")
-PER_MODALITY_FOLDERS = ("models", "datasets", "lora_adapters")
+TOP_FOLDERS = ("models", "datasets", "lora_adapters", "exports", "artifacts", "logs", "runs", "plugins")
+PER_MODALITY_FOLDERS = ("models", "datasets", "lora_adapters", "exports")
 
 _NAME_RE = re.compile(r"^[\w\-.@+]+$", re.UNICODE)
 # names Windows reserves for devices (with any extension): a folder called "con" cannot be created there
@@ -143,6 +143,10 @@ class Workspace:
     def adapters_dir(self, modality: str) -> Path:
         return self.home / "lora_adapters" / modality
 
+    def exports_dir(self, modality: str) -> Path:
+        """``exports/<modality>/``: adapters written for another runtime (GGUF, CTranslate2, A1111 ...)."""
+        return self.home / "exports" / modality
+
     def lineage_dir(self, modality: str) -> Path:
         """``datasets/<modality>/.lineage/``; created by the first write into it, not by a listing."""
         return self.datasets_dir(modality) / ".lineage"
@@ -161,6 +165,7 @@ class Workspace:
             "models_root": str(self.home / "models"),
             "datasets_root": str(self.home / "datasets"),
             "lora_adapters_root": str(self.home / "lora_adapters"),
+            "exports_root": str(self.home / "exports"),
             "artifacts_root": str(self.home / "artifacts"),
             "runs_root": str(self.home / "runs"),
             "plugins_root": str(self.home / "plugins"),
@@ -170,6 +175,7 @@ class Workspace:
                 "models": str(self.models_dir(modality)),
                 "datasets": str(self.datasets_dir(modality)),
                 "output": str(self.adapters_dir(modality)),
+                "exports": str(self.exports_dir(modality)),
             }
         return out
 
@@ -181,6 +187,7 @@ class Workspace:
             "models_root": self.home / "models",
             "datasets_root": self.home / "datasets",
             "lora_adapters_root": self.home / "lora_adapters",
+            "exports_root": self.home / "exports",
             "artifacts_root": self.home / "artifacts",
             "runs_root": self.home / "runs",
             "plugins_root": self.home / "plugins",
@@ -189,6 +196,7 @@ class Workspace:
             keys[f"{modality}_models"] = self.models_dir(modality)
             keys[f"{modality}_datasets"] = self.datasets_dir(modality)
             keys[f"{modality}_output"] = self.adapters_dir(modality)
+            keys[f"{modality}_exports"] = self.exports_dir(modality)
         return keys
 
     # -- safe resolution -----------------------------------------------------------------------
@@ -233,7 +241,11 @@ class Workspace:
 
         A link that points outside the workspace is named by where it lies, not where it leads.
         """
-        for candidate in (Path(path).resolve(), Path(os.path.abspath(path))):
+        try:
+            real: list[Path] = [Path(path).resolve()]
+        except (OSError, RuntimeError):  # a loop of links: named by where it lies
+            real = []
+        for candidate in (*real, Path(os.path.abspath(path))):
             try:
                 return candidate.relative_to(self.home).as_posix()
             except ValueError:
@@ -330,6 +342,31 @@ class Workspace:
                         if age >= older_than_s:
                             _remove_quietly(entry)
                             removed.append(self.relative(entry))
+        for top, depth in TEMPORARY_PLACES:
+            removed += self._clean_tree(self.home / top, depth, now, older_than_s)
+        return removed
+
+    def _clean_tree(self, root: Path, depth: int, now: float, older_than_s: float) -> list[str]:
+        """Temporaries (``.tmp-*``, ``.trash-*``, ``.<name>.tmp``) up to ``depth`` levels below ``root``."""
+        removed: list[str] = []
+        if depth < 0 or not root.is_dir() or root.is_symlink():
+            return removed
+        try:
+            entries = list(root.iterdir())
+        except OSError:
+            return removed
+        for entry in entries:
+            name = entry.name
+            if name.startswith((".tmp-", ".trash-")) or (name.startswith(".") and name.endswith(".tmp")):
+                try:
+                    age = now - entry.lstat().st_mtime
+                except OSError:
+                    continue
+                if age >= older_than_s:
+                    _remove_quietly(entry)
+                    removed.append(self.relative(entry))
+            elif entry.is_dir() and not entry.is_symlink():
+                removed += self._clean_tree(entry, depth - 1, now, older_than_s)
         return removed
 
     def _exists(self, destination: Path) -> LoRAFactoryError:
@@ -341,6 +378,11 @@ class Workspace:
             http_status=409,
             detail={"path": shown},
         )
+
+
+# where else the product writes through a temporary name (checkpoints, generated media, uploads),
+# with how deep below it the temporaries lie: runs/<id>/checkpoints/.tmp-checkpoint-*
+TEMPORARY_PLACES = (("runs", 3), ("artifacts/outputs", 4), ("artifacts/uploads", 0))
 
 
 def _remove_quietly(path: Path) -> None:

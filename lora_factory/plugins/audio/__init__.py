@@ -41,7 +41,9 @@ def _dataset_error(problems: Any) -> LoRAFactoryError:
 @hookimpl
 def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.kit.presets import schema_for
+    from lora_factory.plugins.audio.dataset_export import TARGETS as DATASET_EXPORTS
     from lora_factory.plugins.audio.dataset_formats import FORMATS
+    from lora_factory.plugins.audio.export_ct2 import EXPORT_TARGETS
     from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESETS, TITLES_JA, AudioTrainParams
     from lora_factory.plugins.audio.refine import refine_operations_description
     from lora_factory.plugins.audio.regression_checks import CHECKS
@@ -59,10 +61,13 @@ def describe_modalities() -> list[dict[str, Any]]:
         "refine_operations": refine_operations_description(),
         "train_params_schema": schema_for(AudioTrainParams, TITLES_JA),
         "supports": ["tiny_model", "item_edit", "regression", "speech", "transcribe", "eval_cer"],
+        "export_targets": EXPORT_TARGETS,
         "inference_kinds": ["speech", "transcribe"],
         "infer_schemas": {
-            "speech": {"input_schema": {"type": "object", "required": ["text"],
-                                        "properties": {"text": {"type": "string", "title": "Text"}}},
+            "speech": {"input_schema": {"type": "object", "required": ["text"], "properties": {
+                "text": {"type": "string", "title": "Text"},
+                "reference_audio": {"type": "string", "format": "upload", "title": "Voice to clone (a few seconds)"},
+                "reference_text": {"type": "string", "title": "What the reference says"}}},
                        "params_schema": SpeechParams.model_json_schema(), "presets": SPEECH_PRESETS},
             "transcribe": {"input_schema": {"type": "object", "required": ["audio"],
                                             "properties": {"audio": {"type": "string", "format": "upload"}}},
@@ -74,6 +79,7 @@ def describe_modalities() -> list[dict[str, Any]]:
         },
         "regression_checks": CHECKS,
         "licenses": LICENSES,
+        "dataset_exports": {target: {"label_ja": ja, "label_en": en} for target, (ja, en) in DATASET_EXPORTS.items()},
     }]
 
 
@@ -84,6 +90,24 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
     from lora_factory.plugins.audio.download import download_audio_model
 
     return download_audio_model(spec, ctx)
+
+
+@hookimpl
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.audio.export_ct2 import resolve
+
+    return resolve(spec)
+
+
+@hookimpl
+def export_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.audio.export_ct2 import run
+
+    return run(spec, ctx)
 
 
 @hookimpl
@@ -110,6 +134,21 @@ def inspect_dataset(modality: str, path: str, options: dict[str, Any]) -> dict[s
         return inspect_audio_dataset(folder, options or {})
     except DatasetProblems as problems:
         raise _dataset_error(problems) from None
+
+
+@hookimpl
+def export_dataset(modality: str, path: str, target: str, out_file: str) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.audio.dataset_export import ExportError
+    from lora_factory.plugins.audio.dataset_export import export_dataset as write_export
+
+    try:
+        report = write_export(Path(path), target, Path(out_file))
+    except ExportError as exc:
+        raise LoRAFactoryError("EXPORT_IMPOSSIBLE", f"この形式では書き出せません: {exc}",
+                               f"Cannot export for this target: {exc}", 422, detail={"target": target}) from exc
+    return {"path": str(report.path), "clips": report.clips, "list_file": report.list_file}
 
 
 def _user_dictionary_near(path: Any) -> list[dict[str, str]]:

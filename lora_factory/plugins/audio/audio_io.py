@@ -8,13 +8,19 @@ every model of this plugin (codec LM, Whisper) is mono.
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-OUTPUT_FORMATS = ("wav", "flac")
+# what one decode may hold in memory: 30 min at 48 kHz mono float32 is ~350 MB
+MAX_DECODE_SECONDS = float(os.environ.get("LORA_FACTORY_AUDIO_MAX_SECONDS", "1800"))
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 8
+OUTPUT_FORMATS = ("wav", "flac", "mp3", "opus")
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the rates an Opus stream may carry
 
 
 @dataclass
@@ -54,14 +60,35 @@ def to_mono(wave: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def read_audio(path: Path | str | bytes, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+def check_decodable(info: AudioInfo, max_seconds: float | None = None) -> None:
+    """Refuse before decoding what would not fit in memory: a long file (a 364 KB FLAC of 2 h of
+    silence decodes to 460 MB), an absurd rate or too many channels. Raises ``AudioReadError``."""
+    limit = MAX_DECODE_SECONDS if max_seconds is None else max_seconds
+    if info.sample_rate <= 0 or info.sample_rate > MAX_SAMPLE_RATE:
+        raise AudioReadError(f"sample rate {info.sample_rate} Hz is not supported (at most {MAX_SAMPLE_RATE} Hz)")
+    if info.channels <= 0 or info.channels > MAX_CHANNELS:
+        raise AudioReadError(f"{info.channels} channels are not supported (at most {MAX_CHANNELS})")
+    if info.duration > limit:
+        raise AudioReadError(f"the audio is {info.duration:.0f} s long; at most {limit:.0f} s are decoded at once")
+
+
+def read_audio(path: Path | str | bytes, target_sr: int | None = None,
+               max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     """Decode a WAV / FLAC / OGG / MP3 file (or its bytes) to float32 mono, resampled when asked.
 
-    :raises AudioReadError: the file cannot be decoded (the message is soundfile's).
+    The header is checked first (``check_decodable``): length, rate and channels are bounded.
+
+    :raises AudioReadError: the file cannot be decoded (the message is soundfile's) or is too large.
     """
     import soundfile as sf
 
     source = io.BytesIO(path) if isinstance(path, bytes) else str(path)
+    try:
+        info = sf.info(io.BytesIO(path) if isinstance(path, bytes) else source)
+    except Exception as exc:
+        raise AudioReadError(str(exc)) from exc
+    frames = int(info.frames) if int(info.frames) > 0 else int(round((info.duration or 0) * info.samplerate))
+    check_decodable(AudioInfo(int(info.samplerate), int(info.channels), frames), max_seconds)
     try:
         wave, sr = sf.read(source, dtype="float32", always_2d=False)
     except Exception as exc:
@@ -83,7 +110,9 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
-    """The bytes of a PCM-16 WAV or a FLAC file (what a download or an HTTP answer carries)."""
+    """The bytes of a PCM-16 WAV, a FLAC, an MP3 or an Ogg Opus file (what a download or an HTTP
+    answer carries). MP3 and Opus are libsndfile's own encoders (LAME / libopus, through soundfile):
+    no hand-written encoder; Opus at a rate it allows (48 kHz otherwise)."""
     import soundfile as sf
 
     fmt = fmt.lower()
@@ -91,7 +120,14 @@ def encode_audio(wave: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
         raise ValueError(f"unsupported output format {fmt!r}; use one of {OUTPUT_FORMATS}")
     buf = io.BytesIO()
     clipped = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
-    sf.write(buf, clipped, sample_rate, format=fmt.upper(), subtype="PCM_16")
+    if fmt == "mp3":
+        sf.write(buf, clipped, sample_rate, format="MP3", subtype="MPEG_LAYER_III")
+    elif fmt == "opus":
+        if sample_rate not in OPUS_RATES:
+            clipped, sample_rate = np.clip(resample(clipped, sample_rate, 48000), -1.0, 1.0), 48000
+        sf.write(buf, clipped, sample_rate, format="OGG", subtype="OPUS")
+    else:
+        sf.write(buf, clipped, sample_rate, format=fmt.upper(), subtype="PCM_16")
     return buf.getvalue()
 
 
@@ -122,3 +158,25 @@ def rms_dbfs(wave: np.ndarray) -> float:
         return -120.0
     rms = float(np.sqrt(np.mean(np.square(wave, dtype=np.float64))))
     return 20.0 * float(np.log10(max(rms, 1e-6)))
+
+
+def read_excerpts(path: Path, seconds: float = 60.0, pieces: int = 10) -> tuple[np.ndarray, int]:
+    """At most ``seconds`` of a file, as ``pieces`` excerpts spread over its length, read block by
+    block: loudness and statistics of a 4-hour recording without decoding all of it."""
+    import soundfile as sf
+
+    info = audio_info(path)
+    check_decodable(info, max_seconds=float("inf"))
+    if info.duration <= seconds:
+        return read_audio(path, max_seconds=float("inf"))
+    each = int(seconds / pieces * info.sample_rate)
+    starts = np.linspace(0, max(0, info.frames - each), pieces).astype(int)
+    parts = []
+    try:
+        with sf.SoundFile(str(path)) as fh:
+            for start in starts:
+                fh.seek(int(start))
+                parts.append(to_mono(fh.read(each, dtype="float32", always_2d=False)))
+    except Exception as exc:
+        raise AudioReadError(str(exc)) from exc
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32), info.sample_rate

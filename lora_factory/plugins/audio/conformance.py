@@ -1,6 +1,6 @@
 """The audio modality's conformance scenario: a four-clip esd.list voice (synthetic tones), a text
 normalisation refine, two TTS LoRA steps with a sample, a streamed speech request, a regression
-suite with the loudness and pace checks, and the evaluate hook."""
+suite with the loudness and pace checks, the evaluate hook and a faster-whisper (ct2) export of a Whisper LoRA."""
 
 from __future__ import annotations
 
@@ -29,6 +29,23 @@ def write_voice_folder(folder: Path, texts: list[str] = TEXTS, seconds: float = 
     return folder
 
 
+def write_whisper_adapter(home: Path) -> None:
+    """A tiny Whisper base and a LoRA on it, in the workspace: the TTS adapter the scenario trains is not
+    what the ``ct2`` export (faster-whisper) takes."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import WhisperForConditionalGeneration
+
+    from lora_factory.plugins.audio.tiny_model import build_tiny_whisper
+
+    base = home / "models" / "audio" / "conformance-asr-base"
+    build_tiny_whisper(base)
+    torch.manual_seed(0)
+    model = get_peft_model(WhisperForConditionalGeneration.from_pretrained(str(base)),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    model.save_pretrained(str(home / "lora_adapters" / "audio" / "conformance-asr"))
+
+
 def scenario() -> Scenario:
     quick = {"max_seconds_per_sentence": 0.4, "seed": 0}
     return Scenario(
@@ -40,5 +57,7 @@ def scenario() -> Scenario:
                 "checks": [{"type": "loudness", "min": -40, "max": 0}, {"type": "duration_per_char", "min": 0, "max": 60}]}],
         refine_operations=[{"op": "normalize_text", "params": {}}],
         eval_dataset=True,
+        export={"target": "ct2", "adapter": "conformance-asr", "base_model": "conformance-asr-base"},
+        make_export_adapter=write_whisper_adapter,
         timeout_s=600,
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_factory.plugins.audio.audio_io import AudioReadError, audio_info, read_audio
+from lora_factory.plugins.audio.audio_io import AudioReadError, audio_info, check_decodable, read_excerpts
 from lora_factory.plugins.audio.dataset_formats import Clip, ClipList, read_clip_list
 
 DEFAULT_MIN_SECONDS = 0.3
@@ -41,8 +41,10 @@ def check_clips(root: Path, listing: ClipList, *, min_seconds: float, max_second
         ref = {"file": where, "line": clip.line} if where else {"file": clip.id}
         try:
             info = audio_info(clip.path_in(root))
+            check_decodable(info, max_seconds=float("inf"))
         except AudioReadError as exc:
-            errors.append({**ref, "reason": f"unreadable audio '{clip.id}': {str(exc)[:160]}"})
+            why = str(exc).replace(str(clip.path_in(root)), clip.id).replace(str(root), ".")  # no (temp) path shown
+            errors.append({**ref, "reason": f"unreadable audio '{clip.id}': {why[:160]}"})
             continue
         if require_text and not clip.text.strip():
             errors.append({**ref, "reason": f"empty text for '{clip.id}'"})
@@ -66,7 +68,7 @@ def loudness_summary(root: Path, clips: list[Clip]) -> dict[str, Any]:
     values = []
     for clip in clips[::step][:LOUDNESS_SAMPLE]:
         try:
-            wave, sr = read_audio(clip.path_in(root))
+            wave, sr = read_excerpts(clip.path_in(root))  # a long recording: a bounded sample of it
         except AudioReadError:
             continue
         values.append(integrated_loudness(wave, sr))

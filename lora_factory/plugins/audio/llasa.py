@@ -52,7 +52,14 @@ class LlasaLayout:
             raise ValueError(f"speech tokens are not contiguous for a codebook of {codebook_size}")
         return cls(offset=ids[0], codebook_size=codebook_size, speech_start=ids[2], speech_end=ids[3])
 
-    def prompt_ids(self, tokenizer: Any, text: str, speaker: str | None = None) -> list[int]:
+    def prompt_ids(self, tokenizer: Any, text: str, speaker: str | None = None,
+                   reference: tuple[str, np.ndarray] | None = None) -> list[int]:
+        """The prompt; with a ``reference`` (its transcript, its codes) the zero-shot cloning prompt of
+        Llasa's own code: the reference transcript before the text, its codes after the speech marker,
+        so the model continues in that voice."""
+        if reference is not None:
+            ref_text, ref_codes = reference
+            return self.prompt_ids(tokenizer, ref_text + text, speaker) + self.code_ids(ref_codes)
         chat = [
             {"role": "user", "content": f"{INSTRUCTION}{TEXT_START}{text}{TEXT_END}"},
             {"role": "assistant", "content": (f"Speaker {speaker}" if speaker else "") + SPEECH_START},

@@ -60,6 +60,14 @@ def _limit(wave: np.ndarray, sample_rate: int, ceiling_db: float) -> np.ndarray:
     return (wave * np.minimum(gain, need)).astype(np.float32)
 
 
+def limit_true_peak(wave: np.ndarray, sample_rate: int, ceiling_db: float = -1.0) -> np.ndarray:
+    """``wave`` with its true peaks held under ``ceiling_db`` (unchanged when they already are)."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.size and true_peak_dbtp(wave, sample_rate) > ceiling_db:
+        return _limit(wave, sample_rate, ceiling_db - 0.1)
+    return wave
+
+
 def normalize_loudness(wave: np.ndarray, sample_rate: int, target_lufs: float = -16.0,
                        true_peak_db: float = -1.0, passes: int = 5) -> np.ndarray:
     """Gain to ``target_lufs`` with true peaks held under ``true_peak_db``; silence stays silence.

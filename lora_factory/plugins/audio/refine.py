@@ -9,11 +9,12 @@ new version's ``wavs/``, audio it leaves alone is copied at the end, so the new 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
@@ -24,13 +25,19 @@ from lora_factory.plugins.audio.audio_io import read_audio, resample, write_audi
 from lora_factory.plugins.audio.dataset_formats import (
     WAVS,
     Clip,
+    canonical_language,
     list_file_name,
     read_clip_list,
     render_clip_list,
+    with_new_file,
 )
 from lora_factory.plugins.audio.loudness import integrated_loudness, normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
-from lora_factory.plugins.audio.vad import SliceParams, find_segments
+from lora_factory.plugins.audio.vad import SliceParams, slice_recording
+
+SLICES_FILE = "slices.jsonl"  # {id, source, start, end} per clip cut by ``slice``
+
+RECORDING_DECODE_SECONDS = 4 * 3600.0  # a refine job (its own process) slices recordings of up to 4 h
 
 
 class _Params(BaseModel):
@@ -150,20 +157,30 @@ class RefineState:
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
 
-    def new_audio_path(self, stem: str, suffix: str = ".wav") -> tuple[str, Path]:
-        rel = f"{WAVS}/{stem}{suffix}"
+    reserved: set[str] = field(default_factory=set)  # the source's clip paths, copied at the end
+
+    def new_audio_path(self, stem: str, suffix: str = ".wav", folder: str = WAVS,
+                       own: str | None = None, replace_own: bool = False) -> tuple[str, Path]:
+        """A free path in ``folder`` of the new version; ``own`` (the clip's own old path) may be reused,
+        and overwritten when ``replace_own`` (this run wrote it: a slice resampled stays one file)."""
+        prefix = f"{folder}/" if folder else ""
+        rel = f"{prefix}{stem}{suffix}"
         n = 1
-        while (self.out / rel).exists():
-            rel = f"{WAVS}/{stem}-{n}{suffix}"
+        while ((self.out / rel).exists() and not (replace_own and rel == own)) or (rel in self.reserved and rel != own):
+            rel = f"{prefix}{stem}-{n}{suffix}"
             n += 1
         return rel, self.out / rel
 
 
 def _rewrite(state: RefineState, item: WorkClip, wave: np.ndarray, sr: int) -> WorkClip:
-    stem = Path(item.clip.id).stem
-    rel, path = state.new_audio_path(stem, ".wav")
+    """New audio for a clip, beside where it was, and the list path written the source's way."""
+    old = PurePosixPath(item.clip.id)
+    folder = "" if str(old.parent) == "." else old.parent.as_posix()
+    rel, path = state.new_audio_path(old.stem, ".wav", folder=folder, own=item.clip.id,
+                                     replace_own=item.changed and item.audio == state.out / item.clip.id)
     write_audio(path, wave, sr)
-    return WorkClip(replace(item.clip, id=rel), path, changed=True, facts=item.facts)
+    source = with_new_file(item.clip.source, PurePosixPath(rel).name)
+    return WorkClip(replace(item.clip, id=rel, source=source), path, changed=True, facts=item.facts)
 
 
 def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
@@ -171,15 +188,23 @@ def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
                          pad_ms=p.pad_ms, method=p.method, aggressiveness=p.aggressiveness)
     out: list[WorkClip] = []
     for item in state.clips:
-        wave, sr = read_audio(item.audio)
-        segments = find_segments(wave, sr, params)
-        if not segments:
+        wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
+        result = slice_recording(wave, sr, params)
+        segments = result.segments
+        if result.dropped:
+            state.removed[f"utterance shorter than {p.min_seconds:g} s (slice)"] += len(result.dropped)
+            ctx.log(f"slice: {item.clip.id}: {len(result.dropped)} utterance(s) under {p.min_seconds:g} s dropped at "
+                    + ", ".join(f"{d.start / sr:.2f}-{d.end / sr:.2f} s" for d in result.dropped))
+        if not segments and not result.dropped:
             state.removed["no speech found"] += 1
-        stem = Path(item.clip.id).stem
+        recording = PurePosixPath(item.clip.id)
+        # the recording's own sub-folder is kept (wavs/style1/a.wav -> wavs/style1/a_0000.wav)
+        inner = [p for p in recording.parent.parts if p != "."]
+        folder = "/".join([WAVS, *(inner[1:] if inner[:1] == [WAVS] else inner)])
         for k, seg in enumerate(segments):
-            rel, path = state.new_audio_path(f"{stem}_{k:04d}")
+            rel, path = state.new_audio_path(f"{recording.stem}_{k:04d}", folder=folder)
             write_audio(path, wave[seg.start:seg.end], sr)
-            clip = Clip(id=rel, text="", speaker=item.clip.speaker, language=item.clip.language,
+            clip = Clip(id=rel, text="", speaker=item.clip.speaker or state.source.name, language=item.clip.language,
                         extra={"source": item.clip.id, "start": round(seg.start / sr, 3), "end": round(seg.end / sr, 3)})
             out.append(WorkClip(clip, path, changed=True))
         ctx.log(f"slice: {item.clip.id} -> {len(segments)} clips")
@@ -194,34 +219,45 @@ def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
         return
     whisper = WhisperModel.load(Path(p.model), Path(p.adapter) if p.adapter else None, device=state.device)
     kept = []
+    empty = 0
     for i, item in enumerate(state.clips):
         if item.clip.id in todo:
             if ctx.should_stop():
                 raise InterruptedError("stopped")
-            wave, sr = read_audio(item.audio)
+            wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
             text = whisper.transcribe(wave, sr, language=p.language, prompt=p.prompt or None, timestamps=False,
                                       max_new_tokens=p.max_new_tokens).text
             text = text.replace("|", " ").replace("\n", " ").strip()
             if not text:
-                state.removed["empty transcript"] += 1
+                empty += 1  # kept without text: the slices are not lost, the report says why
+                kept.append(item)
                 continue
             item = WorkClip(replace(item.clip, text=text), item.audio, item.changed, item.facts)
             ctx.progress(i + 1, len(state.clips))
         kept.append(item)
     state.clips = kept
+    if empty:
+        state.notes.append(
+            f"Whisper ({Path(p.model).name}) wrote no text for {empty} of {len(todo)} clip(s); they are kept "
+            "without a transcript (edit them, or transcribe again with another model or language)"
+            if empty < len(todo) else
+            f"Whisper ({Path(p.model).name}) wrote no text for any of the {len(todo)} clip(s) (a tiny or wrong-language "
+            "model does that): the slices are kept as a recordings dataset; transcribe them with another model")
+        ctx.log(state.notes[-1])
 
 
 def op_normalize_text(state: RefineState, p: NormalizeTextOp, ctx: Any) -> None:
     dictionary = UserDictionary.from_list(p.user_dictionary if p.use_user_dictionary else [])
     options = NormalizationOptions(latin=p.latin, user_dictionary=dictionary)
     for item in state.clips:
-        item.clip = replace(item.clip, text=normalize_text(item.clip.text, options))
+        item.clip = replace(item.clip, text=normalize_text(
+            item.clip.text, replace(options, language=canonical_language(item.clip.language))))
 
 
 def op_audio_map(state: RefineState, fn: Any) -> None:
     out = []
     for item in state.clips:
-        wave, sr = read_audio(item.audio)
+        wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
         result = fn(wave, sr)
         if result is None:
             out.append(item)
@@ -237,7 +273,7 @@ def op_audio_map(state: RefineState, fn: Any) -> None:
 def op_filter(state: RefineState, p: FilterOp, ctx: Any) -> None:
     kept = []
     for item in state.clips:
-        wave, sr = read_audio(item.audio)
+        wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
         seconds = wave.size / sr
         if seconds < p.min_seconds:
             state.removed["too short"] += 1
@@ -253,7 +289,7 @@ def op_filter(state: RefineState, p: FilterOp, ctx: Any) -> None:
 
 
 def _audio_hash(path: Path) -> str:
-    wave, _ = read_audio(path, 16000)
+    wave, _ = read_audio(path, 16000, max_seconds=RECORDING_DECODE_SECONDS)
     return hashlib.sha256(np.round(wave * 2048).astype(np.int16).tobytes()).hexdigest()
 
 
@@ -299,6 +335,25 @@ def op_edit_items(state: RefineState, p: EditItemsOp, ctx: Any) -> None:
     state.clips = [item for item in state.clips if item.clip.id in by_id]
 
 
+def _restore_slice_times(source: Path, clips: list[Clip]) -> None:
+    """The source version's slice times travel with its clips into the next version."""
+    path = source / SLICES_FILE
+    if not path.is_file():
+        return
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "id" in row:
+            rows[row["id"]] = row
+    for clip in clips:
+        row = rows.get(clip.id)
+        if row:
+            clip.extra.update({k: row[k] for k in ("source", "start", "end") if k in row})
+
+
 def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ctx: Any,
                    device: str = "cpu") -> dict[str, Any]:
     """Apply ``operations`` to the dataset at ``source``; write the new version into ``out``."""
@@ -306,7 +361,9 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
     if listing.errors:
         raise EditError(f"the source dataset has problems: {listing.errors[0]}")
     out.mkdir(parents=True, exist_ok=True)
-    state = RefineState(source, out, [WorkClip(c, c.path_in(source)) for c in listing.clips], device=device)
+    _restore_slice_times(source, listing.clips)
+    state = RefineState(source, out, [WorkClip(c, c.path_in(source)) for c in listing.clips], device=device,
+                        reserved={c.id for c in listing.clips})
     rows_in = len(state.clips)
     steps = []
     for op in operations:
@@ -343,7 +400,7 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
     has_text = any(c.text.strip() for c in clips)
     fmt = listing.format if listing.format != "recordings" else "esd_list"
     if has_text:
-        (out / list_file_name(fmt)).write_text(render_clip_list([c for c in clips if c.text.strip()], fmt),
+        (out / list_file_name(fmt, listing.list_file)).write_text(render_clip_list([c for c in clips if c.text.strip()], fmt),
                                                 encoding="utf-8")
         untranscribed = sum(1 for c in clips if not c.text.strip())
         if untranscribed:
@@ -351,6 +408,11 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
         out_format = fmt
     else:
         out_format = "recordings"
+    sliced = [{"id": c.id, **{k: c.extra[k] for k in ("source", "start", "end")}} for c in clips
+              if {"source", "start", "end"} <= set(c.extra)]
+    if sliced:  # where each clip came from in its recording (the slice review reads it)
+        (out / SLICES_FILE).write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in sliced),
+                                       encoding="utf-8")
     return {"rows_in": rows_in, "rows_out": sum(1 for c in clips if c.text.strip()) if has_text else len(clips),
-            "removed": dict(state.removed), "steps": steps, "format": out_format,
+            "removed": dict(state.removed), "notes": state.notes, "steps": steps, "format": out_format,
             "examples": [{"id": c.id, "text": c.text} for c in clips[:5]]}

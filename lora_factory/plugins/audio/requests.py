@@ -8,25 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lora_factory.kit import LoRAFactoryError, presets
+from lora_factory.plugins.audio.infer_params import TranscribeParams, check_speakable
 from lora_factory.plugins.audio.inference import model_kind
 from lora_factory.plugins.audio.synthesis import SpeechParams
 
 TASKS = ("speech", "transcribe", "read")
 MAX_TEXT_CHARS = 5000
-
-
-class TranscribeParams(BaseModel):
-    """What a transcription can be told (``/v1/audio/transcriptions`` and the form)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    language: str | None = Field("ja", max_length=16)
-    prompt: str | None = Field("", max_length=2000)
-    timestamps: bool = True
-    max_new_tokens: int | None = Field(None, ge=1, le=4096)
 
 
 def _invalid_input(field: str, ja: str, en: str) -> LoRAFactoryError:
@@ -57,13 +47,13 @@ def speaker_for(params: dict[str, Any], adapter: Path | None) -> str | None:
 
 
 def resolve_audio_request(request: dict[str, Any]) -> dict[str, Any]:
-    """The request validated once; ``adapters`` cut to the one a voice applies (the first)."""
+    """The request validated once; every adapter kept with its weight (several voices are mixed)."""
     task = request.get("task") or "speech"
     if task not in TASKS:
         raise LoRAFactoryError("INFER_INVALID_TASK", f"不明な推論の種類です: {task}",
                                f"Unknown inference task '{task}' (speech, transcribe, read).", 422,
                                detail={"field": "task"})
-    adapters = list(request.get("adapters") or [])[:1]
+    adapters = list(request.get("adapters") or [])
     adapter = Path(adapters[0]["path"]) if adapters else None
     raw = dict(request.get("params") or {})
     inputs = dict(request.get("input") or {})
@@ -75,11 +65,20 @@ def resolve_audio_request(request: dict[str, Any]) -> dict[str, Any]:
         if len(text) > MAX_TEXT_CHARS:
             raise _invalid_input("input.text", f"文が長すぎます（最大 {MAX_TEXT_CHARS} 文字）。",
                                  f"The text is too long (at most {MAX_TEXT_CHARS} characters).")
+        check_speakable(text)  # "♪", "😀", "|" or "()" alone: nothing to say
         params = _validated(SpeechParams, {**raw, "speaker": speaker_for(raw, adapter)})
         if model_kind(base) != "tts":
             raise _wrong_kind("音声合成には TTS モデル（コーデック付き）を選んでください。",
                               "Speech needs a TTS model (an LM with its codec).")
         inputs["text"] = text
+        reference, transcript = inputs.get("reference_audio"), str(inputs.get("reference_text") or "").strip()
+        if reference or transcript:  # a voice to clone: the recording and what it says, both or neither
+            if not reference or not Path(str(reference)).is_file():
+                raise _invalid_input("input.reference_audio", "クローンする声の音声ファイル（reference_audio）を指定してください。",
+                                     "Give the reference recording to clone (reference_audio).")
+            if not transcript:
+                raise _invalid_input("input.reference_text", "参照音声の書き起こし（reference_text）を指定してください。",
+                                     "Give the transcript of the reference recording (reference_text).")
     elif task == "transcribe":
         source = inputs.get("audio") or inputs.get("file")
         if not source or not Path(str(source)).is_file():

@@ -23,7 +23,7 @@ from lora_factory.plugins.audio import dsp
 from lora_factory.plugins.audio.audio_io import resample
 from lora_factory.plugins.audio.codec import SpeechCodec, codec_folder_of, load_codec
 from lora_factory.plugins.audio.llasa import LlasaLayout
-from lora_factory.plugins.audio.loudness import normalize_loudness
+from lora_factory.plugins.audio.loudness import limit_true_peak, normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
 
 SECONDS_PER_CHAR_CAP = 0.4  # slow Japanese speech is ~0.25 s per character
@@ -49,7 +49,7 @@ class SpeechParams(BaseModel):
     true_peak_db: float = Field(-1.0, ge=-12.0, le=0.0)
     fade_ms: float = Field(10.0, ge=0.0, le=500.0)
     sample_rate: int | None = Field(None, ge=8000, le=48000, description="output rate; the codec's when empty")
-    format: Literal["wav", "flac"] = "wav"
+    format: Literal["wav", "flac", "mp3", "opus"] = "wav"
     max_sentence_chars: int = Field(80, ge=10, le=500)
 
 
@@ -105,10 +105,12 @@ class TTSModel:
         layout = LlasaLayout.from_tokenizer(tokenizer, codec.codebook_size)
         return cls(model=model, tokenizer=tokenizer, layout=layout, codec=codec, device=device)
 
-    def generate_codes(self, text: str, params: SpeechParams, seed: int | None = None) -> np.ndarray:
+    def generate_codes(self, text: str, params: SpeechParams, seed: int | None = None,
+                       reference: tuple[str, np.ndarray] | None = None) -> np.ndarray:
+        """Codes for ``text``; ``reference`` = (normalised transcript, codes) of a voice to clone."""
         import torch
 
-        prompt = self.layout.prompt_ids(self.tokenizer, text, params.speaker)
+        prompt = self.layout.prompt_ids(self.tokenizer, text, params.speaker, reference)
         input_ids = torch.tensor([prompt], device=self.device)
         # a codec LM can loop instead of stopping: no sentence may run past a generous reading time
         seconds = min(params.max_seconds_per_sentence, 2.0 + SECONDS_PER_CHAR_CAP * len(text))
@@ -142,10 +144,13 @@ def shape_sentence(wave: np.ndarray, sr: int, params: SpeechParams) -> np.ndarra
     """Speed, pitch, loudness target + ceiling, volume, fades (one sentence)."""
     wave = dsp.time_stretch(wave, sr, params.speed)
     wave = dsp.pitch_shift(wave, sr, params.pitch)
+    # the volume is part of the loudness target and the true-peak ceiling comes last: +12 dB must
+    # not push peaks past the ceiling (it used to be applied after it and clipped)
     if params.target_lufs is not None:
-        wave = normalize_loudness(wave, sr, params.target_lufs, params.true_peak_db)
-    if params.volume_db:
-        wave = dsp.gain_db(wave, params.volume_db)
+        wave = normalize_loudness(wave, sr, params.target_lufs + params.volume_db, params.true_peak_db)
+    else:
+        wave = limit_true_peak(dsp.gain_db(wave, params.volume_db) if params.volume_db else wave, sr,
+                               params.true_peak_db)
     return dsp.fade(wave, sr, params.fade_ms, params.fade_ms)
 
 
@@ -158,16 +163,30 @@ class SpeechChunk:
     seconds_to_make: float
 
 
-def synthesize(tts: TTSModel, text: str, params: SpeechParams,
-               dictionary: UserDictionary | None = None) -> Iterator[SpeechChunk]:
-    """Yield one chunk per sentence as soon as it is made (pause appended, except after the last)."""
+MAX_REFERENCE_SECONDS = 20.0  # a few seconds clone a voice; more only lengthens every prompt
+
+
+def reference_prompt(tts: TTSModel, wave: np.ndarray, sr: int, transcript: str,
+                     norm: NormalizationOptions) -> tuple[str, np.ndarray]:
+    """A reference recording as the cloning prefix: its normalised transcript and its codec codes."""
+    wave = np.asarray(wave, dtype=np.float32)[: int(MAX_REFERENCE_SECONDS * sr)]
+    return normalize_text(transcript, norm), np.asarray(tts.codec.encode(wave, sr))
+
+
+def synthesize(tts: TTSModel, text: str, params: SpeechParams, dictionary: UserDictionary | None = None,
+               reference: tuple[np.ndarray, int, str] | None = None) -> Iterator[SpeechChunk]:
+    """Yield one chunk per sentence as soon as it is made (pause appended, except after the last).
+
+    ``reference`` (wave, rate, transcript) clones that voice zero-shot: each sentence is generated
+    as the continuation of the reference (Llasa's prompt-prefix cloning), with or without a LoRA."""
     norm = NormalizationOptions(latin=params.latin, user_dictionary=dictionary or UserDictionary())
+    prefix = reference_prompt(tts, reference[0], reference[1], reference[2], norm) if reference else None
     sentences = [s for s in (normalize_text(x, norm) for x in split_sentences(text, params.max_sentence_chars)) if s]
     out_rate = params.sample_rate or tts.codec.sample_rate
     for index, sentence in enumerate(sentences):
         started = time.perf_counter()
         seed = None if params.seed is None else params.seed + index
-        codes = tts.generate_codes(sentence, params, seed=seed)
+        codes = tts.generate_codes(sentence, params, seed=seed, reference=prefix)
         wave = tts.codec.decode(codes) if len(codes) else np.zeros(int(0.1 * tts.codec.sample_rate), np.float32)
         wave = shape_sentence(wave, tts.codec.sample_rate, params)
         wave = resample(wave, tts.codec.sample_rate, out_rate)

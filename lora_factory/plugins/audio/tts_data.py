@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from lora_factory.plugins.audio.audio_io import read_audio
 from lora_factory.plugins.audio.codec import SpeechCodec
-from lora_factory.plugins.audio.dataset_formats import Clip
+from lora_factory.plugins.audio.dataset_formats import Clip, canonical_language
 from lora_factory.plugins.audio.llasa import LlasaLayout
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, normalize_text
 
@@ -82,7 +83,7 @@ def build_examples(layout: LlasaLayout, tokenizer: Any, clips: list[Clip], codes
     examples = []
     skipped = 0
     for clip in clips:
-        text = normalize_text(clip.text, norm)
+        text = normalize_text(clip.text, replace(norm, language=canonical_language(clip.language)))
         example = layout.training_example(tokenizer, text, codes[clip.id],
                                           speaker=clip.speaker if speaker_prompt and clip.speaker else None)
         if len(example["input_ids"]) > max_tokens or not text:

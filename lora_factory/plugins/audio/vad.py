@@ -95,8 +95,21 @@ def _split_long(a: int, b: int, energy: np.ndarray, max_frames: int) -> list[tup
     return _split_long(a, cut, energy, max_frames) + _split_long(cut, b, energy, max_frames)
 
 
+@dataclass
+class SliceResult:
+    segments: list[Segment]
+    dropped: list[Segment]  # utterances shorter than min_seconds (reported, never silently lost)
+
+
 def find_segments(wave: np.ndarray, sr: int, params: SliceParams | None = None) -> list[Segment]:
     """Speech segments of a recording, at the original sample rate, padded, within the length limits."""
+    return slice_recording(wave, sr, params).segments
+
+
+def slice_recording(wave: np.ndarray, sr: int, params: SliceParams | None = None) -> SliceResult:
+    """Segments and the utterances dropped as too short. Padding never crosses into a neighbour:
+    pieces of a run-on split at an inner pause meet at the cut, and two clips separated by a pause
+    shorter than twice the padding share it at its middle, so no clip carries the next one's sound."""
     params = params or SliceParams()
     wave16k = resample(wave, sr, VAD_RATE)
     frame = VAD_RATE * FRAME_MS // 1000
@@ -108,10 +121,11 @@ def find_segments(wave: np.ndarray, sr: int, params: SliceParams | None = None) 
     pieces = [p for a, b in regions for p in _split_long(a, b, energy, max_frames)]
     scale = sr / VAD_RATE
     pad = int(params.pad_ms / 1000 * sr)
-    out = []
-    for a, b in pieces:
-        start = max(0, int(a * frame * scale) - pad)
-        end = min(len(wave), int(b * frame * scale) + pad)
-        if (end - start) / sr >= params.min_seconds:
-            out.append(Segment(start, end))
-    return out
+    raw = [(int(a * frame * scale), min(len(wave), int(b * frame * scale))) for a, b in pieces]
+    out, dropped = [], []
+    for i, (a, b) in enumerate(raw):
+        low = 0 if i == 0 else (raw[i - 1][1] + a) // 2
+        high = len(wave) if i == len(raw) - 1 else (b + raw[i + 1][0]) // 2
+        segment = Segment(max(low, a - pad), min(high, b + pad))
+        (out if segment.seconds(sr) >= params.min_seconds else dropped).append(segment)
+    return SliceResult(out, dropped)

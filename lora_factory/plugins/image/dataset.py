@@ -22,6 +22,8 @@ from lora_factory.kit import LoRAFactoryError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CAPTION_SUFFIXES = (".txt", ".caption")
+MAX_CAPTION_BYTES = 64 * 1024  # long natural-language captions are a few KB; tags far less
+PREVIEW_TEXT_CHARS = 2000  # what one preview row shows of a caption
 DATASET_FORMAT = "image_folder"
 DEFAULT_MIN_SIZE = 32  # refused outright below this; the min_resolution refine op filters stricter
 MAX_REPORTED_ERRORS = 50
@@ -60,6 +62,9 @@ def _subset_of(rel_parts: tuple[str, ...]) -> tuple[str, int, str]:
 
 
 def _read_caption(path: Path) -> str:
+    size = path.stat().st_size
+    if size > MAX_CAPTION_BYTES:  # a 100 MB "caption" once filled the server's memory and the page's JSON
+        raise ValueError(f"the caption is too long ({size} bytes; at most {MAX_CAPTION_BYTES})")
     raw = path.read_bytes()
     if b"\x00" in raw:
         raise ValueError("binary data in a caption file")
@@ -122,8 +127,10 @@ def scan_dataset(root: Path, *, decode: bool = True, min_size: int = DEFAULT_MIN
             try:
                 item.caption = _read_caption(caption_path)
             except (OSError, ValueError) as exc:
+                too_long = "too long" in str(exc)
                 problems.append({"file": item.caption_file, "reason": f"unreadable caption: {exc}",
-                                 "reason_ja": "キャプションを読めません(テキストではありません)"})
+                                 "reason_ja": "キャプションが長すぎます" if too_long
+                                 else "キャプションを読めません(テキストではありません)"})
         try:
             item.width, item.height = _probe_image(path, decode)
         except Exception as exc:  # PIL raises many types for a damaged file
@@ -217,7 +224,8 @@ def compute_stats(items: list[ImageItem], resolution: int = 512, bucket_step: in
 
 def item_row(item: ImageItem) -> dict[str, Any]:
     """A preview row as the host shows it (the host adds the media URL; other keys appear as small text)."""
-    row = {"id": item.rel, "text": item.caption, "media": [{"kind": "image", "file": item.rel}],
+    text = item.caption if len(item.caption) <= PREVIEW_TEXT_CHARS else item.caption[:PREVIEW_TEXT_CHARS] + "…"
+    row = {"id": item.rel, "text": text, "media": [{"kind": "image", "file": item.rel}],
            "size": f"{item.width}x{item.height}", "repeats": item.repeats}
     if not item.caption_file:
         row["caption"] = "class tokens" if item.caption else "none"  # no .txt beside the image

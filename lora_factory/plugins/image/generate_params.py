@@ -6,11 +6,12 @@ settings stored in every PNG; a typo in a parameter name is an error, never sile
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 IGNORED = ("prompt", "temperature")
+MAX_IMAGES = 16  # images of one request, all counted: num_images × the LoRA weight grid
 SCHEDULERS = ("euler_a", "euler", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "pndm", "lms", "heun", "unipc", "lcm",
               "flow_euler")
 
@@ -49,17 +50,18 @@ class GenerateParams(BaseModel):
     negative_prompt: str = ""
     seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 = random")
     steps: int | None = Field(None, ge=1, le=200)
-    guidance_scale: float | None = Field(None, ge=0.0, le=50.0)
+    guidance_scale: float | None = Field(None, ge=0.0, le=50.0, allow_inf_nan=False)
     width: int | None = Field(None, ge=16, le=4096)
     height: int | None = Field(None, ge=16, le=4096)
     scheduler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
-    num_images: int = Field(1, ge=1, le=16)
+    num_images: int = Field(1, ge=1, le=MAX_IMAGES)
     strength: float = Field(0.6, gt=0.0, le=1.0, description="img2img / inpaint: how much is repainted")
     vae: str | None = Field(None, description="models/image/vae/<name>")
     refiner: RefinerParams | None = None
     controlnet: ControlNetParams | None = None
     ip_adapter: IPAdapterParams | None = None
-    lora_weight_grid: list[float] = Field(default_factory=list, description="one image per LoRA weight, same seed")
+    lora_weight_grid: list[Annotated[float, Field(ge=-4.0, le=4.0, allow_inf_nan=False)]] = Field(
+        default_factory=list, max_length=MAX_IMAGES, description="one image per LoRA weight, same seed")
     clip_skip: int | None = Field(None, ge=1, le=12)
 
 
@@ -101,6 +103,15 @@ def validate_generate_params(params: dict[str, Any] | None) -> GenerateParams:
 
     try:
         # prompt may come in params; temperature is what a host-side eval sets for every modality
-        return GenerateParams.model_validate({k: v for k, v in (params or {}).items() if k not in IGNORED})
+        checked = GenerateParams.model_validate({k: v for k, v in (params or {}).items() if k not in IGNORED})
     except ValidationError as exc:
         raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "生成パラメータ", "Generation parameter") from exc
+    images = checked.num_images * max(1, len(checked.lora_weight_grid))
+    if images > MAX_IMAGES:
+        raise presets.LoRAFactoryError(
+            "INVALID_INFER_PARAMS",
+            f"生成パラメータ「lora_weight_grid」が不正です: 枚数 × 重みの数 = {images} 枚は上限 {MAX_IMAGES} 枚を超えます。",
+            f"Generation parameter 'lora_weight_grid' is invalid: num_images × weights = {images} images, "
+            f"over the limit of {MAX_IMAGES}.",
+            http_status=422, detail={"field": "lora_weight_grid", "images": images, "limit": MAX_IMAGES})
+    return checked

@@ -38,7 +38,9 @@ def _mine(modality: str) -> bool:
 
 @hookimpl
 def describe_modalities() -> list[dict[str, Any]]:
+    from lora_factory.plugins.text.export import EXPORT_TARGETS
     from lora_factory.plugins.text.formats import DATASET_EXTENSIONS, DATASET_FORMATS
+    from lora_factory.plugins.text.methods import describe_methods
     from lora_factory.plugins.text.presets import PRESETS, TRAIN_PARAMS_SCHEMA
     from lora_factory.plugins.text.refine import REFINE_OPERATIONS
 
@@ -52,8 +54,11 @@ def describe_modalities() -> list[dict[str, Any]]:
         "dataset_extensions": DATASET_EXTENSIONS,
         "refine_operations": REFINE_OPERATIONS,
         "train_params_schema": TRAIN_PARAMS_SCHEMA,
+        "training_methods": describe_methods(),
         "sample_datasets": [str(p) for p in sorted(SAMPLE_DIR.glob("*.jsonl"))],
-        "supports": ["chat", "tiny_model", "merge", "eval_loss", "regression", "evol_instruct", "qlora"],
+        "supports": ["chat", "tiny_model", "merge", "eval_loss", "regression", "evol_instruct", "qlora",
+                     "dpo", "kto", "orpo", "simpo", "grpo"],
+        "export_targets": EXPORT_TARGETS,
     }]
 
 
@@ -128,6 +133,24 @@ def merge_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, An
     from lora_factory.plugins.text.merge import merge_text_adapter
 
     return merge_text_adapter(spec, ctx)
+
+
+@hookimpl
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.export import resolve
+
+    return resolve(spec)
+
+
+@hookimpl
+def export_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.text.export import run
+
+    return run(spec, ctx)
 
 
 @hookimpl

@@ -1,5 +1,5 @@
 """The text modality's conformance scenario: a memorisable chat set, two training steps, a chat, a
-regression suite with eval loss, a normalising refine, a merge and a ``dataset_info.json`` import."""
+regression suite with eval loss, a normalising refine, a merge, a GGUF export and a ``dataset_info.json`` import."""
 
 from __future__ import annotations
 
@@ -39,5 +39,6 @@ def scenario() -> Scenario:
         refine_operations=[{"op": "normalize", "params": {}}],
         eval_dataset=True,
         make_index=_index,
+        export={"target": "gguf", "params": {"outtype": "q8_0"}},
         timeout_s=300,
     )

@@ -463,7 +463,8 @@ def inspect_dataset_file(path: Path, options: dict[str, Any] | None = None) -> d
     if fmt == "preference":
         from lora_factory.plugins.text.preference import PREFERENCE_NOTE
 
-        info["trainable"] = False
+        info["trainable"] = False  # not by SFT: see ``methods``
+        info["methods"] = ["dpo", "kto", "orpo", "simpo", "grpo"]
         info["note"] = PREFERENCE_NOTE
     return info
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from lora_factory.kit import LoRAFactoryError
 
 _CACHE_KEY = "text"
@@ -119,20 +121,77 @@ def _prompt_ids(tokenizer: Any, request: dict[str, Any]) -> Any:
     return tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
 
 
+class ChatParams(BaseModel):
+    """What a chat request may set; anything else (a typo, a string for a number) is a 422 naming it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    max_new_tokens: int = Field(128, ge=1, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=10.0, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_k: int = Field(0, ge=0, le=100000)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+
+
+def chat_params(params: dict[str, Any] | None) -> ChatParams:
+    """The chat parameters validated (``None`` values mean the default)."""
+    from lora_factory.kit import presets
+
+    try:
+        return ChatParams.model_validate({k: v for k, v in (params or {}).items() if v is not None})
+    except ValidationError as exc:
+        raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "生成パラメータ", "Generation parameter") from exc
+
+
 def _generation_kwargs(tokenizer: Any, params: dict[str, Any]) -> dict[str, Any]:
-    temperature = float(params.get("temperature", 0.0) or 0.0)
+    checked = chat_params(params)
+    temperature = checked.temperature
     kwargs: dict[str, Any] = {
-        "max_new_tokens": int(params.get("max_new_tokens", 128)),
-        "repetition_penalty": float(params.get("repetition_penalty", 1.0) or 1.0),
+        "max_new_tokens": checked.max_new_tokens,
+        "repetition_penalty": checked.repetition_penalty,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
     if temperature > 0:
-        kwargs.update(do_sample=True, temperature=temperature, top_p=float(params.get("top_p", 1.0) or 1.0),
-                      top_k=int(params.get("top_k", 0) or 0))
+        kwargs.update(do_sample=True, temperature=temperature, top_p=checked.top_p, top_k=checked.top_k)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     return kwargs
+
+
+def _stop_when(flag: Any) -> Any:
+    """A ``StoppingCriteriaList`` that ends ``generate()`` once ``flag()`` is true."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            return torch.full((input_ids.shape[0],), bool(flag()), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Stop()])
+
+
+def context_length(model: Any) -> int | None:
+    """The longest sequence the model was built for (``max_position_embeddings`` or its aliases)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _check_context(model: Any, prompt_tokens: int, max_new_tokens: int) -> None:
+    """A prompt that does not fit the model's context is a 422 at once, before any generation."""
+    limit = context_length(model)
+    if limit is not None and prompt_tokens >= limit:
+        raise LoRAFactoryError(
+            "PROMPT_TOO_LONG",
+            f"プロンプトが長すぎます({prompt_tokens} トークン、モデルの上限は {limit} トークン)。会話を短くしてください。",
+            f"The prompt is too long ({prompt_tokens} tokens; the model's context is {limit} tokens). Shorten it.",
+            422, detail={"field": "messages", "prompt_tokens": prompt_tokens, "context_length": limit})
 
 
 def chat_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
@@ -143,11 +202,13 @@ def chat_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any
     from transformers import TextIteratorStreamer
 
     params = dict(request.get("params") or {})
+    chat_params(params)  # a bad parameter is a 422 before the model loads
     entry = _base_entry(session, str(request.get("base_model", "")), bool(request.get("trust_remote_code", False)))
     adapter = request.get("adapter")
     tokenizer = entry.tokenizer
     input_ids = _prompt_ids(tokenizer, request)
     gen_kwargs = _generation_kwargs(tokenizer, params)
+    _check_context(entry.base_model, int(input_ids.shape[-1]), gen_kwargs["max_new_tokens"])
     model_name = Path(entry.path).name + (f"+{Path(str(adapter)).name}" if adapter else "")
 
     with entry.lock:  # one generation at a time per base: adapters are switched on a shared model
@@ -162,13 +223,15 @@ def chat_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         errors: list[BaseException] = []
         output: dict[str, Any] = {}
+        stop = threading.Event()  # set when the consumer closes this generator (its client is gone)
+        stopping = _stop_when(lambda: stop.is_set() or bool(getattr(session, "should_stop", lambda: False)()))
 
         def run() -> None:
             try:
                 with scope, torch.inference_mode():
                     output["ids"] = entry.model.generate(
                         input_ids=input_ids.to(device), attention_mask=torch.ones_like(input_ids).to(device),
-                        streamer=streamer, **gen_kwargs,
+                        streamer=streamer, stopping_criteria=stopping, **gen_kwargs,
                     )
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 errors.append(exc)
@@ -177,11 +240,14 @@ def chat_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
         pieces: list[str] = []
-        for piece in streamer:
-            if piece:
-                pieces.append(piece)
-                yield {"type": "token", "text": piece}
-        thread.join()
+        try:
+            for piece in streamer:
+                if piece:
+                    pieces.append(piece)
+                    yield {"type": "token", "text": piece}
+        finally:
+            stop.set()  # a closed generator (client gone) ends generate() at its next token
+            thread.join()
     if errors:
         exc = errors[0]
         raise LoRAFactoryError("GENERATION_FAILED", f"生成に失敗しました: {exc}", f"Generation failed: {exc}", 500,

@@ -1,9 +1,13 @@
-"""Preference data (DPO / ORPO pairs, KTO labels): read, shown, kept for a preference trainer.
+"""Preference data (DPO / ORPO / SimPO pairs, KTO labels): read, shown, trained by the preference methods.
 
 Why its own format rather than a skip: a user importing LLaMA-Factory's ``dpo_en_demo.json`` or
-``kto_en_demo.json`` must see their data arrive and be told plainly what it is for. The SFT LoRA
-trainer cannot use it (there is no single target per row), so it refuses such a dataset with
-:func:`preference_not_trainable` instead of silently training on the chosen answers.
+``kto_en_demo.json`` must see their data arrive and be told plainly what it is for. The SFT method
+cannot use it (there is no single target per row), so it refuses such a dataset with
+:func:`preference_not_trainable` instead of silently training on the chosen answers; the
+``dpo`` / ``kto`` / ``orpo`` / ``simpo`` methods train on it (:mod:`pref_data`, :mod:`pref_train`).
+
+OpenAI's preference fine-tuning JSONL (``input.messages``, ``preferred_output``,
+``non_preferred_output``) reads as pairs too.
 
 Canonical rows: ``{"preference": "pair", "messages": prompt, "chosen": [...], "rejected": [...]}``
 (DPO / ORPO) or ``{"preference": "kto", "messages": [...], "label": bool}`` (KTO). ``chosen`` and
@@ -18,14 +22,17 @@ from typing import Any
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.text.formats import RowError, _col, _convert_turn, _opt_str, _turn_list, _turns_column
 
-PREFERENCE_NOTE = ("preference data (DPO / ORPO pairs or KTO labels): kept for a preference trainer; "
-                   "the SFT LoRA trainer does not train on it")
+PREFERENCE_NOTE = ("preference data (DPO / ORPO / SimPO pairs or KTO labels): train it with the method dpo, kto, "
+                   "orpo or simpo (grpo uses its prompts); the sft method does not train on it")
+OPENAI_PREFERRED, OPENAI_REJECTED = "preferred_output", "non_preferred_output"
 
 
 def is_preference_row(value: dict[str, Any], mapping: dict[str, str]) -> bool:
     """DPO / ORPO (``chosen`` and ``rejected``) or KTO (a ``kto_tag`` column, or a boolean ``label``
     beside a conversation or a completion)."""
     if _col(mapping, "chosen", "chosen") in value and _col(mapping, "rejected", "rejected") in value:
+        return True
+    if OPENAI_PREFERRED in value and OPENAI_REJECTED in value:
         return True
     if "kto_tag" in mapping:
         return mapping["kto_tag"] in value
@@ -67,10 +74,28 @@ def _preference_prompt(row: dict[str, Any], mapping: dict[str, str]) -> list[dic
     return messages
 
 
+def _from_openai_preference(row: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
+    """OpenAI preference fine-tuning: ``{"input": {"messages": [...]}, "preferred_output": [...],
+    "non_preferred_output": [...]}`` (``input`` may also be a message list or a prompt string)."""
+    given = row.get("input")
+    if isinstance(given, dict):
+        given = given.get("messages")
+    if isinstance(given, str):
+        given = [{"role": "user", "content": given}]
+    if not isinstance(given, list) or not given:
+        raise RowError("field 'input' must hold the prompt messages ('input.messages')")
+    prompt = [_convert_turn(turn, i, mapping, "openai") for i, turn in enumerate(given, start=1)]
+    return {"preference": "pair", "messages": prompt,
+            "chosen": _answer_messages(row[OPENAI_PREFERRED], OPENAI_PREFERRED, mapping),
+            "rejected": _answer_messages(row[OPENAI_REJECTED], OPENAI_REJECTED, mapping)}
+
+
 def from_preference(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
     chosen_col, rejected_col = _col(mapping, "chosen", "chosen"), _col(mapping, "rejected", "rejected")
+    if chosen_col not in row and OPENAI_PREFERRED in row and OPENAI_REJECTED in row:
+        return _from_openai_preference(row, mapping)
     if chosen_col in row and rejected_col in row:
         return {"preference": "pair", "messages": _preference_prompt(row, mapping),
                 "chosen": _answer_messages(row[chosen_col], chosen_col, mapping),
@@ -98,10 +123,12 @@ def preference_not_trainable(name: str) -> LoRAFactoryError:
     """Raised when a preference dataset reaches the SFT trainer (or an SFT evaluation)."""
     return LoRAFactoryError(
         "DATASET_PREFERENCE_NOT_TRAINABLE",
-        f"データセット「{name}」は選好データ (DPO / ORPO / KTO) です。SFT の LoRA 学習ではまだ使えません。"
-        "指示・会話形式 (alpaca / sharegpt / openai) かテキストのデータセットを選んでください。",
-        f"The dataset '{name}' is preference data (DPO / ORPO / KTO); the SFT LoRA trainer cannot train on it "
-        "yet. Choose an instruction, chat (alpaca / sharegpt / openai) or text dataset.",
+        f"データセット「{name}」は選好データ (DPO / ORPO / KTO) です。SFT では学習できません。"
+        "学習方式を dpo / kto / orpo / simpo にするか、指示・会話形式 (alpaca / sharegpt / openai) か"
+        "テキストのデータセットを選んでください。",
+        f"The dataset '{name}' is preference data (DPO / ORPO / KTO); the SFT method cannot train on it. "
+        "Choose the method dpo, kto, orpo or simpo, or an instruction, chat (alpaca / sharegpt / openai) or "
+        "text dataset.",
         http_status=422,
-        detail={"field": "dataset", "dataset": name, "format": "preference"},
+        detail={"field": "dataset", "dataset": name, "format": "preference", "methods": ["dpo", "kto", "orpo", "simpo"]},
     )

@@ -46,6 +46,20 @@ class TrainParams(BaseModel):
     seed: int = 42
     quantization: Literal["none", "4bit"] = "none"
     logging_steps: int = Field(1, ge=1)
+    method: Literal["sft", "dpo", "kto", "orpo", "simpo", "grpo"] = Field(
+        "sft", description="sft: instruction / chat / text data; dpo, orpo, simpo: preference pairs; kto: good / bad "
+                           "labels or pairs; grpo: prompts scored by reward functions")
+    beta: float | None = Field(
+        None, ge=0.0, le=100.0, description="DPO / KTO: strength of the pull towards the reference (the base); ORPO: "
+                                            "odds-ratio weight; SimPO: reward scale; GRPO: KL weight. Empty: the "
+                                            "method's default (0.1; SimPO 2.0; GRPO 0.0)")
+    simpo_gamma: float = Field(0.5, ge=0.0, le=100.0, description="SimPO: the target reward margin")
+    num_generations: int = Field(4, ge=2, le=64, description="GRPO: completions sampled per prompt")
+    max_completion_length: int = Field(64, ge=1, le=32768, description="GRPO: longest completion sampled")
+    temperature: float = Field(1.0, gt=0.0, le=10.0, description="GRPO: sampling temperature")
+    rewards: list[dict[str, Any]] = Field(
+        default_factory=list, description='GRPO reward functions, e.g. [{"name": "exact_answer"}, '
+                                          '{"name": "length", "target": 40, "weight": 0.5}]')
 
     @field_validator("target_modules")
     @classmethod
@@ -64,6 +78,26 @@ class TrainParams(BaseModel):
             raise ValueError(f"text_stride ({self.text_stride}) must be smaller than max_length ({self.max_length})")
         return self
 
+    @model_validator(mode="after")
+    def _grpo_needs_rewards(self) -> TrainParams:
+        if self.method == "grpo":
+            from lora_factory.plugins.text.rewards import check_reward_specs
+
+            if not self.rewards:
+                raise ValueError('GRPO needs at least one reward function in "rewards"')
+            self.rewards = check_reward_specs(self.rewards)
+        return self
+
+    def method_beta(self) -> float:
+        """``beta``, or the method's own default when it was left empty."""
+        from lora_factory.plugins.text.methods import default_beta
+
+        return float(self.beta) if self.beta is not None else default_beta(self.method)
+
+
+# The method keys every SFT preset carries (a preset lists every parameter: what it shows is what runs).
+_SFT: dict[str, Any] = {"method": "sft", "beta": None, "simpo_gamma": 0.5, "num_generations": 4,
+                        "max_completion_length": 64, "temperature": 1.0, "rewards": []}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # A short first try, capped at 60 optimizer steps whatever the dataset size; it learns a handful
@@ -74,7 +108,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.0, "lr_scheduler": "constant", "weight_decay": 0.0, "save_steps": 50,
         "eval_ratio": 0.0, "packing": False, "assistant_only_loss": True, "overlong_rows": "truncate", "text_stride": 0,
         "gradient_checkpointing": False,
-        "seed": 42, "quantization": "none", "logging_steps": 1,
+        "seed": 42, "quantization": "none", "logging_steps": 1, **_SFT,
     },
     # A sensible default for a real 1-8B model on a consumer GPU.
     "standard": {
@@ -83,7 +117,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.03, "lr_scheduler": "cosine", "weight_decay": 0.0, "save_steps": 200,
         "eval_ratio": 0.05, "packing": False, "assistant_only_loss": True, "overlong_rows": "truncate",
         "text_stride": 0, "gradient_checkpointing": True,
-        "seed": 42, "quantization": "none", "logging_steps": 1,
+        "seed": 42, "quantization": "none", "logging_steps": 1, **_SFT,
     },
     # Higher rank, lower lr, more epochs: slower, for a dataset worth the time.
     "high_quality": {
@@ -92,9 +126,31 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.05, "lr_scheduler": "cosine", "weight_decay": 0.01, "save_steps": 200,
         "eval_ratio": 0.05, "packing": False, "assistant_only_loss": True, "overlong_rows": "truncate",
         "text_stride": 0, "gradient_checkpointing": True,
-        "seed": 42, "quantization": "none", "logging_steps": 1,
+        "seed": 42, "quantization": "none", "logging_steps": 1, **_SFT,
     },
 }
+
+
+
+def _method_preset(method: str, **changes: Any) -> dict[str, Any]:
+    """A method's preset for a real 1-8B model: ``standard`` with the method's usual values. Preference
+    methods start from an instruction-tuned model, so one or two epochs at a lower learning rate."""
+    return {**PRESETS["standard"], "method": method, **changes}
+
+
+PRESETS.update({
+    # DPO / KTO with LoRA: ~10x the full fine-tuning rate (5e-7) is the usual LoRA choice
+    "dpo": _method_preset("dpo", learning_rate=5e-5, num_epochs=1, beta=0.1, max_length=1024),
+    "kto": _method_preset("kto", learning_rate=5e-5, num_epochs=1, beta=0.1, max_length=1024),
+    # ORPO trains from the SFT stage on: the ORPO paper's 8e-6 full fine-tuning, higher for LoRA
+    "orpo": _method_preset("orpo", learning_rate=8e-5, num_epochs=2, beta=0.1, max_length=1024),
+    # SimPO: beta 2.0 and gamma 0.5 (gamma / beta = 0.25), the paper's Llama-3-Instruct values
+    "simpo": _method_preset("simpo", learning_rate=5e-5, num_epochs=1, beta=2.0, simpo_gamma=0.5, max_length=1024),
+    # GRPO: 8 samples per prompt, batch a multiple of it, a reward for matching the dataset's answer
+    "grpo": _method_preset("grpo", learning_rate=2e-5, num_epochs=1, batch_size=8, grad_accum=1, beta=0.0,
+                           num_generations=8, max_completion_length=256, temperature=1.0,
+                           rewards=[{"name": "exact_answer", "weight": 1.0, "allow_prefix": True}], gradient_checkpointing=True, max_length=1024),
+})
 
 TRAIN_PARAMS_SCHEMA: dict[str, Any] = with_japanese_titles(TrainParams.model_json_schema())
 
@@ -110,14 +166,35 @@ def read_train_params(params: dict[str, Any]) -> TrainParams:
 
 
 def resolve_train_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A train request with its complete parameter set (what the server queues and config.json keeps);
-    a preference dataset (DPO / KTO pairs) is refused before it queues: the SFT trainer cannot use it."""
-    from pathlib import Path
-
-    from lora_factory.plugins.text.preference import preference_not_trainable
-
-    if (spec.get("dataset_options") or {}).get("format") == "preference":
-        raise preference_not_trainable(Path(str(spec.get("dataset", ""))).name)
+    """A train request with its complete parameter set (what the server queues and config.json keeps).
+    A dataset the method cannot train on (preference pairs for SFT, an instruction set for DPO, KTO
+    labels for DPO ...) is refused before it queues, naming the kind of data the method needs."""
     preset = spec.get("preset") or "quick"
     params = resolve_train_params(preset, spec.get("params") or {})
+    check_dataset_for_method(spec, params.method)
     return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {})
+
+
+def check_dataset_for_method(spec: dict[str, Any], method: str) -> None:
+    """422 when the dataset's kind does not fit ``method``. The recorded format decides for most sets;
+    a preference set is read (it may hold pairs, KTO labels or both)."""
+    from pathlib import Path
+
+    from lora_factory.plugins.text.methods import accepts, data_kinds_of_format, data_kinds_of_rows, wrong_data
+    from lora_factory.plugins.text.preference import preference_not_trainable
+
+    options = spec.get("dataset_options") or {}
+    dataset = Path(str(spec.get("dataset", "")))
+    kinds = data_kinds_of_format(options.get("format"))
+    if kinds is None:
+        return  # format unknown until read: the worker checks the rows
+    if method == "sft":
+        if kinds & {"pairs", "labels"}:
+            raise preference_not_trainable(dataset.name)
+        return
+    if kinds & {"pairs", "labels"} and dataset.is_file():
+        from lora_factory.plugins.text.formats import load_conversations
+
+        kinds = data_kinds_of_rows(load_conversations(dataset, options))
+    if not accepts(method, kinds):
+        raise wrong_data(method, dataset.name, kinds)

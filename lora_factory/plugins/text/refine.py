@@ -85,17 +85,24 @@ def _short(row: dict[str, Any], limit: int = 160) -> str:
 
 
 def _map_contents(row: dict[str, Any], fn: Callable[[str], str]) -> dict[str, Any]:
+    """``fn`` over every text of a row: a preference row's chosen and rejected answers too."""
     if "text" in row:
         return {**row, "text": fn(row["text"])}
-    return {**row, "messages": [{**m, "content": fn(m["content"])} for m in row["messages"]]}
+    out = {**row, "messages": [{**m, "content": fn(m["content"])} for m in row["messages"]]}
+    for key in ("chosen", "rejected"):
+        if isinstance(row.get(key), list):
+            out[key] = [{**m, "content": fn(m["content"])} for m in row[key]]
+    return out
 
 
 def _dedup_text(row: dict[str, Any], scope: str) -> str:
     """The text two rows are compared on: NFKC, lower case, whitespace collapsed."""
     if scope == "user" and "messages" in row:
         text = "\n".join(m["content"] for m in row["messages"] if m["role"] == "user")
-    elif "messages" in row:
-        text = "\n".join(f"{m['role']}:{m['content']}{call_text(m)}" for m in row["messages"])
+    elif "messages" in row:  # a preference row: its prompt, then both answers
+        messages = list(row["messages"]) + [dict(m, role=f"{key}:{m['role']}") for key in ("chosen", "rejected")
+                                            for m in row.get(key) or []]
+        text = "\n".join(f"{m['role']}:{m['content']}{call_text(m)}" for m in messages)
     else:
         text = row["text"]
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())
@@ -404,6 +411,8 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "per_operation": per_operation,
         "examples": examples,
         "output_file": output_file,
-        "output": {"kind": "file", "name": output_file, "format": "openai"},
+        # preference rows stay preference data (pairs / KTO labels read back by the preference reader)
+        "output": {"kind": "file", "name": output_file,
+                   "format": "preference" if any("preference" in r for r in rows) else "openai"},
         "stopped": stopped,
     }

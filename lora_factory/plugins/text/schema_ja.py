@@ -23,6 +23,9 @@ TITLES_JA: dict[str, str] = {
     "quantization": "量子化 (4bit = QLoRA)", "logging_steps": "ログ間隔 (ステップ)",
     "overlong_rows": "最大長を超える会話 (truncate = 切り詰め / drop = 除外)",
     "text_stride": "長文ブロックの重なり (トークン, 文脈のみ)",
+    "method": "学習方式 (sft / dpo / kto / orpo / simpo / grpo)", "beta": "ベータ (β, 空欄 = 方式の既定値)",
+    "simpo_gamma": "SimPO の目標マージン (γ)", "num_generations": "GRPO: プロンプトごとの生成数",
+    "max_completion_length": "GRPO: 生成の最大トークン数", "rewards": "GRPO: 報酬関数",
     # refine
     "unicode_form": "Unicode 正規化", "collapse_whitespace": "連続する空白をまとめる",
     "remove_control_chars": "制御文字を除去", "strip": "前後の空白を除去", "unit": "長さの単位",

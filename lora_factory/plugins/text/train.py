@@ -1,4 +1,4 @@
-"""A text LoRA / QLoRA training run through transformers' Trainer.
+"""A text LoRA / QLoRA training run through transformers' Trainer (SFT; the other methods: :mod:`pref_train`).
 
 Why Trainer + our collator (not TRL): we control the loss mask (assistant tokens only), packing
 without cross-sample attention, and the EOS token; checkpoints, resume, gradient accumulation,
@@ -67,6 +67,14 @@ def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params
 def training_arguments(params: Any, output_dir: Path, device: str, has_eval: bool) -> Any:
     """The TrainingArguments of a run (shared with the benchmark's plain-Trainer baseline, so the
     two compare like for like)."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(**training_argument_values(params, output_dir, device, has_eval))
+
+
+def training_argument_values(params: Any, output_dir: Path, device: str, has_eval: bool) -> dict[str, Any]:
+    """The keyword arguments of :func:`training_arguments`; TRL's configs (subclasses of
+    TrainingArguments) take the same ones, so every method runs under the same schedule and checkpoints."""
     import torch
     from transformers import TrainingArguments
 
@@ -76,7 +84,7 @@ def training_arguments(params: Any, output_dir: Path, device: str, has_eval: boo
         else "gradient_checkpointing"
     checkpointing = {ckpt: params.gradient_checkpointing,
                      f"{ckpt}_kwargs": {"use_reentrant": False} if params.gradient_checkpointing else None}
-    return TrainingArguments(
+    return dict(
         output_dir=str(output_dir),
         per_device_train_batch_size=params.batch_size,
         per_device_eval_batch_size=params.batch_size,
@@ -119,6 +127,10 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     from lora_factory.plugins.text.presets import read_train_params
 
     params = read_train_params(spec.get("params") or {})
+    if params.method != "sft":  # DPO, KTO, ORPO, SimPO, GRPO: TRL's trainers
+        from lora_factory.plugins.text.pref_train import train_with_trl
+
+        return train_with_trl(spec, ctx, params)
     base, dataset = _check_paths(spec)
     trust = bool(spec.get("trust_remote_code", False))
     set_seed(params.seed)
@@ -195,8 +207,11 @@ model = PeftModel.from_pretrained(base, "<this folder>")
 tokenizer = AutoTokenizer.from_pretrained("<this folder>")"""
 
 
+SFT_CARD_METRICS = ("final_loss", "eval_loss", "perplexity", "steps", "tokens_per_s", "train_runtime", "stopped")
+
+
 def _save_outputs(out_dir: Path, model: Any, tokenizer: Any, spec: dict[str, Any], params: Any,
-                  result: dict[str, Any]) -> None:
+                  result: dict[str, Any], card_metrics: tuple[str, ...] = SFT_CARD_METRICS) -> None:
     """Adapter (safetensors), tokenizer with its chat template, training_config.json and the model card."""
     from lora_factory.kit.model_card import write_adapter_metadata
 
@@ -208,5 +223,5 @@ def _save_outputs(out_dir: Path, model: Any, tokenizer: Any, spec: dict[str, Any
         out_dir, modality="text", spec=spec, params=params.model_dump(), result=result,
         usage=USAGE.format(base=json.dumps(base, ensure_ascii=False)),
         libraries=("torch", "transformers", "peft", "bitsandbytes", "lora-factory"),
-        card_metrics=("final_loss", "eval_loss", "perplexity", "steps", "tokens_per_s", "train_runtime", "stopped"),
+        card_metrics=card_metrics,
     )

@@ -6,6 +6,8 @@ import { createLossChart } from "./chart.js";
 import { formatBytes, formatDuration, formatNumber, h, setI18n, showError, withBusy } from "./dom.js";
 import { createMediaGallery } from "./widgets/gallery.js";
 
+// a training method's own figures (DPO / KTO / ORPO / SimPO rewards and margins, GRPO rewards), shown when sent
+const METHOD_KEYS = ["reward_chosen", "reward_rejected", "reward_margin", "reward_accuracy", "kl", "reward", "reward_std", "completion_length"];
 const TOKENS_KEYS = ["tokens_per_s", "tokens_per_second", "tokens_per_sec", "train_tokens_per_second", "tokens/s", "tok_s"];
 
 export function statusKey(status) {
@@ -32,6 +34,8 @@ export function createJobView(opts = {}) {
   const eta = h("span", { class: "mono", testid: tid("job-eta"), text: "-" });
   const loss = h("span", { class: "mono", testid: tid("job-loss"), text: "-" });
   const speed = h("span", { class: "mono", testid: tid("job-speed"), text: "-" });
+  const methodFigures = h("span", { class: "mono", testid: tid("job-method-metrics"), text: "" });
+  const methodBox = h("div", { hidden: true }, h("dt", { i18n: "job.method_metrics" }), h("dd", {}, methodFigures));
   const errorText = h("span", { testid: tid("job-error-text") });
   const errorActions = h("span", { class: "job-error-actions" });
   const errorBox = h("div", { class: "job-error", hidden: true, role: "alert", testid: tid("job-error") }, errorText, errorActions);
@@ -49,6 +53,7 @@ export function createJobView(opts = {}) {
     h("div", {}, h("dt", { i18n: "job.eta" }), h("dd", {}, eta)),
     training ? h("div", {}, h("dt", { i18n: "job.loss" }), h("dd", {}, loss)) : null,
     training ? h("div", {}, h("dt", { i18n: "job.speed" }), h("dd", {}, speed)) : null,
+    training ? methodBox : null,
   );
 
   const root = h(
@@ -90,6 +95,13 @@ export function createJobView(opts = {}) {
     if (rec.loss !== undefined && rec.loss !== null) {
       loss.textContent = formatNumber(rec.loss);
       if (chart) chart.push(step, Number(rec.loss));
+    }
+    // GRPO's per-function rewards arrive as reward_<name>: shown after the known keys
+    const keys = [...METHOD_KEYS, ...Object.keys(rec).filter((k) => k.startsWith("reward_") && !METHOD_KEYS.includes(k))];
+    const figures = keys.filter((k) => typeof rec[k] === "number").map((k) => `${k}=${formatNumber(rec[k], 3)}`);
+    if (figures.length) {
+      methodFigures.textContent = figures.join("  ");
+      methodBox.hidden = false;
     }
     for (const key of TOKENS_KEYS) {
       if (rec[key] !== undefined && rec[key] !== null) {
@@ -155,6 +167,8 @@ export function createJobView(opts = {}) {
     eta.textContent = "-";
     loss.textContent = "-";
     speed.textContent = "-";
+    methodFigures.textContent = "";
+    methodBox.hidden = true;
     bar.value = 0;
     samples.clear();
     samplesBox.hidden = true;

@@ -32,20 +32,31 @@ _UNITS = {
 }
 _LARGE_KANJI = {"万": 10**4, "億": 10**8, "兆": 10**12}
 # counters whose sound changes OpenJTalk applies (いっぽん, さんびき, ひとり ...)
-_COUNTERS = "本杯匹冊人個回歳才枚台階件軒着足頭羽杯通点番度倍泊週秒分時日年月号話巻缶粒箱"
-_LETTER_NAMES = {
+_COUNTERS = "本杯匹冊人個回歳才枚台階件軒着足頭羽杯通点番度倍泊週秒分時日年月号話巻缶粒箱位名代歩周問章曲票勝敗戦"
+LETTER_NAMES = {
     "A": "エー", "B": "ビー", "C": "シー", "D": "ディー", "E": "イー", "F": "エフ", "G": "ジー", "H": "エイチ",
     "I": "アイ", "J": "ジェー", "K": "ケー", "L": "エル", "M": "エム", "N": "エヌ", "O": "オー", "P": "ピー",
     "Q": "キュー", "R": "アール", "S": "エス", "T": "ティー", "U": "ユー", "V": "ブイ", "W": "ダブリュー",
     "X": "エックス", "Y": "ワイ", "Z": "ゼット",
 }
 _SYMBOLS = {
-    "&": "あんど", "+": "ぷらす", "=": "いこーる", "@": "あっと", "#": "", "*": "", "※": "", "♪": "",
+    "&": "あんど", "+": "ぷらす", "×": "かける", "÷": "わる", "=": "いこーる", "@": "あっと", "#": "", "*": "", "※": "", "♪": "",
     "→": "", "←": "", "・": "、", ";": "、", ":": "、", "!": "！", "?": "？", "…": "…", "~": "",
     "「": "", "」": "", "『": "", "』": "", "(": "", ")": "", "[": "", "]": "", "【": "", "】": "",
     "{": "", "}": "", "<": "", ">": "", "\"": "", "'": "", "“": "", "”": "", "‘": "", "’": "", "/": "、",
     "|": "", "\\": "", "^": "", "_": "", "`": "", "〈": "", "〉": "", "《": "", "》": "",
 }
+
+
+# Readings a rule wrote (numbers, dates, the user's words) are wrapped in these private-use marks
+# while the rules run, so the reading preview can hand them to OpenJTalk as literal kana: re-parsed as
+# words, "令和はちねん" became 令和 + は (particle, ワ) + ちねん. The text the model reads has no marks.
+OPEN, CLOSE = "\ue000", "\ue001"
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uff66-\uff9f々〆〒]")
+
+
+def _lit(reading: str) -> str:
+    return f"{OPEN}{reading}{CLOSE}" if reading else reading
 
 
 @dataclass
@@ -55,6 +66,10 @@ class NormalizationOptions:
     latin: str = "keep"  # keep | spell | kana
     user_dictionary: UserDictionary = field(default_factory=UserDictionary)
     counter_reader: Callable[[str], str | None] | None = None  # "3本" -> "さんぼん"; OpenJTalk by default
+    # the line's language (a dataset's language column): "ja" Japanese rules, "en" English rules,
+    # another (zh, ko, yue) only NFKC and spaces (our rules would read its numbers in Japanese);
+    # None: English rules for a line of Latin words, Japanese rules otherwise
+    language: str | None = None
 
 
 def _hira(text: str) -> str:
@@ -94,15 +109,15 @@ def _dates(text: str) -> str:
         y, mo, d = int(m.group(1)), int(m.group(2)), int(m.group(3))
         if not (1 <= mo <= 12 and 1 <= d <= 31):
             return m.group(0)
-        return num.read_year(y) + num.read_month(mo) + num.read_day(d)
+        return _lit(num.read_year(y) + num.read_month(mo) + num.read_day(d))
 
     text = re.sub(r"(\d{4})年(\d{1,2})月(\d{1,2})日", ymd, text)
     text = re.sub(r"(?<![\d.])(\d{4})[/.\-](\d{1,2})[/.\-](\d{1,2})(?![\d.])", ymd, text)
     text = re.sub(r"(\d{1,2})月(\d{1,2})日",
-                  lambda m: num.read_month(int(m.group(1))) + num.read_day(int(m.group(2)))
+                  lambda m: _lit(num.read_month(int(m.group(1))) + num.read_day(int(m.group(2))))
                   if 1 <= int(m.group(1)) <= 12 and 1 <= int(m.group(2)) <= 31 else m.group(0), text)
-    text = re.sub(r"(\d{1,4})年", lambda m: num.read_year(int(m.group(1))), text)
-    text = re.sub(r"(\d{1,2})月", lambda m: num.read_month(int(m.group(1))) if 1 <= int(m.group(1)) <= 12
+    text = re.sub(r"(\d{1,4})年", lambda m: _lit(num.read_year(int(m.group(1)))), text)
+    text = re.sub(r"(\d{1,2})月", lambda m: _lit(num.read_month(int(m.group(1)))) if 1 <= int(m.group(1)) <= 12
                   else m.group(0), text)
     return text
 
@@ -115,22 +130,53 @@ def _times(text: str) -> str:
         out = num.read_hour(h) + ("" if mi == 0 else num.read_minutes(mi))
         if m.group(3):
             out += num.read_seconds(int(m.group(3)))
-        return out
+        return _lit(out)
 
     text = re.sub(r"(?<![\d:])(\d{1,2}):(\d{2})(?::(\d{2}))?(?![\d:])", clock, text)
-    text = re.sub(r"(\d{1,2})時半", lambda m: num.read_hour(int(m.group(1))) + "はん", text)
+    text = re.sub(r"(\d{1,2})時半", lambda m: _lit(num.read_hour(int(m.group(1))) + "はん"), text)
     text = re.sub(r"(\d{1,2})時(\d{1,2})分",
-                  lambda m: num.read_hour(int(m.group(1))) + num.read_minutes(int(m.group(2))), text)
-    text = re.sub(r"(\d{1,2})時(?!間)", lambda m: num.read_hour(int(m.group(1))), text)
-    text = re.sub(r"(\d+)分(?!の)", lambda m: num.read_minutes(int(m.group(1))), text)
+                  lambda m: _lit(num.read_hour(int(m.group(1))) + num.read_minutes(int(m.group(2)))), text)
+    text = re.sub(r"(\d{1,2})時(?!間)", lambda m: _lit(num.read_hour(int(m.group(1)))), text)
+    text = re.sub(r"(\d+)分(?!の)", lambda m: _lit(num.read_minutes(int(m.group(1)))), text)
     return text
 
 
+def _digit_groups(m: re.Match[str]) -> str:
+    return "、".join(_lit(num.read_digits(g)) for g in m.groups() if g)
+
+
 def _ranges_and_codes(text: str) -> str:
-    """3〜5 -> 3から5 (before the counters read 5個); 090-1234-5678 read digit by digit."""
+    """3〜5 -> 3から5 (before the counters read 5個); codes read digit by digit: phone numbers
+    (090-1234-5678), postal codes (〒100-0001, 100-0001), #1 / No.1 (なんばー)."""
     text = re.sub(r"(\d)\s?~\s?(?=\d)", r"\1から", text)
-    return re.sub(r"(?<![\d-])(\d{2,4})-(\d{2,4})-(\d{3,4})(?![\d-])",
-                  lambda m: "、".join(num.read_digits(g) for g in m.groups()), text)
+    text = re.sub(r"(?<![\d-])(\d{2,4})-(\d{2,4})-(\d{3,4})(?![\d-])", _digit_groups, text)
+    text = re.sub(r"〒\s?(\d{3})-?(\d{4})(?![\d-])", lambda m: _lit("ゆうびんばんごう") + "、" + _digit_groups(m), text)
+    text = re.sub(r"(?<![\d-])(\d{3})-(\d{4})(?![\d-])", _digit_groups, text)
+    return re.sub(r"(?:#|(?<![A-Za-z])No\.\s?)(\d+)(?![\d.])",
+                  lambda m: _lit("なんばー" + num.read_integer(int(m.group(1)))), text)
+
+
+_WEEKDAY = r"\s?[(（][月火水木金土日][)）]"
+
+
+def _versions_and_fractions(text: str) -> str:
+    """ver.2.1 / v3 -> ばーじょんにてんいち (the dot is no sentence end); 1/2 -> にぶんのいち, but a
+    m/d date stays a date when a weekday follows or the first number is the larger one (4/1)."""
+    def version(m: re.Match[str]) -> str:
+        return _lit("ばーじょん" + "てん".join(num.read_integer(int(p)) for p in m.group(1).split(".")))
+
+    text = re.sub(r"(?<![A-Za-z])(?:[Vv]er(?:sion)?\.?\s?|[Vv](?=\d))(\d+(?:\.\d+)*)(?![\d])", version, text)
+
+    def slash(m: re.Match[str]) -> str:
+        a, b = int(m.group(1)), int(m.group(2))
+        date_like = 1 <= a <= 12 and 1 <= b <= 31
+        if date_like and (m.group(3) or a > b):
+            return _lit(num.read_month(a) + num.read_day(b)) + (m.group(3) or "")
+        if b == 0:
+            return m.group(0)
+        return _lit(num.read_integer(b) + "ぶんの" + num.read_integer(a)) + (m.group(3) or "")
+
+    return re.sub(r"(?<![\d/.])(\d{1,4})/(\d{1,4})(?![\d/])(" + _WEEKDAY + ")?", slash, text)
 
 
 def _money(text: str) -> str:
@@ -151,45 +197,59 @@ def _money(text: str) -> str:
         return num.read_integer(total + pending)
 
     for symbol, word in _CURRENCY_PREFIX.items():
-        text = re.sub(re.escape(symbol) + r"\s?(" + amount + ")", lambda m, w=word: read_amount(m.group(1)) + w, text)
+        text = re.sub(re.escape(symbol) + r"\s?(" + amount + ")",
+                      lambda m, w=word: _lit(read_amount(m.group(1)) + w), text)
     for unit, word in sorted(_CURRENCY_SUFFIX.items(), key=lambda kv: -len(kv[0])):
-        text = re.sub("(" + amount + ")" + re.escape(unit), lambda m, w=word: read_amount(m.group(1)) + w, text)
+        text = re.sub("(" + amount + ")" + re.escape(unit), lambda m, w=word: _lit(read_amount(m.group(1)) + w), text)
     # bare amounts with 万 / 億 ("3万人" is handled by the counter pass afterwards)
     text = re.sub(r"(\d[\d,]*)([万億兆])(?:(\d[\d,]*)([万億兆]))?(\d[\d,]*)?",
-                  lambda m: read_amount("".join(g for g in m.groups() if g)), text)
+                  lambda m: _lit(read_amount("".join(g for g in m.groups() if g))), text)
     return text
 
 
-def _units(text: str) -> str:
+def _units(text: str, reader: Callable[[str], str | None]) -> str:
+    """5km -> ごきろめーとる. A kanji right after the unit makes a compound with it (100m走: そう, not
+    the verb's はし): OpenJTalk reads number, unit and that kanji together."""
     names = sorted(_UNITS, key=len, reverse=True)
-    pattern = "(" + _NUM + r")\s?(" + "|".join(re.escape(n) for n in names) + r")(?![A-Za-z])"
-    return re.sub(pattern, lambda m: num.read_number_text(m.group(1)) + _UNITS[m.group(2)], text)
+    pattern = ("(" + _NUM + r")\s?(" + "|".join(re.escape(n) for n in names) + r")(?![A-Za-z])"
+               r"([\u4e00-\u9fff][\u3041-\u3096]*)?")
+
+    def one(m: re.Match[str]) -> str:
+        plain = num.read_number_text(m.group(1)) + _UNITS[m.group(2)]
+        if m.group(3) and not m.group(1).startswith("-"):
+            whole, head = reader(m.group(0)), reader(m.group(0)[: -len(m.group(3))])
+            if whole and head and whole.startswith(head) and len(whole) > len(head):
+                return _lit(plain + whole[len(head):])
+        return _lit(plain) + (m.group(3) or "")
+
+    return re.sub(pattern, one, text)
 
 
 def _counters(text: str, reader: Callable[[str], str | None]) -> str:
     def one(m: re.Match[str]) -> str:
-        reading = reader(m.group(0))
-        return reading if reading else num.read_number_text(m.group(1)) + m.group(2)
+        sign, chunk = ("まいなす", m.group(0)[1:]) if m.group(0).startswith("-") else ("", m.group(0))
+        reading = reader(chunk)
+        return _lit(sign + reading if reading else num.read_number_text(m.group(1)) + m.group(2))
 
     return re.sub(r"(?<![\d.])(-?\d[\d,]*)(?![\d.,])([" + _COUNTERS + "])", one, text)
 
 
 def _numbers(text: str) -> str:
-    text = re.sub(r"(?<![\d.])-(?=\d)", "マイナス", text)
-    return re.sub(r"\d[\d,]*(?:\.\d+)?", lambda m: num.read_number_text(m.group(0).rstrip(",")), text)
+    text = re.sub(r"(?<![\dA-Za-z.])-(?=\d)", "マイナス", text)  # not COVID-19's hyphen
+    return re.sub(r"\d[\d,]*(?:\.\d+)?", lambda m: _lit(num.read_number_text(m.group(0).rstrip(","))), text)
 
 
 def _latin(text: str, mode: str) -> str:
     if mode == "keep":
         return text
     if mode == "spell":
-        return re.sub(r"[A-Za-z]+", lambda m: "".join(_LETTER_NAMES[c.upper()] for c in m.group(0)), text)
+        return re.sub(r"[A-Za-z]+", lambda m: "".join(LETTER_NAMES[c.upper()] for c in m.group(0)), text)
 
     def kana(m: re.Match[str]) -> str:
         word = m.group(0)
         reading = _openjtalk_counter(word)
         return reading if reading and not re.search(r"[A-Za-z]", reading) else "".join(
-            _LETTER_NAMES[c.upper()] for c in word)
+            LETTER_NAMES[c.upper()] for c in word)
 
     return re.sub(r"[A-Za-z]+", kana, text)
 
@@ -202,6 +262,8 @@ def _symbols(text: str) -> str:
         elif ch in ",.":
             prev = text[i - 1] if i else ""
             out.append("" if not prev or prev in "、。" else ("、" if ch == "," else "。"))
+        elif ch in (OPEN, CLOSE):
+            out.append(ch)
         elif unicodedata.category(ch) in ("So", "Sk", "Cs", "Co") or ch == "\ufe0f":
             continue  # emoji, pictographs, private use: nothing to say
         else:
@@ -216,24 +278,76 @@ def _spaces(text: str) -> str:
                   r"(?<=[\x00-\x7f]) (?=[^\x00-\x7f])", "", text)
 
 
-def normalize_text(text: str, options: NormalizationOptions | None = None) -> str:
-    """The text as it will be read: digits, dates, money, units and symbols written out."""
-    options = options or NormalizationOptions()
-    if options.latin not in LATIN_MODES:
-        raise ValueError(f"latin must be one of {LATIN_MODES}")
+def is_english(text: str) -> bool:
+    """A sentence of Latin words (two or more, some lower case) and no kana or kanji is read by
+    English rules ("I have 3 apples"); a code or an acronym (2LDK, ABC123) stays with the Japanese."""
+    return (not _JAPANESE.search(text) and re.search(r"[a-z]", text) is not None
+            and len(re.findall(r"[A-Za-z]+", text)) >= 2)
+
+
+_WEEKDAYS = {"月": "げつようび", "火": "かようび", "水": "すいようび", "木": "もくようび", "金": "きんようび",
+             "土": "どようび", "日": "にちようび"}
+
+
+def _weekdays(text: str) -> str:
+    """3月5日(火) / 4/1(月): the weekday in brackets is read (かようび), not dropped to 火 (ひ)."""
+    return re.sub(r"[(（]([月火水木金土日])[)）]", lambda m: _lit(_WEEKDAYS[m.group(1)]), text)
+
+
+def _normalize_marked(text: str, options: NormalizationOptions) -> str:
     text = unicodedata.normalize("NFKC", text or "")
     text = text.replace("〜", "~").replace("～", "~")
-    text = options.user_dictionary.apply(text)
+    text = re.sub(r"[\u2212\u2012\u2013\u2014\u2015](?=\d)", "-", text)  # minus signs and dashes before a digit
+    text = text.replace("\u2044", "/")  # NFKC turns ½ into 1⁄2 (fraction slash)
+    language = options.language or ("en" if is_english(text) else "ja")
+    if language not in ("ja", "en"):
+        return _spaces(options.user_dictionary.apply(text, mark=_lit))
+    if language == "en":
+        from lora_factory.plugins.audio.text_norm.english import normalize_english
+
+        return _spaces(normalize_english(options.user_dictionary.apply(text, mark=_lit)))
+    text = options.user_dictionary.apply(text, mark=_lit)
+    reader = options.counter_reader or _openjtalk_counter
     text = _ranges_and_codes(text)
     text = _dates(text)
+    text = _versions_and_fractions(text)
+    text = _weekdays(text)
     text = _times(text)
     text = _money(text)
-    text = _units(text)
-    text = _counters(text, options.counter_reader or _openjtalk_counter)
+    text = _units(text, reader)
+    text = _counters(text, reader)
     text = _numbers(text)
     text = _symbols(text)
     text = _latin(text, options.latin)
     return _spaces(text)
+
+
+def normalize_with_spans(text: str, options: NormalizationOptions | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """The text as it will be read, and the (start, end) of each reading a rule wrote (literal kana)."""
+    options = options or NormalizationOptions()
+    if options.latin not in LATIN_MODES:
+        raise ValueError(f"latin must be one of {LATIN_MODES}")
+    marked = _normalize_marked(text, options)
+    out: list[str] = []
+    spans: list[tuple[int, int]] = []
+    start = None
+    length = 0
+    for ch in marked:
+        if ch == OPEN:
+            start = length
+        elif ch == CLOSE:
+            if start is not None and length > start:
+                spans.append((start, length))
+            start = None
+        else:
+            out.append(ch)
+            length += 1
+    return "".join(out), spans
+
+
+def normalize_text(text: str, options: NormalizationOptions | None = None) -> str:
+    """The text as it will be read: digits, dates, money, units and symbols written out."""
+    return normalize_with_spans(text, options)[0]
 
 
 def normalize_many(texts: Sequence[str], options: NormalizationOptions | None = None) -> list[str]:

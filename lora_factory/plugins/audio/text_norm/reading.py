@@ -7,6 +7,7 @@ the common notation ``[`` = pitch rises after this mora, ``]`` = pitch falls aft
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _SMALL = set("ャュョァィゥェォヮ")
@@ -48,12 +49,40 @@ class Reading:
         return {"kana": self.kana, "accent": self.accent, "available": self.available}
 
 
-def reading_of(text: str) -> Reading:
-    """The katakana pronunciation and accent phrases of a normalised text (OpenJTalk)."""
+def _katakana(text: str) -> str:
+    return "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in text)
+
+
+def _spell_acronyms(text: str) -> str:
+    """Upper-case runs (LDK, ABC, the A of A4) letter by letter: glued to kana, OpenJTalk drops
+    letters (にLDK -> ニディーケー, よんK -> ヨン)."""
+    from lora_factory.plugins.audio.text_norm.normalize import LETTER_NAMES
+
+    return re.sub(r"(?<![A-Za-z])[A-Z]{1,6}(?![A-Za-z])", lambda m: "".join(LETTER_NAMES[c] for c in m.group(0)), text)
+
+
+def literal_kana(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with the readings the rules wrote turned to katakana: OpenJTalk reads katakana as it
+    is, where hiragana is parsed into words again (令和はちねん -> 令和 + は + ちねん)."""
+    out, last = [], 0
+    for start, end in sorted(spans):
+        out += [_spell_acronyms(text[last:start]), _katakana(text[start:end])]
+        last = end
+    return "".join(out) + _spell_acronyms(text[last:])
+
+
+def reading_of(text: str, spans: list[tuple[int, int]] | None = None) -> Reading:
+    """The katakana pronunciation and accent phrases of a normalised text (OpenJTalk); ``spans``
+    (from ``normalize_with_spans``) mark the readings to take literally."""
+    from lora_factory.plugins.audio.text_norm.normalize import is_english
+
+    if is_english(text):  # read by English rules: OpenJTalk would spell it letter by letter
+        return Reading(kana="", accent="", available=False)
     try:
         import pyopenjtalk
     except Exception:
         return Reading(kana="", accent="", available=False)
+    text = literal_kana(text, spans or [])
     phrases: list[tuple[list[str], int]] = []
     for node in pyopenjtalk.run_frontend(text):
         pron = str(node.get("pron", "")).replace("’", "")

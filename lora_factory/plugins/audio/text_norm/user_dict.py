@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,42 @@ class UserDictionary:
     def to_json(self) -> str:
         return json.dumps({"entries": self.to_list()}, ensure_ascii=False, indent=2) + "\n"
 
-    def apply(self, text: str) -> str:
+    def apply(self, text: str, mark: Callable[[str], str] | None = None) -> str:
+        """Each surface *word* replaced by its reading (``mark`` wraps the reading, for the preview).
+
+        A word, not a substring: ``AI`` leaves ``EMAIL`` alone and ``京都`` leaves ``東京都`` alone.
+        A match must start and end where OpenJTalk's own word segmentation has a boundary, and a
+        Latin or digit surface must not touch another Latin letter or digit.
+        """
         if not self.entries:
             return text
         by_surface = {e.surface: e.reading for e in self.entries}
         pattern = "|".join(re.escape(s) for s in sorted(by_surface, key=len, reverse=True))
-        return re.sub(pattern, lambda m: by_surface[m.group(0)], text)
+        wrap = mark or (lambda reading: reading)
+        bounds = word_boundaries(text)
+
+        def one(m: re.Match[str]) -> str:
+            start, end = m.span()
+            alnum = re.compile(r"[A-Za-z0-9]")
+            if (start > 0 and alnum.match(text[start - 1]) and alnum.match(text[start])) or \
+                    (end < len(text) and alnum.match(text[end]) and alnum.match(text[end - 1])):
+                return m.group(0)
+            if bounds is not None and (start not in bounds or end not in bounds):
+                return m.group(0)
+            return wrap(by_surface[m.group(0)])
+
+        return re.sub(pattern, one, text)
+
+
+def word_boundaries(text: str) -> set[int] | None:
+    """Offsets where OpenJTalk's segmentation puts a word boundary (None without pyopenjtalk, or
+    when its tokens do not add up to the text)."""
+    try:
+        import pyopenjtalk
+    except Exception:
+        return None
+    offsets, at = {0}, 0
+    for node in pyopenjtalk.run_frontend(text):
+        at += len(str(node.get("string", "")))
+        offsets.add(at)
+    return offsets if at == len(text) else None

@@ -2,12 +2,12 @@
 // re-run, delete with confirmation; the adapters with their lineage and regression results, a
 // regression run (eval job) and a merge into a standalone model (merge job), both followed live.
 import { del, get, post } from "../api.js";
-import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notifyKey, promptDialog, select, setI18n, showModal, withBusy } from "../dom.js";
+import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notify, notifyKey, promptDialog, select, setI18n, showModal, withBusy } from "../dom.js";
 import { createJobView, statusKey } from "../jobview.js";
 import { listAdapters } from "../lists.js";
 import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
 
-const KINDS = ["download", "refine", "train", "eval", "merge"];
+const KINDS = ["download", "refine", "train", "eval", "merge", "export"];
 const STATUSES = ["queued", "running", "completed", "failed", "canceled", "interrupted"];
 
 function finalLoss(job) {
@@ -139,6 +139,25 @@ export function mount(panel, app) {
     mergeView.follow(jobId);
   }
 
+  /** Export targets the modality declares (GGUF, Ollama, vLLM ...): a small form, then a followed job. */
+  function exportAdapter(a) {
+    const targets = Object.entries(app.info().export_targets || {});
+    const targetSel = select(targets.map(([id, d]) => ({ value: id, bi: { ja: d.label_ja || id, en: d.label_en || id } })), { testid: "export-target" });
+    const nameInput = h("input", { type: "text", value: `${a.name}-${targets.length ? targets[0][0] : "export"}`, testid: "export-name" });
+    targetSel.addEventListener("change", () => { nameInput.value = `${a.name}-${targetSel.value}`; });
+    const start = h("button", { type: "button", class: "primary", i18n: "history.export_start", testid: "export-start" });
+    const dlg = showModal("history.export", h("div", { testid: "export-form" }, field("history.export_target", targetSel), field("history.export_name", nameInput), h("div", { class: "row end" }, start)));
+    start.addEventListener("click", () =>
+      withBusy(start, async () => {
+        const queued = await post("/api/exports", { modality: app.modality, adapter: a.name, target: targetSel.value, output_name: nameInput.value.trim() || null });
+        for (const w of queued.warnings || []) notify("warning", w.message_ja || w.message, w.message);
+        notifyKey("info", "history.export_started", { name: queued.output_name });
+        dlg.close();
+        mergeView.follow(queued.job_id);
+      }),
+    );
+  }
+
   async function loadAdapters() {
     const adapters = await listAdapters(app.modality);
     adaptersBody.replaceChildren();
@@ -154,6 +173,11 @@ export function mount(panel, app) {
       // only where the modality can merge (a diffusers LoRA or a voice adapter is used as it is)
       const mergeBtn = app.supports("merge") ? h("button", { type: "button", class: "small", i18n: "history.merge", testid: `adapter-merge-${a.name}` }) : null;
       if (mergeBtn) mergeBtn.addEventListener("click", () => withBusy(mergeBtn, () => mergeAdapter(a)));
+      const download = h("a", { class: "button small", href: a.download_url, download: "", i18n: "common.download", testid: `adapter-download-${a.name}` });
+      const hasTargets = Object.keys(app.info().export_targets || {}).length > 0;
+      const exportBtn = hasTargets ? h("button", { type: "button", class: "small", i18n: "history.export", testid: `adapter-export-${a.name}` }) : null;
+      if (exportBtn) exportBtn.addEventListener("click", () => exportAdapter(a));
+      const exportLinks = (a.exports || []).map((e) => h("a", { class: "badge", href: e.download_url, download: "", text: `${e.target}: ${e.name}`, testid: `export-download-${e.name}` }));
       const delBtn = h("button", { type: "button", class: "small danger", i18n: "common.delete", testid: `adapter-delete-${a.name}` });
       delBtn.addEventListener("click", () =>
         withBusy(delBtn, async () => {
@@ -169,13 +193,13 @@ export function mount(panel, app) {
         h(
           "tr",
           { testid: `adapter-row-${a.name}` },
-          h("td", {}, a.name, evalBadge ? " " : null, evalBadge),
+          h("td", {}, a.name, evalBadge ? " " : null, evalBadge, ...exportLinks.flatMap((link) => [" ", link])),
           h("td", { text: a.base_model || "-" }),
           h("td", { text: a.dataset || "-" }),
           h("td", {}, h("code", { text: a.job_id || "-" })),
           h("td", { class: "nowrap", text: formatDate(a.created_at) }),
           h("td", { class: "num", text: formatNumber(a.metrics && (a.metrics.final_loss ?? a.metrics.train_loss)) }),
-          h("td", { class: "actions" }, showBtn, evalBtn, mergeBtn, delBtn),
+          h("td", { class: "actions" }, showBtn, download, evalBtn, mergeBtn, exportBtn, delBtn),
         ),
       );
     }

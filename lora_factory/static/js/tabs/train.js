@@ -13,6 +13,11 @@ export function presetEntries(info) {
   return Object.entries(presets).map(([name, params]) => [name, params && params.params ? params.params : params, params || {}]);
 }
 
+/** Training methods the modality declares (text: sft, dpo, kto, orpo, simpo, grpo); [] when it has none. */
+export function methodOptions(info) {
+  return ((info && info.training_methods) || []).map((m) => ({ value: m.id, bi: { ja: m.label_ja || m.id, en: m.label_en || m.id } }));
+}
+
 export function presetOptions(info) {
   return presetEntries(info).map(([name, , meta]) => ({
     value: name,
@@ -48,6 +53,8 @@ export function mount(panel, app) {
   const outName = h("input", { type: "text", testid: "train-output-name", name: "output_name", value: defaultName("lora"), autocomplete: "off", required: true });
   const presetSel = select(presetOptions(info), { testid: "train-preset", name: "preset" });
   if (info.default_preset) presetSel.value = info.default_preset;
+  const methods = methodOptions(info);
+  const methodSel = select(methods, { testid: "train-method", name: "method" });
   const presetView = h("div", { class: "preset-view", testid: "train-preset-params" });
   const paramsText = h("textarea", { rows: 4, class: "mono", testid: "train-params", name: "params", spellcheck: "false", placeholder: '{"num_epochs": 3, "learning_rate": 0.0002}' });
   const startBtn = h("button", { type: "submit", class: "primary", i18n: "train.start", testid: "train-start" });
@@ -72,6 +79,9 @@ export function mount(panel, app) {
     presetView.replaceChildren(entry ? kvTable(entry[1]) : h("span", { class: "muted", i18n: "train.no_preset" }));
     // The form starts from the preset's values, so what it shows is what would run.
     if (entry) form.reset(entry[1]);
+    // a method's own preset (dpo, grpo ...) selects its method; a general preset keeps the chosen one
+    const presetMethod = entry && entry[1].method;
+    if (presetMethod && presetMethod !== "sft" && methods.some((o) => o.value === presetMethod)) methodSel.value = presetMethod;
   };
   presetSel.addEventListener("change", showPreset);
   showPreset();
@@ -83,6 +93,7 @@ export function mount(panel, app) {
     field("train.dataset", dataSel),
     field("train.output_name", outName, "train.output_hint"),
     field("train.preset", presetSel),
+    methods.length ? field("train.method", methodSel, "train.method_hint") : null,
     h("details", { class: "full" }, h("summary", { i18n: "train.preset_params" }), presetView),
     h(
       "details",
@@ -100,6 +111,8 @@ export function mount(panel, app) {
     ev.preventDefault();
     withBusy(startBtn, async () => {
       const params = parseParams(paramsText.value);
+      // the method select decides unless the advanced JSON names one
+      if (methods.length && params.method === undefined) params.method = methodSel.value;
       const body = {
         modality: m,
         base_model: baseSel.value,

@@ -46,14 +46,41 @@ function datasetSection(state, app) {
   const stats = h("div", { class: "muted", testid: "voice-dataset-stats" });
   const browser = createFolderBrowser(app, { testid: "voice-browser", onJob: (id) => {
     notify("info", `新しい版を作成中です（ジョブ ${id}）`, `Creating the new version (job ${id})`);
+    // once saved, show the new version (not the old one with the edit seemingly undone)
+    watchJob(id, { onEnd: async () => {
+      const job = await get(`/api/jobs/${encodeURIComponent(id)}`).catch(() => null);
+      const name = job && job.status === "completed" && job.spec && job.spec.output_name;
+      if (!name) return;
+      await refresh();
+      if ([...pick.options].some((o) => o.value === name)) {
+        pick.value = name;
+        await load();
+      }
+    } });
   } });
 
+  // exports other tools open (the plugin's dataset_exports: Style-Bert-VITS2, GPT-SoVITS)
+  const sbv2 = h("a", { class: "button", testid: "voice-export-sbv2", download: "", ...bi("SBV2 用に書き出す", "Export for SBV2") });
+  const gsv = h("a", { class: "button", testid: "voice-export-gpt_sovits", download: "", ...bi("GPT-SoVITS 用に書き出す", "Export for GPT-SoVITS") });
+  const exports = h("div", { class: "row", hidden: true }, sbv2, gsv);
+
   async function load() {
+    exports.hidden = !pick.value;
     if (!pick.value) return;
+    const archive = `/api/datasets/${M}/${encodeURIComponent(pick.value)}/archive`;
+    sbv2.href = `${archive}?target=sbv2`;
+    gsv.href = `${archive}?target=gpt_sovits`;
     const info = await browser.show(pick.value);
     const s = (info && info.stats) || {};
-    setBilingual(stats, `${s.clips ?? "?"} クリップ・${s.total_minutes ?? "?"} 分・${JSON.stringify(s.sample_rates || {})} Hz・${JSON.stringify(s.loudness || {})}`,
-      `${s.clips ?? "?"} clips, ${s.total_minutes ?? "?"} min, ${JSON.stringify(s.sample_rates || {})} Hz, ${JSON.stringify(s.loudness || {})}`);
+    // in words, not JSON: "16000 Hz ×3, 44100 Hz ×1", "−20.1 LUFS (−24.0 … −18.2)"
+    const rates = Object.entries(s.sample_rates || {}).map(([hz, n]) => `${hz} Hz ×${n}`).join(", ") || "?";
+    const l = s.loudness || {};
+    const lufs = l.lufs_median != null ? `${l.lufs_median} LUFS (${l.lufs_min ?? "?"} … ${l.lufs_max ?? "?"})` : "";
+    const speakers = Object.keys(s.speakers || {}).filter(Boolean).join(", ");
+    setBilingual(stats, [`${s.clips ?? "?"} クリップ`, `${s.total_minutes ?? "?"} 分`, rates, lufs && `音量の中央値 ${lufs}`,
+      speakers && `話者 ${speakers}`].filter(Boolean).join("・"),
+    [`${s.clips ?? "?"} clips`, `${s.total_minutes ?? "?"} min`, rates, lufs && `median loudness ${lufs}`,
+      speakers && `speakers ${speakers}`].filter(Boolean).join(", "));
   }
   pick.addEventListener("change", () => load().catch(showError));
 
@@ -66,7 +93,24 @@ function datasetSection(state, app) {
     if (pick.value) await load();
   }
   return { el: section("voice-datasets", "データセット（再生・文字起こしの編集）", "Dataset (play, edit transcripts)",
-    labelled("データセット", "Dataset", pick), stats, browser.root), refresh };
+    labelled("データセット", "Dataset", pick), stats, exports, browser.root), refresh };
+}
+
+const STATUS_WORDS = { completed: ["完了", "Done"], failed: ["失敗", "Failed"], cancelled: ["中止", "Cancelled"] };
+
+// a finished job in words: the outcome, the clips made, what was dropped and why, the plugin's notes
+async function showJobEnd(el, jobId, j) {
+  const job = await get(`/api/jobs/${encodeURIComponent(jobId)}`).catch(() => j || {});
+  const [ja, en] = STATUS_WORDS[job.status] || [job.status, job.status];
+  const r = job.result || {};
+  const removed = Object.entries(r.removed || {}).map(([k, v]) => `${k} ×${v}`).join(", ");
+  const rows = r.rows_out != null ? `${r.rows_out}` : "";
+  const err = job.error || {};
+  const notes = (r.notes || []).join(" ");
+  setBilingual(el,
+    [ja, rows && `${rows} クリップ`, removed && `除外: ${removed}`, err.message_ja || err.message, notes].filter(Boolean).join("・"),
+    [en, rows && `${rows} clips`, removed && `removed: ${removed}`, err.message, notes].filter(Boolean).join(" · "));
+  el.dataset.status = job.status || "";
 }
 
 // ---- builder: upload recordings -> slice -> transcribe ----
@@ -85,7 +129,11 @@ function builderSection(state) {
       const form = new FormData();
       form.append("modality", M);
       form.append("name", name.value);
-      for (const f of file.files) form.append("file", f, f.name);
+      // one zip is a whole folder dataset ("file"); recordings (wav / flac / ogg / mp3, one or more) are
+      // the files of a new folder ("files")
+      const picked = [...file.files];
+      const oneZip = picked.length === 1 && picked[0].name.toLowerCase().endsWith(".zip");
+      for (const f of picked) form.append(oneZip ? "file" : "files", f, f.name);
       const up = await api("POST", "/api/datasets/upload", form);
       source = up.name || name.value;
     }
@@ -94,7 +142,7 @@ function builderSection(state) {
     if (asr.value) ops.push({ op: "transcribe", params: { model: asr.value, prompt: prompt.value } });
     const job = await post("/api/datasets/refine", { modality: M, dataset: source, output_name: `${source}-clips`, operations: ops });
     setBilingual(status, `ジョブ ${job.job_id} を実行中…`, `Job ${job.job_id} running…`);
-    watchJob(job.job_id, { onEnd: (j) => setBilingual(status, `完了: ${j.status}`, `Done: ${j.status}`) });
+    watchJob(job.job_id, { onEnd: (j) => showJobEnd(status, job.job_id, j).catch(showError) });
   }));
   async function refresh() {
     const list = await modelsOf("asr");
@@ -144,7 +192,7 @@ function trainSection(state) {
     }
     watchJob(jobId, {
       onProgress: (r) => setBilingual(progress, `ステップ ${r.step}/${r.max_steps} 損失 ${r.loss ?? "-"}`, `step ${r.step}/${r.max_steps} loss ${r.loss ?? "-"}`),
-      onEnd: (j) => setBilingual(progress, `終了: ${j.status}`, `Finished: ${j.status}`),
+      onEnd: (j) => showJobEnd(progress, jobId, j).catch(showError),
     });
   }
   async function refresh(info) {
@@ -171,11 +219,16 @@ function synthSection() {
   const topP = slider("top-p", 0.1, 1, 0.05, 1, "");
   const seed = h("input", { type: "number", value: "0", testid: "voice-seed" });
   const readOut = h("div", { class: "reading", testid: "voice-reading" });
-  const format = h("select", { testid: "voice-format" }, h("option", { value: "wav" }, "WAV"), h("option", { value: "flac" }, "FLAC"));
+  const format = h("select", { testid: "voice-format" }, h("option", { value: "wav" }, "WAV"), h("option", { value: "flac" }, "FLAC"),
+    h("option", { value: "mp3" }, "MP3"), h("option", { value: "opus" }, "Opus"));
   const maxSeconds = h("input", { type: "number", value: "20", min: "1", max: "120", testid: "voice-max-seconds" });
+  // a voice to clone from a few seconds of recording and what it says (zero-shot; with a LoRA too)
+  const refAudio = h("input", { type: "file", accept: ".wav,.flac,.ogg,.mp3", testid: "voice-ref-audio" });
+  const refText = h("input", { type: "text", value: "", testid: "voice-ref-text", placeholder: "こんにちは、よろしくお願いします。" });
   const player = createStreamPlayer({ testid: "voice-stream" });
   const preview = h("button", { type: "button", testid: "voice-read", ...bi("読み方を確認", "Check the reading") });
   const speak = h("button", { type: "button", testid: "voice-speak", class: "primary", ...bi("合成（ストリーミング再生）", "Speak (streamed)") });
+  text.addEventListener("input", () => clear(readOut));  // a reading of the old text is no reading of this one
   preview.addEventListener("click", () => withBusy(preview, async () => {
     const r = await post("/api/audio/read", { text: text.value });
     clear(readOut);
@@ -188,8 +241,15 @@ function synthSection() {
       pause_ms: Number(pause.input.value), temperature: Number(temperature.input.value), top_p: Number(topP.input.value),
       seed: Number(seed.value), format: format.value, max_seconds_per_sentence: Number(maxSeconds.value),
     };
+    const input = { text: text.value };
+    if (refAudio.files.length) {
+      const form = new FormData();
+      form.append("file", refAudio.files[0], refAudio.files[0].name);
+      input.reference_audio = (await post("/api/infer/uploads", form)).value;
+      input.reference_text = refText.value;
+    }
     await postSSE("/api/infer/generate", { modality: M, task: "speech", base_model: base.value, adapter: adapter.value || null,
-      input: { text: text.value }, params, stream: true }, (name, ev) => {
+      input, params, stream: true }, (name, ev) => {
       if (name === "error" || (ev && ev.type === "error")) throw Object.assign(new Error(ev.message || "error"), { message_ja: ev.message_ja });
       if (ev && ev.chunk) player.push(ev);
       else if (ev && ev.url) player.finish(ev);
@@ -206,6 +266,8 @@ function synthSection() {
     labelled("文の間の無音", "Pause between sentences", pause.row), labelled("温度", "Temperature", temperature.row),
     labelled("top-p", "top-p", topP.row), labelled("シード", "Seed", seed), labelled("形式", "Format", format),
     labelled("1文の最大秒数", "Max seconds per sentence", maxSeconds),
+    labelled("クローンする声（数秒の録音・任意）", "Voice to clone (a few seconds, optional)", refAudio),
+    labelled("その録音の書き起こし", "What that recording says", refText),
     h("div", { class: "row" }, preview, speak), readOut, player.root), refresh };
 }
 

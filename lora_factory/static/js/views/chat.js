@@ -1,8 +1,8 @@
 // The chat view of the 推論 tab: streamed tokens (POST /api/infer/chat, text/event-stream read
 // with fetch + ReadableStream, since EventSource cannot POST), base model and adapter choice, and a
 // side by side comparison of base and adapter (two streams).
-import { ApiError, postSSE } from "../api.js";
-import { field, h, select, setI18n, withBusy } from "../dom.js";
+import { ApiError, post, postSSE } from "../api.js";
+import { defaultName, field, h, select, setI18n, withBusy } from "../dom.js";
 import { refreshModelAndAdapter } from "../lists.js";
 
 export function mountChatView(panel, app) {
@@ -19,6 +19,14 @@ export function mountChatView(panel, app) {
   const clearBtn = h("button", { type: "button", i18n: "infer.clear", testid: "chat-clear" });
   const compareId = `infer-compare-${m}`;
   compare.id = compareId;
+  // compare -> preference data: the chosen answers go to this dataset; one click trains DPO on it
+  const prefName = h("input", { type: "text", value: "compare_prefs", testid: "pref-dataset", autocomplete: "off" });
+  const prefCount = h("span", { class: "muted mono", testid: "pref-count", text: "" });
+  const dpoBtn = h("button", { type: "button", i18n: "infer.pref_train_dpo", testid: "pref-train-dpo", disabled: true });
+  const prefRow = h("div", { class: "field full", hidden: true }, field("infer.pref_dataset", prefName, "infer.pref_hint"), h("div", { class: "row" }, dpoBtn, prefCount));
+  compare.addEventListener("change", () => {
+    prefRow.hidden = !compare.checked;
+  });
 
   const history = [];
   let controller = null;
@@ -31,6 +39,7 @@ export function mountChatView(panel, app) {
     field("infer.max_new_tokens", maxTokens),
     field("infer.temperature", temperature),
     h("div", { class: "field check full" }, compare, h("label", { for: compareId, i18n: "infer.compare" })),
+    prefRow,
   );
   const form = h("form", { class: "chat-form" }, field("infer.message", input, "infer.enter_hint"), h("div", { class: "row" }, send, stop, clearBtn));
   panel.append(settings, h("div", { class: "card chat" }, output, form));
@@ -87,11 +96,16 @@ export function mountChatView(panel, app) {
         if (compare.checked) {
           const left = bubble("assistant", "infer.base_answer");
           const right = bubble("assistant", "infer.adapter_answer");
-          output.append(h("div", { class: "compare", testid: "chat-compare" }, left.el, right.el));
-          const [a] = await Promise.all([
+          const pair = h("div", { class: "compare", testid: "chat-compare" }, left.el, right.el);
+          output.append(pair);
+          const prompt = [...history];
+          const leftModel = { base_model: baseSel.value, adapter: null };
+          const rightModel = { base_model: baseSel.value, adapter: adapterSel.value || null };
+          const [a, b] = await Promise.all([
             stream({ ...base, adapter: null }, left, controller.signal),
             stream({ ...base, adapter: adapterSel.value || null }, right, controller.signal),
           ]);
+          pair.after(choiceButtons(prompt, [a, leftModel], [b, rightModel]));
           // A comparison is one turn: keep the base's answer in the history.
           history.push({ role: "assistant", content: a });
         } else {
@@ -106,6 +120,37 @@ export function mountChatView(panel, app) {
       }
     });
   });
+
+  /** Two buttons under a comparison: mark the better answer (appended to the preference dataset). */
+  function choiceButtons(prompt, left, right) {
+    const box = h("div", { class: "row compare-choice", testid: "pref-choice" });
+    const choose = (better, worse, btn) =>
+      withBusy(btn, async () => {
+        const res = await post("/api/datasets/preference_choice", {
+          modality: m, dataset: prefName.value.trim() || "compare_prefs", messages: prompt,
+          chosen: better[0], rejected: worse[0], chosen_model: better[1], rejected_model: worse[1],
+        });
+        prefName.value = res.name;
+        prefCount.textContent = `${res.rel_path}: ${res.rows}`;
+        dpoBtn.disabled = false;
+        box.replaceChildren(h("span", { class: "muted", i18n: "infer.pref_saved" }));
+      });
+    const leftBtn = h("button", { type: "button", i18n: "infer.pref_left", testid: "pref-left-better" });
+    const rightBtn = h("button", { type: "button", i18n: "infer.pref_right", testid: "pref-right-better" });
+    leftBtn.addEventListener("click", () => choose(left, right, leftBtn));
+    rightBtn.addEventListener("click", () => choose(right, left, rightBtn));
+    box.append(leftBtn, rightBtn);
+    return box;
+  }
+
+  dpoBtn.addEventListener("click", () =>
+    withBusy(dpoBtn, async () => {
+      const name = prefName.value.trim().endsWith(".jsonl") ? prefName.value.trim() : `${prefName.value.trim()}.jsonl`;
+      const res = await post("/train/start", { modality: m, base_model: baseSel.value, dataset: name, output_name: defaultName("dpo"), preset: "quick", params: { method: "dpo" } });
+      prefCount.textContent = `DPO: ${res.job_id}`;
+      prefCount.dataset.jobId = res.job_id;
+    }),
+  );
 
   input.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {

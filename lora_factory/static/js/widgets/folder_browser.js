@@ -2,8 +2,19 @@
 // the texts inline and save them as a new version of the dataset: a refine job with the plugin's
 // "edit_items" operation, so the edit keeps its lineage like every other version.
 import { get, post } from "../api.js";
-import { getLang } from "../i18n.js";
-import { defaultName, h, notifyKey, promptDialog, setI18n, withBusy } from "../dom.js";
+import { defaultName, h, notifyKey, promptDialog, setBilingual, setI18n, withBusy } from "../dom.js";
+
+// an item's facts in the user's language: known keys labelled, units added, the rest as written
+const META_LABELS = {
+  speaker: ["話者", "speaker"], language: ["言語", "language"], line: ["行", "line"], duration: ["長さ", "length"],
+  sample_rate: ["サンプリング周波数", "sample rate"], channels: ["チャンネル", "channels"], width: ["幅", "width"],
+  height: ["高さ", "height"], caption: ["キャプション", "caption"], size: ["サイズ", "size"], repeats: ["繰り返し", "repeats"],
+};
+const META_UNITS = { duration: " s", sample_rate: " Hz", width: " px", height: " px" };
+
+export function metaLine(extra, lang) {
+  return extra.map(([k, v]) => `${(META_LABELS[k] || [k, k])[lang]}: ${typeof v === "object" ? JSON.stringify(v) : v}${META_UNITS[k] || ""}`).join("  ");
+}
 
 const PAGE = 24;
 
@@ -52,12 +63,17 @@ export function createFolderBrowser(app, opts = {}) {
         markDirty();
       });
     }
-    const extra = Object.entries(row).filter(([k]) => !["id", "text", "media"].includes(k));
+    const extra = Object.entries(row).filter(([k, v]) => !["id", "text", "media"].includes(k) && v !== "" && v != null);
+    let meta = null;
+    if (extra.length) {
+      meta = h("small", { class: "muted", testid: `${testid}-meta` });
+      setBilingual(meta, metaLine(extra, 0), metaLine(extra, 1));
+    }
     return h(
       "figure",
       { class: "item-tile", testid: `${testid}-item`, "data-item": row.id },
       ...media,
-      h("figcaption", {}, h("code", { class: "small-text", text: row.id || "" }), text, extra.length ? h("small", { class: "muted", testid: `${testid}-extra`, text: extra.map(([k, v]) => extraText(k, v)).join("  ") }) : null),
+      h("figcaption", {}, h("code", { class: "small-text", text: row.id || "" }), text, meta),
     );
   }
 
@@ -98,18 +114,4 @@ export function createFolderBrowser(app, opts = {}) {
       return load();
     },
   };
-}
-
-// A tile's extra fields (an image row's size, repeats, ...) in the UI language; unknown keys as they are.
-const EXTRA_LABELS = {
-  size: ["サイズ", "size"], repeats: ["繰り返し", "repeats"], subset: ["フォルダ", "folder"], tags: ["タグ", "tags"],
-  width: ["幅", "width"], height: ["高さ", "height"], duration: ["長さ", "duration"], bucket: ["バケット", "bucket"],
-};
-
-export function extraText(key, value) {
-  const labels = EXTRA_LABELS[key];
-  const label = labels ? labels[getLang() === "ja" ? 0 : 1] : key;
-  const shown = Array.isArray(value) && value.length === 2 && value.every((x) => typeof x === "number") ? `${value[0]}×${value[1]}`
-    : typeof value === "object" ? JSON.stringify(value) : value;
-  return `${label}: ${shown}`;
 }
