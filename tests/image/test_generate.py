@@ -318,3 +318,27 @@ def test_image_counts_are_bounded_grid_times_images_included(params, field):
     assert err.value.detail["field"] == field
     json.dumps(err.value.to_dict(), allow_nan=False)
     assert validate_generate_params({"lora_weight_grid": [0.0, 0.5, 1.0, 1.5], "num_images": 4}).num_images == 4
+
+
+def test_adapter_page_offers_the_kohya_file_and_sample_thumbnails_and_v1_models_lists_them(tmp_path, tiny_sd15, trained):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    folder = home / "lora_adapters" / "image" / "mychar_v1"
+    shutil.copytree(trained["out"], folder)
+    shutil.copytree(tiny_sd15, home / "models" / "image" / "tiny-sd15")
+    with TestClient(create_app(home, start_scheduler=False)) as c:
+        # the OpenAI client discovers image models and base+adapter ids (client.models.list())
+        listed = {m["id"]: m["modality"] for m in c.get("/v1/models").json()["data"]}
+        assert listed.get("tiny-sd15") == "image" and listed.get("tiny-sd15+mychar_v1") == "image"
+        info = c.get("/api/adapters/image/mychar_v1").json()
+        assert info["weights_file"]["name"] == "mychar_v1.safetensors"
+        got = c.get(info["weights_file"]["url"])
+        assert got.status_code == 200 and got.content == (folder / "mychar_v1.safetensors").read_bytes()
+        assert info["samples"] and all(s["name"].endswith(".png") for s in info["samples"])
+        thumb = c.get(info["samples"][0]["url"])
+        assert thumb.status_code == 200 and thumb.content[:8] == b"\x89PNG\r\n\x1a\n"

@@ -52,3 +52,35 @@ def test_image_refine_and_training_forms_read_right(watched_page, server):
     }""")
     assert labels == ["サイズ: 64x96", "繰り返し: 4"]
     watch.assert_clean()
+
+
+def test_image_adapter_page_downloads_the_kohya_file_and_shows_sample_thumbnails(watched_page, server):
+    """An adapter folder as image training writes it (kohya file, samples/, training_config.json)."""
+    import io
+    import json
+
+    from PIL import Image
+
+    page, watch = watched_page
+    folder = server.home / "lora_adapters" / "image" / "ui-thumbs"
+    (folder / "samples").mkdir(parents=True, exist_ok=True)
+    (folder / "ui-thumbs.safetensors").write_bytes(b"kohya-bytes")
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(buf, format="PNG")
+    (folder / "samples" / "step000002-0.png").write_bytes(buf.getvalue())
+    (folder / "training_config.json").write_text(json.dumps({
+        "modality": "image", "architecture": "sd15", "kohya_file": "ui-thumbs.safetensors",
+        "result": {"samples": ["step000002-0.png"], "final_loss": 0.1}}), encoding="utf-8")
+    _open(page, server, "history")
+    page.get_by_test_id("adapter-view-ui-thumbs").click()
+    detail = page.get_by_test_id("adapter-detail")
+    link = detail.get_by_test_id("adapter-weights-download")
+    assert link.inner_text().endswith("ui-thumbs.safetensors")
+    assert server.client.get(link.get_attribute("href")).content == b"kohya-bytes"
+    thumb = detail.get_by_test_id("adapter-sample").first
+    thumb.wait_for()
+    page.wait_for_function("document.querySelector(\"[data-testid='adapter-sample']\").naturalWidth === 32")
+    labels = page.evaluate("""async () => Object.keys((await import("/static/js/tabs/history.js"))
+        .labelled({final_loss: 0.1, steps_per_s: 2}))""")
+    assert labels == ["最終損失", "ステップ/秒"]
+    watch.assert_clean()

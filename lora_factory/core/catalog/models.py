@@ -177,6 +177,7 @@ class Catalog:
             "exports": exports,
             "download_url": f"/api/adapters/{modality}/{path.name}/download",
         }
+        info.update(_adapter_files(modality, path, config))
         if with_lineage and artifact:
             info["lineage"] = self.artifacts.lineage(artifact["id"])
         return info
@@ -206,3 +207,21 @@ class Catalog:
             raise confirmation_required(name)
         self.remove_unused(path)
         self.artifacts.forget_path(path)
+
+
+def _adapter_files(modality: str, path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The files a user picks out of an adapter folder: the single weights file a plugin named
+    (``kohya_file``: the ``<name>.safetensors`` A1111 / ComfyUI load) and the sample images, each with the
+    URL that downloads it (a thumbnail's source for the samples)."""
+    from urllib.parse import quote
+
+    base = f"/api/adapters/{quote(modality)}/{quote(path.name)}/download?file="
+    out: dict[str, Any] = {}
+    weights = config.get("kohya_file")
+    if isinstance(weights, str) and (path / weights).is_file():
+        out["weights_file"] = {"name": weights, "url": base + quote(weights)}
+    samples = (config.get("result") or {}).get("samples") if isinstance(config.get("result"), dict) else None
+    if isinstance(samples, list):
+        out["samples"] = [{"name": s, "url": base + quote(f"samples/{s}")} for s in samples
+                          if isinstance(s, str) and (path / "samples" / s).is_file()]
+    return out
