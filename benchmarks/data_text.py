@@ -75,7 +75,7 @@ def first_step(home: Path, dataset: str, output: str, params: dict) -> tuple[flo
 
     svc = Services(home)
     started = time.perf_counter()
-    job_id = svc.start_train(TrainStartRequest(base_model="models/text/tiny", dataset=dataset, output_name=output,
+    job_id = svc.submitter.start_train(TrainStartRequest(base_model="models/text/tiny", dataset=dataset, output_name=output,
                                                preset="quick", modality="text", params=params))
     seen: dict[str, float] = {}
 

@@ -93,7 +93,8 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
 
     def step() -> float:
-        loss = batch_loss(parts, latents, cond, time_ids, params, generator, precision)
+        loss = batch_loss(parts, latents, cond, time_ids, params, generator,
+                          torch.autocast("cuda", dtype=_dtype_of(precision), enabled=precision in ("fp16", "bf16")))
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
             scaler.unscale_(optimizer)

@@ -18,7 +18,6 @@ from lora_factory import __version__
 from lora_factory.core.errors import LoRAFactoryError, as_user_error
 from lora_factory.core.services import Services
 from lora_factory.routes import (
-    audio_dictionary,
     catalog,
     exports,
     hide_server_paths,
@@ -32,6 +31,7 @@ from lora_factory.routes import (
     system,
 )
 from lora_factory.routes.guard import RequestGuard, build_config
+from lora_factory.routes.plugin_extensions import mount_plugin_extensions
 
 STATIC_DIR = Path(__file__).parent / "static"
 DOCS_ASSETS_DIR = Path(__file__).parent / "docs_assets"
@@ -99,7 +99,7 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
             raise known from exc
         if recovered["interrupted"] or recovered["attached"]:
             print(f"[lora-factory] jobs re-attached: {recovered['attached']}, interrupted: {recovered['interrupted']}")
-        services.startup_housekeeping(recovered)
+        services.startup_housekeeping()
         if start_scheduler:
             services.jobs.start_background()
         yield
@@ -109,13 +109,13 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
                   description="Local LoRA / QLoRA workbench for text, image and audio models. "
                               "Errors: {\"error\": {\"code\", \"message\", \"message_ja\", \"detail\"}}.")
     app.state.services = services
-    services.scheduler_expected = start_scheduler
+    services.health.scheduler_expected = start_scheduler
     app.state.guard = build_config(services.workspace.home, bind_host, allowed_hosts, port)
     app.add_middleware(RequestGuard, config=app.state.guard)
     install_error_handlers(app)
-    for module in (seed, jobs, catalog, exports, system, infer, openai_compat, openai_images, openai_audio,
-                   audio_dictionary):
+    for module in (seed, jobs, catalog, exports, system, infer, openai_compat, openai_images, openai_audio):
         app.include_router(module.router)
+    mount_plugin_extensions(app, services)  # after the host's routes, and before /static (its sub-folders)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -45,7 +45,7 @@ def _progress_line(job: dict[str, Any]) -> str:
 
 def _wait(svc: Any, job_id: str) -> int:
     def show(job: dict[str, Any]) -> None:
-        sys.stderr.write("\r" + _progress_line(svc.present_job(job)).ljust(79))
+        sys.stderr.write("\r" + _progress_line(svc.job_views.present_job(job)).ljust(79))
         sys.stderr.flush()
 
     try:
@@ -54,7 +54,7 @@ def _wait(svc: Any, job_id: str) -> int:
         sys.stderr.write(f"\nstopped watching; job {job_id} goes on (lora-factory jobs show {job_id})\n")
         return 130
     sys.stderr.write("\n")
-    view = svc.present_job(job)
+    view = svc.job_views.present_job(job)
     _print_json({k: view[k] for k in ("job_id", "status", "step", "max_steps", "loss", "result", "error", "log_file")})
     return 0 if job["status"] == "completed" else 1
 
@@ -62,7 +62,7 @@ def _wait(svc: Any, job_id: str) -> int:
 def _submitted(svc: Any, job_id: str, wait: bool) -> int:
     if wait:
         return _wait(svc, job_id)
-    job = svc.job_view(job_id)
+    job = svc.job_views.job_view(job_id)
     print(json.dumps({"job_id": job_id, "status": job["status"], "queue_position": job["queue_position"]}))
     return 0
 
@@ -106,11 +106,11 @@ def _print_log(svc: Any, job_id: str, tail: int, follow: bool) -> int:
 
     from lora_factory.core.jobs.store import TERMINAL_STATUSES
 
-    for line in svc.log_tail(job_id, tail)["lines"]:
+    for line in svc.job_views.log_tail(job_id, tail)["lines"]:
         print(line)
     if not follow:
         return 0
-    path = Path(svc.log_tail(job_id, 1)["log_file"])
+    path = Path(svc.job_views.log_tail(job_id, 1)["log_file"])
     position = path.stat().st_size if path.exists() else 0
     try:
         while True:
@@ -131,7 +131,7 @@ def _print_log(svc: Any, job_id: str, tail: int, follow: bool) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     svc = _services(args)
     if args.action == "list":
-        jobs = svc.list_jobs(args.kind, args.status, args.modality, args.limit)
+        jobs = svc.job_views.list_jobs(args.kind, args.status, args.modality, args.limit)
         if args.json:
             _print_json(jobs)
         else:
@@ -143,7 +143,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if not args.job_id:
         raise LoRAFactoryError("JOB_ID_REQUIRED", "ジョブ ID を指定してください。", "Give a job id.")
     if args.action == "show":
-        _print_json(svc.job_view(args.job_id))
+        _print_json(svc.job_views.job_view(args.job_id))
     elif args.action == "cancel":
         job = svc.jobs.cancel(args.job_id)
         print(json.dumps({"ok": True, "status": job["status"]}))
@@ -162,13 +162,21 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from lora_factory.core.plugin_host.extensions import collect_commands, collect_routes, collect_ui
+
     svc = _services(args)
+    # what each plugin adds, collected as the server and the CLI would, so a refusal is listed with it
+    collect_routes(svc.plugins, svc.workspace)
+    collect_ui(svc.plugins)
+    collect_commands(svc.plugins, set(_commands_of(build_parser(with_plugins=False))))
     if args.json:
         _print_json({"plugins": svc.plugins.plugin_list(), "modalities": list(svc.plugins.modalities().values())})
     else:
         for plugin in svc.plugins.plugin_list():
             state = "ok" if plugin["ok"] else f"ERROR: {plugin['error']}"
             print(f"{plugin['name']:<40} {plugin['source']:<11} {','.join(plugin['modalities']) or '-':<12} {state}")
+            for reason in plugin["extension_errors"]:
+                print(f"{'':<40} refused: {reason}")
         for mod in svc.plugins.modalities().values():
             print(f"modality {mod['id']:<10} {'available' if mod['available'] else 'unavailable: ' + str(mod.get('reason_en'))}")
     return 0
@@ -193,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                             preset=args.preset, modality=args.modality,
                             params=params,
                             trust_remote_code=args.trust_remote_code)
-    return _submitted(svc, svc.start_train(req), args.wait)
+    return _submitted(svc, svc.submitter.start_train(req), args.wait)
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -238,14 +246,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "download":
         req = DownloadRequest(modality=args.modality, repo_id=args.target, revision=args.revision, name=args.name,
                               kind=args.kind, variant=args.variant)
-        return _submitted(svc, svc.start_download(req), args.wait)
+        return _submitted(svc, svc.submitter.start_download(req), args.wait)
     elif args.action == "import":
         req_i = ImportRequest(modality=args.modality, source_path=str(Path(args.target).resolve()), name=args.name,
                               kind=args.kind)
-        return _submitted(svc, svc.start_import(req_i), args.wait)
+        return _submitted(svc, svc.submitter.start_import(req_i), args.wait)
     elif args.action == "merge":
         req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged")
-        return _submitted(svc, svc.start_merge(req_m), args.wait)
+        return _submitted(svc, svc.submitter.start_merge(req_m), args.wait)
     elif args.action == "delete":
         svc.catalog.delete_model(args.modality, args.target, confirm=args.yes, kind=args.kind)
         print(json.dumps({"ok": True}))
@@ -287,7 +295,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
         req = RefineRequest(modality=args.modality, dataset=args.target, operations=ops,
                             output_name=args.name or f"{Path(args.target).stem}-refined")
-        return _submitted(svc, svc.start_refine(req), args.wait)
+        return _submitted(svc, svc.submitter.start_refine(req), args.wait)
     elif args.action == "delete":
         svc.datasets.delete_dataset(args.modality, args.target, confirm=args.yes)
         print(json.dumps({"ok": True}))
@@ -312,7 +320,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     svc = _services(args)
     req = EvalRequest(modality=args.modality, adapter=args.adapter, suite_file=args.suite, dataset=args.dataset)
-    return _submitted(svc, svc.start_eval(req), args.wait)
+    return _submitted(svc, svc.submitter.start_eval(req), args.wait)
 
 
 def cmd_settings(args: argparse.Namespace) -> int:
@@ -352,7 +360,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     for label, adapter in targets:
         req = ChatRequest(modality=args.modality, base_model=args.base_model, adapter=adapter, messages=messages,
                           params=params, stream=True)
-        events = svc.plugins.call("infer", args.modality, request=svc.chat_request(req), session=session)
+        events = svc.plugins.call("infer", args.modality, request=svc.generation.chat_request(req), session=session)
         if events is None:
             raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"「{args.modality}」は推論に対応していません。",
                                    f"Modality '{args.modality}' has no infer hook.")
@@ -366,7 +374,43 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_plugin_commands(sub: Any, common: argparse.ArgumentParser, home: str | None) -> None:
+    """``lora-factory <command>`` added by plugins (``register_commands``); ``run(args, workspace)``."""
+    from lora_factory.core.plugin_host.extensions import collect_commands
+    from lora_factory.core.plugin_host.host import load_plugin_host
+    from lora_factory.core.services import default_home
+
+    home_path = Path(home) if home else default_home()
+    host = load_plugin_host(home_path)
+    for command in collect_commands(host, set(sub.choices)):
+        p = sub.add_parser(command.name, parents=[common], help=f"{command.help} [{command.plugin}]".strip())
+        if command.configure is not None:
+            command.configure(p)
+        p.set_defaults(func=lambda a, run=command.run: _run_plugin_command(a, run, host))
+
+
+def _run_plugin_command(args: argparse.Namespace, run: Any, host: Any) -> int:
+    from lora_factory.core.services import default_home
+    from lora_factory.core.storage.workspace import Workspace
+
+    workspace = Workspace(Path(args.home) if args.home else default_home(), host.modalities().keys())
+    return int(run(args, workspace) or 0)
+
+
+def _home_in(argv: list[str]) -> str | None:
+    """``--home DIR`` / ``--home=DIR`` anywhere in argv: the workspace whose plugins add commands."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--home", default=None)
+    return pre.parse_known_args(argv)[0].home
+
+
+def _commands_of(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    return next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> argparse.ArgumentParser:
+    """The CLI's parser; ``with_plugins`` adds the commands of the plugins of the workspace named by
+    ``--home`` in ``argv`` (``sys.argv`` when None)."""
     parser = argparse.ArgumentParser(prog="lora-factory", description="LoRA Factory / LoRAファクトリー")
     parser.add_argument("--version", action="version", version=f"lora-factory {__version__}")
     home_help = "workspace folder (default: $LORA_FACTORY_HOME or the current folder)"
@@ -496,13 +540,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", default="text")
     p.add_argument("--wait", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    if with_plugins:
+        add_plugin_commands(sub, common, _home_in(sys.argv[1:] if argv is None else argv))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(encoding="utf-8")  # Japanese on a Windows console
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except LoRAFactoryError as exc:

@@ -37,7 +37,7 @@ def cmd_export(args: argparse.Namespace, services: Any, parse_params: Any, wait:
         return 0
     req = ExportRequest(modality=args.modality, adapter=args.adapter, target=args.target, base_model=args.base_model,
                         output_name=args.name, params=parse_params(args.param, args.params_json))
-    queued = svc.start_export(req)
+    queued = svc.submitter.start_export(req)
     for warning in queued["warnings"]:
         print(f"注意 / warning [{warning.get('code')}] {warning.get('message_ja', '')}\n  {warning.get('message')}",
               file=sys.stderr)

@@ -4,7 +4,7 @@
     process.py      process groups per OS (POSIX sessions, CREATE_NEW_PROCESS_GROUP on Windows)
     schemas.py      pydantic request models shared by the routes and the CLI
     system_info.py  CPU / GPU / disk / library versions without importing torch
-    services.py     wiring: one object holding the parts below for a workspace
+    services.py     wiring only: one object holding the parts below for a workspace
     storage/        workspace folders, SQLite, settings, secrets
     plugin_host/    hookspecs, plugin loading, owner dispatch
     catalog/        models, datasets, adapters, archives, the artifact registry

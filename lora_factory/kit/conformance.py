@@ -16,6 +16,7 @@ inference in the inference worker), with tiny models and one or two training ste
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -78,7 +79,7 @@ def zip_folder_bytes(folder: Path) -> bytes:
 def _wait(svc: Any, job_id: str, timeout: float, what: str) -> dict[str, Any]:
     job = svc.jobs.wait(job_id, timeout=timeout)
     if job["status"] != "completed":
-        log = svc.log_tail(job_id, 60)["lines"]
+        log = svc.job_views.log_tail(job_id, 60)["lines"]
         raise AssertionError(f"{what} job {job_id} ended {job['status']}: {job.get('error')}\n" + "\n".join(log))
     return job
 
@@ -112,9 +113,9 @@ def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None)
         supports = set(desc.get("supports") or [])
         timeout = scenario.timeout_s
         if base_model is None:
-            _wait(svc, svc.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
+            _wait(svc, svc.submitter.start_tiny_model(TinyModelRequest(modality=m, name="base")), timeout, "tiny model")
         else:
-            _wait(svc, svc.start_import(ImportRequest(modality=m, source_path=str(Path(base_model).resolve()),
+            _wait(svc, svc.submitter.start_import(ImportRequest(modality=m, source_path=str(Path(base_model).resolve()),
                                                       name="base")), timeout, "base model import")
         out["models"] = svc.catalog.list_models(m)
         source = scenario.make_dataset(Path(home).parent / f"{m}-dataset-source")
@@ -126,7 +127,7 @@ def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None)
         dataset = info["name"]
         out["dataset"] = info
         if scenario.refine_operations:
-            job = svc.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
+            job = svc.submitter.start_refine(RefineRequest(modality=m, dataset=dataset, operations=scenario.refine_operations,
                                                  output_name=f"{Path(dataset).stem}-refined"))
             out["refine"] = _wait(svc, job, timeout, "refine")["result"]
         for target in desc.get("dataset_exports") or {}:  # layouts other tools open (export_dataset)
@@ -135,11 +136,11 @@ def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None)
         train = TrainStartRequest(modality=m, base_model="base", dataset=dataset, output_name="conformance",
                                   preset=scenario.preset or desc.get("default_preset") or "quick",
                                   params=scenario.train_params)
-        out["train"] = _wait(svc, svc.start_train(train), timeout, "train")["result"]
+        out["train"] = _wait(svc, svc.submitter.start_train(train), timeout, "train")["result"]
         if scenario.infer.get("messages"):
             chat = ChatRequest(modality=m, base_model="base", adapter="conformance", stream=False,
                                messages=scenario.infer["messages"], params=scenario.infer.get("params") or {})
-            out["infer"] = svc.inference.complete(m, svc.chat_request(chat))
+            out["infer"] = svc.inference.complete(m, svc.generation.chat_request(chat))
         elif scenario.infer:
             out["infer"] = svc.generation.complete(GenerateRequest(modality=m, base_model="base", adapter="conformance",
                                                                    **scenario.infer))
@@ -147,25 +148,48 @@ def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None)
         if scenario.suite or scenario.eval_dataset:
             req = EvalRequest(modality=m, adapter="conformance", suite=scenario.suite or None,
                               dataset=dataset if scenario.eval_dataset else None)
-            out["eval"] = _wait(svc, svc.start_eval(req), timeout, "eval")["result"]
+            out["eval"] = _wait(svc, svc.submitter.start_eval(req), timeout, "eval")["result"]
         if "merge" in supports:
             req_m = MergeRequest(modality=m, adapter="conformance", output_name="merged")
-            out["merge"] = _wait(svc, svc.start_merge(req_m), timeout, "merge")["result"]
+            out["merge"] = _wait(svc, svc.submitter.start_merge(req_m), timeout, "merge")["result"]
         if scenario.export is not None:
             if scenario.make_export_adapter is not None:
                 scenario.make_export_adapter(Path(home))
             req_x = ExportRequest(modality=m, **{"adapter": "conformance", **scenario.export})
-            out["export"] = _wait(svc, svc.start_export(req_x)["job_id"], timeout, "export")["result"]
+            out["export"] = _wait(svc, svc.submitter.start_export(req_x)["job_id"], timeout, "export")["result"]
         if scenario.make_single_file is not None:
             single = scenario.make_single_file(Path(home).parent / f"{m}-single-file")
             req_i = ImportRequest(modality=m, source_path=str(single), name="single")
-            out["single_file"] = _wait(svc, svc.start_import(req_i), timeout, "single-file import")["result"]
+            out["single_file"] = _wait(svc, svc.submitter.start_import(req_i), timeout, "single-file import")["result"]
         if scenario.make_index is not None:
-            out["index"] = svc.import_dataset_info(ImportInfoRequest(modality=m,
+            out["index"] = svc.dataset_index.import_dataset_info(ImportInfoRequest(modality=m,
                                                                      dataset_info_path=scenario.make_index(Path(home))))
+        out["extensions"] = _extensions(home)
         return out
     finally:
         svc.close()
+
+
+def _extensions(home: Path) -> dict[str, Any]:
+    """What the plugins add to the server, the CLI and the UI, as a user meets it: the app is built
+    (``register_routes``, ``register_ui``: every UI module must be served) and the CLI's parser
+    (``register_commands``)."""
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+    from lora_factory.cli import build_parser
+
+    app = create_app(home, start_scheduler=False)
+    with TestClient(app) as client:
+        modules = client.get("/api/ui/modules").json()["modules"]
+        for module in modules:
+            res = client.get(module["url"])
+            if res.status_code != 200:
+                raise AssertionError(f"the UI module {module['url']} of {module['plugin']} is not served: {res.status_code}")
+        paths = sorted(app.openapi()["paths"])
+    parser = build_parser(["--home", str(home)])
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"ui_modules": modules, "paths": paths, "commands": sorted(commands)}
 
 
 def read_trace(path: Path) -> list[dict[str, Any]]:

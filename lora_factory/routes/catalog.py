@@ -41,22 +41,22 @@ def list_models(modality: str = "text", kind: str | None = None, svc: Services =
 
 @router.post("/api/models/download")
 def download_model(body: DownloadRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_download(body)}
+    return {"job_id": svc.submitter.start_download(body)}
 
 
 @router.post("/api/models/import")
 def import_model(body: ImportRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_import(body)}
+    return {"job_id": svc.submitter.start_import(body)}
 
 
 @router.post("/api/models/tiny")
 def tiny_model(body: TinyModelRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_tiny_model(body)}
+    return {"job_id": svc.submitter.start_tiny_model(body)}
 
 
 @router.post("/api/models/merge")
 def merge_model(body: MergeRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_merge(body)}
+    return {"job_id": svc.submitter.start_merge(body)}
 
 
 @router.delete("/api/models/{modality}/{name}")
@@ -132,7 +132,7 @@ def sample_dataset(body: SampleDatasetRequest, svc: Services = Depends(services)
 
 @router.post("/api/datasets/import_info")
 def import_dataset_info(body: ImportInfoRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.import_dataset_info(body)
+    return svc.dataset_index.import_dataset_info(body)
 
 
 @router.post("/api/datasets/preference_choice")
@@ -145,7 +145,7 @@ def preference_choice(body: PreferenceChoiceRequest, svc: Services = Depends(ser
 
 @router.post("/api/datasets/refine")
 def refine_dataset(body: RefineRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_refine(body)}
+    return {"job_id": svc.submitter.start_refine(body)}
 
 
 @router.get("/api/datasets/{modality}/{name}")

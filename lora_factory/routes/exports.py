@@ -28,7 +28,7 @@ def _send(path: Path, tmp: Path) -> FileResponse:
 @router.post("/api/exports")
 def start_export(body: ExportRequest, svc: Services = Depends(services)) -> dict[str, Any]:
     """Queue an ``export`` job: ``{"job_id", "output_name", "warnings"}`` (warnings: what a runtime may refuse)."""
-    return svc.start_export(body)
+    return svc.submitter.start_export(body)
 
 
 @router.get("/api/exports")

@@ -3,58 +3,25 @@ generated media) and ``/api/eval``."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import ChatRequest, EvalRequest, GenerateRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import client_gone, services
+from lora_factory.routes import client_gone, services, sse
 
 router = APIRouter(tags=["inference"])
 
 
-def sse_event(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-def primed(events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Pull the first event before answering, so a load error is still an HTTP error, not a broken stream."""
-    first = next(events, None)
-
-    def rest() -> Iterator[dict[str, Any]]:
-        if first is not None:
-            yield first
-        yield from events
-
-    return rest()
-
-
-def sse_stream(events: Iterator[dict[str, Any]]) -> StreamingResponse:
-    """Events as server-sent events (``event: <type>``); an error mid-stream is an ``error`` event."""
-    first = primed(events)
-
-    def stream() -> Iterator[str]:
-        try:
-            for event in first:
-                yield sse_event(event.get("type", "token"), event)
-        except LoRAFactoryError as exc:
-            yield sse_event("error", exc.to_dict()["error"])
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
 @router.post("/api/infer/chat", response_model=None)
 def chat(body: ChatRequest, http: Request, svc: Services = Depends(services)) -> Any:
-    request = svc.chat_request(body)
+    request = svc.generation.chat_request(body)
     if not body.stream:
         return svc.inference.complete(body.modality, request, client_gone(http))
-    return sse_stream(svc.inference.stream(body.modality, request, client_gone(http)))
+    return sse.event_stream(svc.inference.stream(body.modality, request, client_gone(http)))
 
 
 @router.post("/api/infer/compare")
@@ -62,8 +29,8 @@ def compare(body: ChatRequest, http: Request, svc: Services = Depends(services))
     if not body.adapter:
         raise LoRAFactoryError("ADAPTER_REQUIRED", "比較するアダプターを指定してください。", "Choose an adapter to compare.")
     gone = client_gone(http)
-    base = svc.inference.complete(body.modality, svc.chat_request(body, with_adapter=False), gone)
-    tuned = svc.inference.complete(body.modality, svc.chat_request(body), gone)
+    base = svc.inference.complete(body.modality, svc.generation.chat_request(body, with_adapter=False), gone)
+    tuned = svc.inference.complete(body.modality, svc.generation.chat_request(body), gone)
     return {"base": base, "adapter": tuned}
 
 
@@ -76,7 +43,7 @@ def generate(body: GenerateRequest, http: Request, svc: Services = Depends(servi
         return svc.generation.compare(body, gone)
     if not body.stream:
         return svc.generation.complete(body, cancelled=gone)
-    return sse_stream(svc.generation.stream(body, gone))
+    return sse.event_stream(svc.generation.stream(body, gone))
 
 
 @router.post("/api/infer/uploads")
@@ -96,4 +63,4 @@ def output_file(modality: str, rel: str, svc: Services = Depends(services)) -> F
 
 @router.post("/api/eval/start")
 def eval_start(body: EvalRequest, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.start_eval(body)}
+    return {"job_id": svc.submitter.start_eval(body)}

@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import FileResponse
+from sse_starlette.event import ServerSentEvent
+from sse_starlette.sse import EventSourceResponse
 
 from lora_factory.core.jobs.store import TERMINAL_STATUSES
 from lora_factory.core.schemas import ConfirmBody, RerunRequest
 from lora_factory.core.services import Services
-from lora_factory.routes import services
+from lora_factory.routes import services, sse
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -22,22 +24,22 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 @router.get("")
 def list_jobs(kind: str | None = None, status: str | None = None, modality: str | None = None,
               limit: int = Query(200, ge=1, le=1000), svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"jobs": svc.list_jobs(kind, status, modality, limit)}
+    return {"jobs": svc.job_views.list_jobs(kind, status, modality, limit)}
 
 
 @router.get("/{job_id}")
 def get_job(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.job_view(job_id)
+    return svc.job_views.job_view(job_id)
 
 
 @router.get("/{job_id}/log")
 def job_log(job_id: str, tail: int = Query(200, ge=1, le=5000), svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.log_tail(job_id, tail)
+    return svc.job_views.log_tail(job_id, tail)
 
 
 @router.get("/{job_id}/metrics")
 def job_metrics(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"metrics": svc.metrics(job_id)}
+    return {"metrics": svc.job_views.metrics(job_id)}
 
 
 @router.post("/{job_id}/cancel")
@@ -66,7 +68,7 @@ def delete_job(job_id: str, body: ConfirmBody = Body(default_factory=ConfirmBody
 @router.get("/{job_id}/samples")
 def job_samples(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
     """Samples the training wrote so far (images, utterances), each with its URL."""
-    return {"samples": svc.samples(job_id)}
+    return {"samples": svc.job_views.samples(job_id)}
 
 
 @router.get("/{job_id}/files/{rel:path}", response_class=FileResponse)
@@ -88,49 +90,43 @@ def read_new_lines(path: Path, position: int) -> tuple[list[str], int]:
     return complete.decode("utf-8", errors="replace").splitlines(), position + len(complete)
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
 @router.get("/{job_id}/events")
-async def job_events(job_id: str, request: Request, svc: Services = Depends(services)) -> StreamingResponse:
-    """Progress records, log lines and status changes, as they happen, until the job ends."""
+async def job_events(job_id: str, svc: Services = Depends(services)) -> EventSourceResponse:
+    """Progress records, log lines and status changes, as they happen, until the job ends (or the client goes:
+    the SSE response then cancels this generator)."""
     svc.store.get(job_id)  # 404 before the stream starts
 
-    async def stream() -> AsyncIterator[str]:
-        job = svc.job_view(job_id)
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        job = svc.job_views.job_view(job_id)
         log_path = svc.jobs.log_path(svc.store.get(job_id))
         metrics_path = svc.workspace.run_dir(job_id) / "metrics.jsonl"
         samples_path = svc.workspace.run_dir(job_id) / "samples.jsonl"
         log_pos = metrics_pos = samples_pos = 0
         last_status = None
-        yield "retry: 2000\n\n"
+        yield sse.retry(2000)
         while True:
-            if await request.is_disconnected():
-                return
-            job = svc.job_view(job_id)
+            job = svc.job_views.job_view(job_id)
             lines, metrics_pos = read_new_lines(metrics_path, metrics_pos)
             for line in lines[-50:]:
                 try:
-                    yield _sse("progress", json.loads(line))
+                    yield sse.event("progress", json.loads(line))
                 except json.JSONDecodeError:
                     continue
             lines, samples_pos = read_new_lines(samples_path, samples_pos)
             for line in lines:
                 try:
-                    yield _sse("sample", svc.present_sample(job_id, json.loads(line)))
+                    yield sse.event("sample", svc.job_views.present_sample(job_id, json.loads(line)))
                 except json.JSONDecodeError:
                     continue
             lines, log_pos = read_new_lines(log_path, log_pos)
             for line in lines[-200:]:
-                yield _sse("log", {"line": line})
+                yield sse.event("log", {"line": line})
             if job["status"] != last_status:
                 last_status = job["status"]
-                yield _sse("status", job)
+                yield sse.event("status", job)
             if job["status"] in TERMINAL_STATUSES:
-                yield _sse("end", {"status": job["status"]})
+                yield sse.event("end", {"status": job["status"]})
                 return
             await asyncio.sleep(0.4)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return sse.response(stream())

@@ -2,8 +2,8 @@
 so the ``openai`` client (``client.audio.speech.create``, ``client.audio.transcriptions.create``)
 works against a local voice. The model id is ``<base>`` or ``<base>+<adapter>``.
 
-Thin: the request becomes a host generate request of the audio modality (task ``speech`` /
-``transcribe``; ``svc.generation``), answered by the inference worker; streamed audio chunks are
+Thin: the request becomes a host generate request of the modality whose plugin declares the task
+(``speech`` / ``transcribe`` in its ``inference_kinds``; ``svc.generation``), answered by the inference worker; streamed audio chunks are
 relayed as they come.
 """
 
@@ -27,7 +27,6 @@ from lora_factory.core.services import Services
 from lora_factory.routes import client_gone, services
 
 router = APIRouter(prefix="/v1/audio", tags=["openai"])
-MODALITY = "audio"
 PCM_RATE = 24000  # OpenAI's pcm format: 24 kHz, 16-bit little-endian, mono
 # synthesis settings a client may add beside OpenAI's fields (extra_body in the openai client)
 EXTRA_PARAMS = ("pitch", "volume_db", "pause_ms", "temperature", "top_p", "seed", "max_seconds_per_sentence",
@@ -86,9 +85,10 @@ def speech(body: SpeechBody, http: Request, svc: Services = Depends(services)) -
     params: dict[str, Any] = {**extras, "speed": body.speed, "format": fmt if fmt in WHOLE_FILE_FORMATS else "wav"}
     if body.voice:
         params["voice"] = body.voice
+    modality = svc.plugins.modality_for_task("speech")
     # a voice to clone (extra_body): "reference_audio": "upload:<id>" from /api/infer/uploads, with its transcript
     cloning = {k: str(v) for k, v in (body.model_extra or {}).items() if k in ("reference_audio", "reference_text")}
-    request = GenerateRequest(modality=MODALITY, task="speech", base_model=base, adapter=adapter,
+    request = GenerateRequest(modality=modality, task="speech", base_model=base, adapter=adapter,
                               input={"text": body.input, **cloning}, params=params,
                               stream=fmt not in WHOLE_FILE_FORMATS)
     events = svc.generation.stream(request, client_gone(http))
@@ -104,7 +104,7 @@ def speech(body: SpeechBody, http: Request, svc: Services = Depends(services)) -
         done_file = None
         for event in [first, *events] if first else events:
             if event.get("type") == "audio" and event.get("file"):
-                done_file = svc.media.output_file(MODALITY, event["file"])
+                done_file = svc.media.output_file(modality, event["file"])
         if done_file is None or not Path(done_file).is_file():
             raise LoRAFactoryError("INFERENCE_FAILED", "音声が生成されませんでした。", "No audio was produced.", 500)
         return Response(Path(done_file).read_bytes(), media_type=MEDIA_TYPES[fmt])
@@ -169,7 +169,7 @@ def transcriptions(file: UploadFile = File(...), model: str = Form(...), languag
                                detail={"field": "response_format"})
     base, adapter = split_model(model)
     upload = svc.media.save_upload(file.filename or "audio.wav", file.file)
-    request = GenerateRequest(modality=MODALITY, task="transcribe", base_model=base, adapter=adapter,
+    request = GenerateRequest(modality=svc.plugins.modality_for_task("transcribe"), task="transcribe", base_model=base, adapter=adapter,
                               input={"audio": upload["value"]},
                               params={"language": language or "ja", "prompt": prompt or "",
                                       "timestamps": response_format in ("verbose_json", "srt", "vtt")})

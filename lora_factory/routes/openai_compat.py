@@ -4,21 +4,21 @@ recorded base model is used)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette.event import ServerSentEvent
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.schemas import ChatRequest
 from lora_factory.core.services import Services
 from lora_factory.core.storage.workspace import existing_name
-from lora_factory.routes import client_gone, retry_after, services
+from lora_factory.routes import client_gone, retry_after, services, sse
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -111,7 +111,7 @@ def chat_completions(body: OpenAIChatBody, http: Request, svc: Services = Depend
         messages = [{"role": m.get("role", "user"), "content": _content_text(m.get("content"))} for m in body.messages]
         req = ChatRequest(modality=modality, base_model=base, adapter=adapter, messages=messages, params=params,
                           stream=body.stream)
-        request = svc.chat_request(req)
+        request = svc.generation.chat_request(req)
     except LoRAFactoryError as exc:
         return _openai_error(exc)
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
@@ -131,23 +131,23 @@ def chat_completions(body: OpenAIChatBody, http: Request, svc: Services = Depend
                       "total_tokens": usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0)},
         }
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> ServerSentEvent:
         payload = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": body.model,
                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+        return sse.event(None, payload)
 
-    def stream() -> Iterator[str]:
+    def stream() -> Iterator[ServerSentEvent]:
         yield chunk({"role": "assistant", "content": ""})
         try:
             for event in svc.inference.stream(modality, request, client_gone(http)):
                 if event.get("type") == "token" and event.get("text"):
                     yield chunk({"content": event["text"]})
         except LoRAFactoryError as exc:
-            yield f"data: {json.dumps(exc.to_dict(), ensure_ascii=False)}\n\n"
+            yield sse.event(None, exc.to_dict())
         yield chunk({}, "stop")
-        yield "data: [DONE]\n\n"
+        yield sse.event(None, "[DONE]")
 
-    return StreamingResponse(stream(), media_type="text/event-stream")
+    return sse.response(stream())
 
 
 def _content_text(content: Any) -> str:

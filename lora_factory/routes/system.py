@@ -27,13 +27,13 @@ def modalities(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/system")
 def system(svc: Services = Depends(services)) -> dict[str, Any]:
-    return system_info(svc.workspace.home) | {"health": svc.health()}
+    return system_info(svc.workspace.home) | {"health": svc.health.report()}
 
 
 @router.get("/health")
 def health(svc: Services = Depends(services)) -> dict[str, Any]:
     """Cheap (no GPU query): whether jobs can start, and what the user must be told (the UI's banner)."""
-    return svc.health()
+    return svc.health.report()
 
 
 @router.get("/settings")

@@ -143,7 +143,9 @@ def test_gpt_sovits_export_passes_its_dataset_preparation(tmp_path: Path) -> Non
     assert [lang for _, lang, _ in rows] == ["ja", "ja", "en", "ja"] and [t for _, _, t in rows] == TEXTS
 
 
-def test_export_route_and_unknown_target(tmp_path: Path) -> None:
+def test_hook_export_dataset_through_the_archive_and_unknown_target(tmp_path: Path) -> None:
+    """The host's dataset archive with ``target=`` calls the owner's ``export_dataset``; an undeclared target is
+    refused with the declared ones named."""
     from lora_factory.core.services import Services
 
     home = tmp_path / "home"

@@ -91,7 +91,7 @@ def test_a_full_disk_at_start_up_is_disk_full_and_the_database_is_kept(dummy_hom
     assert not [p.name for p in db_path.parent.iterdir() if ".damaged-" in p.name]
     svc = Services(dummy_home)  # the next start uses the same, healthy database
     try:
-        assert not svc.notices
+        assert not svc.health.notices
     finally:
         svc.close()
 

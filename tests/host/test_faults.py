@@ -53,7 +53,7 @@ def leftovers(folder: Path) -> list[str]:
 # -- item 3: the scheduler survives, and says when it cannot work ------------------------------------
 def test_the_scheduler_survives_a_full_disk_even_when_its_own_report_fails(dummy_home, monkeypatch):
     svc = Services(dummy_home)
-    svc.scheduler_expected = True
+    svc.health.scheduler_expected = True
     try:
         real_tick = svc.jobs.tick
         monkeypatch.setattr(svc.jobs, "tick", enospc)
@@ -66,13 +66,13 @@ def test_the_scheduler_survives_a_full_disk_even_when_its_own_report_fails(dummy
         svc.jobs.start_background(interval=0.02)
         time.sleep(0.3)
         assert svc.jobs._thread.is_alive(), "the scheduler thread died"
-        health = svc.health()
+        health = svc.health.report()
         assert not health["ok"] and health["problems"][0]["code"] == "SCHEDULER_FAILING"
         assert health["scheduler"]["last_error"]["code"] == "DISK_FULL"
         monkeypatch.setattr(svc.jobs, "tick", real_tick)  # space freed: the loop goes on by itself
         time.sleep(0.3)
-        assert svc.health()["ok"]
-        job_id = svc.start_train(_train_request("after", steps=1, delay=0))
+        assert svc.health.report()["ok"]
+        job_id = svc.submitter.start_train(_train_request("after", steps=1, delay=0))
         deadline = time.monotonic() + 60
         while svc.store.get(job_id)["status"] not in TERMINAL_STATUSES and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -181,7 +181,7 @@ def test_stale_temporaries_are_removed_at_start(dummy_home):
 def test_resume_checks_the_output_name_and_then_only_publishes(dummy_home):
     svc = Services(dummy_home)
     try:
-        job_id = svc.start_train(_train_request("taken", steps=4, delay=0.3))
+        job_id = svc.submitter.start_train(_train_request("taken", steps=4, delay=0.3))
         log = svc.jobs.log_path(svc.store.get(job_id))
         deadline = time.monotonic() + 30
         while "pid " not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
@@ -285,7 +285,7 @@ def home_with_history(tmp_path_factory):
     (home / "datasets" / "dummy" / "data.txt").write_text("a\nb\n")
     svc = Services(home)
     try:
-        job_id = svc.start_train(_train_request("kept", steps=2, delay=0))
+        job_id = svc.submitter.start_train(_train_request("kept", steps=2, delay=0))
         assert svc.jobs.wait(job_id, timeout=60, poll=0.1)["status"] == "completed"
     finally:
         svc.close()
@@ -360,7 +360,7 @@ def test_a_dataset_index_with_nothing_to_import_says_so(client, dummy_home):
 def test_a_cancel_during_a_slow_load_stops_the_job_at_once(dummy_home):
     svc = Services(dummy_home)
     try:
-        job_id = svc.start_train(_train_request("slow", steps=2, delay=0, load_delay=60))
+        job_id = svc.submitter.start_train(_train_request("slow", steps=2, delay=0, load_delay=60))
         deadline = time.monotonic() + 30
         while not svc.store.get(job_id)["pid"] and time.monotonic() < deadline:
             svc.jobs.tick()

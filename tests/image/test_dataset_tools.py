@@ -180,6 +180,27 @@ def test_canny_finds_the_edges_of_a_square():
     assert not edges[30, 30] and not edges[2, 2]  # nothing inside the square or in the empty corner
 
 
+def test_canny_is_opencvs_as_the_controlnet_annotator_computes_it():
+    """ControlNet's canny models were trained on ``cv2.Canny`` of the RGB picture (its annotator): the
+    condition image is exactly that, white on black in three channels, thresholds passed through."""
+    import cv2
+    from PIL import Image, ImageDraw
+
+    from lora_factory.plugins.image.control import canny
+
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 40, (72, 96, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(im)
+    draw.ellipse((10, 8, 60, 50), fill=(200, 30, 30))
+    draw.line((0, 70, 95, 20), fill=(20, 180, 240), width=3)
+    out = np.asarray(canny(im, 80, 160))
+    expected = cv2.Canny(np.asarray(im), 80, 160)
+    assert out.shape == (72, 96, 3) and set(np.unique(out)) <= {0, 255}
+    assert all(np.array_equal(out[:, :, c], expected) for c in range(3))
+    assert np.array_equal(np.asarray(canny(im.convert("RGBA"), 80, 160)), out)  # alpha dropped, not an error
+    assert np.count_nonzero(np.asarray(canny(im, 1000, 2000))) < np.count_nonzero(out)  # thresholds reach cv2
+
+
 def test_zip_of_one_kohya_concept_folder_keeps_it(tmp_path):
     """A zipped ``10_mychar/`` folder is the dataset's repeats and class words, not a wrapper to strip
     (a zipped ``mydata/`` wrapper still is)."""

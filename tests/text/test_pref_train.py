@@ -54,6 +54,23 @@ def _held_out_gain(tiny_model: Path, adapter: Path) -> dict:
     return adapter_vs_base(model, tokenizer, [pair(q, w) for q, w in HELD_OUT])
 
 
+def _check_the_eval_preference_figures(tiny_model: Path, adapter: Path, gain: dict, tmp_path: Path) -> None:
+    from lora_factory.plugins.text.evaluate import evaluate_text
+
+    held_out = tmp_path / "held_out.jsonl"
+    rows = [{"instruction": q, "chosen": f"{w}です。", "rejected": f"{w}だ。"} for q, w in HELD_OUT]
+    held_out.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    spec = {"base_model": str(tiny_model), "adapter": str(adapter), "dataset": str(held_out), "params": {}}
+    figures = evaluate_text(spec, None)  # format detected: preference pairs are measured by preference, not loss
+    assert figures["rows"] == len(HELD_OUT)
+    assert figures["preference_margin"] == pytest.approx(gain["adapter"]["mean_margin"], abs=1e-3)
+    assert figures["base_preference_margin"] == pytest.approx(gain["base"]["mean_margin"], abs=1e-3)
+    assert figures["preference_accuracy"] == gain["adapter"]["accuracy"]
+    assert figures["margin_gain"] > 0.5
+    base_only = evaluate_text(dict(spec, adapter=None), None)
+    assert base_only["preference_margin"] == pytest.approx(gain["base"]["mean_margin"], abs=1e-3)
+
+
 @pytest.mark.parametrize("method", ["dpo", "kto", "orpo", "simpo"])
 def test_preference_method_learns_planted_preference(method, tiny_model, pref_dataset, tmp_path, ctx_factory):
     ctx = ctx_factory(tmp_path / "ws", f"pref_{method}")
@@ -68,6 +85,8 @@ def test_preference_method_learns_planted_preference(method, tiny_model, pref_da
     gain = _held_out_gain(tiny_model, Path(ctx.output_dir))
     assert gain["margin_gain"] > 0.5, gain
     assert gain["adapter"]["accuracy"] >= gain["base"]["accuracy"]
+    if method == "dpo":  # the regression suite's preference check (an eval job on held-out pairs) says the same
+        _check_the_eval_preference_figures(tiny_model, Path(ctx.output_dir), gain, tmp_path)
     config = json.loads((Path(ctx.output_dir) / "training_config.json").read_text(encoding="utf-8"))
     assert config["params"]["method"] == method
 

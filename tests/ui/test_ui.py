@@ -148,6 +148,10 @@ def start_training_from_ui(page: Any, server: Server, dataset_ref: str, output_n
 # ---- tests -------------------------------------------------------------------------------------
 
 
+# the built-in plugins' front-end modules (register_ui): held to the same rules as the host's UI
+PLUGIN_UI = sorted(p for p in (STATIC.parent / "plugins").glob("*/static/**/*") if p.suffix in (".js", ".css"))
+
+
 def test_dictionaries_have_the_same_keys() -> None:
     """A key missing in English would show the Japanese text (or the raw key) to an English reader."""
     key_re = re.compile(r'^\s*"([a-z_]+\.[a-z_0-9]+)":', re.M)
@@ -156,14 +160,14 @@ def test_dictionaries_have_the_same_keys() -> None:
     assert len(ja) > 100
     assert ja == en, f"only in ja: {sorted(ja - en)}; only in en: {sorted(en - ja)}"
     used: set[str] = set()
-    for path in list((STATIC / "js").rglob("*.js")) + [STATIC / "index.html"]:
+    for path in list((STATIC / "js").rglob("*.js")) + [STATIC / "index.html"] + PLUGIN_UI:
         used |= set(re.findall(r'"((?:app|tab|common|status|kind|role|job|wizard|models|datasets|refine|train|history|infer|system|settings|eval)\.[a-z_0-9]+)"', path.read_text(encoding="utf-8")))
     assert used - ja == set(), f"keys used but not translated: {sorted(used - ja)}"
 
 
 def test_no_asset_from_outside() -> None:
     """Offline by construction: no http(s) URL in the page, the CSS or the UI's own modules."""
-    for path in [STATIC / "index.html", *(STATIC / "css").rglob("*.css"), *(STATIC / "js").rglob("*.js")]:
+    for path in [STATIC / "index.html", *(STATIC / "css").rglob("*.css"), *(STATIC / "js").rglob("*.js"), *PLUGIN_UI]:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"https?://", text), f"{path} references an outside URL"
     assert (STATIC / "vendor" / "uplot" / "LICENSE").is_file()

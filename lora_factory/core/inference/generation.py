@@ -1,5 +1,6 @@
-"""Inference beyond chat: build a modality-neutral request (base, adapters with weights, uploaded input
-files, parameters), let the owner plugin resolve it, and present its events to clients.
+"""Inference requests: a chat's (``chat_request``) and, beyond chat, a modality-neutral one (base,
+adapters with weights, uploaded input files, parameters) the owner plugin resolves; and their events
+presented to clients.
 
 Routes (``/api/infer/generate``, the OpenAI-compatible media routes) and the CLI call this; the model
 runs in the inference worker (``InferenceClient``) or, for the CLI, in its own process.
@@ -15,7 +16,7 @@ from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.inference.inputs import file_fields, resolve_inputs
 from lora_factory.core.inference.media import MediaStore
 from lora_factory.core.inference.session import collect_events
-from lora_factory.core.schemas import GenerateRequest
+from lora_factory.core.schemas import ChatRequest, GenerateRequest
 
 
 def with_adapters(request: dict[str, Any], adapters: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -52,6 +53,21 @@ class Generation:
                                    f"Modality '{desc['id']}' has no task '{task}'. Supported: {', '.join(kinds)}",
                                    http_status=400, detail={"task": task, "supported": kinds})
         return task
+
+    def chat_request(self, req: ChatRequest, with_adapter: bool = True) -> dict[str, Any]:
+        """The ``infer`` request of a chat: the base model and the adapter resolved inside the workspace,
+        then resolved once by the owner (``resolve_infer``)."""
+        desc = self.plugins.require_modality(req.modality)
+        if "chat" not in (desc.get("supports") or []) and "chat" not in (desc.get("inference_kinds") or []):
+            raise LoRAFactoryError("CHAT_UNSUPPORTED", f"「{req.modality}」はチャットに対応していません。/api/infer/generate を使ってください。",
+                                   f"Modality '{req.modality}' has no chat; use /api/infer/generate.",
+                                   http_status=400, detail={"field": "modality"})
+        base = self.catalog.model_path(req.modality, req.base_model)
+        adapter = self.catalog.adapter_path(req.modality, req.adapter) if (req.adapter and with_adapter) else None
+        adapters = [{"path": str(adapter), "name": adapter.name, "weight": 1.0}] if adapter else []
+        return resolve_infer(self.plugins, req.modality, {
+            "base_model": str(base), "adapters": adapters, "messages": [m.model_dump() for m in req.messages],
+            "params": req.params, "stream": req.stream}, self.workspace)
 
     def request(self, req: GenerateRequest, with_adapter: bool = True) -> dict[str, Any]:
         """The ``infer`` request: workspace references resolved to paths, ``upload:<id>`` inputs to files,

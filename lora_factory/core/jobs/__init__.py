@@ -6,8 +6,12 @@
     context.py     JobContext: progress, log, samples, should_stop, paths (what a hook's ``ctx`` is)
     checkpoints.py the newest complete checkpoint of a run
     finalize.py    publish a job's output (temp folder, then rename) and register it with its lineage
-    recovery.py    rebuild the history from runs/ and lora_adapters/ after a damaged database
+    recovery.py    rebuild the history from runs/ and lora_adapters/ after a damaged database; leftovers
     regression.py  prompt suites run against an adapter and its base (the ``eval`` job)
+    submit.py      JobSubmitter: the ``start_*`` operations (request -> resolved spec -> queued job)
+    views.py       JobViews: a job as clients see it, its log tail, metrics and samples
+    health.py      HostHealth: what keeps the server from working (scheduler, settings, disk), notices
+    gpu_release.py ChatModelRelease: the chat's model process stopped before a GPU-bound job
 
 Depends on: ``core.storage``, ``core.catalog``, ``core.plugin_host``, ``core.inference`` (regression).
 """

@@ -108,3 +108,47 @@ def rebuild_history(workspace: Workspace, store: JobStore, artifacts: ArtifactSt
             artifacts.register("adapter", modality, path, producer.get((modality, path.name)), meta=meta)
             adapters.append(f"{modality}/{path.name}")
     return {"jobs": jobs, "damaged_runs": damaged, "adapters": adapters}
+
+
+def recover_database(workspace: Workspace, store: JobStore, artifacts: ArtifactStore, damage: str,
+                     moved: Path) -> dict[str, Any]:
+    """A fresh database after a damaged one: history rebuilt from the files; the notice the user is
+    told (``/api/health``, the UI's banner, stderr and ``logs/recovery.log``) is returned."""
+    import sys
+    import time
+
+    rebuilt = rebuild_history(workspace, store, artifacts)
+    moved_rel = workspace.relative(moved)
+    notice = {
+        "code": "DATABASE_RECOVERED", "level": "warning",
+        "message": f"The job database was damaged ({damage}). It was moved to {moved_rel} and a fresh one was "
+                   f"started; {len(rebuilt['jobs'])} jobs and {len(rebuilt['adapters'])} adapters were rebuilt "
+                   "from runs/ and lora_adapters/.",
+        "message_ja": f"ジョブのデータベースが壊れていました({damage})。{moved_rel} に退避して新しく作り直し、"
+                      f"runs/ と lora_adapters/ からジョブ {len(rebuilt['jobs'])} 件とアダプター "
+                      f"{len(rebuilt['adapters'])} 件を復元しました。",
+        "detail": {"moved_to": moved_rel, "reason": damage, **rebuilt},
+    }
+    line = f"[lora-factory] {notice['message_ja']}\n[lora-factory] {notice['message']}\n"
+    try:
+        print(line, end="", file=sys.stderr)
+        with open(workspace.home / "logs" / "recovery.log", "a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {notice['message']}\n")
+    except OSError:
+        pass
+    return notice
+
+
+def clean_interrupted_writes(workspace: Workspace, store: JobStore) -> list[str]:
+    """At server start: remove the temporaries an interrupted publish or delete left behind (all of
+    them when no job runs; with live workers only those a day old, as one may be publishing)."""
+    import sys
+
+    running = store.by_status("running")
+    try:
+        removed = workspace.clean_stale_temporaries(0.0 if not running else 24 * 3600.0)
+    except OSError:
+        removed = []
+    if removed:
+        print(f"[lora-factory] removed leftovers of interrupted writes: {', '.join(removed)}", file=sys.stderr)
+    return removed

@@ -6,6 +6,7 @@ This module is storage only; starting, watching and killing workers is ``schedul
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 import threading
@@ -219,6 +220,25 @@ class JobStore:
         with self._lock:
             rows = self._conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY seq", statuses).fetchall()
         return [self._to_dict(r) for r in rows]
+
+    def active_job_using(self, path: Path) -> str | None:
+        """The id of a queued or running job whose spec names ``path`` (or something inside it): what
+        the catalog asks before deleting a model, an adapter or a dataset."""
+        target = str(Path(path).resolve())
+
+        def names(value: Any) -> bool:
+            if isinstance(value, str):
+                return value == target or value.startswith(target + os.sep)
+            if isinstance(value, dict):
+                return any(names(v) for v in value.values())
+            if isinstance(value, list):
+                return any(names(v) for v in value)
+            return False
+
+        for job in self.by_status("queued", "running"):
+            if names(job["spec"]):
+                return job["id"]
+        return None
 
     def queue_position(self, job: dict[str, Any]) -> int | None:
         if job["status"] != "queued":

@@ -275,3 +275,46 @@ def export_adapter(modality: str, spec: dict[str, Any], ctx: JobContext) -> dict
         lineage (the adapter, the base model).
     :raises LoRAFactoryError: ``EXPORT_UNSUPPORTED`` with the reason when the adapter cannot be exported.
     """
+
+
+# -- extending the server, the CLI and the UI (called once per plugin, not per modality) ----------
+
+@hookspec
+def register_routes(register: Any, workspace: Workspace) -> None:
+    """Add HTTP routes to the server (as datasette's ``register_routes``). Runs once at start-up.
+
+    :param register: ``register(router, modality=None)`` with a ``fastapi.APIRouter`` whose paths are
+        relative (``"/dictionary"``). With ``modality`` (one you own) it is mounted under
+        ``/api/<modality>``; without, under ``/api/plugins/<plugin name>``. Every route sits behind the
+        host's guard (Host names, same-origin state changes, the token beyond loopback) like the
+        host's own. Import FastAPI inside the hook: the job workers load plugins too.
+    :param workspace: the :class:`~lora_factory.core.storage.workspace.Workspace` the server serves.
+    A route that clashes with a host route never shadows it (the host's are mounted first).
+    """
+
+
+@hookspec
+def register_commands(register: Any) -> None:
+    """Add ``lora-factory <command>`` sub-commands to the CLI (as llm's ``register_commands``).
+
+    :param register: ``register(name, run, help="", configure=None)``; ``configure(parser)`` adds the
+        command's arguments to its ``argparse.ArgumentParser`` (``--home`` is already there);
+        ``run(args, workspace)`` does the work and returns the exit status (None is 0). A
+        ``LoRAFactoryError`` is printed in Japanese and English like the host's own commands'. A name
+        already taken (the host's, or another plugin's) is refused: ``lora-factory plugins`` says why.
+    """
+
+
+@hookspec
+def register_ui(register: Any) -> None:
+    """Add front-end modules to the web UI (as datasette's plugin ``static/`` and ``extra_js_urls``).
+
+    :param register: ``register(static_dir, script=None, modality=None)``: the folder is served at
+        ``/static/plugins/<plugin name>/`` (public, like the host's UI); ``script`` (a file in it) is an
+        ES module the UI imports at start-up, before its tabs are built. The module registers what it
+        brings with the host's registries, importing them by absolute URL:
+        ``registerView(kind, mount, modality)`` from ``/static/js/views/registry.js`` (a view of the
+        推論 tab for an inference kind) and ``registerTab(id, module, {modality, label_ja, label_en})``
+        from ``/static/js/tabs/registry.js`` (a tab shown for that modality only). ``modality`` (one
+        you own) is listed with the module in ``GET /api/ui/modules``.
+    """

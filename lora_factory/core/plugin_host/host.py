@@ -39,7 +39,6 @@ from lora_factory.core.plugin_host import hookspecs
 
 DEFAULT_PLUGINS: tuple[str, ...] = ("lora_factory.plugins.text", "lora_factory.plugins.image", "lora_factory.plugins.audio")
 ENTRY_POINT_GROUP = "lora_factory"
-BUILTIN_MODALITIES = ("text", "image", "audio")
 
 
 SOURCE_RANK = {"builtin": 0, "entry_point": 1, "drop_in": 2}
@@ -93,6 +92,7 @@ class PluginRecord:
     error: str | None = None
     path: str | None = None
     shadowed: list[str] = field(default_factory=list)  # declared, but another plugin owns it
+    extension_errors: list[str] = field(default_factory=list)  # a refused route, command or UI module
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +105,7 @@ class PluginRecord:
             "error": self.error,
             "path": self.path,
             "ok": self.error is None,
+            "extension_errors": self.extension_errors,
         }
 
 
@@ -269,12 +270,9 @@ class PluginHost:
                         other.shadowed.append(modality)
             found[modality] = desc
             record.modalities.append(modality)
-        for modality in BUILTIN_MODALITIES:
-            if modality not in found:
-                found[modality] = ModalityDescription(
-                    id=modality, label_ja={"text": "テキスト", "image": "画像", "audio": "音声"}[modality],
-                    label_en=modality.capitalize(),
-                ).model_dump() | {
+        for desc in self._unloaded_builtin_modalities():
+            if desc["id"] not in found:
+                found[desc["id"]] = desc | {
                     "plugin": None,
                     "available": False,
                     "reason": "このモダリティを扱うプラグインがまだありません。",
@@ -282,6 +280,23 @@ class PluginHost:
                 }
         self._modalities = found
         return found
+
+    def _unloaded_builtin_modalities(self) -> list[dict[str, Any]]:
+        """What a built-in plugin that is not loaded (left out by ``LORA_FACTORY_LOAD_PLUGINS``, or
+        broken) would serve, in its own words, so the UI can list it as unavailable and say why.
+        Only ids and labels: the module's ``describe_modalities`` is read, never registered."""
+        loaded = {r.name for r in self.records if not r.error}
+        out: list[dict[str, Any]] = []
+        for module_name in DEFAULT_PLUGINS:
+            if module_name in loaded:
+                continue
+            try:
+                described = importlib.import_module(module_name).describe_modalities()
+                out += [ModalityDescription(id=d["id"], label_ja=d["label_ja"], label_en=d["label_en"]).model_dump()
+                        for d in described or []]
+            except Exception:  # a broken built-in is listed with its error already
+                continue
+        return out
 
     def _choose_owner(self, modality: str, candidates: list[tuple[PluginRecord, dict[str, Any]]]
                       ) -> tuple[PluginRecord, dict[str, Any]]:
@@ -305,6 +320,24 @@ class PluginHost:
                 detail={"modality": modality},
             )
         return desc
+
+    def extension_error(self, plugin: str, reason: str) -> None:
+        """A route, command or UI module of ``plugin`` that was refused (see ``extensions.py``)."""
+        for record in self.records:
+            if record.name == plugin and reason not in record.extension_errors:
+                record.extension_errors.append(reason)
+
+    def modality_for_task(self, task: str) -> str:
+        """The available modality whose ``inference_kinds`` include ``task`` (``speech``, ``transcribe``,
+        ``image`` ...): how the OpenAI-compatible routes find their plugin without naming one.
+
+        :raises LoRAFactoryError: ``TASK_UNAVAILABLE`` (400) when no loaded plugin serves the task.
+        """
+        for modality, desc in self.modalities().items():
+            if desc.get("available") and task in (desc.get("inference_kinds") or []):
+                return modality
+        raise LoRAFactoryError("TASK_UNAVAILABLE", f"「{task}」を扱うプラグインがありません。",
+                               f"No plugin serves '{task}'.", http_status=400, detail={"task": task})
 
     def plugin_list(self) -> list[dict[str, Any]]:
         self.modalities()

@@ -224,15 +224,10 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     if not _mine(modality):
         return None
     from lora_factory.plugins.audio.dictionary_store import dictionary_path
-    from lora_factory.plugins.audio.refine import RefineParamError, validate_operations
+    from lora_factory.plugins.audio.refine import validate_operations
     from lora_factory.plugins.audio.text_norm import UserDictionary
 
-    try:
-        operations = validate_operations(spec.get("operations"))
-    except RefineParamError as exc:
-        raise LoRAFactoryError("REFINE_INVALID_PARAMS", f"操作 {exc.index + 1}（{exc.op}）の指定が正しくありません: {exc}",
-                               f"Operation {exc.index + 1} ({exc.op}) is invalid: {exc}", 422,
-                               detail={"index": exc.index, "op": exc.op, "reason": str(exc)}) from None
+    operations = validate_operations(spec.get("operations"))
     uses_gpu = False
     for op in operations:
         params = op["params"]
@@ -299,3 +294,28 @@ def resolve_infer_request(modality: str, request: dict[str, Any], workspace: Any
     from lora_factory.plugins.audio.requests import resolve_audio_request
 
     return resolve_audio_request(request)
+
+
+# -- what the plugin adds to the server, the CLI and the UI ---------------------------------------
+
+@hookimpl
+def register_routes(register: Any, workspace: Any) -> None:
+    """``/api/audio/dictionary`` (GET / PUT) and ``/api/audio/read``: the user dictionary (``web.py``)."""
+    from lora_factory.plugins.audio.web import build_router
+
+    register(build_router(workspace, MODALITY), modality=MODALITY)
+
+
+@hookimpl
+def register_commands(register: Any) -> None:
+    """``lora-factory audio-dictionary list | add | remove | read`` (``commands.py``)."""
+    from lora_factory.plugins.audio import commands
+
+    register(commands.NAME, lambda args, workspace: commands.run(args, workspace, MODALITY),
+             help=commands.HELP, configure=commands.configure)
+
+
+@hookimpl
+def register_ui(register: Any) -> None:
+    """The voice studio tab (``static/voice.js``), shown while the audio modality is chosen."""
+    register(Path(__file__).parent / "static", script="voice.js", modality=MODALITY)

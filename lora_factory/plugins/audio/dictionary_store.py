@@ -9,6 +9,7 @@ an edit applies to the next synthesis.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lora_factory.plugins.audio.text_norm.user_dict import UserDictionary
 
@@ -37,3 +38,51 @@ def load_near(path: Path | str | None) -> UserDictionary:
         return UserDictionary.load(found) if found else UserDictionary()
     except (ValueError, OSError):
         return UserDictionary()
+
+
+# -- the operations the REST routes and the CLI command share (``web.py``, ``commands.py``) --------
+
+def load_entries(datasets_dir: Path) -> list[dict[str, str]]:
+    return UserDictionary.load(dictionary_path(datasets_dir)).to_list()
+
+
+def save_entries(datasets_dir: Path, entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Validate every entry, then replace the whole list (written atomically).
+
+    :raises LoRAFactoryError: ``DICTIONARY_INVALID`` (422) naming the first bad entry (1-based).
+    """
+    from lora_factory.kit import LoRAFactoryError
+    from lora_factory.kit.files import write_text_atomic
+    from lora_factory.plugins.audio.text_norm.user_dict import validate_entry
+
+    for index, raw in enumerate(entries):
+        try:
+            validate_entry(raw)
+        except ValueError as exc:
+            raise LoRAFactoryError("DICTIONARY_INVALID", f"{index + 1} 行目の登録が正しくありません: {exc}",
+                                   f"Entry {index + 1} is invalid: {exc}", 422,
+                                   detail={"index": index, "reason": str(exc)}) from None
+    dictionary = UserDictionary.from_list(entries)
+    path = dictionary_path(datasets_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, dictionary.to_json())
+    return dictionary.to_list()
+
+
+def read_preview(datasets_dir: Path, text: str, latin: str = "keep") -> dict[str, Any]:
+    """The text as it will be read: normalised (numbers, dates, the user dictionary) and its katakana
+    reading with accents. No model needed.
+
+    :raises LoRAFactoryError: ``INVALID_REQUEST`` (422) for an unknown ``latin`` mode.
+    """
+    from lora_factory.kit import LoRAFactoryError
+    from lora_factory.plugins.audio.text_norm import LATIN_MODES, NormalizationOptions
+    from lora_factory.plugins.audio.text_norm.normalize import normalize_with_spans
+    from lora_factory.plugins.audio.text_norm.reading import reading_of
+
+    if latin not in LATIN_MODES:
+        raise LoRAFactoryError("INVALID_REQUEST", "latin は keep / spell / kana のいずれかです。",
+                               "latin must be keep, spell or kana.", 422, detail={"field": "latin"})
+    options = NormalizationOptions(latin=latin, user_dictionary=UserDictionary.load(dictionary_path(datasets_dir)))
+    normalized, spans = normalize_with_spans(text, options)  # the rules' readings taken literally
+    return {"text": text, "normalized": normalized, "reading": reading_of(normalized, spans).to_dict()}

@@ -18,8 +18,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from lora_factory.kit.refine import Operation, OperationRegistry, RefineParams
 from lora_factory.plugins.audio import dsp
 from lora_factory.plugins.audio.audio_io import read_audio, resample, write_audio
 from lora_factory.plugins.audio.dataset_formats import (
@@ -39,9 +40,7 @@ SLICES_FILE = "slices.jsonl"  # {id, source, start, end} per clip cut by ``slice
 
 RECORDING_DECODE_SECONDS = 4 * 3600.0  # a refine job (its own process) slices recordings of up to 4 h
 
-
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Params = RefineParams
 
 
 class SliceOp(_Params):
@@ -98,46 +97,26 @@ class EditItemsOp(_Params):
     edits: list[dict[str, Any]] = Field(default_factory=list, description="[{id, text?, delete?}]")
 
 
-OPERATIONS: dict[str, tuple[type[_Params], str, str]] = {
-    "slice": (SliceOp, "無音で分割", "Slice at pauses"),
-    "transcribe": (TranscribeOp, "文字起こし (Whisper)", "Transcribe (Whisper)"),
-    "normalize_text": (NormalizeTextOp, "テキスト正規化", "Normalise text"),
-    "loudness": (LoudnessOp, "ラウドネス調整", "Loudness"),
-    "trim_silence": (TrimSilenceOp, "前後の無音を削除", "Trim silence"),
-    "resample": (ResampleOp, "サンプリングレート変換", "Resample"),
-    "filter": (FilterOp, "フィルタ (長さ・クリップ・音量)", "Filter (length, clipping, quiet)"),
-    "dedup": (DedupOp, "重複の削除", "Remove duplicates"),
-    "edit_items": (EditItemsOp, "文字起こしの編集", "Edit transcripts"),
-}
+OPERATIONS = OperationRegistry([
+    Operation("slice", SliceOp, "無音で分割", "Slice at pauses"),
+    Operation("transcribe", TranscribeOp, "文字起こし (Whisper)", "Transcribe (Whisper)"),
+    Operation("normalize_text", NormalizeTextOp, "テキスト正規化", "Normalise text"),
+    Operation("loudness", LoudnessOp, "ラウドネス調整", "Loudness"),
+    Operation("trim_silence", TrimSilenceOp, "前後の無音を削除", "Trim silence"),
+    Operation("resample", ResampleOp, "サンプリングレート変換", "Resample"),
+    Operation("filter", FilterOp, "フィルタ (長さ・クリップ・音量)", "Filter (length, clipping, quiet)"),
+    Operation("dedup", DedupOp, "重複の削除", "Remove duplicates"),
+    Operation("edit_items", EditItemsOp, "文字起こしの編集", "Edit transcripts"),
+])
 
 
 def refine_operations_description() -> dict[str, dict[str, Any]]:
-    return {name: {"label_ja": ja, "label_en": en, "params_schema": cls.model_json_schema()}
-            for name, (cls, ja, en) in OPERATIONS.items()}
-
-
-class RefineParamError(ValueError):
-    def __init__(self, index: int, op: str, message: str) -> None:
-        super().__init__(message)
-        self.index, self.op = index, op
+    return OPERATIONS.describe()
 
 
 def validate_operations(operations: Any) -> list[dict[str, Any]]:
-    """Every operation known and its parameters complete; raises RefineParamError naming the step."""
-    if not isinstance(operations, list) or not operations:
-        raise RefineParamError(0, "", "operations must be a non-empty list")
-    out = []
-    for index, item in enumerate(operations):
-        name = (item or {}).get("op") if isinstance(item, dict) else None
-        if name not in OPERATIONS:
-            raise RefineParamError(index, str(name), f"unknown operation {name!r} (one of {', '.join(OPERATIONS)})")
-        try:
-            params = OPERATIONS[name][0].model_validate(item.get("params") or {})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise RefineParamError(index, name, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
-        out.append({"op": name, "params": params.model_dump()})
-    return out
+    """Every operation known and its parameters complete; 422 ``REFINE_INVALID_*`` naming the step."""
+    return OPERATIONS.validate_dicts(operations)
 
 
 @dataclass
@@ -367,7 +346,7 @@ def run_operations(source: Path, out: Path, operations: list[dict[str, Any]], ct
     rows_in = len(state.clips)
     steps = []
     for op in operations:
-        name, params = op["op"], OPERATIONS[op["op"]][0].model_validate(op["params"])
+        name, params = op["op"], OPERATIONS[op["op"]].params.model_validate(op["params"])
         before = len(state.clips)
         if name == "slice":
             op_slice(state, params, ctx)

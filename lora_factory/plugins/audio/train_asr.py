@@ -20,7 +20,7 @@ from lora_factory.plugins.audio.dataset_formats import read_clip_list
 from lora_factory.plugins.audio.dataset_inspect import check_clips
 from lora_factory.plugins.audio.metrics import corpus_rates
 from lora_factory.plugins.audio.presets import AudioTrainParams
-from lora_factory.plugins.audio.train_tts import TrainingDataError, lora_config, lr_at, micro_batch
+from lora_factory.plugins.audio.train_tts import TrainingDataError, lora_config, lr_at, planned_loader
 
 WHISPER_TARGETS = ["q_proj", "v_proj"]
 
@@ -32,6 +32,17 @@ def split_eval(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]
     return sorted(order[held:]), sorted(order[:held])
 
 
+def collate_whisper(chosen: list[tuple[np.ndarray, list[int]]]) -> dict[str, Any]:
+    """Log-mel features stacked; labels right-padded with -100 (ignored by the loss)."""
+    import torch
+
+    width = max(len(lab) for _, lab in chosen)
+    labels = torch.full((len(chosen), width), -100, dtype=torch.long)
+    for row, (_, lab) in enumerate(chosen):
+        labels[row, :len(lab)] = torch.tensor(lab)
+    return {"input_features": torch.tensor(np.stack([f for f, _ in chosen])), "labels": labels}
+
+
 def evaluate_rates(whisper: WhisperModel, items: list[tuple[np.ndarray, str]], language: str) -> dict[str, float]:
     pairs = [(whisper.transcribe(w, WHISPER_RATE, language=language, timestamps=False).text, ref) for w, ref in items]
     return corpus_rates(pairs) if pairs else {}
@@ -41,6 +52,8 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
                       device: str = "cpu", dtype: Any = None) -> dict[str, Any]:
     import torch
     from peft import get_peft_model, set_peft_model_state_dict
+
+    from lora_factory.kit import loop
 
     params = presets.validate_params(AudioTrainParams, spec["params"])  # resolved by resolve_train_spec
     base = Path(spec["base_model"])
@@ -78,9 +91,13 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
+    accelerator = loop.make_accelerator(device, "no")  # Whisper loads and trains in fp32 (``dtype`` unused)
+    loader, batches = planned_loader(examples, params, collate_whisper)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader, device_placement=[False, True, True])
+    main = accelerator.is_main_process
 
     def save_checkpoint(folder: Path) -> None:
-        model.save_pretrained(folder)
+        accelerator.unwrap_model(model).save_pretrained(folder)
         torch.save(optimizer.state_dict(), folder / "optimizer.pt")
 
     reporter = make_reporter(max_steps=params.max_steps, save_every=params.save_every, save_fn=save_checkpoint)
@@ -89,42 +106,41 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
         from safetensors.torch import load_file
 
         checkpoint = Path(ctx.resume_checkpoint)
-        set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+        set_peft_model_state_dict(accelerator.unwrap_model(model), load_file(str(checkpoint / "adapter_model.safetensors")))
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
     started = time.perf_counter()
     loss_value = float("nan")
     stopped = False
     step = start
+    micro_batches = loop.micro_batches(loader, batches, skip=start * params.gradient_accumulation)
     for step in range(start + 1, params.max_steps + 1):
         lr = lr_at(step, params.max_steps, params.learning_rate, params.warmup_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
         total = 0.0
-        for micro in range(params.gradient_accumulation):
-            index = (step - 1) * params.gradient_accumulation + micro
-            chosen = [examples[i] for i in micro_batch(params.seed, len(examples), params.batch_size, index)]
-            feats = torch.tensor(np.stack([f for f, _ in chosen]), device=device)
-            width = max(len(lab) for _, lab in chosen)
-            labels = torch.full((len(chosen), width), -100, dtype=torch.long)
-            for row, (_, lab) in enumerate(chosen):
-                labels[row, :len(lab)] = torch.tensor(lab)
-            loss = model(input_features=feats, labels=labels.to(device)).loss / params.gradient_accumulation
-            loss.backward()
+        for _ in range(params.gradient_accumulation):
+            _, batch = next(micro_batches)
+            loss = model(**batch).loss / params.gradient_accumulation
+            accelerator.backward(loss)
             total += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
+        accelerator.clip_grad_norm_(trainable, params.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = total
-        if reporter.step(step, loss_value, lr=lr):
+        if loop.stop_everywhere(accelerator, main and reporter.step(step, loss_value, lr=lr)):
             stopped = True
             break
     elapsed = time.perf_counter() - started
     model.eval()
-    after = evaluate_rates(WhisperModel(model=model, processor=processor, device=device), held_out, params.language)
-    if after:
-        ctx.log(f"held-out after training: CER {after['cer']:.3f} WER {after['wer']:.3f}")
-    model.save_pretrained(Path(ctx.output_dir))
-    processor.save_pretrained(Path(ctx.output_dir))  # the adapter folder opens with WhisperProcessor too
+    after: dict[str, float] = {}
+    if main:
+        after = evaluate_rates(WhisperModel(model=model, processor=processor, device=device), held_out,
+                               params.language)
+        if after:
+            ctx.log(f"held-out after training: CER {after['cer']:.3f} WER {after['wer']:.3f}")
+        accelerator.unwrap_model(model).save_pretrained(Path(ctx.output_dir))
+        processor.save_pretrained(Path(ctx.output_dir))  # the adapter folder opens with WhisperProcessor too
+    accelerator.wait_for_everyone()
     return {
         "final_loss": None if math.isnan(loss_value) else round(loss_value, 5),
         "steps": step, "stopped": stopped, "clips": len(train_idx), "held_out_clips": len(eval_idx),

@@ -10,7 +10,6 @@ resumed run sees the same batches it would have seen.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
@@ -39,12 +38,20 @@ class TrainingDataError(ValueError):
     """No usable clip (no transcripts, all too long ...): the message says which."""
 
 
-def micro_batch(order_seed: int, n: int, batch: int, index: int) -> list[int]:
-    """The example indices of micro-batch ``index`` (epochs reshuffled with seed + epoch)."""
-    per_epoch = max(1, math.ceil(n / batch))
-    epoch, slot = divmod(index, per_epoch)
+def epoch_batches(order_seed: int, n: int, batch: int, epoch: int) -> list[list[int]]:
+    """The example indices of each micro-batch of ``epoch`` (epochs reshuffled with seed + epoch)."""
     perm = np.random.default_rng(order_seed + epoch).permutation(n)
-    return perm[slot * batch:(slot + 1) * batch].tolist() or perm[:batch].tolist()
+    return [perm[start:start + batch].tolist() for start in range(0, n, batch)]
+
+
+def planned_loader(examples: list[Any], params: AudioTrainParams,
+                   collate_fn: Callable[[list[Any]], Any]) -> tuple[Any, Any]:
+    """The examples in :func:`epoch_batches` order as a loader (not prepared yet) and its batch plan."""
+    from lora_factory.kit import loop
+
+    batches = loop.PlannedBatches(lambda epoch: epoch_batches(params.seed, len(examples), params.batch_size, epoch),
+                                  params.batch_size)
+    return loop.data_loader(examples, batches, collate_fn), batches
 
 
 def lora_config(params: AudioTrainParams, task_type: str | None = "CAUSAL_LM") -> Any:
@@ -75,6 +82,8 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     import torch
     from peft import get_peft_model, set_peft_model_state_dict
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lora_factory.kit import loop
 
     params = presets.validate_params(AudioTrainParams, spec["params"])  # resolved by resolve_train_spec
     base = Path(spec["base_model"])
@@ -112,9 +121,15 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # mixed precision (bf16 / fp16 autocast, fp16's gradient scaler) from the accelerator; the model is
+    # on its device already
+    accelerator = loop.make_accelerator(device, loop.mixed_precision_of(dtype))
+    loader, batches = planned_loader(examples, params, lambda items: collate(items, pad_id))
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader, device_placement=[False, True, True])
+    main = accelerator.is_main_process
 
     def save_checkpoint(folder: Path) -> None:
-        model.save_pretrained(folder)
+        accelerator.unwrap_model(model).save_pretrained(folder)
         torch.save(optimizer.state_dict(), folder / "optimizer.pt")
         (folder / TRAIN_STATE).write_text(json.dumps({"tokens": tokens_seen}), encoding="utf-8")
 
@@ -125,7 +140,7 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
         checkpoint = Path(ctx.resume_checkpoint)
         from safetensors.torch import load_file
 
-        set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter_model.safetensors")))
+        set_peft_model_state_dict(accelerator.unwrap_model(model), load_file(str(checkpoint / "adapter_model.safetensors")))
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         state = json.loads((checkpoint / TRAIN_STATE).read_text(encoding="utf-8"))
         tokens_seen = int(state.get("tokens", 0))
@@ -144,55 +159,52 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
         ctx.report_sample(path, step, kind="audio", caption=params.sample_text)
         ctx.log(f"sample written: {path.name}")
 
-    # bf16 autocast on CUDA only; on a CPU no context at all (constructing a disabled CUDA autocast
-    # on a CPU-only torch warns on every step)
-    autocast = (torch.autocast(device_type="cuda", dtype=dtype) if device == "cuda" and dtype is not None
-                and dtype != torch.float32 else contextlib.nullcontext())
     model.train()
     loss_value = float("nan")
     started = time.perf_counter()
     step_tokens = 0
     stopped = False
+    step = start
+    micro_batches = loop.micro_batches(loader, batches, skip=start * params.gradient_accumulation)
     for step in range(start + 1, params.max_steps + 1):
         lr = lr_at(step, params.max_steps, params.learning_rate, params.warmup_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
         total = 0.0
-        for micro in range(params.gradient_accumulation):
-            index = (step - 1) * params.gradient_accumulation + micro
-            batch = collate([examples[i] for i in micro_batch(params.seed, len(examples), params.batch_size, index)],
-                            pad_id)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast:
-                loss = model(**batch).loss / params.gradient_accumulation
-            loss.backward()
+        for _ in range(params.gradient_accumulation):
+            _, batch = next(micro_batches)
+            loss = model(**batch).loss / params.gradient_accumulation
+            accelerator.backward(loss)
             total += float(loss.detach())
             n_tokens = int(batch["attention_mask"].sum())
             tokens_seen += n_tokens
             step_tokens += n_tokens
-        torch.nn.utils.clip_grad_norm_(trainable, params.max_grad_norm)
+        accelerator.clip_grad_norm_(trainable, params.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss_value = total
         elapsed = max(time.perf_counter() - started, 1e-9)
-        if reporter.step(step, loss_value, lr=lr, tokens_per_s=round(step_tokens / elapsed, 1)):
+        cancel = main and reporter.step(step, loss_value, lr=lr, tokens_per_s=round(step_tokens / elapsed, 1))
+        if loop.stop_everywhere(accelerator, cancel):
             stopped = True
             break
-        if params.sample_every and step % params.sample_every == 0 and step < params.max_steps:
+        if main and params.sample_every and step % params.sample_every == 0 and step < params.max_steps:
             sample(step)
-    final_step = step if params.max_steps >= start + 1 else start
+    final_step = step
     elapsed = max(time.perf_counter() - started, 1e-9)
 
     out = Path(ctx.output_dir)
-    model.save_pretrained(out)
     final_sample = None
-    if not stopped:
-        sample(final_step)
-        final_sample = samples[-1]
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    for path in samples:
-        if Path(path).parent != out / "samples":
-            shutil.copy2(path, out / "samples" / Path(path).name)
+    if main:
+        accelerator.unwrap_model(model).save_pretrained(out)
+        if not stopped:
+            sample(final_step)
+            final_sample = samples[-1]
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+        for path in samples:
+            if Path(path).parent != out / "samples":
+                shutil.copy2(path, out / "samples" / Path(path).name)
+    accelerator.wait_for_everyone()
     return {
         "final_loss": None if math.isnan(loss_value) else round(loss_value, 5),
         "steps": final_step,

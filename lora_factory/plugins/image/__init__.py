@@ -179,3 +179,9 @@ def regression_check(modality: str, check: dict[str, Any], output: dict[str, Any
 
 
 __all__ = ["__version__"]
+
+
+@hookimpl
+def register_ui(register: Any) -> None:
+    """The image front-end (``static/index.js``): its datasets tab and its view of the 推論 tab."""
+    register(Path(__file__).parent / "static", script="index.js", modality=MODALITY)

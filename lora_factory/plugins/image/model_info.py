@@ -8,10 +8,12 @@ SD2 ``cond_stage_model.model`` (OpenCLIP), SDXL ``conditioner.embedders.1``, Flu
 from __future__ import annotations
 
 import json
-import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.hub import read_safetensors_header
 
 PIPELINE_ARCH = {
     "StableDiffusionPipeline": "sd15", "StableDiffusionImg2ImgPipeline": "sd15",
@@ -24,15 +26,6 @@ ARCH_LABELS = {"sd15": "Stable Diffusion 1.x", "sd2": "Stable Diffusion 2.x", "s
 NATIVE_RESOLUTION = {"sd15": 512, "sd2": 768, "sdxl": 1024, "sdxl_refiner": 1024, "flux": 1024}
 _DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F8_E4M3": "float8_e4m3fn",
                 "F8_E5M2": "float8_e5m2", "U8": "uint8", "I8": "int8", "F64": "float64"}
-
-
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file (tensor names, dtypes, shapes; ``__metadata__``)."""
-    with open(path, "rb") as fh:
-        size = struct.unpack("<Q", fh.read(8))[0]
-        if size <= 0 or size > 100 * 2**20:
-            raise ValueError("not a safetensors file (bad header size)")
-        return json.loads(fh.read(size))
 
 
 def arch_from_keys(keys: list[str]) -> str | None:
@@ -83,7 +76,7 @@ def describe_weights(files: list[Path]) -> dict[str, Any]:
     for path in files:
         try:
             header = read_safetensors_header(path)
-        except (OSError, ValueError, json.JSONDecodeError):
+        except LoRAFactoryError:
             continue
         for name, info in header.items():
             if name == "__metadata__" or not isinstance(info, dict):

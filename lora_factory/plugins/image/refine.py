@@ -13,22 +13,21 @@ user edited in the gallery), ``dedupe_images`` (perceptual hash), ``min_resoluti
 from __future__ import annotations
 
 import shutil
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from lora_factory.kit import LoRAFactoryError, files, presets
+from lora_factory.kit import LoRAFactoryError, files
+from lora_factory.kit.refine import Operation, OperationRegistry, RefineParams, RefineReport
 from lora_factory.plugins.image.dataset import DATASET_FORMAT, load_items
 
 MAX_EXAMPLES = 4
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Params = RefineParams
 
 
 class AutoTagParams(_Params):
@@ -82,16 +81,6 @@ class ResizeBucketsParams(_Params):
     upscale: bool = Field(False, description="also enlarge images smaller than their bucket")
 
 
-OPERATIONS: dict[str, tuple[type[_Params], str, str, bool]] = {
-    # name: (params model, label ja, label en, needs a model)
-    "auto_tag": (AutoTagParams, "自動タグ付け (WD タガー)", "Auto-tag (WD tagger)", True),
-    "auto_caption": (AutoCaptionParams, "自動キャプション (BLIP / Florence-2)", "Auto-caption (BLIP / Florence-2)", True),
-    "edit_tags": (EditTagsParams, "タグ編集 (トリガーワード・削除・置換)", "Edit tags (trigger, remove, replace)", False),
-    "edit_items": (EditItemsParams, "キャプションの個別編集", "Edit captions one by one", False),
-    "dedupe_images": (DedupeImagesParams, "似た画像の除去 (pHash)", "Remove near-duplicates (pHash)", False),
-    "min_resolution": (MinResolutionParams, "小さい画像の除去", "Remove small images", False),
-    "resize_buckets": (ResizeBucketsParams, "バケットサイズへリサイズ", "Resize to buckets", False),
-}
 TITLES_JA = {
     "model": "モデル", "general_threshold": "一般タグのしきい値", "character_threshold": "キャラクタータグのしきい値",
     "mode": "既存キャプションの扱い", "include_rating": "レーティングタグも付ける", "exclude_tags": "付けないタグ",
@@ -100,10 +89,23 @@ TITLES_JA = {
     "max_tags": "先頭から残すタグ数", "edits": "編集", "threshold": "しきい値 (ビット)", "min_side": "短辺の最小値 (px)",
     "resolution": "解像度", "step": "刻み", "upscale": "小さい画像も拡大",
 }
-REFINE_OPERATIONS: dict[str, dict[str, Any]] = {
-    name: {"label_ja": ja, "label_en": en, "params_schema": presets.schema_for(model, TITLES_JA), "uses_model": uses}
-    for name, (model, ja, en, uses) in OPERATIONS.items()
-}
+OPERATIONS = OperationRegistry([
+    Operation("auto_tag", AutoTagParams, "自動タグ付け (WD タガー)", "Auto-tag (WD tagger)",
+              extra={"uses_model": True}),
+    Operation("auto_caption", AutoCaptionParams, "自動キャプション (BLIP / Florence-2)",
+              "Auto-caption (BLIP / Florence-2)", extra={"uses_model": True}),
+    Operation("edit_tags", EditTagsParams, "タグ編集 (トリガーワード・削除・置換)", "Edit tags (trigger, remove, replace)",
+              extra={"uses_model": False}),
+    Operation("edit_items", EditItemsParams, "キャプションの個別編集", "Edit captions one by one",
+              extra={"uses_model": False}),
+    Operation("dedupe_images", DedupeImagesParams, "似た画像の除去 (pHash)", "Remove near-duplicates (pHash)",
+              extra={"uses_model": False}),
+    Operation("min_resolution", MinResolutionParams, "小さい画像の除去", "Remove small images",
+              extra={"uses_model": False}),
+    Operation("resize_buckets", ResizeBucketsParams, "バケットサイズへリサイズ", "Resize to buckets",
+              extra={"uses_model": False}),
+], titles_ja=TITLES_JA)
+REFINE_OPERATIONS: dict[str, dict[str, Any]] = OPERATIONS.describe()
 
 
 @dataclass
@@ -121,36 +123,13 @@ class Entry:
 
 def validate_operations(operations: Any) -> list[dict[str, Any]]:
     """``[{"op", "params"}]`` with every parameter filled in; 422 naming the bad op / field."""
-    if not isinstance(operations, list) or not operations:
-        raise LoRAFactoryError("REFINE_INVALID_OPERATION", "操作を1つ以上指定してください。", "Give at least one operation.",
-                               422, detail={"field": "operations", "choices": list(OPERATIONS)})
-    out = []
-    for i, raw in enumerate(operations):
-        name = raw.get("op") if isinstance(raw, dict) else None
-        if name not in OPERATIONS:
-            raise LoRAFactoryError("REFINE_INVALID_OPERATION", f"操作「{name}」はありません。{', '.join(OPERATIONS)} から選んでください。",
-                                   f"Unknown operation '{name}'; choose one of {', '.join(OPERATIONS)}.", 422,
-                                   detail={"index": i, "op": name, "choices": list(OPERATIONS)})
-        try:
-            params = OPERATIONS[name][0].model_validate(raw.get("params") or {})
-        except ValidationError as exc:
-            raise presets.invalid_params(exc, "REFINE_INVALID_PARAMS", f"操作「{name}」のパラメータ",
-                                         f"Parameter of '{name}'") from exc
-        out.append({"op": name, "params": params.model_dump()})
-    return out
+    return OPERATIONS.validate_dicts(operations)
 
 
-class _Report:
+class _Report(RefineReport):
     def __init__(self) -> None:
-        self.removed: Counter[str] = Counter()
-        self.changed: Counter[str] = Counter()
-        self.examples: dict[str, list[Any]] = {}
+        super().__init__(MAX_EXAMPLES)
         self.steps: list[dict[str, Any]] = []
-
-    def example(self, reason: str, value: Any) -> None:
-        bucket = self.examples.setdefault(reason, [])
-        if len(bucket) < MAX_EXAMPLES:
-            bucket.append(value)
 
 
 def _merge_caption(old: str, new: str, mode: str) -> str:
@@ -354,7 +333,7 @@ def resolve_operations(operations: Any, workspace: Any) -> tuple[list[dict[str, 
     resolved = validate_operations(operations)
     uses_gpu = False
     for op in resolved:
-        if not OPERATIONS[op["op"]][3]:
+        if not OPERATIONS[op["op"]].extra["uses_model"]:
             continue
         kind = "tagger" if op["op"] == "auto_tag" else "captioner"
         ref = str(op["params"]["model"])

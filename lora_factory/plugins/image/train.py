@@ -1,7 +1,9 @@
 """An image LoRA training run (a ``train`` job, in the worker process).
 
-The loop is diffusers' ``train_text_to_image_lora`` recipe written out by hand (so bucketing,
-caching, samples and cancel fit in), with kohya's data behaviour: repeats, aspect-ratio buckets,
+The loop is diffusers' ``train_text_to_image_lora`` recipe written out (so bucketing, caching,
+samples and cancel fit in) on an ``accelerate.Accelerator`` as that script is (mixed precision,
+gradient scaling and clipping, device placement: see :mod:`lora_factory.kit.loop`), with kohya's data
+behaviour: repeats, aspect-ratio buckets,
 caption shuffling with the first N tags kept, caption dropout. Progress, checkpoints and cancel go
 through the kit's :class:`StepReporter`; outputs are written by :mod:`train_outputs`.
 """
@@ -10,7 +12,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class ImageTrainingRun:
         self._cache_latents()
         self._cache_text()
         self._make_optimizer()
+        self._prepare()
 
     def _cache_latents(self) -> None:
         from lora_factory.plugins.image.train_parts import encode_latents
@@ -154,24 +156,38 @@ class ImageTrainingRun:
         self.steps_per_epoch = steps_per_epoch
         self.lr_scheduler = get_scheduler(p.lr_scheduler, optimizer=self.optimizer,
                                           num_warmup_steps=p.lr_warmup_steps, num_training_steps=self.max_steps)
-        self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         self.ctx.log(f"optimizer={optimizer_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
                      f"batch {p.batch_size} x accum {p.grad_accum}) trainable={sum(q.numel() for q in self.lora_params)}")
+
+    def _prepare(self) -> None:
+        """The trainable modules, optimizer, batch loader and scheduler onto an ``accelerate.Accelerator``
+        (mixed precision and, under fp16, its gradient scaler come from it). The modules are already on
+        their device: the loaders put them there, a 4-bit base must not be moved."""
+        from lora_factory.kit import loop
+        from lora_factory.plugins.image.train_data import plan_epoch
+
+        p = self.params
+        self.accelerator = loop.make_accelerator(self.device, self.precision)
+        self.batches = loop.PlannedBatches(lambda epoch: plan_epoch(self.examples, p.batch_size, p.seed, epoch),
+                                           p.batch_size)
+        names = list(self.trainable)
+        *modules, self.optimizer, self.loader, self.lr_scheduler = self.accelerator.prepare(
+            *self.trainable.values(), self.optimizer, loop.data_loader(range(len(self.examples)), self.batches),
+            self.lr_scheduler, device_placement=[False] * len(names) + [True, True, True])
+        self.trainable = dict(zip(names, modules, strict=True))
+        self.parts.trainable = self.trainable
+        self.parts.denoiser = self.trainable[self.parts.denoiser_name]
+        for i, name in enumerate(("text_encoder", "text_encoder_2")):
+            if name in self.trainable:
+                self.parts.text_encoders[i] = self.trainable[name]
+        self.scaler = self.accelerator.scaler  # saved in checkpoints (None unless fp16)
 
     # -- data -------------------------------------------------------------------------------------
     def micro_batches(self, start_step: int) -> Any:
         """(epoch, batch indices) forever, skipping what ``start_step`` optimizer steps consumed."""
-        from lora_factory.plugins.image.train_data import plan_epoch
+        from lora_factory.kit import loop
 
-        skip = start_step * self.params.grad_accum
-        epoch = 0
-        while True:
-            for batch in plan_epoch(self.examples, self.params.batch_size, self.params.seed, epoch):
-                if skip > 0:
-                    skip -= 1
-                    continue
-                yield epoch, batch
-            epoch += 1
+        return loop.micro_batches(self.loader, self.batches, skip=start_step * self.params.grad_accum)
 
     def batch_inputs(self, batch: list[int]) -> tuple[Any, dict[str, Any], Any]:
         """Latents, conditioning and SDXL time ids of one micro-batch."""
@@ -210,10 +226,12 @@ class ImageTrainingRun:
     def run(self) -> dict[str, Any]:
         import torch
 
+        from lora_factory.kit import loop
         from lora_factory.plugins.image import train_outputs
         from lora_factory.plugins.image.train_parts import batch_loss
 
-        p, ctx = self.params, self.ctx
+        p, ctx, accelerator = self.params, self.ctx, self.accelerator
+        main = accelerator.is_main_process
         reporter = trainer.StepReporter(ctx, self.max_steps, save_every=p.save_every_n_steps,
                                         save_fn=lambda folder: train_outputs.save_checkpoint(self, folder))
         start = reporter.resume_step()
@@ -229,18 +247,12 @@ class ImageTrainingRun:
             for _ in range(p.grad_accum):
                 epoch, batch = next(batches)
                 latents, cond, time_ids = self.batch_inputs(batch)
-                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator, self.precision) / p.grad_accum
-                (self.scaler.scale(loss) if self.scaler else loss).backward()
+                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator) / p.grad_accum
+                accelerator.backward(loss)
                 total += float(loss.detach())
-            if self.scaler:
-                self.scaler.unscale_(self.optimizer)
             if p.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.lora_params, p.max_grad_norm)
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
+                accelerator.clip_grad_norm_(self.lora_params, p.max_grad_norm)
+            self.optimizer.step()
             self.lr_scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -248,14 +260,15 @@ class ImageTrainingRun:
             last_loss = total
             rate = (step - start) / max(time.perf_counter() - t0, 1e-9)
             self.history.append({"step": step, "loss": total})
-            if reporter.step(step, total, lr=self.lr_scheduler.get_last_lr()[0], epoch=epoch + 1,
-                             steps_per_s=round(rate, 4)):
+            cancel = main and reporter.step(step, total, lr=self.lr_scheduler.get_last_lr()[0], epoch=epoch + 1,
+                                            steps_per_s=round(rate, 4))
+            if loop.stop_everywhere(accelerator, cancel):
                 stopped = True
                 break
-            if p.sample_every_n_steps and step % p.sample_every_n_steps == 0 and step < self.max_steps:
+            if main and p.sample_every_n_steps and step % p.sample_every_n_steps == 0 and step < self.max_steps:
                 self.sample(step)
         elapsed = max(time.perf_counter() - t0, 1e-9)
-        if not stopped:
+        if main and not stopped:
             self.sample(step)
         result = {
             "final_loss": last_loss, "first_loss": first_loss, "steps": step, "max_steps": self.max_steps,
@@ -266,7 +279,9 @@ class ImageTrainingRun:
             "architecture": self.arch, "optimizer": self.optimizer_name, "precision": self.precision,
             "peak_vram_mb": devices.peak_memory_mb(),
         }
-        result.update(train_outputs.save_adapter(self, result))
+        if main:
+            result.update(train_outputs.save_adapter(self, result))
+        accelerator.wait_for_everyone()
         return result
 
     def sample(self, step: int) -> None:
@@ -315,12 +330,3 @@ def train_image_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     run.setup()
     return run.run()
 
-
-def copy_samples(paths: list[Path], out_dir: Path) -> list[str]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names = []
-    for path in paths:
-        if Path(path).is_file():
-            shutil.copy2(path, out_dir / Path(path).name)
-            names.append(Path(path).name)
-    return names

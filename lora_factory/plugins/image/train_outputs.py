@@ -15,6 +15,7 @@ optimizer / scheduler / RNG state (``training_state.pt``, tensors and numbers on
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -162,8 +163,6 @@ def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
     else:
         tensors = kohya_state_dict(states, run.params.alpha, run.arch)
     kohya_file = save_kohya_file(out_dir / f"{output_name}.safetensors", tensors, metadata, run.params.save_precision)
-    from lora_factory.plugins.image.train import copy_samples
-
     sample_names = copy_samples(run.sample_paths[-len(run.sample_prompts()):] if run.sample_paths else [],
                                 out_dir / "samples")
     pipeline = {"flux": "FluxPipeline", "sdxl": "StableDiffusionXLPipeline"}.get(run.arch, "StableDiffusionPipeline")
@@ -187,3 +186,14 @@ def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
         },
         tags=["image", "diffusers", "text-to-image", run.arch])
     return files_out
+
+
+def copy_samples(paths: list[Path], out_dir: Path) -> list[str]:
+    """The last sample images into the adapter folder; the names copied."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = []
+    for path in paths:
+        if Path(path).is_file():
+            shutil.copy2(path, out_dir / Path(path).name)
+            names.append(Path(path).name)
+    return names

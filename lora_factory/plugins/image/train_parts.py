@@ -224,8 +224,14 @@ def _flux_max_length(parts: Parts) -> int:
 
 
 def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, params: Any, generator: Any,
-               precision: str) -> Any:
-    """The training loss of one batch (scalar)."""
+               autocast: Any = None) -> Any:
+    """The training loss of one batch (scalar).
+
+    :param autocast: a context for the denoiser's forward (a plain loop's ``torch.autocast``); none in a
+        training run, whose accelerator-prepared denoiser runs its forward under autocast itself.
+    """
+    import contextlib
+
     import torch
     import torch.nn.functional as F
 
@@ -234,7 +240,7 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
     noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device)
     if params.noise_offset:
         noise = noise + params.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=generator).to(device)
-    autocast = torch.autocast(device_type="cuda", dtype=_dtype_of(precision), enabled=precision in ("fp16", "bf16"))
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
     if parts.arch == "flux":
         return _flux_loss(parts, latents, noise, cond, generator, autocast)
     scheduler = parts.noise_scheduler

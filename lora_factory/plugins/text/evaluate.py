@@ -38,6 +38,8 @@ def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
     tok_source = Path(adapter) if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else base
     tokenizer = load_tokenizer(tok_source, trust)
+    if is_preference_dataset(dataset, spec.get("dataset_options") or {}):
+        return evaluate_preference(spec, tokenizer, ctx)
     # the same samples (and the same token cache entry) as a training run with these settings
     cfg = EncodeConfig(max_length, bool(params.get("assistant_only_loss", True)),
                        str(params.get("overlong_rows", "truncate")), int(params.get("text_stride", 0)))
@@ -78,3 +80,45 @@ def evaluate_text(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     eval_loss = total_loss / max(1, total_tokens)
     return {"eval_loss": eval_loss, "perplexity": math.exp(min(eval_loss, 50.0)), "rows": len(items),
             "tokens": total_tokens, "token_cache": cache["status"]}
+
+
+def is_preference_dataset(path: Path, options: dict[str, Any]) -> bool:
+    """Pairs (chosen / rejected) are measured by preference, not by loss: the format the user named, or the one
+    the reader detects."""
+    from lora_factory.plugins.text.formats import _normalize_mapping, detect_format
+    from lora_factory.plugins.text.readers import read_raw
+
+    requested = str(options.get("format") or "auto").lower()
+    if requested != "auto":
+        return requested == "preference"
+    raw = read_raw(path, options.get("encoding") or "auto", options.get("txt_split") or "auto")
+    return detect_format(raw, _normalize_mapping(options.get("mapping"))) == "preference"
+
+
+def evaluate_preference(spec: dict[str, Any], tokenizer: Any, ctx: Any) -> dict[str, Any]:
+    """The regression suite's preference check: on held-out pairs, how often and by how much the adapter prefers
+    the chosen answer, against the base (the same model with the adapter disabled: one copy in memory)."""
+    from lora_factory.plugins.text.loading import load_causal_lm, pick_device
+    from lora_factory.plugins.text.pref_data import load_method_rows
+    from lora_factory.plugins.text.pref_eval import adapter_vs_base, preference_margins
+
+    params = dict(spec.get("params") or {})
+    dataset = Path(str(spec["dataset"]))
+    pairs = load_method_rows(dataset, spec.get("dataset_options") or {}, "dpo")
+    if params.get("max_rows"):
+        pairs = pairs[: int(params["max_rows"])]
+    model = load_causal_lm(Path(str(spec["base_model"])), "none", bool(spec.get("trust_remote_code", False)),
+                           pick_device())
+    if spec.get("adapter"):
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(spec["adapter"]))
+        figures = adapter_vs_base(model, tokenizer, pairs)
+        adapter, base = figures["adapter"], figures["base"]
+    else:
+        adapter = base = preference_margins(model, tokenizer, pairs)
+    if ctx is not None:
+        ctx.progress(len(pairs), len(pairs))
+    return {"preference_accuracy": adapter["accuracy"], "preference_margin": adapter["mean_margin"],
+            "base_preference_accuracy": base["accuracy"], "base_preference_margin": base["mean_margin"],
+            "margin_gain": adapter["mean_margin"] - base["mean_margin"], "rows": len(pairs)}

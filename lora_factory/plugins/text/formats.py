@@ -42,26 +42,15 @@ from typing import Any
 
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.plugins.text.encodings import estimate_tokens
+from lora_factory.plugins.text.preference import PREFERENCE_NOTE, from_preference, is_preference_row
 from lora_factory.plugins.text.readers import SUPPORTED_EXTENSIONS, TXT_SPLITS, RawFile, read_raw
-from lora_factory.plugins.text.tools import ToolDataError, call_text, parse_calls, parse_tools
+from lora_factory.plugins.text.tools import ToolDataError, call_text, parse_tools
+from lora_factory.plugins.text.turns import RowError, col, convert_turn, opt_str, turn_list, turns_column
 
 DATASET_FORMATS = ["alpaca", "sharegpt", "openai", "text", "preference"]
 DATASET_EXTENSIONS = list(SUPPORTED_EXTENSIONS)
 MAX_REPORTED_ERRORS = 20
 _ALIASES = {"prompt": "instruction", "query": "input", "response": "output", "conversations": "messages"}
-_SHAREGPT_ROLES = {
-    "human": "user", "user": "user",
-    "gpt": "assistant", "assistant": "assistant", "model": "assistant", "bot": "assistant", "chatgpt": "assistant",
-    "system": "system",
-    "function_call": "function_call",
-    "observation": "tool", "tool": "tool", "function": "tool",
-}
-_OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant", "developer": "system", "tool": "tool",
-                 "function": "tool"}
-
-
-class RowError(ValueError):
-    """A row that cannot be converted; the message is the user-facing reason (English)."""
 
 
 # -- options ------------------------------------------------------------------------------------
@@ -75,43 +64,28 @@ def _normalize_mapping(mapping: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def _col(mapping: dict[str, str], name: str, default: str | None = None) -> str | None:
-    return mapping.get(name, default)
-
-
 # -- detection ----------------------------------------------------------------------------------
-
-def _turn_list(value: Any) -> Any:
-    if isinstance(value, str) and value.lstrip().startswith("["):  # CSV / Parquet cells hold JSON text
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    return value
-
 
 def _detect_one(value: Any, mapping: dict[str, str]) -> str | None:
     if not isinstance(value, dict):
         return None
-    from lora_factory.plugins.text.preference import is_preference_row  # it builds on this module
-
     if is_preference_row(value, mapping):
         return "preference"
-    if _col(mapping, "instruction", "instruction") in value and _col(mapping, "output", "output") in value:
+    if col(mapping, "instruction", "instruction") in value and col(mapping, "output", "output") in value:
         return "alpaca"
-    for key in (_col(mapping, "messages"), "messages", "conversations"):
-        turns = _turn_list(value.get(key)) if key else None
+    for key in (col(mapping, "messages"), "messages", "conversations"):
+        turns = turn_list(value.get(key)) if key else None
         if isinstance(turns, list) and turns and isinstance(turns[0], dict):
             first = turns[0]
-            if _col(mapping, "role_tag", "from") in first and "role" not in first:
+            if col(mapping, "role_tag", "from") in first and "role" not in first:
                 return "sharegpt"
             if "role" in first:
                 return "openai"
             if "from" in first:
                 return "sharegpt"
-    if _col(mapping, "text", "text") in value:
+    if col(mapping, "text", "text") in value:
         return "text"
-    if _col(mapping, "instruction", "instruction") in value:
+    if col(mapping, "instruction", "instruction") in value:
         return "alpaca"  # output missing: validation will say so row by row
     return None
 
@@ -125,17 +99,6 @@ def detect_format(raw: RawFile, mapping: dict[str, str]) -> str | None:
 
 
 # -- conversion ---------------------------------------------------------------------------------
-
-def _opt_str(row: dict[str, Any], column: str | None, field_name: str) -> str:
-    if not column or column not in row or row[column] is None:
-        return ""
-    value = row[column]
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        raise RowError(f"field '{column}' ({field_name}) must be a string, got {type(value).__name__}")
-    return value
-
 
 def _history(row: dict[str, Any], column: str | None) -> list[dict[str, str]]:
     if not column or row.get(column) in (None, "", []):
@@ -159,39 +122,25 @@ def _history(row: dict[str, Any], column: str | None) -> list[dict[str, str]]:
 def _from_alpaca(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
-    instruction_col = _col(mapping, "instruction", "instruction")
-    output_col = _col(mapping, "output", "output")
+    instruction_col = col(mapping, "instruction", "instruction")
+    output_col = col(mapping, "output", "output")
     if instruction_col not in row:
         raise RowError(f"required field '{instruction_col}' (instruction) is missing")
     if output_col not in row:
         raise RowError(f"required field '{output_col}' (output) is missing")
-    instruction = _opt_str(row, instruction_col, "instruction")
+    instruction = opt_str(row, instruction_col, "instruction")
     if not instruction.strip():
         raise RowError(f"field '{instruction_col}' (instruction) is empty")
-    query = _opt_str(row, _col(mapping, "input", "input"), "input")
-    output = _opt_str(row, output_col, "output")
-    system = _opt_str(row, _col(mapping, "system", "system"), "system")
+    query = opt_str(row, col(mapping, "input", "input"), "input")
+    output = opt_str(row, output_col, "output")
+    system = opt_str(row, col(mapping, "system", "system"), "system")
     messages: list[dict[str, str]] = []
     if system.strip():
         messages.append({"role": "system", "content": system})
-    messages += _history(row, _col(mapping, "history", "history"))
+    messages += _history(row, col(mapping, "history", "history"))
     user = instruction if not query.strip() else f"{instruction}\n{query}"
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     return {"messages": messages}
-
-
-def _content(value: Any, where: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):  # OpenAI content parts
-        parts = []
-        for part in value:
-            if isinstance(part, dict) and part.get("type", "text") == "text" and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            else:
-                raise RowError(f"{where}: only text content parts are supported")
-        return "".join(parts)
-    raise RowError(f"{where}: content must be a string, got {type(value).__name__}")
 
 
 def _check_turns(messages: list[dict[str, Any]]) -> None:
@@ -207,68 +156,8 @@ def _check_turns(messages: list[dict[str, Any]]) -> None:
         raise RowError("a system message may only come first")
 
 
-def _turn_keys(turn: dict[str, Any], mapping: dict[str, str], fmt: str) -> tuple[str, str, dict[str, str]]:
-    """The role key, the content key and the role names for one turn (ShareGPT or OpenAI style)."""
-    sharegpt = fmt == "sharegpt" or (fmt == "preference" and "role_tag" not in mapping and "from" in turn)
-    if sharegpt or (fmt == "preference" and mapping.get("role_tag") == "from"):
-        role_key, content_key = _col(mapping, "role_tag", "from"), _col(mapping, "content_tag", "value")
-        roles = dict(_SHAREGPT_ROLES)
-        for tag, canonical in (("user_tag", "user"), ("assistant_tag", "assistant"), ("system_tag", "system"),
-                               ("observation_tag", "tool"), ("function_tag", "function_call")):
-            if tag in mapping:
-                roles[mapping[tag]] = canonical
-        return role_key, content_key, roles
-    return _col(mapping, "role_tag", "role"), _col(mapping, "content_tag", "content"), dict(_OPENAI_ROLES)
-
-
-def _convert_turn(turn: Any, i: int, mapping: dict[str, str], fmt: str) -> dict[str, Any]:
-    """One ShareGPT / OpenAI turn -> a canonical message (tool calls and results structured)."""
-    if not isinstance(turn, dict):
-        raise RowError(f"message {i} must be an object with a role and a content")
-    role_key, content_key, roles = _turn_keys(turn, mapping, fmt)
-    calls = turn.get("tool_calls") if role_key == "role" else None
-    if role_key not in turn or (content_key not in turn and not calls):
-        raise RowError(f"message {i} needs '{role_key}' and '{content_key}'")
-    role = turn[role_key]
-    if not isinstance(role, str) or (role not in roles and role.strip().lower() not in roles):
-        raise RowError(f"message {i}: unknown role '{role}' (allowed: {', '.join(sorted(set(roles)))})")
-    canonical = roles.get(role, roles.get(role.strip().lower()))
-    raw_content = turn.get(content_key)
-    try:
-        if canonical == "function_call":  # ShareGPT: the value is the call itself, as JSON
-            return {"role": "assistant", "content": "", "tool_calls": parse_calls(raw_content, f"message {i}")}
-        content = "" if raw_content is None and calls else _content(raw_content, f"message {i}")
-        message: dict[str, Any] = {"role": canonical, "content": content}
-        if calls and canonical == "assistant":
-            message["tool_calls"] = parse_calls(calls, f"message {i}")
-    except ToolDataError as exc:
-        raise RowError(str(exc)) from exc
-    if canonical == "tool":
-        for key in ("name", "tool_call_id"):
-            if isinstance(turn.get(key), str) and turn[key]:
-                message[key] = turn[key]
-    return message
-
-
-def _turns_column(row: dict[str, Any], mapping: dict[str, str], fmt: str) -> tuple[str, list[Any]]:
-    explicit = _col(mapping, "messages")
-    candidates = [explicit] if explicit else ["conversations", "messages"] if fmt != "openai" else ["messages"]
-    column = next((c for c in candidates if c in row), None)
-    if column is None:
-        raise RowError(f"required field '{candidates[0]}' (messages) is missing")
-    turns = row[column]
-    if isinstance(turns, str):  # CSV / Parquet string cells
-        try:
-            turns = json.loads(turns)
-        except json.JSONDecodeError as exc:
-            raise RowError(f"field '{column}' is not valid JSON: {exc.msg}") from exc
-    if not isinstance(turns, list) or not turns:
-        raise RowError(f"field '{column}' must be a non-empty list of messages")
-    return column, turns
-
-
 def _row_tools(row: dict[str, Any], mapping: dict[str, str]) -> list[dict[str, Any]]:
-    column = _col(mapping, "tools", "tools")
+    column = col(mapping, "tools", "tools")
     if column not in row:
         return []
     try:
@@ -280,12 +169,12 @@ def _row_tools(row: dict[str, Any], mapping: dict[str, str]) -> list[dict[str, A
 def _from_turns(row: Any, mapping: dict[str, str], fmt: str) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
-    _, turns = _turns_column(row, mapping, fmt)
+    _, turns = turns_column(row, mapping, fmt)
     messages: list[dict[str, Any]] = []
-    system = _opt_str(row, _col(mapping, "system", "system"), "system") if fmt == "sharegpt" else ""
+    system = opt_str(row, col(mapping, "system", "system"), "system") if fmt == "sharegpt" else ""
     if system.strip():
         messages.append({"role": "system", "content": system})
-    messages += [_convert_turn(turn, i, mapping, fmt) for i, turn in enumerate(turns, start=1)]
+    messages += [convert_turn(turn, i, mapping, fmt) for i, turn in enumerate(turns, start=1)]
     _check_turns(messages)
     out: dict[str, Any] = {"messages": messages}
     tools = _row_tools(row, mapping)
@@ -299,10 +188,10 @@ def _from_text(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
         return {"text": row}
     if not isinstance(row, dict):
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
-    column = _col(mapping, "text", "text")
+    column = col(mapping, "text", "text")
     if column not in row:
         raise RowError(f"required field '{column}' (text) is missing")
-    text = _opt_str(row, column, "text")
+    text = opt_str(row, column, "text")
     if not text.strip():
         raise RowError(f"field '{column}' (text) is empty")
     return {"text": text}
@@ -315,8 +204,6 @@ def convert_row(value: Any, fmt: str, mapping: dict[str, str]) -> dict[str, Any]
     if fmt in ("sharegpt", "openai"):
         return _from_turns(value, mapping, fmt)
     if fmt == "preference":
-        from lora_factory.plugins.text.preference import from_preference
-
         return from_preference(value, mapping)
     return _from_text(value, mapping)
 
@@ -461,8 +348,6 @@ def inspect_dataset_file(path: Path, options: dict[str, Any] | None = None) -> d
         info["txt_split_choices"] = list(TXT_SPLITS)
         info["read_options"] = {"txt_split": raw.txt_split}
     if fmt == "preference":
-        from lora_factory.plugins.text.preference import PREFERENCE_NOTE
-
         info["trainable"] = False  # not by SFT: see ``methods``
         info["methods"] = ["dpo", "kto", "orpo", "simpo", "grpo"]
         info["note"] = PREFERENCE_NOTE

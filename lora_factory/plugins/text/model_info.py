@@ -1,38 +1,22 @@
 """Describe a text model folder without importing torch (it runs in the server process).
 
-Why read safetensors headers ourselves: the format is an 8-byte little-endian header length then a
-JSON header listing every tensor's dtype and shape, so counting parameters costs a few kilobytes of
-I/O instead of loading gigabytes of weights.
+Why read safetensors headers (``kit.hub.read_safetensors_header``): the format is an 8-byte
+little-endian header length then a JSON header listing every tensor's dtype and shape, so counting
+parameters costs a few kilobytes of I/O instead of loading gigabytes of weights.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
 from lora_factory.kit import LoRAFactoryError
+from lora_factory.kit.hub import read_safetensors_header
 
-_MAX_HEADER = 100 * 1024 * 1024
 _DTYPE_NAMES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64", "I8": "int8",
                 "U8": "uint8", "I32": "int32", "I64": "int64", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
                 "BOOL": "bool", "I16": "int16"}
-
-
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a ``.safetensors`` file (tensor name -> dtype, shape, offsets)."""
-    with open(path, "rb") as fh:
-        raw = fh.read(8)
-        if len(raw) != 8:
-            raise ValueError("file shorter than 8 bytes")
-        (length,) = struct.unpack("<Q", raw)
-        if length > _MAX_HEADER:
-            raise ValueError(f"header length {length} is implausible")
-        header = json.loads(fh.read(length).decode("utf-8"))
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    return header
 
 
 def count_safetensors(files: list[Path]) -> tuple[int, dict[str, int]]:
@@ -68,7 +52,7 @@ def inspect_text_model(path: Path) -> dict[str, Any]:
     weights = sorted(p for p in files if p.suffix == ".safetensors")
     try:
         parameters, per_dtype = count_safetensors(weights)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, LoRAFactoryError) as exc:
         raise LoRAFactoryError("MODEL_INVALID", f"safetensors ヘッダを読めません: {exc}",
                                f"Cannot read a safetensors header: {exc}", 422, detail={"path": str(path)}) from exc
     stored_dtype = max(per_dtype, key=per_dtype.get) if per_dtype else None

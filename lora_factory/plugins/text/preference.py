@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_factory.kit import LoRAFactoryError
-from lora_factory.plugins.text.formats import RowError, _col, _convert_turn, _opt_str, _turn_list, _turns_column
+from lora_factory.plugins.text.turns import RowError, col, convert_turn, opt_str, turn_list, turns_column
 
 PREFERENCE_NOTE = ("preference data (DPO / ORPO / SimPO pairs or KTO labels): train it with the method dpo, kto, "
                    "orpo or simpo (grpo uses its prompts); the sft method does not train on it")
@@ -30,7 +30,7 @@ OPENAI_PREFERRED, OPENAI_REJECTED = "preferred_output", "non_preferred_output"
 def is_preference_row(value: dict[str, Any], mapping: dict[str, str]) -> bool:
     """DPO / ORPO (``chosen`` and ``rejected``) or KTO (a ``kto_tag`` column, or a boolean ``label``
     beside a conversation or a completion)."""
-    if _col(mapping, "chosen", "chosen") in value and _col(mapping, "rejected", "rejected") in value:
+    if col(mapping, "chosen", "chosen") in value and col(mapping, "rejected", "rejected") in value:
         return True
     if OPENAI_PREFERRED in value and OPENAI_REJECTED in value:
         return True
@@ -43,31 +43,31 @@ def is_preference_row(value: dict[str, Any], mapping: dict[str, str]) -> bool:
 
 def _answer_messages(value: Any, column: str, mapping: dict[str, str]) -> list[dict[str, Any]]:
     """A ``chosen`` / ``rejected`` value: a string, one message, or a list of messages."""
-    value = _turn_list(value)
+    value = turn_list(value)
     if isinstance(value, str):
         return [{"role": "assistant", "content": value}]
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list) or not value:
         raise RowError(f"field '{column}' must be a string, a message or a list of messages")
-    return [_convert_turn(turn, i, mapping, "preference") for i, turn in enumerate(value, start=1)]
+    return [convert_turn(turn, i, mapping, "preference") for i, turn in enumerate(value, start=1)]
 
 
 def _preference_prompt(row: dict[str, Any], mapping: dict[str, str]) -> list[dict[str, Any]]:
     """The prompt of a preference row: a conversation column, an Alpaca instruction, or ``prompt``."""
-    explicit = _col(mapping, "messages")
+    explicit = col(mapping, "messages")
     for column in ([explicit] if explicit else []) + ["conversations", "messages", "prompt"]:
-        if column in row and isinstance(_turn_list(row[column]), list):
-            _, turns = _turns_column(row, {**mapping, "messages": column}, "preference")
-            return [_convert_turn(turn, i, mapping, "preference") for i, turn in enumerate(turns, start=1)]
-    instruction = _opt_str(row, _col(mapping, "instruction", "instruction"), "instruction")
+        if column in row and isinstance(turn_list(row[column]), list):
+            _, turns = turns_column(row, {**mapping, "messages": column}, "preference")
+            return [convert_turn(turn, i, mapping, "preference") for i, turn in enumerate(turns, start=1)]
+    instruction = opt_str(row, col(mapping, "instruction", "instruction"), "instruction")
     if not instruction and isinstance(row.get("prompt"), str):
         instruction = row["prompt"]
-    query = _opt_str(row, _col(mapping, "input", "input"), "input")
+    query = opt_str(row, col(mapping, "input", "input"), "input")
     if not instruction.strip():
         return []
     messages = []
-    system = _opt_str(row, _col(mapping, "system", "system"), "system")
+    system = opt_str(row, col(mapping, "system", "system"), "system")
     if system.strip():
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": instruction if not query.strip() else f"{instruction}\n{query}"})
@@ -84,7 +84,7 @@ def _from_openai_preference(row: dict[str, Any], mapping: dict[str, str]) -> dic
         given = [{"role": "user", "content": given}]
     if not isinstance(given, list) or not given:
         raise RowError("field 'input' must hold the prompt messages ('input.messages')")
-    prompt = [_convert_turn(turn, i, mapping, "openai") for i, turn in enumerate(given, start=1)]
+    prompt = [convert_turn(turn, i, mapping, "openai") for i, turn in enumerate(given, start=1)]
     return {"preference": "pair", "messages": prompt,
             "chosen": _answer_messages(row[OPENAI_PREFERRED], OPENAI_PREFERRED, mapping),
             "rejected": _answer_messages(row[OPENAI_REJECTED], OPENAI_REJECTED, mapping)}
@@ -93,14 +93,14 @@ def _from_openai_preference(row: dict[str, Any], mapping: dict[str, str]) -> dic
 def from_preference(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise RowError(f"expected a JSON object, got {type(row).__name__}")
-    chosen_col, rejected_col = _col(mapping, "chosen", "chosen"), _col(mapping, "rejected", "rejected")
+    chosen_col, rejected_col = col(mapping, "chosen", "chosen"), col(mapping, "rejected", "rejected")
     if chosen_col not in row and OPENAI_PREFERRED in row and OPENAI_REJECTED in row:
         return _from_openai_preference(row, mapping)
     if chosen_col in row and rejected_col in row:
         return {"preference": "pair", "messages": _preference_prompt(row, mapping),
                 "chosen": _answer_messages(row[chosen_col], chosen_col, mapping),
                 "rejected": _answer_messages(row[rejected_col], rejected_col, mapping)}
-    label_col = _col(mapping, "kto_tag", "label")
+    label_col = col(mapping, "kto_tag", "label")
     if label_col in row:
         label = row[label_col]
         if isinstance(label, str) and label.lower() in ("true", "false"):  # CSV cells
@@ -108,7 +108,7 @@ def from_preference(row: Any, mapping: dict[str, str]) -> dict[str, Any]:
         if not isinstance(label, bool):
             raise RowError(f"field '{label_col}' (KTO label) must be true or false")
         messages = _preference_prompt(row, mapping)
-        completion = row.get(_col(mapping, "output", "completion")) if "completion" in row or "output" in mapping \
+        completion = row.get(col(mapping, "output", "completion")) if "completion" in row or "output" in mapping \
             else None
         if completion is not None:
             messages += _answer_messages(completion, "completion", mapping)

@@ -19,15 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
 
 from lora_factory.kit import LoRAFactoryError
 from lora_factory.kit.files import safe_name, write_text_atomic
+from lora_factory.kit.refine import Operation, OperationRegistry, RefineParams, RefineReport
 from lora_factory.plugins.text import evol, minhash, pii
 from lora_factory.plugins.text.encodings import estimate_tokens, japanese_ratio
 from lora_factory.plugins.text.formats import has_empty_answer, load_conversations, row_text
-from lora_factory.plugins.text.schema_ja import with_japanese_titles
+from lora_factory.plugins.text.schema_ja import TITLES_JA
 from lora_factory.plugins.text.tools import call_text
 
 MAX_EXAMPLES = 3
@@ -38,8 +39,7 @@ _BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 # -- parameters ---------------------------------------------------------------------------------
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+_Params = RefineParams
 
 
 class NormalizeParams(_Params):
@@ -108,24 +108,16 @@ def _dedup_text(row: dict[str, Any], scope: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
-class _Result:
+class _Result(RefineReport):
     """What one operation did: rows out, removals and changes per reason, examples per reason."""
 
     def __init__(self) -> None:
+        super().__init__(MAX_EXAMPLES)
         self.rows: list[dict[str, Any]] = []
-        self.removed: Counter[str] = Counter()
-        self.changed: Counter[str] = Counter()
-        self.examples: dict[str, list[Any]] = {}
         self.extra: dict[str, Any] = {}
 
-    def example(self, reason: str, value: Any) -> None:
-        bucket = self.examples.setdefault(reason, [])
-        if len(bucket) < MAX_EXAMPLES:
-            bucket.append(value)
-
-    def remove(self, reason: str, row: dict[str, Any], **more: Any) -> None:
-        self.removed[reason] += 1
-        self.example(reason, {"text": _short(row), **more})
+    def drop(self, reason: str, row: dict[str, Any], **more: Any) -> None:
+        self.remove(reason, {"text": _short(row), **more})
 
 
 # -- operations ---------------------------------------------------------------------------------
@@ -179,13 +171,13 @@ def op_filter(rows: list[dict[str, Any]], p: FilterParams, ctx: Any) -> _Result:
         text = row_text(row)
         length = count(text) if (p.min_length is not None or p.max_length is not None) else 0
         if p.drop_empty_answers and has_empty_answer(row):
-            res.remove("empty_answer", row)
+            res.drop("empty_answer", row)
         elif p.min_length is not None and length < p.min_length:
-            res.remove("too_short", row, length=length)
+            res.drop("too_short", row, length=length)
         elif p.max_length is not None and length > p.max_length:
-            res.remove("too_long", row, length=length)
+            res.drop("too_long", row, length=length)
         elif p.min_japanese_ratio > 0 and (ratio := japanese_ratio(text)) < p.min_japanese_ratio:
-            res.remove("low_japanese_ratio", row, ratio=round(ratio, 3))
+            res.drop("low_japanese_ratio", row, ratio=round(ratio, 3))
         else:
             res.rows.append(row)
     return res
@@ -197,7 +189,7 @@ def op_dedup_exact(rows: list[dict[str, Any]], p: DedupExactParams, ctx: Any) ->
     for row in rows:
         digest = hashlib.sha256(_dedup_text(row, p.scope).encode("utf-8")).hexdigest()
         if digest in first:
-            res.remove("duplicate_exact", row, duplicate_of=_short(res.rows[first[digest]]))
+            res.drop("duplicate_exact", row, duplicate_of=_short(res.rows[first[digest]]))
             continue
         first[digest] = len(res.rows)
         res.rows.append(row)
@@ -213,7 +205,7 @@ def op_dedup_near(rows: list[dict[str, Any]], p: DedupNearParams, ctx: Any) -> _
     for index, row in enumerate(rows):
         if index in duplicates:
             kept, similarity = duplicates[index]
-            res.remove("duplicate_near", row, duplicate_of=_short(rows[kept]), similarity=round(similarity, 3))
+            res.drop("duplicate_near", row, duplicate_of=_short(rows[kept]), similarity=round(similarity, 3))
         else:
             res.rows.append(row)
     return res
@@ -250,84 +242,39 @@ def op_evol_instruct(rows: list[dict[str, Any]], p: evol.EvolParams, ctx: Any, o
     return res
 
 
-_OPS: dict[str, tuple[type[BaseModel], Callable[..., _Result]]] = {
-    "normalize": (NormalizeParams, op_normalize),
-    "filter": (FilterParams, op_filter),
-    "dedup_exact": (DedupExactParams, op_dedup_exact),
-    "dedup_near": (DedupNearParams, op_dedup_near),
-    "pii_mask": (PiiMaskParams, op_pii_mask),
-    "evol_instruct": (evol.EvolParams, op_evol_instruct),
+_RUN: dict[str, Callable[..., _Result]] = {
+    "normalize": op_normalize, "filter": op_filter, "dedup_exact": op_dedup_exact, "dedup_near": op_dedup_near,
+    "pii_mask": op_pii_mask, "evol_instruct": op_evol_instruct,
 }
-
-_LABELS = {
-    "normalize": ("正規化", "Normalize",
-                  "NFKC 正規化・空白の整理・制御文字の除去を行います。",
-                  "NFKC normalisation, whitespace collapsing and control-character removal."),
-    "filter": ("フィルタ", "Filter",
-               "長さ(文字数またはトークン数)、空の回答、日本語の割合で行を除外します。",
-               "Drop rows by length (characters or tokens), empty answers, or share of Japanese."),
-    "dedup_exact": ("完全重複の除去", "Exact deduplication",
-                    "正規化したテキストのハッシュが同じ行を除去します(最初の行を残します)。",
-                    "Remove rows whose normalised text hashes the same (the first one is kept)."),
-    "dedup_near": ("近似重複の除去 (MinHash)", "Near-duplicate removal (MinHash)",
-                   "文字 n-gram の MinHash LSH で類似度がしきい値以上の行を除去します。",
-                   "MinHash LSH over character n-grams; rows at or above the Jaccard threshold are removed."),
-    "pii_mask": ("個人情報のマスク", "PII masking",
-                 "メールアドレス・電話番号(・URL)を <EMAIL> / <PHONE> / <URL> に置き換えます。",
-                 "Replace e-mail addresses, phone numbers (and URLs) with <EMAIL> / <PHONE> / <URL>."),
-    "evol_instruct": ("Evol-Instruct (指示の進化)", "Evol-Instruct",
-                      "LLM で指示をより複雑・多様に書き換え、回答を生成し、失敗した進化を除外して追加します。",
-                      "Let an LLM rewrite instructions into harder / rarer ones, answer them, eliminate failed "
-                      "evolutions and add the survivors."),
-}
-
-REFINE_OPERATIONS: dict[str, dict[str, Any]] = {
-    name: {
-        "label_ja": _LABELS[name][0], "label_en": _LABELS[name][1],
-        "description_ja": _LABELS[name][2], "description_en": _LABELS[name][3],
-        "params_schema": with_japanese_titles(model.model_json_schema()),
-    }
-    for name, (model, _fn) in _OPS.items()
-}
+OPERATIONS = OperationRegistry([
+    Operation("normalize", NormalizeParams, "正規化", "Normalize",
+              "NFKC 正規化・空白の整理・制御文字の除去を行います。",
+              "NFKC normalisation, whitespace collapsing and control-character removal."),
+    Operation("filter", FilterParams, "フィルタ", "Filter",
+              "長さ(文字数またはトークン数)、空の回答、日本語の割合で行を除外します。",
+              "Drop rows by length (characters or tokens), empty answers, or share of Japanese."),
+    Operation("dedup_exact", DedupExactParams, "完全重複の除去", "Exact deduplication",
+              "正規化したテキストのハッシュが同じ行を除去します(最初の行を残します)。",
+              "Remove rows whose normalised text hashes the same (the first one is kept)."),
+    Operation("dedup_near", DedupNearParams, "近似重複の除去 (MinHash)", "Near-duplicate removal (MinHash)",
+              "文字 n-gram の MinHash LSH で類似度がしきい値以上の行を除去します。",
+              "MinHash LSH over character n-grams; rows at or above the Jaccard threshold are removed."),
+    Operation("pii_mask", PiiMaskParams, "個人情報のマスク", "PII masking",
+              "メールアドレス・電話番号(・URL)を <EMAIL> / <PHONE> / <URL> に置き換えます。",
+              "Replace e-mail addresses, phone numbers (and URLs) with <EMAIL> / <PHONE> / <URL>."),
+    Operation("evol_instruct", evol.EvolParams, "Evol-Instruct (指示の進化)", "Evol-Instruct",
+              "LLM で指示をより複雑・多様に書き換え、回答を生成し、失敗した進化を除外して追加します。",
+              "Let an LLM rewrite instructions into harder / rarer ones, answer them, eliminate failed "
+              "evolutions and add the survivors."),
+], titles_ja=TITLES_JA, http_status=400)
+REFINE_OPERATIONS: dict[str, dict[str, Any]] = OPERATIONS.describe()
 
 
 # -- the job ------------------------------------------------------------------------------------
 
 def validate_operations(operations: Any) -> list[tuple[str, BaseModel]]:
-    """Check every operation and its parameters before any work starts."""
-    if not isinstance(operations, list) or not operations:
-        raise LoRAFactoryError(
-            "REFINE_INVALID_OPERATION",
-            "operations には 1 つ以上の操作を指定してください。",
-            "Give at least one operation in 'operations'.",
-            http_status=400,
-            detail={"field": "operations", "available": list(_OPS)},
-        )
-    parsed: list[tuple[str, BaseModel]] = []
-    for position, item in enumerate(operations, start=1):
-        name = item.get("op") if isinstance(item, dict) else None
-        if name not in _OPS:
-            raise LoRAFactoryError(
-                "REFINE_INVALID_OPERATION",
-                f"{position} 番目の操作「{name}」は存在しません。使える操作: {', '.join(_OPS)}",
-                f"Operation {position} '{name}' does not exist. Available: {', '.join(_OPS)}",
-                http_status=400,
-                detail={"position": position, "op": name, "available": list(_OPS)},
-            )
-        try:
-            params = _OPS[name][0].model_validate(item.get("params") or {})
-        except ValidationError as exc:
-            errors = [{"field": ".".join(str(x) for x in e["loc"]), "reason": e["msg"]} for e in exc.errors()]
-            first = errors[0] if errors else {"field": "", "reason": str(exc)}
-            raise LoRAFactoryError(
-                "REFINE_INVALID_PARAMS",
-                f"操作「{name}」のパラメータ {first['field']} が不正です: {first['reason']}",
-                f"Invalid parameter {first['field']} for '{name}': {first['reason']}",
-                http_status=400,
-                detail={"position": position, "op": name, "errors": errors},
-            ) from exc
-        parsed.append((name, params))
-    return parsed
+    """Check every operation and its parameters before any work starts (400 naming the step)."""
+    return OPERATIONS.validate(operations)
 
 
 def _resolve_ref(workspace: Any, value: str, folder: str, what_ja: str, what_en: str) -> str:
@@ -373,8 +320,7 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         output_name = output_name[: -len(".jsonl")]
     rows = load_conversations(Path(spec["dataset"]), spec.get("dataset_options") or {})
     rows_in = len(rows)
-    removed: Counter[str] = Counter()
-    examples: dict[str, list[Any]] = {}
+    run = RefineReport(MAX_EXAMPLES)
     per_operation: list[dict[str, Any]] = []
     stopped = False
     for index, (name, params) in enumerate(operations):
@@ -382,13 +328,10 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
             stopped = True
             break
         before = len(rows)
-        fn = _OPS[name][1]
+        fn = _RUN[name]
         res = fn(rows, params, ctx, op_index=index) if name == "evol_instruct" else fn(rows, params, ctx)
         rows = res.rows
-        removed.update(res.removed)
-        for reason, items in res.examples.items():
-            bucket = examples.setdefault(reason, [])
-            bucket.extend(items[: MAX_EXAMPLES - len(bucket)])
+        run.merge(res)
         entry = {"op": name, "params": params.model_dump(mode="json"), "rows_in": before, "rows_out": len(rows),
                  "removed": dict(res.removed), "changed": dict(res.changed), **res.extra}
         if name == "evol_instruct" and isinstance(entry["params"].get("generator"), dict):
@@ -407,9 +350,9 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     return {
         "rows_in": rows_in,
         "rows_out": len(rows),
-        "removed": dict(removed),
+        "removed": dict(run.removed),
         "per_operation": per_operation,
-        "examples": examples,
+        "examples": run.examples,
         "output_file": output_file,
         # preference rows stay preference data (pairs / KTO labels read back by the preference reader)
         "output": {"kind": "file", "name": output_file,

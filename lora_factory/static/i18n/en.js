@@ -16,7 +16,6 @@ export default {
   "tab.history": "History",
   "tab.infer": "Inference",
   "tab.system": "System",
-  "tab.voice": "Voice studio",
 
   "common.actions": "Actions",
   "common.all": "All",

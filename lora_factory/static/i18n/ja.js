@@ -16,7 +16,6 @@ export default {
   "tab.history": "履歴",
   "tab.infer": "推論",
   "tab.system": "システム",
-  "tab.voice": "音声スタジオ",
 
   "common.actions": "操作",
   "common.all": "すべて",

@@ -1,5 +1,7 @@
 // The shell: modality switch (from GET /api/modalities), tabs, language switch. Each tab is a
 // module with mount(panel, app) -> {onShow?}; it is mounted once per modality and told when shown.
+// Plugins' front-end modules (GET /api/ui/modules) are imported before the tab bar is built: they
+// register their tabs (tabs/registry.js) and views of the 推論 tab (views/registry.js).
 import { get } from "./api.js";
 import { clear, h, setBilingual, showError } from "./dom.js";
 import { startHealthBanner } from "./health.js";
@@ -12,10 +14,9 @@ import * as train from "./tabs/train.js";
 import * as historyTab from "./tabs/history.js";
 import * as infer from "./tabs/infer.js";
 import * as system from "./tabs/system.js";
-import { IMAGE_TABS } from "./tabs/image/index.js";
-import * as voice from "./tabs/voice.js";
+import { pluginTabs } from "./tabs/registry.js";
 
-const TABS = [
+const HOST_TABS = [
   ["wizard", wizard],
   ["models", models],
   ["datasets", datasets],
@@ -23,11 +24,13 @@ const TABS = [
   ["train", train],
   ["history", historyTab],
   ["infer", infer],
-  ["voice", voice],
   ["system", system],
 ];
-// A modality may bring its own module for a tab (same id, same mount contract).
-const MODALITY_TABS = { image: IMAGE_TABS };
+// the host's tabs, then the plugins' before 設定 / System (filled by loadPluginModules)
+let TABS = HOST_TABS;
+const PLUGIN_TAB = new Map(); // tab id -> {modality, label_ja, label_en}
+// A modality's plugin may bring its own module for a host tab (same id, same mount contract).
+const MODALITY_TABS = {}; // modality -> {tab id -> module}
 const MODALITY_KEY = "lora_factory.modality";
 const MODALITY_FREE_TABS = new Set(["history", "system"]);
 
@@ -67,9 +70,11 @@ function buildTabBar() {
       testid: `tab-${id}`,
       "aria-controls": `panel-${id}`,
       "aria-selected": "false",
-      i18n: `tab.${id}`,
+      ...(PLUGIN_TAB.has(id) ? {} : { i18n: `tab.${id}` }),
       onclick: () => showTab(id),
     });
+    const plugin = PLUGIN_TAB.get(id);
+    if (plugin) setBilingual(btn, plugin.label_ja, plugin.label_en);
     btn.addEventListener("keydown", (ev) => {
       if (ev.key !== "ArrowRight" && ev.key !== "ArrowLeft") return;
       const ids = TABS.map(([x]) => x);
@@ -136,10 +141,12 @@ function chooseModality(id) {
     btn.setAttribute("aria-pressed", String(btn.dataset.testid === `modality-${id}`));
   }
   document.body.dataset.modality = id;
-  // tabs a modality does not have (the voice studio outside audio) are not offered
-  const voiceTab = document.getElementById("tab-voice");
-  if (voiceTab) voiceTab.hidden = !app.supports("speech");
-  if (app.current === "voice" && !app.supports("speech")) app.current = "wizard";
+  // a plugin's tab for another modality (the voice studio outside audio) is not offered
+  for (const [tabId, plugin] of PLUGIN_TAB) {
+    const offered = !plugin.modality || plugin.modality === id;
+    document.getElementById(`tab-${tabId}`).hidden = !offered;
+    if (app.current === tabId && !offered) app.current = "wizard";
+  }
   renderUnavailable();
   // Remount every tab for the new modality: lists, presets and schemas all depend on it.
   for (const mounted of Object.values(app.mounted)) if (mounted && mounted.destroy) mounted.destroy();
@@ -186,6 +193,32 @@ function showTab(id) {
   }
 }
 
+/** Import each plugin's front-end module; a broken one is reported and skipped, never fatal. */
+async function loadPluginModules() {
+  let modules = [];
+  try {
+    modules = (await get("/api/ui/modules")).modules || [];
+  } catch (err) {
+    showError(err);
+  }
+  for (const m of modules) {
+    try {
+      await import(m.url);
+    } catch (err) {
+      showError(new Error(`${m.plugin}: ${m.url}: ${err.message}`));
+    }
+  }
+  for (const tab of pluginTabs()) {
+    if (HOST_TABS.some(([id]) => id === tab.id)) {
+      if (tab.modality) (MODALITY_TABS[tab.modality] ||= {})[tab.id] = tab.module;
+    } else if (!PLUGIN_TAB.has(tab.id)) {
+      PLUGIN_TAB.set(tab.id, tab);
+    }
+  }
+  const plugins = [...PLUGIN_TAB.values()].map((tab) => [tab.id, tab.module]);
+  TABS = [...HOST_TABS.slice(0, -1), ...plugins, HOST_TABS[HOST_TABS.length - 1]];
+}
+
 async function start() {
   document.documentElement.lang = getLang();
   applyI18n(document);
@@ -193,6 +226,7 @@ async function start() {
     setLang(getLang() === "ja" ? "en" : "ja");
     for (const mounted of Object.values(app.mounted)) if (mounted && mounted.onLang) mounted.onLang();
   });
+  await loadPluginModules();
   buildTabBar();
   startHealthBanner();
   try {

@@ -4,10 +4,10 @@
 // IP-Adapter (reference picture), SDXL refiner; presets. Results in a gallery with their settings;
 // dropping a PNG (ours or A1111's) restores the settings; compare base vs adapter with one seed; a
 // grid over LoRA weights; the last results are remembered in this browser (history).
-import { post } from "../../api.js";
-import { registerView } from "../../views/registry.js";
-import { h, notify, select, setOptions, showError, withBusy } from "../../dom.js";
-import { listAdapters, listModels, refOf } from "../../lists.js";
+import { post } from "/static/js/api.js";
+import { registerView } from "/static/js/views/registry.js";
+import { h, notify, select, setOptions, showError, withBusy } from "/static/js/dom.js";
+import { listAdapters, listModels, refOf } from "/static/js/lists.js";
 import { bi, biButton, biField, ensureStyles, listModelsOfKind, settingsFromPng, settingsLine, uploadInput } from "./common.js";
 
 const HISTORY_KEY = "lora_factory.image.history";

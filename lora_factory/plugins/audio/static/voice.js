@@ -1,13 +1,16 @@
-// 音声スタジオ / Voice studio: the audio modality's own tab. Sections: the dataset table (play each
-// clip, edit its transcript inline -> a new version through the edit_items refine), the builder
+// 音声スタジオ / Voice studio: the audio plugin's own tab, registered for its modality through the
+// host's register_ui hook (served from the plugin's static/ folder; host modules imported by URL).
+// Sections: the dataset table (play each clip, edit its transcript inline -> a new version through
+// the edit_items refine), the builder
 // (long recordings -> slice -> transcribe -> review), training with live samples, synthesis with
 // prosody sliders and a streaming player, transcription, and the user dictionary. The dataset browser
 // and the stream player are the host's widgets.
-import { api, get, post, postSSE, put, watchJob } from "../api.js";
-import { clear, h, notify, setBilingual, showError, withBusy } from "../dom.js";
-import { getLang } from "../i18n.js";
-import { createStreamPlayer } from "../widgets/audio_stream.js";
-import { createFolderBrowser } from "../widgets/folder_browser.js";
+import { api, get, post, postSSE, put, watchJob } from "/static/js/api.js";
+import { clear, h, notify, setBilingual, showError, withBusy } from "/static/js/dom.js";
+import { getLang } from "/static/js/i18n.js";
+import { createStreamPlayer } from "/static/js/widgets/audio_stream.js";
+import { createFolderBrowser } from "/static/js/widgets/folder_browser.js";
+import { registerTab } from "/static/js/tabs/registry.js";
 
 const bi = (ja, en) => ({ bi: { ja, en } });
 const M = "audio";
@@ -347,3 +350,5 @@ export function mount(panel, app) {
     },
   };
 }
+
+registerTab("voice", { mount }, { modality: M, label_ja: "音声スタジオ", label_en: "Voice studio" });

@@ -2,9 +2,9 @@
 // folder browser with thumbnails and captions edited in place, saved as a new version), plus what a
 // LoRA trainer looks at before training: buckets at 512 px, short-side histogram, caption lengths,
 // the most frequent tags, and a tag filter over the thumbnails.
-import { get } from "../../api.js";
-import { h, showError } from "../../dom.js";
-import * as generic from "../datasets.js";
+import { get } from "/static/js/api.js";
+import { h, showError } from "/static/js/dom.js";
+import * as generic from "/static/js/tabs/datasets.js";
 import { bi, biField, ensureStyles } from "./common.js";
 
 function barChart(stat, testid) {

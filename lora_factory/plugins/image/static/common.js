@@ -1,14 +1,14 @@
 // Shared pieces of the image tabs: bilingual labels, the image stylesheet, PNG settings read in the
 // browser (our JSON chunk, or A1111's "parameters" text), uploads of input images, model lists by kind.
-import { get, post } from "../../api.js";
-import { h, newId, setBilingual } from "../../dom.js";
+import { get, post } from "/static/js/api.js";
+import { h, newId, setBilingual } from "/static/js/dom.js";
 
 let styled = false;
 /** The image tabs' stylesheet, added once (the shell's index.html stays modality-neutral). */
 export function ensureStyles() {
   if (styled) return;
   styled = true;
-  document.head.append(h("link", { rel: "stylesheet", href: "/static/css/image.css" }));
+  document.head.append(h("link", { rel: "stylesheet", href: new URL("./image.css", import.meta.url).href }));
 }
 
 /** A text node in both languages that follows the language switch. */
