@@ -119,7 +119,7 @@ def trigger_phrase(captions: list[str]) -> str | None:
 def kohya_run_facts(run: Any) -> dict[str, Any]:
     """What the run actually used, for the ``ss_*`` fields sd-scripts fills from its own state: the optimizer's
     class path, the precision, the bucket range, and the base's file hashes when it came from one file."""
-    optimizer = type(run.optimizer)
+    optimizer = type(getattr(run.optimizer, "optimizer", run.optimizer))  # unwrapped from accelerate's wrapper
     facts: dict[str, Any] = {"_optimizer_class": f"{optimizer.__module__}.{optimizer.__name__}",
                              "_precision": run.precision}
     p = run.params
