@@ -21,16 +21,18 @@ A1111_TEXT = ("1girl, solo, <lora:mychar:0.7>, masterpiece\nNegative prompt: low
 def test_a1111_parameters_restore_clip_skip_hashes_and_karras(watched_page, server):
     page, watch = watched_page
     open_app(page, server)
-    got = page.evaluate("""async (text) => {
-      const common = await import("/static/js/tabs/image/common.js");
-      const view = await import("/static/js/tabs/image/generate.js");
+    modules = server.client.get("/api/ui/modules").json()["modules"]
+    static = next(m["static"] for m in modules if m["modality"] == "image")  # the image plugin's front-end
+    got = page.evaluate("""async ([text, root]) => {
+      const common = await import(root + "common.js");
+      const view = await import(root + "generate.js");
       const settings = common.parseA1111(text);
       const panel = document.createElement("div");
       const mounted = view.mountImageView(panel, {modality: "image", info: () => ({})});
       mounted.apply(settings);
       return {settings, clipSkip: panel.querySelector("[data-testid='gen-clip-skip']").value,
               scheduler: panel.querySelector("[data-testid='gen-scheduler']").value};
-    }""", A1111_TEXT)
+    }""", [A1111_TEXT, static])
     settings = got["settings"]
     assert settings["prompt"] == "1girl, solo, masterpiece"
     assert settings["scheduler"] == "dpmpp_2m_karras" and got["scheduler"] == "dpmpp_2m_karras"
