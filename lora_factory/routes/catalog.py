@@ -194,8 +194,10 @@ def delete_dataset(modality: str, name: str, body: ConfirmBody = Body(default_fa
 
 # -- adapters & artifacts --------------------------------------------------------------------
 @router.get("/api/adapters")
-def list_adapters(modality: str = "text", svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"adapters": svc.catalog.list_adapters(modality)}
+def list_adapters(modality: str = "text", architecture: str | None = None,
+                  svc: Services = Depends(services)) -> dict[str, Any]:
+    """``architecture``: only the adapters a base of that architecture can load (``sd15``, ``sdxl`` ...)."""
+    return {"adapters": svc.catalog.list_adapters(modality, architecture)}
 
 
 @router.get("/api/adapters/{modality}/{name}")

@@ -128,7 +128,27 @@ def test_png_settings_round_trip_and_a1111_text(tmp_path):
              'CFG scale: 5.5, Seed: 7, Size: 512x768, Model hash: abc, Model: "anything, v5", Version: v1.10')
     parsed = png_info.parse_a1111_parameters(a1111)
     assert parsed == {"prompt": "masterpiece, cat", "negative_prompt": "blurry", "steps": 28, "scheduler": "dpmpp_2m_karras",
-                      "guidance_scale": 5.5, "seed": 7, "width": 512, "height": 768, "base_model_name": "anything, v5"}
+                      "guidance_scale": 5.5, "seed": 7, "width": 512, "height": 768, "base_model_name": "anything, v5",
+                      "model_hash": "abc"}
+
+
+def test_a1111_restore_keeps_schedule_type_and_leaves_no_comma_gaps(tmp_path):
+    from PIL import Image
+
+    from lora_factory.plugins.image import png_info
+
+    text = ("1girl, solo, <lora:mychar:0.7>, masterpiece, <lora:style:1>\nSteps: 20, Sampler: DPM++ 2M, "
+            "Schedule type: Karras, CFG scale: 7, Seed: 1, Size: 512x512")
+    parsed = png_info.parse_a1111_parameters(text)
+    assert parsed["prompt"] == "1girl, solo, masterpiece"
+    assert parsed["scheduler"] == "dpmpp_2m_karras" and len(parsed["adapters"]) == 2
+    assert png_info.parse_a1111_parameters(text.replace("Karras", "Automatic"))["scheduler"] == "dpmpp_2m"
+    # and we write it the way A1111 1.9+ does, which reads back to the same sampler
+    path = tmp_path / "k.png"
+    png_info.save_png(Image.new("RGB", (8, 8)), path, {"prompt": "x", "steps": 2, "scheduler": "dpmpp_2m_karras", "seed": 1})
+    written = png_info.read_png_text(path)["parameters"]
+    assert "Sampler: DPM++ 2M, Schedule type: Karras," in written
+    assert png_info.parse_a1111_parameters(written)["scheduler"] == "dpmpp_2m_karras"
 
 
 def test_wd_tagger_layout_through_onnxruntime(tmp_path):

@@ -47,7 +47,8 @@ def test_hook_infer_lora_changes_the_image_and_png_reads_back(session, tiny_sd15
     assert np.abs(pixels(base_images[0]) - pixels(lora_images[0])).max() > 2
     parameters = read_png_text(Path(lora_images[0]["path"]))["parameters"]
     assert parameters.startswith("mychar, red background <lora:mychar_v1:1>\nNegative prompt: lowres\n")
-    assert "Steps: 3, Sampler: Euler a" in parameters and "Seed: 11, Size: 64x64, Model: tiny-sd15" in parameters
+    assert "Steps: 3, Sampler: Euler a" in parameters and "Seed: 11, Size: 64x64, Model hash: " in parameters \
+        and ", Model: tiny-sd15" in parameters
     settings = read_settings(Path(lora_images[0]["path"]))["settings"]
     assert settings["adapters"] == [{"name": "mychar_v1", "weight": 1.0}] and settings["seed"] == 11
     assert lora_images[0]["meta"]["prompt"] == "mychar, red background"
@@ -199,6 +200,105 @@ def test_hook_resolve_infer_request_checks_inputs_and_resolves_aux_models(tmp_pa
             assert err.value.code == code and err.value.detail["field"] == field
 
 
+def test_clip_skip_2_encodes_like_a1111_and_changes_the_image(session, tiny_sd15, tmp_path):
+    """Clip skip 2 (the anime SD1.5 norm) crashed with transformers 5; now the penultimate layer + final norm."""
+    import torch
+
+    from lora_factory.plugins.image.text_encoding import clip_skip_embeds
+
+    request = {"base_model": str(tiny_sd15), "input": {"prompt": "mychar, red background"},
+               "params": {"seed": 4, "steps": 2, "width": 64, "height": 64, "negative_prompt": "lowres"}}
+    plain, _ = run(request, session)
+    skipped, _ = run({**request, "params": request["params"] | {"clip_skip": 2}}, session)
+    assert np.abs(pixels(plain[0]) - pixels(skipped[0])).max() > 1
+    assert "Clip skip: 2" in read_png_text(Path(skipped[0]["path"]))["parameters"]
+    pipe = session.cache["image"].bases[str(tiny_sd15)]["pipe"]
+    ids = pipe.tokenizer(["mychar"], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        out = pipe.text_encoder(ids, output_hidden_states=True)
+        expected = pipe.text_encoder.final_layer_norm(out.hidden_states[-2])
+        got = clip_skip_embeds(pipe, "sd15", "mychar", "", 2, True)
+        # clip skip 1 is what the pipeline itself encodes: the last layer, normed
+        assert torch.allclose(clip_skip_embeds(pipe, "sd15", "mychar", "", 1, False)["prompt_embeds"],
+                              out.last_hidden_state, atol=1e-5)
+    assert torch.allclose(got["prompt_embeds"], expected, atol=1e-5) and "negative_prompt_embeds" in got
+
+
+def test_clip_skip_on_sdxl_passes_pooled_embeds(session, tmp_path):
+    from lora_factory.plugins.image.tiny_model import build_tiny_image_model
+
+    base = tmp_path / "tiny-sdxl"
+    build_tiny_image_model(base, "sdxl")
+    request = {"base_model": str(base), "input": {"prompt": "a cat"}, "params": {"seed": 3, "steps": 2}}
+    plain, _ = run(request, session)
+    skipped, _ = run({**request, "params": request["params"] | {"clip_skip": 2}}, session)
+    assert skipped[0]["meta"]["clip_skip"] == 2
+    assert np.abs(pixels(plain[0]) - pixels(skipped[0])).max() > 1
+
+
+# A1111's own infotext field regex (modules/infotext_utils.py, re_param)
+A1111_RE_PARAM = r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)'
+
+
+def test_png_carries_model_and_lora_hashes_as_a1111_writes_them(session, tiny_sd15, trained):
+    import hashlib
+    import json
+    import re
+
+    from lora_factory.plugins.image.export import read_kohya_metadata
+    from lora_factory.plugins.image.png_info import parse_a1111_parameters
+
+    adapter = {"path": str(trained["out"]), "name": "mychar_v1", "weight": 0.8}
+    images, _ = run({"base_model": str(tiny_sd15), "adapters": [adapter], "input": {"prompt": "mychar"},
+                     "params": {"seed": 2, "steps": 1, "width": 64, "height": 64}}, session)
+    text = read_png_text(Path(images[0]["path"]))["parameters"]
+    fields = {k.strip(): (json.loads(v) if v.startswith('"') else v)
+              for k, v in re.findall(A1111_RE_PARAM, text.splitlines()[-1])}
+    unet = hashlib.sha256((tiny_sd15 / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()).hexdigest()
+    assert fields["Model hash"] == unet[:10]
+    kohya = read_kohya_metadata(trained["out"] / "mychar_v1.safetensors")["sshs_model_hash"]
+    assert fields["Lora hashes"] == f"mychar_v1: {kohya[:12]}"
+    back = parse_a1111_parameters(text)
+    assert back["model_hash"] == unet[:10] and back["lora_hashes"] == {"mychar_v1": kohya[:12]}
+
+
+def _as_arch(src: Path, dst: Path, arch: str) -> Path:
+    import json
+    import shutil
+
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "training_config.json").read_text(encoding="utf-8"))
+    (dst / "training_config.json").write_text(json.dumps(config | {"architecture": arch}), encoding="utf-8")
+    return dst
+
+
+def test_a_lora_of_another_architecture_is_refused_naming_the_mismatch(session, tiny_sd15, trained, tmp_path):
+    sdxl_lora = _as_arch(trained["out"], tmp_path / "xl_char", "sdxl")
+    with pytest.raises(LoRAFactoryError) as err:
+        run({"base_model": str(tiny_sd15), "adapters": [{"path": str(sdxl_lora), "name": "xl_char"}],
+             "input": {"prompt": "x"}, "params": {"steps": 1, "width": 64, "height": 64}}, session)
+    assert err.value.code == "ADAPTER_INCOMPATIBLE" and err.value.http_status == 422
+    assert err.value.detail["adapter_architecture"] == "sdxl" and err.value.detail["base_architecture"] == "sd15"
+    assert "sdxl" in err.value.message_en and "sd15" in err.value.message_en
+
+
+def test_adapter_listing_for_a_base_offers_only_its_architecture(tmp_path, trained):
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    adapters = home / "lora_adapters" / "image"
+    adapters.mkdir(parents=True)
+    _as_arch(trained["out"], adapters / "sd_char", "sd15")
+    _as_arch(trained["out"], adapters / "xl_char", "sdxl")
+    with TestClient(create_app(home, start_scheduler=False)) as c:
+        every = c.get("/api/adapters", params={"modality": "image"}).json()["adapters"]
+        assert {a["name"]: a["architecture"] for a in every} == {"sd_char": "sd15", "xl_char": "sdxl"}
+        sd = c.get("/api/adapters", params={"modality": "image", "architecture": "sd15"}).json()["adapters"]
+        assert [a["name"] for a in sd] == ["sd_char"]
+
+
 @pytest.mark.parametrize("params,field", [
     ({"lora_weight_grid": [1.0] * 20, "num_images": 2}, "lora_weight_grid"),
     ({"lora_weight_grid": [1.0] * 100_000, "num_images": 16}, "lora_weight_grid"),
@@ -218,3 +318,27 @@ def test_image_counts_are_bounded_grid_times_images_included(params, field):
     assert err.value.detail["field"] == field
     json.dumps(err.value.to_dict(), allow_nan=False)
     assert validate_generate_params({"lora_weight_grid": [0.0, 0.5, 1.0, 1.5], "num_images": 4}).num_images == 4
+
+
+def test_adapter_page_offers_the_kohya_file_and_sample_thumbnails_and_v1_models_lists_them(tmp_path, tiny_sd15, trained):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from lora_factory.app import create_app
+
+    home = tmp_path / "ws"
+    folder = home / "lora_adapters" / "image" / "mychar_v1"
+    shutil.copytree(trained["out"], folder)
+    shutil.copytree(tiny_sd15, home / "models" / "image" / "tiny-sd15")
+    with TestClient(create_app(home, start_scheduler=False)) as c:
+        # the OpenAI client discovers image models and base+adapter ids (client.models.list())
+        listed = {m["id"]: m["modality"] for m in c.get("/v1/models").json()["data"]}
+        assert listed.get("tiny-sd15") == "image" and listed.get("tiny-sd15+mychar_v1") == "image"
+        info = c.get("/api/adapters/image/mychar_v1").json()
+        assert info["weights_file"]["name"] == "mychar_v1.safetensors"
+        got = c.get(info["weights_file"]["url"])
+        assert got.status_code == 200 and got.content == (folder / "mychar_v1.safetensors").read_bytes()
+        assert info["samples"] and all(s["name"].endswith(".png") for s in info["samples"])
+        thumb = c.get(info["samples"][0]["url"])
+        assert thumb.status_code == 200 and thumb.content[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +39,12 @@ def test_hook_download_model_single_file_checkpoint_offline(tmp_path, tiny_sd15)
                                                            "name": "my_model_v2"}, ctx=ctx)
     assert result["source"] == "single_file" and result["architecture"] == "sd15"
     assert result["config"].endswith("tiny-sd15")
+    # the base keeps the file's identity: A1111's "Model hash" and sd-scripts' hashes are the file's
+    from lora_factory.plugins.image.hashes import model_hash, source_file_hashes
+
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert model_hash(Path(ctx.output_dir)) == digest[:10]
+    assert source_file_hashes(Path(ctx.output_dir))["sha256"] == digest
     converted = StableDiffusionPipeline.from_pretrained(ctx.output_dir, safety_checker=None, requires_safety_checker=False)
     original = StableDiffusionPipeline.from_pretrained(tiny_sd15, safety_checker=None, requires_safety_checker=False)
     assert np.abs(_render(converted) - _render(original)).max() < 1e-5

@@ -144,3 +144,36 @@ def test_sdxl_and_flux_code_paths(tmp_path, arch):
     pipe = DiffusionPipeline.from_pretrained(base)
     pipe.load_lora_weights(str(out))
     assert any("lora_A" in k for k in (pipe.unet if arch == "sdxl" else pipe.transformer).state_dict())
+
+
+def test_kohya_metadata_fills_what_sd_scripts_writes(trained):
+    """sd-scripts' values: the optimizer's class path, "no" for a full-precision run, the bucket range in
+    use, the noise offset and dropout even when 0, clip skip as str(None) when unset."""
+    from lora_factory.plugins.image.export import read_kohya_metadata
+
+    meta = read_kohya_metadata(trained["out"] / "mychar_v1.safetensors")
+    assert meta["ss_optimizer"] == "torch.optim.adamw.AdamW"
+    assert meta["ss_mixed_precision"] == "no"
+    assert (meta["ss_min_bucket_reso"], meta["ss_max_bucket_reso"]) == ("32", "128")
+    assert meta["ss_noise_offset"] == "0.0" and meta["ss_network_dropout"] == "0.0" and meta["ss_clip_skip"] == "None"
+    assert "ss_sd_model_hash" not in meta  # a diffusers folder, not imported from one file
+
+
+def test_kohya_metadata_names_a_single_file_base_by_its_hashes(tmp_path, tiny_sd15, image_dataset):
+    """A base converted from one .safetensors keeps that file's hashes (recorded at import); the LoRA's
+    ss_sd_model_hash / ss_new_sd_model_hash are sd-scripts' legacy and full SHA-256 of that file."""
+    import shutil
+
+    from lora_factory.plugins.image.export import read_kohya_metadata
+    from lora_factory.plugins.image.hashes import file_sha256, legacy_model_hash, record_source_file
+    from lora_factory.plugins.image.ldm_export import save_sd15_single_file
+
+    base = tmp_path / "imported"
+    shutil.copytree(tiny_sd15, base)
+    checkpoint = save_sd15_single_file(tiny_sd15, tmp_path / "civitai_model.safetensors")
+    record_source_file(base, checkpoint)  # what the single-file import does (see test_models)
+    _, ctx = train_tiny(tmp_path / "ws", base, image_dataset, {"max_steps": 1, "sample_every_n_steps": 0},
+                        "from_single", "t-single")
+    meta = read_kohya_metadata(Path(ctx.output_dir) / "from_single.safetensors")
+    assert meta["ss_new_sd_model_hash"] == file_sha256(checkpoint)
+    assert meta["ss_sd_model_hash"] == legacy_model_hash(checkpoint) and len(meta["ss_sd_model_hash"]) == 8

@@ -127,7 +127,9 @@ class Catalog:
             raise not_found("Adapter", "アダプター", ref, code="ADAPTER_NOT_FOUND")
         return path
 
-    def list_adapters(self, modality: str) -> list[dict[str, Any]]:
+    def list_adapters(self, modality: str, architecture: str | None = None) -> list[dict[str, Any]]:
+        """The adapters of ``modality``; with ``architecture`` (a base's), only those trained for it or of
+        unknown architecture (an SDXL LoRA is never offered for an SD1.5 base)."""
         self.plugins.require_modality(modality)
         out = []
         for path in sorted(self.workspace.adapters_dir(modality).iterdir()):
@@ -136,7 +138,9 @@ class Catalog:
             if leaves_workspace(self.workspace, path):
                 out.append(refused_entry(self.workspace, modality, path))
             elif path.is_dir():
-                out.append(self.adapter_info(modality, path))
+                info = self.adapter_info(modality, path)
+                if not architecture or info.get("architecture") in (None, architecture):
+                    out.append(info)
         return out
 
     def adapter_info(self, modality: str, path: Path, with_lineage: bool = False) -> dict[str, Any]:
@@ -164,6 +168,7 @@ class Catalog:
             "base_model": meta.get("base_model") or config.get("base_model_ref") or config.get("base_model"),
             "dataset": meta.get("dataset") or config.get("dataset_ref") or config.get("dataset"),
             "preset": meta.get("preset") or config.get("preset"),
+            "architecture": meta.get("architecture") or config.get("architecture"),
             "job_id": artifact["job_id"] if artifact else None,
             "artifact_id": artifact["id"] if artifact else None,
             "metrics": meta.get("metrics"),
@@ -172,6 +177,7 @@ class Catalog:
             "exports": exports,
             "download_url": f"/api/adapters/{modality}/{path.name}/download",
         }
+        info.update(_adapter_files(modality, path, config))
         if with_lineage and artifact:
             info["lineage"] = self.artifacts.lineage(artifact["id"])
         return info
@@ -201,3 +207,21 @@ class Catalog:
             raise confirmation_required(name)
         self.remove_unused(path)
         self.artifacts.forget_path(path)
+
+
+def _adapter_files(modality: str, path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The files a user picks out of an adapter folder: the single weights file a plugin named
+    (``kohya_file``: the ``<name>.safetensors`` A1111 / ComfyUI load) and the sample images, each with the
+    URL that downloads it (a thumbnail's source for the samples)."""
+    from urllib.parse import quote
+
+    base = f"/api/adapters/{quote(modality)}/{quote(path.name)}/download?file="
+    out: dict[str, Any] = {}
+    weights = config.get("kohya_file")
+    if isinstance(weights, str) and (path / weights).is_file():
+        out["weights_file"] = {"name": weights, "url": base + quote(weights)}
+    samples = (config.get("result") or {}).get("samples") if isinstance(config.get("result"), dict) else None
+    if isinstance(samples, list):
+        out["samples"] = [{"name": s, "url": base + quote(f"samples/{s}")} for s in samples
+                          if isinstance(s, str) and (path / "samples" / s).is_file()]
+    return out

@@ -46,7 +46,13 @@ def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.plugins.image import generate_params as gp
     from lora_factory.plugins.image.dataset import DATASET_FORMAT, IMAGE_SUFFIXES
     from lora_factory.plugins.image.download import AUX_KINDS
-    from lora_factory.plugins.image.presets import PRESETS, TITLES_JA, ImageTrainParams
+    from lora_factory.plugins.image.presets import (
+        DESCRIPTIONS_JA,
+        PRESETS,
+        TITLES_JA,
+        ImageTrainParams,
+        with_descriptions_ja,
+    )
     from lora_factory.plugins.image.refine import REFINE_OPERATIONS
     from lora_factory.plugins.image.regression import CHECKS
 
@@ -60,7 +66,7 @@ def describe_modalities() -> list[dict[str, Any]]:
         "dataset_extensions": [".zip", *IMAGE_SUFFIXES, ".txt"],
         "dataset_kind": "folder",
         "refine_operations": REFINE_OPERATIONS,
-        "train_params_schema": presets.schema_for(ImageTrainParams, TITLES_JA),
+        "train_params_schema": with_descriptions_ja(presets.schema_for(ImageTrainParams, TITLES_JA), DESCRIPTIONS_JA),
         "model_extensions": [".safetensors"],
         "inference_kinds": ["image"],
         "infer_schemas": {"image": {"input_schema": gp.INPUT_SCHEMA,

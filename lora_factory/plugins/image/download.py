@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_factory.kit import LoRAFactoryError, hub
+from lora_factory.plugins.image.hashes import record_source_file
 from lora_factory.plugins.image.model_info import arch_from_keys, detect_folder_arch, inspect_image_model
 
 AUX_KINDS: dict[str, dict[str, str]] = {
@@ -119,6 +120,7 @@ def _single_file(spec: dict[str, Any], ctx: Any, out: Path, src: Path, kind: str
         ctx.log(f"single-file checkpoint: {arch}; converting to a diffusers folder")
         config = _config_folder(spec, ctx, arch)
         _convert_single_file(copied, arch, config, out)
+        record_source_file(out, copied)  # A1111 / sd-scripts identify the base by this file's hashes
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     ctx.progress(1, 1)

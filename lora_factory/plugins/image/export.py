@@ -71,6 +71,10 @@ def kohya_state_dict(parts: dict[str, dict[str, Any]], alpha: float, arch: str) 
     return out
 
 
+# our resolved precision -> sd-scripts' --mixed_precision value ("no" for a full-precision run)
+_MIXED_PRECISION = {"no": "no", "fp32": "no", "fp16": "fp16", "bf16": "bf16"}
+
+
 def _addnet_hashes(tensors: dict[str, Any], metadata: dict[str, str]) -> tuple[str, str]:
     """sd-webui-additional-networks' hashes (``sshs_model_hash``, ``sshs_legacy_hash``), as kohya writes them."""
     from safetensors.torch import save
@@ -114,20 +118,21 @@ def kohya_metadata(*, arch: str, output_name: str, params: dict[str, Any], resol
         "ss_network_module": NETWORK_MODULE,
         "ss_network_dim": params["rank"],
         "ss_network_alpha": _number(params["alpha"]),
-        "ss_network_dropout": params.get("dropout") or None,
+        "ss_network_dropout": params.get("dropout", 0.0),
         "ss_network_train_unet_only": not params.get("train_text_encoder"),
         "ss_network_train_text_encoder_only": False,
-        "ss_mixed_precision": params.get("mixed_precision"),
+        "ss_mixed_precision": _MIXED_PRECISION.get(str(params.get("_precision")), params.get("_precision"))
+        or params.get("mixed_precision"),
         "ss_v2": arch == "sd2",
         "ss_base_model_version": BASE_MODEL_VERSION.get(arch, arch),
         "ss_sd_model_name": base_model_name,
         "ss_resolution": f"({resolution[0]}, {resolution[1]})",
-        "ss_clip_skip": None,
+        "ss_clip_skip": params.get("clip_skip") or "None",  # sd-scripts writes str(args.clip_skip)
         "ss_cache_latents": bool(params.get("cache_latents")),
         "ss_seed": params.get("seed"),
-        "ss_noise_offset": params.get("noise_offset") or None,
+        "ss_noise_offset": params.get("noise_offset", 0.0),
         "ss_min_snr_gamma": params.get("min_snr_gamma"),
-        "ss_optimizer": params.get("_optimizer_name") or params.get("optimizer"),
+        "ss_optimizer": params.get("_optimizer_class") or params.get("_optimizer_name") or params.get("optimizer"),
         "ss_max_grad_norm": params.get("max_grad_norm"),
         "ss_caption_dropout_rate": params.get("caption_dropout_rate"),
         "ss_caption_tag_dropout_rate": params.get("caption_tag_dropout_rate"),
@@ -140,8 +145,10 @@ def kohya_metadata(*, arch: str, output_name: str, params: dict[str, Any], resol
         "ss_keep_tokens": params.get("keep_tokens"),
         "ss_enable_bucket": bool(params.get("enable_bucket")),
         "ss_bucket_no_upscale": False,
-        "ss_min_bucket_reso": params.get("min_bucket_reso"),
-        "ss_max_bucket_reso": params.get("max_bucket_reso"),
+        "ss_min_bucket_reso": params.get("_min_bucket_reso") or params.get("min_bucket_reso"),
+        "ss_max_bucket_reso": params.get("_max_bucket_reso") or params.get("max_bucket_reso"),
+        "ss_sd_model_hash": params.get("_sd_model_hash"),
+        "ss_new_sd_model_hash": params.get("_new_sd_model_hash"),
         "ss_dataset_dirs": json.dumps(dataset_dirs, ensure_ascii=False),
         "ss_reg_dataset_dirs": json.dumps({}),
         "ss_tag_frequency": json.dumps(tag_frequency, ensure_ascii=False),

@@ -16,8 +16,10 @@ from typing import Any
 
 from lora_factory.kit import LoRAFactoryError, __version__, devices, files, media, presets
 from lora_factory.plugins.image.generate_params import GenerateParams
+from lora_factory.plugins.image.hashes import adapter_architecture, lora_short_hash, model_hash
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.png_info import save_png
+from lora_factory.plugins.image.text_encoding import clip_skip_embeds
 
 MAX_LOADED_LORAS = 8
 DEFAULTS = {"sd15": (25, 7.0, "dpmpp_2m"), "sd2": (25, 7.0, "dpmpp_2m"), "sdxl": (30, 6.0, "dpmpp_2m"),
@@ -65,7 +67,7 @@ class ImageGenerator:
             pipe = DiffusionPipeline.from_pretrained(path, torch_dtype=self.dtype, **kwargs).to(self.device)
             pipe.set_progress_bar_config(disable=True)
             self.bases[path] = {"pipe": pipe, "arch": arch, "scheduler_config": pipe.scheduler.config,
-                                "loras": {}, "ip_adapter": None}
+                                "loras": {}, "ip_adapter": None, "model_hash": model_hash(Path(path)), "lora_hashes": {}}
         return self.bases[path]
 
     def module(self, kind: str, path: str, base: dict[str, Any]) -> Any:
@@ -121,10 +123,17 @@ class ImageGenerator:
                                                f"The adapter '{folder.name}' has no .safetensors file.", 422,
                                                detail={"path": path})
                     weight = found[0].name
-                pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=name)
+                _check_adapter_arch(folder, base["arch"])
+                try:
+                    pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=name)
+                except (RuntimeError, ValueError) as exc:  # a LoRA of another architecture, found late
+                    if "size mismatch" not in str(exc) and not isinstance(exc, ValueError):
+                        raise
+                    raise _incompatible(folder, adapter_architecture(folder) or "?", base["arch"], str(exc)) from exc
                 loaded[path] = name
+                base["lora_hashes"][path] = lora_short_hash(folder)
             used.append({"name": adapter.get("name") or Path(path).name, "weight": float(adapter.get("weight", 1.0)),
-                         "peft_name": loaded[path]})
+                         "peft_name": loaded[path], "hash": base["lora_hashes"].get(path)})
         if used:
             pipe.enable_lora()
             pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[u["weight"] for u in used])
@@ -147,6 +156,22 @@ class ImageGenerator:
             pipe.load_ip_adapter(str(ip["path"]), subfolder=subfolder, weight_name=weight, image_encoder_folder="image_encoder")
             pipe.set_ip_adapter_scale(ip["scale"])
             base["ip_adapter"] = wanted
+
+
+def _incompatible(folder: Path, adapter_arch: str, base_arch: str, reason: str | None = None) -> LoRAFactoryError:
+    return LoRAFactoryError(
+        "ADAPTER_INCOMPATIBLE",
+        f"LoRA「{folder.name}」({adapter_arch} 用)はこのベースモデル({base_arch})では使えません。",
+        f"The LoRA '{folder.name}' is for {adapter_arch}; it cannot be used with this {base_arch} base model.", 422,
+        detail={"adapter": folder.name, "adapter_architecture": adapter_arch, "base_architecture": base_arch,
+                **({"reason": reason[:300]} if reason else {})})
+
+
+def _check_adapter_arch(folder: Path, base_arch: str) -> None:
+    """Refuse an adapter whose recorded architecture is not the base's (SD1.5 and SD2 differ too)."""
+    arch = adapter_architecture(folder)
+    if arch and arch != base_arch:
+        raise _incompatible(folder, arch, base_arch)
 
 
 def _ip_adapter_layout(folder: Path, arch: str) -> tuple[str, str]:
@@ -252,8 +277,10 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
                                       "generator": torch.Generator(device="cpu").manual_seed(image_seed)}
             if arch != "flux":
                 kwargs["negative_prompt"] = params.negative_prompt or None
-                if params.clip_skip and params.clip_skip > 1:
-                    kwargs["clip_skip"] = params.clip_skip - 1
+                if params.clip_skip and params.clip_skip > 1:  # our own encoding (see clip_skip_embeds)
+                    del kwargs["prompt"], kwargs["negative_prompt"]
+                    kwargs.update(clip_skip_embeds(pipe, arch, prompt, params.negative_prompt, params.clip_skip,
+                                                   guidance > 1.0))
             else:
                 kwargs["max_sequence_length"] = 256 if pipe.tokenizer_2.model_max_length >= 256 else 64
             if mode == "txt2img":
@@ -289,7 +316,8 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
                 "refiner": params.refiner.model_dump() if params.refiner else None,
                 "controlnet": params.controlnet.model_dump() if params.controlnet else None,
                 "ip_adapter": params.ip_adapter.model_dump() if params.ip_adapter else None,
-                "clip_skip": params.clip_skip, "lora_weight": grid_weight,
+                "clip_skip": params.clip_skip, "lora_weight": grid_weight, "model_hash": base["model_hash"],
+                "lora_hashes": {u["name"]: u["hash"] for u in used if u["hash"]},
                 "version": __version__, "index": count,
             }
             path = files.unique_file(outputs_dir, f"{time.strftime('%Y%m%d-%H%M%S')}-{image_seed}", ".png")

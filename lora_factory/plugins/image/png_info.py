@@ -41,10 +41,12 @@ def a1111_parameters(settings: dict[str, Any]) -> str:
         lines.append(f"Negative prompt: {settings['negative_prompt']}")
     fields: list[tuple[str, Any]] = [
         ("Steps", settings.get("steps")),
-        ("Sampler", SAMPLER_LABELS.get(str(settings.get("scheduler")), settings.get("scheduler"))),
+        ("Sampler", _sampler_label(settings.get("scheduler"))),
+        ("Schedule type", "Karras" if str(settings.get("scheduler") or "").endswith("_karras") else None),
         ("CFG scale", settings.get("guidance_scale")),
         ("Seed", settings.get("seed")),
         ("Size", f"{settings.get('width')}x{settings.get('height')}" if settings.get("width") else None),
+        ("Model hash", settings.get("model_hash")),
         ("Model", settings.get("base_model_name")),
         ("Denoising strength", settings.get("strength") if settings.get("mode") in ("img2img", "inpaint") else None),
         ("VAE", settings.get("vae_name")),
@@ -53,6 +55,9 @@ def a1111_parameters(settings: dict[str, Any]) -> str:
     if settings.get("adapters"):
         fields.append(("Lora weights", ", ".join(f"{a['name']}: {float(a.get('weight', 1.0)):g}"
                                                   for a in settings["adapters"])))
+    hashes = settings.get("lora_hashes") or {}
+    if hashes:  # A1111's form: one quoted "name: 12 hex, name: 12 hex" (Civitai links the LoRAs by it)
+        fields.append(("Lora hashes", ", ".join(f"{name}: {value}" for name, value in hashes.items())))
     fields.append(("Version", f"LoRA Factory {settings.get('version', '')}".strip()))
     lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in fields if v is not None and v != ""))
     return "\n".join(lines)
@@ -105,16 +110,19 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
         (negative_lines if in_negative else prompt_lines).append(line)
     prompt = "\n".join(prompt_lines).strip()
     adapters = [{"name": m.group(1), "weight": float(m.group(2))} for m in _LORA_TAG.finditer(prompt)]
-    settings["prompt"] = _LORA_TAG.sub("", prompt).strip()
+    settings["prompt"] = _without_tags(prompt)
     if adapters:
         settings["adapters"] = adapters
     if negative_lines:
         settings["negative_prompt"] = "\n".join(negative_lines).strip()
+    schedule = ""
     for key, value in re.findall(r'\s*([\w \-/+]+): ("(?:\\.|[^"\\])*"|[^,]*)(?:,|$)', field_line):
         value = json.loads(value) if value.startswith('"') else value.strip()
         key = key.strip()
         if key == "Steps":
             settings["steps"] = int(value)
+        elif key == "Schedule type":
+            schedule = value.lower()
         elif key == "Sampler":
             settings["scheduler"] = _LABEL_TO_SAMPLER.get(value.lower(), value)
         elif key == "CFG scale":
@@ -126,11 +134,38 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
             settings["width"], settings["height"] = int(w), int(h)
         elif key == "Model":
             settings["base_model_name"] = value
+        elif key == "Model hash":
+            settings["model_hash"] = value
+        elif key == "Lora hashes":
+            settings["lora_hashes"] = dict(_name_value(part) for part in value.split(",") if ":" in part)
         elif key == "Denoising strength":
             settings["strength"] = float(value)
         elif key == "Clip skip":
             settings["clip_skip"] = int(value)
+    if schedule == "karras" and f"{settings.get('scheduler')}_karras" in SAMPLER_LABELS:
+        settings["scheduler"] = f"{settings['scheduler']}_karras"
     return settings
+
+
+def _sampler_label(scheduler: Any) -> Any:
+    """A1111 1.9+ labels: the sampler alone, Karras in its own ``Schedule type`` field."""
+    name = str(scheduler)
+    if name.endswith("_karras"):
+        name = name[: -len("_karras")]
+    return SAMPLER_LABELS.get(name, scheduler)
+
+
+def _without_tags(prompt: str) -> str:
+    """The prompt less its ``<lora:…>`` tags, without the ``, ,`` gaps they leave in a comma list."""
+    text = _LORA_TAG.sub("", prompt)
+    text = re.sub(r",[ \t]*(?=,)", "", text)  # empty list items
+    text = re.sub(r"[ \t]{2,}", " ", text)
+    return "\n".join(line.strip().strip(",").strip() for line in text.split("\n")).strip()
+
+
+def _name_value(part: str) -> tuple[str, str]:
+    name, value = part.rsplit(":", 1)
+    return name.strip(), value.strip()
 
 
 def read_settings(data: bytes | Path) -> dict[str, Any]:

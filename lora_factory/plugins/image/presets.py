@@ -141,6 +141,35 @@ TITLES_JA: dict[str, str] = {
 }
 
 
+# Japanese for every English ``description`` above, so a Japanese form has no English hints under its labels
+DESCRIPTIONS_JA: dict[str, str] = {
+    "rank": "LoRA のランク (kohya の network_dim)", "alpha": "LoRA のアルファ (kohya の network_alpha)。効き = alpha / rank",
+    "unet_targets": "attention: to_q/k/v/out のみ。transformer: さらに proj_in/out とフィードフォワード (kohya の既定)",
+    "train_text_encoder": "テキストエンコーダーにも LoRA を学習させる", "text_encoder_lr": "既定: 学習率の半分",
+    "optimizer": "auto = CUDA GPU では 8bit AdamW (bitsandbytes)、それ以外は AdamW",
+    "resolution": "学習サイズ。空欄 = モデル本来のサイズ", "enable_bucket": "アスペクト比バケット (kohya の --enable_bucket)",
+    "min_bucket_reso": "既定: 解像度の半分", "max_bucket_reso": "既定: 解像度の 2 倍",
+    "bucket_reso_steps": "既定: モデルが必要とする刻み (SD は 64)",
+    "keep_tokens": "シャッフル時に先頭に固定するタグの数 (トリガーワード)", "min_snr_gamma": "Min-SNR 重み付け。空欄 = なし",
+    "prediction_type": "auto = スケジューラの設定 (SD2-v モデルは v-prediction)",
+    "cache_text_encoder_outputs": "キャプションがステップ間で変わらず、テキストエンコーダーを学習しないときだけ有効",
+    "mixed_precision": "auto = GPU では bf16 / fp16、CPU では fp32", "quantize_base": "nf4 = 4bit のベース (Flux QLoRA、CUDA のみ)",
+    "save_every_n_steps": "チェックポイントの間隔。0 = 最後だけ", "sample_every_n_steps": "N ステップごとにサンプル画像。0 = 最後だけ",
+    "sample_prompts": "固定のプロンプト。空 = 最初のキャプション", "save_precision": "kohya ファイルの数値型",
+    "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
+}
+
+
+def with_descriptions_ja(schema: dict[str, Any], descriptions_ja: dict[str, str]) -> dict[str, Any]:
+    """Add ``description_ja`` to the described properties of ``schema`` (in place; ``$defs`` too)."""
+    for name, prop in (schema.get("properties") or {}).items():
+        if name in descriptions_ja:
+            prop.setdefault("description_ja", descriptions_ja[name])
+    for definition in (schema.get("$defs") or {}).values():
+        with_descriptions_ja(definition, descriptions_ja)
+    return schema
+
+
 def preset_layers(preset: str, overrides: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The VRAM layer to apply between the preset and the overrides (the one the user or preset named)."""
     profile = (overrides or {}).get("vram_profile") or PRESETS.get(preset, {}).get("vram_profile") or "none"

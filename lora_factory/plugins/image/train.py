@@ -63,6 +63,7 @@ class ImageTrainingRun:
         step = p.bucket_reso_steps or self.parts.bucket_step
         if step % self.parts.bucket_step:
             step = max(self.parts.bucket_step, step // self.parts.bucket_step * self.parts.bucket_step)
+        self.bucket_step = step
         self.buckets = bucket_set(self.resolution, step, p.enable_bucket, p.min_bucket_reso, p.max_bucket_reso)
         self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed)
         used = sorted({ex.bucket for ex in self.examples})

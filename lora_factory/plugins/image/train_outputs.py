@@ -28,6 +28,7 @@ from lora_factory.plugins.image.export import (
     kohya_state_dict,
     save_kohya_file,
 )
+from lora_factory.plugins.image.hashes import source_file_hashes
 from lora_factory.plugins.image.train_data import bucket_info
 
 USAGE = """import torch
@@ -115,6 +116,23 @@ def trigger_phrase(captions: list[str]) -> str | None:
     return top if firsts.count(top) >= 0.9 * len(captions) else None
 
 
+def kohya_run_facts(run: Any) -> dict[str, Any]:
+    """What the run actually used, for the ``ss_*`` fields sd-scripts fills from its own state: the optimizer's
+    class path, the precision, the bucket range, and the base's file hashes when it came from one file."""
+    optimizer = type(getattr(run.optimizer, "optimizer", run.optimizer))  # unwrapped from accelerate's wrapper
+    facts: dict[str, Any] = {"_optimizer_class": f"{optimizer.__module__}.{optimizer.__name__}",
+                             "_precision": run.precision}
+    p = run.params
+    if p.enable_bucket:
+        step = getattr(run, "bucket_step", 64)
+        facts["_min_bucket_reso"] = p.min_bucket_reso or max(step, run.resolution // 2)
+        facts["_max_bucket_reso"] = p.max_bucket_reso or run.resolution * 2
+    source = source_file_hashes(run.base)
+    if source:
+        facts["_sd_model_hash"], facts["_new_sd_model_hash"] = source.get("legacy_hash"), source.get("sha256")
+    return facts
+
+
 def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
     """Write the adapter folder into ``ctx.output_dir``; return the file names for the result."""
     out_dir = Path(run.ctx.output_dir)
@@ -124,6 +142,7 @@ def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
     diffusers_file = save_diffusers(run, out_dir, states)
     params = run.params.model_dump()
     params["_optimizer_name"] = run.optimizer_name
+    params.update(kohya_run_facts(run))
     captions = [ex.item.caption for ex in run.examples]
     trigger = trigger_phrase(captions)
     dataset_dirs: dict[str, dict[str, int]] = {}

@@ -113,12 +113,15 @@ export function parseA1111(text) {
     adapters.push({ name, weight: Number(weight) });
     return "";
   });
-  settings.prompt = promptText.trim();
+  // no ", ," gaps where a tag stood in a comma list
+  settings.prompt = promptText.replace(/,[ \t]*(?=,)/g, "").replace(/[ \t]{2,}/g, " ").split("\n")
+    .map((line) => line.trim().replace(/^,+|,+$/g, "").trim()).join("\n").trim();
   if (adapters.length) settings.adapters = adapters;
   if (negative.length) settings.negative_prompt = negative.join("\n").trim();
   if (hasFields) {
     const re = /\s*([\w \-/+]+): ("(?:\\.|[^"\\])*"|[^,]*)(?:,|$)/g;
     let m;
+    let schedule = "";
     while ((m = re.exec(last)) !== null) {
       if (!m[0]) break;
       const key = m[1].trim();
@@ -132,6 +135,7 @@ export function parseA1111(text) {
       }
       value = String(value).trim();
       if (key === "Steps") settings.steps = Number(value);
+      else if (key === "Schedule type") schedule = value.toLowerCase();
       else if (key === "Sampler") settings.scheduler = SAMPLERS[value.toLowerCase()] || value;
       else if (key === "CFG scale") settings.guidance_scale = Number(value);
       else if (key === "Seed") settings.seed = Number(value);
@@ -141,7 +145,14 @@ export function parseA1111(text) {
         settings.height = Number(hgt);
       } else if (key === "Model") settings.base_model_name = value;
       else if (key === "Denoising strength") settings.strength = Number(value);
+      else if (key === "Clip skip") settings.clip_skip = Number(value);
+      else if (key === "Model hash") settings.model_hash = value;
+      else if (key === "Lora hashes") {
+        settings.lora_hashes = Object.fromEntries(value.split(",").filter((p) => p.includes(":"))
+          .map((p) => [p.slice(0, p.lastIndexOf(":")).trim(), p.slice(p.lastIndexOf(":") + 1).trim()]));
+      }
     }
+    if (schedule === "karras" && Object.values(SAMPLERS).includes(`${settings.scheduler}_karras`)) settings.scheduler = `${settings.scheduler}_karras`;
   }
   return settings;
 }

@@ -43,6 +43,7 @@ export function mountImageView(panel, app) {
   const width = number({ min: 16, max: 4096, step: 8, placeholder: "auto", testid: "gen-width" });
   const height = number({ min: 16, max: 4096, step: 8, placeholder: "auto", testid: "gen-height" });
   const count = number({ min: 1, max: 16, value: 1, testid: "gen-count" });
+  const clipSkip = number({ min: 1, max: 12, step: 1, placeholder: "1", testid: "gen-clip-skip" });
   const scheduler = select(SCHEDULERS.map((s) => ({ value: s, label: s || "auto" })), { testid: "gen-scheduler" });
   const strength = number({ min: 0.05, max: 1, step: "0.05", value: 0.6, testid: "gen-strength" });
   const presetSel = select([{ value: "", label: "-" }, ...Object.keys(presets).map((p) => ({ value: p, label: p }))], { testid: "gen-preset" });
@@ -76,6 +77,7 @@ export function mountImageView(panel, app) {
       biField("シード (-1 = ランダム)", "Seed (-1 = random)", seed), biField("ステップ数", "Steps", steps),
       biField("CFG スケール", "CFG scale", cfg), biField("サンプラー", "Sampler", scheduler),
       biField("幅", "Width", width), biField("高さ", "Height", height), biField("枚数", "Images", count),
+      biField("Clip skip (2 = アニメ系 SD1.5 の定番)", "Clip skip (2 = the anime SD1.5 norm)", clipSkip),
       h("details", { class: "full", testid: "gen-advanced" }, bi("img2img・inpaint・ControlNet・IP-Adapter・VAE・リファイナー", "img2img, inpaint, ControlNet, IP-Adapter, VAE, refiner", "summary"),
         h("div", { class: "form-grid" },
           fileField("image", "元画像 (img2img / inpaint)", "Init image (img2img / inpaint)"),
@@ -93,6 +95,14 @@ export function mountImageView(panel, app) {
   );
 
   let adapters = [];
+  let allAdapters = [];
+  let baseModels = [];
+  // only the LoRAs trained for the chosen base's architecture (or of unknown architecture) are offered
+  function compatibleAdapters() {
+    const base = baseModels.find((x) => refOf(x) === baseSel.value);
+    const arch = base && base.architecture;
+    return allAdapters.filter((a) => !arch || !a.architecture || a.architecture === arch);
+  }
   function adapterRow(name = "", weight = 1) {
     const sel = select([{ value: "", label: "-" }, ...adapters.map((a) => ({ value: a.name, label: a.name }))], { testid: "gen-adapter" });
     sel.value = name;
@@ -104,6 +114,14 @@ export function mountImageView(panel, app) {
     return row;
   }
   addAdapter.addEventListener("click", () => adapterRow());
+  baseSel.addEventListener("change", () => {
+    adapters = compatibleAdapters();
+    for (const row of adapterRows.querySelectorAll("select")) {
+      const v = row.value;
+      setOptions(row, [{ value: "", label: "-" }, ...adapters.map((a) => ({ value: a.name, label: a.name }))]);
+      row.value = adapters.some((a) => a.name === v) ? v : "";
+    }
+  });
 
   function chosenAdapters() {
     return [...adapterRows.querySelectorAll("[data-testid='gen-adapter-row']")]
@@ -120,7 +138,7 @@ export function mountImageView(panel, app) {
   const num = (el) => (el.value === "" ? undefined : Number(el.value));
   async function request(extra = {}) {
     const params = { seed: num(seed), steps: num(steps), guidance_scale: num(cfg), width: num(width), height: num(height),
-      num_images: num(count) || 1, scheduler: scheduler.value || undefined, negative_prompt: negative.value, ...extra };
+      num_images: num(count) || 1, clip_skip: num(clipSkip) > 1 ? num(clipSkip) : undefined, scheduler: scheduler.value || undefined, negative_prompt: negative.value, ...extra };
     const input = { prompt: prompt.value };
     for (const [key, el] of Object.entries(files)) if (el.files && el.files[0]) input[key] = await uploadInput(el.files[0]);
     if (input.image) params.strength = num(strength);
@@ -187,6 +205,7 @@ export function mountImageView(panel, app) {
     if (settings.height) height.value = settings.height;
     if (settings.scheduler && SCHEDULERS.includes(settings.scheduler)) scheduler.value = settings.scheduler;
     if (settings.strength) strength.value = settings.strength;
+    if (settings.clip_skip !== undefined) clipSkip.value = settings.clip_skip && settings.clip_skip > 1 ? settings.clip_skip : "";
     const base = [...baseSel.options].find((o) => o.value === settings.base_model || o.textContent.startsWith(settings.base_model_name || "\u0000"));
     if (base) baseSel.value = base.value;
     if (Array.isArray(settings.adapters)) {
@@ -218,10 +237,12 @@ export function mountImageView(panel, app) {
     const [models, list, vaes, refiners, controlnets, ips] = await Promise.all([
       listModels(m), listAdapters(m), listModelsOfKind(m, "vae"), listModelsOfKind(m, "refiner"),
       listModelsOfKind(m, "controlnet"), listModelsOfKind(m, "ip_adapter")]);
+    baseModels = models;
     const keep = baseSel.value;
     setOptions(baseSel, models.map((x) => ({ value: refOf(x), label: `${x.name}${x.architecture ? ` (${x.architecture})` : ""}` })));
     if (keep) baseSel.value = keep;
-    adapters = list;
+    allAdapters = list;
+    adapters = compatibleAdapters();
     for (const row of adapterRows.querySelectorAll("select")) {
       const v = row.value;
       setOptions(row, [{ value: "", label: "-" }, ...adapters.map((a) => ({ value: a.name, label: a.name }))]);

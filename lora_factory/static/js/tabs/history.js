@@ -4,8 +4,23 @@
 import { del, get, post } from "../api.js";
 import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notify, notifyKey, promptDialog, select, setI18n, showModal, withBusy } from "../dom.js";
 import { createJobView, statusKey } from "../jobview.js";
+import { getLang } from "../i18n.js";
 import { listAdapters } from "../lists.js";
 import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
+
+// training metrics under readable labels in the UI language (unknown keys as they are)
+const METRIC_LABELS = {
+  final_loss: ["最終損失", "final loss"], first_loss: ["最初の損失", "first loss"], train_loss: ["学習損失", "training loss"],
+  eval_loss: ["評価損失", "eval loss"], steps: ["ステップ数", "steps"], max_steps: ["最大ステップ数", "max steps"],
+  epochs: ["エポック数", "epochs"], images: ["画像数", "images"], images_with_repeats: ["画像数(繰り返し込み)", "images with repeats"],
+  resolution: ["解像度", "resolution"], buckets: ["バケット", "buckets"], steps_per_s: ["ステップ/秒", "steps / s"],
+  train_runtime: ["学習時間 (秒)", "training time (s)"], stopped: ["途中で停止", "stopped early"], peak_vram_mb: ["最大 VRAM (MB)", "peak VRAM (MB)"],
+};
+
+export function labelled(metrics) {
+  const ja = getLang() === "ja";
+  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [(METRIC_LABELS[k] || [k, k])[ja ? 0 : 1], v]));
+}
 
 const KINDS = ["download", "refine", "train", "eval", "merge", "export"];
 const STATUSES = ["queued", "running", "completed", "failed", "canceled", "interrupted"];
@@ -112,7 +127,7 @@ export function mount(panel, app) {
 
   async function showAdapter(a) {
     const data = await get(`/api/adapters/${encodeURIComponent(app.modality)}/${encodeURIComponent(a.name)}`);
-    const { evals, metrics, lineage, ...rest } = data;
+    const { evals, metrics, lineage, weights_file: weights, samples, ...rest } = data;
     const evalList = Array.isArray(evals) ? evals : evals ? [evals] : [];
     const latest = evalList.slice().sort((x, y) => String(y.created_at).localeCompare(String(x.created_at)))[0];
     showModal(
@@ -121,7 +136,10 @@ export function mount(panel, app) {
         "div",
         { testid: "adapter-detail" },
         kvTable(rest),
-        metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(metrics)) : null,
+        weights ? h("p", {}, h("a", { class: "button", href: weights.url, download: weights.name, testid: "adapter-weights-download", text: `⬇ ${weights.name}` })) : null,
+        metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(labelled(metrics), "adapter-metrics")) : null,
+        samples && samples.length ? h("div", { class: "img-gallery small", testid: "adapter-samples" },
+          ...samples.map((s) => h("a", { href: s.url, target: "_blank", rel: "noopener" }, h("img", { src: s.url, alt: s.name, title: s.name, class: "img-thumb", loading: "lazy", testid: "adapter-sample" })))) : null,
         h("h4", { i18n: "refine.lineage" }),
         renderLineage(lineage),
         h("h4", { i18n: "history.evals" }),

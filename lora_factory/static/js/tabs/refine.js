@@ -49,7 +49,7 @@ export function mount(panel, app) {
     });
     const desc = op.description_ja || op.description_en ? h("small", { class: "hint" }) : null;
     if (desc) setBilingual(desc, op.description_ja || op.description_en, op.description_en || op.description_ja);
-    box.append(h("div", { class: "field check" }, check, label), desc, form.empty ? null : params);
+    box.append(...[h("div", { class: "field check" }, check, label), desc, form.empty ? null : params].filter(Boolean));
     opsBox.append(box);
     ops.push({ name, check, form });
   }

@@ -8,11 +8,11 @@ import { defaultName, h, notifyKey, promptDialog, setBilingual, setI18n, withBus
 const META_LABELS = {
   speaker: ["話者", "speaker"], language: ["言語", "language"], line: ["行", "line"], duration: ["長さ", "length"],
   sample_rate: ["サンプリング周波数", "sample rate"], channels: ["チャンネル", "channels"], width: ["幅", "width"],
-  height: ["高さ", "height"], caption: ["キャプション", "caption"],
+  height: ["高さ", "height"], caption: ["キャプション", "caption"], size: ["サイズ", "size"], repeats: ["繰り返し", "repeats"],
 };
 const META_UNITS = { duration: " s", sample_rate: " Hz", width: " px", height: " px" };
 
-function metaLine(extra, lang) {
+export function metaLine(extra, lang) {
   return extra.map(([k, v]) => `${(META_LABELS[k] || [k, k])[lang]}: ${typeof v === "object" ? JSON.stringify(v) : v}${META_UNITS[k] || ""}`).join("  ");
 }
 
