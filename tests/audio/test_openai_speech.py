@@ -51,7 +51,9 @@ def test_pcm_streams_each_sentence_when_it_is_ready_and_a_wav_has_true_sizes(tmp
     total = sum(n for _, n in arrivals)
     assert total % 2 == 0 and total > 24000 * 2 * 0.5
     # four sentences made one after the other: the first one's bytes come long before the last one's
-    assert last - headers_at > 0.3, arrivals
+    # (a measurable span whatever the machine's speed: 4 sentences took 0.19 s on a quiet 2-core machine; a
+    # burst would put the first bytes as late as the last, which the ratio below refuses)
+    assert last - headers_at > 0.05 and len(arrivals) >= 3, arrivals
     assert first - headers_at < 0.35 * (last - headers_at), (headers_at, arrivals)
 
 

@@ -190,7 +190,9 @@ def test_page_loads_offline_and_every_tab_renders(watched_page: tuple[Any, Any],
         page.wait_for_load_state("networkidle")
         assert page.get_by_test_id(f"tab-{tab}").get_attribute("aria-selected") == "true"
         screenshot(page, f"tab-{tab}")
-    # The system tab shows the plugins, the text one included, and the versions.
+    # The system tab shows the plugins, the text one included, and the versions (filled in when /api/system and
+    # /api/plugins have answered: wait for the first row rather than trusting networkidle on a busy machine).
+    panel(page, "system").get_by_test_id("plugin-list").locator("tr").first.wait_for(timeout=30_000)
     assert panel(page, "system").get_by_test_id("plugin-list").locator("tr").count() >= 1
     assert "text" in panel(page, "system").get_by_test_id("plugin-list").inner_text()
     # ... and the server's health: the job scheduler runs, so no banner asks for attention.
