@@ -333,14 +333,7 @@ class Workspace:
                     if not sub.is_dir():
                         continue
                     for entry in sub.iterdir():
-                        if not entry.name.startswith((".tmp-", ".trash-")):
-                            continue
-                        try:
-                            age = now - entry.lstat().st_mtime
-                        except OSError:
-                            continue
-                        if age >= older_than_s:
-                            _remove_quietly(entry)
+                        if entry.name.startswith((".tmp-", ".trash-")) and _remove_if_stale(entry, now, older_than_s):
                             removed.append(self.relative(entry))
         for top, depth in TEMPORARY_PLACES:
             removed += self._clean_tree(self.home / top, depth, now, older_than_s)
@@ -358,12 +351,7 @@ class Workspace:
         for entry in entries:
             name = entry.name
             if name.startswith((".tmp-", ".trash-")) or (name.startswith(".") and name.endswith(".tmp")):
-                try:
-                    age = now - entry.lstat().st_mtime
-                except OSError:
-                    continue
-                if age >= older_than_s:
-                    _remove_quietly(entry)
+                if _remove_if_stale(entry, now, older_than_s):
                     removed.append(self.relative(entry))
             elif entry.is_dir() and not entry.is_symlink():
                 removed += self._clean_tree(entry, depth - 1, now, older_than_s)
@@ -383,6 +371,18 @@ class Workspace:
 # where else the product writes through a temporary name (checkpoints, generated media, uploads),
 # with how deep below it the temporaries lie: runs/<id>/checkpoints/.tmp-checkpoint-*
 TEMPORARY_PLACES = (("runs", 3), ("artifacts/outputs", 4), ("artifacts/uploads", 0))
+
+
+def _remove_if_stale(entry: Path, now: float, older_than_s: float) -> bool:
+    """Remove a leftover temporary once it is ``older_than_s`` old; True when it was removed."""
+    try:
+        age = now - entry.lstat().st_mtime
+    except OSError:
+        return False
+    if age < older_than_s:
+        return False
+    _remove_quietly(entry)
+    return True
 
 
 def _remove_quietly(path: Path) -> None:

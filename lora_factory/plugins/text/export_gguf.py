@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lora_factory.plugins.text.gguf_arch import GGUFArch, quantized, read_arch, unsupported
+from lora_factory.plugins.text.gguf_arch import GGUFArch, publish, quantized, read_arch, unsupported
 
 _EMBEDDING_MODULES = ("embed_tokens", "lm_head", "wte", "embed_in", "embed_out")
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight$")
@@ -115,11 +115,5 @@ def write_gguf_lora(adapter_dir: Path, base_dir: Path, out_path: Path, outtype: 
             data, qtype = quantized(array, outtype)
             writer.add_tensor(base_name + suffix, data, raw_dtype=qtype)
             types[qtype.name] = types.get(qtype.name, 0) + 1
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    finally:
-        writer.close()
-    tmp.replace(out_path)
+    publish(writer, tmp, out_path)
     return {"tensors": 2 * len(pairs), "alpha": alpha, "rank": rank, "types": types, "architecture": arch.arch}

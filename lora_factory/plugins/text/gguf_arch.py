@@ -144,3 +144,15 @@ def file_type(outtype: str) -> int:
 
     return {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
             "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype]
+
+
+def publish(writer: Any, tmp: Path, out_path: Path) -> None:
+    """Write a filled ``GGUFWriter`` (header, metadata, tensors) to its temporary file, then rename it into
+    place: a reader never sees a half-written GGUF."""
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    tmp.replace(out_path)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lora_factory.plugins.text.gguf_arch import GGUFArch, file_type, quantized, read_arch, unsupported
+from lora_factory.plugins.text.gguf_arch import GGUFArch, file_type, publish, quantized, read_arch, unsupported
 
 # the split regex of a pre-tokenizer -> llama.cpp's name for it (llama-vocab.cpp's LLAMA_VOCAB_PRE_TYPE_*)
 _PRE_PATTERNS = {
@@ -117,13 +117,7 @@ def write_gguf_model(state: dict[str, Any], arch: GGUFArch, tokenizer_dir: Path,
         data, qtype = quantized(array, outtype)
         writer.add_tensor(arch.gguf_name(module, f".{suffix}"), data, raw_dtype=qtype)
         count += 1
-    try:
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-    finally:
-        writer.close()
-    tmp.replace(out_path)
+    publish(writer, tmp, out_path)
     return {"tensors": count, "architecture": arch.arch, "outtype": outtype, "vocab": vocab}
 
 
