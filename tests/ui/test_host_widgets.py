@@ -73,7 +73,8 @@ def test_folder_dataset_browsed_and_edited_as_a_new_version(toy_page: tuple[Any,
     browser_box = datasets.get_by_test_id("dataset-browser")
     browser_box.get_by_test_id("dataset-browser-item").first.wait_for()
     assert browser_box.get_by_test_id("dataset-browser-item").count() == 2
-    assert page.evaluate("[...document.querySelectorAll('[data-testid=dataset-browser-image]')].every(i => i.complete && i.naturalWidth === 1)")
+    # the images load after the items appear: wait for them rather than read them at once
+    page.wait_for_function("[...document.querySelectorAll('[data-testid=dataset-browser-image]')].every(i => i.complete && i.naturalWidth === 1)")
     text = browser_box.locator("textarea[data-item='cat.png']")
     assert text.input_value() == "a cat"
     text.fill("a black cat")
@@ -103,7 +104,7 @@ def test_generation_gallery_streamed_speech_and_supports(toy_page: tuple[Any, Pa
     tile = view.get_by_test_id("gen-image-gallery-item").first
     tile.wait_for()
     assert tile.get_attribute("data-kind") == "image"
-    assert page.evaluate("document.querySelector('[data-testid=gen-image-gallery-item-image]').complete")
+    page.wait_for_function("document.querySelector('[data-testid=gen-image-gallery-item-image]').complete")
 
     infer.get_by_test_id("infer-kind-speech").click()
     speech = infer.get_by_test_id("infer-view-speech")
