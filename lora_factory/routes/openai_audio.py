@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1/audio", tags=["openai"])
 PCM_RATE = 24000  # OpenAI's pcm format: 24 kHz, 16-bit little-endian, mono
 # synthesis settings a client may add beside OpenAI's fields (extra_body in the openai client)
 EXTRA_PARAMS = ("pitch", "volume_db", "pause_ms", "temperature", "top_p", "seed", "max_seconds_per_sentence",
-                "target_lufs", "true_peak_db", "sample_rate", "latin")
+                "target_lufs", "true_peak_db", "sample_rate", "latin", "batch_sentences", "int8")
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "pcm": "audio/pcm", "mp3": "audio/mpeg", "opus": "audio/ogg"}
 WHOLE_FILE_FORMATS = ("flac", "mp3", "opus")  # encoded once the whole text is spoken
 

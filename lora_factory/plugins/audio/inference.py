@@ -140,6 +140,15 @@ def _reference_of(request: dict[str, Any]) -> tuple[np.ndarray, int, str] | None
     return wave, sr, transcript
 
 
+def _int8_of(cache: dict[str, Any], tts: TTSModel, adapters: list[tuple[Path, float]]) -> TTSModel:
+    """The int8 copy for this adapter set, kept until another set (or base) asks for one."""
+    key = tuple((str(path.resolve()), weight) for path, weight in adapters)
+    if cache.get("int8_key") != key:
+        cache.pop("int8", None)
+        cache["int8"], cache["int8_key"] = tts.int8(), key
+    return cache["int8"]
+
+
 def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, Any]]:
     text = str(request["input"]["text"])
     params = presets.trusted(SpeechParams, request.get("params") or {})
@@ -152,7 +161,11 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
     pieces: list[np.ndarray] = []
     spoken: list[str] = []
     rate = 0
-    with _with_adapter(cache, _adapter_list(request)) as tts:
+    adapters = _adapter_list(request)
+    with _with_adapter(cache, adapters) as tts:
+        int8 = params.int8 and tts.device == "cpu"
+        if int8:
+            tts = _int8_of(cache, tts, adapters)
         for chunk in synthesize(tts, text, params, dictionary, reference=reference):
             if first_chunk is None:
                 first_chunk = time.perf_counter() - started
@@ -171,7 +184,8 @@ def speech_events(request: dict[str, Any], session: Any) -> Iterator[dict[str, A
             "time_to_first_chunk_s": round(first_chunk or total, 3), "total_s": round(total, 3),
             "rtf": round(total / duration, 3) if duration else None,
             "lufs": round(integrated_loudness(wave, rate), 2) if wave.size else None,
-            "format": params.format, "chunks": len(pieces),
+            "format": params.format, "chunks": len(pieces), "lm": "int8" if int8 else "float",
+            "batch_sentences": params.batch_sentences,
             "reference_seconds": round(reference[0].size / reference[1], 3) if reference else None}
     yield media.audio_event(path, rate, meta)
     yield media.done_event(text="".join(spoken), usage={"audio_seconds": meta["seconds"], "chunks": len(pieces)},
