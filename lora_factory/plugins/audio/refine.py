@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lora_factory.kit.refine import Operation, OperationRegistry, RefineParams
 from lora_factory.plugins.audio import dsp
@@ -34,7 +34,7 @@ from lora_factory.plugins.audio.dataset_formats import (
 )
 from lora_factory.plugins.audio.loudness import integrated_loudness, normalize_loudness
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary, normalize_text
-from lora_factory.plugins.audio.vad import SliceParams, slice_recording
+from lora_factory.plugins.audio.vad import Segment, SliceParams, SliceResult, slice_recording
 
 SLICES_FILE = "slices.jsonl"  # {id, source, start, end} per clip cut by ``slice``
 
@@ -50,6 +50,16 @@ class SliceOp(_Params):
     pad_ms: int = Field(100, ge=0, le=2000)
     method: Literal["webrtc", "energy"] = "webrtc"
     aggressiveness: int = Field(2, ge=0, le=3)
+    cuts: dict[str, list[tuple[float, float]]] = Field(
+        default_factory=dict, description="recording id -> [start, end] seconds chosen in the slice review; "
+                                          "these recordings are cut there instead of at detected pauses")
+
+    @field_validator("cuts")
+    @classmethod
+    def _ordered_cuts(cls, value: dict[str, list[tuple[float, float]]]) -> dict[str, list[tuple[float, float]]]:
+        from lora_factory.plugins.audio.slice_review import check_cuts
+
+        return {k: [(a, b) for a, b in v] for k, v in check_cuts({k: [list(c) for c in v] for k, v in value.items()}).items()}
 
 
 class TranscribeOp(_Params):
@@ -166,9 +176,15 @@ def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
     params = SliceParams(min_seconds=p.min_seconds, max_seconds=p.max_seconds, min_silence_ms=p.min_silence_ms,
                          pad_ms=p.pad_ms, method=p.method, aggressiveness=p.aggressiveness)
     out: list[WorkClip] = []
+    unknown = sorted(set(p.cuts) - {item.clip.id for item in state.clips})
+    if unknown:
+        raise EditError(f"no recording '{unknown[0]}' in the dataset (slice cuts)")
     for item in state.clips:
         wave, sr = read_audio(item.audio, max_seconds=RECORDING_DECODE_SECONDS)
-        result = slice_recording(wave, sr, params)
+        if item.clip.id in p.cuts:  # the cut list of the slice review, as the user left it
+            result = SliceResult(_chosen_segments(p.cuts[item.clip.id], wave.size, sr, item.clip.id), [])
+        else:
+            result = slice_recording(wave, sr, params)
         segments = result.segments
         if result.dropped:
             state.removed[f"utterance shorter than {p.min_seconds:g} s (slice)"] += len(result.dropped)
@@ -188,6 +204,15 @@ def op_slice(state: RefineState, p: SliceOp, ctx: Any) -> None:
             out.append(WorkClip(clip, path, changed=True))
         ctx.log(f"slice: {item.clip.id} -> {len(segments)} clips")
     state.clips = out
+
+
+def _chosen_segments(cuts: list[tuple[float, float]], length: int, sr: int, recording: str) -> list[Segment]:
+    segments = [Segment(int(round(a * sr)), min(length, int(round(b * sr)))) for a, b in cuts]
+    for seg in segments:
+        if seg.end <= seg.start:
+            raise EditError(f"{recording}: a cut starts at {seg.start / sr:g} s, past the end of the recording "
+                            f"({length / sr:g} s)")
+    return segments
 
 
 def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
