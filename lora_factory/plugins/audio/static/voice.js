@@ -11,6 +11,7 @@ import { getLang } from "/static/js/i18n.js";
 import { createStreamPlayer } from "/static/js/widgets/audio_stream.js";
 import { createFolderBrowser } from "/static/js/widgets/folder_browser.js";
 import { registerTab } from "/static/js/tabs/registry.js";
+import { sliceReviewSection } from "./slice_review.js";
 
 const bi = (ja, en) => ({ bi: { ja, en } });
 const M = "audio";
@@ -336,7 +337,7 @@ export function mount(panel, app) {
   const state = {};
   const info = app.info();
   const licence = h("p", { class: "notice licence", testid: "voice-licences" }, info.licenses || "");
-  const parts = [datasetSection(state, app), builderSection(state), trainSection(state), synthSection(), transcribeSection(), dictionarySection()];
+  const parts = [datasetSection(state, app), builderSection(state), sliceReviewSection(), trainSection(state), synthSection(), transcribeSection(), dictionarySection()];
   panel.append(h("h1", bi("音声スタジオ", "Voice studio")), licence, ...parts.map((p) => p.el));
   return {
     async onShow() {
