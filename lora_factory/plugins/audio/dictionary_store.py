@@ -79,10 +79,18 @@ def read_preview(datasets_dir: Path, text: str, latin: str = "keep") -> dict[str
     from lora_factory.plugins.audio.text_norm import LATIN_MODES, NormalizationOptions
     from lora_factory.plugins.audio.text_norm.normalize import normalize_with_spans
     from lora_factory.plugins.audio.text_norm.reading import reading_of
+    from lora_factory.plugins.audio.text_norm.user_dict import FALL, RISE
 
     if latin not in LATIN_MODES:
         raise LoRAFactoryError("INVALID_REQUEST", "latin は keep / spell / kana のいずれかです。",
                                "latin must be keep, spell or kana.", 422, detail={"field": "latin"})
     options = NormalizationOptions(latin=latin, user_dictionary=UserDictionary.load(dictionary_path(datasets_dir)))
     normalized, spans = normalize_with_spans(text, options)  # the rules' readings taken literally
-    return {"text": text, "normalized": normalized, "reading": reading_of(normalized, spans).to_dict()}
+    reading = reading_of(normalized, spans).to_dict()
+    # a phrase whose accent the user set is shown under the word they registered, not its reading
+    by_marked = {e.spoken(): e.surface for e in options.user_dictionary.entries if e.accent is not None}
+    for phrase in reading["phrases"]:
+        if phrase["user"]:
+            marked = phrase["surface"].replace("[", RISE).replace("]", FALL)
+            phrase["surface"] = by_marked.get(marked, phrase["surface"])
+    return {"text": text, "normalized": normalized, "reading": reading}

@@ -75,7 +75,8 @@ class TranscribeOp(_Params):
 class NormalizeTextOp(_Params):
     latin: Literal["keep", "spell", "kana"] = "keep"
     use_user_dictionary: bool = True
-    user_dictionary: list[dict[str, str]] = Field(default_factory=list)  # filled by the server
+    accent_marks: bool = Field(True, description="the dictionary's accents as pitch marks, as synthesis writes them")
+    user_dictionary: list[dict[str, Any]] = Field(default_factory=list)  # filled by the server
 
 
 class LoudnessOp(_Params):
@@ -252,7 +253,7 @@ def op_transcribe(state: RefineState, p: TranscribeOp, ctx: Any) -> None:
 
 def op_normalize_text(state: RefineState, p: NormalizeTextOp, ctx: Any) -> None:
     dictionary = UserDictionary.from_list(p.user_dictionary if p.use_user_dictionary else [])
-    options = NormalizationOptions(latin=p.latin, user_dictionary=dictionary)
+    options = NormalizationOptions(latin=p.latin, user_dictionary=dictionary, accent_marks=p.accent_marks)
     for item in state.clips:
         item.clip = replace(item.clip, text=normalize_text(
             item.clip.text, replace(options, language=canonical_language(item.clip.language))))

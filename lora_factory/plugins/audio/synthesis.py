@@ -55,6 +55,8 @@ class SpeechParams(BaseModel):
         "sentences generated together after the first one (more throughput on a CPU; the first sentence "
         "still goes alone, so the first audio comes as soon)"))
     int8: bool = Field(False, description="int8 dynamic quantisation of the LM's linear layers (CPU only)")
+    accent_marks: bool = Field(True, description=(
+        "the accents set in the user dictionary go into the text as pitch marks (ト[ーキョー); off: plain reading"))
 
 
 SPEECH_PRESETS: dict[str, dict[str, Any]] = {
@@ -206,7 +208,8 @@ def synthesize(tts: TTSModel, text: str, params: SpeechParams, dictionary: UserD
 
     ``reference`` (wave, rate, transcript) clones that voice zero-shot: each sentence is generated
     as the continuation of the reference (Llasa's prompt-prefix cloning), with or without a LoRA."""
-    norm = NormalizationOptions(latin=params.latin, user_dictionary=dictionary or UserDictionary())
+    norm = NormalizationOptions(latin=params.latin, user_dictionary=dictionary or UserDictionary(),
+                                accent_marks=params.accent_marks)
     prefix = reference_prompt(tts, reference[0], reference[1], reference[2], norm) if reference else None
     sentences = [s for s in (normalize_text(x, norm) for x in split_sentences(text, params.max_sentence_chars)) if s]
     out_rate = params.sample_rate or tts.codec.sample_rate

@@ -11,6 +11,7 @@ import { getLang } from "/static/js/i18n.js";
 import { createStreamPlayer } from "/static/js/widgets/audio_stream.js";
 import { createFolderBrowser } from "/static/js/widgets/folder_browser.js";
 import { registerTab } from "/static/js/tabs/registry.js";
+import { accentEditor } from "./accent_editor.js";
 import { sliceReviewSection } from "./slice_review.js";
 
 const bi = (ja, en) => ({ bi: { ja, en } });
@@ -233,11 +234,13 @@ function synthSection() {
   const preview = h("button", { type: "button", testid: "voice-read", ...bi("読み方を確認", "Check the reading") });
   const speak = h("button", { type: "button", testid: "voice-speak", class: "primary", ...bi("合成（ストリーミング再生）", "Speak (streamed)") });
   text.addEventListener("input", () => clear(readOut));  // a reading of the old text is no reading of this one
-  preview.addEventListener("click", () => withBusy(preview, async () => {
+  async function showReading() {
     const r = await post("/api/audio/read", { text: text.value });
     clear(readOut);
-    readOut.append(h("div", { testid: "voice-normalized" }, r.normalized), h("div", { class: "muted", testid: "voice-accent" }, r.reading.accent || ""));
-  }));
+    readOut.append(h("div", { testid: "voice-normalized" }, r.normalized), h("div", { class: "muted", testid: "voice-accent" }, r.reading.accent || ""),
+      accentEditor(r.reading.phrases, showReading));
+  }
+  preview.addEventListener("click", () => withBusy(preview, showReading));
   speak.addEventListener("click", () => withBusy(speak, async () => {
     player.start();
     const params = {

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lora_factory.plugins.audio.text_norm import numbers as num
-from lora_factory.plugins.audio.text_norm.user_dict import UserDictionary
+from lora_factory.plugins.audio.text_norm.user_dict import FALL, RISE, UserDictionary
 
 LATIN_MODES = ("keep", "spell", "kana")
 
@@ -70,6 +70,9 @@ class NormalizationOptions:
     # another (zh, ko, yue) only NFKC and spaces (our rules would read its numbers in Japanese);
     # None: English rules for a line of Latin words, Japanese rules otherwise
     language: str | None = None
+    # the accents the user set in the dictionary, as pitch marks in the text ("ト[ーキョー"): the form a
+    # model trained with them reads; off, the entry's plain reading
+    accent_marks: bool = True
 
 
 def _hira(text: str) -> str:
@@ -262,7 +265,7 @@ def _symbols(text: str) -> str:
         elif ch in ",.":
             prev = text[i - 1] if i else ""
             out.append("" if not prev or prev in "、。" else ("、" if ch == "," else "。"))
-        elif ch in (OPEN, CLOSE):
+        elif ch in (OPEN, CLOSE, RISE, FALL):
             out.append(ch)
         elif unicodedata.category(ch) in ("So", "Sk", "Cs", "Co") or ch == "\ufe0f":
             continue  # emoji, pictographs, private use: nothing to say
@@ -301,12 +304,12 @@ def _normalize_marked(text: str, options: NormalizationOptions) -> str:
     text = text.replace("\u2044", "/")  # NFKC turns ½ into 1⁄2 (fraction slash)
     language = options.language or ("en" if is_english(text) else "ja")
     if language not in ("ja", "en"):
-        return _spaces(options.user_dictionary.apply(text, mark=_lit))
+        return _spaces(options.user_dictionary.apply(text, mark=_lit, accents=options.accent_marks))
     if language == "en":
         from lora_factory.plugins.audio.text_norm.english import normalize_english
 
-        return _spaces(normalize_english(options.user_dictionary.apply(text, mark=_lit)))
-    text = options.user_dictionary.apply(text, mark=_lit)
+        return _spaces(normalize_english(options.user_dictionary.apply(text, mark=_lit, accents=options.accent_marks)))
+    text = options.user_dictionary.apply(text, mark=_lit, accents=options.accent_marks)
     reader = options.counter_reader or _openjtalk_counter
     text = _ranges_and_codes(text)
     text = _dates(text)
@@ -333,7 +336,11 @@ def normalize_with_spans(text: str, options: NormalizationOptions | None = None)
     start = None
     length = 0
     for ch in marked:
-        if ch == OPEN:
+        if ch in (RISE, FALL):
+            if options.accent_marks:
+                out.append("[" if ch == RISE else "]")
+                length += 1
+        elif ch == OPEN:
             start = length
         elif ch == CLOSE:
             if start is not None and length > start:

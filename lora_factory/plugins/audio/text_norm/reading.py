@@ -3,6 +3,10 @@
 Shown to the user before synthesis ("the text as it will be read") so a misread kanji is caught
 before a minute of audio is generated: the katakana pronunciation and the accent of each phrase in
 the common notation ``[`` = pitch rises after this mora, ``]`` = pitch falls after this mora.
+
+An accent the user set (a dictionary entry with an accent type) is in the normalised text already,
+as katakana with those marks: it is taken as set, never re-guessed by OpenJTalk. The preview gives
+each accent phrase with its morae and type, so the UI can edit the accent mora by mora.
 """
 
 from __future__ import annotations
@@ -39,18 +43,42 @@ def mark_accent(morae: list[str], accent: int) -> str:
     return "".join(out)
 
 
+def accent_of_marked(marked: str) -> tuple[list[str], int]:
+    """The morae and accent type of a marked reading (``ト[ーキョー`` -> 0, ``ハ]シ`` -> 1)."""
+    morae = split_morae(marked.replace("[", "").replace("]", ""))
+    if "]" not in marked:
+        return morae, 0
+    return morae, len(split_morae(marked[: marked.index("]")].replace("[", "")))
+
+
+@dataclass
+class Phrase:
+    surface: str  # the text OpenJTalk read as this phrase (the marked reading for a user's accent)
+    morae: list[str]
+    accent: int
+    user: bool = False  # the accent comes from the user's dictionary
+
+    def to_dict(self) -> dict[str, object]:
+        return {"surface": self.surface, "morae": self.morae, "accent": self.accent, "user": self.user}
+
+
 @dataclass
 class Reading:
     kana: str  # the pronunciation, katakana
     accent: str  # phrases with accent marks, separated by spaces
     available: bool = True
+    phrases: list[Phrase] | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"kana": self.kana, "accent": self.accent, "available": self.available}
+        return {"kana": self.kana, "accent": self.accent, "available": self.available,
+                "phrases": [p.to_dict() for p in self.phrases or []]}
 
 
-def _katakana(text: str) -> str:
+def katakana(text: str) -> str:
     return "".join(chr(ord(c) + 0x60) if "ぁ" <= c <= "ゖ" else c for c in text)
+
+
+_katakana = katakana
 
 
 def _spell_acronyms(text: str) -> str:
@@ -82,19 +110,42 @@ def reading_of(text: str, spans: list[tuple[int, int]] | None = None) -> Reading
         import pyopenjtalk
     except Exception:
         return Reading(kana="", accent="", available=False)
-    text = literal_kana(text, spans or [])
-    phrases: list[tuple[list[str], int]] = []
-    for node in pyopenjtalk.run_frontend(text):
+    phrases: list[tuple[list[str], int, str, bool]] = []
+    last = 0
+    for start, end in sorted(spans or []) + [(len(text), len(text))]:
+        piece = text[start:end]
+        if "[" in piece or "]" in piece:  # an accent the user set: taken as set
+            phrases += _frontend_phrases(pyopenjtalk, text[last:start], _within(spans or [], last, start))
+            morae, accent = accent_of_marked(piece)
+            phrases.append((morae, accent, piece, True))
+            last = end
+    phrases += _frontend_phrases(pyopenjtalk, text[last:], _within(spans or [], last, len(text)))
+    kana = "".join("".join(m) for m, *_ in phrases)
+    marked = " ".join("".join(m) if acc < 0 else mark_accent(m, acc) for m, acc, *_ in phrases)
+    words = [Phrase(surface, m, acc, user) for m, acc, surface, user in phrases if acc >= 0]
+    return Reading(kana=kana, accent=marked.replace(" 、", "、").replace(" 。", "。"), phrases=words)
+
+
+def _within(spans: list[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
+    return [(a - start, b - start) for a, b in spans if start <= a and b <= end]
+
+
+def _frontend_phrases(pyopenjtalk: object, text: str, spans: list[tuple[int, int]]) -> list[tuple[list[str], int, str, bool]]:
+    """OpenJTalk's accent phrases of ``text``: (morae, accent type or -1 for a pause, surface, False)."""
+    if not text.strip():
+        return []
+    phrases: list[tuple[list[str], int, str, bool]] = []
+    for node in pyopenjtalk.run_frontend(literal_kana(text, spans)):  # type: ignore[attr-defined]
         pron = str(node.get("pron", "")).replace("’", "")
         if node.get("pos") == "記号" or not pron or pron in ("、", "。", "？", "！"):
             if pron in ("、", "。", "？", "！"):
-                phrases.append(([pron], -1))
+                phrases.append(([pron], -1, pron, False))
             continue
         morae = split_morae(pron)
+        surface = str(node.get("string", ""))
         if phrases and node.get("chain_flag") == 1 and phrases[-1][1] >= 0:
-            phrases[-1][0].extend(morae)
+            last = phrases[-1]
+            phrases[-1] = (last[0] + morae, last[1], last[2] + surface, False)
         else:
-            phrases.append((morae, int(node.get("acc", 0))))
-    kana = "".join("".join(m) for m, _ in phrases)
-    marked = " ".join("".join(m) if acc < 0 else mark_accent(m, acc) for m, acc in phrases)
-    return Reading(kana=kana, accent=marked.replace(" 、", "、").replace(" 。", "。"))
+            phrases.append((morae, int(node.get("acc", 0)), surface, False))
+    return phrases
