@@ -238,3 +238,37 @@ def test_merge_refuses_unknown_adapters_and_other_architectures(tiny_sd15, tmp_p
     with pytest.raises(LoRAFactoryError) as err:
         _export(home, tiny_sd15, one, "lora_resize", {}, "m", "m4")
     assert err.value.code == "INVALID_EXPORT_PARAMS"
+
+
+def test_cli_resize_publishes_a_new_adapter_listed_under_its_source_with_lineage(tmp_path, tiny_workspaces,
+                                                                               server_factory):
+    """Through the product: ``lora-factory export one --to lora_resize`` (a job), then the API lists the new
+    adapter with its parents and under the source's exports."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.image.conftest import SINGLE_THREAD_ENV
+
+    home = tmp_path / "ws"
+    tiny_workspaces.copy(home, ("image", "--out", "models/image/tiny"))
+    make_random_adapter(home / "models" / "image" / "tiny", home / "lora_adapters" / "image" / "one", "sd15",
+                        text_encoder=False)
+    out = subprocess.run([sys.executable, "-m", "lora_factory.cli", "export", "one", "--to", "lora_resize",
+                          "--modality", "image", "--param", "rank=2", "--name", "one-r2", "--wait",
+                          "--home", str(home)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **SINGLE_THREAD_ENV})
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed = json.loads(out.stdout[out.stdout.rindex("{\n  \"adapter\""):])
+    assert printed["adapter"] == "one-r2" and printed["checks"]["rank"] == 2
+    server = server_factory(home)
+    with server.client() as c:
+        made = c.get("/api/adapters/image/one-r2").json()
+        assert made["architecture"] == "sd15" and made["base_model"] == "models/image/tiny"
+        roles = {(p["role"], p["artifact"]["name"]) for p in made["lineage"]["parents"]}
+        assert roles == {("adapter", "one"), ("base_model", "tiny")}
+        source = c.get("/api/adapters/image/one").json()
+        assert [(e["name"], e["target"], e["adapter"]) for e in source["exports"]] == [("one-r2", "lora_resize", True)]
+        taken = c.post("/api/exports", json={"modality": "image", "adapter": "one", "target": "lora_resize",
+                                             "output_name": "one-r2", "params": {"rank": 1}})
+        assert taken.status_code == 409 and taken.json()["error"]["code"] == "OUTPUT_EXISTS"
