@@ -51,9 +51,9 @@ def resolve_hub_spec(spec: dict[str, Any], *, home: Path, adapter_info: dict[str
         raise LoRAFactoryError(
             "HUB_TOKEN_REQUIRED",
             "Hub への公開には書き込み権限のあるトークンが必要です。システムタブで hf_token を設定してください"
-            "(CLI: lora-factory settings hf_token <token>)。",
+            "(CLI: lora-factory settings set hf_token <token>)。",
             "Pushing to the Hub needs a token with write access: set hf_token in the System tab "
-            "(CLI: lora-factory settings hf_token <token>).", http_status=400, detail={"field": "hf_token"})
+            "(CLI: lora-factory settings set hf_token <token>).", http_status=400, detail={"field": "hf_token"})
     message = str(given.get("commit_message") or f"Upload {Path(spec['adapter']).name} from LoRA Factory")
     params = {"repo_id": repo_id, "private": private, "commit_message": message[:200]}
     card = model_card(Path(spec["adapter"]), adapter_info)
