@@ -28,7 +28,12 @@ def submit_export(req: ExportRequest, *, plugins: Any, catalog: Any, jobs: Any, 
                                f"(it offers: {', '.join(targets) or 'nothing'}).",
                                detail={"field": "target", "known": sorted(targets)})
     adapter = catalog.adapter_path(req.modality, req.adapter)
-    base = adapter_base(req.modality, adapter, req.base_model)
+    try:
+        base = adapter_base(req.modality, adapter, req.base_model)
+    except LoRAFactoryError:
+        if req.target != HUB_TARGET:  # a push sends the adapter alone: its base need not be in this workspace
+            raise
+        base = None
     name = safe_name(req.output_name or f"{adapter.name}-{req.target}", "output name")
     kind = "train" if targets[req.target].get("output") == "adapter" else "export"  # where the output goes
     if jobs.output_taken(kind, req.modality, name) or jobs.store.output_name_taken("export", req.modality, name):
@@ -36,8 +41,9 @@ def submit_export(req: ExportRequest, *, plugins: Any, catalog: Any, jobs: Any, 
                                f"'{name}' already exists; choose another name.", http_status=409,
                                detail={"output_name": name})
     spec: dict[str, Any] = {
-        "adapter": str(adapter), "base_model": str(base), "target": req.target, "params": dict(req.params),
-        "output_name": name, "adapter_ref": workspace.relative(adapter), "base_model_ref": workspace.relative(base),
+        "adapter": str(adapter), "base_model": str(base) if base else "", "target": req.target,
+        "params": dict(req.params), "output_name": name, "adapter_ref": workspace.relative(adapter),
+        "base_model_ref": workspace.relative(base) if base else None,
     }
     if req.target == HUB_TARGET:  # the host's own target, the same for every modality
         from lora_factory.core.jobs.hub_push import resolve_hub_spec
