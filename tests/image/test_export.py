@@ -243,7 +243,10 @@ def test_merge_refuses_unknown_adapters_and_other_architectures(tiny_sd15, tmp_p
 def test_cli_resize_publishes_a_new_adapter_listed_under_its_source_with_lineage(tmp_path, tiny_workspaces,
                                                                                server_factory):
     """Through the product: ``lora-factory export one --to lora_resize`` (a job), then the API lists the new
-    adapter with its parents and under the source's exports."""
+    adapter with its parents and under the source's exports. About 50 s on a quiet 2-core machine when run
+    alone (the CLI process and its job worker import diffusers, then a server starts; the tiny workspace
+    is built once per session and shared with the image end-to-end test): the one test of the publish path
+    (finalize -> lora_adapters/, lineage, listing) for a derived adapter."""
     import os
     import subprocess
     import sys
