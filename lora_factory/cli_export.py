@@ -1,4 +1,5 @@
-"""``lora-factory export <adapter> --to gguf|ollama|vllm|ct2|a1111 ...``: the CLI face of ``POST /api/exports``.
+"""``lora-factory export <adapter> --to gguf|ollama|vllm|ct2|a1111|lora_merge|lora_resize|hub ...``: the CLI
+face of ``POST /api/exports``.
 
 The export runs as a job like any other (progress, cancel, log: ``lora-factory jobs ...``); with
 ``--wait`` the command follows it and prints where the files are and the commands that load them.
@@ -14,7 +15,8 @@ from typing import Any
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p = sub.add_parser("export", parents=[common],
-                       help="export an adapter for another runtime (GGUF / Ollama / vLLM / faster-whisper / A1111)")
+                       help="export an adapter for another runtime (GGUF / Ollama / vLLM / faster-whisper / A1111), "
+                            "merge or resize image LoRAs, or push it to the Hugging Face Hub")
     p.add_argument("adapter", help="the adapter's name (lora_adapters/<modality>/<name>)")
     p.add_argument("--to", dest="target", required=True, help="the target: one of the modality's export_targets")
     p.add_argument("--modality", default="text")
@@ -46,7 +48,13 @@ def cmd_export(args: argparse.Namespace, services: Any, parse_params: Any, wait:
         return 0
     code = wait(svc, queued["job_id"])
     if code == 0:
+        result = svc.jobs.store.get(queued["job_id"]).get("result") or {}
+        if result.get("publish_as") == "adapter":  # a merge / resize: a new adapter, not an export folder
+            info = svc.catalog.adapter_info(args.modality, svc.catalog.adapter_path(args.modality, queued["output_name"]))
+            print(json.dumps({"adapter": info["name"], "path": info["path"], "checks": result.get("checks"),
+                              "commands": result.get("commands")}, ensure_ascii=False, indent=2))
+            return code
         info = svc.exports.export_info(args.modality, svc.exports.export_path(args.modality, queued["output_name"]))
-        print(json.dumps({k: info[k] for k in ("path", "primary", "opens_in", "commands", "warnings")},
+        print(json.dumps({k: info[k] for k in ("path", "primary", "opens_in", "commands", "warnings", "checks")},
                          ensure_ascii=False, indent=2))
     return code

@@ -156,3 +156,44 @@ def as_user_error(exc: BaseException) -> LoRAFactoryError | None:
             "file aside, starts a fresh one and rebuilds the history from runs/ and the adapters.",
             http_status=500, detail={"reason": str(exc)})
     return None
+
+
+def hub_error(exc: BaseException, endpoint: str, repo_id: str, revision: str) -> LoRAFactoryError:
+    """Map huggingface_hub / httpx failures to our stable codes (downloads, and pushes to the Hub)."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    detail = {"endpoint": endpoint, "repo_id": repo_id, "revision": revision, "reason": f"{type(exc).__name__}: {exc}"[:500]}
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, GatedRepoError) or (status in (401, 403) and not isinstance(exc, RepositoryNotFoundError)):
+        return LoRAFactoryError(
+            "HUB_AUTH_REQUIRED",
+            f"「{repo_id}」のダウンロードには認証が必要です。Hugging Face でアクセス許可を得て、トークン (HF_TOKEN) を設定してください。",
+            f"'{repo_id}' needs authentication: accept its terms on Hugging Face and set a token (HF_TOKEN).",
+            401, detail=detail)
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError, RemoteEntryNotFoundError)) or status == 404:
+        return LoRAFactoryError(
+            "MODEL_NOT_FOUND",
+            f"モデル「{repo_id}」(リビジョン {revision}) が見つかりません。名前を確認してください(非公開ならトークンが必要です)。",
+            f"Model '{repo_id}' (revision {revision}) was not found; check the name (private repos need a token).",
+            404, detail=detail)
+    if isinstance(exc, HfHubHTTPError) and status is not None:
+        return LoRAFactoryError("HUB_ERROR", f"Hub がエラーを返しました (HTTP {status})。しばらくして再実行してください。",
+                                f"The Hub answered HTTP {status}; try again later.", 502, detail=detail)
+    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError)) or \
+            type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests", "urllib3"):
+        return LoRAFactoryError(
+            "HUB_UNREACHABLE",
+            f"Hugging Face Hub ({endpoint}) に接続できません。ネットワーク接続を確認してください。"
+            "再実行すると途中から再開します。",
+            f"Cannot reach the Hugging Face Hub ({endpoint}); check the network. Running again resumes the download.",
+            503, detail=detail)
+    return LoRAFactoryError("HUB_ERROR", f"ダウンロードに失敗しました: {exc}", f"The download failed: {exc}", 502,
+                            detail=detail)

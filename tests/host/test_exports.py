@@ -57,7 +57,7 @@ def test_hook_resolve_export_spec_refuses_before_queueing(dummy_home, server_fac
         before = len(c.get("/api/jobs").json()["jobs"])
         unknown = c.post("/api/exports", json={"modality": "dummy", "adapter": "ad", "target": "gguf"})
         assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "EXPORT_UNKNOWN_TARGET"
-        assert unknown.json()["error"]["detail"]["known"] == ["folder", "txt"]
+        assert unknown.json()["error"]["detail"]["known"] == ["folder", "hub", "txt"]  # hub: the host's, for all
         bad = c.post("/api/exports", json={"modality": "dummy", "adapter": "ad", "target": "txt", "params": {"bad": 1}})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_EXPORT_PARAMS"
         missing = c.post("/api/exports", json={"modality": "dummy", "adapter": "nope", "target": "txt"})

@@ -2,101 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.plugins.text.download import download_text_model, select_repo_files
 from lora_factory.plugins.text.model_info import inspect_text_model
-
-REPO = "acme/tiny-chat"
-COMMIT = "a" * 40
-
-
-def _fake_hub(files: dict[str, bytes], fail_first_get: set[str] | None = None):
-    """A Hub look-alike for the endpoints huggingface_hub 2.x calls: model info, HEAD/GET resolve."""
-    log: list[tuple[str, str, str | None]] = []
-    fail = set(fail_first_get or ())
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):  # quiet
-            pass
-
-        def _not_found(self, code: str = "RepoNotFound"):
-            self.send_response(404)
-            self.send_header("X-Error-Code", code)
-            self.send_header("Content-Type", "application/json")
-            body = json.dumps({"error": "not found"}).encode()
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-
-        def _file(self, head: bool):
-            path = unquote(urlparse(self.path).path)
-            prefix = f"/{REPO}/resolve/"
-            if not path.startswith(prefix):
-                return self._not_found()
-            _rev, _, name = path[len(prefix):].partition("/")
-            if name not in files:
-                return self._not_found("EntryNotFound")
-            data = files[name]
-            rng = self.headers.get("Range")
-            log.append((self.command, name, rng))
-            start = 0
-            if rng and rng.startswith("bytes="):
-                start = int(rng[6:].split("-")[0])
-            if not head and name in fail:
-                fail.discard(name)
-                self.send_response(500)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206 if start else 200)
-            self.send_header("X-Repo-Commit", COMMIT)
-            self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
-            self.send_header("Content-Length", str(len(data) - start))
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Accept-Ranges", "bytes")
-            self.end_headers()
-            if not head:
-                self.wfile.write(data[start:])
-
-        def do_HEAD(self):
-            self._file(head=True)
-
-        def do_GET(self):
-            path = unquote(urlparse(self.path).path)
-            if path.startswith("/api/models/"):
-                repo = path[len("/api/models/"):].split("/revision/")[0]
-                log.append(("GET", "info", None))
-                if repo != REPO:
-                    return self._not_found()
-                body = json.dumps({
-                    "id": REPO, "modelId": REPO, "sha": COMMIT, "private": False,
-                    "siblings": [{"rfilename": n, "size": len(d), "blobId": hashlib.sha1(d).hexdigest()}
-                                 for n, d in files.items()],
-                }).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
-            self._file(head=False)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server, log
+from tests.fake_hub import REPO
+from tests.fake_hub import fake_hub as _fake_hub
 
 
 @pytest.fixture

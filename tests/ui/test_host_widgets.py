@@ -130,6 +130,18 @@ def test_generation_gallery_streamed_speech_and_supports(toy_page: tuple[Any, Pa
     page.get_by_test_id("tab-history").click()
     panel(page, "history").get_by_test_id("adapter-eval-toy-ui").wait_for()
     assert panel(page, "history").get_by_test_id("adapter-merge-toy-ui").count() == 0
+    # the Hub push (the host's target, offered for every modality) opens the export form with its parameters
+    panel(page, "history").get_by_test_id("adapter-hub-toy-ui").click()
+    assert page.get_by_test_id("export-target").input_value() == "hub"
+    assert page.get_by_test_id("export-name").input_value() == "toy-ui-hub"
+    assert page.get_by_test_id("export-hub-private").is_checked()  # private unless the user says otherwise
+    page.get_by_test_id("export-hub-repo_id").fill("me/toy-ui")
+    page.get_by_test_id("export-start").click()  # no token in this workspace: refused with the words to fix it
+    page.get_by_text("hf_token", exact=False).first.wait_for()
+    assert not (toy_server.home / "exports" / "toymedia" / "toy-ui-hub").exists()
+    page.keyboard.press("Escape")
+    expected = "the server responded with a status of 400"  # the refusal above, as the browser logs it
+    watch.console_errors = [e for e in watch.console_errors if expected not in e]
     watch.assert_clean()
 
 

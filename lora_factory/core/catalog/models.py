@@ -158,6 +158,10 @@ class Catalog:
                     exports.append({"name": child["name"], "target": child["meta"].get("target"),
                                     "job_id": child["job_id"], "created_at": child["created_at"],
                                     "download_url": f"/api/exports/{modality}/{child['name']}/download"})
+                elif child["kind"] == "adapter" and child["meta"].get("target"):  # a merge / resize made from it
+                    exports.append({"name": child["name"], "target": child["meta"].get("target"), "adapter": True,
+                                    "job_id": child["job_id"], "created_at": child["created_at"],
+                                    "download_url": f"/api/adapters/{modality}/{child['name']}/download"})
         info = {
             "name": path.name,
             "modality": modality,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.plugin_host.host_targets import HUB_TARGET
 from lora_factory.core.schemas import ExportRequest
 from lora_factory.core.storage.workspace import safe_name
 
@@ -27,19 +28,32 @@ def submit_export(req: ExportRequest, *, plugins: Any, catalog: Any, jobs: Any, 
                                f"(it offers: {', '.join(targets) or 'nothing'}).",
                                detail={"field": "target", "known": sorted(targets)})
     adapter = catalog.adapter_path(req.modality, req.adapter)
-    base = adapter_base(req.modality, adapter, req.base_model)
+    try:
+        base = adapter_base(req.modality, adapter, req.base_model)
+    except LoRAFactoryError:
+        if req.target != HUB_TARGET:  # a push sends the adapter alone: its base need not be in this workspace
+            raise
+        base = None
     name = safe_name(req.output_name or f"{adapter.name}-{req.target}", "output name")
-    if jobs.output_taken("export", req.modality, name) or jobs.store.output_name_taken("export", req.modality, name):
+    kind = "train" if targets[req.target].get("output") == "adapter" else "export"  # where the output goes
+    if jobs.output_taken(kind, req.modality, name) or jobs.store.output_name_taken("export", req.modality, name):
         raise LoRAFactoryError("OUTPUT_EXISTS", f"「{name}」は既に存在します。別の名前を指定してください。",
                                f"'{name}' already exists; choose another name.", http_status=409,
                                detail={"output_name": name})
     spec: dict[str, Any] = {
-        "adapter": str(adapter), "base_model": str(base), "target": req.target, "params": dict(req.params),
-        "output_name": name, "adapter_ref": workspace.relative(adapter), "base_model_ref": workspace.relative(base),
+        "adapter": str(adapter), "base_model": str(base) if base else "", "target": req.target,
+        "params": dict(req.params), "output_name": name, "adapter_ref": workspace.relative(adapter),
+        "base_model_ref": workspace.relative(base) if base else None,
     }
-    resolved = plugins.call("resolve_export_spec", req.modality, spec=spec, workspace=workspace)
-    if resolved is not None:
-        spec = dict(resolved)
+    if req.target == HUB_TARGET:  # the host's own target, the same for every modality
+        from lora_factory.core.jobs.hub_push import resolve_hub_spec
+
+        spec = resolve_hub_spec(spec, home=workspace.home,
+                                adapter_info=catalog.adapter_info(req.modality, adapter, with_lineage=True))
+    else:
+        resolved = plugins.call("resolve_export_spec", req.modality, spec=spec, workspace=workspace)
+        if resolved is not None:
+            spec = dict(resolved)
     spec["warnings"] = list(spec.get("warnings") or [])
     job_id = jobs.submit("export", req.modality, spec, output_name=name, gpu=False)
     return {"job_id": job_id, "output_name": name, "warnings": spec["warnings"]}

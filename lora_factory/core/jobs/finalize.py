@@ -90,6 +90,8 @@ def _finalize_export(workspace: Workspace, artifacts: ArtifactStore, job: dict[s
     modality, spec = job["modality"], job["spec"]
     if canceled or not has_files(ctx.output_dir):
         return result | {"published": False}
+    if result.get("publish_as") == "adapter":
+        return _finalize_derived_adapter(workspace, artifacts, job, ctx, result, name)
     record = {"target": spec.get("target"), "adapter": spec.get("adapter_ref"), "base_model": spec.get("base_model_ref"),
               "params": spec.get("params"), "warnings": (spec.get("warnings") or []) + (result.get("warnings") or []),
               "job_id": job["id"], "summary": result}
@@ -103,6 +105,26 @@ def _finalize_export(workspace: Workspace, artifacts: ArtifactStore, job: dict[s
                                      {k: v for k, v in record.items() if k != "job_id"})
     ctx.log(f"export saved to {workspace.relative(dest)}")
     return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True}
+
+
+def _finalize_derived_adapter(workspace: Workspace, artifacts: ArtifactStore, job: dict[str, Any], ctx: JobContext,
+                              result: dict[str, Any], name: str) -> dict[str, Any]:
+    """An export that makes a new adapter (LoRAs merged, a rank resized): ``lora_adapters/<modality>/<name>/``,
+    its parents every source adapter (role ``adapter``, so the export is listed under each) and the base."""
+    modality, spec = job["modality"], job["spec"]
+    dest = workspace.move_into_place(ctx.output_dir, workspace.adapters_dir(modality) / name)
+    ctx.output_dir.mkdir(parents=True, exist_ok=True)
+    sources = [Path(s["path"]) for s in spec.get("sources") or []] or [Path(spec["adapter"])]
+    parents = [(artifacts.ensure("adapter", modality, path), "adapter") for path in sources if path.is_dir()]
+    if spec.get("base_model") and Path(spec["base_model"]).is_dir():
+        parents.append((artifacts.ensure("model", modality, Path(spec["base_model"])), "base_model"))
+    meta = {"target": spec.get("target"), "params": spec.get("params"), "base_model": spec.get("base_model_ref"),
+            "derived_from": [s.get("ref") for s in spec.get("sources") or []], "checks": result.get("checks"),
+            "architecture": spec.get("architecture"), "metrics": result.get("checks")}
+    artifact_id = artifacts.register("adapter", modality, dest, job["id"], parents, meta)
+    ctx.log(f"adapter saved to {workspace.relative(dest)}")
+    return result | {"path": workspace.relative(dest), "artifact_id": artifact_id, "published": True,
+                     "adapter_name": dest.name}
 
 
 def _finalize_refine(workspace: Workspace, artifacts: ArtifactStore, job: dict[str, Any], ctx: JobContext,

@@ -23,6 +23,7 @@ from lora_factory.core.jobs.checkpoints import latest_checkpoint
 from lora_factory.core.jobs.context import JobContext
 from lora_factory.core.jobs.store import JobStore
 from lora_factory.core.plugin_host.host import load_plugin_host
+from lora_factory.core.plugin_host.host_targets import HUB_TARGET
 from lora_factory.core.process import create_time
 from lora_factory.core.storage.db import now_iso
 from lora_factory.core.storage.secrets import load_secrets, merge_secrets
@@ -217,6 +218,10 @@ def call_hook(plugin_host: Any, kind: str, modality: str, spec: dict[str, Any], 
         from lora_factory.core.jobs.regression import run_eval_job
 
         return run_eval_job(plugin_host, modality, spec, ctx)
+    if kind == "export" and spec.get("target") == HUB_TARGET:
+        from lora_factory.core.jobs.hub_push import run_hub_push
+
+        return run_hub_push(spec, ctx)
     result = plugin_host.call(HOOK_BY_KIND[kind], modality, spec=spec, ctx=ctx)
     if result is None:
         raise LoRAFactoryError(

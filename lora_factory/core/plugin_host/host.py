@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.plugin_host import hookspecs
+from lora_factory.core.plugin_host.host_targets import HOST_EXPORT_TARGETS
 
 DEFAULT_PLUGINS: tuple[str, ...] = ("lora_factory.plugins.text", "lora_factory.plugins.image", "lora_factory.plugins.audio")
 ENTRY_POINT_GROUP = "lora_factory"
@@ -268,6 +269,7 @@ class PluginHost:
                 for other, _ in candidates:
                     if other is not record:
                         other.shadowed.append(modality)
+            desc["export_targets"] = {**desc.get("export_targets", {}), **HOST_EXPORT_TARGETS}
             found[modality] = desc
             record.modalities.append(modality)
         for desc in self._unloaded_builtin_modalities():

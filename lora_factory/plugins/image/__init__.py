@@ -46,6 +46,7 @@ def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.plugins.image import generate_params as gp
     from lora_factory.plugins.image.dataset import DATASET_FORMAT, IMAGE_SUFFIXES
     from lora_factory.plugins.image.download import AUX_KINDS
+    from lora_factory.plugins.image.export_targets import EXPORT_TARGETS
     from lora_factory.plugins.image.presets import (
         DESCRIPTIONS_JA,
         PRESETS,
@@ -74,6 +75,7 @@ def describe_modalities() -> list[dict[str, Any]]:
                                     "presets": gp.GENERATE_PRESETS}},
         "aux_model_kinds": AUX_KINDS,
         "regression_checks": CHECKS,
+        "export_targets": EXPORT_TARGETS,
         "supports": ["tiny_model", "single_file", "item_edit", "regression", "compare", "png_info", "kohya_export",
                      "samples"],
         "licenses": ("SD1.5: CreativeML OpenRAIL-M / SDXL: OpenRAIL++-M / FLUX.1 [dev]: 非商用 (non-commercial); "
@@ -89,6 +91,24 @@ def download_model(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
     from lora_factory.plugins.image.download import download_image_model
 
     return download_image_model(spec, ctx)
+
+
+@hookimpl
+def resolve_export_spec(modality: str, spec: dict[str, Any], workspace: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.image.export_targets import resolve
+
+    return resolve(spec, workspace)
+
+
+@hookimpl
+def export_adapter(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, Any] | None:
+    if not _mine(modality):
+        return None
+    from lora_factory.plugins.image.export_targets import run
+
+    return run(spec, ctx)
 
 
 @hookimpl

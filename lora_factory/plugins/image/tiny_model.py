@@ -108,7 +108,7 @@ def build_tiny_sd15(out_dir: Path, seed: int = 0) -> dict[str, Any]:
 
 
 def build_tiny_sdxl(out_dir: Path, seed: int = 0) -> dict[str, Any]:
-    """A StableDiffusionXLPipeline layout: two CLIP encoders (the second with projection), time ids."""
+    """A StableDiffusionXLPipeline layout: two CLIP encoders (the second wider, with projection), time ids."""
     import torch
     from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
@@ -126,8 +126,10 @@ def build_tiny_sdxl(out_dir: Path, seed: int = 0) -> dict[str, Any]:
         projection_class_embeddings_input_dim=6 * time_dim + pooled, cross_attention_dim=64, norm_num_groups=16,
     )
     pipe = StableDiffusionXLPipeline(
-        unet=unet, vae=_vae(), text_encoder=CLIPTextModel(_clip_text_config(tokenizer, 32)),
-        text_encoder_2=CLIPTextModelWithProjection(_clip_text_config(tokenizer_2, 32, pooled)),
+        # widths 24 + 40 = the UNet's 64, different as CLIP-L's 768 and bigG's 1280 are: diffusers' single-file
+        # loader tells SDXL's two encoders apart by width, so equal widths would not survive a checkpoint round trip
+        unet=unet, vae=_vae(), text_encoder=CLIPTextModel(_clip_text_config(tokenizer, 24)),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_text_config(tokenizer_2, 40, pooled)),
         tokenizer=tokenizer, tokenizer_2=tokenizer_2, scheduler=_scheduler(), force_zeros_for_empty_prompt=True,
     )
     pipe.save_pretrained(out_dir, safe_serialization=True)

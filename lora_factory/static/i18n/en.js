@@ -236,6 +236,7 @@ export default {
   "history.export": "Export",
   "history.export_target": "Target (where it will run)",
   "history.export_name": "Name of the export (exports/<modality>/)",
+  "history.hub_push": "Push to the Hub",
   "history.export_start": "Start the export",
   "history.export_started": "Export started (saved as \"{name}\").",
   "history.merge_done": "The merged model \"{name}\" was added to the models.",

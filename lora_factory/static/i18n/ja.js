@@ -236,6 +236,7 @@ export default {
   "history.export": "エクスポート",
   "history.export_target": "書き出し先(動かす場所)",
   "history.export_name": "エクスポート名(exports/<モダリティ>/)",
+  "history.hub_push": "Hub に公開",
   "history.export_start": "エクスポート開始",
   "history.export_started": "エクスポートを開始しました(保存名「{name}」)。",
   "history.merge_done": "マージしたモデル「{name}」をモデル一覧に追加しました。",

@@ -6,6 +6,7 @@ import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTa
 import { createJobView, statusKey } from "../jobview.js";
 import { getLang } from "../i18n.js";
 import { listAdapters } from "../lists.js";
+import { schemaForm } from "../schema_form.js";
 import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
 
 // training metrics under readable labels in the UI language (unknown keys as they are)
@@ -157,17 +158,27 @@ export function mount(panel, app) {
     mergeView.follow(jobId);
   }
 
-  /** Export targets the modality declares (GGUF, Ollama, vLLM ...): a small form, then a followed job. */
-  function exportAdapter(a) {
+  /** Export targets the modality declares (GGUF, Ollama, vLLM, A1111, LoRA merge / resize, the Hub ...): the
+   * target's parameters as a form from its params_schema, then a followed job. */
+  function exportAdapter(a, preferred) {
     const targets = Object.entries(app.info().export_targets || {});
     const targetSel = select(targets.map(([id, d]) => ({ value: id, bi: { ja: d.label_ja || id, en: d.label_en || id } })), { testid: "export-target" });
-    const nameInput = h("input", { type: "text", value: `${a.name}-${targets.length ? targets[0][0] : "export"}`, testid: "export-name" });
-    targetSel.addEventListener("change", () => { nameInput.value = `${a.name}-${targetSel.value}`; });
+    if (preferred) targetSel.value = preferred;
+    const nameInput = h("input", { type: "text", value: `${a.name}-${targetSel.value || "export"}`, testid: "export-name" });
+    const paramsBox = h("div", { testid: "export-params" });
+    let params = null;
+    const showParams = () => {
+      const target = (app.info().export_targets || {})[targetSel.value] || {};
+      params = schemaForm(target.params_schema || {}, { idPrefix: `export-${targetSel.value}` });
+      paramsBox.replaceChildren(params.root);
+    };
+    showParams();
+    targetSel.addEventListener("change", () => { nameInput.value = `${a.name}-${targetSel.value}`; showParams(); });
     const start = h("button", { type: "button", class: "primary", i18n: "history.export_start", testid: "export-start" });
-    const dlg = showModal("history.export", h("div", { testid: "export-form" }, field("history.export_target", targetSel), field("history.export_name", nameInput), h("div", { class: "row end" }, start)));
+    const dlg = showModal("history.export", h("div", { testid: "export-form" }, field("history.export_target", targetSel), paramsBox, field("history.export_name", nameInput), h("div", { class: "row end" }, start)));
     start.addEventListener("click", () =>
       withBusy(start, async () => {
-        const queued = await post("/api/exports", { modality: app.modality, adapter: a.name, target: targetSel.value, output_name: nameInput.value.trim() || null });
+        const queued = await post("/api/exports", { modality: app.modality, adapter: a.name, target: targetSel.value, output_name: nameInput.value.trim() || null, params: params ? params.values() : {} });
         for (const w of queued.warnings || []) notify("warning", w.message_ja || w.message, w.message);
         notifyKey("info", "history.export_started", { name: queued.output_name });
         dlg.close();
@@ -195,6 +206,8 @@ export function mount(panel, app) {
       const hasTargets = Object.keys(app.info().export_targets || {}).length > 0;
       const exportBtn = hasTargets ? h("button", { type: "button", class: "small", i18n: "history.export", testid: `adapter-export-${a.name}` }) : null;
       if (exportBtn) exportBtn.addEventListener("click", () => exportAdapter(a));
+      const hubBtn = (app.info().export_targets || {}).hub ? h("button", { type: "button", class: "small", i18n: "history.hub_push", testid: `adapter-hub-${a.name}` }) : null;
+      if (hubBtn) hubBtn.addEventListener("click", () => exportAdapter(a, "hub"));
       const exportLinks = (a.exports || []).map((e) => h("a", { class: "badge", href: e.download_url, download: "", text: `${e.target}: ${e.name}`, testid: `export-download-${e.name}` }));
       const delBtn = h("button", { type: "button", class: "small danger", i18n: "common.delete", testid: `adapter-delete-${a.name}` });
       delBtn.addEventListener("click", () =>
@@ -217,7 +230,7 @@ export function mount(panel, app) {
           h("td", {}, h("code", { text: a.job_id || "-" })),
           h("td", { class: "nowrap", text: formatDate(a.created_at) }),
           h("td", { class: "num", text: formatNumber(a.metrics && (a.metrics.final_loss ?? a.metrics.train_loss)) }),
-          h("td", { class: "actions" }, showBtn, download, evalBtn, mergeBtn, exportBtn, delBtn),
+          h("td", { class: "actions" }, showBtn, download, evalBtn, mergeBtn, exportBtn, hubBtn, delBtn),
         ),
       );
     }
