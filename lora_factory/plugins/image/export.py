@@ -114,7 +114,7 @@ def kohya_metadata(*, arch: str, output_name: str, params: dict[str, Any], resol
         "ss_gradient_checkpointing": bool(params.get("gradient_checkpointing")),
         "ss_gradient_accumulation_steps": params.get("grad_accum", 1),
         "ss_lr_warmup_steps": params.get("lr_warmup_steps", 0),
-        "ss_lr_scheduler": params.get("lr_scheduler"),
+        "ss_lr_scheduler": params.get("_lr_scheduler") or params.get("lr_scheduler"),
         "ss_network_module": NETWORK_MODULE,
         "ss_network_dim": params["rank"],
         "ss_network_alpha": _number(params["alpha"]),
@@ -128,6 +128,7 @@ def kohya_metadata(*, arch: str, output_name: str, params: dict[str, Any], resol
         "ss_sd_model_name": base_model_name,
         "ss_resolution": f"({resolution[0]}, {resolution[1]})",
         "ss_clip_skip": params.get("clip_skip") or "None",  # sd-scripts writes str(args.clip_skip)
+        "ss_max_token_length": params.get("max_token_length") or "None",
         "ss_cache_latents": bool(params.get("cache_latents")),
         "ss_seed": params.get("seed"),
         "ss_noise_offset": params.get("noise_offset", 0.0),

@@ -12,9 +12,13 @@ user's own values still win over both.
 
 from __future__ import annotations
 
+import ast
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# kohya's --optimizer_type values we train with (lower case; kohya's spelling is accepted too)
+OPTIMIZERS = ("auto", "adamw", "adamw8bit", "prodigy", "adafactor", "lion", "lion8bit", "dadaptation", "dadaptadam")
 
 
 class ImageTrainParams(BaseModel):
@@ -25,6 +29,11 @@ class ImageTrainParams(BaseModel):
     rank: int = Field(16, ge=1, le=512, description="LoRA rank (kohya network_dim)")
     alpha: float = Field(8, gt=0, description="LoRA alpha (kohya network_alpha); scale = alpha / rank")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
+        "lora", description="lora: kohya networks.lora; locon / loha / lokr: LyCORIS (lycoris.kohya algo=...)")
+    dora: bool = Field(False, description="DoRA: learn each weight's magnitude too (LyCORIS dora_wd; lora / locon)")
+    conv_dim: int | None = Field(None, ge=1, le=512, description="rank of the 3x3 conv layers (LoCon / LoHa / LoKr); empty = none")
+    conv_alpha: float | None = Field(None, gt=0, description="alpha of the conv layers; empty = conv_dim")
     unet_targets: Literal["attention", "transformer"] = Field(
         "transformer", description="attention: to_q/k/v/out; transformer: + proj_in/out and feed-forward (kohya's default)")
     train_text_encoder: bool = Field(False, description="also train LoRA on the text encoder(s)")
@@ -34,11 +43,21 @@ class ImageTrainParams(BaseModel):
     max_steps: int = Field(-1, ge=-1)
     batch_size: int = Field(1, ge=1, le=256)
     grad_accum: int = Field(1, ge=1, le=256)
-    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear"] = "constant"
+    lr_scheduler: Literal["constant", "constant_with_warmup", "cosine", "linear", "cosine_with_restarts",
+                          "polynomial"] = "constant"
     lr_warmup_steps: int = Field(0, ge=0)
+    lr_scheduler_num_cycles: int = Field(1, ge=1, le=1000, description="restarts of cosine_with_restarts")
+    lr_scheduler_power: float = Field(1.0, gt=0, le=100.0, description="power of the polynomial schedule")
     max_grad_norm: float = Field(1.0, ge=0.0)
-    optimizer: Literal["auto", "adamw", "adamw8bit"] = Field(
-        "auto", description="auto = 8-bit AdamW (bitsandbytes) on a CUDA GPU, AdamW elsewhere")
+    optimizer: Literal[OPTIMIZERS] = Field(  # type: ignore[valid-type]
+        "auto", description="auto = 8-bit AdamW (bitsandbytes) on a CUDA GPU, AdamW elsewhere; prodigy / adafactor / "
+        "lion / dadaptation as kohya's --optimizer_type")
+    optimizer_args: dict[str, Any] = Field(
+        default_factory=dict, description='kohya --optimizer_args: {"weight_decay": 0.01, "betas": [0.9, 0.99], '
+        '"d_coef": 1.0} or "weight_decay=0.01 betas=(0.9,0.99)"')
+    clip_skip: int | None = Field(None, ge=1, le=12, description="train on the N-th last CLIP layer (2 for anime SD1.5); empty = 1")
+    max_token_length: Literal[75, 150, 225] | None = Field(
+        None, description="caption length in tokens: 150 / 225 encode in 75-token chunks as kohya does; empty = 75")
     resolution: int | None = Field(None, ge=32, le=4096, description="training size; empty = the model's native size")
     enable_bucket: bool = Field(True, description="aspect-ratio bucketing (kohya --enable_bucket)")
     min_bucket_reso: int | None = Field(None, ge=16, description="default: half the resolution")
@@ -61,6 +80,8 @@ class ImageTrainParams(BaseModel):
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto = bf16 / fp16 on a GPU, fp32 on a CPU")
     quantize_base: Literal["none", "nf4"] = Field("none", description="nf4 = 4-bit base (Flux QLoRA, CUDA only)")
     save_every_n_steps: int = Field(0, ge=0, description="checkpoint interval; 0 = only at the end")
+    save_every_n_epochs: int = Field(0, ge=0, description="write <name>-00000N.safetensors every N epochs; 0 = none")
+    save_last_n_epochs: int = Field(0, ge=0, description="keep only the last N epoch files; 0 = keep all")
     sample_every_n_steps: int = Field(0, ge=0, description="sample images every N steps; 0 = only at the end")
     sample_prompts: list[str] = Field(default_factory=list, description="fixed prompts; empty = the first captions")
     sample_seed: int = 1234
@@ -70,10 +91,64 @@ class ImageTrainParams(BaseModel):
     seed: int = 42
     vram_profile: Literal["none", "8gb", "12gb", "24gb"] = Field("none", description="memory options for this GPU size")
 
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer_name(cls, value: Any) -> Any:
+        """kohya's spelling (``AdamW8bit``, ``Prodigy``, ``DAdaptation``) is accepted as well."""
+        return value.strip().lower().replace("-", "").replace("_", "") if isinstance(value, str) else value
+
+    @field_validator("optimizer_args", mode="before")
+    @classmethod
+    def _optimizer_args(cls, value: Any) -> Any:
+        return parse_optimizer_args(value)
+
     @field_validator("sample_prompts")
     @classmethod
     def _prompts(cls, value: list[str]) -> list[str]:
         return [p.strip() for p in value if p and p.strip()][:8]
+
+
+def parse_optimizer_args(value: Any) -> Any:
+    """kohya's ``--optimizer_args`` ("key=value" items, values as Python literals) or a mapping -> a mapping.
+
+    A string is split on whitespace outside brackets, so ``"betas=(0.9, 0.99) weight_decay=0.01"`` works as on
+    kohya's command line; a tuple becomes a list (JSON has no tuples). Anything not ``key=literal`` raises
+    ``ValueError``, which pydantic reports as a 422 naming the field.
+    """
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return {str(k): (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+    items = _split_args(value) if isinstance(value, str) else list(value)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"optimizer_args takes key=value items: {item!r}")
+        try:
+            parsed = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"optimizer_args: {key.strip()} is not a number, bool, string or tuple: {text!r}") from None
+        out[key.strip()] = list(parsed) if isinstance(parsed, tuple) else parsed
+    return out
+
+
+def _split_args(text: str) -> list[str]:
+    items, depth, current = [], 0, ""
+    for char in text:
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        if (char.isspace() or char == ";") and depth == 0:
+            if current.strip():
+                items.append(current.strip())
+            current = ""
+            continue
+        current += char
+    if current.strip():
+        items.append(current.strip())
+    return items
 
 
 _COMMON: dict[str, Any] = {

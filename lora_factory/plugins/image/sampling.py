@@ -40,7 +40,7 @@ def sampling_pipeline(arch: str, parts: dict[str, Any], base_scheduler_config: A
 
 def render_samples(pipe: Any, prompts: list[str], *, step: int, out_dir: Path, seed: int, steps: int,
                    guidance: float, size: tuple[int, int], device: str, base_name: str, adapter_name: str,
-                   arch: str) -> list[Path]:
+                   arch: str, clip_skip: int | None = None) -> list[Path]:
     """One PNG per prompt into ``out_dir`` (``step000100-0.png``); returns the paths."""
     import torch
 
@@ -54,15 +54,20 @@ def render_samples(pipe: Any, prompts: list[str], *, step: int, out_dir: Path, s
                                   "height": height, "generator": generator}
         if arch == "flux":
             kwargs["max_sequence_length"] = 256
+        elif clip_skip and clip_skip > 1:  # the run's clip skip, encoded as generation does
+            from lora_factory.plugins.image.text_encoding import clip_skip_embeds
+
+            kwargs.update(clip_skip_embeds(pipe, arch, prompt, "", clip_skip, guidance > 1.0))
         else:
             kwargs["negative_prompt"] = ""
         with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=device == "cuda"):
-            image = pipe(prompt, **kwargs).images[0]
+            image = pipe(**({} if "prompt_embeds" in kwargs else {"prompt": prompt}), **kwargs).images[0]
         path = out_dir / f"step{step:06d}-{i}.png"
         save_png(image, path, {
             "prompt": prompt, "seed": seed + i, "steps": steps, "guidance_scale": guidance, "width": width,
             "height": height, "scheduler": "flow_euler" if arch == "flux" else "dpmpp_2m", "mode": "txt2img",
             "base_model_name": base_name, "adapters": [{"name": adapter_name, "weight": 1.0}], "training_step": step,
+            "clip_skip": clip_skip,
         })
         paths.append(path)
     return paths

@@ -68,11 +68,27 @@ class ImageTrainingRun:
         self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed)
         used = sorted({ex.bucket for ex in self.examples})
         log(f"resolution={self.resolution} buckets={len(self.buckets)} used={', '.join(f'{w}x{h}' for w, h in used)}")
+        self._check_caption_length()
         self.trainable = train_parts.add_lora(self.parts, p)
         self._cache_latents()
         self._cache_text()
         self._make_optimizer()
         self._prepare()
+
+    def _check_caption_length(self) -> None:
+        """Say how many captions the CLIP limit cuts (75 tokens, or ``max_token_length``): kohya cuts silently."""
+        from lora_factory.plugins.image.text_encoding import token_count
+
+        if self.arch == "flux":
+            return
+        limit = self.params.max_token_length or 75
+        tokenizer = self.parts.tokenizers[0]
+        lengths = {c: token_count(tokenizer, c) for c in {ex.item.caption for ex in self.examples} if c}
+        over = [n for n in lengths.values() if n > limit]
+        if over:
+            hint = " max_token_length 150 / 225 で長く使えます / max_token_length 150 / 225 keeps more" if limit < 225 else ""
+            self.ctx.log(f"{len(over)} 件のキャプションが {limit} トークンを超え、切り詰められます (最長 {max(over)}) / "
+                         f"{len(over)} captions are longer than {limit} tokens and are cut (longest {max(over)}).{hint}")
 
     def _cache_latents(self) -> None:
         from lora_factory.plugins.image.train_parts import encode_latents
@@ -125,9 +141,7 @@ class ImageTrainingRun:
         return seen[:2] or ["a picture"]
 
     def _make_optimizer(self) -> None:
-        import torch
-        from diffusers.optimization import get_scheduler
-
+        from lora_factory.plugins.image import optimizers
         from lora_factory.plugins.image.train_data import plan_epoch
 
         p = self.params
@@ -137,26 +151,20 @@ class ImageTrainingRun:
             lr = p.learning_rate if not name.startswith("text_encoder") else (p.text_encoder_lr or p.learning_rate / 2)
             groups.append({"params": lora, "lr": lr})
         self.lora_params = [q for g in groups for q in g["params"]]
-        optimizer_name = p.optimizer
-        if optimizer_name == "auto":
-            optimizer_name = "adamw8bit" if self.device == "cuda" else "adamw"
-        if optimizer_name == "adamw8bit" and self.device != "cuda":
-            self.ctx.log("8bit AdamW は CUDA でのみ使えます。AdamW を使います / 8-bit AdamW needs CUDA: using AdamW")
-            optimizer_name = "adamw"
-        if optimizer_name == "adamw8bit":
-            import bitsandbytes as bnb
-
-            self.optimizer = bnb.optim.AdamW8bit(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-        self.optimizer_name = optimizer_name
+        self.optimizer_name = optimizers.resolve_name(p.optimizer, self.device, self.ctx.log)
+        self.optimizer, used = optimizers.build_optimizer(self.optimizer_name, groups, p.learning_rate,
+                                                          p.optimizer_args, self.ctx.log)
+        self.optimizer_kwargs = used["kwargs"]
         self.batches_per_epoch = len(plan_epoch(self.examples, p.batch_size, p.seed, 0))
         steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / p.grad_accum))
         self.max_steps = p.max_steps if p.max_steps > 0 else p.num_epochs * steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
-        self.lr_scheduler = get_scheduler(p.lr_scheduler, optimizer=self.optimizer,
-                                          num_warmup_steps=p.lr_warmup_steps, num_training_steps=self.max_steps)
-        self.ctx.log(f"optimizer={optimizer_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
+        self.num_epochs = math.ceil(self.max_steps / steps_per_epoch)
+        self.lr_scheduler, self.scheduler_name = optimizers.build_scheduler(
+            p.lr_scheduler, self.optimizer, warmup=p.lr_warmup_steps, total=self.max_steps,
+            num_cycles=p.lr_scheduler_num_cycles, power=p.lr_scheduler_power, adafactor_lr=used["adafactor_lr"])
+        self.ctx.log(f"optimizer={self.optimizer_name} {optimizers.kohya_optimizer_field(self.optimizer, self.optimizer_kwargs)} "
+                     f"scheduler={self.scheduler_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
                      f"batch {p.batch_size} x accum {p.grad_accum}) trainable={sum(q.numel() for q in self.lora_params)}")
 
     def _prepare(self) -> None:
@@ -267,6 +275,11 @@ class ImageTrainingRun:
                 break
             if main and p.sample_every_n_steps and step % p.sample_every_n_steps == 0 and step < self.max_steps:
                 self.sample(step)
+            finished_epoch = step // self.steps_per_epoch if step % self.steps_per_epoch == 0 else 0
+            if (main and p.save_every_n_epochs and finished_epoch and finished_epoch % p.save_every_n_epochs == 0
+                    and step < self.max_steps):  # the last epoch is <name>.safetensors itself, as in sd-scripts
+                path = train_outputs.save_epoch_file(self, finished_epoch, step)
+                ctx.log(f"epoch {finished_epoch}: {path.name}")
         elapsed = max(time.perf_counter() - t0, 1e-9)
         if main and not stopped:
             self.sample(step)
@@ -310,7 +323,7 @@ class ImageTrainingRun:
                                    steps=self.params.sample_steps, guidance=self.params.sample_guidance_scale,
                                    size=(self.resolution, self.resolution), device=self.device,
                                    base_name=self.base.name, adapter_name=str(self.spec.get("output_name") or "lora"),
-                                   arch=self.arch)
+                                   arch=self.arch, clip_skip=self.params.clip_skip)
         finally:
             for module in self.trainable.values():
                 module.train()

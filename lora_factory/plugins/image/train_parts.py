@@ -41,6 +41,8 @@ class Parts:
     prediction_type: str
     trainable: dict[str, Any] = field(default_factory=dict)  # component name -> module with LoRA
     flux_helper: Any = None  # a FluxPipeline without transformer, for encode_prompt / packing
+    clip_skip: int | None = None  # kohya --clip_skip (SD / SDXL text encoding)
+    max_token_length: int | None = None  # kohya --max_token_length (75-token chunks)
 
     @property
     def denoiser_name(self) -> str:
@@ -132,7 +134,8 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
         encoder.to(device)
     parts = Parts(arch=arch, denoiser=denoiser, vae=vae, tokenizers=tokenizers, text_encoders=encoders,
                   noise_scheduler=noise_scheduler, scheduler_config=scheduler_config, vae_scale=vae_scale,
-                  bucket_step=bucket_step, native_resolution=native, prediction_type=prediction)
+                  bucket_step=bucket_step, native_resolution=native, prediction_type=prediction,
+                  clip_skip=getattr(params, "clip_skip", None), max_token_length=getattr(params, "max_token_length", None))
     if arch == "flux":
         from diffusers import FluxPipeline
 
@@ -215,7 +218,8 @@ def encode_text(parts: Parts, captions: list[str], device: str) -> dict[str, Any
         return {"prompt_embeds": prompt_embeds, "pooled": pooled, "text_ids": text_ids}
     from lora_factory.plugins.image.text_encoding import encode_prompts
 
-    prompt_embeds, pooled = encode_prompts(captions, parts.tokenizers, parts.text_encoders, device)
+    prompt_embeds, pooled = encode_prompts(captions, parts.tokenizers, parts.text_encoders, device,
+                                           clip_skip=parts.clip_skip, max_token_length=parts.max_token_length)
     return {"prompt_embeds": prompt_embeds, "pooled": pooled}
 
 

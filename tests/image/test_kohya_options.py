@@ -1,0 +1,198 @@
+"""What a kohya user expects (issue 17, items 9, 11-14): optimizers with optimizer_args, clip skip and long
+captions in training, per-epoch files, restart / polynomial schedules, each saved in the ss_* metadata.
+
+One short run (8 steps on two images) carries all of the options at once; the rest are unit checks of the
+pieces it uses, so the file stays a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+
+from lora_factory.kit import LoRAFactoryError
+from tests.image.conftest import make_dataset, resolved, train_tiny
+
+
+def a1111_metadata(path: Path) -> dict:
+    """How A1111 reads a LoRA's metadata (``sd_models.read_metadata_from_safetensors``): the JSON header's
+    ``__metadata__``, string values that look like JSON parsed."""
+    with open(path, "rb") as fh:
+        length = struct.unpack("<Q", fh.read(8))[0]
+        header = json.loads(fh.read(length))
+    out = {}
+    for key, value in header.get("__metadata__", {}).items():
+        if isinstance(value, str) and value[:1] == "{":
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        out[key] = value
+    return out
+
+
+def _params(n: int = 3):
+    import torch
+
+    return [torch.nn.Parameter(torch.randn(4, 4)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name, args, path", [
+    ("adamw", {"weight_decay": 0.1}, "torch.optim.adamw.AdamW(weight_decay=0.1)"),
+    ("prodigy", {"d_coef": 2.0}, "prodigyopt.prodigy.Prodigy(d_coef=2.0)"),
+    ("lion", {"betas": [0.95, 0.98]}, "lion_pytorch.lion_pytorch.Lion(betas=(0.95, 0.98))"),
+    ("dadaptation", {}, "dadaptation.experimental.dadapt_adam_preprint.DAdaptAdamPreprint"),
+    ("dadaptadam", {"decouple": True}, "dadaptation.dadapt_adam.DAdaptAdam(decouple=True)"),
+    ("adafactor", {"relative_step": False, "scale_parameter": False},
+     "transformers.optimization.Adafactor(relative_step=False,scale_parameter=False)"),
+])
+def test_optimizer_classes_and_args_are_kohyas(name, args, path):
+    """The class sd-scripts picks for each --optimizer_type, given optimizer_args, named as ss_optimizer."""
+    from lora_factory.plugins.image import optimizers
+
+    opt, used = optimizers.build_optimizer(name, [{"params": _params(), "lr": 1.0}], 1.0, args, lambda m: None)
+    assert optimizers.kohya_optimizer_field(opt, used["kwargs"]) == path
+    for key, value in args.items():  # the arguments reached the optimizer
+        assert opt.defaults[key] == (tuple(value) if isinstance(value, list) else value)
+
+
+def test_adafactor_relative_step_uses_its_own_schedule_and_8bit_falls_back_on_cpu():
+    from lora_factory.plugins.image import optimizers
+
+    opt, used = optimizers.build_optimizer("adafactor", [{"params": _params(), "lr": 1e-3}], 1e-3, {}, print)
+    scheduler, name = optimizers.build_scheduler("cosine", opt, warmup=0, total=10, num_cycles=1, power=1.0,
+                                                 adafactor_lr=used["adafactor_lr"])
+    assert opt.defaults["relative_step"] and opt.defaults["lr"] is None
+    assert name == "adafactor:0.001" and type(scheduler).__name__ == "AdafactorSchedule"
+    lines = []
+    assert optimizers.resolve_name("lion8bit", "cpu", lines.append) == "lion" and "needs CUDA" in lines[0]
+    assert optimizers.resolve_name("auto", "cpu", lines.append) == "adamw"
+
+
+def test_missing_optimizer_package_is_a_422_naming_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "prodigyopt" else real(name, *a))
+    with pytest.raises(LoRAFactoryError) as err:
+        resolved({"optimizer": "Prodigy"})
+    assert err.value.http_status == 422 and err.value.code == "OPTIMIZER_UNAVAILABLE"
+    assert "pip install prodigyopt" in err.value.message_en and "prodigyopt" in err.value.message_ja
+    assert resolved({"optimizer": "Lion"})["params"]["optimizer"] == "lion"  # kohya's spelling is accepted
+
+
+def test_optimizer_args_take_kohyas_command_line_form_and_refuse_garbage():
+    spec = resolved({"optimizer_args": "weight_decay=0.05 betas=(0.9, 0.99) use_bias_correction=True"})
+    assert spec["params"]["optimizer_args"] == {"weight_decay": 0.05, "betas": [0.9, 0.99], "use_bias_correction": True}
+    assert resolved({"optimizer_args": ["d_coef=2"]})["params"]["optimizer_args"] == {"d_coef": 2}
+    with pytest.raises(LoRAFactoryError) as err:
+        resolved({"optimizer_args": "d_coef"})
+    assert err.value.http_status == 422 and "optimizer_args" in err.value.message_en
+
+
+def _lrs(name: str, total: int, **kw) -> list[float]:
+    from lora_factory.plugins.image import optimizers
+
+    opt, _ = optimizers.build_optimizer("adamw", [{"params": _params(1), "lr": 1.0}], 1.0, {}, print)
+    scheduler, label = optimizers.build_scheduler(name, opt, warmup=0, total=total, adafactor_lr=None,
+                                                  **{"num_cycles": 1, "power": 1.0, **kw})
+    assert label == name
+    out = []
+    for _ in range(total):
+        out.append(scheduler.get_last_lr()[0])
+        opt.step()
+        scheduler.step()
+    return out
+
+
+def test_cosine_with_restarts_and_polynomial_power_shape_the_rates():
+    restarts = _lrs("cosine_with_restarts", 8, num_cycles=2)
+    assert restarts[0] == restarts[4] == 1.0 and restarts[3] < 0.2  # back at the top after half the steps
+    assert _lrs("cosine", 8)[4] < 0.6  # plain cosine does not restart
+    linear, squared = _lrs("polynomial", 10, power=1.0), _lrs("polynomial", 10, power=2.0)
+    assert math.isclose(linear[5], 0.5, abs_tol=1e-3) and math.isclose(squared[5], 0.25, abs_tol=1e-3)
+
+
+def test_clip_skip_in_training_encodes_as_generation_does(tiny_sd15):
+    """Training and generation give the same embedding for clip skip 2 (and it is not clip skip 1's)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from lora_factory.plugins.image.text_encoding import clip_skip_embeds, encode_prompts
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd15, safety_checker=None, requires_safety_checker=False)
+    with torch.no_grad():
+        skip1, _ = encode_prompts(["mychar, red"], [pipe.tokenizer], [pipe.text_encoder], "cpu")
+        skip2, _ = encode_prompts(["mychar, red"], [pipe.tokenizer], [pipe.text_encoder], "cpu", clip_skip=2)
+    generated = clip_skip_embeds(pipe, "sd15", "mychar, red", "", 2, False)["prompt_embeds"]
+    assert torch.allclose(skip2, generated, atol=1e-6)
+    assert not torch.allclose(skip1, skip2, atol=1e-3)
+
+
+def test_max_token_length_encodes_kohyas_chunks(tiny_sd15):
+    """150 tokens: (1, 1 + 75 * 2 + 1, D), and words past token 75 change the embedding (cut at 75 without it)."""
+    import torch
+    from transformers import AutoTokenizer, CLIPTextModel
+
+    from lora_factory.plugins.image.text_encoding import encode_prompts, token_count, tokenize_chunks
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_sd15, subfolder="tokenizer")
+    encoder = CLIPTextModel.from_pretrained(tiny_sd15, subfolder="text_encoder")
+    head = "a" * 90
+    assert token_count(tokenizer, head + "x") > 75
+    ids = tokenize_chunks(tokenizer, [head + "x"], 150)
+    assert ids.shape == (1, 2, 77) and int(ids[0, 1, 0]) == tokenizer.bos_token_id
+    with torch.no_grad():
+        a, _ = encode_prompts([head + "x"], [tokenizer], [encoder], "cpu", max_token_length=150)
+        b, _ = encode_prompts([head + "y"], [tokenizer], [encoder], "cpu", max_token_length=150)
+        cut_a, _ = encode_prompts([head + "x"], [tokenizer], [encoder], "cpu")
+        cut_b, _ = encode_prompts([head + "y"], [tokenizer], [encoder], "cpu")
+    assert a.shape[1] == 152 and cut_a.shape[1] == 77
+    assert not torch.allclose(a, b) and torch.allclose(cut_a, cut_b)
+
+
+@pytest.fixture(scope="module")
+def kohya_run(tmp_path_factory, tiny_sd15):
+    """Two images with long captions, 4 epochs of 2 steps: Prodigy with optimizer_args, restarts, clip skip 2,
+    max_token_length 150, a file every epoch keeping the last 2."""
+    root = make_dataset(tmp_path_factory.mktemp("kohya") / "chars", n=2, concept="1_mychar")
+    for i, caption in enumerate(sorted((root / "1_mychar").glob("*.txt"))):
+        caption.write_text(f"mychar, {'long tag ' * 22}{i}", encoding="utf-8")  # ~200 tokens: over 150
+    params = {"max_steps": -1, "num_epochs": 4, "batch_size": 2, "optimizer": "Prodigy",
+              "optimizer_args": {"d_coef": 2.0, "weight_decay": 0.01}, "learning_rate": 1.0,
+              "lr_scheduler": "cosine_with_restarts", "lr_scheduler_num_cycles": 2, "clip_skip": 2,
+              "max_token_length": 150, "save_every_n_epochs": 1, "save_last_n_epochs": 2,
+              "sample_every_n_steps": 0, "sample_steps": 1, "save_precision": "fp32"}
+    result, ctx = train_tiny(tmp_path_factory.mktemp("ws"), tiny_sd15, root, params, "kohya_opts", "k1")
+    return {"result": result, "ctx": ctx, "out": Path(ctx.output_dir)}
+
+
+def test_run_writes_epoch_files_keeping_the_last_n(kohya_run):
+    out, ctx = kohya_run["out"], kohya_run["ctx"]
+    assert kohya_run["result"]["steps"] == 8
+    names = sorted(p.name for p in out.glob("kohya_opts*.safetensors"))
+    assert names == ["kohya_opts-000002.safetensors", "kohya_opts-000003.safetensors", "kohya_opts.safetensors"]
+    assert [e["epoch"] for e in kohya_run["result"]["epoch_files"]] == [2, 3]
+    meta2 = a1111_metadata(out / "kohya_opts-000002.safetensors")
+    assert (meta2["ss_epoch"], meta2["ss_steps"], meta2["ss_num_epochs"]) == ("2", "4", "4")
+    assert a1111_metadata(out / "kohya_opts.safetensors")["ss_epoch"] == "4"
+    assert any("kohya_opts-000001.safetensors" in line for line in ctx.lines)  # written, then rotated out
+
+
+def test_run_records_options_in_kohya_metadata(kohya_run):
+    meta = a1111_metadata(kohya_run["out"] / "kohya_opts.safetensors")
+    assert meta["ss_optimizer"] == "prodigyopt.prodigy.Prodigy(d_coef=2.0,weight_decay=0.01)"
+    assert meta["ss_lr_scheduler"] == "cosine_with_restarts"
+    assert meta["ss_clip_skip"] == "2" and meta["ss_max_token_length"] == "150"
+    assert meta["ss_dataset_dirs"] == {"1_mychar": {"n_repeats": 1, "img_count": 2}}  # parsed as A1111 does
+
+
+def test_run_says_when_captions_are_cut_and_restarts_its_rate(kohya_run):
+    ctx = kohya_run["ctx"]
+    assert any("longer than 150 tokens and are cut" in line for line in ctx.lines)
+    lrs = [r["lr"] for r in ctx.records if "lr" in r]
+    assert len(lrs) == 8 and lrs[3] > lrs[2]  # recorded after each step: the second cycle starts at step 4
