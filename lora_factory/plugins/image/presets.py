@@ -31,9 +31,8 @@ class ImageTrainParams(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
         "lora", description="lora: kohya networks.lora; locon / loha / lokr: LyCORIS (lycoris.kohya algo=...)")
-    dora: bool = Field(False, description="DoRA: learn each weight's magnitude too (LyCORIS dora_wd; lora / locon)")
-    conv_dim: int | None = Field(None, ge=1, le=512, description="rank of the 3x3 conv layers (LoCon / LoHa / LoKr); empty = none")
-    conv_alpha: float | None = Field(None, gt=0, description="alpha of the conv layers; empty = conv_dim")
+    conv_dim: int | None = Field(None, ge=1, le=512, description="rank of the ResNet / sampler conv layers (locon: default = rank; lora / loha / lokr: empty = none)")
+    conv_alpha: float | None = Field(None, gt=0, description="alpha of the conv layers; empty = the LoRA alpha")
     unet_targets: Literal["attention", "transformer"] = Field(
         "transformer", description="attention: to_q/k/v/out; transformer: + proj_in/out and feed-forward (kohya's default)")
     train_text_encoder: bool = Field(False, description="also train LoRA on the text encoder(s)")
@@ -213,6 +212,11 @@ TITLES_JA: dict[str, str] = {
     "sample_every_n_steps": "サンプル画像の間隔 (ステップ)", "sample_prompts": "サンプル用プロンプト",
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
     "save_precision": "kohya ファイルの精度", "seed": "乱数シード", "vram_profile": "VRAM プロファイル",
+    "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "conv_dim": "Conv ランク (conv_dim)",
+    "conv_alpha": "Conv アルファ (conv_alpha)", "lr_scheduler_num_cycles": "リスタート回数 (num_cycles)",
+    "lr_scheduler_power": "多項式の次数 (power)", "optimizer_args": "オプティマイザ引数 (optimizer_args)",
+    "clip_skip": "Clip skip", "max_token_length": "最大トークン長 (max_token_length)",
+    "save_every_n_epochs": "N エポックごとに保存", "save_last_n_epochs": "残すエポックファイル数",
 }
 
 
@@ -221,7 +225,6 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "rank": "LoRA のランク (kohya の network_dim)", "alpha": "LoRA のアルファ (kohya の network_alpha)。効き = alpha / rank",
     "unet_targets": "attention: to_q/k/v/out のみ。transformer: さらに proj_in/out とフィードフォワード (kohya の既定)",
     "train_text_encoder": "テキストエンコーダーにも LoRA を学習させる", "text_encoder_lr": "既定: 学習率の半分",
-    "optimizer": "auto = CUDA GPU では 8bit AdamW (bitsandbytes)、それ以外は AdamW",
     "resolution": "学習サイズ。空欄 = モデル本来のサイズ", "enable_bucket": "アスペクト比バケット (kohya の --enable_bucket)",
     "min_bucket_reso": "既定: 解像度の半分", "max_bucket_reso": "既定: 解像度の 2 倍",
     "bucket_reso_steps": "既定: モデルが必要とする刻み (SD は 64)",
@@ -232,6 +235,17 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "save_every_n_steps": "チェックポイントの間隔。0 = 最後だけ", "sample_every_n_steps": "N ステップごとにサンプル画像。0 = 最後だけ",
     "sample_prompts": "固定のプロンプト。空 = 最初のキャプション", "save_precision": "kohya ファイルの数値型",
     "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
+    "network_type": "lora: kohya の networks.lora。locon / loha / lokr: LyCORIS (lycoris.kohya の algo)",
+    "conv_dim": "ResNet / サンプラーの畳み込み層のランク (locon: 既定 = rank。lora / loha / lokr: 空欄 = なし)", "conv_alpha": "畳み込み層のアルファ。空欄 = LoRA アルファ",
+    "lr_scheduler_num_cycles": "cosine_with_restarts のリスタート回数", "lr_scheduler_power": "polynomial スケジュールの次数",
+    "optimizer": "auto = CUDA GPU では 8bit AdamW (bitsandbytes)、それ以外は AdamW。prodigy / adafactor / lion / "
+                 "dadaptation は kohya の --optimizer_type と同じ",
+    "optimizer_args": 'kohya の --optimizer_args: {"weight_decay": 0.01, "betas": [0.9, 0.99], "d_coef": 1.0} または '
+                      '"weight_decay=0.01 betas=(0.9,0.99)"',
+    "clip_skip": "CLIP の最後から N 番目の層で学習 (アニメ系 SD1.5 は 2)。空欄 = 1",
+    "max_token_length": "キャプションのトークン長: 150 / 225 は kohya と同じく 75 トークンずつ分けてエンコード。空欄 = 75",
+    "save_every_n_epochs": "N エポックごとに <名前>-00000N.safetensors を書く。0 = なし",
+    "save_last_n_epochs": "最後の N 個のエポックファイルだけ残す。0 = すべて",
 }
 
 

@@ -37,6 +37,11 @@ class ImageTrainingRun:
                 "MODEL_INVALID", f"ベースモデル「{self.base.name}」は学習できる画像モデルではありません(SD1.5 / SDXL / Flux)。",
                 f"The base model '{self.base.name}' is not a trainable image pipeline (SD1.5 / SDXL / Flux).", 422,
                 detail={"field": "base_model", "architecture": self.arch})
+        if self.arch == "flux" and self.params.network_type != "lora":
+            raise LoRAFactoryError(
+                "INVALID_TRAIN_PARAMS", f"Flux では network_type「{self.params.network_type}」は使えません(lora のみ)。",
+                f"network_type '{self.params.network_type}' is not available for Flux (lora only).", 422,
+                detail={"field": "network_type"})
         self.device = devices.pick_device()
         self.started_at = time.time()
         self.rng = random.Random(self.params.seed)

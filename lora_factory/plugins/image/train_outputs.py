@@ -166,9 +166,46 @@ def _kohya_file(run: Any, path: Path, output_name: str, steps: int, epoch: int, 
                 tensors = load_file(str(save_diffusers(run, Path(tmp), states)))
         else:
             tensors = load_file(str(diffusers_file))
+    elif uses_lycoris_layout(run.params):
+        from lora_factory.plugins.image.lycoris import module_scales, state_dict_to_kohya
+
+        tensors = state_dict_to_kohya(states, {name: module_scales(m) for name, m in run.trainable.items()})
     else:
         tensors = kohya_state_dict(states, run.params.alpha, run.arch)
+    metadata.update(network_metadata(run.params))
     return save_kohya_file(path, tensors, metadata, run.params.save_precision)
+
+
+def uses_lycoris_layout(params: Any) -> bool:
+    """Anything but plain LoRA on linear layers is written module by module with its own alpha."""
+    return params.network_type != "lora" or params.conv_dim is not None
+
+
+def has_diffusers_file(params: Any) -> bool:
+    """diffusers' ``load_lora_weights`` reads LoRA (and LoCon); LoHa / LoKr exist as the kohya file only."""
+    return params.network_type in ("lora", "locon")
+
+
+def network_metadata(params: Any) -> dict[str, str]:
+    """``ss_network_module`` / ``ss_network_args`` as sd-scripts records a LyCORIS or conv run (``--network_args``
+    values are strings there)."""
+    from lora_factory.plugins.image.lycoris import NETWORK_MODULE
+
+    args: dict[str, str] = {}
+    conv = params.network_type == "locon" or params.conv_dim is not None
+    if params.network_type != "lora":
+        args["algo"] = params.network_type
+    if conv:
+        args["conv_dim"] = str(params.conv_dim or params.rank)
+        args["conv_alpha"] = str(_plain(params.conv_alpha or params.alpha))
+    out = {"ss_network_module": NETWORK_MODULE if params.network_type != "lora" else "networks.lora"}
+    if args:
+        out["ss_network_args"] = json.dumps(args)
+    return out
+
+
+def _plain(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
 
 
 def save_epoch_file(run: Any, epoch: int, step: int) -> Path:
@@ -199,7 +236,7 @@ def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     output_name = files.safe_name(str(run.spec.get("output_name") or "lora"), "output name")
     states = peft_state_dicts(run)
-    diffusers_file = save_diffusers(run, out_dir, states)
+    diffusers_file = save_diffusers(run, out_dir, states) if has_diffusers_file(run.params) else None
     trigger = trigger_phrase([ex.item.caption for ex in run.examples])
     kohya_file = _kohya_file(run, out_dir / f"{output_name}.safetensors", output_name, result["steps"],
                              result["epochs"], diffusers_file)
@@ -209,13 +246,14 @@ def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
     usage = USAGE.format(pipeline=pipeline, base=str(run.spec.get("base_model_ref") or run.base.name),
                          adapter=f"lora_adapters/image/{output_name}", weight=DIFFUSERS_WEIGHT_NAME,
                          prompt=(trigger or run.sample_prompts()[0]).replace('"', "'"))
-    files_out = {"diffusers_file": diffusers_file.name, "kohya_file": kohya_file.name, "samples": sample_names,
+    files_out = {"diffusers_file": diffusers_file.name if diffusers_file else None, "kohya_file": kohya_file.name, "samples": sample_names,
                  "trigger_phrase": trigger, "epoch_files": epoch_files(out_dir, output_name)}
     model_card.write_adapter_metadata(
         out_dir, modality="image", spec=run.spec, params=run.params.model_dump(), result={**result, **files_out},
         usage=usage, library_name="diffusers",
         card_metrics=("final_loss", "steps", "epochs", "images", "resolution", "buckets", "steps_per_s", "stopped"),
-        extra={"architecture": run.arch, "kohya_file": kohya_file.name, "diffusers_file": diffusers_file.name,
+        extra={"architecture": run.arch, "kohya_file": kohya_file.name, "network_type": run.params.network_type,
+               "diffusers_file": files_out["diffusers_file"],
                "trigger_phrase": trigger, "epoch_files": files_out["epoch_files"]},
         extra_sections={
             "A1111 / Forge / ComfyUI": (

@@ -145,10 +145,34 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
     return parts
 
 
+# kohya's LoCon targets: the convolutions of ResnetBlock2D, Downsample2D and Upsample2D (a peft regex)
+UNET_CONV = r"resnets\.\d+\.(conv1|conv2|conv_shortcut)|(down|up)samplers\.\d+\.conv"
+
+
+def network_config(params: Any, targets: list[str], conv: bool) -> Any:
+    """The peft config of ``params.network_type``: LoRA (LoCon with ``conv``), LoHa or LoKr, same rank / alpha."""
+    from peft import LoHaConfig, LoKrConfig, LoraConfig
+
+    conv_dim = params.conv_dim or params.rank
+    conv_alpha = params.conv_alpha or params.alpha
+    target: Any = targets
+    ranks: dict[str, Any] = {}
+    if conv:
+        names = "|".join(t.replace(".", "\\.") for t in targets)
+        target = rf".*\.({names})$|.*\.({UNET_CONV})$"
+        ranks = {"rank_pattern": {UNET_CONV: conv_dim}, "alpha_pattern": {UNET_CONV: conv_alpha}}
+    if params.network_type == "loha":
+        return LoHaConfig(r=params.rank, alpha=params.alpha, module_dropout=params.dropout, target_modules=target, **ranks)
+    if params.network_type == "lokr":
+        return LoKrConfig(r=params.rank, alpha=params.alpha, module_dropout=params.dropout, target_modules=target, **ranks)
+    return LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout, init_lora_weights="gaussian",
+                      target_modules=target, **ranks)
+
+
 def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
-    """LoRA on the denoiser (and the text encoders when asked); trainable weights kept in fp32."""
+    """The network (LoRA, LoCon, LoHa, LoKr) on the denoiser (and the text encoders when asked); trainable
+    weights kept in fp32."""
     from diffusers.training_utils import cast_training_params
-    from peft import LoraConfig
 
     if parts.arch == "flux":
         targets = FLUX_ATTENTION if params.unet_targets == "attention" else FLUX_TRANSFORMER
@@ -156,18 +180,19 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
         targets = UNET_ATTENTION if params.unet_targets == "attention" else UNET_TRANSFORMER
     names = [name for name, _ in parts.denoiser.named_modules()]
     targets = [t for t in targets if any(n == t or n.endswith("." + t) for n in names)]
-    config = LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                        init_lora_weights="gaussian", target_modules=targets)
-    parts.denoiser.add_adapter(config)
+    conv = parts.arch != "flux" and (params.network_type == "locon" or params.conv_dim is not None)
+    config = network_config(params, targets, conv)
+    if params.network_type == "lora":
+        parts.denoiser.add_adapter(config)
+    else:  # diffusers' add_adapter knows LoRA only; peft injects the others the same way
+        _inject(parts.denoiser, config)
     trainable = {parts.denoiser_name: parts.denoiser}
     if params.train_text_encoder:
         te_targets = TEXT_ENCODER_ATTENTION if params.unet_targets == "attention" else TEXT_ENCODER_TRANSFORMER
         for i, encoder in enumerate(parts.text_encoders):
             if parts.arch == "flux" and i == 1:
                 continue  # T5 is far too large to adapt here; Flux trains the CLIP encoder only
-            _add_text_encoder_lora(encoder, LoraConfig(r=params.rank, lora_alpha=params.alpha,
-                                                       lora_dropout=params.dropout, init_lora_weights="gaussian",
-                                                       target_modules=te_targets))
+            _inject(encoder, network_config(params, te_targets, False))
             encoder.train()
             trainable["text_encoder" if i == 0 else "text_encoder_2"] = encoder
     cast_training_params(list(trainable.values()), dtype=_float32())
@@ -181,15 +206,16 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
     return trainable
 
 
-def _add_text_encoder_lora(encoder: Any, config: Any) -> None:
+def _inject(module: Any, config: Any) -> None:
     """peft's injection directly: transformers' ``add_adapter`` insists on a newer peft than diffusers needs,
-    for the same result (LoRA layers named like peft's, ``peft_config["default"]`` for saving)."""
+    and diffusers' knows LoRA only; same result (layers named like peft's, ``peft_config["default"]`` for
+    saving), only the adapter's parameters trainable."""
     from peft import inject_adapter_in_model
 
-    inject_adapter_in_model(config, encoder, adapter_name="default")
-    encoder.peft_config = {"default": config}
-    for name, param in encoder.named_parameters():
-        param.requires_grad_("lora_" in name)
+    inject_adapter_in_model(config, module, adapter_name="default")
+    module.peft_config = {"default": config}
+    for name, param in module.named_parameters():
+        param.requires_grad_(any(tag in name for tag in ("lora_", "hada_", "lokr_")))
 
 
 def _float32() -> Any:
