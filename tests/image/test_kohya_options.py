@@ -158,7 +158,7 @@ def test_max_token_length_encodes_kohyas_chunks(tiny_sd15):
 @pytest.fixture(scope="module")
 def kohya_run(tmp_path_factory, tiny_sd15):
     """Two images with long captions, 4 epochs of 2 steps: Prodigy with optimizer_args, restarts, clip skip 2,
-    max_token_length 150, a file every epoch keeping the last 2."""
+    max_token_length 150, a file every epoch keeping the last 2, kohya sample prompts every 2 epochs."""
     root = make_dataset(tmp_path_factory.mktemp("kohya") / "chars", n=2, concept="1_mychar")
     for i, caption in enumerate(sorted((root / "1_mychar").glob("*.txt"))):
         caption.write_text(f"mychar, {'long tag ' * 22}{i}", encoding="utf-8")  # ~200 tokens: over 150
@@ -166,7 +166,9 @@ def kohya_run(tmp_path_factory, tiny_sd15):
               "optimizer_args": {"d_coef": 2.0, "weight_decay": 0.01}, "learning_rate": 1.0,
               "lr_scheduler": "cosine_with_restarts", "lr_scheduler_num_cycles": 2, "clip_skip": 2,
               "max_token_length": 150, "save_every_n_epochs": 1, "save_last_n_epochs": 2,
-              "sample_every_n_steps": 0, "sample_steps": 1, "save_precision": "fp32"}
+              "sample_every_n_steps": 0, "sample_steps": 1, "save_precision": "fp32",
+              "sample_every_n_epochs": 2, "sample_sampler": "k_euler_a",
+              "sample_prompts": "# kohya prompt file\nmychar, red --n blue --w 32 --h 48 --s 2 --l 5 --d 7\nmychar"}
     result, ctx = train_tiny(tmp_path_factory.mktemp("ws"), tiny_sd15, root, params, "kohya_opts", "k1")
     return {"result": result, "ctx": ctx, "out": Path(ctx.output_dir)}
 
@@ -196,3 +198,30 @@ def test_run_says_when_captions_are_cut_and_restarts_its_rate(kohya_run):
     assert any("longer than 150 tokens and are cut" in line for line in ctx.lines)
     lrs = [r["lr"] for r in ctx.records if "lr" in r]
     assert len(lrs) == 8 and lrs[3] > lrs[2]  # recorded after each step: the second cycle starts at step 4
+
+
+def test_prompt_lines_take_kohyas_options():
+    from lora_factory.plugins.image.sampling import parse_prompt_line
+
+    assert parse_prompt_line("1girl, solo --n lowres, bad --w 512 --h 768 --s 28 --l 7.5 --d 1 --zz 3") == {
+        "prompt": "1girl, solo", "negative_prompt": "lowres, bad", "width": 512, "height": 768, "steps": 28,
+        "guidance_scale": 7.5, "seed": 1}
+    assert parse_prompt_line("plain --w wide") == {"prompt": "plain"}  # malformed options are skipped, as kohya does
+    assert resolved({"sample_prompts": "a\n# comment\n\nb --d 3"})["params"]["sample_prompts"] == ["a", "b --d 3"]
+
+
+def test_samples_follow_each_prompt_lines_options_every_n_epochs(kohya_run):
+    from PIL import Image
+
+    from lora_factory.plugins.image.png_info import read_settings
+
+    samples = kohya_run["ctx"].samples
+    assert sorted({s["step"] for s in samples}) == [4, 8]  # epoch 2 and the end
+    assert [s["caption"] for s in samples[:2]] == ["mychar, red", "mychar"]
+    sample_dir = Path(kohya_run["ctx"].sample_dir)
+    first = sample_dir / Path(samples[0]["file"]).name
+    settings = read_settings(first)["settings"]
+    assert Image.open(first).size == (32, 48)
+    assert (settings["seed"], settings["steps"], settings["guidance_scale"], settings["negative_prompt"]) == (7, 2, 5.0, "blue")
+    assert settings["scheduler"] == "euler_a"  # kohya's k_euler_a
+    assert read_settings(sample_dir / Path(samples[1]["file"]).name)["settings"]["steps"] == 1  # the run's sample_steps

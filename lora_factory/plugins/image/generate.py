@@ -27,7 +27,7 @@ DEFAULTS = {"sd15": (25, 7.0, "dpmpp_2m"), "sd2": (25, 7.0, "dpmpp_2m"), "sdxl":
             "flux": (28, 3.5, "flow_euler")}
 
 
-def _scheduler(name: str, config: Any) -> Any:
+def make_scheduler(name: str, config: Any) -> Any:
     import diffusers
 
     table = {
@@ -339,7 +339,7 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
     auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
             "inpaint": AutoPipelineForInpainting}[mode]
     run_pipe = auto.from_pipe(pipe, **overrides) if (mode != "txt2img" or overrides) else pipe
-    run_pipe.scheduler = _scheduler(scheduler_name, base["scheduler_config"])
+    run_pipe.scheduler = make_scheduler(scheduler_name, base["scheduler_config"])
     run_pipe.set_progress_bar_config(disable=True)
 
     seed = params.seed if params.seed >= 0 else random.randint(0, 2**32 - 1)
@@ -386,7 +386,7 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
             with torch.inference_mode():
                 result = run_pipe(**kwargs).images[0]
                 if refiner is not None and mode == "txt2img":
-                    refiner.scheduler = _scheduler(scheduler_name, refiner.scheduler.config)
+                    refiner.scheduler = make_scheduler(scheduler_name, refiner.scheduler.config)
                     result = refiner(prompt=prompt, negative_prompt=params.negative_prompt or None, image=result[None],
                                      num_inference_steps=steps, denoising_start=params.refiner.switch_at,
                                      generator=torch.Generator(device="cpu").manual_seed(image_seed)).images[0]

@@ -17,6 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# generation's schedulers, for the samples (kohya's --sample_sampler names map onto them: KOHYA_SAMPLERS)
+SAMPLE_SAMPLERS = ("euler_a", "euler", "dpmpp_2m", "dpmpp_2m_karras", "ddim", "pndm", "lms", "heun", "unipc", "lcm")
+KOHYA_SAMPLERS = {"k_euler_a": "euler_a", "k_euler": "euler", "k_lms": "lms", "dpmsolver++": "dpmpp_2m",
+                  "dpmsolver": "dpmpp_2m", "k_dpm_2": "heun", "dpm_2": "heun", "ddpm": "ddim"}
 # kohya's --optimizer_type values we train with (lower case; kohya's spelling is accepted too)
 OPTIMIZERS = ("auto", "adamw", "adamw8bit", "prodigy", "adafactor", "lion", "lion8bit", "dadaptation", "dadaptadam")
 
@@ -82,7 +86,13 @@ class ImageTrainParams(BaseModel):
     save_every_n_epochs: int = Field(0, ge=0, description="write <name>-00000N.safetensors every N epochs; 0 = none")
     save_last_n_epochs: int = Field(0, ge=0, description="keep only the last N epoch files; 0 = keep all")
     sample_every_n_steps: int = Field(0, ge=0, description="sample images every N steps; 0 = only at the end")
-    sample_prompts: list[str] = Field(default_factory=list, description="fixed prompts; empty = the first captions")
+    sample_every_n_epochs: int = Field(0, ge=0, description="sample images at the end of every N epochs; 0 = off")
+    sample_prompts: list[str] = Field(
+        default_factory=list, json_schema_extra={"ui": "lines"},
+        description="fixed prompts, one per line, with kohya's options: --n negative --w width --h height --s steps "
+                    "--l CFG --d seed; empty = the first captions")
+    sample_sampler: Literal[SAMPLE_SAMPLERS] = Field(  # type: ignore[valid-type]
+        "dpmpp_2m", description="sampler of the samples (kohya's names such as k_euler_a or dpmsolver++ accepted)")
     sample_seed: int = 1234
     sample_steps: int = Field(20, ge=1, le=200)
     sample_guidance_scale: float = Field(7.0, ge=0.0, le=50.0)
@@ -100,6 +110,19 @@ class ImageTrainParams(BaseModel):
     @classmethod
     def _optimizer_args(cls, value: Any) -> Any:
         return parse_optimizer_args(value)
+
+    @field_validator("sample_sampler", mode="before")
+    @classmethod
+    def _sampler(cls, value: Any) -> Any:
+        return KOHYA_SAMPLERS.get(value.strip().lower(), value.strip().lower()) if isinstance(value, str) else value
+
+    @field_validator("sample_prompts", mode="before")
+    @classmethod
+    def _prompt_lines(cls, value: Any) -> Any:
+        """A kohya prompt file's text (one prompt a line, ``#`` comments) is taken as the list it means."""
+        if isinstance(value, str):
+            return [line for line in value.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        return value
 
     @field_validator("sample_prompts")
     @classmethod
@@ -209,7 +232,8 @@ TITLES_JA: dict[str, str] = {
     "prediction_type": "予測タイプ", "cache_latents": "潜在表現をキャッシュ",
     "cache_text_encoder_outputs": "テキストエンコーダー出力をキャッシュ", "gradient_checkpointing": "勾配チェックポイント (省メモリ)",
     "mixed_precision": "混合精度", "quantize_base": "ベースの量子化 (Flux QLoRA)", "save_every_n_steps": "チェックポイント間隔 (ステップ)",
-    "sample_every_n_steps": "サンプル画像の間隔 (ステップ)", "sample_prompts": "サンプル用プロンプト",
+    "sample_every_n_steps": "サンプル画像の間隔 (ステップ)", "sample_prompts": "サンプル用プロンプト (1 行に 1 つ)",
+    "sample_every_n_epochs": "サンプル画像の間隔 (エポック)", "sample_sampler": "サンプルのサンプラー",
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
     "save_precision": "kohya ファイルの精度", "seed": "乱数シード", "vram_profile": "VRAM プロファイル",
     "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "conv_dim": "Conv ランク (conv_dim)",
@@ -233,7 +257,10 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "cache_text_encoder_outputs": "キャプションがステップ間で変わらず、テキストエンコーダーを学習しないときだけ有効",
     "mixed_precision": "auto = GPU では bf16 / fp16、CPU では fp32", "quantize_base": "nf4 = 4bit のベース (Flux QLoRA、CUDA のみ)",
     "save_every_n_steps": "チェックポイントの間隔。0 = 最後だけ", "sample_every_n_steps": "N ステップごとにサンプル画像。0 = 最後だけ",
-    "sample_prompts": "固定のプロンプト。空 = 最初のキャプション", "save_precision": "kohya ファイルの数値型",
+    "sample_prompts": "固定のプロンプト (1 行に 1 つ)。kohya のオプション --n ネガティブ --w 幅 --h 高さ --s ステップ "
+                      "--l CFG --d シード が使えます。空 = 最初のキャプション",
+    "sample_every_n_epochs": "N エポックごとにサンプル画像。0 = なし",
+    "sample_sampler": "サンプル画像のサンプラー (k_euler_a や dpmsolver++ など kohya の名前も可)", "save_precision": "kohya ファイルの数値型",
     "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
     "network_type": "lora: kohya の networks.lora。locon / loha / lokr: LyCORIS (lycoris.kohya の algo)",
     "conv_dim": "ResNet / サンプラーの畳み込み層のランク (locon: 既定 = rank。lora / loha / lokr: 空欄 = なし)", "conv_alpha": "畳み込み層のアルファ。空欄 = LoRA アルファ",

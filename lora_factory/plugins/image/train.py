@@ -125,7 +125,11 @@ class ImageTrainingRun:
                 self.ctx.log("テキスト出力のキャッシュは使いません(タグのシャッフルまたはテキストエンコーダー学習のため) / "
                              "text-encoder outputs not cached: captions change between steps or the encoder trains")
             return
-        wanted = sorted({ex.item.caption for ex in self.examples} | set(prompts) | {""})
+        from lora_factory.plugins.image.sampling import parse_prompt_line
+
+        texts = {t for line in prompts for t in (parse_prompt_line(line)["prompt"],
+                                                 parse_prompt_line(line).get("negative_prompt", ""))}
+        wanted = sorted({ex.item.caption for ex in self.examples} | texts | {""})
         with torch.no_grad():
             for caption in wanted:
                 cond = encode_text(self.parts, [caption], self.device)
@@ -281,6 +285,9 @@ class ImageTrainingRun:
             if main and p.sample_every_n_steps and step % p.sample_every_n_steps == 0 and step < self.max_steps:
                 self.sample(step)
             finished_epoch = step // self.steps_per_epoch if step % self.steps_per_epoch == 0 else 0
+            if (main and p.sample_every_n_epochs and finished_epoch and finished_epoch % p.sample_every_n_epochs == 0
+                    and step < self.max_steps and not (p.sample_every_n_steps and step % p.sample_every_n_steps == 0)):
+                self.sample(step)
             if (main and p.save_every_n_epochs and finished_epoch and finished_epoch % p.save_every_n_epochs == 0
                     and step < self.max_steps):  # the last epoch is <name>.safetensors itself, as in sd-scripts
                 path = train_outputs.save_epoch_file(self, finished_epoch, step)
@@ -306,7 +313,7 @@ class ImageTrainingRun:
         """Render the fixed prompts with the LoRA as it is now; each image appears live in the job view."""
         import torch
 
-        from lora_factory.plugins.image.sampling import render_samples, sampling_pipeline
+        from lora_factory.plugins.image.sampling import parse_prompt_line, render_samples, sampling_pipeline
 
         prompts = self.sample_prompts()
         parts = self.parts
@@ -328,7 +335,8 @@ class ImageTrainingRun:
                                    steps=self.params.sample_steps, guidance=self.params.sample_guidance_scale,
                                    size=(self.resolution, self.resolution), device=self.device,
                                    base_name=self.base.name, adapter_name=str(self.spec.get("output_name") or "lora"),
-                                   arch=self.arch, clip_skip=self.params.clip_skip)
+                                   arch=self.arch, clip_skip=self.params.clip_skip,
+                                   sampler=self.params.sample_sampler)
         finally:
             for module in self.trainable.values():
                 module.train()
@@ -338,7 +346,7 @@ class ImageTrainingRun:
             torch.manual_seed(self.params.seed + step)  # sampling must not change the training noise
         for i, path in enumerate(paths):
             self.sample_paths.append(path)
-            self.ctx.report_sample(path, step, kind="image", caption=prompts[i])
+            self.ctx.report_sample(path, step, kind="image", caption=parse_prompt_line(prompts[i])["prompt"])
         self.ctx.log(f"samples at step {step}: {', '.join(p.name for p in paths)}")
 
 
