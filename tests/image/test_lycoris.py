@@ -149,3 +149,42 @@ def test_generation_applies_a_loha_and_takes_it_off_again(loha_run, tiny_sd15, t
     assert np.abs(pixels(grid[1]) - pixels(grid[3])).max() > 0  # epoch 1 is not the final file
     again, _ = run({"base_model": str(tiny_sd15), "input": prompt, "params": params}, session)
     assert np.abs(pixels(again[0]) - pixels(base[0])).max() <= 1  # merged weights restored
+
+
+def _deltas(path: Path) -> dict:
+    from lora_factory.plugins.image import lycoris
+
+    return {name: lycoris.delta_weight(t, t.get("lora_up.weight", t.get("hada_w1_a")).shape[:1] + (-1,))
+            for name, t in lycoris.read_modules(path).items()}
+
+
+def test_network_weights_continue_from_ours_and_from_a_file_trained_elsewhere(tmp_path, tiny_sd15, image_dataset,
+                                                                             trained):
+    """At a learning rate too small to move anything, the continued run writes the deltas it started from: ours,
+    and a file "from elsewhere" with another alpha (4 instead of 2, the up factor halved: the same delta)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from lora_factory.kit import LoRAFactoryError
+
+    home = tmp_path / "ws"
+    shutil.copytree(trained["out"], home / "lora_adapters" / "image" / "mychar_v1")
+    elsewhere = {k: (v * 0.5 if k.endswith("lora_up.weight") else torch.tensor(4.0) if k.endswith(".alpha") else v)
+                 for k, v in load_file(str(trained["out"] / "mychar_v1.safetensors")).items()}
+    (home / "models" / "image" / "lora").mkdir(parents=True)
+    save_file(elsewhere, str(home / "models" / "image" / "lora" / "civitai_char.safetensors"))
+    original = _deltas(trained["out"] / "mychar_v1.safetensors")
+    params = {"max_steps": 1, "rank": 4, "alpha": 1, "train_text_encoder": True, "learning_rate": 1e-12,
+              "sample_every_n_steps": 0, "sample_steps": 1, "save_precision": "fp32", "min_snr_gamma": None}
+    for i, ref in enumerate(["mychar_v1", "models/image/lora/civitai_char.safetensors"]):
+        _, ctx = train_tiny(home, tiny_sd15, image_dataset, params | {"network_weights": ref}, f"more{i}", f"c{i}")
+        continued = _deltas(Path(ctx.output_dir) / f"more{i}.safetensors")
+        assert continued.keys() == original.keys()
+        assert all(torch.allclose(continued[k], original[k], atol=1e-5) for k in original), ref
+        assert any("network_weights:" in line and f"{len(original)} / {len(original)} modules" in line
+                   for line in ctx.lines)
+    with pytest.raises(LoRAFactoryError) as err:  # another rank cannot take these weights
+        train_tiny(home, tiny_sd15, image_dataset, params | {"network_weights": "mychar_v1", "rank": 8}, "bad", "c9")
+    assert err.value.code == "ADAPTER_INCOMPATIBLE" and "rank" in err.value.message_en

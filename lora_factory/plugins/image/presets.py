@@ -35,6 +35,9 @@ class ImageTrainParams(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
         "lora", description="lora: kohya networks.lora; locon / loha / lokr: LyCORIS (lycoris.kohya algo=...)")
+    network_weights: str | None = Field(
+        None, description="continue from a LoRA (kohya --network_weights): lora_adapters/image/<name>, or a "
+        "kohya .safetensors inside it or under models/image/ (one trained elsewhere); same rank")
     conv_dim: int | None = Field(None, ge=1, le=512, description="rank of the ResNet / sampler conv layers (locon: default = rank; lora / loha / lokr: empty = none)")
     conv_alpha: float | None = Field(None, gt=0, description="alpha of the conv layers; empty = the LoRA alpha")
     unet_targets: Literal["attention", "transformer"] = Field(
@@ -236,7 +239,8 @@ TITLES_JA: dict[str, str] = {
     "sample_every_n_epochs": "サンプル画像の間隔 (エポック)", "sample_sampler": "サンプルのサンプラー",
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
     "save_precision": "kohya ファイルの精度", "seed": "乱数シード", "vram_profile": "VRAM プロファイル",
-    "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "conv_dim": "Conv ランク (conv_dim)",
+    "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "network_weights": "続きから学習する LoRA (network_weights)",
+    "conv_dim": "Conv ランク (conv_dim)",
     "conv_alpha": "Conv アルファ (conv_alpha)", "lr_scheduler_num_cycles": "リスタート回数 (num_cycles)",
     "lr_scheduler_power": "多項式の次数 (power)", "optimizer_args": "オプティマイザ引数 (optimizer_args)",
     "clip_skip": "Clip skip", "max_token_length": "最大トークン長 (max_token_length)",
@@ -263,6 +267,8 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "sample_sampler": "サンプル画像のサンプラー (k_euler_a や dpmsolver++ など kohya の名前も可)", "save_precision": "kohya ファイルの数値型",
     "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
     "network_type": "lora: kohya の networks.lora。locon / loha / lokr: LyCORIS (lycoris.kohya の algo)",
+    "network_weights": "この LoRA の続きから学習 (kohya の --network_weights): lora_adapters/image/<名前>、またはその中か "
+                       "models/image/ の下の kohya 形式 .safetensors (他で学習したもの)。ランクは同じに",
     "conv_dim": "ResNet / サンプラーの畳み込み層のランク (locon: 既定 = rank。lora / loha / lokr: 空欄 = なし)", "conv_alpha": "畳み込み層のアルファ。空欄 = LoRA アルファ",
     "lr_scheduler_num_cycles": "cosine_with_restarts のリスタート回数", "lr_scheduler_power": "polynomial スケジュールの次数",
     "optimizer": "auto = CUDA GPU では 8bit AdamW (bitsandbytes)、それ以外は AdamW。prodigy / adafactor / lion / "

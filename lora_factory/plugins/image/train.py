@@ -75,6 +75,10 @@ class ImageTrainingRun:
         log(f"resolution={self.resolution} buckets={len(self.buckets)} used={', '.join(f'{w}x{h}' for w, h in used)}")
         self._check_caption_length()
         self.trainable = train_parts.add_lora(self.parts, p)
+        if p.network_weights:
+            from lora_factory.plugins.image.network_weights import load_network_weights, resolve_weights_file
+
+            load_network_weights(self.trainable, resolve_weights_file(self.ctx.workspace, p.network_weights), log)
         self._cache_latents()
         self._cache_text()
         self._make_optimizer()
