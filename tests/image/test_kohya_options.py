@@ -225,3 +225,49 @@ def test_samples_follow_each_prompt_lines_options_every_n_epochs(kohya_run):
     assert (settings["seed"], settings["steps"], settings["guidance_scale"], settings["negative_prompt"]) == (7, 2, 5.0, "blue")
     assert settings["scheduler"] == "euler_a"  # kohya's k_euler_a
     assert read_settings(sample_dir / Path(samples[1]["file"]).name)["settings"]["steps"] == 1  # the run's sample_steps
+
+
+def test_reg_images_are_balanced_to_the_training_images_as_kohya_does():
+    from types import SimpleNamespace
+
+    from lora_factory.plugins.image.train_data import balance_reg_repeats, repeats_of
+
+    reg = [SimpleNamespace(item=SimpleNamespace(repeats=1), extra={"reg": True}) for _ in range(2)]
+    balance_reg_repeats(5, reg)
+    assert [repeats_of(ex) for ex in reg] == [3, 2]
+
+
+def test_prior_loss_weight_weights_each_images_loss(tiny_sd15):
+    """The batch loss is the mean of each image's loss times its weight: [1, 0] + [0, 1] = [1, 1]."""
+    import torch
+
+    from lora_factory.plugins.image.presets import ImageTrainParams
+    from lora_factory.plugins.image.train_parts import batch_loss, encode_text, load_parts
+
+    params = ImageTrainParams(min_snr_gamma=None)
+    parts = load_parts(tiny_sd15, "sd15", "cpu", "no", params, print)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cond = encode_text(parts, ["a", "b"], "cpu")
+        losses = {w: float(batch_loss(parts, latents, cond, None, params, torch.Generator().manual_seed(1),
+                                      sample_weights=torch.tensor(w)))
+                  for w in ((1.0, 1.0), (1.0, 0.0), (0.0, 1.0), (1.0, 0.5))}
+        plain = float(batch_loss(parts, latents, cond, None, params, torch.Generator().manual_seed(1)))
+    assert math.isclose(losses[(1.0, 1.0)], plain, rel_tol=1e-5)
+    assert math.isclose(losses[(1.0, 0.0)] + losses[(0.0, 1.0)], plain, rel_tol=1e-5)
+    assert math.isclose(losses[(1.0, 0.5)], losses[(1.0, 0.0)] + 0.5 * losses[(0.0, 1.0)], rel_tol=1e-5)
+
+
+def test_reg_dataset_run_shows_reg_images_and_records_them(tmp_path, tiny_sd15):
+    home = tmp_path / "ws"
+    train_root = make_dataset(tmp_path / "train", n=2, concept="1_mychar")
+    make_dataset(home / "datasets" / "image" / "persons", n=2, captions=False, concept="1_person")
+    params = {"max_steps": -1, "num_epochs": 1, "batch_size": 1, "reg_dataset": "persons", "prior_loss_weight": 0.5,
+              "sample_every_n_steps": 0, "sample_steps": 1}
+    result, ctx = train_tiny(home, tiny_sd15, train_root, params, "withreg", "r1")
+    assert result["steps"] == 4 and result["reg_images"] == 2  # 2 training + 2 regularisation images per epoch
+    meta = a1111_metadata(Path(ctx.output_dir) / "withreg.safetensors")
+    assert (meta["ss_num_reg_images"], meta["ss_prior_loss_weight"], meta["ss_num_train_images"]) == ("2", "0.5", "2")
+    assert meta["ss_reg_dataset_dirs"] == {"1_person": {"n_repeats": 1, "img_count": 2}}
+    assert meta["ss_dataset_dirs"] == {"1_mychar": {"n_repeats": 1, "img_count": 2}}
+    assert meta["ss_tag_frequency"].keys() == {"1_mychar"}  # tags of the training images only

@@ -35,6 +35,10 @@ class ImageTrainParams(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
         "lora", description="lora: kohya networks.lora; locon / loha / lokr: LyCORIS (lycoris.kohya algo=...)")
+    reg_dataset: str | None = Field(
+        None, description="regularisation images (kohya --reg_data_dir): a dataset in datasets/image/ with "
+        "<repeats>_<class> folders; shown as often as the training images")
+    prior_loss_weight: float = Field(1.0, ge=0.0, le=10.0, description="loss weight of the regularisation images")
     network_weights: str | None = Field(
         None, description="continue from a LoRA (kohya --network_weights): lora_adapters/image/<name>, or a "
         "kohya .safetensors inside it or under models/image/ (one trained elsewhere); same rank")
@@ -240,6 +244,7 @@ TITLES_JA: dict[str, str] = {
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
     "save_precision": "kohya ファイルの精度", "seed": "乱数シード", "vram_profile": "VRAM プロファイル",
     "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "network_weights": "続きから学習する LoRA (network_weights)",
+    "reg_dataset": "正則化画像 (reg_data_dir)", "prior_loss_weight": "正則化画像の損失の重み (prior_loss_weight)",
     "conv_dim": "Conv ランク (conv_dim)",
     "conv_alpha": "Conv アルファ (conv_alpha)", "lr_scheduler_num_cycles": "リスタート回数 (num_cycles)",
     "lr_scheduler_power": "多項式の次数 (power)", "optimizer_args": "オプティマイザ引数 (optimizer_args)",
@@ -267,6 +272,9 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "sample_sampler": "サンプル画像のサンプラー (k_euler_a や dpmsolver++ など kohya の名前も可)", "save_precision": "kohya ファイルの数値型",
     "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
     "network_type": "lora: kohya の networks.lora。locon / loha / lokr: LyCORIS (lycoris.kohya の algo)",
+    "reg_dataset": "正則化画像 (kohya の --reg_data_dir): datasets/image/ のデータセット (<繰り返し>_<クラス> フォルダ)。"
+                   "学習画像と同じ回数だけ使われます",
+    "prior_loss_weight": "正則化画像の損失の重み",
     "network_weights": "この LoRA の続きから学習 (kohya の --network_weights): lora_adapters/image/<名前>、またはその中か "
                        "models/image/ の下の kohya 形式 .safetensors (他で学習したもの)。ランクは同じに",
     "conv_dim": "ResNet / サンプラーの畳み込み層のランク (locon: 既定 = rank。lora / loha / lokr: 空欄 = なし)", "conv_alpha": "畳み込み層のアルファ。空欄 = LoRA アルファ",

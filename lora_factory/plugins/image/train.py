@@ -71,6 +71,18 @@ class ImageTrainingRun:
         self.bucket_step = step
         self.buckets = bucket_set(self.resolution, step, p.enable_bucket, p.min_bucket_reso, p.max_bucket_reso)
         self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed)
+        self.reg_items = []
+        if p.reg_dataset:  # kohya's regularisation images: balanced to the training images, own loss weight
+            from lora_factory.plugins.image.train_data import balance_reg_repeats
+
+            self.reg_dir = Path(self.ctx.workspace.resolve_ref(p.reg_dataset, "datasets", "image"))
+            self.reg_items = load_items(self.reg_dir)
+            reg = prepare_examples(self.reg_items, self.buckets, p.random_crop, p.seed, first_index=len(self.examples),
+                                   reg=True)
+            balance_reg_repeats(sum(ex.item.repeats for ex in self.examples), reg)
+            self.examples += reg
+            log(f"regularisation images={len(reg)} ({self.reg_dir.name}) shown {sum(ex.extra['repeats'] for ex in reg)} "
+                f"times per epoch, prior_loss_weight={p.prior_loss_weight}")
         used = sorted({ex.bucket for ex in self.examples})
         log(f"resolution={self.resolution} buckets={len(self.buckets)} used={', '.join(f'{w}x{h}' for w, h in used)}")
         self._check_caption_length()
@@ -144,11 +156,16 @@ class ImageTrainingRun:
                 encoder.to("cpu")
             devices.empty_cache()
 
+    @property
+    def train_examples(self) -> list[Any]:
+        """The training images' examples (not the regularisation images')."""
+        return [ex for ex in self.examples if not ex.extra.get("reg")]
+
     def sample_prompts(self) -> list[str]:
         if self.params.sample_prompts:
             return list(self.params.sample_prompts)
         seen: list[str] = []
-        for ex in self.examples:
+        for ex in self.train_examples:
             if ex.item.caption and ex.item.caption not in seen:
                 seen.append(ex.item.caption)
         return seen[:2] or ["a picture"]
@@ -241,6 +258,10 @@ class ImageTrainingRun:
             with torch.set_grad_enabled(p.train_text_encoder):
                 cond = encode_text(self.parts, captions, self.device)
         ids = torch.tensor(time_ids, dtype=latent_batch.dtype, device=self.device)
+        self.batch_weights = None
+        if self.reg_items:  # kohya: the regularisation images' loss times prior_loss_weight
+            self.batch_weights = torch.tensor([p.prior_loss_weight if self.examples[i].extra.get("reg") else 1.0
+                                               for i in batch], device=self.device)
         return latent_batch, cond, ids
 
     # -- loop -------------------------------------------------------------------------------------
@@ -268,7 +289,8 @@ class ImageTrainingRun:
             for _ in range(p.grad_accum):
                 epoch, batch = next(batches)
                 latents, cond, time_ids = self.batch_inputs(batch)
-                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator) / p.grad_accum
+                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator,
+                                  sample_weights=self.batch_weights) / p.grad_accum
                 accelerator.backward(loss)
                 total += float(loss.detach())
             if p.max_grad_norm > 0:
@@ -302,7 +324,8 @@ class ImageTrainingRun:
         result = {
             "final_loss": last_loss, "first_loss": first_loss, "steps": step, "max_steps": self.max_steps,
             "stopped": stopped, "epochs": epoch + 1, "images": len(self.items),
-            "images_with_repeats": sum(ex.item.repeats for ex in self.examples),
+            "images_with_repeats": sum(ex.item.repeats for ex in self.train_examples),
+            "reg_images": len(self.reg_items),
             "resolution": self.resolution, "buckets": sorted({f"{ex.bucket[0]}x{ex.bucket[1]}" for ex in self.examples}),
             "steps_per_s": round((step - start) / elapsed, 4), "train_runtime": round(elapsed, 3),
             "architecture": self.arch, "optimizer": self.optimizer_name, "precision": self.precision,

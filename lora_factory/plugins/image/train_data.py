@@ -57,15 +57,41 @@ def load_pixels(item: ImageItem, bucket: Bucket, random_crop: bool, rng: random.
     return torch.from_numpy(array).permute(2, 0, 1).contiguous(), (top, left)
 
 
-def prepare_examples(items: list[ImageItem], buckets: list[Bucket], random_crop: bool, seed: int) -> list[Example]:
-    rng = random.Random(seed)
+def prepare_examples(items: list[ImageItem], buckets: list[Bucket], random_crop: bool, seed: int,
+                     first_index: int = 0, reg: bool = False) -> list[Example]:
+    """Examples of ``items`` (indices from ``first_index``); ``reg`` marks regularisation images."""
+    rng = random.Random(seed + (7919 if reg else 0))
     examples = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(items, start=first_index):
         bucket = assign_bucket(item.width, item.height, buckets)
         pixels, top_left = load_pixels(item, bucket, random_crop, rng)
         examples.append(Example(index=index, item=item, bucket=bucket, original_size=(item.height, item.width),
-                                crop_top_left=top_left, pixels=pixels))
+                                crop_top_left=top_left, pixels=pixels, extra={"reg": True} if reg else {}))
     return examples
+
+
+def repeats_of(ex: Example) -> int:
+    """How often ``ex`` is shown per epoch: its folder's repeats, or a regularisation image's balanced count."""
+    return int(ex.extra.get("repeats", ex.item.repeats))
+
+
+def balance_reg_repeats(train_total: int, reg: list[Example]) -> None:
+    """kohya's ``DreamBoothDataset``: regularisation images are shown as often as the training images (with
+    repeats) in all: each keeps its folder's repeats, then the first ones get one more until the counts meet."""
+    if not reg:
+        return
+    n, first = 0, True
+    while n < train_total:
+        for ex in reg:
+            if first:
+                ex.extra["repeats"] = ex.item.repeats
+                n += ex.item.repeats
+            else:
+                ex.extra["repeats"] += 1
+                n += 1
+            if n >= train_total:
+                break
+        first = False
 
 
 def plan_epoch(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -73,7 +99,7 @@ def plan_epoch(examples: list[Example], batch_size: int, seed: int, epoch: int) 
     rng = random.Random(seed * 100003 + epoch)
     by_bucket: dict[Bucket, list[int]] = {}
     for ex in examples:
-        by_bucket.setdefault(ex.bucket, []).extend([ex.index] * ex.item.repeats)
+        by_bucket.setdefault(ex.bucket, []).extend([ex.index] * repeats_of(ex))
     batches: list[list[int]] = []
     for bucket in sorted(by_bucket):
         members = by_bucket[bucket]
@@ -87,7 +113,7 @@ def bucket_info(examples: list[Example]) -> dict[str, Any]:
     """kohya's ``ss_bucket_info``: each bucket's resolution and image count (with repeats)."""
     counts: dict[Bucket, int] = {}
     for ex in examples:
-        counts[ex.bucket] = counts.get(ex.bucket, 0) + ex.item.repeats
+        counts[ex.bucket] = counts.get(ex.bucket, 0) + repeats_of(ex)
     errors = [abs(ex.bucket[0] / ex.bucket[1] - ex.item.width / ex.item.height) for ex in examples]
     return {
         "buckets": {str(i): {"resolution": list(b), "count": c} for i, (b, c) in enumerate(sorted(counts.items()))},

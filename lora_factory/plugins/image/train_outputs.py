@@ -143,19 +143,25 @@ def _kohya_file(run: Any, path: Path, output_name: str, steps: int, epoch: int, 
     params = run.params.model_dump()
     params["_optimizer_name"] = run.optimizer_name
     params.update(kohya_run_facts(run))
-    captions = [ex.item.caption for ex in run.examples]
+    captions = [ex.item.caption for ex in run.train_examples]
     dataset_dirs: dict[str, dict[str, int]] = {}
+    reg_dirs: dict[str, dict[str, int]] = {}
     for ex in run.examples:
-        key = Path(ex.item.subset).name if ex.item.subset else run.dataset.name
-        entry = dataset_dirs.setdefault(key, {"n_repeats": ex.item.repeats, "img_count": 0})
+        reg = ex.extra.get("reg")
+        key = Path(ex.item.subset).name if ex.item.subset else (run.reg_dir if reg else run.dataset).name
+        entry = (reg_dirs if reg else dataset_dirs).setdefault(key, {"n_repeats": ex.item.repeats, "img_count": 0})
         entry["img_count"] += 1
     metadata = kohya_metadata(
         arch=run.arch, output_name=output_name, params=params, resolution=(run.resolution, run.resolution),
         tag_frequency=tag_frequency(run.items, run.dataset.name), dataset_dirs=dataset_dirs, steps=steps,
-        epoch=epoch, num_images=sum(ex.item.repeats for ex in run.examples), bucket_info=bucket_info(run.examples),
+        epoch=epoch, num_images=sum(ex.item.repeats for ex in run.train_examples), bucket_info=bucket_info(run.examples),
         base_model_name=run.base.name, prediction_type=run.parts.prediction_type, started_at=run.started_at,
         trigger=trigger_phrase(captions), batches_per_epoch=run.batches_per_epoch)
     metadata["ss_num_epochs"] = str(run.num_epochs)
+    metadata["ss_prior_loss_weight"] = str(run.params.prior_loss_weight)
+    if run.reg_items:  # sd-scripts: the regularisation images with their folders' repeats, and those folders
+        metadata["ss_num_reg_images"] = str(sum(ex.item.repeats for ex in run.examples if ex.extra.get("reg")))
+        metadata["ss_reg_dataset_dirs"] = json.dumps(reg_dirs, ensure_ascii=False)
     if run.arch == "flux":  # ComfyUI / Forge read diffusers-keyed Flux LoRAs; kohya's BFL naming is not made here
         from safetensors.torch import load_file
 
@@ -237,7 +243,7 @@ def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
     output_name = files.safe_name(str(run.spec.get("output_name") or "lora"), "output name")
     states = peft_state_dicts(run)
     diffusers_file = save_diffusers(run, out_dir, states) if has_diffusers_file(run.params) else None
-    trigger = trigger_phrase([ex.item.caption for ex in run.examples])
+    trigger = trigger_phrase([ex.item.caption for ex in run.train_examples])
     kohya_file = _kohya_file(run, out_dir / f"{output_name}.safetensors", output_name, result["steps"],
                              result["epochs"], diffusers_file)
     sample_names = copy_samples(run.sample_paths[-len(run.sample_prompts()):] if run.sample_paths else [],

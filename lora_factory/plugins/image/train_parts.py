@@ -254,11 +254,13 @@ def _flux_max_length(parts: Parts) -> int:
 
 
 def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, params: Any, generator: Any,
-               autocast: Any = None) -> Any:
+               autocast: Any = None, sample_weights: Any = None) -> Any:
     """The training loss of one batch (scalar).
 
     :param autocast: a context for the denoiser's forward (a plain loop's ``torch.autocast``); none in a
         training run, whose accelerator-prepared denoiser runs its forward under autocast itself.
+    :param sample_weights: (B,) factors of each image's loss before the batch mean (kohya's
+        ``prior_loss_weight`` for regularisation images); None = all 1.
     """
     import contextlib
 
@@ -272,7 +274,7 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
         noise = noise + params.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=generator).to(device)
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     if parts.arch == "flux":
-        return _flux_loss(parts, latents, noise, cond, generator, autocast)
+        return _flux_loss(parts, latents, noise, cond, generator, autocast, sample_weights)
     scheduler = parts.noise_scheduler
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(device).long()
     noisy = scheduler.add_noise(latents, noise, timesteps)
@@ -291,11 +293,14 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
         weights = torch.stack([snr, params.min_snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
         weights = weights / snr if parts.prediction_type == "epsilon" else weights / (snr + 1)
         loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * weights
-        return loss.mean()
+        return (loss * sample_weights).mean() if sample_weights is not None else loss.mean()
+    if sample_weights is not None:
+        return (F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * sample_weights).mean()
     return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
 
-def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any) -> Any:
+def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any,
+               sample_weights: Any = None) -> Any:
     import torch
     from diffusers import FluxPipeline
 
@@ -319,7 +324,8 @@ def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], gen
     pred = FluxPipeline._unpack_latents(pred, height=height * parts.vae_scale, width=width * parts.vae_scale,
                                         vae_scale_factor=parts.vae_scale)
     target = noise - latents
-    return torch.mean(((pred.float() - target.float()) ** 2).reshape(bsz, -1), 1).mean()
+    per_image = torch.mean(((pred.float() - target.float()) ** 2).reshape(bsz, -1), 1)
+    return (per_image * sample_weights).mean() if sample_weights is not None else per_image.mean()
 
 
 def check_base(base: Path) -> None:
