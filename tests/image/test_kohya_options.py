@@ -271,3 +271,106 @@ def test_reg_dataset_run_shows_reg_images_and_records_them(tmp_path, tiny_sd15):
     assert meta["ss_reg_dataset_dirs"] == {"1_person": {"n_repeats": 1, "img_count": 2}}
     assert meta["ss_dataset_dirs"] == {"1_mychar": {"n_repeats": 1, "img_count": 2}}
     assert meta["ss_tag_frequency"].keys() == {"1_mychar"}  # tags of the training images only
+
+
+def test_noise_and_loss_options_follow_sd_scripts_formulas():
+    import torch
+
+    from lora_factory.plugins.image import noise_loss
+    from lora_factory.plugins.image.presets import ImageTrainParams
+
+    pred, target = torch.tensor([[3.0, -0.05]]), torch.tensor([[0.0, 0.0]])
+    c = torch.tensor([0.1])
+    l1 = noise_loss.per_image_loss(pred, target, ImageTrainParams(loss_type="l1"), None)
+    smooth = noise_loss.per_image_loss(pred, target, ImageTrainParams(loss_type="smooth_l1"), c)
+    huber = noise_loss.per_image_loss(pred, target, ImageTrainParams(loss_type="huber"), c)
+    expected = (2 * (math.sqrt(9 + 0.01) - 0.1) + 2 * (math.sqrt(0.0025 + 0.01) - 0.1)) / 2
+    assert math.isclose(float(l1), 1.525, rel_tol=1e-6) and math.isclose(float(smooth), expected, rel_tol=1e-5)
+    assert math.isclose(float(huber), 0.1 * expected, rel_tol=1e-5)
+
+    class Sched:
+        config = type("C", (), {"num_train_timesteps": 1000})()
+        alphas_cumprod = torch.linspace(0.9999, 0.01, 1000)
+
+    t = torch.tensor([0, 999])
+    const = noise_loss.huber_c(ImageTrainParams(huber_schedule="constant", huber_c=0.2, huber_scale=2.0), t, Sched)
+    expo = noise_loss.huber_c(ImageTrainParams(huber_schedule="exponential", huber_c=0.2), t, Sched)
+    snr = noise_loss.huber_c(ImageTrainParams(huber_schedule="snr", huber_c=0.2), t, Sched)
+    assert torch.allclose(const, torch.tensor([0.4, 0.4])) and math.isclose(float(expo[0]), 1.0) and float(expo[1]) < 0.21
+    assert float(snr[0]) > 0.95 and float(snr[1]) < 0.3  # clean step ~1, noisy step toward huber_c
+    noise = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    pyramid = noise_loss.pyramid_noise(noise.clone(), 6, 0.3, torch.Generator().manual_seed(1))
+    assert math.isclose(float(pyramid.std()), 1.0, rel_tol=1e-4) and not torch.allclose(pyramid, noise)
+    assert torch.allclose(pyramid, noise_loss.pyramid_noise(noise.clone(), 6, 0.3, torch.Generator().manual_seed(1)))
+    latents = torch.ones(1, 4, 2, 2) * 3
+    adaptive = noise_loss.offset_noise(latents, torch.zeros_like(latents),
+                                       ImageTrainParams(noise_offset=0.1, adaptive_noise_scale=0.5),
+                                       torch.Generator().manual_seed(2))
+    plain = noise_loss.offset_noise(latents, torch.zeros_like(latents), ImageTrainParams(noise_offset=0.1),
+                                    torch.Generator().manual_seed(2))
+    assert torch.allclose(adaptive, plain * (0.1 + 0.5 * 3) / 0.1)  # the offset grows with |mean|
+
+
+def test_noise_and_loss_options_change_the_batch_loss_and_the_metadata(tiny_sd15):
+    import torch
+
+    from lora_factory.plugins.image.export import kohya_metadata
+    from lora_factory.plugins.image.presets import ImageTrainParams
+    from lora_factory.plugins.image.train_parts import batch_loss, encode_text, load_parts
+
+    def loss(**kw):
+        params = ImageTrainParams(**kw)
+        parts = load_parts(tiny_sd15, "sd15", "cpu", "no", params, print)
+        latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            cond = encode_text(parts, ["a", "b"], "cpu")
+            return float(batch_loss(parts, latents, cond, None, params, torch.Generator().manual_seed(1))), parts
+
+    base, _ = loss()
+    for option in ({"ip_noise_gamma": 0.1}, {"multires_noise_iterations": 6}, {"debiased_estimation_loss": True},
+                   {"loss_type": "huber"}, {"noise_offset": 0.1, "adaptive_noise_scale": 0.5}):
+        assert not math.isclose(loss(**option)[0], base, rel_tol=1e-6), option
+    _, parts = loss(zero_terminal_snr=True, prediction_type="v_prediction")
+    assert float(parts.noise_scheduler.alphas_cumprod[-1]) < 1e-6  # pure noise at the last step
+    params = ImageTrainParams(multires_noise_iterations=6, ip_noise_gamma=0.1, debiased_estimation_loss=True,
+                              zero_terminal_snr=True, loss_type="huber", adaptive_noise_scale=0.5).model_dump()
+    meta = kohya_metadata(arch="sd15", output_name="x", params=params, resolution=(64, 64), tag_frequency={},
+                          dataset_dirs={}, steps=1, epoch=1, num_images=1, bucket_info=None, base_model_name="b",
+                          prediction_type="epsilon", started_at=0.0, trigger=None, batches_per_epoch=1)
+    assert (meta["ss_multires_noise_iterations"], meta["ss_multires_noise_discount"], meta["ss_ip_noise_gamma"]) == ("6", "0.3", "0.1")
+    assert (meta["ss_debiased_estimation"], meta["ss_zero_terminal_snr"], meta["ss_loss_type"]) == ("True", "True", "huber")
+    assert (meta["ss_huber_schedule"], meta["ss_huber_c"], meta["ss_adaptive_noise_scale"]) == ("snr", "0.1", "0.5")
+
+
+def test_caption_and_bucket_extras_as_kohya():
+    import random
+
+    from lora_factory.plugins.image.tags import augment_caption
+    from lora_factory.plugins.image.train_data import no_upscale_bucket
+
+    rng = random.Random(0)
+    seen = {augment_caption("mychar, blue eyes ||| smile, hat, sky ||| masterpiece", rng, shuffle=True, keep_tokens=0,
+                            dropout=0.0, separator="|||") for _ in range(20)}
+    assert all(s.startswith("mychar, blue eyes, ") and s.endswith(", masterpiece") for s in seen) and len(seen) > 1
+    assert no_upscale_bucket(100, 70, 64, 8) is None  # larger than 64 x 64: the usual bucket
+    assert no_upscale_bucket(45, 30, 64, 8) == (40, 24)  # smaller: its own size, cut to the step
+
+
+def test_caption_dropout_every_n_epochs_and_separator_reach_the_encoder(tmp_path, tiny_sd15, monkeypatch):
+    from lora_factory.plugins.image import train_parts
+
+    root = make_dataset(tmp_path / "data", n=2, concept="1_mychar")
+    for caption in (root / "1_mychar").glob("*.txt"):
+        caption.write_text("mychar ||| red, circle", encoding="utf-8")
+    seen, real = [], train_parts.encode_text
+    monkeypatch.setattr(train_parts, "encode_text", lambda parts, captions, device: seen.append(captions) or
+                        real(parts, captions, device))
+    params = {"max_steps": -1, "num_epochs": 2, "batch_size": 2, "caption_dropout_every_n_epochs": 2,
+              "keep_tokens_separator": "|||", "shuffle_caption": True, "cache_text_encoder_outputs": False,
+              "bucket_no_upscale": True, "sample_every_n_steps": 0, "sample_steps": 1}
+    result, ctx = train_tiny(tmp_path / "ws", tiny_sd15, root, params, "extras", "e1")
+    assert result["steps"] == 4 and len(seen) == 4  # one image a batch (two buckets), two epochs
+    assert [c[0].startswith("mychar, ") for c in seen[:2]] == [True, True] and seen[2:] == [[""], [""]]
+    assert not any("|||" in c for batch in seen for c in batch)
+    meta = a1111_metadata(Path(ctx.output_dir) / "extras.safetensors")
+    assert (meta["ss_caption_dropout_every_n_epochs"], meta["ss_bucket_no_upscale"]) == ("2", "True")

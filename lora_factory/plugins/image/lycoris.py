@@ -133,6 +133,8 @@ def delta_weight(tensors: dict[str, Any], shape: Any) -> Any:
 
 def module_map(pipe: Any) -> dict[str, Any]:
     """kohya module name -> the pipeline's layer, for the UNet and the text encoder(s) (ComfyUI's naming)."""
+    import torch
+
     single = getattr(pipe, "text_encoder_2", None) is None
     out = {}
     for component in ("unet", "text_encoder", "text_encoder_2"):
@@ -140,7 +142,7 @@ def module_map(pipe: Any) -> dict[str, Any]:
         if module is None:
             continue
         for path, layer in module.named_modules():
-            if hasattr(layer, "weight") and isinstance(getattr(layer, "weight", None), object) and path:
+            if path and isinstance(getattr(layer, "weight", None), torch.Tensor):
                 out[kohya_module_name(component, path, single)] = layer
     return out
 

@@ -72,15 +72,31 @@ class ImageTrainParams(BaseModel):
     enable_bucket: bool = Field(True, description="aspect-ratio bucketing (kohya --enable_bucket)")
     min_bucket_reso: int | None = Field(None, ge=16, description="default: half the resolution")
     max_bucket_reso: int | None = Field(None, ge=32, description="default: twice the resolution")
+    bucket_no_upscale: bool = Field(False, description="never enlarge a small image: its own bucket, cut to the step")
     bucket_reso_steps: int | None = Field(None, ge=8, description="default: what the model needs (64 for SD)")
     random_crop: bool = False
     flip_aug: bool = False
     shuffle_caption: bool = False
     keep_tokens: int = Field(1, ge=0, le=64, description="tags kept in front when shuffling (the trigger word)")
+    keep_tokens_separator: str = Field(
+        "", max_length=16, description='e.g. "|||": tags before it stay in front (instead of keep_tokens), after a '
+        "second one stay at the end")
     caption_dropout_rate: float = Field(0.0, ge=0.0, le=1.0)
+    caption_dropout_every_n_epochs: int = Field(0, ge=0, description="train every N-th epoch without captions; 0 = off")
     caption_tag_dropout_rate: float = Field(0.0, ge=0.0, le=1.0)
     noise_offset: float = Field(0.0, ge=0.0, le=1.0)
     min_snr_gamma: float | None = Field(5.0, gt=0, description="Min-SNR weighting; empty = off")
+    adaptive_noise_scale: float | None = Field(
+        None, ge=-1.0, le=1.0, description="noise offset + this x each latent channel's |mean| (with noise_offset); empty = off")
+    multires_noise_iterations: int = Field(0, ge=0, le=20, description="pyramid noise levels (6-10 usual); 0 = off")
+    multires_noise_discount: float = Field(0.3, gt=0.0, le=1.0, description="weight decay of each pyramid noise level")
+    ip_noise_gamma: float | None = Field(None, ge=0.0, le=1.0, description="input perturbation noise (0.1 usual); empty = off")
+    debiased_estimation_loss: bool = Field(False, description="weight each image's loss by 1/sqrt(SNR)")
+    zero_terminal_snr: bool = Field(False, description="rescale the noise schedule to zero SNR at the last step (with v-prediction)")
+    loss_type: Literal["l2", "l1", "huber", "smooth_l1"] = Field("l2", description="l2 = MSE; huber / smooth_l1 with huber_c")
+    huber_schedule: Literal["constant", "exponential", "snr"] = Field("snr", description="how huber_c follows the timestep")
+    huber_c: float = Field(0.1, gt=0.0, le=1.0, description="Huber loss threshold")
+    huber_scale: float = Field(1.0, gt=0.0, le=10.0, description="scale of huber_c (constant / exponential schedules)")
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto", description="auto = the scheduler's (v-prediction for SD2-v models)")
     cache_latents: bool = True
@@ -244,6 +260,12 @@ TITLES_JA: dict[str, str] = {
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
     "save_precision": "kohya ファイルの精度", "seed": "乱数シード", "vram_profile": "VRAM プロファイル",
     "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "network_weights": "続きから学習する LoRA (network_weights)",
+    "adaptive_noise_scale": "適応ノイズスケール", "multires_noise_iterations": "マルチ解像度ノイズの段数",
+    "multires_noise_discount": "マルチ解像度ノイズの減衰", "ip_noise_gamma": "入力摂動ノイズ (ip_noise_gamma)",
+    "debiased_estimation_loss": "デバイアス推定ロス", "zero_terminal_snr": "ゼロ終端 SNR", "loss_type": "損失の種類",
+    "huber_schedule": "Huber のスケジュール", "huber_c": "Huber の閾値 (huber_c)", "huber_scale": "Huber のスケール",
+    "keep_tokens_separator": "固定タグの区切り (keep_tokens_separator)",
+    "caption_dropout_every_n_epochs": "N エポックごとにキャプションなし", "bucket_no_upscale": "小さい画像を拡大しない",
     "reg_dataset": "正則化画像 (reg_data_dir)", "prior_loss_weight": "正則化画像の損失の重み (prior_loss_weight)",
     "conv_dim": "Conv ランク (conv_dim)",
     "conv_alpha": "Conv アルファ (conv_alpha)", "lr_scheduler_num_cycles": "リスタート回数 (num_cycles)",
@@ -272,6 +294,15 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "sample_sampler": "サンプル画像のサンプラー (k_euler_a や dpmsolver++ など kohya の名前も可)", "save_precision": "kohya ファイルの数値型",
     "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
     "network_type": "lora: kohya の networks.lora。locon / loha / lokr: LyCORIS (lycoris.kohya の algo)",
+    "adaptive_noise_scale": "ノイズオフセット + この値 × 潜在チャンネルの平均の絶対値 (noise_offset と併用)。空欄 = なし",
+    "multires_noise_iterations": "ピラミッドノイズの段数 (6〜10 が目安)。0 = なし", "multires_noise_discount": "各段のノイズの重みの減衰",
+    "ip_noise_gamma": "入力摂動ノイズ (0.1 が目安)。空欄 = なし", "debiased_estimation_loss": "各画像の損失に 1/sqrt(SNR) の重み",
+    "zero_terminal_snr": "最後のステップで SNR が 0 になるようノイズスケジュールを補正 (v-prediction と併用)",
+    "loss_type": "l2 = 二乗誤差。huber / smooth_l1 は huber_c を使う", "huber_schedule": "huber_c をタイムステップに応じて変える方法",
+    "huber_c": "Huber 損失の閾値", "huber_scale": "huber_c の倍率 (constant / exponential)",
+    "keep_tokens_separator": '例 "|||": その前のタグは先頭に固定 (keep_tokens の代わり)、2 つ目の後は末尾に固定',
+    "caption_dropout_every_n_epochs": "N エポックごとにキャプションなしで学習。0 = なし",
+    "bucket_no_upscale": "小さな画像は拡大せず、自身の大きさ (刻みに切り下げ) のバケットで学習",
     "reg_dataset": "正則化画像 (kohya の --reg_data_dir): datasets/image/ のデータセット (<繰り返し>_<クラス> フォルダ)。"
                    "学習画像と同じ回数だけ使われます",
     "prior_loss_weight": "正則化画像の損失の重み",

@@ -70,7 +70,8 @@ class ImageTrainingRun:
             step = max(self.parts.bucket_step, step // self.parts.bucket_step * self.parts.bucket_step)
         self.bucket_step = step
         self.buckets = bucket_set(self.resolution, step, p.enable_bucket, p.min_bucket_reso, p.max_bucket_reso)
-        self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed)
+        no_upscale = (self.resolution, step) if p.bucket_no_upscale and p.enable_bucket else None
+        self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed, no_upscale=no_upscale)
         self.reg_items = []
         if p.reg_dataset:  # kohya's regularisation images: balanced to the training images, own loss weight
             from lora_factory.plugins.image.train_data import balance_reg_repeats
@@ -78,7 +79,7 @@ class ImageTrainingRun:
             self.reg_dir = Path(self.ctx.workspace.resolve_ref(p.reg_dataset, "datasets", "image"))
             self.reg_items = load_items(self.reg_dir)
             reg = prepare_examples(self.reg_items, self.buckets, p.random_crop, p.seed, first_index=len(self.examples),
-                                   reg=True)
+                                   reg=True, no_upscale=no_upscale)
             balance_reg_repeats(sum(ex.item.repeats for ex in self.examples), reg)
             self.examples += reg
             log(f"regularisation images={len(reg)} ({self.reg_dir.name}) shown {sum(ex.extra['repeats'] for ex in reg)} "
@@ -125,7 +126,8 @@ class ImageTrainingRun:
 
     def captions_vary(self) -> bool:
         p = self.params
-        return p.shuffle_caption or p.caption_tag_dropout_rate > 0 or p.train_text_encoder
+        return (p.shuffle_caption or p.caption_tag_dropout_rate > 0 or p.train_text_encoder
+                or bool(p.keep_tokens_separator))
 
     def _cache_text(self) -> None:
         """Text-encoder outputs per distinct caption (and the sample prompts), when captions are fixed."""
@@ -227,7 +229,7 @@ class ImageTrainingRun:
 
         return loop.micro_batches(self.loader, self.batches, skip=start_step * self.params.grad_accum)
 
-    def batch_inputs(self, batch: list[int]) -> tuple[Any, dict[str, Any], Any]:
+    def batch_inputs(self, batch: list[int], epoch: int = 0) -> tuple[Any, dict[str, Any], Any]:
         """Latents, conditioning and SDXL time ids of one micro-batch."""
         import torch
 
@@ -244,9 +246,11 @@ class ImageTrainingRun:
             else:
                 pixels = ex.pixels.flip(-1) if flip else ex.pixels
                 latents.append(encode_latents(self.parts, pixels[None])[0].cpu())
-            captions.append(augment_caption(ex.item.caption, self.rng, shuffle=p.shuffle_caption,
-                                            keep_tokens=p.keep_tokens, dropout=p.caption_dropout_rate,
-                                            tag_dropout=p.caption_tag_dropout_rate))
+            no_caption = bool(p.caption_dropout_every_n_epochs) and (epoch + 1) % p.caption_dropout_every_n_epochs == 0
+            captions.append("" if no_caption else augment_caption(
+                ex.item.caption, self.rng, shuffle=p.shuffle_caption, keep_tokens=p.keep_tokens,
+                dropout=p.caption_dropout_rate, tag_dropout=p.caption_tag_dropout_rate,
+                separator=p.keep_tokens_separator))
             height, width = ex.bucket[1], ex.bucket[0]
             time_ids.append(sdxl_time_ids(ex.original_size, ex.crop_top_left, (height, width)))
         latent_batch = torch.stack(latents).to(self.device)
@@ -288,7 +292,7 @@ class ImageTrainingRun:
             total = 0.0
             for _ in range(p.grad_accum):
                 epoch, batch = next(batches)
-                latents, cond, time_ids = self.batch_inputs(batch)
+                latents, cond, time_ids = self.batch_inputs(batch, epoch)
                 loss = batch_loss(self.parts, latents, cond, time_ids, p, generator,
                                   sample_weights=self.batch_weights) / p.grad_accum
                 accelerator.backward(loss)

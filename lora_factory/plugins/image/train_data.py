@@ -57,13 +57,23 @@ def load_pixels(item: ImageItem, bucket: Bucket, random_crop: bool, rng: random.
     return torch.from_numpy(array).permute(2, 0, 1).contiguous(), (top, left)
 
 
+def no_upscale_bucket(width: int, height: int, resolution: int, step: int) -> Bucket | None:
+    """kohya's ``--bucket_no_upscale``: an image no larger than resolution² gets a bucket of its own size cut down
+    to the step (None: a larger image, which takes the usual bucket)."""
+    if width * height > resolution * resolution:
+        return None
+    return max(step, width - width % step), max(step, height - height % step)
+
+
 def prepare_examples(items: list[ImageItem], buckets: list[Bucket], random_crop: bool, seed: int,
-                     first_index: int = 0, reg: bool = False) -> list[Example]:
-    """Examples of ``items`` (indices from ``first_index``); ``reg`` marks regularisation images."""
+                     first_index: int = 0, reg: bool = False, no_upscale: tuple[int, int] | None = None) -> list[Example]:
+    """Examples of ``items`` (indices from ``first_index``); ``reg`` marks regularisation images;
+    ``no_upscale`` = (resolution, step) for kohya's ``--bucket_no_upscale``."""
     rng = random.Random(seed + (7919 if reg else 0))
     examples = []
     for index, item in enumerate(items, start=first_index):
-        bucket = assign_bucket(item.width, item.height, buckets)
+        own = no_upscale_bucket(item.width, item.height, *no_upscale) if no_upscale else None
+        bucket = own or assign_bucket(item.width, item.height, buckets)
         pixels, top_left = load_pixels(item, bucket, random_crop, rng)
         examples.append(Example(index=index, item=item, bucket=bucket, original_size=(item.height, item.width),
                                 crop_top_left=top_left, pixels=pixels, extra={"reg": True} if reg else {}))

@@ -116,7 +116,8 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
             encoders.append(CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2",
                                                                         dtype=weight_dtype))
         denoiser = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=weight_dtype)
-        noise_scheduler = DDPMScheduler.from_config(scheduler_config)
+        noise_scheduler = DDPMScheduler.from_config(
+            scheduler_config, **({"rescale_betas_zero_snr": True} if params.zero_terminal_snr else {}))
         bucket_step = vae_scale * 2 ** (len(denoiser.config.block_out_channels) - 1)
         prediction = scheduler_config.get("prediction_type", "epsilon") if params.prediction_type == "auto" \
             else params.prediction_type
@@ -269,15 +270,22 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
 
     device = latents.device
     bsz = latents.shape[0]
+    from lora_factory.plugins.image import noise_loss
+
     noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device)
-    if params.noise_offset:
-        noise = noise + params.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=generator).to(device)
+    noise = noise_loss.offset_noise(latents, noise, params, generator)
+    if params.multires_noise_iterations:
+        noise = noise_loss.pyramid_noise(noise, params.multires_noise_iterations, params.multires_noise_discount, generator)
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     if parts.arch == "flux":
         return _flux_loss(parts, latents, noise, cond, generator, autocast, sample_weights)
     scheduler = parts.noise_scheduler
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(device).long()
-    noisy = scheduler.add_noise(latents, noise, timesteps)
+    if params.ip_noise_gamma:  # input perturbation: the noisy latents get more noise than the target says
+        extra = torch.randn(latents.shape, generator=generator).to(device)
+        noisy = scheduler.add_noise(latents, noise + params.ip_noise_gamma * extra, timesteps)
+    else:
+        noisy = scheduler.add_noise(latents, noise, timesteps)
     target = noise if parts.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
     added = None
     if parts.arch == "sdxl":
@@ -286,6 +294,22 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
     with autocast:
         pred = parts.denoiser(noisy.to(dtype), timesteps, cond["prompt_embeds"].to(dtype),
                               added_cond_kwargs=added, return_dict=False)[0]
+    if noise_loss.uses_kohya_extras(params):
+        from diffusers.training_utils import compute_snr
+
+        threshold = noise_loss.huber_c(params, timesteps, scheduler) if params.loss_type != "l2" else None
+        loss = noise_loss.per_image_loss(pred, target, params, threshold)
+        if sample_weights is not None:
+            loss = loss * sample_weights
+        v_prediction = parts.prediction_type != "epsilon"
+        if params.min_snr_gamma or params.debiased_estimation_loss:
+            snr = compute_snr(scheduler, timesteps)
+        if params.min_snr_gamma:
+            gamma = torch.minimum(snr, torch.full_like(snr, params.min_snr_gamma))
+            loss = loss * (gamma / (snr + 1) if v_prediction else gamma / snr)
+        if params.debiased_estimation_loss:
+            loss = loss * noise_loss.debiased_weights(snr, v_prediction)
+        return loss.mean()
     if params.min_snr_gamma:
         from diffusers.training_utils import compute_snr
 
