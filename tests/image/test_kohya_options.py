@@ -367,10 +367,35 @@ def test_caption_dropout_every_n_epochs_and_separator_reach_the_encoder(tmp_path
                         real(parts, captions, device))
     params = {"max_steps": -1, "num_epochs": 2, "batch_size": 2, "caption_dropout_every_n_epochs": 2,
               "keep_tokens_separator": "|||", "shuffle_caption": True, "cache_text_encoder_outputs": False,
-              "bucket_no_upscale": True, "sample_every_n_steps": 0, "sample_steps": 1}
+              "bucket_no_upscale": True, "color_aug": True, "sample_every_n_steps": 0, "sample_steps": 1}
     result, ctx = train_tiny(tmp_path / "ws", tiny_sd15, root, params, "extras", "e1")
+    assert any("latents not cached: color_aug" in line for line in ctx.lines)
     assert result["steps"] == 4 and len(seen) == 4  # one image a batch (two buckets), two epochs
     assert [c[0].startswith("mychar, ") for c in seen[:2]] == [True, True] and seen[2:] == [[""], [""]]
     assert not any("|||" in c for batch in seen for c in batch)
     meta = a1111_metadata(Path(ctx.output_dir) / "extras.safetensors")
-    assert (meta["ss_caption_dropout_every_n_epochs"], meta["ss_bucket_no_upscale"]) == ("2", "True")
+    assert (meta["ss_caption_dropout_every_n_epochs"], meta["ss_bucket_no_upscale"], meta["ss_color_aug"]) == \
+        ("2", "True", "True")
+
+
+def test_color_aug_shifts_the_hue_only():
+    import random
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from lora_factory.plugins.image.train_data import color_aug
+
+    pixels = torch.tensor([[[0.6]], [[-0.6]], [[-0.8]]]).expand(3, 4, 4).contiguous()  # a red
+    shifted = [color_aug(pixels, random.Random(seed)) for seed in range(6)]
+    assert any(not torch.allclose(s, pixels, atol=0.02) for s in shifted)
+
+    def hsv(t):
+        return np.asarray(Image.fromarray(((t.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8))
+                          .convert("HSV"), dtype=np.float32)[0, 0]
+
+    for s in shifted:  # saturation and value stay (within rounding), the hue moves at most 8/180 of the circle
+        a, b = hsv(pixels), hsv(s)
+        assert abs(a[1] - b[1]) <= 3 and abs(a[2] - b[2]) <= 3
+        assert min(abs(a[0] - b[0]), 256 - abs(a[0] - b[0])) <= 12

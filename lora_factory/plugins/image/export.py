@@ -150,7 +150,7 @@ def kohya_metadata(*, arch: str, output_name: str, params: dict[str, Any], resol
         "ss_caption_dropout_every_n_epochs": params.get("caption_dropout_every_n_epochs") or None,
         "ss_batch_size_per_device": params.get("batch_size"),
         "ss_total_batch_size": params.get("batch_size", 1) * params.get("grad_accum", 1),
-        "ss_color_aug": False,
+        "ss_color_aug": bool(params.get("color_aug")),
         "ss_flip_aug": bool(params.get("flip_aug")),
         "ss_random_crop": bool(params.get("random_crop")),
         "ss_shuffle_caption": bool(params.get("shuffle_caption")),

@@ -76,6 +76,7 @@ class ImageTrainParams(BaseModel):
     bucket_reso_steps: int | None = Field(None, ge=8, description="default: what the model needs (64 for SD)")
     random_crop: bool = False
     flip_aug: bool = False
+    color_aug: bool = Field(False, description="random hue shift each step (kohya --color_aug); latents are not cached then")
     shuffle_caption: bool = False
     keep_tokens: int = Field(1, ge=0, le=64, description="tags kept in front when shuffling (the trigger word)")
     keep_tokens_separator: str = Field(
@@ -264,7 +265,7 @@ TITLES_JA: dict[str, str] = {
     "multires_noise_discount": "マルチ解像度ノイズの減衰", "ip_noise_gamma": "入力摂動ノイズ (ip_noise_gamma)",
     "debiased_estimation_loss": "デバイアス推定ロス", "zero_terminal_snr": "ゼロ終端 SNR", "loss_type": "損失の種類",
     "huber_schedule": "Huber のスケジュール", "huber_c": "Huber の閾値 (huber_c)", "huber_scale": "Huber のスケール",
-    "keep_tokens_separator": "固定タグの区切り (keep_tokens_separator)",
+    "keep_tokens_separator": "固定タグの区切り (keep_tokens_separator)", "color_aug": "色相のランダム変化 (color_aug)",
     "caption_dropout_every_n_epochs": "N エポックごとにキャプションなし", "bucket_no_upscale": "小さい画像を拡大しない",
     "reg_dataset": "正則化画像 (reg_data_dir)", "prior_loss_weight": "正則化画像の損失の重み (prior_loss_weight)",
     "conv_dim": "Conv ランク (conv_dim)",
@@ -300,6 +301,7 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "zero_terminal_snr": "最後のステップで SNR が 0 になるようノイズスケジュールを補正 (v-prediction と併用)",
     "loss_type": "l2 = 二乗誤差。huber / smooth_l1 は huber_c を使う", "huber_schedule": "huber_c をタイムステップに応じて変える方法",
     "huber_c": "Huber 損失の閾値", "huber_scale": "huber_c の倍率 (constant / exponential)",
+    "color_aug": "毎ステップ色相をランダムにずらす (kohya の --color_aug)。このとき潜在表現はキャッシュしません",
     "keep_tokens_separator": '例 "|||": その前のタグは先頭に固定 (keep_tokens の代わり)、2 つ目の後は末尾に固定',
     "caption_dropout_every_n_epochs": "N エポックごとにキャプションなしで学習。0 = なし",
     "bucket_no_upscale": "小さな画像は拡大せず、自身の大きさ (刻みに切り下げ) のバケットで学習",

@@ -117,6 +117,9 @@ class ImageTrainingRun:
 
         if not self.params.cache_latents:
             return
+        if self.params.color_aug:  # each step sees other colours: nothing to cache (sd-scripts refuses the pair)
+            self.ctx.log("color_aug のため潜在表現をキャッシュしません / latents not cached: color_aug changes the pixels")
+            return
         for ex in self.examples:
             ex.latents = encode_latents(self.parts, ex.pixels[None])[0].cpu()
             if self.params.flip_aug:
@@ -245,6 +248,10 @@ class ImageTrainingRun:
                 latents.append(ex.latents_flipped if flip else ex.latents)
             else:
                 pixels = ex.pixels.flip(-1) if flip else ex.pixels
+                if p.color_aug:
+                    from lora_factory.plugins.image.train_data import color_aug
+
+                    pixels = color_aug(pixels, self.rng)
                 latents.append(encode_latents(self.parts, pixels[None])[0].cpu())
             no_caption = bool(p.caption_dropout_every_n_epochs) and (epoch + 1) % p.caption_dropout_every_n_epochs == 0
             captions.append("" if no_caption else augment_caption(

@@ -129,3 +129,20 @@ def bucket_info(examples: list[Example]) -> dict[str, Any]:
         "buckets": {str(i): {"resolution": list(b), "count": c} for i, (b, c) in enumerate(sorted(counts.items()))},
         "mean_img_ar_error": sum(errors) / max(1, len(errors)),
     }
+
+
+HUE_SHIFT_LIMIT = 8  # sd-scripts' color_aug: a hue shift of up to 8 on OpenCV's 0-179 hue scale
+
+
+def color_aug(pixels: Any, rng: random.Random) -> Any:
+    """kohya's ``--color_aug``: the image's hue shifted by a random amount (saturation and value kept)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    array = ((pixels.permute(1, 2, 0).numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    hsv = np.asarray(Image.fromarray(array).convert("HSV")).copy()
+    shift = round(rng.randint(-HUE_SHIFT_LIMIT, HUE_SHIFT_LIMIT) * 256 / 180)  # PIL's hue is 0-255
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + shift) % 256
+    rgb = np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
