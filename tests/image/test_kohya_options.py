@@ -399,3 +399,31 @@ def test_color_aug_shifts_the_hue_only():
         a, b = hsv(pixels), hsv(s)
         assert abs(a[1] - b[1]) <= 3 and abs(a[2] - b[2]) <= 3
         assert min(abs(a[0] - b[0]), 256 - abs(a[0] - b[0])) <= 12
+
+
+def test_training_vae_and_no_half_vae(tmp_path, tiny_sd15, image_dataset):
+    """Another VAE (a copy of the base's with other weights) is the one that encodes the latents; its name is
+    recorded as sd-scripts does; no_half_vae keeps the VAE in fp32 under bf16 (fp16 always does)."""
+    import shutil
+
+    import torch
+    from diffusers import AutoencoderKL
+
+    from lora_factory.plugins.image.presets import ImageTrainParams
+    from lora_factory.plugins.image.train_parts import load_parts, vae_dtype_name
+
+    assert (vae_dtype_name("bf16", False), vae_dtype_name("bf16", True), vae_dtype_name("fp16", False)) == \
+        ("bf16", "fp32", "fp32")
+    home = tmp_path / "ws"
+    other = home / "models" / "image" / "vae" / "othervae"
+    shutil.copytree(tiny_sd15 / "vae", other)
+    vae = AutoencoderKL.from_pretrained(other)
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.mul_(-1.0)
+    vae.save_pretrained(other)
+    parts = load_parts(tiny_sd15, "sd15", "cpu", "no", ImageTrainParams(), print, vae_path=other)
+    assert torch.allclose(parts.vae.encoder.conv_in.weight, vae.encoder.conv_in.weight)
+    _, ctx = train_tiny(home, tiny_sd15, image_dataset, {"max_steps": 1, "vae": "othervae", "no_half_vae": True,
+                                                          "sample_every_n_steps": 0, "sample_steps": 1}, "withvae", "v1")
+    assert any(line.startswith("vae=othervae") for line in ctx.lines)
+    assert a1111_metadata(Path(ctx.output_dir) / "withvae.safetensors")["ss_vae_name"] == "othervae"

@@ -104,6 +104,8 @@ class ImageTrainParams(BaseModel):
     cache_text_encoder_outputs: bool = Field(
         True, description="only when captions do not change between steps and the text encoders are frozen")
     gradient_checkpointing: bool = False
+    vae: str | None = Field(None, description="a VAE to train with (kohya --vae): models/image/vae/<name>; empty = the base's")
+    no_half_vae: bool = Field(False, description="keep the VAE in fp32 under mixed precision (kohya --no_half_vae)")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto = bf16 / fp16 on a GPU, fp32 on a CPU")
     quantize_base: Literal["none", "nf4"] = Field("none", description="nf4 = 4-bit base (Flux QLoRA, CUDA only)")
     save_every_n_steps: int = Field(0, ge=0, description="checkpoint interval; 0 = only at the end")
@@ -265,6 +267,7 @@ TITLES_JA: dict[str, str] = {
     "multires_noise_discount": "マルチ解像度ノイズの減衰", "ip_noise_gamma": "入力摂動ノイズ (ip_noise_gamma)",
     "debiased_estimation_loss": "デバイアス推定ロス", "zero_terminal_snr": "ゼロ終端 SNR", "loss_type": "損失の種類",
     "huber_schedule": "Huber のスケジュール", "huber_c": "Huber の閾値 (huber_c)", "huber_scale": "Huber のスケール",
+    "vae": "学習に使う VAE", "no_half_vae": "VAE を fp32 のままにする (no_half_vae)",
     "keep_tokens_separator": "固定タグの区切り (keep_tokens_separator)", "color_aug": "色相のランダム変化 (color_aug)",
     "caption_dropout_every_n_epochs": "N エポックごとにキャプションなし", "bucket_no_upscale": "小さい画像を拡大しない",
     "reg_dataset": "正則化画像 (reg_data_dir)", "prior_loss_weight": "正則化画像の損失の重み (prior_loss_weight)",
@@ -301,6 +304,8 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "zero_terminal_snr": "最後のステップで SNR が 0 になるようノイズスケジュールを補正 (v-prediction と併用)",
     "loss_type": "l2 = 二乗誤差。huber / smooth_l1 は huber_c を使う", "huber_schedule": "huber_c をタイムステップに応じて変える方法",
     "huber_c": "Huber 損失の閾値", "huber_scale": "huber_c の倍率 (constant / exponential)",
+    "vae": "学習に使う VAE (kohya の --vae): models/image/vae/<名前>。空欄 = ベースの VAE",
+    "no_half_vae": "混合精度でも VAE を fp32 のままにする (kohya の --no_half_vae)",
     "color_aug": "毎ステップ色相をランダムにずらす (kohya の --color_aug)。このとき潜在表現はキャッシュしません",
     "keep_tokens_separator": '例 "|||": その前のタグは先頭に固定 (keep_tokens の代わり)、2 つ目の後は末尾に固定',
     "caption_dropout_every_n_epochs": "N エポックごとにキャプションなしで学習。0 = なし",

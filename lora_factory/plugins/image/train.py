@@ -63,7 +63,13 @@ class ImageTrainingRun:
         self.items = load_items(self.dataset)
         log(f"base={self.base.name} arch={self.arch} device={self.device} precision={self.precision} "
             f"images={len(self.items)} preset={self.spec.get('preset')}")
-        self.parts = train_parts.load_parts(self.base, self.arch, self.device, self.precision, p, log)
+        self.vae_path = None
+        if p.vae:  # another VAE for training (sdxl-vae-fp16-fix ...), resolved inside models/image/vae/
+            ref = p.vae if "/" in p.vae or "\\" in p.vae else f"models/image/vae/{p.vae}"
+            self.vae_path = Path(self.ctx.workspace.resolve_ref(ref, "models", "image"))
+            log(f"vae={self.vae_path.name} ({train_parts.vae_dtype_name(self.precision, p.no_half_vae)})")
+        self.parts = train_parts.load_parts(self.base, self.arch, self.device, self.precision, p, log,
+                                            vae_path=self.vae_path)
         self.resolution = p.resolution or self.parts.native_resolution
         step = p.bucket_reso_steps or self.parts.bucket_step
         if step % self.parts.bucket_step:

@@ -159,6 +159,13 @@ def _kohya_file(run: Any, path: Path, output_name: str, steps: int, epoch: int, 
         trigger=trigger_phrase(captions), batches_per_epoch=run.batches_per_epoch)
     metadata["ss_num_epochs"] = str(run.num_epochs)
     metadata["ss_prior_loss_weight"] = str(run.params.prior_loss_weight)
+    if getattr(run, "vae_path", None):  # sd-scripts: the VAE's name, and its hashes when it is one file
+        metadata["ss_vae_name"] = run.vae_path.name
+        single = [run.vae_path] if run.vae_path.is_file() else []
+        if single:
+            from lora_factory.plugins.image.hashes import file_sha256, legacy_model_hash
+
+            metadata["ss_vae_hash"], metadata["ss_new_vae_hash"] = legacy_model_hash(single[0]), file_sha256(single[0])
     if run.reg_items:  # sd-scripts: the regularisation images with their folders' repeats, and those folders
         metadata["ss_num_reg_images"] = str(sum(ex.item.repeats for ex in run.examples if ex.extra.get("reg")))
         metadata["ss_reg_dataset_dirs"] = json.dumps(reg_dirs, ensure_ascii=False)

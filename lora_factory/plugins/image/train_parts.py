@@ -66,16 +66,38 @@ def resolve_precision(mixed_precision: str, device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, log: Any) -> Parts:
+def vae_dtype_name(precision: str, no_half_vae: bool) -> str:
+    """The VAE's dtype: fp32 under fp16 (SDXL's VAE overflows there) or with kohya's ``--no_half_vae``."""
+    return "fp32" if precision == "fp16" or no_half_vae else precision
+
+
+def load_vae(base: Path, vae_path: Path | None, dtype: Any) -> Any:
+    """The base's VAE, or another one for training (``vae``: a diffusers folder, or one ``.safetensors`` from
+    Civitai read with the base's VAE config), as sd-scripts' ``--vae``."""
+    from diffusers import AutoencoderKL
+
+    if vae_path is None:
+        return AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=dtype)
+    vae_path = Path(vae_path)
+    if (vae_path / "config.json").is_file():
+        return AutoencoderKL.from_pretrained(vae_path, torch_dtype=dtype)
+    single = [vae_path] if vae_path.is_file() else sorted(vae_path.glob("*.safetensors"))
+    if not single:
+        raise LoRAFactoryError("MODEL_INVALID", f"VAE「{vae_path.name}」に重みがありません。",
+                               f"The VAE '{vae_path.name}' has no weights.", 422, detail={"field": "vae"})
+    return AutoencoderKL.from_single_file(str(single[0]), config=str(Path(base) / "vae"), torch_dtype=dtype)
+
+
+def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, log: Any,
+               vae_path: Path | None = None) -> Parts:
     """Load the base model's modules, frozen, on ``device`` (the VAE stays fp32 under fp16: SDXL's overflows)."""
-    import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
     from transformers import AutoTokenizer
 
     weight_dtype = _dtype_of(precision)
     base = Path(base)
     scheduler_config = json.loads((base / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32 if precision == "fp16" else weight_dtype)
+    vae = load_vae(base, vae_path, _dtype_of(vae_dtype_name(precision, getattr(params, "no_half_vae", False))))
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     tokenizers = [AutoTokenizer.from_pretrained(base, subfolder="tokenizer")]
     if arch == "flux":
