@@ -77,6 +77,8 @@ def test_folder_dataset_browsed_and_edited_as_a_new_version(toy_page: tuple[Any,
     page.wait_for_function("[...document.querySelectorAll('[data-testid=dataset-browser-image]')].every(i => i.complete && i.naturalWidth === 1)")
     text = browser_box.locator("textarea[data-item='cat.png']")
     assert text.input_value() == "a cat"
+    text.fill("a black cat, sitting, looking at viewer, " * 4)  # a long caption is shown whole, not cut mid-line
+    assert text.evaluate("(el) => el.scrollHeight <= el.clientHeight + 1 && el.clientHeight > 40"), "caption cut"
     text.fill("a black cat")
     browser_box.get_by_test_id("dataset-browser-save").click()
     page.get_by_test_id("edit-version-input").fill("pets-edited")
@@ -87,6 +89,9 @@ def test_folder_dataset_browsed_and_edited_as_a_new_version(toy_page: tuple[Any,
     assert edited.read_text(encoding="utf-8") == "a black cat"
     assert (toy_server.home / "datasets" / "toymedia" / "pets" / "cat.txt").read_text(encoding="utf-8") == "a cat"
     assert datasets.get_by_test_id("dataset-archive-pets").get_attribute("href").endswith("/api/datasets/toymedia/pets/archive")
+    view, zip_link, delete = (datasets.get_by_test_id(f"dataset-{t}-pets").bounding_box() for t in ("view", "archive", "delete"))
+    assert view["x"] + view["width"] + 3 <= zip_link["x"] and zip_link["x"] + zip_link["width"] + 3 <= delete["x"]
+    assert abs(zip_link["height"] - view["height"]) <= 4  # a button among buttons, not a wedged link
     screenshot(page, "toy-folder-dataset")
     watch.assert_clean()
 

@@ -84,3 +84,30 @@ def test_image_adapter_page_downloads_the_kohya_file_and_shows_sample_thumbnails
         .labelled({final_loss: 0.1, steps_per_s: 2}))""")
     assert labels == ["最終損失", "ステップ/秒"]
     watch.assert_clean()
+
+
+def test_sample_prompts_are_lines_and_the_generation_view_has_an_epoch_grid(watched_page, server):
+    """Issue 17 items 6 / 16: the image schema's ``sample_prompts`` is edited one prompt a line (kohya's prompt
+    file), not as a raw JSON box; the generation view's grid takes epochs too."""
+    page, watch = watched_page
+    _open(page, server, "train")
+    schema = server.client.get("/api/modalities").json()
+    image = next(m for m in (schema.get("modalities") or schema) if m["id"] == "image")
+    prop = image["train_params_schema"]["properties"]["sample_prompts"]
+    read = page.evaluate("""async (prop) => {
+      const { schemaForm } = await import("/static/js/schema_form.js");
+      const form = schemaForm({ type: "object", properties: { sample_prompts: prop } },
+                              { idPrefix: "t", values: { sample_prompts: ["a cat --w 512"] } });
+      document.body.append(form.root);
+      const box = form.root.querySelector("[data-testid='t-sample_prompts']");
+      const shown = box.value;
+      box.value = "1girl --n lowres --d 7\\n\\n  mychar, smile  \\n";
+      box.dispatchEvent(new Event("input", { bubbles: true }));
+      const out = { tag: box.tagName, shown, values: form.values().sample_prompts };
+      form.root.remove();
+      return out;
+    }""", prop)
+    assert read == {"tag": "TEXTAREA", "shown": "a cat --w 512", "values": ["1girl --n lowres --d 7", "mychar, smile"]}
+    _open(page, server, "infer")
+    assert page.get_by_test_id("gen-epoch-grid").count() == 1
+    watch.assert_clean()

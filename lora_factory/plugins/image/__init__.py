@@ -153,11 +153,13 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
     if not _mine(modality):
         return None
     from lora_factory.kit import presets
+    from lora_factory.plugins.image.optimizers import check_available
     from lora_factory.plugins.image.presets import PRESETS, ImageTrainParams, preset_layers
 
     preset = spec.get("preset") or "quick"
     overrides = spec.get("params") or {}
     params = presets.resolve_params(ImageTrainParams, PRESETS, preset, overrides, *preset_layers(preset, overrides))
+    check_available(params.optimizer)  # a 422 naming the package now, not a failed job later
     return dict(spec, preset=preset, params=params.model_dump(), requested_params=overrides)
 
 

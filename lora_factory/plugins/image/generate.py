@@ -8,6 +8,7 @@ once, one weight each). Every image is a PNG carrying its settings (A1111 ``para
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ DEFAULTS = {"sd15": (25, 7.0, "dpmpp_2m"), "sd2": (25, 7.0, "dpmpp_2m"), "sdxl":
             "flux": (28, 3.5, "flow_euler")}
 
 
-def _scheduler(name: str, config: Any) -> Any:
+def make_scheduler(name: str, config: Any) -> Any:
     import diffusers
 
     table = {
@@ -104,25 +105,30 @@ class ImageGenerator:
         return self.modules[key]
 
     def apply_loras(self, base: dict[str, Any], adapters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Load what is missing, switch to exactly these adapters and weights; return their names."""
+        """Load what is missing, switch to exactly these adapters and weights; return their names.
+
+        An adapter may name its ``file`` in its folder (an epoch file); otherwise the diffusers file, else the
+        first ``.safetensors``. LoRA files go through diffusers (``set_adapters`` switches them); LoHa / LoKr
+        files are merged into the weights as A1111 / ComfyUI do (:mod:`lycoris`), and re-merged on a change.
+        """
         pipe, loaded = base["pipe"], base["loras"]
         used = []
         for adapter in adapters:
-            path = str(adapter["path"])
-            if path not in loaded:
+            folder = Path(str(adapter["path"]))
+            weight = _weight_file(folder, adapter.get("file"))
+            key = f"{folder}::{weight}"
+            entry = {"name": adapter.get("name") or folder.name, "weight": float(adapter.get("weight", 1.0)),
+                     "file": folder / weight, "peft_name": None}
+            if _network_kind(folder / weight) != "lora":
+                _check_adapter_arch(folder, base["arch"])
+                entry["hash"] = lora_short_hash(folder / weight)
+                used.append(entry)
+                continue
+            if key not in loaded:
                 if len(loaded) >= MAX_LOADED_LORAS:
                     oldest = next(iter(loaded))
                     pipe.delete_adapters(loaded.pop(oldest))
-                name = f"lora{abs(hash((path, time.time()))) % 10**8}"
-                folder = Path(path)
-                weight = "pytorch_lora_weights.safetensors"
-                if not (folder / weight).is_file():
-                    found = sorted(folder.glob("*.safetensors"))
-                    if not found:
-                        raise LoRAFactoryError("ADAPTER_INVALID", f"アダプタ「{folder.name}」に .safetensors がありません。",
-                                               f"The adapter '{folder.name}' has no .safetensors file.", 422,
-                                               detail={"path": path})
-                    weight = found[0].name
+                name = f"lora{abs(hash((key, time.time()))) % 10**8}"
                 _check_adapter_arch(folder, base["arch"])
                 try:
                     pipe.load_lora_weights(str(folder), weight_name=weight, adapter_name=name)
@@ -130,16 +136,40 @@ class ImageGenerator:
                     if "size mismatch" not in str(exc) and not isinstance(exc, ValueError):
                         raise
                     raise _incompatible(folder, adapter_architecture(folder) or "?", base["arch"], str(exc)) from exc
-                loaded[path] = name
-                base["lora_hashes"][path] = lora_short_hash(folder)
-            used.append({"name": adapter.get("name") or Path(path).name, "weight": float(adapter.get("weight", 1.0)),
-                         "peft_name": loaded[path], "hash": base["lora_hashes"].get(path)})
-        if used:
-            pipe.enable_lora()
-            pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[u["weight"] for u in used])
-        elif loaded:
-            pipe.disable_lora()
+                loaded[key] = name
+                kohya = folder / (Path(str(adapter["file"])).name if adapter.get("file") else _epoch_file(folder, 0))
+                base["lora_hashes"][key] = lora_short_hash(kohya if kohya.is_file() else folder)
+            entry.update(peft_name=loaded[key], hash=base["lora_hashes"].get(key))
+            used.append(entry)
+        self.set_weights(base, used)
         return used
+
+    def set_weights(self, base: dict[str, Any], used: list[dict[str, Any]], weight: float | None = None) -> None:
+        """The adapters in ``used`` active at their weights (or all at ``weight``): peft's switch for LoRA
+        files, a restore-and-merge for merged ones (only when something changed)."""
+        from lora_factory.plugins.image import lycoris
+
+        pipe = base["pipe"]
+        peft = [u for u in used if u["peft_name"]]
+        if peft:
+            pipe.enable_lora()
+            pipe.set_adapters([u["peft_name"] for u in peft],
+                              adapter_weights=[weight if weight is not None else u["weight"] for u in peft])
+        elif base["loras"]:
+            pipe.disable_lora()
+        wanted = [(str(u["file"]), weight if weight is not None else u["weight"]) for u in used if not u["peft_name"]]
+        merged = base.setdefault("merged", {"applied": [], "backup": {}})
+        if wanted != merged["applied"]:
+            lycoris.restore(merged["backup"])
+            merged["applied"] = []
+            for file, strength in wanted:
+                try:
+                    lycoris.merge_kohya_file(pipe, Path(file), strength, merged["backup"])
+                except (KeyError, RuntimeError) as exc:  # modules or shapes of another model
+                    lycoris.restore(merged["backup"])
+                    folder = Path(file).parent
+                    raise _incompatible(folder, adapter_architecture(folder) or "?", base["arch"], str(exc)) from exc
+            merged["applied"] = wanted
 
     def apply_ip_adapter(self, base: dict[str, Any], ip: dict[str, Any] | None) -> None:
         pipe = base["pipe"]
@@ -156,6 +186,55 @@ class ImageGenerator:
             pipe.load_ip_adapter(str(ip["path"]), subfolder=subfolder, weight_name=weight, image_encoder_folder="image_encoder")
             pipe.set_ip_adapter_scale(ip["scale"])
             base["ip_adapter"] = wanted
+
+
+def _weight_file(folder: Path, file: str | None) -> str:
+    """The weight file to load from an adapter folder: the named one (inside the folder), else diffusers', else
+    the first ``.safetensors``."""
+    if file:
+        path = folder / Path(str(file)).name
+        if not path.is_file():
+            from lora_factory.plugins.image.train_outputs import epoch_files
+
+            have = [e["epoch"] for e in epoch_files(folder, Path(str(file)).name.rsplit("-", 1)[0])]
+            raise LoRAFactoryError("ADAPTER_INVALID", f"アダプタ「{folder.name}」に {path.name} がありません(エポック: {have})。",
+                                   f"The adapter '{folder.name}' has no {path.name} (epoch files: {have}).", 422,
+                                   detail={"path": str(folder), "file": path.name, "epochs": have})
+        return path.name
+    if (folder / "pytorch_lora_weights.safetensors").is_file():
+        return "pytorch_lora_weights.safetensors"
+    if (folder / _epoch_file(folder, 0)).is_file():  # the kohya file, not an epoch file beside it
+        return _epoch_file(folder, 0)
+    found = sorted(folder.glob("*.safetensors"))
+    if not found:
+        raise LoRAFactoryError("ADAPTER_INVALID", f"アダプタ「{folder.name}」に .safetensors がありません。",
+                               f"The adapter '{folder.name}' has no .safetensors file.", 422, detail={"path": str(folder)})
+    return found[0].name
+
+
+def _network_kind(path: Path) -> str:
+    """``lora`` / ``loha`` / ``lokr`` from the file's tensor names."""
+    from safetensors import safe_open
+
+    from lora_factory.plugins.image.lycoris import network_kind
+
+    with safe_open(str(path), framework="pt") as fh:
+        return network_kind(fh.keys())
+
+
+def _epoch_file(folder: Path, epoch: int) -> str:
+    """``<name>-00000N.safetensors`` of an adapter folder (``<name>`` = its kohya file's), or the final file at 0."""
+    from lora_factory.plugins.image.train_outputs import EPOCH_FILE_NAME
+
+    try:
+        kohya = json.loads((folder / "training_config.json").read_text(encoding="utf-8")).get("kohya_file")
+    except (OSError, ValueError, AttributeError):
+        kohya = None
+    if not kohya:
+        plain = [f.name for f in sorted(folder.glob("*.safetensors"))
+                 if f.name != "pytorch_lora_weights.safetensors" and not f.stem[-7:-6] == "-"]
+        kohya = plain[0] if plain else f"{folder.name}.safetensors"
+    return kohya if epoch == 0 else EPOCH_FILE_NAME.format(Path(kohya).stem, epoch)
 
 
 def _incompatible(folder: Path, adapter_arch: str, base_arch: str, reason: str | None = None) -> LoRAFactoryError:
@@ -260,17 +339,23 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
     auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
             "inpaint": AutoPipelineForInpainting}[mode]
     run_pipe = auto.from_pipe(pipe, **overrides) if (mode != "txt2img" or overrides) else pipe
-    run_pipe.scheduler = _scheduler(scheduler_name, base["scheduler_config"])
+    run_pipe.scheduler = make_scheduler(scheduler_name, base["scheduler_config"])
     run_pipe.set_progress_bar_config(disable=True)
 
     seed = params.seed if params.seed >= 0 else random.randint(0, 2**32 - 1)
     weights = params.lora_weight_grid if (params.lora_weight_grid and used) else [None]
+    epochs = params.epoch_grid if (params.epoch_grid and used) else [None]
     outputs_dir = Path(session.outputs_dir)
     base_name = Path(base_path).name
     count = 0
-    for grid_weight in weights:
-        if grid_weight is not None:
-            pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[grid_weight] * len(used))
+    cells = [(e, w) for e in epochs for w in weights]
+    for grid_epoch, grid_weight in cells:
+        if grid_epoch is not None:  # the first adapter from its epoch file, the others as asked
+            first = dict(request["adapters"][0])
+            first["file"] = _epoch_file(Path(str(first["path"])), grid_epoch)
+            used = generator_state.apply_loras(base, [first, *list(request.get("adapters") or [])[1:]])
+        if grid_weight is not None or grid_epoch is not None:
+            generator_state.set_weights(base, used, grid_weight)
         for i in range(params.num_images):
             image_seed = seed + i
             kwargs: dict[str, Any] = {"prompt": prompt, "num_inference_steps": steps, "guidance_scale": guidance,
@@ -301,7 +386,7 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
             with torch.inference_mode():
                 result = run_pipe(**kwargs).images[0]
                 if refiner is not None and mode == "txt2img":
-                    refiner.scheduler = _scheduler(scheduler_name, refiner.scheduler.config)
+                    refiner.scheduler = make_scheduler(scheduler_name, refiner.scheduler.config)
                     result = refiner(prompt=prompt, negative_prompt=params.negative_prompt or None, image=result[None],
                                      num_inference_steps=steps, denoising_start=params.refiner.switch_at,
                                      generator=torch.Generator(device="cpu").manual_seed(image_seed)).images[0]
@@ -317,6 +402,7 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
                 "controlnet": params.controlnet.model_dump() if params.controlnet else None,
                 "ip_adapter": params.ip_adapter.model_dump() if params.ip_adapter else None,
                 "clip_skip": params.clip_skip, "lora_weight": grid_weight, "model_hash": base["model_hash"],
+                "epoch": grid_epoch,
                 "lora_hashes": {u["name"]: u["hash"] for u in used if u["hash"]},
                 "version": __version__, "index": count,
             }
@@ -324,6 +410,6 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
             save_png(result, path, settings)
             count += 1
             yield media.image_event(path, settings)
-    if params.lora_weight_grid and used:
-        pipe.set_adapters([u["peft_name"] for u in used], adapter_weights=[u["weight"] for u in used])
+    if (params.lora_weight_grid or params.epoch_grid) and used:
+        generator_state.set_weights(base, generator_state.apply_loras(base, list(request.get("adapters") or [])))
     yield media.done_event(images=count, seed=seed, mode=mode, width=width, height=height)

@@ -62,6 +62,9 @@ class GenerateParams(BaseModel):
     ip_adapter: IPAdapterParams | None = None
     lora_weight_grid: list[Annotated[float, Field(ge=-4.0, le=4.0, allow_inf_nan=False)]] = Field(
         default_factory=list, max_length=MAX_IMAGES, description="one image per LoRA weight, same seed")
+    epoch_grid: list[Annotated[int, Field(ge=0, le=99999)]] = Field(
+        default_factory=list, max_length=MAX_IMAGES,
+        description="one image per epoch file <name>-00000N.safetensors of the first LoRA (0 = the final file), same seed")
     clip_skip: int | None = Field(None, ge=1, le=12)
 
 
@@ -76,6 +79,7 @@ TITLES_JA = {
     "guidance_scale": "CFG スケール", "width": "幅", "height": "高さ", "scheduler": "サンプラー", "num_images": "枚数",
     "strength": "ノイズ除去強度", "vae": "VAE", "refiner": "リファイナー", "controlnet": "ControlNet",
     "ip_adapter": "IP-Adapter", "lora_weight_grid": "LoRA 重みのグリッド", "clip_skip": "Clip skip",
+    "epoch_grid": "エポックのグリッド",
     "model": "モデル", "preprocessor": "前処理", "conditioning_scale": "効き具合", "low_threshold": "下側しきい値",
     "high_threshold": "上側しきい値", "depth_model": "深度推定モデル", "scale": "効き具合", "switch_at": "切り替え位置",
 }
@@ -106,12 +110,13 @@ def validate_generate_params(params: dict[str, Any] | None) -> GenerateParams:
         checked = GenerateParams.model_validate({k: v for k, v in (params or {}).items() if k not in IGNORED})
     except ValidationError as exc:
         raise presets.invalid_params(exc, "INVALID_INFER_PARAMS", "生成パラメータ", "Generation parameter") from exc
-    images = checked.num_images * max(1, len(checked.lora_weight_grid))
+    images = checked.num_images * max(1, len(checked.lora_weight_grid)) * max(1, len(checked.epoch_grid))
     if images > MAX_IMAGES:
+        field = "epoch_grid" if checked.epoch_grid else "lora_weight_grid"
         raise presets.LoRAFactoryError(
             "INVALID_INFER_PARAMS",
-            f"生成パラメータ「lora_weight_grid」が不正です: 枚数 × 重みの数 = {images} 枚は上限 {MAX_IMAGES} 枚を超えます。",
-            f"Generation parameter 'lora_weight_grid' is invalid: num_images × weights = {images} images, "
+            f"生成パラメータ「{field}」が不正です: 枚数 × 重みの数 × エポック数 = {images} 枚は上限 {MAX_IMAGES} 枚を超えます。",
+            f"Generation parameter '{field}' is invalid: num_images × weights × epochs = {images} images, "
             f"over the limit of {MAX_IMAGES}.",
-            http_status=422, detail={"field": "lora_weight_grid", "images": images, "limit": MAX_IMAGES})
+            http_status=422, detail={"field": field, "images": images, "limit": MAX_IMAGES})
     return checked

@@ -7,10 +7,40 @@ or reloaded. Each PNG carries its settings like any generated image.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from lora_factory.plugins.image.png_info import save_png
+
+# kohya's per-prompt options (sd-scripts train_util.line_to_prompt_dict): --n --w --h --s --l --d
+_OPTIONS = {"n": ("negative_prompt", str), "w": ("width", int), "h": ("height", int), "s": ("steps", int),
+            "l": ("guidance_scale", float), "d": ("seed", int)}
+
+
+def parse_prompt_line(line: str) -> dict[str, Any]:
+    """``"1girl, solo --n lowres --w 512 --h 768 --s 28 --l 7 --d 1"`` -> the prompt and its overrides.
+
+    As sd-scripts: the line is split on ``" --"``; the first piece is the prompt; unknown or malformed options
+    are ignored (sd-scripts logs and skips them too). Sizes and steps are clamped to what a sample can use.
+    """
+    pieces = line.split(" --")
+    out: dict[str, Any] = {"prompt": pieces[0].strip()}
+    for piece in pieces[1:]:
+        match = re.match(r"(\w+)\s+(.+)", piece.strip())
+        if not match or match.group(1).lower() not in _OPTIONS:
+            continue
+        key, cast = _OPTIONS[match.group(1).lower()]
+        try:
+            value = cast(match.group(2).strip())
+        except ValueError:
+            continue
+        if key in ("width", "height"):
+            value = max(16, min(4096, value))
+        elif key == "steps":
+            value = max(1, min(1000, value))
+        out[key] = value
+    return out
 
 
 def sampling_pipeline(arch: str, parts: dict[str, Any], base_scheduler_config: Any) -> Any:
@@ -40,29 +70,46 @@ def sampling_pipeline(arch: str, parts: dict[str, Any], base_scheduler_config: A
 
 def render_samples(pipe: Any, prompts: list[str], *, step: int, out_dir: Path, seed: int, steps: int,
                    guidance: float, size: tuple[int, int], device: str, base_name: str, adapter_name: str,
-                   arch: str) -> list[Path]:
-    """One PNG per prompt into ``out_dir`` (``step000100-0.png``); returns the paths."""
+                   arch: str, clip_skip: int | None = None, sampler: str | None = None) -> list[Path]:
+    """One PNG per prompt line into ``out_dir`` (``step000100-0.png``); returns the paths. A line's kohya
+    options (:func:`parse_prompt_line`) override the run's size, steps, CFG and seed for that prompt."""
     import torch
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    width, height = size
+    if sampler and arch != "flux":
+        from lora_factory.plugins.image.generate import make_scheduler
+
+        pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
+    multiple = 16 if arch == "flux" else 8
     paths = []
-    for i, prompt in enumerate(prompts):
-        generator = torch.Generator(device="cpu").manual_seed(seed + i)
-        kwargs: dict[str, Any] = {"num_inference_steps": steps, "guidance_scale": guidance, "width": width,
+    for i, line in enumerate(prompts):
+        opts = parse_prompt_line(line)
+        prompt, negative = opts["prompt"], opts.get("negative_prompt", "")
+        width = max(multiple, opts.get("width", size[0]) // multiple * multiple)
+        height = max(multiple, opts.get("height", size[1]) // multiple * multiple)
+        image_seed, image_steps = opts.get("seed", seed + i), opts.get("steps", steps)
+        scale = opts.get("guidance_scale", guidance)
+        generator = torch.Generator(device="cpu").manual_seed(image_seed)
+        kwargs: dict[str, Any] = {"num_inference_steps": image_steps, "guidance_scale": scale, "width": width,
                                   "height": height, "generator": generator}
         if arch == "flux":
             kwargs["max_sequence_length"] = 256
+        elif clip_skip and clip_skip > 1:  # the run's clip skip, encoded as generation does
+            from lora_factory.plugins.image.text_encoding import clip_skip_embeds
+
+            kwargs.update(clip_skip_embeds(pipe, arch, prompt, negative, clip_skip, scale > 1.0))
         else:
-            kwargs["negative_prompt"] = ""
+            kwargs["negative_prompt"] = negative
         with torch.inference_mode(), torch.autocast(device_type="cuda", enabled=device == "cuda"):
-            image = pipe(prompt, **kwargs).images[0]
+            image = pipe(**({} if "prompt_embeds" in kwargs else {"prompt": prompt}), **kwargs).images[0]
         path = out_dir / f"step{step:06d}-{i}.png"
         save_png(image, path, {
-            "prompt": prompt, "seed": seed + i, "steps": steps, "guidance_scale": guidance, "width": width,
-            "height": height, "scheduler": "flow_euler" if arch == "flux" else "dpmpp_2m", "mode": "txt2img",
+            "prompt": prompt, "negative_prompt": negative, "seed": image_seed, "steps": image_steps,
+            "guidance_scale": scale, "width": width, "height": height,
+            "scheduler": "flow_euler" if arch == "flux" else (sampler or "dpmpp_2m"), "mode": "txt2img",
             "base_model_name": base_name, "adapters": [{"name": adapter_name, "weight": 1.0}], "training_step": step,
+            "clip_skip": clip_skip,
         })
         paths.append(path)
     return paths

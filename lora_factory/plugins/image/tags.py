@@ -72,20 +72,27 @@ def edit_caption(caption: str, *, trigger: str = "", remove: Iterable[str] = (),
 
 
 def augment_caption(caption: str, rng: random.Random, *, shuffle: bool, keep_tokens: int, dropout: float,
-                    tag_dropout: float = 0.0) -> str:
+                    tag_dropout: float = 0.0, separator: str = "") -> str:
     """A training-time caption: dropped whole (``dropout``), tags dropped, shuffled after the first N.
 
     As kohya's ``--shuffle_caption --keep_tokens N --caption_dropout_rate --caption_tag_dropout_rate``:
-    the first ``keep_tokens`` tags (the trigger word) stay in front and are never dropped.
+    the first ``keep_tokens`` tags (the trigger word) stay in front and are never dropped. With
+    ``--keep_tokens_separator`` (``separator``) in the caption, what comes before it is kept instead of N tags,
+    and a part after a second separator stays fixed at the end (kohya's fixed suffix).
     """
     if dropout > 0 and rng.random() < dropout:
         return ""
-    tags = split_tags(caption)
-    if len(tags) <= 1 and not shuffle:
-        return caption
-    head, tail = tags[:keep_tokens], tags[keep_tokens:]
+    if separator and separator in caption:
+        parts = caption.split(separator, 2)
+        head, tail = split_tags(parts[0]), split_tags(parts[1])
+        suffix = split_tags(parts[2]) if len(parts) > 2 else []
+    else:
+        tags = split_tags(caption)
+        if len(tags) <= 1 and not shuffle:
+            return caption
+        head, tail, suffix = tags[:keep_tokens], tags[keep_tokens:], []
     if tag_dropout > 0:
         tail = [t for t in tail if rng.random() >= tag_dropout]
     if shuffle:
         rng.shuffle(tail)
-    return join_tags(head + tail)
+    return join_tags(head + tail + suffix)

@@ -15,19 +15,81 @@ def tokenize(tokenizer: Any, captions: list[str]) -> Any:
                      return_tensors="pt").input_ids
 
 
-def encode_prompts(captions: list[str], tokenizers: list[Any], text_encoders: list[Any], device: Any) -> tuple[Any, Any]:
-    """(prompt_embeds, pooled or None) for a batch of captions; gradients flow when an encoder trains."""
+def token_count(tokenizer: Any, caption: str) -> int:
+    """Tokens of ``caption`` without BOS / EOS (what kohya's 75 / 150 / 225 limit counts)."""
+    return len(tokenizer(caption, truncation=False).input_ids) - 2
+
+
+def tokenize_chunks(tokenizer: Any, captions: list[str], max_token_length: int | None) -> Any:
+    """(B, n, 77) ids: kohya's ``get_input_ids``. With ``max_token_length`` 150 / 225 the caption is tokenized
+    to that length and cut into 75-token pieces, each wrapped in its own ``<BOS> ... <EOS>``; SD2 / SDXL's
+    second tokenizer (pad != eos) gets the same EOS fixes kohya applies."""
     import torch
 
+    window = tokenizer.model_max_length
+    if not max_token_length or max_token_length + 2 <= window:
+        return tokenize(tokenizer, captions)[:, None]
+    ids = tokenizer(captions, padding="max_length", max_length=max_token_length + 2, truncation=True,
+                    return_tensors="pt").input_ids
+    batches = []
+    for row in ids:
+        chunks = []
+        for i in range(1, max_token_length + 2 - window + 2, window - 2):
+            chunk = torch.cat((row[:1], row[i:i + window - 2], row[-1:]))
+            if tokenizer.pad_token_id != tokenizer.eos_token_id:
+                if chunk[-2] not in (tokenizer.eos_token_id, tokenizer.pad_token_id):
+                    chunk[-1] = tokenizer.eos_token_id
+                if chunk[1] == tokenizer.pad_token_id:
+                    chunk[1] = tokenizer.eos_token_id
+            chunks.append(chunk)
+        batches.append(torch.stack(chunks))
+    return torch.stack(batches)
+
+
+def _join_chunks(hidden: Any, batch: int, window: int) -> Any:
+    """(B*n, 77, D) -> (B, 1 + 75n + 1, D): the first BOS, each chunk's inside, the last EOS (kohya)."""
+    import torch
+
+    hidden = hidden.reshape(batch, -1, hidden.shape[-1])
+    if hidden.shape[1] == window:
+        return hidden
+    parts = [hidden[:, :1]]
+    parts += [hidden[:, i:i + window - 2] for i in range(1, hidden.shape[1], window)]
+    parts.append(hidden[:, -1:])
+    return torch.cat(parts, dim=1)
+
+
+def encode_prompts(captions: list[str], tokenizers: list[Any], text_encoders: list[Any], device: Any,
+                   clip_skip: int | None = None, max_token_length: int | None = None) -> tuple[Any, Any]:
+    """(prompt_embeds, pooled or None) for a batch of captions; gradients flow when an encoder trains.
+
+    ``clip_skip`` as in generation (:func:`clip_skip_embeds`): SD1 / SD2 take ``hidden_states[-N]`` through
+    the final layer norm (kohya's ``get_hidden_states``); SDXL moves its penultimate layer N - 1 further back.
+    ``max_token_length`` 150 / 225 encodes 75-token chunks and joins them as kohya does (the pooled output
+    of SDXL is the first chunk's).
+    """
+    import torch
+
+    skip = clip_skip or 1
+    batch = len(captions)
     if len(text_encoders) == 1:
-        ids = tokenize(tokenizers[0], captions).to(device)
-        return text_encoders[0](ids, return_dict=True).last_hidden_state, None
+        tokenizer, encoder = tokenizers[0], text_encoders[0]
+        ids = tokenize_chunks(tokenizer, captions, max_token_length).to(device)
+        flat = ids.reshape(-1, ids.shape[-1])
+        if skip == 1:
+            hidden = encoder(flat, return_dict=True).last_hidden_state
+        else:
+            out = encoder(flat, output_hidden_states=True, return_dict=True)
+            hidden = _final_norm(encoder)(out.hidden_states[-skip])
+        return _join_chunks(hidden, batch, tokenizer.model_max_length), None
     hidden, pooled = [], None
     for tokenizer, encoder in zip(tokenizers, text_encoders):
-        ids = tokenize(tokenizer, captions).to(device)
-        out = encoder(ids, output_hidden_states=True, return_dict=True)
-        hidden.append(out.hidden_states[-2])
+        ids = tokenize_chunks(tokenizer, captions, max_token_length).to(device)
+        chunks = ids.shape[1]
+        out = encoder(ids.reshape(-1, ids.shape[-1]), output_hidden_states=True, return_dict=True)
+        hidden.append(_join_chunks(out.hidden_states[-(skip + 1)], batch, tokenizer.model_max_length))
         pooled = out.text_embeds if hasattr(out, "text_embeds") else out[0]
+        pooled = pooled[::chunks]
     return torch.cat(hidden, dim=-1), pooled
 
 

@@ -37,6 +37,11 @@ class ImageTrainingRun:
                 "MODEL_INVALID", f"ベースモデル「{self.base.name}」は学習できる画像モデルではありません(SD1.5 / SDXL / Flux)。",
                 f"The base model '{self.base.name}' is not a trainable image pipeline (SD1.5 / SDXL / Flux).", 422,
                 detail={"field": "base_model", "architecture": self.arch})
+        if self.arch == "flux" and self.params.network_type != "lora":
+            raise LoRAFactoryError(
+                "INVALID_TRAIN_PARAMS", f"Flux では network_type「{self.params.network_type}」は使えません(lora のみ)。",
+                f"network_type '{self.params.network_type}' is not available for Flux (lora only).", 422,
+                detail={"field": "network_type"})
         self.device = devices.pick_device()
         self.started_at = time.time()
         self.rng = random.Random(self.params.seed)
@@ -58,26 +63,68 @@ class ImageTrainingRun:
         self.items = load_items(self.dataset)
         log(f"base={self.base.name} arch={self.arch} device={self.device} precision={self.precision} "
             f"images={len(self.items)} preset={self.spec.get('preset')}")
-        self.parts = train_parts.load_parts(self.base, self.arch, self.device, self.precision, p, log)
+        self.vae_path = None
+        if p.vae:  # another VAE for training (sdxl-vae-fp16-fix ...), resolved inside models/image/vae/
+            ref = p.vae if "/" in p.vae or "\\" in p.vae else f"models/image/vae/{p.vae}"
+            self.vae_path = Path(self.ctx.workspace.resolve_ref(ref, "models", "image"))
+            log(f"vae={self.vae_path.name} ({train_parts.vae_dtype_name(self.precision, p.no_half_vae)})")
+        self.parts = train_parts.load_parts(self.base, self.arch, self.device, self.precision, p, log,
+                                            vae_path=self.vae_path)
         self.resolution = p.resolution or self.parts.native_resolution
         step = p.bucket_reso_steps or self.parts.bucket_step
         if step % self.parts.bucket_step:
             step = max(self.parts.bucket_step, step // self.parts.bucket_step * self.parts.bucket_step)
         self.bucket_step = step
         self.buckets = bucket_set(self.resolution, step, p.enable_bucket, p.min_bucket_reso, p.max_bucket_reso)
-        self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed)
+        no_upscale = (self.resolution, step) if p.bucket_no_upscale and p.enable_bucket else None
+        self.examples = prepare_examples(self.items, self.buckets, p.random_crop, p.seed, no_upscale=no_upscale)
+        self.reg_items = []
+        if p.reg_dataset:  # kohya's regularisation images: balanced to the training images, own loss weight
+            from lora_factory.plugins.image.train_data import balance_reg_repeats
+
+            self.reg_dir = Path(self.ctx.workspace.resolve_ref(p.reg_dataset, "datasets", "image"))
+            self.reg_items = load_items(self.reg_dir)
+            reg = prepare_examples(self.reg_items, self.buckets, p.random_crop, p.seed, first_index=len(self.examples),
+                                   reg=True, no_upscale=no_upscale)
+            balance_reg_repeats(sum(ex.item.repeats for ex in self.examples), reg)
+            self.examples += reg
+            log(f"regularisation images={len(reg)} ({self.reg_dir.name}) shown {sum(ex.extra['repeats'] for ex in reg)} "
+                f"times per epoch, prior_loss_weight={p.prior_loss_weight}")
         used = sorted({ex.bucket for ex in self.examples})
         log(f"resolution={self.resolution} buckets={len(self.buckets)} used={', '.join(f'{w}x{h}' for w, h in used)}")
+        self._check_caption_length()
         self.trainable = train_parts.add_lora(self.parts, p)
+        if p.network_weights:
+            from lora_factory.plugins.image.network_weights import load_network_weights, resolve_weights_file
+
+            load_network_weights(self.trainable, resolve_weights_file(self.ctx.workspace, p.network_weights), log)
         self._cache_latents()
         self._cache_text()
         self._make_optimizer()
         self._prepare()
 
+    def _check_caption_length(self) -> None:
+        """Say how many captions the CLIP limit cuts (75 tokens, or ``max_token_length``): kohya cuts silently."""
+        from lora_factory.plugins.image.text_encoding import token_count
+
+        if self.arch == "flux":
+            return
+        limit = self.params.max_token_length or 75
+        tokenizer = self.parts.tokenizers[0]
+        lengths = {c: token_count(tokenizer, c) for c in {ex.item.caption for ex in self.examples} if c}
+        over = [n for n in lengths.values() if n > limit]
+        if over:
+            hint = " max_token_length 150 / 225 で長く使えます / max_token_length 150 / 225 keeps more" if limit < 225 else ""
+            self.ctx.log(f"{len(over)} 件のキャプションが {limit} トークンを超え、切り詰められます (最長 {max(over)}) / "
+                         f"{len(over)} captions are longer than {limit} tokens and are cut (longest {max(over)}).{hint}")
+
     def _cache_latents(self) -> None:
         from lora_factory.plugins.image.train_parts import encode_latents
 
         if not self.params.cache_latents:
+            return
+        if self.params.color_aug:  # each step sees other colours: nothing to cache (sd-scripts refuses the pair)
+            self.ctx.log("color_aug のため潜在表現をキャッシュしません / latents not cached: color_aug changes the pixels")
             return
         for ex in self.examples:
             ex.latents = encode_latents(self.parts, ex.pixels[None])[0].cpu()
@@ -88,7 +135,8 @@ class ImageTrainingRun:
 
     def captions_vary(self) -> bool:
         p = self.params
-        return p.shuffle_caption or p.caption_tag_dropout_rate > 0 or p.train_text_encoder
+        return (p.shuffle_caption or p.caption_tag_dropout_rate > 0 or p.train_text_encoder
+                or bool(p.keep_tokens_separator))
 
     def _cache_text(self) -> None:
         """Text-encoder outputs per distinct caption (and the sample prompts), when captions are fixed."""
@@ -104,7 +152,11 @@ class ImageTrainingRun:
                 self.ctx.log("テキスト出力のキャッシュは使いません(タグのシャッフルまたはテキストエンコーダー学習のため) / "
                              "text-encoder outputs not cached: captions change between steps or the encoder trains")
             return
-        wanted = sorted({ex.item.caption for ex in self.examples} | set(prompts) | {""})
+        from lora_factory.plugins.image.sampling import parse_prompt_line
+
+        texts = {t for line in prompts for t in (parse_prompt_line(line)["prompt"],
+                                                 parse_prompt_line(line).get("negative_prompt", ""))}
+        wanted = sorted({ex.item.caption for ex in self.examples} | texts | {""})
         with torch.no_grad():
             for caption in wanted:
                 cond = encode_text(self.parts, [caption], self.device)
@@ -115,19 +167,22 @@ class ImageTrainingRun:
                 encoder.to("cpu")
             devices.empty_cache()
 
+    @property
+    def train_examples(self) -> list[Any]:
+        """The training images' examples (not the regularisation images')."""
+        return [ex for ex in self.examples if not ex.extra.get("reg")]
+
     def sample_prompts(self) -> list[str]:
         if self.params.sample_prompts:
             return list(self.params.sample_prompts)
         seen: list[str] = []
-        for ex in self.examples:
+        for ex in self.train_examples:
             if ex.item.caption and ex.item.caption not in seen:
                 seen.append(ex.item.caption)
         return seen[:2] or ["a picture"]
 
     def _make_optimizer(self) -> None:
-        import torch
-        from diffusers.optimization import get_scheduler
-
+        from lora_factory.plugins.image import optimizers
         from lora_factory.plugins.image.train_data import plan_epoch
 
         p = self.params
@@ -137,26 +192,20 @@ class ImageTrainingRun:
             lr = p.learning_rate if not name.startswith("text_encoder") else (p.text_encoder_lr or p.learning_rate / 2)
             groups.append({"params": lora, "lr": lr})
         self.lora_params = [q for g in groups for q in g["params"]]
-        optimizer_name = p.optimizer
-        if optimizer_name == "auto":
-            optimizer_name = "adamw8bit" if self.device == "cuda" else "adamw"
-        if optimizer_name == "adamw8bit" and self.device != "cuda":
-            self.ctx.log("8bit AdamW は CUDA でのみ使えます。AdamW を使います / 8-bit AdamW needs CUDA: using AdamW")
-            optimizer_name = "adamw"
-        if optimizer_name == "adamw8bit":
-            import bitsandbytes as bnb
-
-            self.optimizer = bnb.optim.AdamW8bit(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-        else:
-            self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
-        self.optimizer_name = optimizer_name
+        self.optimizer_name = optimizers.resolve_name(p.optimizer, self.device, self.ctx.log)
+        self.optimizer, used = optimizers.build_optimizer(self.optimizer_name, groups, p.learning_rate,
+                                                          p.optimizer_args, self.ctx.log)
+        self.optimizer_kwargs = used["kwargs"]
         self.batches_per_epoch = len(plan_epoch(self.examples, p.batch_size, p.seed, 0))
         steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / p.grad_accum))
         self.max_steps = p.max_steps if p.max_steps > 0 else p.num_epochs * steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
-        self.lr_scheduler = get_scheduler(p.lr_scheduler, optimizer=self.optimizer,
-                                          num_warmup_steps=p.lr_warmup_steps, num_training_steps=self.max_steps)
-        self.ctx.log(f"optimizer={optimizer_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
+        self.num_epochs = math.ceil(self.max_steps / steps_per_epoch)
+        self.lr_scheduler, self.scheduler_name = optimizers.build_scheduler(
+            p.lr_scheduler, self.optimizer, warmup=p.lr_warmup_steps, total=self.max_steps,
+            num_cycles=p.lr_scheduler_num_cycles, power=p.lr_scheduler_power, adafactor_lr=used["adafactor_lr"])
+        self.ctx.log(f"optimizer={self.optimizer_name} {optimizers.kohya_optimizer_field(self.optimizer, self.optimizer_kwargs)} "
+                     f"scheduler={self.scheduler_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
                      f"batch {p.batch_size} x accum {p.grad_accum}) trainable={sum(q.numel() for q in self.lora_params)}")
 
     def _prepare(self) -> None:
@@ -189,7 +238,7 @@ class ImageTrainingRun:
 
         return loop.micro_batches(self.loader, self.batches, skip=start_step * self.params.grad_accum)
 
-    def batch_inputs(self, batch: list[int]) -> tuple[Any, dict[str, Any], Any]:
+    def batch_inputs(self, batch: list[int], epoch: int = 0) -> tuple[Any, dict[str, Any], Any]:
         """Latents, conditioning and SDXL time ids of one micro-batch."""
         import torch
 
@@ -205,10 +254,16 @@ class ImageTrainingRun:
                 latents.append(ex.latents_flipped if flip else ex.latents)
             else:
                 pixels = ex.pixels.flip(-1) if flip else ex.pixels
+                if p.color_aug:
+                    from lora_factory.plugins.image.train_data import color_aug
+
+                    pixels = color_aug(pixels, self.rng)
                 latents.append(encode_latents(self.parts, pixels[None])[0].cpu())
-            captions.append(augment_caption(ex.item.caption, self.rng, shuffle=p.shuffle_caption,
-                                            keep_tokens=p.keep_tokens, dropout=p.caption_dropout_rate,
-                                            tag_dropout=p.caption_tag_dropout_rate))
+            no_caption = bool(p.caption_dropout_every_n_epochs) and (epoch + 1) % p.caption_dropout_every_n_epochs == 0
+            captions.append("" if no_caption else augment_caption(
+                ex.item.caption, self.rng, shuffle=p.shuffle_caption, keep_tokens=p.keep_tokens,
+                dropout=p.caption_dropout_rate, tag_dropout=p.caption_tag_dropout_rate,
+                separator=p.keep_tokens_separator))
             height, width = ex.bucket[1], ex.bucket[0]
             time_ids.append(sdxl_time_ids(ex.original_size, ex.crop_top_left, (height, width)))
         latent_batch = torch.stack(latents).to(self.device)
@@ -220,6 +275,10 @@ class ImageTrainingRun:
             with torch.set_grad_enabled(p.train_text_encoder):
                 cond = encode_text(self.parts, captions, self.device)
         ids = torch.tensor(time_ids, dtype=latent_batch.dtype, device=self.device)
+        self.batch_weights = None
+        if self.reg_items:  # kohya: the regularisation images' loss times prior_loss_weight
+            self.batch_weights = torch.tensor([p.prior_loss_weight if self.examples[i].extra.get("reg") else 1.0
+                                               for i in batch], device=self.device)
         return latent_batch, cond, ids
 
     # -- loop -------------------------------------------------------------------------------------
@@ -246,8 +305,9 @@ class ImageTrainingRun:
             total = 0.0
             for _ in range(p.grad_accum):
                 epoch, batch = next(batches)
-                latents, cond, time_ids = self.batch_inputs(batch)
-                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator) / p.grad_accum
+                latents, cond, time_ids = self.batch_inputs(batch, epoch)
+                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator,
+                                  sample_weights=self.batch_weights) / p.grad_accum
                 accelerator.backward(loss)
                 total += float(loss.detach())
             if p.max_grad_norm > 0:
@@ -267,13 +327,22 @@ class ImageTrainingRun:
                 break
             if main and p.sample_every_n_steps and step % p.sample_every_n_steps == 0 and step < self.max_steps:
                 self.sample(step)
+            finished_epoch = step // self.steps_per_epoch if step % self.steps_per_epoch == 0 else 0
+            if (main and p.sample_every_n_epochs and finished_epoch and finished_epoch % p.sample_every_n_epochs == 0
+                    and step < self.max_steps and not (p.sample_every_n_steps and step % p.sample_every_n_steps == 0)):
+                self.sample(step)
+            if (main and p.save_every_n_epochs and finished_epoch and finished_epoch % p.save_every_n_epochs == 0
+                    and step < self.max_steps):  # the last epoch is <name>.safetensors itself, as in sd-scripts
+                path = train_outputs.save_epoch_file(self, finished_epoch, step)
+                ctx.log(f"epoch {finished_epoch}: {path.name}")
         elapsed = max(time.perf_counter() - t0, 1e-9)
         if main and not stopped:
             self.sample(step)
         result = {
             "final_loss": last_loss, "first_loss": first_loss, "steps": step, "max_steps": self.max_steps,
             "stopped": stopped, "epochs": epoch + 1, "images": len(self.items),
-            "images_with_repeats": sum(ex.item.repeats for ex in self.examples),
+            "images_with_repeats": sum(ex.item.repeats for ex in self.train_examples),
+            "reg_images": len(self.reg_items),
             "resolution": self.resolution, "buckets": sorted({f"{ex.bucket[0]}x{ex.bucket[1]}" for ex in self.examples}),
             "steps_per_s": round((step - start) / elapsed, 4), "train_runtime": round(elapsed, 3),
             "architecture": self.arch, "optimizer": self.optimizer_name, "precision": self.precision,
@@ -288,7 +357,7 @@ class ImageTrainingRun:
         """Render the fixed prompts with the LoRA as it is now; each image appears live in the job view."""
         import torch
 
-        from lora_factory.plugins.image.sampling import render_samples, sampling_pipeline
+        from lora_factory.plugins.image.sampling import parse_prompt_line, render_samples, sampling_pipeline
 
         prompts = self.sample_prompts()
         parts = self.parts
@@ -310,7 +379,8 @@ class ImageTrainingRun:
                                    steps=self.params.sample_steps, guidance=self.params.sample_guidance_scale,
                                    size=(self.resolution, self.resolution), device=self.device,
                                    base_name=self.base.name, adapter_name=str(self.spec.get("output_name") or "lora"),
-                                   arch=self.arch)
+                                   arch=self.arch, clip_skip=self.params.clip_skip,
+                                   sampler=self.params.sample_sampler)
         finally:
             for module in self.trainable.values():
                 module.train()
@@ -320,7 +390,7 @@ class ImageTrainingRun:
             torch.manual_seed(self.params.seed + step)  # sampling must not change the training noise
         for i, path in enumerate(paths):
             self.sample_paths.append(path)
-            self.ctx.report_sample(path, step, kind="image", caption=prompts[i])
+            self.ctx.report_sample(path, step, kind="image", caption=parse_prompt_line(prompts[i])["prompt"])
         self.ctx.log(f"samples at step {step}: {', '.join(p.name for p in paths)}")
 
 

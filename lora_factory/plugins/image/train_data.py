@@ -57,15 +57,51 @@ def load_pixels(item: ImageItem, bucket: Bucket, random_crop: bool, rng: random.
     return torch.from_numpy(array).permute(2, 0, 1).contiguous(), (top, left)
 
 
-def prepare_examples(items: list[ImageItem], buckets: list[Bucket], random_crop: bool, seed: int) -> list[Example]:
-    rng = random.Random(seed)
+def no_upscale_bucket(width: int, height: int, resolution: int, step: int) -> Bucket | None:
+    """kohya's ``--bucket_no_upscale``: an image no larger than resolution² gets a bucket of its own size cut down
+    to the step (None: a larger image, which takes the usual bucket)."""
+    if width * height > resolution * resolution:
+        return None
+    return max(step, width - width % step), max(step, height - height % step)
+
+
+def prepare_examples(items: list[ImageItem], buckets: list[Bucket], random_crop: bool, seed: int,
+                     first_index: int = 0, reg: bool = False, no_upscale: tuple[int, int] | None = None) -> list[Example]:
+    """Examples of ``items`` (indices from ``first_index``); ``reg`` marks regularisation images;
+    ``no_upscale`` = (resolution, step) for kohya's ``--bucket_no_upscale``."""
+    rng = random.Random(seed + (7919 if reg else 0))
     examples = []
-    for index, item in enumerate(items):
-        bucket = assign_bucket(item.width, item.height, buckets)
+    for index, item in enumerate(items, start=first_index):
+        own = no_upscale_bucket(item.width, item.height, *no_upscale) if no_upscale else None
+        bucket = own or assign_bucket(item.width, item.height, buckets)
         pixels, top_left = load_pixels(item, bucket, random_crop, rng)
         examples.append(Example(index=index, item=item, bucket=bucket, original_size=(item.height, item.width),
-                                crop_top_left=top_left, pixels=pixels))
+                                crop_top_left=top_left, pixels=pixels, extra={"reg": True} if reg else {}))
     return examples
+
+
+def repeats_of(ex: Example) -> int:
+    """How often ``ex`` is shown per epoch: its folder's repeats, or a regularisation image's balanced count."""
+    return int(ex.extra.get("repeats", ex.item.repeats))
+
+
+def balance_reg_repeats(train_total: int, reg: list[Example]) -> None:
+    """kohya's ``DreamBoothDataset``: regularisation images are shown as often as the training images (with
+    repeats) in all: each keeps its folder's repeats, then the first ones get one more until the counts meet."""
+    if not reg:
+        return
+    n, first = 0, True
+    while n < train_total:
+        for ex in reg:
+            if first:
+                ex.extra["repeats"] = ex.item.repeats
+                n += ex.item.repeats
+            else:
+                ex.extra["repeats"] += 1
+                n += 1
+            if n >= train_total:
+                break
+        first = False
 
 
 def plan_epoch(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -73,7 +109,7 @@ def plan_epoch(examples: list[Example], batch_size: int, seed: int, epoch: int) 
     rng = random.Random(seed * 100003 + epoch)
     by_bucket: dict[Bucket, list[int]] = {}
     for ex in examples:
-        by_bucket.setdefault(ex.bucket, []).extend([ex.index] * ex.item.repeats)
+        by_bucket.setdefault(ex.bucket, []).extend([ex.index] * repeats_of(ex))
     batches: list[list[int]] = []
     for bucket in sorted(by_bucket):
         members = by_bucket[bucket]
@@ -87,9 +123,26 @@ def bucket_info(examples: list[Example]) -> dict[str, Any]:
     """kohya's ``ss_bucket_info``: each bucket's resolution and image count (with repeats)."""
     counts: dict[Bucket, int] = {}
     for ex in examples:
-        counts[ex.bucket] = counts.get(ex.bucket, 0) + ex.item.repeats
+        counts[ex.bucket] = counts.get(ex.bucket, 0) + repeats_of(ex)
     errors = [abs(ex.bucket[0] / ex.bucket[1] - ex.item.width / ex.item.height) for ex in examples]
     return {
         "buckets": {str(i): {"resolution": list(b), "count": c} for i, (b, c) in enumerate(sorted(counts.items()))},
         "mean_img_ar_error": sum(errors) / max(1, len(errors)),
     }
+
+
+HUE_SHIFT_LIMIT = 8  # sd-scripts' color_aug: a hue shift of up to 8 on OpenCV's 0-179 hue scale
+
+
+def color_aug(pixels: Any, rng: random.Random) -> Any:
+    """kohya's ``--color_aug``: the image's hue shifted by a random amount (saturation and value kept)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    array = ((pixels.permute(1, 2, 0).numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    hsv = np.asarray(Image.fromarray(array).convert("HSV")).copy()
+    shift = round(rng.randint(-HUE_SHIFT_LIMIT, HUE_SHIFT_LIMIT) * 256 / 180)  # PIL's hue is 0-255
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + shift) % 256
+    rgb = np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()

@@ -119,9 +119,10 @@ def trigger_phrase(captions: list[str]) -> str | None:
 def kohya_run_facts(run: Any) -> dict[str, Any]:
     """What the run actually used, for the ``ss_*`` fields sd-scripts fills from its own state: the optimizer's
     class path, the precision, the bucket range, and the base's file hashes when it came from one file."""
-    optimizer = type(getattr(run.optimizer, "optimizer", run.optimizer))  # unwrapped from accelerate's wrapper
-    facts: dict[str, Any] = {"_optimizer_class": f"{optimizer.__module__}.{optimizer.__name__}",
-                             "_precision": run.precision}
+    from lora_factory.plugins.image.optimizers import kohya_optimizer_field
+
+    facts: dict[str, Any] = {"_optimizer_class": kohya_optimizer_field(run.optimizer, run.optimizer_kwargs),
+                             "_lr_scheduler": run.scheduler_name, "_precision": run.precision}
     p = run.params
     if p.enable_bucket:
         step = getattr(run, "bucket_step", 64)
@@ -133,50 +134,140 @@ def kohya_run_facts(run: Any) -> dict[str, Any]:
     return facts
 
 
+EPOCH_FILE_NAME = "{}-{:06d}.safetensors"  # sd-scripts' train_util.EPOCH_FILE_NAME + ext
+
+
+def _kohya_file(run: Any, path: Path, output_name: str, steps: int, epoch: int, diffusers_file: Path | None) -> Path:
+    """The kohya file of the LoRA as it is now (tensors and ``ss_*`` metadata), written to ``path``."""
+    states = peft_state_dicts(run)
+    params = run.params.model_dump()
+    params["_optimizer_name"] = run.optimizer_name
+    params.update(kohya_run_facts(run))
+    captions = [ex.item.caption for ex in run.train_examples]
+    dataset_dirs: dict[str, dict[str, int]] = {}
+    reg_dirs: dict[str, dict[str, int]] = {}
+    for ex in run.examples:
+        reg = ex.extra.get("reg")
+        key = Path(ex.item.subset).name if ex.item.subset else (run.reg_dir if reg else run.dataset).name
+        entry = (reg_dirs if reg else dataset_dirs).setdefault(key, {"n_repeats": ex.item.repeats, "img_count": 0})
+        entry["img_count"] += 1
+    metadata = kohya_metadata(
+        arch=run.arch, output_name=output_name, params=params, resolution=(run.resolution, run.resolution),
+        tag_frequency=tag_frequency(run.items, run.dataset.name), dataset_dirs=dataset_dirs, steps=steps,
+        epoch=epoch, num_images=sum(ex.item.repeats for ex in run.train_examples), bucket_info=bucket_info(run.examples),
+        base_model_name=run.base.name, prediction_type=run.parts.prediction_type, started_at=run.started_at,
+        trigger=trigger_phrase(captions), batches_per_epoch=run.batches_per_epoch)
+    metadata["ss_num_epochs"] = str(run.num_epochs)
+    metadata["ss_prior_loss_weight"] = str(run.params.prior_loss_weight)
+    if getattr(run, "vae_path", None):  # sd-scripts: the VAE's name, and its hashes when it is one file
+        metadata["ss_vae_name"] = run.vae_path.name
+        single = [run.vae_path] if run.vae_path.is_file() else []
+        if single:
+            from lora_factory.plugins.image.hashes import file_sha256, legacy_model_hash
+
+            metadata["ss_vae_hash"], metadata["ss_new_vae_hash"] = legacy_model_hash(single[0]), file_sha256(single[0])
+    if run.reg_items:  # sd-scripts: the regularisation images with their folders' repeats, and those folders
+        metadata["ss_num_reg_images"] = str(sum(ex.item.repeats for ex in run.examples if ex.extra.get("reg")))
+        metadata["ss_reg_dataset_dirs"] = json.dumps(reg_dirs, ensure_ascii=False)
+    if run.arch == "flux":  # ComfyUI / Forge read diffusers-keyed Flux LoRAs; kohya's BFL naming is not made here
+        from safetensors.torch import load_file
+
+        if diffusers_file is None:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:
+                tensors = load_file(str(save_diffusers(run, Path(tmp), states)))
+        else:
+            tensors = load_file(str(diffusers_file))
+    elif uses_lycoris_layout(run.params):
+        from lora_factory.plugins.image.lycoris import module_scales, state_dict_to_kohya
+
+        tensors = state_dict_to_kohya(states, {name: module_scales(m) for name, m in run.trainable.items()})
+    else:
+        tensors = kohya_state_dict(states, run.params.alpha, run.arch)
+    metadata.update(network_metadata(run.params))
+    return save_kohya_file(path, tensors, metadata, run.params.save_precision)
+
+
+def uses_lycoris_layout(params: Any) -> bool:
+    """Anything but plain LoRA on linear layers is written module by module with its own alpha."""
+    return params.network_type != "lora" or params.conv_dim is not None
+
+
+def has_diffusers_file(params: Any) -> bool:
+    """diffusers' ``load_lora_weights`` reads LoRA (and LoCon); LoHa / LoKr exist as the kohya file only."""
+    return params.network_type in ("lora", "locon")
+
+
+def network_metadata(params: Any) -> dict[str, str]:
+    """``ss_network_module`` / ``ss_network_args`` as sd-scripts records a LyCORIS or conv run (``--network_args``
+    values are strings there)."""
+    from lora_factory.plugins.image.lycoris import NETWORK_MODULE
+
+    args: dict[str, str] = {}
+    conv = params.network_type == "locon" or params.conv_dim is not None
+    if params.network_type != "lora":
+        args["algo"] = params.network_type
+    if conv:
+        args["conv_dim"] = str(params.conv_dim or params.rank)
+        args["conv_alpha"] = str(_plain(params.conv_alpha or params.alpha))
+    out = {"ss_network_module": NETWORK_MODULE if params.network_type != "lora" else "networks.lora"}
+    if args:
+        out["ss_network_args"] = json.dumps(args)
+    return out
+
+
+def _plain(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+def save_epoch_file(run: Any, epoch: int, step: int) -> Path:
+    """``<name>-00000N.safetensors`` in the adapter folder (kohya's ``--save_every_n_epochs``); with
+    ``save_last_n_epochs`` the epoch file that falls out of the window is removed, as sd-scripts does."""
+    out_dir = Path(run.ctx.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output_name = files.safe_name(str(run.spec.get("output_name") or "lora"), "output name")
+    path = _kohya_file(run, out_dir / EPOCH_FILE_NAME.format(output_name, epoch), output_name, step, epoch, None)
+    p = run.params
+    if p.save_last_n_epochs:
+        for old in out_dir.glob(f"{output_name}-[0-9][0-9][0-9][0-9][0-9][0-9].safetensors"):
+            number = int(old.stem[-6:])
+            if number <= epoch - p.save_last_n_epochs * p.save_every_n_epochs:
+                old.unlink()
+    return path
+
+
+def epoch_files(out_dir: Path, output_name: str) -> list[dict[str, Any]]:
+    """The epoch files present: ``[{"epoch": N, "file": name}]``, in order."""
+    found = sorted(Path(out_dir).glob(f"{output_name}-[0-9][0-9][0-9][0-9][0-9][0-9].safetensors"))
+    return [{"epoch": int(f.stem[-6:]), "file": f.name} for f in found]
+
+
 def save_adapter(run: Any, result: dict[str, Any]) -> dict[str, Any]:
     """Write the adapter folder into ``ctx.output_dir``; return the file names for the result."""
     out_dir = Path(run.ctx.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output_name = files.safe_name(str(run.spec.get("output_name") or "lora"), "output name")
     states = peft_state_dicts(run)
-    diffusers_file = save_diffusers(run, out_dir, states)
-    params = run.params.model_dump()
-    params["_optimizer_name"] = run.optimizer_name
-    params.update(kohya_run_facts(run))
-    captions = [ex.item.caption for ex in run.examples]
-    trigger = trigger_phrase(captions)
-    dataset_dirs: dict[str, dict[str, int]] = {}
-    for ex in run.examples:
-        key = Path(ex.item.subset).name if ex.item.subset else run.dataset.name
-        entry = dataset_dirs.setdefault(key, {"n_repeats": ex.item.repeats, "img_count": 0})
-        entry["img_count"] += 1
-    metadata = kohya_metadata(
-        arch=run.arch, output_name=output_name, params=params, resolution=(run.resolution, run.resolution),
-        tag_frequency=tag_frequency(run.items, run.dataset.name), dataset_dirs=dataset_dirs, steps=result["steps"],
-        epoch=result["epochs"], num_images=result["images_with_repeats"], bucket_info=bucket_info(run.examples),
-        base_model_name=run.base.name, prediction_type=run.parts.prediction_type, started_at=run.started_at,
-        trigger=trigger, batches_per_epoch=run.batches_per_epoch)
-    if run.arch == "flux":  # ComfyUI / Forge read diffusers-keyed Flux LoRAs; kohya's BFL naming is not made here
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(diffusers_file))
-    else:
-        tensors = kohya_state_dict(states, run.params.alpha, run.arch)
-    kohya_file = save_kohya_file(out_dir / f"{output_name}.safetensors", tensors, metadata, run.params.save_precision)
+    diffusers_file = save_diffusers(run, out_dir, states) if has_diffusers_file(run.params) else None
+    trigger = trigger_phrase([ex.item.caption for ex in run.train_examples])
+    kohya_file = _kohya_file(run, out_dir / f"{output_name}.safetensors", output_name, result["steps"],
+                             result["epochs"], diffusers_file)
     sample_names = copy_samples(run.sample_paths[-len(run.sample_prompts()):] if run.sample_paths else [],
                                 out_dir / "samples")
     pipeline = {"flux": "FluxPipeline", "sdxl": "StableDiffusionXLPipeline"}.get(run.arch, "StableDiffusionPipeline")
     usage = USAGE.format(pipeline=pipeline, base=str(run.spec.get("base_model_ref") or run.base.name),
                          adapter=f"lora_adapters/image/{output_name}", weight=DIFFUSERS_WEIGHT_NAME,
                          prompt=(trigger or run.sample_prompts()[0]).replace('"', "'"))
-    files_out = {"diffusers_file": diffusers_file.name, "kohya_file": kohya_file.name, "samples": sample_names,
-                 "trigger_phrase": trigger}
+    files_out = {"diffusers_file": diffusers_file.name if diffusers_file else None, "kohya_file": kohya_file.name, "samples": sample_names,
+                 "trigger_phrase": trigger, "epoch_files": epoch_files(out_dir, output_name)}
     model_card.write_adapter_metadata(
         out_dir, modality="image", spec=run.spec, params=run.params.model_dump(), result={**result, **files_out},
         usage=usage, library_name="diffusers",
         card_metrics=("final_loss", "steps", "epochs", "images", "resolution", "buckets", "steps_per_s", "stopped"),
-        extra={"architecture": run.arch, "kohya_file": kohya_file.name, "diffusers_file": diffusers_file.name,
-               "trigger_phrase": trigger},
+        extra={"architecture": run.arch, "kohya_file": kohya_file.name, "network_type": run.params.network_type,
+               "diffusers_file": files_out["diffusers_file"],
+               "trigger_phrase": trigger, "epoch_files": files_out["epoch_files"]},
         extra_sections={
             "A1111 / Forge / ComfyUI": (
                 f"`{kohya_file.name}` を `models/Lora` に置き、プロンプトに `<lora:{output_name}:1>` を書きます"

@@ -41,6 +41,8 @@ class Parts:
     prediction_type: str
     trainable: dict[str, Any] = field(default_factory=dict)  # component name -> module with LoRA
     flux_helper: Any = None  # a FluxPipeline without transformer, for encode_prompt / packing
+    clip_skip: int | None = None  # kohya --clip_skip (SD / SDXL text encoding)
+    max_token_length: int | None = None  # kohya --max_token_length (75-token chunks)
 
     @property
     def denoiser_name(self) -> str:
@@ -64,16 +66,38 @@ def resolve_precision(mixed_precision: str, device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, log: Any) -> Parts:
+def vae_dtype_name(precision: str, no_half_vae: bool) -> str:
+    """The VAE's dtype: fp32 under fp16 (SDXL's VAE overflows there) or with kohya's ``--no_half_vae``."""
+    return "fp32" if precision == "fp16" or no_half_vae else precision
+
+
+def load_vae(base: Path, vae_path: Path | None, dtype: Any) -> Any:
+    """The base's VAE, or another one for training (``vae``: a diffusers folder, or one ``.safetensors`` from
+    Civitai read with the base's VAE config), as sd-scripts' ``--vae``."""
+    from diffusers import AutoencoderKL
+
+    if vae_path is None:
+        return AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=dtype)
+    vae_path = Path(vae_path)
+    if (vae_path / "config.json").is_file():
+        return AutoencoderKL.from_pretrained(vae_path, torch_dtype=dtype)
+    single = [vae_path] if vae_path.is_file() else sorted(vae_path.glob("*.safetensors"))
+    if not single:
+        raise LoRAFactoryError("MODEL_INVALID", f"VAE「{vae_path.name}」に重みがありません。",
+                               f"The VAE '{vae_path.name}' has no weights.", 422, detail={"field": "vae"})
+    return AutoencoderKL.from_single_file(str(single[0]), config=str(Path(base) / "vae"), torch_dtype=dtype)
+
+
+def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, log: Any,
+               vae_path: Path | None = None) -> Parts:
     """Load the base model's modules, frozen, on ``device`` (the VAE stays fp32 under fp16: SDXL's overflows)."""
-    import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, FlowMatchEulerDiscreteScheduler
+    from diffusers import DDPMScheduler, FlowMatchEulerDiscreteScheduler
     from transformers import AutoTokenizer
 
     weight_dtype = _dtype_of(precision)
     base = Path(base)
     scheduler_config = json.loads((base / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
-    vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32 if precision == "fp16" else weight_dtype)
+    vae = load_vae(base, vae_path, _dtype_of(vae_dtype_name(precision, getattr(params, "no_half_vae", False))))
     vae_scale = 2 ** (len(vae.config.block_out_channels) - 1)
     tokenizers = [AutoTokenizer.from_pretrained(base, subfolder="tokenizer")]
     if arch == "flux":
@@ -114,7 +138,8 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
             encoders.append(CLIPTextModelWithProjection.from_pretrained(base, subfolder="text_encoder_2",
                                                                         dtype=weight_dtype))
         denoiser = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=weight_dtype)
-        noise_scheduler = DDPMScheduler.from_config(scheduler_config)
+        noise_scheduler = DDPMScheduler.from_config(
+            scheduler_config, **({"rescale_betas_zero_snr": True} if params.zero_terminal_snr else {}))
         bucket_step = vae_scale * 2 ** (len(denoiser.config.block_out_channels) - 1)
         prediction = scheduler_config.get("prediction_type", "epsilon") if params.prediction_type == "auto" \
             else params.prediction_type
@@ -132,7 +157,8 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
         encoder.to(device)
     parts = Parts(arch=arch, denoiser=denoiser, vae=vae, tokenizers=tokenizers, text_encoders=encoders,
                   noise_scheduler=noise_scheduler, scheduler_config=scheduler_config, vae_scale=vae_scale,
-                  bucket_step=bucket_step, native_resolution=native, prediction_type=prediction)
+                  bucket_step=bucket_step, native_resolution=native, prediction_type=prediction,
+                  clip_skip=getattr(params, "clip_skip", None), max_token_length=getattr(params, "max_token_length", None))
     if arch == "flux":
         from diffusers import FluxPipeline
 
@@ -142,10 +168,34 @@ def load_parts(base: Path, arch: str, device: str, precision: str, params: Any, 
     return parts
 
 
+# kohya's LoCon targets: the convolutions of ResnetBlock2D, Downsample2D and Upsample2D (a peft regex)
+UNET_CONV = r"resnets\.\d+\.(conv1|conv2|conv_shortcut)|(down|up)samplers\.\d+\.conv"
+
+
+def network_config(params: Any, targets: list[str], conv: bool) -> Any:
+    """The peft config of ``params.network_type``: LoRA (LoCon with ``conv``), LoHa or LoKr, same rank / alpha."""
+    from peft import LoHaConfig, LoKrConfig, LoraConfig
+
+    conv_dim = params.conv_dim or params.rank
+    conv_alpha = params.conv_alpha or params.alpha
+    target: Any = targets
+    ranks: dict[str, Any] = {}
+    if conv:
+        names = "|".join(t.replace(".", "\\.") for t in targets)
+        target = rf".*\.({names})$|.*\.({UNET_CONV})$"
+        ranks = {"rank_pattern": {UNET_CONV: conv_dim}, "alpha_pattern": {UNET_CONV: conv_alpha}}
+    if params.network_type == "loha":
+        return LoHaConfig(r=params.rank, alpha=params.alpha, module_dropout=params.dropout, target_modules=target, **ranks)
+    if params.network_type == "lokr":
+        return LoKrConfig(r=params.rank, alpha=params.alpha, module_dropout=params.dropout, target_modules=target, **ranks)
+    return LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout, init_lora_weights="gaussian",
+                      target_modules=target, **ranks)
+
+
 def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
-    """LoRA on the denoiser (and the text encoders when asked); trainable weights kept in fp32."""
+    """The network (LoRA, LoCon, LoHa, LoKr) on the denoiser (and the text encoders when asked); trainable
+    weights kept in fp32."""
     from diffusers.training_utils import cast_training_params
-    from peft import LoraConfig
 
     if parts.arch == "flux":
         targets = FLUX_ATTENTION if params.unet_targets == "attention" else FLUX_TRANSFORMER
@@ -153,18 +203,19 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
         targets = UNET_ATTENTION if params.unet_targets == "attention" else UNET_TRANSFORMER
     names = [name for name, _ in parts.denoiser.named_modules()]
     targets = [t for t in targets if any(n == t or n.endswith("." + t) for n in names)]
-    config = LoraConfig(r=params.rank, lora_alpha=params.alpha, lora_dropout=params.dropout,
-                        init_lora_weights="gaussian", target_modules=targets)
-    parts.denoiser.add_adapter(config)
+    conv = parts.arch != "flux" and (params.network_type == "locon" or params.conv_dim is not None)
+    config = network_config(params, targets, conv)
+    if params.network_type == "lora":
+        parts.denoiser.add_adapter(config)
+    else:  # diffusers' add_adapter knows LoRA only; peft injects the others the same way
+        _inject(parts.denoiser, config)
     trainable = {parts.denoiser_name: parts.denoiser}
     if params.train_text_encoder:
         te_targets = TEXT_ENCODER_ATTENTION if params.unet_targets == "attention" else TEXT_ENCODER_TRANSFORMER
         for i, encoder in enumerate(parts.text_encoders):
             if parts.arch == "flux" and i == 1:
                 continue  # T5 is far too large to adapt here; Flux trains the CLIP encoder only
-            _add_text_encoder_lora(encoder, LoraConfig(r=params.rank, lora_alpha=params.alpha,
-                                                       lora_dropout=params.dropout, init_lora_weights="gaussian",
-                                                       target_modules=te_targets))
+            _inject(encoder, network_config(params, te_targets, False))
             encoder.train()
             trainable["text_encoder" if i == 0 else "text_encoder_2"] = encoder
     cast_training_params(list(trainable.values()), dtype=_float32())
@@ -178,15 +229,16 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
     return trainable
 
 
-def _add_text_encoder_lora(encoder: Any, config: Any) -> None:
+def _inject(module: Any, config: Any) -> None:
     """peft's injection directly: transformers' ``add_adapter`` insists on a newer peft than diffusers needs,
-    for the same result (LoRA layers named like peft's, ``peft_config["default"]`` for saving)."""
+    and diffusers' knows LoRA only; same result (layers named like peft's, ``peft_config["default"]`` for
+    saving), only the adapter's parameters trainable."""
     from peft import inject_adapter_in_model
 
-    inject_adapter_in_model(config, encoder, adapter_name="default")
-    encoder.peft_config = {"default": config}
-    for name, param in encoder.named_parameters():
-        param.requires_grad_("lora_" in name)
+    inject_adapter_in_model(config, module, adapter_name="default")
+    module.peft_config = {"default": config}
+    for name, param in module.named_parameters():
+        param.requires_grad_(any(tag in name for tag in ("lora_", "hada_", "lokr_")))
 
 
 def _float32() -> Any:
@@ -215,7 +267,8 @@ def encode_text(parts: Parts, captions: list[str], device: str) -> dict[str, Any
         return {"prompt_embeds": prompt_embeds, "pooled": pooled, "text_ids": text_ids}
     from lora_factory.plugins.image.text_encoding import encode_prompts
 
-    prompt_embeds, pooled = encode_prompts(captions, parts.tokenizers, parts.text_encoders, device)
+    prompt_embeds, pooled = encode_prompts(captions, parts.tokenizers, parts.text_encoders, device,
+                                           clip_skip=parts.clip_skip, max_token_length=parts.max_token_length)
     return {"prompt_embeds": prompt_embeds, "pooled": pooled}
 
 
@@ -224,11 +277,13 @@ def _flux_max_length(parts: Parts) -> int:
 
 
 def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, params: Any, generator: Any,
-               autocast: Any = None) -> Any:
+               autocast: Any = None, sample_weights: Any = None) -> Any:
     """The training loss of one batch (scalar).
 
     :param autocast: a context for the denoiser's forward (a plain loop's ``torch.autocast``); none in a
         training run, whose accelerator-prepared denoiser runs its forward under autocast itself.
+    :param sample_weights: (B,) factors of each image's loss before the batch mean (kohya's
+        ``prior_loss_weight`` for regularisation images); None = all 1.
     """
     import contextlib
 
@@ -237,15 +292,22 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
 
     device = latents.device
     bsz = latents.shape[0]
+    from lora_factory.plugins.image import noise_loss
+
     noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device)
-    if params.noise_offset:
-        noise = noise + params.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=generator).to(device)
+    noise = noise_loss.offset_noise(latents, noise, params, generator)
+    if params.multires_noise_iterations:
+        noise = noise_loss.pyramid_noise(noise, params.multires_noise_iterations, params.multires_noise_discount, generator)
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     if parts.arch == "flux":
-        return _flux_loss(parts, latents, noise, cond, generator, autocast)
+        return _flux_loss(parts, latents, noise, cond, generator, autocast, sample_weights)
     scheduler = parts.noise_scheduler
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(device).long()
-    noisy = scheduler.add_noise(latents, noise, timesteps)
+    if params.ip_noise_gamma:  # input perturbation: the noisy latents get more noise than the target says
+        extra = torch.randn(latents.shape, generator=generator).to(device)
+        noisy = scheduler.add_noise(latents, noise + params.ip_noise_gamma * extra, timesteps)
+    else:
+        noisy = scheduler.add_noise(latents, noise, timesteps)
     target = noise if parts.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
     added = None
     if parts.arch == "sdxl":
@@ -254,6 +316,22 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
     with autocast:
         pred = parts.denoiser(noisy.to(dtype), timesteps, cond["prompt_embeds"].to(dtype),
                               added_cond_kwargs=added, return_dict=False)[0]
+    if noise_loss.uses_kohya_extras(params):
+        from diffusers.training_utils import compute_snr
+
+        threshold = noise_loss.huber_c(params, timesteps, scheduler) if params.loss_type != "l2" else None
+        loss = noise_loss.per_image_loss(pred, target, params, threshold)
+        if sample_weights is not None:
+            loss = loss * sample_weights
+        v_prediction = parts.prediction_type != "epsilon"
+        if params.min_snr_gamma or params.debiased_estimation_loss:
+            snr = compute_snr(scheduler, timesteps)
+        if params.min_snr_gamma:
+            gamma = torch.minimum(snr, torch.full_like(snr, params.min_snr_gamma))
+            loss = loss * (gamma / (snr + 1) if v_prediction else gamma / snr)
+        if params.debiased_estimation_loss:
+            loss = loss * noise_loss.debiased_weights(snr, v_prediction)
+        return loss.mean()
     if params.min_snr_gamma:
         from diffusers.training_utils import compute_snr
 
@@ -261,11 +339,14 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
         weights = torch.stack([snr, params.min_snr_gamma * torch.ones_like(snr)], dim=1).min(dim=1)[0]
         weights = weights / snr if parts.prediction_type == "epsilon" else weights / (snr + 1)
         loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * weights
-        return loss.mean()
+        return (loss * sample_weights).mean() if sample_weights is not None else loss.mean()
+    if sample_weights is not None:
+        return (F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)) * sample_weights).mean()
     return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
 
-def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any) -> Any:
+def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any,
+               sample_weights: Any = None) -> Any:
     import torch
     from diffusers import FluxPipeline
 
@@ -289,7 +370,8 @@ def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], gen
     pred = FluxPipeline._unpack_latents(pred, height=height * parts.vae_scale, width=width * parts.vae_scale,
                                         vae_scale_factor=parts.vae_scale)
     target = noise - latents
-    return torch.mean(((pred.float() - target.float()) ** 2).reshape(bsz, -1), 1).mean()
+    per_image = torch.mean(((pred.float() - target.float()) ** 2).reshape(bsz, -1), 1)
+    return (per_image * sample_weights).mean() if sample_weights is not None else per_image.mean()
 
 
 def check_base(base: Path) -> None:

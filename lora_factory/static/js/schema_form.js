@@ -75,6 +75,8 @@ function kindOf(p) {
   if (p.type === "object" && p.properties && !p.nullable) return "object";
   if (p.type === "boolean") return "boolean";
   if (p.type === "integer" || p.type === "number") return p.type;
+  // A list of strings marked `"ui": "lines"` (sample prompts): one item a line, no JSON to type.
+  if (p.type === "array" && p.ui === "lines") return "lines";
   if (p.type === "array" || p.type === "object") return "json";
   return "string";
 }
@@ -176,6 +178,8 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
       control = h("input", { type: "number", id, testid, step: kind === "integer" ? "1" : "any", min: p.minimum ?? p.exclusiveMinimum, max: p.maximum ?? p.exclusiveMaximum });
     } else if (kind === "json") {
       control = h("textarea", { id, testid, rows: 2, class: "mono", spellcheck: "false" });
+    } else if (kind === "lines") {
+      control = h("textarea", { id, testid, rows: 4, class: "lines", spellcheck: "false" });
     } else {
       control = h("input", { type: /(^|_)(key|token|secret|password)$/i.test(name) ? "password" : "text", id, testid, autocomplete: "off" });
       // A workspace model reference ("models/<modality>/<name>"): suggest the modality's models.
@@ -183,12 +187,14 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
     }
     reset = (v) => {
       if (v === undefined || v === null) control.value = "";
+      else if (kind === "lines") control.value = (Array.isArray(v) ? v : [v]).join("\n");
       else control.value = kind === "json" || (kind === "loose" && typeof v !== "string") ? JSON.stringify(v) : String(v);
     };
     read = () => {
       const raw = control.value.trim();
       // Empty: null where the schema allows it, else left out (the plugin's default applies).
       if (raw === "") return p.nullable ? null : undefined;
+      if (kind === "lines") return raw.split("\n").map((line) => line.trim()).filter(Boolean);
       if (kind === "integer") return parseInt(raw, 10);
       if (kind === "number") return Number(raw);
       if (kind === "json" || (kind === "loose" && /^[[{]/.test(raw))) {

@@ -58,9 +58,11 @@ export function mountImageView(panel, app) {
     return biField(ja, en, files[key]);
   };
   const grid = h("input", { type: "text", placeholder: "0, 0.5, 1", testid: "gen-weight-grid" });
+  // the first LoRA's epoch files (<name>-00000N.safetensors, save_every_n_epochs); 0 = the final file
+  const epochGrid = h("input", { type: "text", placeholder: "1, 2, 0", testid: "gen-epoch-grid" });
   const run = biButton("生成", "Generate", { class: "primary", testid: "gen-run" });
   const compare = biButton("ベースと比較 (同じシード)", "Compare with the base (same seed)", { testid: "gen-compare" });
-  const gridBtn = biButton("LoRA 重みのグリッド", "LoRA weight grid", { testid: "gen-grid" });
+  const gridBtn = biButton("グリッド (重み・エポック)", "Grid (weights, epochs)", { testid: "gen-grid" });
   const pngDrop = h("div", { class: "dropzone small", testid: "gen-png-drop", tabindex: "0" },
     bi("PNG をここへドロップすると設定を復元します(LoRA Factory / A1111 の PNG)", "Drop a PNG here to restore its settings (LoRA Factory or A1111)", "p"),
     h("input", { type: "file", accept: "image/png", class: "file-input", testid: "gen-png-input" }));
@@ -87,7 +89,8 @@ export function mountImageView(panel, app) {
           biField("ControlNet", "ControlNet", controlSel), biField("ControlNet の前処理", "ControlNet preprocessor", controlPre),
           fileField("control_image", "ControlNet 画像", "ControlNet image"),
           biField("IP-Adapter", "IP-Adapter", ipSel), fileField("reference_image", "IP-Adapter 参照画像", "IP-Adapter reference"),
-          biField("LoRA 重みのグリッド", "LoRA weight grid", grid))),
+          biField("LoRA 重みのグリッド", "LoRA weight grid", grid),
+          biField("エポックのグリッド (最初の LoRA、0 = 最終)", "Epoch grid (first LoRA, 0 = final)", epochGrid))),
       h("div", { class: "row full" }, run, compare, gridBtn),
       h("div", { class: "full" }, pngDrop)),
     h("div", { class: "card" }, bi("結果", "Results", "h3"), results),
@@ -177,15 +180,25 @@ export function mountImageView(panel, app) {
   async function generate(extra = {}) {
     const body = await request(extra);
     const done = await post("/api/infer/generate", body);
-    results.replaceChildren(...(done.media || []).map((media) => card(media, media.meta && media.meta.lora_weight != null ? `weight ${media.meta.lora_weight}` : null)));
+    results.replaceChildren(...(done.media || []).map((media) => card(media, gridLabel(media.meta || {}))));
     for (const media of done.media || []) remember(media);
     return done;
   }
 
+  // "epoch 2 · weight 0.5" under a grid cell (nothing for a plain image)
+  function gridLabel(meta) {
+    const parts = [];
+    if (meta.epoch != null) parts.push(meta.epoch === 0 ? "final" : `epoch ${meta.epoch}`);
+    if (meta.lora_weight != null) parts.push(`weight ${meta.lora_weight}`);
+    return parts.length ? parts.join(" · ") : null;
+  }
+  const numbers = (text) => text.split(",").map((s) => s.trim()).filter(Boolean).map(Number).filter((x) => !Number.isNaN(x));
+
   run.addEventListener("click", () => withBusy(run, () => generate()));
   gridBtn.addEventListener("click", () => withBusy(gridBtn, () => {
-    const weights = (grid.value || "0, 0.5, 1").split(",").map((s) => Number(s.trim())).filter((x) => !Number.isNaN(x));
-    return generate({ lora_weight_grid: weights });
+    const epochs = numbers(epochGrid.value).map((x) => Math.round(x)).filter((x) => x >= 0);
+    const weights = numbers(grid.value || (epochs.length ? "" : "0, 0.5, 1"));
+    return generate({ lora_weight_grid: weights, epoch_grid: epochs });
   }));
   compare.addEventListener("click", () => withBusy(compare, async () => {
     const body = { ...(await request()), compare: true };

@@ -248,7 +248,7 @@ export function mount(panel, app) {
           await refresh();
         }),
       );
-      const archive = folderKind ? h("a", { href: `/api/datasets/${encodeURIComponent(m)}/${encodeURIComponent(d.name)}/archive`, class: "small-text", i18n: "datasets.archive", testid: `dataset-archive-${d.name}`, download: `${d.name}.zip` }) : null;
+      const archive = folderKind ? h("a", { href: `/api/datasets/${encodeURIComponent(m)}/${encodeURIComponent(d.name)}/archive`, class: "button small", i18n: "datasets.archive", testid: `dataset-archive-${d.name}`, download: `${d.name}.zip` }) : null;
       tbody.append(
         h(
           "tr",
