@@ -472,6 +472,7 @@ def test_a_long_training_is_cancelled_from_the_ui(watched_page: tuple[Any, Any],
     assert train.get_by_test_id("job-status").inner_text() == "実行中"
     assert train.get_by_test_id("job-progress").inner_text().endswith("/2000")
     train.get_by_test_id("train-cancel").click()
+    page.get_by_test_id("confirm-ok").click()  # cancel asks first (issue 21)
     page.wait_for_function("() => document.querySelector('#panel-train [data-testid=job-status]').textContent === 'キャンセル済み'", timeout=60_000)
     screenshot(page, "train-cancelled")
     step = int(train.get_by_test_id("job-progress").get_attribute("data-step"))
