@@ -525,7 +525,9 @@ def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any]
         system.get_by_test_id("settings-save").click()
         notice = page.locator("[data-testid=notice][data-code=SETTINGS_INVALID]")
         notice.wait_for()
-        assert "hf_endpoint" in notice.inner_text()
+        # said with the field's own label, the field marked (issue 21), no regex
+        assert "エンドポイント (HF_ENDPOINT、任意)" in notice.inner_text() and "^" not in notice.inner_text()
+        assert system.get_by_test_id("settings-hf-endpoint").get_attribute("aria-invalid") == "true"
         assert server.client.get("/api/settings").json()["hf_token_set"] is True
 
         # The clear button removes the token.

@@ -7,7 +7,7 @@
 // The regex, the limits' raw wording and "undefined" never reach the user.
 const REASONS = [
   [/^Field required/i, () => ["「{label}」を入力してください。", "Please fill in \"{label}\"."]],
-  [/^String should match pattern/i, () => ["「{label}」の形式が正しくありません(使えるのは英数字と - _ . /)。", "\"{label}\" is not in the expected form (letters, digits, - _ . / only)."]],
+  [/^String should match pattern/i, () => ["「{label}」の形式が正しくありません。{example}", "\"{label}\" is not in the expected form.{example}"]],
   [/^String should have at least (\d+)/i, (m) => (m[1] === "1" ? ["「{label}」が空です。入力してください。", "\"{label}\" is empty. Please fill it in."] : [`「{label}」は ${m[1]} 文字以上で入力してください。`, `"{label}" needs at least ${m[1]} characters.`])],
   [/^String should have at most (\d+)/i, (m) => [`「{label}」は ${m[1]} 文字以内で入力してください。`, `"{label}" may have at most ${m[1]} characters.`]],
   [/^Input should be a valid integer/i, () => ["「{label}」には整数を入力してください。", "\"{label}\" must be a whole number."]],
@@ -61,19 +61,23 @@ export function labelText(control) {
   return clean || null;
 }
 
-/** {ja, en} sentence for one field error; the label is the control's, else the field name. */
-export function fieldSentence(field, reason, label) {
+/**
+ * {ja, en} sentence for one field error; the label is the control's, else the field name; example
+ * (the control's placeholder, "e.g. Qwen/…") shows the expected form where a pattern was not met.
+ */
+export function fieldSentence(field, reason, label, example = "") {
   const name = label || (field ? String(field).split(".").pop() : "");
   const text = String(reason || "");
   for (const [re, make] of REASONS) {
     const m = text.match(re);
     if (m) {
       const [ja, en] = make(m);
-      return { ja: ja.replaceAll("{label}", name), en: en.replaceAll("{label}", name) };
+      const fill = (x) => x.replaceAll("{label}", name).replaceAll("{example}", example ? ` (${example})` : "");
+      return { ja: fill(ja), en: fill(en) };
     }
   }
-  // an unknown reason: said plainly, with anything that looks like a regex left out
-  const plain = text.replace(/'\^[^']*'/g, "").replace(/\s+/g, " ").trim();
+  // an unknown reason: said plainly, with pydantic's prefix and anything that looks like a regex left out
+  const plain = text.replace(/^Value error,\s*/i, "").replace(/'\^[^']*'/g, "").replace(/\s+/g, " ").trim();
   return { ja: `「${name}」: ${plain}`, en: `"${name}": ${plain}` };
 }
 
@@ -107,7 +111,7 @@ export function markFieldErrors(err, message) {
   for (const e of errors) {
     const control = findControl(e.field);
     const label = labelText(control);
-    const sentence = e.reason ? fieldSentence(e.field, e.reason, label) : message;
+    const sentence = e.reason ? fieldSentence(e.field, e.reason, label, control ? control.placeholder || "" : "") : message;
     sentences.push(sentence);
     if (!control || !sentence) continue;
     control.classList.add("is-invalid");
