@@ -304,7 +304,7 @@ def test_refine_from_the_ui_shows_the_report_and_the_lineage(watched_page: tuple
     page.wait_for_function("() => document.querySelector('#panel-refine [data-testid=refine-job-status]').textContent === '完了'", timeout=90_000)
     report = refine.get_by_test_id("refine-report")
     report.wait_for(state="visible")
-    assert "rows_out" in report.inner_text()
+    assert "出力行数" in report.inner_text() and "rows_out" not in report.inner_text()  # in words (issue 21)
     versions = refine.get_by_test_id("lineage-version")
     versions.nth(1).wait_for()
     assert "ui_refined" in versions.nth(1).inner_text()
@@ -369,7 +369,7 @@ def test_evol_instruct_from_the_generated_form(watched_page: tuple[Any, Any], se
     details = report.get_by_test_id("refine-op-result-evol_instruct").get_by_test_id("refine-op-details").inner_text()
     for method, count in evol["evolved"].items():
         assert f"{method}: {count}" in details, details
-    assert re.search(r"items\s+3", details), details
+    assert re.search(r"(items|件数)\s+3", details), details
     versions = refine.get_by_test_id("lineage-version")
     versions.nth(1).wait_for()
     assert "ui_evolved" in versions.nth(1).inner_text()

@@ -66,6 +66,20 @@ def visible_leaks(page: Any, root: str = "#panels > .panel:not([hidden])") -> li
     return [t for t in texts if LEAKS.search(t)]
 
 
+def an_adapter(server: Server, tmp_path: Path) -> str:
+    """The name of a text adapter of the session (test_ui.py trains some), else of a one-step training;
+    the longest name, so its row is the widest."""
+    adapters = server.client.get("/api/adapters", params={"modality": "text"}).json().get("adapters", [])
+    if not adapters:
+        dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_shell_fit_set")
+        res = server.client.post("/train/start", json={"modality": "text", "base_model": server.model_ref, "dataset": dataset_ref,
+                                                       "output_name": "ui_shell_fit", "preset": "quick", "params": {"max_steps": 1}})
+        assert res.status_code == 200, res.text
+        assert server.wait_job(res.json()["job_id"])["status"] == "completed"
+        adapters = server.client.get("/api/adapters", params={"modality": "text"}).json()["adapters"]
+    return max(adapters, key=lambda a: len(a["name"]))["name"]
+
+
 def notices(page: Any) -> list[str]:
     return [t.replace("×", "").strip() for t in page.locator("#notices [data-testid=notice]").all_inner_texts()]
 
@@ -263,17 +277,7 @@ def test_a_running_job_survives_a_reload_and_cancel_is_confirmed_partial_and_res
 @pytest.mark.parametrize("viewport", [LAPTOP, DESKTOP], ids=["1366", "1920"])
 def test_history_tables_fit_and_say_what_each_job_is(open_page: Callable[..., Any], server: Server, tmp_path: Path, viewport: dict[str, int]) -> None:
     page = open_page("ja", viewport)
-    # an adapter with every action (regression, merge, export, delete) in its row: any adapter of
-    # the session (test_ui.py trains some), else a one-step training
-    adapters = server.client.get("/api/adapters", params={"modality": "text"}).json().get("adapters", [])
-    if not adapters:
-        dataset_ref = upload_dataset_via_api(server, tmp_path, "ui_shell_fit_set")
-        res = server.client.post("/train/start", json={"modality": "text", "base_model": server.model_ref, "dataset": dataset_ref,
-                                                       "output_name": "ui_shell_fit", "preset": "quick", "params": {"max_steps": 1}})
-        assert res.status_code == 200, res.text
-        assert server.wait_job(res.json()["job_id"])["status"] == "completed"
-        adapters = server.client.get("/api/adapters", params={"modality": "text"}).json()["adapters"]
-    name = max(adapters, key=lambda a: len(a["name"]))["name"]  # the longest name: the widest row
+    name = an_adapter(server, tmp_path)
     open_app(page, server, "history")
     history = panel(page, "history")
     history.get_by_test_id(f"adapter-row-{name}").wait_for()
@@ -288,4 +292,52 @@ def test_history_tables_fit_and_say_what_each_job_is(open_page: Callable[..., An
     assert history.get_by_test_id(f"history-kind-{tiny['id']}").inner_text() == "デモ用小型モデルの作成"
     assert history.get_by_test_id(f"history-name-{tiny['id']}").inner_text() == "tiny-ui"
     screenshot(page, f"history-{viewport['width']}")
+    assert not page.page_errors
+
+
+# ---- 5: results in words --------------------------------------------------------------------------
+
+
+RAW_KEYS = ("size_bytes", "created_at", "cores_logical", "total_bytes", "rows_in", '{"min"', "tokens_per_s", "e+")
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_results_are_said_in_words_with_the_json_behind_a_toggle(open_page: Callable[..., Any], server: Server, tmp_path: Path, lang: str) -> None:
+    name = an_adapter(server, tmp_path)
+    page = open_page(lang)
+    # adapter details: labels in the UI's language, dates and sizes formatted, opening at the top
+    open_app(page, server, "history")
+    page.get_by_test_id(f"adapter-view-{name}").click()
+    dialog = page.locator("dialog[open][data-testid=modal]")
+    dialog.wait_for()
+    assert dialog.evaluate("el => el.scrollTop") == 0
+    info = page.get_by_test_id("adapter-info").inner_text()
+    assert ("作成日時" if lang == "ja" else "created") in info and ("サイズ" if lang == "ja" else "size") in info, info
+    assert not any(k in info for k in RAW_KEYS), info
+    assert not re.search(r"\d{4}-\d{2}-\d{2}T", info), info
+    metrics = page.get_by_test_id("adapter-metrics").inner_text()
+    assert not any(k in metrics for k in RAW_KEYS), metrics
+    toggle = page.get_by_test_id("adapter-json")
+    assert toggle.locator("summary").inner_text() == ("詳細 (JSON)" if lang == "ja" else "Details (JSON)")
+    toggle.locator("summary").click()
+    assert '"created_at"' in toggle.inner_text()
+    screenshot(page, f"adapter-details-{lang}")
+    page.get_by_test_id("modal-close").click()
+
+    # dataset statistics: no JSON in the table
+    upload_dataset_via_api(server, tmp_path, f"ui_words_{lang}")
+    page.get_by_test_id("tab-datasets").click()
+    page.get_by_test_id(f"dataset-view-ui_words_{lang}.jsonl").click()
+    stats = page.get_by_test_id("dataset-stats-table")
+    stats.wait_for()
+    text = stats.inner_text()
+    assert not any(k in text for k in RAW_KEYS) and "{" not in text, text
+    assert ("行数" if lang == "ja" else "rows") in text, text
+
+    # the System tab: the machine in words
+    page.get_by_test_id("tab-system").click()
+    page.get_by_test_id("system-cpu").wait_for()
+    text = page.locator("#panel-system").inner_text()
+    assert not any(k in text for k in RAW_KEYS), text
+    screenshot(page, f"system-{lang}")
     assert not page.page_errors

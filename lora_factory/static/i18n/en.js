@@ -351,4 +351,8 @@ export default {
   "history.partial_hint": "Saved by a training that was cancelled or stopped before its end.",
   "job.resume": "Resume",
   "job.cancel_confirm": "Cancel the job",
+  "common.yes": "yes",
+  "common.no": "no",
+  "common.n_items": "{n} items",
+  "common.details_json": "Details (JSON)",
 };

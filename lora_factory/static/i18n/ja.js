@@ -351,4 +351,8 @@ export default {
   "history.partial_hint": "キャンセル・停止された学習が途中で保存したアダプタです。",
   "job.resume": "再開",
   "job.cancel_confirm": "キャンセルする",
+  "common.yes": "はい",
+  "common.no": "いいえ",
+  "common.n_items": "{n} 項目",
+  "common.details_json": "詳細 (JSON)",
 };

@@ -362,7 +362,10 @@ export function formatNumber(n, digits = 4) {
   const v = Number(n);
   if (Number.isNaN(v)) return String(n);
   if (Number.isInteger(v)) return v.toLocaleString();
-  return v.toPrecision(digits);
+  // 16830.4 tokens/s reads "16,830", not "1.683e+4"; a learning rate 0.0002, not "0.0002000"
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString();
+  if (Math.abs(v) < 1e-4) return v.toExponential(1);
+  return String(Number(v.toPrecision(digits)));
 }
 
 export function formatDate(iso) {
@@ -373,22 +376,8 @@ export function formatDate(iso) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-/** A generic key/value table for objects whose shape belongs to a plugin (stats, metrics). */
-export function kvTable(obj, testid) {
-  const table = h("table", { class: "kv", testid });
-  const body = h("tbody");
-  for (const [k, v] of Object.entries(obj || {})) {
-    let shown;
-    if (v === null || v === undefined || (typeof v === "object" && !Object.keys(v).length)) shown = "-";
-    else if (typeof v === "object" && !Array.isArray(v)) shown = Object.entries(v).map(([a, b]) => `${a}: ${typeof b === "number" ? formatNumber(b) : JSON.stringify(b)}`).join(" · ");
-    else if (typeof v === "object") shown = v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
-    else if (typeof v === "number") shown = formatNumber(v);
-    else shown = String(v);
-    body.append(h("tr", {}, h("th", { scope: "row", text: k }), h("td", { text: shown })));
-  }
-  table.append(body);
-  return table;
-}
+// the generic key/value table lives with the other "results in words" helpers
+export { kvTable } from "./readable.js";
 
 /** Re-apply translations below root (after the language switch). */
 export function relabel(root = document) {

@@ -145,7 +145,8 @@ export function mount(panel, app) {
   /** Statistics as table rows: histograms ({label, counts} or objects) shown compactly. */
   function flatStats(statsObj) {
     const out = {};
-    for (const [k, v] of Object.entries(statsObj || {})) out[k] = v !== null && typeof v === "object" ? JSON.stringify(v) : v;
+    // objects ({min, mean, max}, histograms) are said in words by kvTable, the raw JSON behind its toggle
+    for (const [k, v] of Object.entries(statsObj || {})) out[k] = v;
     return out;
   }
 

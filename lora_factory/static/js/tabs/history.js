@@ -4,23 +4,9 @@
 import { TERMINAL, del, get, post } from "../api.js";
 import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notify, notifyKey, promptDialog, select, setBilingual, setI18n, showModal, withBusy } from "../dom.js";
 import { createJobView, statusKey } from "../jobview.js";
-import { getLang } from "../i18n.js";
 import { listAdapters } from "../lists.js";
+import { jsonToggle } from "../readable.js";
 import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
-
-// training metrics under readable labels in the UI language (unknown keys as they are)
-const METRIC_LABELS = {
-  final_loss: ["最終損失", "final loss"], first_loss: ["最初の損失", "first loss"], train_loss: ["学習損失", "training loss"],
-  eval_loss: ["評価損失", "eval loss"], steps: ["ステップ数", "steps"], max_steps: ["最大ステップ数", "max steps"],
-  epochs: ["エポック数", "epochs"], images: ["画像数", "images"], images_with_repeats: ["画像数(繰り返し込み)", "images with repeats"],
-  resolution: ["解像度", "resolution"], buckets: ["バケット", "buckets"], steps_per_s: ["ステップ/秒", "steps / s"],
-  train_runtime: ["学習時間 (秒)", "training time (s)"], stopped: ["途中で停止", "stopped early"], peak_vram_mb: ["最大 VRAM (MB)", "peak VRAM (MB)"],
-};
-
-export function labelled(metrics) {
-  const ja = getLang() === "ja";
-  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [(METRIC_LABELS[k] || [k, k])[ja ? 0 : 1], v]));
-}
 
 const KINDS = ["download", "refine", "train", "eval", "merge", "export"];
 const STATUSES = ["queued", "running", "completed", "failed", "canceled", "interrupted"];
@@ -180,9 +166,9 @@ export function mount(panel, app) {
       h(
         "div",
         { testid: "adapter-detail" },
-        kvTable(rest),
+        kvTable(rest, "adapter-info"),
         weights ? h("p", {}, h("a", { class: "button", href: weights.url, download: weights.name, testid: "adapter-weights-download", text: `⬇ ${weights.name}` })) : null,
-        metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(labelled(metrics), "adapter-metrics")) : null,
+        metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(metrics, "adapter-metrics")) : null,
         samples && samples.length ? h("div", { class: "img-gallery small", testid: "adapter-samples" },
           ...samples.map((s) => h("a", { href: s.url, target: "_blank", rel: "noopener" }, h("img", { src: s.url, alt: s.name, title: s.name, class: "img-thumb", loading: "lazy", testid: "adapter-sample" })))) : null,
         h("h4", { i18n: "refine.lineage" }),
@@ -190,6 +176,8 @@ export function mount(panel, app) {
         h("h4", { i18n: "history.evals" }),
         latest && latest.summary ? renderSummary(latest.summary, { testid: "adapter-latest-eval" }) : null,
         renderStoredEvals(evalList),
+        // everything the API said, for the curious and for bug reports
+        jsonToggle(data, "adapter-json"),
       ),
     );
   }
