@@ -341,3 +341,47 @@ def test_results_are_said_in_words_with_the_json_behind_a_toggle(open_page: Call
     assert not any(k in text for k in RAW_KEYS), text
     screenshot(page, f"system-{lang}")
     assert not page.page_errors
+
+
+# ---- 10: the Hub out of reach ------------------------------------------------------------------------
+
+
+def test_an_unreachable_hub_offers_retry_the_offline_model_and_the_mirror(open_page: Callable[..., Any], server: Server) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on: the Hub is out of reach at once
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    assert server.client.put("/api/settings", json={"hf_endpoint": dead}).status_code == 200
+    try:
+        page = open_page("ja")
+        open_app(page, server, "models")
+        models = panel(page, "models")
+        models.get_by_test_id("model-repo-id").fill("someone/far-away")
+        models.get_by_test_id("model-download").click()
+        page.wait_for_function("() => document.querySelector('#panel-models [data-testid=model-job-status]').dataset.status === 'failed'", timeout=90_000)
+        assert models.get_by_test_id("model-job-error").get_attribute("data-code") == "HUB_UNREACHABLE"
+        # no "0/0" and no remaining time for a download that never started
+        assert not models.get_by_test_id("model-job-progress").is_visible()
+        assert not models.get_by_test_id("model-job-eta").is_visible()
+        help_box = models.get_by_test_id("model-error-help")
+        assert help_box.is_visible()
+        screenshot(page, "models-hub-unreachable")
+        # kept after a reload
+        page.reload()
+        page.wait_for_selector("body[data-ready='true']")
+        help_box.wait_for(timeout=30_000)
+        # 再実行 starts the same download again (a new job), which fails the same way here
+        failed = server.client.get("/api/jobs", params={"kind": "download", "limit": 1}).json()["jobs"][0]["id"]
+        models.get_by_test_id("model-error-retry").click()
+        page.wait_for_function(f"() => document.querySelector('#panel-models [data-testid=model-job-id]').textContent !== '{failed}'")
+        page.wait_for_function("() => document.querySelector('#panel-models [data-testid=model-job-status]').dataset.status === 'failed'", timeout=90_000)
+        # the offline model button on the same page, the mirror setting on the System tab
+        models.get_by_test_id("model-error-tiny").click()
+        assert page.evaluate("document.activeElement.dataset.testid") == "model-tiny"
+        models.get_by_test_id("model-error-go-mirror").click()
+        page.wait_for_selector("#panel-system:not([hidden])")
+        page.wait_for_function("() => document.activeElement && document.activeElement.dataset.testid === 'settings-hf-endpoint'")
+        assert not page.page_errors
+    finally:
+        server.client.put("/api/settings", json={"hf_endpoint": ""})

@@ -355,4 +355,7 @@ export default {
   "common.no": "no",
   "common.n_items": "{n} items",
   "common.details_json": "Details (JSON)",
+  "models.retry": "Run again (resumes)",
+  "models.use_tiny": "Use the offline demo model",
+  "models.go_mirror": "Set a Hub mirror (endpoint)",
 };

@@ -355,4 +355,7 @@ export default {
   "common.no": "いいえ",
   "common.n_items": "{n} 項目",
   "common.details_json": "詳細 (JSON)",
+  "models.retry": "再実行(途中から再開)",
+  "models.use_tiny": "オフライン用のデモモデルを使う",
+  "models.go_mirror": "Hub のミラー(エンドポイント)を設定する",
 };

@@ -138,9 +138,12 @@ export function createJobView(opts = {}) {
       errorText.dataset.textEn = `${job.error.message || job.error.message_ja || ""} [${job.error.code || ""}]`;
       errorText.textContent = document.documentElement.lang === "en" ? errorText.dataset.textEn : errorText.dataset.textJa;
       // What the user can do about this error (a download that needs a token: go to the setting).
-      const action = opts.errorAction ? opts.errorAction(job.error) : null;
+      const action = opts.errorAction ? opts.errorAction(job.error, job) : null;
       errorActions.replaceChildren(...(action ? [" ", action] : []));
     }
+    // a job that ended before any progress has nothing to count: no "0/0", no remaining time
+    stats.hidden = TERMINAL.has(job.status) && job.status !== "completed" && !Number(job.max_steps) && !Number(job.step);
+    bar.hidden = stats.hidden;
     if (job.status === "completed" && job.max_steps && !opts.bytes) setProgress({ step: job.step ?? job.max_steps, max_steps: job.max_steps });
   }
 
@@ -183,7 +186,11 @@ export function createJobView(opts = {}) {
     cancel.hidden = !opts.cancellable;
     cancel.disabled = !opts.cancellable;
     resume.hidden = true;
+    stats.hidden = false;
+    bar.hidden = false;
     setI18n(status, "status.queued");
+    status.dataset.status = "queued"; // not the previous job's status while the new one starts
+    status.className = "badge badge-queued";
     if (opts.chart !== false) {
       chartBox.replaceChildren();
       chart = createLossChart(chartBox);
