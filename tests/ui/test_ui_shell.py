@@ -385,3 +385,33 @@ def test_an_unreachable_hub_offers_retry_the_offline_model_and_the_mirror(open_p
         assert not page.page_errors
     finally:
         server.client.put("/api/settings", json={"hf_endpoint": ""})
+
+
+# ---- 14: the voice studio like the other tabs; the image base model with a placeholder -----------------
+
+
+def test_voice_studio_uses_the_host_layout_and_image_base_model_has_a_placeholder(open_page: Callable[..., Any], server: Server) -> None:
+    page = open_page("ja", DESKTOP)
+    open_app(page, server)
+    page.get_by_test_id("modality-audio").click()
+    page.get_by_test_id("tab-voice").click()
+    synth = page.get_by_test_id("voice-synth")
+    synth.wait_for()
+    # fields side by side (a grid, as the 学習 form), labels tied to their control, wide sliders
+    tops = synth.locator(":scope > .field").evaluate_all("els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+    assert len(tops) >= 4 and len(set(tops)) < len(tops), tops
+    assert page.evaluate("() => [...document.querySelectorAll('[data-testid=voice-synth] > .field > label')].every(l => l.htmlFor && document.getElementById(l.htmlFor))")
+    assert page.get_by_test_id("voice-speed").bounding_box()["width"] >= 200
+    # the dictionary: the host's list table, headers over their columns
+    table = page.get_by_test_id("voice-dict-table")
+    assert "list" in (table.get_attribute("class") or "")
+    screenshot(page, "voice-studio-1920")
+    # the image generation's base-model select starts with a placeholder
+    page.get_by_test_id("modality-image").click()
+    page.get_by_test_id("tab-infer").click()
+    base = page.get_by_test_id("gen-base-model")
+    base.wait_for()
+    page.wait_for_function("() => document.querySelector('[data-testid=gen-base-model]').options.length > 0")
+    first = base.locator("option").first
+    assert first.get_attribute("value") == "" and first.inner_text() == "— モデルを選択 —"
+    assert not page.page_errors
