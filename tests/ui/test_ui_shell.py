@@ -359,7 +359,16 @@ def test_an_unreachable_hub_offers_retry_the_offline_model_and_the_mirror(open_p
         models = panel(page, "models")
         models.get_by_test_id("model-repo-id").fill("someone/far-away")
         models.get_by_test_id("model-download").click()
-        page.wait_for_function("() => document.querySelector('#panel-models [data-testid=model-job-status]').dataset.status === 'failed'", timeout=90_000)
+        # the card may first show the session's last failed download (restored): wait for this one
+        job_id = ""
+        for _ in range(100):
+            jobs = server.client.get("/api/jobs", params={"kind": "download", "limit": 5}).json()["jobs"]
+            job_id = next((j["id"] for j in jobs if (j.get("spec") or {}).get("repo_id") == "someone/far-away"), "")
+            if job_id:
+                break
+            page.wait_for_timeout(100)
+        assert job_id
+        page.wait_for_function(f"() => document.querySelector('#panel-models [data-testid=model-job-id]').textContent === '{job_id}' && document.querySelector('#panel-models [data-testid=model-job-status]').dataset.status === 'failed'", timeout=90_000)
         assert models.get_by_test_id("model-job-error").get_attribute("data-code") == "HUB_UNREACHABLE"
         # no "0/0" and no remaining time for a download that never started
         assert not models.get_by_test_id("model-job-progress").is_visible()
