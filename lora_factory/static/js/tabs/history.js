@@ -5,8 +5,13 @@ import { TERMINAL, del, get, post } from "../api.js";
 import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notify, notifyKey, promptDialog, select, setBilingual, setI18n, showModal, withBusy } from "../dom.js";
 import { createJobView, statusKey } from "../jobview.js";
 import { listAdapters } from "../lists.js";
-import { jsonToggle } from "../readable.js";
+import { fieldLabel, jsonToggle } from "../readable.js";
 import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
+
+/** Training metrics under readable labels in the UI language (the labels live in readable.js). */
+export function labelled(metrics) {
+  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [fieldLabel(k), v]));
+}
 
 const KINDS = ["download", "refine", "train", "eval", "merge", "export"];
 const STATUSES = ["queued", "running", "completed", "failed", "canceled", "interrupted"];
