@@ -304,7 +304,7 @@ def test_refine_from_the_ui_shows_the_report_and_the_lineage(watched_page: tuple
     page.wait_for_function("() => document.querySelector('#panel-refine [data-testid=refine-job-status]').textContent === '完了'", timeout=90_000)
     report = refine.get_by_test_id("refine-report")
     report.wait_for(state="visible")
-    assert "rows_out" in report.inner_text()
+    assert "出力行数" in report.inner_text() and "rows_out" not in report.inner_text()  # in words (issue 21)
     versions = refine.get_by_test_id("lineage-version")
     versions.nth(1).wait_for()
     assert "ui_refined" in versions.nth(1).inner_text()
@@ -369,7 +369,7 @@ def test_evol_instruct_from_the_generated_form(watched_page: tuple[Any, Any], se
     details = report.get_by_test_id("refine-op-result-evol_instruct").get_by_test_id("refine-op-details").inner_text()
     for method, count in evol["evolved"].items():
         assert f"{method}: {count}" in details, details
-    assert re.search(r"items\s+3", details), details
+    assert re.search(r"(items|件数)\s+3", details), details
     versions = refine.get_by_test_id("lineage-version")
     versions.nth(1).wait_for()
     assert "ui_evolved" in versions.nth(1).inner_text()
@@ -472,6 +472,7 @@ def test_a_long_training_is_cancelled_from_the_ui(watched_page: tuple[Any, Any],
     assert train.get_by_test_id("job-status").inner_text() == "実行中"
     assert train.get_by_test_id("job-progress").inner_text().endswith("/2000")
     train.get_by_test_id("train-cancel").click()
+    page.get_by_test_id("confirm-ok").click()  # cancel asks first (issue 21)
     page.wait_for_function("() => document.querySelector('#panel-train [data-testid=job-status]').textContent === 'キャンセル済み'", timeout=60_000)
     screenshot(page, "train-cancelled")
     step = int(train.get_by_test_id("job-progress").get_attribute("data-step"))
@@ -524,7 +525,9 @@ def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any]
         system.get_by_test_id("settings-save").click()
         notice = page.locator("[data-testid=notice][data-code=SETTINGS_INVALID]")
         notice.wait_for()
-        assert "hf_endpoint" in notice.inner_text()
+        # said with the field's own label, the field marked (issue 21), no regex
+        assert "エンドポイント (HF_ENDPOINT、任意)" in notice.inner_text() and "^" not in notice.inner_text()
+        assert system.get_by_test_id("settings-hf-endpoint").get_attribute("aria-invalid") == "true"
         assert server.client.get("/api/settings").json()["hf_token_set"] is True
 
         # The clear button removes the token.

@@ -29,6 +29,17 @@ from lora_factory.core.schemas import (
 from lora_factory.core.storage.workspace import Workspace, name_from_folder, safe_name
 
 
+def require_chosen(value: str, field: str) -> None:
+    """An empty model or dataset choice said in words ("no dataset chosen"), not as an empty path."""
+    if value and value.strip():
+        return
+    if field == "base_model":
+        raise LoRAFactoryError("MODEL_NOT_CHOSEN", "ベースモデルが選ばれていません。使うモデルを選んでください。",
+                               "No base model is chosen. Choose the model to start from.", detail={"field": field})
+    raise LoRAFactoryError("DATASET_NOT_CHOSEN", "データセットが選ばれていません。使うデータセットを選んでください。",
+                           "No dataset is chosen. Choose the dataset to use.", detail={"field": field})
+
+
 class JobSubmitter:
     """Holds what a submission needs; ``plugins`` is replaced when the plugins are reloaded."""
 
@@ -54,6 +65,8 @@ class JobSubmitter:
 
     def start_train(self, req: TrainStartRequest) -> str:
         self.plugins.require_modality(req.modality)
+        require_chosen(req.base_model, "base_model")
+        require_chosen(req.dataset, "dataset")
         base = self.catalog.model_path(req.modality, req.base_model)
         dataset = self.datasets.dataset_path(req.modality, req.dataset)
         output_name = self._output_name("train", req.modality, req.output_name)
@@ -75,6 +88,7 @@ class JobSubmitter:
 
     def start_refine(self, req: RefineRequest) -> str:
         desc = self.plugins.require_modality(req.modality)
+        require_chosen(req.dataset, "dataset")
         dataset = self.datasets.dataset_path(req.modality, req.dataset)
         output_name = safe_name(req.output_name, "output name")
         for suffix in [".jsonl", *(desc.get("dataset_extensions") or [])]:

@@ -78,7 +78,8 @@ def update_settings(home: Path, changes: dict[str, Any]) -> Settings:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise LoRAFactoryError("SETTINGS_INVALID", f"設定「{field}」が不正です: {first['msg']}",
-                               f"Setting '{field}' is invalid: {first['msg']}", detail={"field": field}) from exc
+                               f"Setting '{field}' is invalid: {first['msg']}",
+                               detail={"field": field, "reason": first["msg"]}) from exc
     path = settings_path(home)
     write_text_atomic(path, json.dumps(settings.model_dump(), ensure_ascii=False, indent=2), private=True)
     return settings

@@ -11,12 +11,14 @@ export class ApiError extends Error {
     this.message_ja = err.message_ja || err.message || `HTTPエラー ${status}`;
     this.detail = err.detail ?? null;
     if (!err.code && body && body.detail) {
-      // FastAPI's own validation errors (422 {"detail": [...]}) before our handler sees them.
+      // FastAPI's own validation errors (422 {"detail": [...]}) before our handler sees them:
+      // kept as per-field errors, which showError turns into sentences naming each field.
       const items = Array.isArray(body.detail) ? body.detail : [body.detail];
-      const text = items.map((d) => (typeof d === "string" ? d : `${(d.loc || []).join(".")}: ${d.msg}`)).join("; ");
+      const errors = items.map((d) => (typeof d === "string" ? { field: null, reason: d } : { field: (d.loc || []).filter((p) => p !== "body").join("."), reason: d.msg }));
       this.code = "VALIDATION_ERROR";
-      this.message = `Invalid request: ${text}`;
-      this.message_ja = `入力が正しくありません: ${text}`;
+      this.message = "Some fields are not filled in correctly.";
+      this.message_ja = "入力内容に誤りがあります。";
+      this.detail = { errors };
     }
   }
 }

@@ -3,7 +3,8 @@
 // Plugins' front-end modules (GET /api/ui/modules) are imported before the tab bar is built: they
 // register their tabs (tabs/registry.js) and views of the 推論 tab (views/registry.js).
 import { get } from "./api.js";
-import { clear, h, setBilingual, showError } from "./dom.js";
+import { clear, closeDialogOnBack, dropNotices, h, setBilingual, showError } from "./dom.js";
+import { restoreTraining, startJobsIndicator } from "./running.js";
 import { startHealthBanner } from "./health.js";
 import { applyI18n, getLang, labelOf, setLang, t } from "./i18n.js";
 import * as wizard from "./tabs/wizard.js";
@@ -49,11 +50,11 @@ const app = {
     return Array.isArray(info.supports) ? info.supports.includes(feature) : false;
   },
   goTab(id) {
-    showTab(id);
+    showTab(id, { push: true });
   },
   /** Open the 学習 tab with a job to follow (from the wizard or the history). */
   followTraining(jobId) {
-    showTab("train");
+    showTab("train", { push: true });
     const mounted = this.mounted.train;
     if (mounted && mounted.follow) mounted.follow(jobId);
   },
@@ -71,7 +72,7 @@ function buildTabBar() {
       "aria-controls": `panel-${id}`,
       "aria-selected": "false",
       ...(PLUGIN_TAB.has(id) ? {} : { i18n: `tab.${id}` }),
-      onclick: () => showTab(id),
+      onclick: () => showTab(id, { push: true }),
     });
     const plugin = PLUGIN_TAB.get(id);
     if (plugin) setBilingual(btn, plugin.label_ja, plugin.label_en);
@@ -80,7 +81,7 @@ function buildTabBar() {
       const ids = TABS.map(([x]) => x);
       const i = ids.indexOf(id) + (ev.key === "ArrowRight" ? 1 : -1);
       const next = ids[(i + ids.length) % ids.length];
-      showTab(next);
+      showTab(next, { push: true });
       document.getElementById(`tab-${next}`).focus();
     });
     bar.append(btn);
@@ -164,9 +165,19 @@ function initialTab() {
   return TABS.some(([x]) => x === fromHash) ? fromHash : "wizard";
 }
 
-function showTab(id) {
+/**
+ * Show a tab. push: a user's switch gets its own history entry, so Back / Forward move between
+ * tabs; the first tab and a tab reached by Back replace the entry instead.
+ */
+function showTab(id, { push = false } = {}) {
+  const changed = app.current !== id;
   app.current = id;
-  if (window.location.hash !== `#${id}`) window.history.replaceState(null, "", `#${id}`);
+  document.body.dataset.tab = id;
+  if (changed) dropNotices(id);
+  if (window.location.hash !== `#${id}`) {
+    if (push) window.history.pushState({ tab: id }, "", `#${id}`);
+    else window.history.replaceState({ tab: id }, "", `#${id}`);
+  }
   for (const [tabId, mod] of TABS) {
     const panel = document.getElementById(`panel-${tabId}`);
     const btn = document.getElementById(`tab-${tabId}`);
@@ -180,6 +191,7 @@ function showTab(id) {
         try {
           const impl = (MODALITY_TABS[app.modality] || {})[tabId] || mod;
           app.mounted[tabId] = impl.mount(panel, app) || {};
+          if (tabId === "train") restoreTraining(app);
         } catch (err) {
           showError(err);
           app.mounted[tabId] = {};
@@ -250,8 +262,16 @@ async function start() {
   app.modality = chosen;
   buildModalitySwitch();
   chooseModality(chosen);
+  startJobsIndicator(app);
   document.body.dataset.ready = "true";
 }
+
+// Back / Forward: an open dialog closes first; otherwise the tab of the entry is shown.
+window.addEventListener("popstate", () => {
+  if (closeDialogOnBack()) return;
+  const id = window.location.hash.replace("#", "");
+  if (id !== app.current && TABS.some(([x]) => x === id)) showTab(id);
+});
 
 window.addEventListener("hashchange", () => {
   const id = window.location.hash.replace("#", "");

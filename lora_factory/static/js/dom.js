@@ -1,6 +1,10 @@
 // Small DOM helpers: building elements without innerHTML (no injection from file contents or
 // model output), bilingual text that follows the language switch, notices, busy state, confirm.
 import { t, getLang, applyI18n } from "./i18n.js";
+import { clearFieldErrors, markFieldErrors } from "./errors.js";
+
+const MAX_NOTICES = 3;
+const INFO_MS = 6000;
 
 /**
  * Build an element. attrs: i18n (key), ja/en (literal bilingual text), testid, on* handlers,
@@ -123,10 +127,17 @@ export function notify(kind, ja, en, detailLines = []) {
     close,
   );
   close.addEventListener("click", () => box.remove());
+  // an error belongs to the tab it came from: switching tabs takes it away (app.js dropNotices)
+  box.dataset.tab = document.body.dataset.tab || "";
   area.prepend(box);
-  while (area.children.length > 4) area.lastElementChild.remove();
-  if (kind !== "error") setTimeout(() => box.remove(), 6000);
+  while (area.children.length > MAX_NOTICES) area.lastElementChild.remove();
+  if (kind !== "error") setTimeout(() => box.remove(), INFO_MS);
   return box;
+}
+
+/** Remove the notices raised on another tab than `tab` (information notices go by themselves). */
+export function dropNotices(tab) {
+  for (const box of document.querySelectorAll("#notices .notice")) if (box.dataset.tab !== tab) box.remove();
 }
 
 export function notifyKey(kind, key, params) {
@@ -136,9 +147,21 @@ export function notifyKey(kind, key, params) {
 /** Render any error (ApiError or a JS error) as a notice. */
 export function showError(err) {
   if (err && err.code) {
+    clearFieldErrors();
+    // errors about form fields: one sentence each, naming the field by its label, the field marked
+    const sentences = markFieldErrors(err, { ja: err.message_ja || err.message, en: err.message || err.message_ja }).filter(Boolean);
+    if (sentences.length) {
+      const box = notify("error", sentences.map((x) => x.ja).join(" "), sentences.map((x) => x.en).join(" "));
+      box.dataset.code = err.code;
+      return box;
+    }
     const lines = [];
     const errs = err.detail && Array.isArray(err.detail.errors) ? err.detail.errors : [];
-    for (const e of errs.slice(0, 5)) lines.push(e.file ? `${e.file}: ${e.reason}` : `${t("common.line")} ${e.line}: ${e.reason}`);
+    for (const e of errs.slice(0, 5)) {
+      if (e.file) lines.push(`${e.file}: ${e.reason}`);
+      else if (e.line !== undefined && e.line !== null) lines.push(`${t("common.line")} ${e.line}: ${e.reason}`);
+      else if (e.reason) lines.push(String(e.reason));
+    }
     const box = notify("error", err.message_ja || err.message, err.message || err.message_ja, lines);
     box.dataset.code = err.code;
     return box;
@@ -179,18 +202,58 @@ export async function withBusy(button, fn) {
   }
 }
 
+// ---- dialogs and the Back button ---------------------------------------------------------------
+
+// An open dialog owns one browser-history entry, so Back closes the dialog instead of leaving the
+// tab (or the app). app.js calls closeDialogOnBack() from its popstate handler.
+const openDialogs = [];
+let skipPops = 0;
+
+/** Give an opened dialog a history entry; onBack closes it. Returns release(), called once it is closed. */
+export function trackDialog(dlg, onBack) {
+  const entry = { dlg, onBack, released: false };
+  openDialogs.push(entry);
+  window.history.pushState({ ...(window.history.state || {}), dialog: true }, "", window.location.href);
+  return () => {
+    if (entry.released) return;
+    entry.released = true;
+    const i = openDialogs.indexOf(entry);
+    if (i < 0) return; // closed by Back: its history entry is already gone
+    openDialogs.splice(i, 1);
+    if (window.history.state && window.history.state.dialog) {
+      skipPops += 1;
+      window.history.back();
+    }
+  };
+}
+
+/** popstate: close the top dialog (true), swallow our own history.back (true), or leave it to the tabs (false). */
+export function closeDialogOnBack() {
+  if (skipPops > 0) {
+    skipPops -= 1;
+    return true;
+  }
+  const top = openDialogs.pop();
+  if (!top) return false;
+  top.released = true;
+  top.onBack();
+  return true;
+}
+
 // ---- confirm dialog --------------------------------------------------------------------------
 
 /** A modal confirmation (a <dialog>, keyboard-usable); resolves true when the user confirms. */
-export function confirmDialog(ja, en) {
+export function confirmDialog(ja, en, okKey = "common.delete") {
   return new Promise((resolve) => {
     const text = h("p", {});
     setBilingual(text, ja, en);
-    const ok = h("button", { type: "button", class: "danger", i18n: "common.delete", testid: "confirm-ok" });
+    const ok = h("button", { type: "button", class: "danger", i18n: okKey, testid: "confirm-ok" });
     const cancel = h("button", { type: "button", i18n: "common.cancel", testid: "confirm-cancel" });
     const dlg = h("dialog", { class: "confirm", testid: "confirm-dialog" }, text, h("div", { class: "row end" }, cancel, ok));
     document.body.append(dlg);
+    let release = () => {};
     const done = (v) => {
+      release();
       dlg.close();
       dlg.remove();
       resolve(v);
@@ -202,6 +265,7 @@ export function confirmDialog(ja, en) {
       done(false);
     });
     dlg.showModal();
+    release = trackDialog(dlg, () => done(false));
     cancel.focus();
   });
 }
@@ -218,7 +282,9 @@ export function promptDialog(labelKey, initial = "", okKey = "common.ok", testid
     const form = h("form", { method: "dialog", novalidate: true }, field(labelKey, input), h("div", { class: "row end" }, cancel, ok));
     const dlg = h("dialog", { class: "confirm", testid: `${testid}-dialog` }, form);
     document.body.append(dlg);
+    let release = () => {};
     const done = (v) => {
+      release();
       dlg.close();
       dlg.remove();
       resolve(v);
@@ -238,6 +304,7 @@ export function promptDialog(labelKey, initial = "", okKey = "common.ok", testid
       done(null);
     });
     dlg.showModal();
+    release = trackDialog(dlg, () => done(null));
     input.select();
   });
 }
@@ -245,15 +312,23 @@ export function promptDialog(labelKey, initial = "", okKey = "common.ok", testid
 /** A modal that shows some content (a log, a lineage) with a close button. */
 export function showModal(titleKey, content) {
   const close = h("button", { type: "button", i18n: "common.close", testid: "modal-close" });
-  const dlg = h("dialog", { class: "modal", testid: "modal" }, h("h3", { i18n: titleKey }), content, h("div", { class: "row end" }, close));
+  const dlg = h("dialog", { class: "modal", testid: "modal" }, h("h3", { i18n: titleKey, tabindex: "-1", autofocus: true }), content, h("div", { class: "row end" }, close));
   document.body.append(dlg);
+  let release = () => {};
   const done = () => {
+    release();
     dlg.close();
     dlg.remove();
   };
   close.addEventListener("click", done);
-  dlg.addEventListener("close", () => dlg.remove());
+  dlg.addEventListener("close", () => {
+    release();
+    dlg.remove();
+  });
   dlg.showModal();
+  release = trackDialog(dlg, done);
+  // a long content (adapter details) opens at its top, not scrolled to the close button
+  dlg.scrollTop = 0;
   return dlg;
 }
 
@@ -287,7 +362,10 @@ export function formatNumber(n, digits = 4) {
   const v = Number(n);
   if (Number.isNaN(v)) return String(n);
   if (Number.isInteger(v)) return v.toLocaleString();
-  return v.toPrecision(digits);
+  // 16830.4 tokens/s reads "16,830", not "1.683e+4"; a learning rate 0.0002, not "0.0002000"
+  if (Math.abs(v) >= 1000) return Math.round(v).toLocaleString();
+  if (Math.abs(v) < 1e-4) return v.toExponential(1);
+  return String(Number(v.toPrecision(digits)));
 }
 
 export function formatDate(iso) {
@@ -298,22 +376,8 @@ export function formatDate(iso) {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-/** A generic key/value table for objects whose shape belongs to a plugin (stats, metrics). */
-export function kvTable(obj, testid) {
-  const table = h("table", { class: "kv", testid });
-  const body = h("tbody");
-  for (const [k, v] of Object.entries(obj || {})) {
-    let shown;
-    if (v === null || v === undefined || (typeof v === "object" && !Object.keys(v).length)) shown = "-";
-    else if (typeof v === "object" && !Array.isArray(v)) shown = Object.entries(v).map(([a, b]) => `${a}: ${typeof b === "number" ? formatNumber(b) : JSON.stringify(b)}`).join(" · ");
-    else if (typeof v === "object") shown = v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", ");
-    else if (typeof v === "number") shown = formatNumber(v);
-    else shown = String(v);
-    body.append(h("tr", {}, h("th", { scope: "row", text: k }), h("td", { text: shown })));
-  }
-  table.append(body);
-  return table;
-}
+// the generic key/value table lives with the other "results in words" helpers
+export { kvTable } from "./readable.js";
 
 /** Re-apply translations below root (after the language switch). */
 export function relabel(root = document) {

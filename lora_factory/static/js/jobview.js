@@ -3,7 +3,7 @@
 // testid prefix keeps the hooks unique ("" for the 学習 tab: job-progress, job-status, ...).
 import { TERMINAL, get, post, watchJob } from "./api.js";
 import { createLossChart } from "./chart.js";
-import { formatBytes, formatDuration, formatNumber, h, setI18n, showError, withBusy } from "./dom.js";
+import { confirmDialog, formatBytes, formatDuration, formatNumber, h, notifyKey, setI18n, showError, withBusy } from "./dom.js";
 import { createMediaGallery } from "./widgets/gallery.js";
 
 // a training method's own figures (DPO / KTO / ORPO / SimPO rewards and margins, GRPO rewards), shown when sent
@@ -41,6 +41,8 @@ export function createJobView(opts = {}) {
   const errorBox = h("div", { class: "job-error", hidden: true, role: "alert", testid: tid("job-error") }, errorText, errorActions);
   const logPre = h("pre", { class: "log", testid: tid("job-log"), tabindex: "0" });
   const cancel = h("button", { type: "button", class: "danger", i18n: "job.cancel", testid: opts.cancelTestid || tid("job-cancel"), disabled: true });
+  // a cancelled or interrupted training continues from its last checkpoint (POST /api/jobs/{id}/resume)
+  const resume = h("button", { type: "button", class: "primary", i18n: "job.resume", testid: tid("job-resume"), hidden: true });
   const chartBox = h("div", { class: "chart" });
   // samples written during training (images, utterances), shown as they arrive
   const samples = createMediaGallery({ testid: tid("job-samples") });
@@ -59,7 +61,7 @@ export function createJobView(opts = {}) {
   const root = h(
     "section",
     { class: "jobview", hidden: true, testid: tid("job-view"), "aria-live": "polite" },
-    h("div", { class: "row between" }, h("div", { class: "row" }, h("strong", { i18n: "job.title" }), jobIdEl, status), cancel),
+    h("div", { class: "row between" }, h("div", { class: "row" }, h("strong", { i18n: "job.title" }), jobIdEl, status), h("div", { class: "row" }, resume, cancel)),
     bar,
     stats,
     errorBox,
@@ -136,15 +138,24 @@ export function createJobView(opts = {}) {
       errorText.dataset.textEn = `${job.error.message || job.error.message_ja || ""} [${job.error.code || ""}]`;
       errorText.textContent = document.documentElement.lang === "en" ? errorText.dataset.textEn : errorText.dataset.textJa;
       // What the user can do about this error (a download that needs a token: go to the setting).
-      const action = opts.errorAction ? opts.errorAction(job.error) : null;
+      const action = opts.errorAction ? opts.errorAction(job.error, job) : null;
       errorActions.replaceChildren(...(action ? [" ", action] : []));
     }
+    // a job that ended before any progress has nothing to count: no "0/0", no remaining time
+    stats.hidden = TERMINAL.has(job.status) && job.status !== "completed" && !Number(job.max_steps) && !Number(job.step);
+    bar.hidden = stats.hidden;
     if (job.status === "completed" && job.max_steps && !opts.bytes) setProgress({ step: job.step ?? job.max_steps, max_steps: job.max_steps });
   }
 
   cancel.addEventListener("click", () =>
     withBusy(cancel, async () => {
       if (!currentId) return;
+      const ok = await confirmDialog(
+        `ジョブ ${currentId} をキャンセルしますか? 学習はそこで止まり、最後のチェックポイントから「再開」できます。`,
+        `Cancel job ${currentId}? It stops there; you can resume it from its last checkpoint.`,
+        "job.cancel_confirm",
+      );
+      if (!ok) return;
       if (opts.cancelPath) await post(opts.cancelPath(currentId));
       else await post(`/api/jobs/${encodeURIComponent(currentId)}/cancel`);
       cancel.disabled = true;
@@ -174,7 +185,12 @@ export function createJobView(opts = {}) {
     samplesBox.hidden = true;
     cancel.hidden = !opts.cancellable;
     cancel.disabled = !opts.cancellable;
+    resume.hidden = true;
+    stats.hidden = false;
+    bar.hidden = false;
     setI18n(status, "status.queued");
+    status.dataset.status = "queued"; // not the previous job's status while the new one starts
+    status.className = "badge badge-queued";
     if (opts.chart !== false) {
       chartBox.replaceChildren();
       chart = createLossChart(chartBox);
@@ -222,12 +238,23 @@ export function createJobView(opts = {}) {
     });
   }
 
+  resume.addEventListener("click", () =>
+    withBusy(resume, async () => {
+      const { job_id: jobId } = await post(`/api/jobs/${encodeURIComponent(currentId)}/resume`);
+      notifyKey("success", "history.resume_started", { id: jobId });
+      follow(jobId);
+    }),
+  );
+
   function end(job) {
     if (ended) return;
     ended = true;
     setStatus(job);
     cancel.disabled = true;
     cancel.hidden = true;
+    // nothing is left to wait for: no remaining time after the end
+    eta.textContent = "-";
+    resume.hidden = !(opts.cancellable && job.kind === "train" && (job.status === "canceled" || job.status === "interrupted"));
     if (opts.onEnd) opts.onEnd(job);
   }
 

@@ -5,6 +5,7 @@
 import { ApiError, get, post } from "./api.js";
 import { field, formatDate, formatNumber, h, notifyKey, setBilingual, showError, withBusy } from "./dom.js";
 import { t } from "./i18n.js";
+import { fieldLabel, readableValue } from "./readable.js";
 import { createJobView } from "./jobview.js";
 import { fillDatasetSelect, listDatasets } from "./lists.js";
 import { mediaTile } from "./widgets/gallery.js";
@@ -64,7 +65,7 @@ function rateBar(s) {
 export function renderSummary(summary, opts = {}) {
   const labels = TARGETS.filter(([key]) => summary && summary[key]);
   const extra = [...new Set(labels.flatMap(([key]) => Object.keys(summary[key]).filter((k) => !SUMMARY_COUNTS.has(k))))];
-  const head = h("tr", {}, h("th", { scope: "col", i18n: "eval.target" }), h("th", { scope: "col", class: "num", i18n: "eval.passed" }), h("th", { scope: "col", i18n: "eval.pass_rate" }), extra.map((k) => h("th", { scope: "col", text: k })));
+  const head = h("tr", {}, h("th", { scope: "col", i18n: "eval.target" }), h("th", { scope: "col", class: "num", i18n: "eval.passed" }), h("th", { scope: "col", i18n: "eval.pass_rate" }), extra.map((k) => h("th", { scope: "col", bi: { ja: fieldLabel(k, "ja"), en: fieldLabel(k, "en") } })));
   const body = h("tbody");
   for (const [key, labelKey] of labels) {
     const s = summary[key];
@@ -76,7 +77,7 @@ export function renderSummary(summary, opts = {}) {
         h("th", { scope: "row" }, h("span", { i18n: labelKey }), name),
         h("td", { class: "num mono", text: ratio(s) }),
         h("td", {}, rateBar(s)),
-        extra.map((k) => h("td", { class: "num", text: formatNumber(s[k]) })),
+        extra.map((k) => h("td", { class: "num", bi: { ja: readableValue(k, s[k], "ja"), en: readableValue(k, s[k], "en") } })),
       ),
     );
   }

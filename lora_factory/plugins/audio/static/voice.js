@@ -6,7 +6,7 @@
 // prosody sliders and a streaming player, transcription, and the user dictionary. The dataset browser
 // and the stream player are the host's widgets.
 import { api, get, post, postSSE, put, watchJob } from "/static/js/api.js";
-import { clear, h, notify, setBilingual, showError, withBusy } from "/static/js/dom.js";
+import { clear, h, newId, notify, setBilingual, showError, withBusy } from "/static/js/dom.js";
 import { getLang } from "/static/js/i18n.js";
 import { createStreamPlayer } from "/static/js/widgets/audio_stream.js";
 import { createFolderBrowser } from "/static/js/widgets/folder_browser.js";
@@ -17,12 +17,16 @@ import { sliceReviewSection } from "./slice_review.js";
 const bi = (ja, en) => ({ bi: { ja, en } });
 const M = "audio";
 
+// The host's widgets and layout (a card with a form grid, <label for> fields, full-width rows for
+// everything else), so the studio reads like the other tabs.
 function section(testid, ja, en, ...children) {
-  return h("section", { class: "card voice-section", testid }, h("h2", bi(ja, en)), ...children);
+  return h("section", { class: "card form-grid voice-section", testid }, h("h2", { class: "full", ...bi(ja, en) }), ...children);
 }
 
 function labelled(ja, en, control) {
-  return h("label", { class: "field" }, h("span", { class: "label", ...bi(ja, en) }), control);
+  const target = control.matches && control.matches("input, select, textarea") ? control : control.querySelector && control.querySelector("input, select, textarea");
+  if (target && !target.id) target.id = newId("voice");
+  return h("div", { class: "field" }, h("label", { for: target ? target.id : undefined, ...bi(ja, en) }), control);
 }
 
 function slider(name, min, max, step, value, unit) {
@@ -301,14 +305,14 @@ function transcribeSection() {
 
 // ---- user dictionary ----
 function dictionarySection() {
-  const table = h("table", { class: "table", testid: "voice-dict-table" });
+  const table = h("table", { class: "list", testid: "voice-dict-table" });
   const surface = h("input", { type: "text", testid: "voice-dict-surface", placeholder: "LoRA" });
   const reading = h("input", { type: "text", testid: "voice-dict-reading", placeholder: "ローラ" });
   const add = h("button", { type: "button", testid: "voice-dict-add", ...bi("追加して保存", "Add and save") });
   let entries = [];
   function render() {
     clear(table);
-    table.append(h("tr", {}, h("th", bi("表記", "Surface")), h("th", bi("読み", "Reading")), h("th", {})));
+    table.append(h("tr", {}, h("th", { scope: "col", ...bi("表記", "Surface") }), h("th", { scope: "col", ...bi("読み", "Reading") }), h("th", { scope: "col", ...bi("操作", "Actions") })));
     entries.forEach((e, i) => {
       const remove = h("button", { type: "button", testid: "voice-dict-remove", ...bi("削除", "Remove") });
       remove.addEventListener("click", () => withBusy(remove, async () => {

@@ -252,8 +252,10 @@ export function mountImageView(panel, app) {
       listModelsOfKind(m, "controlnet"), listModelsOfKind(m, "ip_adapter")]);
     baseModels = models;
     const keep = baseSel.value;
-    setOptions(baseSel, models.map((x) => ({ value: refOf(x), label: `${x.name}${x.architecture ? ` (${x.architecture})` : ""}` })));
+    // a placeholder as in the other tabs: an empty list says "choose a model", not nothing
+    setOptions(baseSel, [{ value: "", i18n: "common.choose_model" }, ...models.map((x) => ({ value: refOf(x), label: `${x.name}${x.architecture ? ` (${x.architecture})` : ""}` }))]);
     if (keep) baseSel.value = keep;
+    else if (models.length) baseSel.value = refOf(models[0]);
     allAdapters = list;
     adapters = compatibleAdapters();
     for (const row of adapterRows.querySelectorAll("select")) {

@@ -3,7 +3,7 @@
 // confirmation. Folder datasets (images + captions, wavs + transcripts): a zip, several files or a
 // whole folder in; a page-by-page browser with inline edits saved as a new version; a zip out.
 import { del, get, post } from "../api.js";
-import { confirmDialog, field, formatBytes, formatDate, h, kvTable, notifyKey, select, setBilingual, showError, withBusy } from "../dom.js";
+import { append, confirmDialog, field, formatBytes, formatDate, h, kvTable, notifyKey, select, setBilingual, showError, withBusy } from "../dom.js";
 import { t } from "../i18n.js";
 import { createJobView } from "../jobview.js";
 import { listDatasets } from "../lists.js";
@@ -115,14 +115,15 @@ export function mount(panel, app) {
     tbody,
   );
 
-  panel.append(
+  // append() from dom.js skips the absent cards; the DOM's own append would write "null"
+  append(panel, [
     h("h2", { i18n: "tab.datasets" }),
     h("div", { class: "card form-grid" }, h("h3", { class: "full", i18n: "datasets.upload_title" }), h("div", { class: "full" }, drop), field("datasets.save_as", nameInput, "datasets.save_as_hint"), folderKind ? null : field("datasets.format", formatSel), folderKind ? null : field("datasets.txt_split", txtSplitSel, "datasets.txt_split_hint")),
     importCard,
     errorBox,
     resultBox,
     h("div", { class: "card" }, h("h3", { i18n: "datasets.list" }), h("div", { class: "table-wrap" }, table)),
-  );
+  ]);
 
   function showInfo(data) {
     errorBox.hidden = true;
@@ -144,7 +145,8 @@ export function mount(panel, app) {
   /** Statistics as table rows: histograms ({label, counts} or objects) shown compactly. */
   function flatStats(statsObj) {
     const out = {};
-    for (const [k, v] of Object.entries(statsObj || {})) out[k] = v !== null && typeof v === "object" ? JSON.stringify(v) : v;
+    // objects ({min, mean, max}, histograms) are said in words by kvTable, the raw JSON behind its toggle
+    for (const [k, v] of Object.entries(statsObj || {})) out[k] = v;
     return out;
   }
 

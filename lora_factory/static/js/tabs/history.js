@@ -1,30 +1,40 @@
 // 履歴: every job with filters (kind, status, modality), duration, final loss; open the log,
 // re-run, delete with confirmation; the adapters with their lineage and regression results, a
 // regression run (eval job) and a merge into a standalone model (merge job), both followed live.
-import { del, get, post } from "../api.js";
-import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notify, notifyKey, promptDialog, select, setI18n, showModal, withBusy } from "../dom.js";
+import { TERMINAL, del, get, post } from "../api.js";
+import { confirmDialog, field, formatDate, formatDuration, formatNumber, h, kvTable, notify, notifyKey, promptDialog, select, setBilingual, setI18n, showModal, withBusy } from "../dom.js";
 import { createJobView, statusKey } from "../jobview.js";
-import { getLang } from "../i18n.js";
 import { listAdapters } from "../lists.js";
 import { schemaForm } from "../schema_form.js";
+import { fieldLabel, jsonToggle } from "../readable.js";
 import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
 
-// training metrics under readable labels in the UI language (unknown keys as they are)
-const METRIC_LABELS = {
-  final_loss: ["最終損失", "final loss"], first_loss: ["最初の損失", "first loss"], train_loss: ["学習損失", "training loss"],
-  eval_loss: ["評価損失", "eval loss"], steps: ["ステップ数", "steps"], max_steps: ["最大ステップ数", "max steps"],
-  epochs: ["エポック数", "epochs"], images: ["画像数", "images"], images_with_repeats: ["画像数(繰り返し込み)", "images with repeats"],
-  resolution: ["解像度", "resolution"], buckets: ["バケット", "buckets"], steps_per_s: ["ステップ/秒", "steps / s"],
-  train_runtime: ["学習時間 (秒)", "training time (s)"], stopped: ["途中で停止", "stopped early"], peak_vram_mb: ["最大 VRAM (MB)", "peak VRAM (MB)"],
-};
-
+/** Training metrics under readable labels in the UI language (the labels live in readable.js). */
 export function labelled(metrics) {
-  const ja = getLang() === "ja";
-  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [(METRIC_LABELS[k] || [k, k])[ja ? 0 : 1], v]));
+  return Object.fromEntries(Object.entries(metrics).map(([k, v]) => [fieldLabel(k), v]));
 }
 
 const KINDS = ["download", "refine", "train", "eval", "merge", "export"];
 const STATUSES = ["queued", "running", "completed", "failed", "canceled", "interrupted"];
+
+// while a job of the list runs, the list refreshes itself this often (as the job card does)
+const LIVE_MS = 2000;
+
+/** The kind as people say it: creating the tiny demo model is not a download. */
+export function kindKey(job) {
+  if (job.kind === "download" && job.spec && job.spec.source === "tiny") return "kind.tiny";
+  if (job.kind === "download" && job.spec && job.spec.source_path) return "kind.import";
+  return `kind.${job.kind}`;
+}
+
+/** What a job is about, for its row: its output and, for training / refining, the dataset it read. */
+function jobSubject(job) {
+  const spec = job.spec || {};
+  const out = job.output_name || spec.output_name || spec.name || spec.repo_id || spec.adapter || "";
+  const ref = spec.dataset_ref || spec.dataset || "";
+  const dataset = ref ? String(ref).split(/[\\/]/).pop() : "";
+  return { out, dataset };
+}
 
 function finalLoss(job) {
   const r = job.result || {};
@@ -35,6 +45,8 @@ export function mount(panel, app) {
   const kindSel = select([{ value: "", i18n: "common.all" }, ...KINDS.map((k) => ({ value: k, i18n: `kind.${k}` }))], { testid: "history-kind" });
   const statusSel = select([{ value: "", i18n: "common.all" }, ...STATUSES.map((s) => ({ value: s, i18n: statusKey(s) }))], { testid: "history-status" });
   const modalitySel = select([{ value: "", i18n: "common.all" }, ...app.modalities.map((mm) => ({ value: mm.id, bi: { ja: mm.label_ja || mm.id, en: mm.label_en || mm.id } }))], { testid: "history-modality" });
+  // the jobs follow the modality chosen at the top, as the adapters do ("すべて" shows every one)
+  modalitySel.value = app.modality || "";
   const reload = h("button", { type: "button", i18n: "common.reload", testid: "history-reload" });
   const tbody = h("tbody", { testid: "history-list" });
   const adaptersBody = h("tbody", { testid: "adapter-list" });
@@ -59,7 +71,7 @@ export function mount(panel, app) {
       "div",
       { class: "card" },
       h("h3", { i18n: "history.jobs" }),
-      h("div", { class: "table-wrap" }, h("table", { class: "list" }, heads(["history.id", "history.kind", "history.modality", "history.status", "history.created", "history.duration", "history.final_loss", "common.actions"]), tbody)),
+      h("div", { class: "table-wrap" }, h("table", { class: "list" }, heads(["history.job", "history.kind", "history.modality", "history.status", "history.created", "history.duration", "history.final_loss", "common.actions"]), tbody)),
     ),
     h(
       "div",
@@ -82,6 +94,7 @@ export function mount(panel, app) {
     if (statusSel.value) q.set("status", statusSel.value);
     if (modalitySel.value) q.set("modality", modalitySel.value);
     const { jobs } = await get(`/api/jobs?${q}`);
+    scheduleLive(jobs || []);
     tbody.replaceChildren();
     if (!jobs || !jobs.length) {
       tbody.append(h("tr", {}, h("td", { colspan: 8, class: "muted", i18n: "history.empty" })));
@@ -108,19 +121,42 @@ export function mount(panel, app) {
           await loadJobs();
         }),
       );
+      // an interrupted or cancelled training continues from its last checkpoint
+      const resumeBtn = job.kind === "train" && (job.status === "canceled" || job.status === "interrupted")
+        ? h("button", { type: "button", class: "small", i18n: "history.resume", testid: `history-resume-${job.id}` })
+        : null;
+      if (resumeBtn) {
+        resumeBtn.addEventListener("click", () =>
+          withBusy(resumeBtn, async () => {
+            const { job_id: jobId } = await post(`/api/jobs/${encodeURIComponent(job.id)}/resume`);
+            notifyKey("success", "history.resume_started", { id: jobId });
+            app.followTraining(jobId);
+          }),
+        );
+      }
       const status = setI18n(h("span", { class: `badge badge-${job.status}` }), statusKey(job.status));
+      const { out, dataset } = jobSubject(job);
+      const modality = app.modalities.find((mm) => mm.id === job.modality);
+      const modalityCell = h("td", { testid: `history-modality-${job.id}` });
+      setBilingual(modalityCell, modality ? modality.label_ja || job.modality : job.modality || "-", modality ? modality.label_en || job.modality : job.modality || "-");
       tbody.append(
         h(
           "tr",
-          { testid: `history-row-${job.id}` },
-          h("td", {}, h("code", { text: job.id })),
-          h("td", { i18n: `kind.${job.kind}` }),
-          h("td", { text: job.modality || "-" }),
+          { testid: `history-row-${job.id}`, "data-status": job.status },
+          h(
+            "td",
+            { class: "job-subject" },
+            out ? h("strong", { testid: `history-name-${job.id}`, text: out }) : null,
+            dataset ? h("div", { class: "muted small-text", testid: `history-dataset-${job.id}` }, h("span", { i18n: "history.from_dataset" }), ` ${dataset}`) : null,
+            h("div", {}, h("code", { class: "muted small-text", text: job.id })),
+          ),
+          h("td", { i18n: kindKey(job), testid: `history-kind-${job.id}` }),
+          modalityCell,
           h("td", {}, status),
           h("td", { text: formatDate(job.created_at) }),
           h("td", { class: "num", text: formatDuration(job.duration) }),
           h("td", { class: "num", text: formatNumber(finalLoss(job)) }),
-          h("td", { class: "actions" }, watchBtn, logBtn, rerunBtn, delBtn),
+          h("td", { class: "actions" }, watchBtn, logBtn, resumeBtn, rerunBtn, delBtn),
         ),
       );
     }
@@ -136,9 +172,9 @@ export function mount(panel, app) {
       h(
         "div",
         { testid: "adapter-detail" },
-        kvTable(rest),
+        kvTable(rest, "adapter-info"),
         weights ? h("p", {}, h("a", { class: "button", href: weights.url, download: weights.name, testid: "adapter-weights-download", text: `⬇ ${weights.name}` })) : null,
-        metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(labelled(metrics), "adapter-metrics")) : null,
+        metrics ? h("div", {}, h("h4", { i18n: "history.metrics" }), kvTable(metrics, "adapter-metrics")) : null,
         samples && samples.length ? h("div", { class: "img-gallery small", testid: "adapter-samples" },
           ...samples.map((s) => h("a", { href: s.url, target: "_blank", rel: "noopener" }, h("img", { src: s.url, alt: s.name, title: s.name, class: "img-thumb", loading: "lazy", testid: "adapter-sample" })))) : null,
         h("h4", { i18n: "refine.lineage" }),
@@ -146,6 +182,8 @@ export function mount(panel, app) {
         h("h4", { i18n: "history.evals" }),
         latest && latest.summary ? renderSummary(latest.summary, { testid: "adapter-latest-eval" }) : null,
         renderStoredEvals(evalList),
+        // everything the API said, for the curious and for bug reports
+        jsonToggle(data, "adapter-json"),
       ),
     );
   }
@@ -219,12 +257,14 @@ export function mount(panel, app) {
         }),
       );
       const latest = (Array.isArray(a.evals) ? a.evals : []).filter((e) => e.summary && e.summary.adapter).sort((x, y) => String(y.created_at).localeCompare(String(x.created_at)))[0];
+      // an adapter saved by a cancelled / stopped run is usable but not finished: say so
+      const partialBadge = a.partial ? h("span", { class: "badge badge-canceled", i18n: "history.partial", testid: `adapter-partial-${a.name}`, i18nTitle: "history.partial_hint" }) : null;
       const evalBadge = latest ? setI18n(h("span", { class: "badge", testid: `adapter-eval-badge-${a.name}` }), "history.eval_badge", { passed: latest.summary.adapter.passed, total: latest.summary.adapter.total }) : null;
       adaptersBody.append(
         h(
           "tr",
           { testid: `adapter-row-${a.name}` },
-          h("td", {}, a.name, evalBadge ? " " : null, evalBadge, ...exportLinks.flatMap((link) => [" ", link])),
+          h("td", {}, a.name, partialBadge ? " " : null, partialBadge, evalBadge ? " " : null, evalBadge, ...exportLinks.flatMap((link) => [" ", link])),
           h("td", { text: a.base_model || "-" }),
           h("td", { text: a.dataset || "-" }),
           h("td", {}, h("code", { text: a.job_id || "-" })),
@@ -236,8 +276,33 @@ export function mount(panel, app) {
     }
   }
 
+  // 履歴 follows the jobs live: while one of them runs, the list reloads itself; when one ends,
+  // the adapters too (a training that just finished adds its adapter)
+  let liveTimer = null;
+  let running = new Set();
+  function scheduleLive(jobs) {
+    const now = new Set(jobs.filter((j) => !TERMINAL.has(j.status)).map((j) => j.id));
+    const ended = [...running].some((id) => !now.has(id));
+    running = now;
+    if (ended) loadAdapters().catch(() => {});
+    clearTimeout(liveTimer);
+    liveTimer = null;
+    if (!now.size) return;
+    liveTimer = setTimeout(() => {
+      liveTimer = null;
+      if (panel.hidden || !panel.isConnected) {
+        running = new Set();
+        return;
+      }
+      loadJobs().catch(() => {});
+    }, LIVE_MS);
+  }
+
   const refresh = () => withBusy(reload, () => Promise.all([loadJobs(), loadAdapters()]));
   for (const el of [kindSel, statusSel, modalitySel]) el.addEventListener("change", () => withBusy(null, loadJobs));
   reload.addEventListener("click", refresh);
-  return { onShow: refresh };
+  return {
+    onShow: refresh,
+    destroy: () => clearTimeout(liveTimer),
+  };
 }

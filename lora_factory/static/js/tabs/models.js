@@ -1,6 +1,6 @@
 // モデル: download by repo id (a job whose progress counts bytes), import a local folder, create
 // the offline demo model, list with size and architecture, delete with confirmation.
-import { del, post } from "../api.js";
+import { del, get, post } from "../api.js";
 import { confirmDialog, field, formatBytes, formatNumber, h, notifyKey, showError, withBusy } from "../dom.js";
 import { createJobView } from "../jobview.js";
 import { listModels } from "../lists.js";
@@ -19,12 +19,41 @@ export function mount(panel, app) {
   const AUTH_CODES = new Set(["HUB_AUTH_REQUIRED"]);
   const authAction = (err) =>
     err && AUTH_CODES.has(err.code) ? h("button", { type: "button", class: "link", i18n: "models.go_settings", testid: "model-error-go-settings", onclick: goToSettings }) : null;
+  // The Hub out of reach (offline, a firewall): the card says what can be done from here — run the
+  // download again (it resumes), make the offline demo model, or set a Hub mirror.
+  const RETRY_CODES = new Set(["HUB_UNREACHABLE", "HUB_ERROR", "CANCELED"]);
+  const goToMirror = () => {
+    app.goTab("system");
+    const endpoint = document.querySelector("#panel-system [data-testid=settings-hf-endpoint]");
+    if (endpoint) {
+      endpoint.scrollIntoView({ block: "center" });
+      endpoint.focus({ preventScroll: true });
+    }
+  };
+  const pointAtTiny = () => {
+    tinyBtn.scrollIntoView({ block: "center" });
+    tinyBtn.focus({ preventScroll: true });
+  };
+  const errorAction = (err, job) => {
+    const auth = authAction(err);
+    if (auth || !err || !RETRY_CODES.has(err.code) || !job) return auth;
+    const retry = h("button", { type: "button", class: "primary small", i18n: "models.retry", testid: "model-error-retry" });
+    retry.addEventListener("click", () =>
+      withBusy(retry, async () => {
+        const { job_id: jobId } = await post(`/api/jobs/${encodeURIComponent(job.id)}/rerun`);
+        dlView.follow(jobId);
+      }),
+    );
+    const offline = h("button", { type: "button", class: "small", i18n: "models.use_tiny", testid: "model-error-tiny", onclick: pointAtTiny });
+    const mirror = h("button", { type: "button", class: "link", i18n: "models.go_mirror", testid: "model-error-go-mirror", onclick: goToMirror });
+    return h("div", { class: "row wrap job-error-help", testid: "model-error-help" }, retry, offline, mirror);
+  };
   const m = app.modality;
   const repo = h("input", { type: "text", testid: "model-repo-id", i18nPlaceholder: "models.repo_placeholder", autocomplete: "off", required: true });
   const revision = h("input", { type: "text", testid: "model-revision", placeholder: "main", autocomplete: "off" });
   const dlName = h("input", { type: "text", testid: "model-name", autocomplete: "off" });
   const dlBtn = h("button", { type: "submit", class: "primary", i18n: "models.download", testid: "model-download" });
-  const dlView = createJobView({ prefix: "model-", bytes: true, chart: false, cancellable: true, logOpen: false, onEnd: () => refresh(), errorAction: authAction });
+  const dlView = createJobView({ prefix: "model-", bytes: true, chart: false, cancellable: true, logOpen: false, onEnd: () => refresh(), errorAction });
 
   const srcPath = h("input", { type: "text", testid: "model-import-path", i18nPlaceholder: "models.import_placeholder", autocomplete: "off", required: true });
   const importName = h("input", { type: "text", testid: "model-import-name", autocomplete: "off" });
@@ -106,7 +135,17 @@ export function mount(panel, app) {
     }),
   );
 
+  // after a reload the last download of this modality is shown again (running, or failed with its help)
+  let restored = false;
+  async function restoreLastDownload() {
+    restored = true;
+    const { jobs } = await get(`/api/jobs?kind=download&modality=${encodeURIComponent(m)}&limit=5`);
+    const last = (jobs || []).find((j) => !(j.spec && j.spec.source === "tiny"));
+    if (last && last.status !== "completed" && !dlView.jobId) dlView.follow(last.id);
+  }
+
   async function refresh() {
+    if (!restored) restoreLastDownload().catch(() => {});
     const models = await listModels(m);
     tbody.replaceChildren();
     if (!models.length) {

@@ -5,6 +5,7 @@ import { get, post } from "../api.js";
 import { defaultName, field, formatDate, h, kvTable, newId, select, setBilingual, withBusy } from "../dom.js";
 import { createJobView } from "../jobview.js";
 import { fillDatasetSelect, listDatasets, listModels, refOf } from "../lists.js";
+import { readableValue } from "../readable.js";
 import { schemaForm } from "../schema_form.js";
 
 function operationsOf(info) {
@@ -80,6 +81,14 @@ export function mount(panel, app) {
 
   panel.append(h("h2", { i18n: "tab.refine" }), h("p", { class: "lead", i18n: "refine.lead" }), formEl, jobView.root, report, h("div", { class: "card" }, h("h3", { i18n: "refine.lineage" }), lineage), modelList);
 
+  /** An operation by its label in the UI's language (its id beside it, small). */
+  function opLabel(op) {
+    const found = declared.find(([name]) => name === op);
+    const label = h("span", {});
+    setBilingual(label, (found && found[1].label_ja) || op, (found && found[1].label_en) || op);
+    return h("span", {}, label, " ", h("code", { class: "muted small-text", text: op }));
+  }
+
   function perOperationTable(rows) {
     const body = h("tbody");
     for (const r of rows) {
@@ -89,7 +98,7 @@ export function mount(panel, app) {
         h(
           "tr",
           { testid: `refine-op-result-${op}` },
-          h("td", {}, h("code", { text: op })),
+          h("td", {}, opLabel(op)),
           h("td", { class: "num", text: rowsIn ?? "-" }),
           h("td", { class: "num", text: rowsOut ?? "-" }),
           h("td", {}, kvTable(removed || {})),
@@ -105,7 +114,7 @@ export function mount(panel, app) {
   function showReport(result) {
     report.hidden = false;
     const { examples, removed, per_operation: perOp, ...rest } = result;
-    const parts = [h("h3", { i18n: "refine.report" }), kvTable(rest, "refine-report-table")];
+    const parts = [h("h3", { i18n: "refine.report" }), kvTable(rest, "refine-report-table", { json: true })];
     if (removed && Object.keys(removed).length) parts.push(h("h4", { i18n: "refine.removed" }), kvTable(removed, "refine-removed"));
     if (Array.isArray(perOp) && perOp.length) parts.push(h("h4", { i18n: "refine.per_operation" }), perOperationTable(perOp));
     // Examples come as a list, or grouped by reason ({reason: [rows]}).
@@ -137,7 +146,7 @@ export function mount(panel, app) {
           h("strong", { text: v.name }),
           v.parent ? h("span", { class: "muted", text: ` ← ${v.parent}` }) : null,
           opsText ? h("div", { class: "mono", text: opsText }) : null,
-          v.counts ? h("div", { class: "muted", text: JSON.stringify(v.counts) }) : null,
+          v.counts ? h("div", { class: "muted", bi: { ja: readableValue("counts", v.counts, "ja"), en: readableValue("counts", v.counts, "en") } }) : null,
           v.report && v.report.rows_in !== undefined ? h("div", { class: "muted", text: `${v.report.rows_in} → ${v.report.rows_out}` }) : null,
           v.created_at || v.job_id ? h("div", { class: "muted", text: `${formatDate(v.created_at)}${v.job_id ? ` · ${v.job_id}` : ""}` }) : null,
         ),
