@@ -226,11 +226,11 @@ def warnings_of(memory: dict[str, Any] | None, steps: dict[str, Any]) -> list[di
         out.append({"code": "MEMORY_TIGHT", "message_ja": "推定メモリが空きの 85% を超えます。ほかのアプリを閉じてください。",
                     "message": "The estimate uses more than 85% of the memory; close other applications."})
     if steps.get("decided_by") == "max_steps" and steps.get("epochs_covered") is not None and steps.get("epochs"):
-        if steps["epochs_covered"] < steps["epochs"]:
+        if steps["epochs_covered"] != steps["epochs"]:
             out.append({"code": "MAX_STEPS_WINS",
-                        "message_ja": f"最大ステップ数 {steps['max_steps']} が優先されます(エポック数 {steps['epochs']:g} は使われず、"
-                                      f"約 {steps['epochs_covered']:g} エポックで終わります)。",
-                        "message": f"max_steps {steps['max_steps']} wins: the run stops after about "
+                        "message_ja": f"最大ステップ数 {steps['max_steps']} が優先されます(エポック数 {steps['epochs']:g} ではなく、"
+                                      f"約 {steps['epochs_covered']:g} エポック分の学習になります)。",
+                        "message": f"max_steps {steps['max_steps']} wins: the run covers about "
                                    f"{steps['epochs_covered']:g} epochs, not {steps['epochs']:g}."})
     return out
 
