@@ -187,6 +187,28 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
       control.value = String(i >= 0 ? i : 0);
     };
     read = () => values[Number(control.value)];
+  } else if (kind === "string" && p.ui_choices && ctx.choices && ctx.choices[p.ui_choices]) {
+    // A choice of what is installed (`"ui_choices": "models"`): a select mirroring the given <datalist>,
+    // refilled when it changes; a value that is not (or no longer) installed stays shown as itself.
+    const source = ctx.choices[p.ui_choices];
+    control = h("select", { id, testid, "data-choices": p.ui_choices });
+    let wanted = "";
+    const fill = () => {
+      const keep = control.value || wanted;
+      const opts = [...source.querySelectorAll("option")].map((o) => [o.value, o.textContent || o.value]);
+      if (keep && !opts.some(([v]) => v === keep)) opts.push([keep, keep]);
+      control.replaceChildren(h("option", { value: "", i18n: "common.choose_model" }), ...opts.map(([v, text]) => h("option", { value: v, text })));
+      control.value = keep;
+    };
+    new MutationObserver(fill).observe(source, { childList: true, subtree: true });
+    fill();
+    reset = (v) => {
+      wanted = v === undefined || v === null ? "" : String(v);
+      control.value = "";
+      fill();
+      control.value = wanted;
+    };
+    read = () => (control.value === "" ? (p.nullable ? null : undefined) : control.value);
   } else if (kind === "boolean") {
     control = h("input", { type: "checkbox", id, testid });
     reset = (v) => (control.checked = Boolean(v));
@@ -308,11 +330,12 @@ function buildObject(schema, values, ctx) {
 /**
  * @param {object} schema  a JSON schema of an object ({properties, required, $defs})
  * @param {object} opts    idPrefix (testids: `<idPrefix>-<name>`, nested: `<idPrefix>-<name>-<sub>`),
- *                         values (initial), onChange(), modelList (id of a <datalist> of model refs)
+ *                         values (initial), onChange(), modelList (id of a <datalist> of model refs),
+ *                         choices ({models: <datalist>}: fields with "ui_choices" become a select of its options)
  * @returns {{root: HTMLElement, empty: boolean, values: () => object, changed: () => object, reset: (v) => void}}
  */
 export function schemaForm(schema, opts = {}) {
-  const form = buildObject(schema || {}, opts.values || {}, { root: schema || {}, idPrefix: opts.idPrefix, modelList: opts.modelList, depth: 0 });
+  const form = buildObject(schema || {}, opts.values || {}, { root: schema || {}, idPrefix: opts.idPrefix, modelList: opts.modelList, choices: opts.choices, depth: 0 });
   if (opts.onChange) form.root.addEventListener("change", opts.onChange);
   return {
     root: form.root,
