@@ -209,7 +209,7 @@ export default {
   "train.params_hint": "Overrides the preset. e.g. {\"num_epochs\": 3}",
   "train.params_form": "As a form (written into the JSON)",
   "train.start": "Start training",
-  "train.params_sync": "The JSON and the form are one setting: a change on either side shows on the other. The JSON holds only what differs from the preset, and that is what is sent.",
+  "train.params_sync": "The JSON and the form are one setting: a change on either side shows on the other. The JSON holds only what differs from the preset, and that is what is sent. The method comes from the select above (a method in the JSON wins).",
   "train.steps_rule_max": "max_steps {max_steps} wins; the {epochs} epochs are not used. Set max_steps to -1 to train for the epochs.",
   "train.steps_rule_epochs": "The {epochs} epochs decide the length (max_steps -1 = no limit).",
   "train.show_command": "Show command",

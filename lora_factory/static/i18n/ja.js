@@ -209,7 +209,7 @@ export default {
   "train.params_hint": "プリセットの値を上書きします。例: {\"num_epochs\": 3}",
   "train.params_form": "フォームで指定(JSON に反映されます)",
   "train.start": "学習を開始",
-  "train.params_sync": "JSON とフォームは同じ設定です。どちらを変えてももう一方に反映されます。JSON にはプリセットと違う値だけが入り、それが送信されます。",
+  "train.params_sync": "JSON とフォームは同じ設定です。どちらを変えてももう一方に反映されます。JSON にはプリセットと違う値だけが入り、それが送信されます。学習方式は上の選択で決まります(JSON に method を書けばそちらが優先)。",
   "train.steps_rule_max": "最大ステップ数 {max_steps} が優先され、エポック数 {epochs} は使われません。エポック数で決めるには最大ステップ数を -1 にしてください。",
   "train.steps_rule_epochs": "エポック数 {epochs} で長さが決まります(最大ステップ数 -1 = 制限なし)。",
   "train.show_command": "コマンドを表示",

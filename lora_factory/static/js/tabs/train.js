@@ -153,9 +153,13 @@ export function mount(panel, app) {
       return;
     }
     setJsonValid(true);
-    state.overrides = { ...parsed };
+    // the method select's choice stays unless the JSON names a method itself
+    const keepMethod = methods.length && !("method" in parsed) && state.overrides.method !== undefined ? { method: state.overrides.method } : {};
+    state.overrides = { ...parsed, ...keepMethod };
     show("json");
   });
+  // leaving the box shows the model as it is now (with the kept method), formatted
+  paramsText.addEventListener("change", () => state.jsonValid && show());
 
   methodSel.addEventListener("change", () => {
     if (same(methodSel.value, presetParams().method ?? methods[0].value)) delete state.overrides.method;
@@ -173,7 +177,10 @@ export function mount(panel, app) {
     state.baseline = form.values();
     show();
   }
+  let shownPreset = presetSel.value;
   presetSel.addEventListener("change", () => {
+    if (presetSel.value === shownPreset) return;
+    shownPreset = presetSel.value;
     delete state.overrides.method; // a method's own preset (dpo, grpo ...) selects its method
     showPreset();
   });
@@ -192,7 +199,7 @@ export function mount(panel, app) {
   const saved = createSavedSettings(app, {
     body: currentBody,
     apply: (s) => {
-      if (s.preset && presetEntries(info).some(([n]) => n === s.preset)) presetSel.value = s.preset;
+      if (s.preset && presetEntries(info).some(([n]) => n === s.preset)) presetSel.value = shownPreset = s.preset;
       // what equals the preset is no override: the JSON box keeps only what differs
       state.overrides = Object.fromEntries(Object.entries(s.params || {}).filter(([k, v]) => !same(v, presetParams()[k])));
       if (s.base_model && [...baseSel.options].some((o) => o.value === s.base_model)) baseSel.value = s.base_model;
