@@ -123,6 +123,7 @@ def test_the_estimate_counts_rows_and_says_the_memory(new_page: Any, server: Ser
 
 
 def test_command_preview_parses_to_the_request_and_the_run_ends_with_next_steps(new_page: Any, server: Server, tmp_path: Path) -> None:
+    """Over 20 s: a real 3-step run through the worker, since what is under test is where a run ends."""
     dataset_ref = upload_dataset_via_api(server, tmp_path, "cmd_rows")
     page = new_page("ja", "train")
     train = panel(page, "train")
@@ -219,6 +220,7 @@ def test_saved_settings_by_name_and_as_a_file(new_page: Any, tmp_path: Path) -> 
 
 
 def test_the_wizard_offers_the_method_and_ends_with_its_result_after_a_reload(new_page: Any, server: Server, tmp_path: Path) -> None:
+    """Over 20 s: a real (3-step) wizard run, then a reload that must show its result."""
     dataset_ref = upload_dataset_via_api(server, tmp_path, "wiz_rows")
     page = new_page("ja", "wizard")
     wizard = panel(page, "wizard")
