@@ -190,17 +190,29 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def train_request(args: argparse.Namespace) -> Any:
+    """The ``TrainStartRequest`` a ``train`` command line stands for (the UI's 「コマンドを表示」 prints
+    lines that parse back to the request it would POST)."""
     from lora_factory.core.schemas import TrainStartRequest
 
-    svc = _services(args)
     params = _parse_params(args.param, args.params_json)
     if args.method:  # the same key as the API's params.method (a preset's method unless given)
         params["method"] = args.method
-    req = TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
-                            preset=args.preset, modality=args.modality,
-                            params=params,
-                            trust_remote_code=args.trust_remote_code)
+    return TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
+                             preset=args.preset, modality=args.modality,
+                             params=params,
+                             trust_remote_code=args.trust_remote_code)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    svc = _services(args)
+    req = train_request(args)
+    if args.dry_run:  # what the UI's estimate shows: steps, time, memory; nothing is queued
+        from lora_factory.core.jobs.train_plan import estimate_train
+        from lora_factory.core.system_info import system_info
+
+        _print_json(estimate_train(svc.submitter, svc.store, req, system_info(svc.workspace.home)))
+        return 0
     return _submitted(svc, svc.submitter.start_train(req), args.wait)
 
 
@@ -463,6 +475,8 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--params-json")
     p.add_argument("--trust-remote-code", action="store_true")
     p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the estimate (total steps, time, memory) and start nothing")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("settings", parents=[common],

@@ -110,3 +110,13 @@ def with_titles(schema: dict[str, Any], titles_ja: dict[str, str]) -> dict[str, 
     for definition in (schema.get("$defs") or {}).values():
         with_titles(definition, titles_ja)
     return schema
+
+
+def with_descriptions_ja(schema: dict[str, Any], descriptions_ja: dict[str, str]) -> dict[str, Any]:
+    """Add ``description_ja`` to the described properties of ``schema`` (in place; ``$defs`` too)."""
+    for name, prop in (schema.get("properties") or {}).items():
+        if name in descriptions_ja:
+            prop.setdefault("description_ja", descriptions_ja[name])
+    for definition in (schema.get("$defs") or {}).values():
+        with_descriptions_ja(definition, descriptions_ja)
+    return schema

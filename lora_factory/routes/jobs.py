@@ -50,7 +50,10 @@ def cancel_job(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]
 
 @router.post("/{job_id}/rerun")
 def rerun_job(job_id: str, body: RerunRequest | None = None, svc: Services = Depends(services)) -> dict[str, Any]:
-    return {"job_id": svc.jobs.rerun(job_id, body.output_name if body else None)}
+    new_id = svc.jobs.rerun(job_id, body.output_name if body else None)
+    # a taken name became "<name>-v2": the answer names both, so the UI can say so
+    return {"job_id": new_id, "output_name": svc.store.get(new_id)["output_name"],
+            "previous_output_name": svc.store.get(job_id)["output_name"]}
 
 
 @router.post("/{job_id}/resume")

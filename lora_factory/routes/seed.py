@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from lora_factory.core.schemas import OpenPathRequest, TrainStartRequest
 from lora_factory.core.services import Services
@@ -17,6 +17,25 @@ router = APIRouter(tags=["seed"])
 @router.post("/train/start")
 def train_start(body: TrainStartRequest, svc: Services = Depends(services)) -> dict[str, Any]:
     return {"job_id": svc.submitter.start_train(body)}
+
+
+@router.post("/api/train/estimate")
+def train_estimate(body: TrainStartRequest, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Total steps, time and memory of the run this body would start (nothing is queued)."""
+    from lora_factory.core.jobs.train_plan import estimate_train
+    from lora_factory.core.system_info import system_info
+
+    return estimate_train(svc.submitter, svc.store, body, system_info(svc.workspace.home))
+
+
+@router.post("/api/train/command")
+def train_command(body: TrainStartRequest, request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
+    """The ``lora-factory train`` and ``curl`` commands that start the run this body would start."""
+    from lora_factory.core.jobs.train_command import train_commands
+
+    guard = getattr(request.app.state, "guard", None)
+    return train_commands(body.model_dump(), str(request.base_url), str(svc.workspace.home),
+                          bool(guard and guard.token))
 
 
 @router.get("/train/status/{job_id}")

@@ -326,23 +326,21 @@ def test_evol_instruct_from_the_generated_form(watched_page: tuple[Any, Any], se
     gen = refine.get_by_test_id("refine-evol_instruct-generator")
     # The discriminator is a select; each variant's fields are a nested sub-form, its const is hidden.
     options = gen.locator("option").all_inner_texts()
-    assert options == ["openai", "local"], options
+    assert options == ["OpenAI 互換の API (外部・ローカルのサーバー)", "このワークスペースのモデル"], options
     assert refine.get_by_test_id("refine-evol_instruct-generator-type").get_attribute("type") == "hidden"
     base_url = refine.get_by_test_id("refine-evol_instruct-generator-base_url")
     base_url.fill(fake_remote + "/v1")
     refine.get_by_test_id("refine-evol_instruct-generator-model").fill("fake-evolver")
     assert refine.get_by_test_id("refine-evol_instruct-generator-api_key").get_attribute("type") == "password"
-    # The local variant: its model field suggests the modality's models (a datalist of rel_paths).
-    gen.select_option(label="local")
+    # The local variant: its model field is a choice of the modality's models (rel_paths).
+    gen.select_option(index=1)
     local_model = refine.get_by_test_id("refine-evol_instruct-generator-model")
     assert base_url.count() == 0
-    list_id = local_model.get_attribute("list")
-    assert list_id
-    suggested = page.locator(f"datalist#{list_id} option").evaluate_all("els => els.map(e => e.value)")
-    assert server.model_ref in suggested, suggested
+    offered = local_model.locator("option").evaluate_all("els => els.map(e => e.value)")
+    assert server.model_ref in offered, offered
     screenshot(page, "refine-evol-local")
     # Back to openai: what was typed there is still there.
-    gen.select_option(label="openai")
+    gen.select_option(index=0)
     assert base_url.input_value() == fake_remote + "/v1"
     assert refine.get_by_test_id("refine-evol_instruct-generator-model").input_value() == "fake-evolver"
     # An array of enums is a group of checkboxes.

@@ -98,6 +98,8 @@ class Catalog:
             "size_bytes": info.pop("size_bytes", None) or dir_size(path),
             "created_at": mtime_iso(path),
             "artifact_id": artifact["id"] if artifact else None,
+            # a random-weight offline demo model (lora-factory tiny-model): the UI says its output means nothing
+            "demo": bool(artifact and (artifact.get("meta") or {}).get("source") == "tiny"),
             **info,
         }
 

@@ -64,12 +64,19 @@ class JobSubmitter:
         return name
 
     def start_train(self, req: TrainStartRequest) -> str:
+        spec = self.train_spec(req)
+        return self.jobs.submit("train", req.modality, spec, output_name=spec["output_name"])
+
+    def train_spec(self, req: TrainStartRequest, check_output: bool = True) -> dict[str, Any]:
+        """The resolved spec a train request would queue (what ``config.json`` keeps); the estimate
+        reads it without queueing (``check_output=False``: a taken name is reported, not refused)."""
         self.plugins.require_modality(req.modality)
         require_chosen(req.base_model, "base_model")
         require_chosen(req.dataset, "dataset")
         base = self.catalog.model_path(req.modality, req.base_model)
         dataset = self.datasets.dataset_path(req.modality, req.dataset)
-        output_name = self._output_name("train", req.modality, req.output_name)
+        output_name = (self._output_name("train", req.modality, req.output_name) if check_output
+                       else safe_name(req.output_name, "output name"))
         spec: dict[str, Any] = {
             "base_model": str(base),
             "dataset": str(dataset),
@@ -82,9 +89,7 @@ class JobSubmitter:
             "trust_remote_code": req.trust_remote_code,
         }
         resolved = self.plugins.call("resolve_train_spec", req.modality, spec=spec)
-        if resolved is not None:
-            spec = resolved
-        return self.jobs.submit("train", req.modality, spec, output_name=output_name)
+        return resolved if resolved is not None else spec
 
     def start_refine(self, req: RefineRequest) -> str:
         desc = self.plugins.require_modality(req.modality)

@@ -30,9 +30,11 @@ def describe_modalities() -> list[dict[str, Any]]:
     """Declare the modalities this plugin serves.
 
     :return: a list of descriptions (plain dicts, validated by ``ModalityDescription``): ``id``,
-        ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``default_preset``,
+        ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``preset_info`` (name ->
+        {label_ja, label_en, description_ja, description_en}: what each preset is for), ``default_preset``,
         ``dataset_kind`` (``"file"`` or ``"folder"``), ``dataset_formats``, ``dataset_extensions``,
-        ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``train_params_schema``,
+        ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``refine_output_format`` (the
+        format a refined dataset is written in, e.g. ``"openai"``), ``train_params_schema``,
         ``training_methods`` (``[{id, label_ja, label_en, data}]``, sent back as ``params.method``),
         ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
         (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->

@@ -54,10 +54,14 @@ class ModalityDescription(BaseModel):
     label_ja: str
     label_en: str
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # what each preset is for: name -> {label_ja, label_en, description_ja, description_en}
+    preset_info: dict[str, dict[str, str]] = Field(default_factory=dict)
     default_preset: str | None = None
     dataset_formats: list[str] = Field(default_factory=list)
     dataset_extensions: list[str] = Field(default_factory=list)
     refine_operations: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # the format a refined dataset is written in, when it may differ from the source's (text: "openai")
+    refine_output_format: str | None = None
     train_params_schema: dict[str, Any] = Field(default_factory=dict)
     # training methods beyond plain fine-tuning (text: sft, dpo, kto, orpo, simpo, grpo): id, labels, data kinds
     training_methods: list[dict[str, Any]] = Field(default_factory=list)

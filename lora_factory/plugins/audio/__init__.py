@@ -40,20 +40,26 @@ def _dataset_error(problems: Any) -> LoRAFactoryError:
 
 @hookimpl
 def describe_modalities() -> list[dict[str, Any]]:
-    from lora_factory.kit.presets import schema_for
+    from lora_factory.kit.presets import schema_for, with_descriptions_ja
     from lora_factory.plugins.audio.dataset_export import TARGETS as DATASET_EXPORTS
     from lora_factory.plugins.audio.dataset_formats import FORMATS
     from lora_factory.plugins.audio.export_ct2 import EXPORT_TARGETS
-    from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESETS, TITLES_JA, AudioTrainParams
+    from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESET_INFO, PRESETS, TITLES_JA, AudioTrainParams
     from lora_factory.plugins.audio.refine import refine_operations_description
     from lora_factory.plugins.audio.regression_checks import CHECKS
-    from lora_factory.plugins.audio.synthesis import SPEECH_PRESETS, SpeechParams
+    from lora_factory.plugins.audio.synthesis import (
+        SPEECH_DESCRIPTIONS_JA,
+        SPEECH_PRESETS,
+        SPEECH_TITLES_JA,
+        SpeechParams,
+    )
 
     return [{
         "id": MODALITY,
         "label_ja": "音声",
         "label_en": "Audio",
         "presets": PRESETS,
+        "preset_info": PRESET_INFO,
         "default_preset": DEFAULT_PRESET,
         "dataset_formats": list(FORMATS),
         "dataset_extensions": [".zip", ".wav", ".flac", ".ogg", ".mp3", ".list", ".jsonl"],
@@ -65,16 +71,24 @@ def describe_modalities() -> list[dict[str, Any]]:
         "inference_kinds": ["speech", "transcribe"],
         "infer_schemas": {
             "speech": {"input_schema": {"type": "object", "required": ["text"], "properties": {
-                "text": {"type": "string", "title": "Text"},
-                "reference_audio": {"type": "string", "format": "upload", "title": "Voice to clone (a few seconds)"},
-                "reference_text": {"type": "string", "title": "What the reference says"}}},
-                       "params_schema": SpeechParams.model_json_schema(), "presets": SPEECH_PRESETS},
+                "text": {"type": "string", "title": "Text", "title_ja": "読み上げる文"},
+                "reference_audio": {"type": "string", "format": "upload", "title": "Voice to clone (a few seconds)",
+                                    "title_ja": "まねる声(数秒の録音)"},
+                "reference_text": {"type": "string", "title": "What the reference says",
+                                   "title_ja": "その録音の書き起こし"}}},
+                       "params_schema": with_descriptions_ja(schema_for(SpeechParams, SPEECH_TITLES_JA),
+                                                            SPEECH_DESCRIPTIONS_JA),
+                       "presets": SPEECH_PRESETS},
             "transcribe": {"input_schema": {"type": "object", "required": ["audio"],
-                                            "properties": {"audio": {"type": "string", "format": "upload"}}},
+                                            "properties": {"audio": {"type": "string", "format": "upload",
+                                                                     "title": "Audio", "title_ja": "音声ファイル"}}},
                            "params_schema": {"type": "object", "properties": {
-                               "language": {"type": "string", "default": "ja"},
-                               "prompt": {"type": "string", "default": ""},
-                               "timestamps": {"type": "boolean", "default": True}}},
+                               "language": {"type": "string", "default": "ja", "title": "Language",
+                                            "title_ja": "言語"},
+                               "prompt": {"type": "string", "default": "", "title": "Prompt (words to expect)",
+                                          "title_ja": "プロンプト(出てくる語句のヒント)"},
+                               "timestamps": {"type": "boolean", "default": True, "title": "Timestamps",
+                                              "title_ja": "タイムスタンプ"}}},
                            "presets": {}},
         },
         "regression_checks": CHECKS,

@@ -54,6 +54,19 @@ PRESETS: dict[str, dict[str, object]] = {
 }
 DEFAULT_PRESET = "quick"
 
+# what each preset is for, shown under the preset select
+PRESET_INFO: dict[str, dict[str, str]] = {
+    "quick": {"label_ja": "お試し", "label_en": "Quick try",
+              "description_ja": "30 ステップだけの短い学習。デモモデルで流れを確かめる用です。",
+              "description_en": "30 steps only: to check the flow on the demo model."},
+    "standard": {"label_ja": "標準", "label_en": "Standard",
+                 "description_ja": "1500 ステップ、学習率 2e-4。数十分の録音からの声づくりの基準です。",
+                 "description_en": "1500 steps at 2e-4: the default for a voice from tens of minutes of recordings."},
+    "high_quality": {"label_ja": "高品質", "label_en": "High quality",
+                     "description_ja": "ランク 64、4000 ステップ、勾配チェックポイントで省メモリ。時間はかかります。",
+                     "description_en": "Rank 64, 4000 steps, gradient checkpointing: takes longer."},
+}
+
 TITLES_JA = {
     "lora_r": "LoRA ランク (r)", "lora_alpha": "LoRA アルファ", "lora_dropout": "LoRA ドロップアウト",
     "target_modules": "対象モジュール", "learning_rate": "学習率", "max_steps": "最大ステップ数",

@@ -59,6 +59,20 @@ class SpeechParams(BaseModel):
         "the accents set in the user dictionary go into the text as pitch marks (ト[ーキョー); off: plain reading"))
 
 
+# the synthesis form's labels in Japanese (the schema's own titles are English)
+SPEECH_TITLES_JA: dict[str, str] = {
+    "speed": "話す速さ", "pitch": "声の高さ (半音)", "volume_db": "音量 (dB)", "pause_ms": "文の間の無音 (ミリ秒)",
+    "temperature": "温度 (temperature)", "top_p": "top-p", "seed": "乱数シード",
+    "max_seconds_per_sentence": "1 文の最大秒数", "speaker": "話者", "latin": "英字の読み方",
+    "target_lufs": "目標ラウドネス (LUFS)", "true_peak_db": "トゥルーピーク上限 (dB)", "fade_ms": "フェード (ミリ秒)",
+    "sample_rate": "サンプリングレート", "format": "ファイル形式", "max_sentence_chars": "1 文の最大文字数",
+}
+SPEECH_DESCRIPTIONS_JA: dict[str, str] = {
+    "pitch": "半音単位", "volume_db": "ラウドネス目標の上に掛ける増減", "pause_ms": "文と文の間に入れる無音",
+    "target_lufs": "空欄: ラウドネスをそろえない", "sample_rate": "出力のサンプリングレート。空欄ならコーデックのまま",
+}
+
+
 SPEECH_PRESETS: dict[str, dict[str, Any]] = {
     "natural": {},
     "slow_clear": {"speed": 0.85, "pause_ms": 450},

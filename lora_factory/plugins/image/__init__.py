@@ -43,16 +43,17 @@ def _mine(modality: str) -> bool:
 @hookimpl
 def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.kit import presets
+    from lora_factory.kit.presets import with_descriptions_ja
     from lora_factory.plugins.image import generate_params as gp
     from lora_factory.plugins.image.dataset import DATASET_FORMAT, IMAGE_SUFFIXES
     from lora_factory.plugins.image.download import AUX_KINDS
     from lora_factory.plugins.image.export_targets import EXPORT_TARGETS
     from lora_factory.plugins.image.presets import (
         DESCRIPTIONS_JA,
+        PRESET_INFO,
         PRESETS,
         TITLES_JA,
         ImageTrainParams,
-        with_descriptions_ja,
     )
     from lora_factory.plugins.image.refine import REFINE_OPERATIONS
     from lora_factory.plugins.image.regression import CHECKS
@@ -62,6 +63,7 @@ def describe_modalities() -> list[dict[str, Any]]:
         "label_ja": "画像",
         "label_en": "Image",
         "presets": PRESETS,
+        "preset_info": PRESET_INFO,
         "default_preset": "quick",
         "dataset_formats": [DATASET_FORMAT],
         "dataset_extensions": [".zip", *IMAGE_SUFFIXES, ".txt"],

@@ -230,6 +230,19 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "sample_steps": 30, "sample_guidance_scale": 7.0},
 }
 
+# what each preset is for, shown under the preset select
+PRESET_INFO: dict[str, dict[str, str]] = {
+    "quick": {"label_ja": "お試し", "label_en": "Quick try",
+              "description_ja": "最大 300 ステップ、高めの学習率で途中のサンプル画像も出します。流れの確認用。",
+              "description_en": "At most 300 steps at a high learning rate, with samples along the way: to check the flow."},
+    "standard": {"label_ja": "標準", "label_en": "Standard",
+                 "description_ja": "kohya でよく使われるキャラクター・画風 LoRA の設定 (dim 16 / alpha 8、10 エポック、学習率 1e-4、タグのシャッフル)。",
+                 "description_en": "kohya's usual character / style LoRA: dim 16 / alpha 8, 10 epochs at 1e-4, shuffled tags."},
+    "high_quality": {"label_ja": "高品質", "label_en": "High quality",
+                     "description_ja": "ランク 32、テキストエンコーダーも学習、低めの学習率で 20 エポック。時間とメモリが増えます。",
+                     "description_en": "Rank 32 and the text encoder too, at a lower rate for 20 epochs: slower and larger."},
+}
+
 # Memory options only; applied over the preset, under the user's own values.
 VRAM_PROFILES: dict[str, dict[str, Any]] = {
     "none": {},
@@ -326,16 +339,6 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "save_every_n_epochs": "N エポックごとに <名前>-00000N.safetensors を書く。0 = なし",
     "save_last_n_epochs": "最後の N 個のエポックファイルだけ残す。0 = すべて",
 }
-
-
-def with_descriptions_ja(schema: dict[str, Any], descriptions_ja: dict[str, str]) -> dict[str, Any]:
-    """Add ``description_ja`` to the described properties of ``schema`` (in place; ``$defs`` too)."""
-    for name, prop in (schema.get("properties") or {}).items():
-        if name in descriptions_ja:
-            prop.setdefault("description_ja", descriptions_ja[name])
-    for definition in (schema.get("$defs") or {}).values():
-        with_descriptions_ja(definition, descriptions_ja)
-    return schema
 
 
 def preset_layers(preset: str, overrides: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.plugins.text.export import EXPORT_TARGETS
     from lora_factory.plugins.text.formats import DATASET_EXTENSIONS, DATASET_FORMATS
     from lora_factory.plugins.text.methods import describe_methods
-    from lora_factory.plugins.text.presets import PRESETS, TRAIN_PARAMS_SCHEMA
+    from lora_factory.plugins.text.presets import PRESET_INFO, PRESETS, TRAIN_PARAMS_SCHEMA
     from lora_factory.plugins.text.refine import REFINE_OPERATIONS
 
     return [{
@@ -53,6 +53,8 @@ def describe_modalities() -> list[dict[str, Any]]:
         "dataset_formats": DATASET_FORMATS,
         "dataset_extensions": DATASET_EXTENSIONS,
         "refine_operations": REFINE_OPERATIONS,
+        "refine_output_format": "openai",  # a refined instruction set is written as OpenAI messages
+        "preset_info": PRESET_INFO,
         "train_params_schema": TRAIN_PARAMS_SCHEMA,
         "training_methods": describe_methods(),
         "sample_datasets": [str(p) for p in sorted(SAMPLE_DIR.glob("*.jsonl"))],

@@ -272,7 +272,8 @@ class OpenAIGeneratorParams(BaseModel):
 class LocalGeneratorParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["local"] = "local"
-    model: str | None = Field(None, description="a model in models/text/, e.g. models/text/tiny")
+    model: str | None = Field(None, description="a model in models/text/, e.g. models/text/tiny",
+                              json_schema_extra={"ui_choices": "models"})  # the form offers the installed models
     adapter: str | None = Field(None, description="optional adapter, e.g. lora_adapters/text/my-lora")
     model_path: SkipJsonSchema[str | None] = Field(None, description="set from 'model' by resolve_operations")
     adapter_path: SkipJsonSchema[str | None] = Field(None, description="set from 'adapter' by resolve_operations")

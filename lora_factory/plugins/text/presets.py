@@ -152,6 +152,34 @@ PRESETS.update({
                            rewards=[{"name": "exact_answer", "weight": 1.0, "allow_prefix": True}], gradient_checkpointing=True, max_length=1024),
 })
 
+# what each preset is for, shown under the preset select (labels and descriptions in both languages)
+PRESET_INFO: dict[str, dict[str, str]] = {
+    "quick": {"label_ja": "お試し", "label_en": "Quick try",
+              "description_ja": "最大 60 ステップで止まる短い学習。小さなデータやデモモデルで流れを確かめるためのもので、CPU でも数十秒で終わります。",
+              "description_en": "A short run capped at 60 steps, to check the flow on a small dataset or the demo model; seconds on a CPU."},
+    "standard": {"label_ja": "標準", "label_en": "Standard",
+                 "description_ja": "1〜8B のモデルを家庭用 GPU で学習するときの基準。3 エポック、学習率 2e-4、勾配チェックポイントで省メモリ。",
+                 "description_en": "The default for a 1-8B model on a consumer GPU: 3 epochs, learning rate 2e-4, gradient checkpointing."},
+    "high_quality": {"label_ja": "高品質", "label_en": "High quality",
+                     "description_ja": "ランク 64・5 エポック・低めの学習率。時間とメモリは増えますが、質のよいデータで差が出ます。",
+                     "description_en": "Rank 64, 5 epochs, a lower learning rate: slower and larger, for a dataset worth the time."},
+    "dpo": {"label_ja": "DPO", "label_en": "DPO",
+            "description_ja": "選好ペア (chosen / rejected) で好ましい回答に寄せます。指示調整済みのモデルから 1 エポック。",
+            "description_en": "Pulls towards the preferred answers of preference pairs; one epoch from an instruction-tuned model."},
+    "kto": {"label_ja": "KTO", "label_en": "KTO",
+            "description_ja": "良い / 悪いの二値ラベル(またはペア)で学習します。",
+            "description_en": "Trains on good / bad labels (or pairs)."},
+    "orpo": {"label_ja": "ORPO", "label_en": "ORPO",
+             "description_ja": "参照モデルなしで SFT と選好学習を同時に行います。",
+             "description_en": "SFT and preference learning in one, without a reference model."},
+    "simpo": {"label_ja": "SimPO", "label_en": "SimPO",
+              "description_ja": "参照モデルなしの選好学習 (β 2.0、γ 0.5)。",
+              "description_en": "Reference-free preference learning (beta 2.0, gamma 0.5)."},
+    "grpo": {"label_ja": "GRPO", "label_en": "GRPO",
+             "description_ja": "プロンプトごとに 8 件生成し、報酬関数(既定: 正解との一致)で採点して学習します。",
+             "description_en": "Samples 8 completions per prompt and learns from reward functions (default: matching the answer)."},
+}
+
 TRAIN_PARAMS_SCHEMA: dict[str, Any] = with_japanese_titles(TrainParams.model_json_schema())
 
 

@@ -28,7 +28,7 @@ from lora_factory.kit.refine import Operation, OperationRegistry, RefineParams, 
 from lora_factory.plugins.text import evol, minhash, pii
 from lora_factory.plugins.text.encodings import estimate_tokens, japanese_ratio
 from lora_factory.plugins.text.formats import has_empty_answer, load_conversations, row_text
-from lora_factory.plugins.text.schema_ja import TITLES_JA
+from lora_factory.plugins.text.schema_ja import TITLES_JA, localise
 from lora_factory.plugins.text.tools import call_text
 
 MAX_EXAMPLES = 3
@@ -53,7 +53,8 @@ class FilterParams(_Params):
     unit: Literal["chars", "tokens"] = "chars"
     min_length: int | None = Field(None, ge=0, description="shorter rows are removed")
     max_length: int | None = Field(None, ge=1, description="longer rows are removed")
-    tokenizer: str | None = Field(None, description="count real tokens with this model's tokenizer, e.g. models/text/tiny (unit=tokens)")
+    tokenizer: str | None = Field(None, description="count real tokens with this model's tokenizer, e.g. models/text/tiny (unit=tokens)",
+                                  json_schema_extra={"ui_choices": "models"})
     tokenizer_path: SkipJsonSchema[str | None] = Field(None, description="set from 'tokenizer' by resolve_operations")
     drop_empty_answers: bool = True
     min_japanese_ratio: float = Field(0.0, ge=0.0, le=1.0, description="share of Japanese letters")
@@ -267,7 +268,10 @@ OPERATIONS = OperationRegistry([
               "Let an LLM rewrite instructions into harder / rarer ones, answer them, eliminate failed "
               "evolutions and add the survivors."),
 ], titles_ja=TITLES_JA, http_status=400)
-REFINE_OPERATIONS: dict[str, dict[str, Any]] = OPERATIONS.describe()
+# the forms in Japanese: descriptions, labelled choices, titled generator kinds (schema_ja.localise)
+REFINE_OPERATIONS: dict[str, dict[str, Any]] = {
+    name: dict(entry, params_schema=localise(entry["params_schema"], {"max_length": "これより長い行を除外します"}))
+    for name, entry in OPERATIONS.describe().items()}
 
 
 # -- the job ------------------------------------------------------------------------------------

@@ -86,10 +86,10 @@ export function newId(prefix = "f") {
 }
 
 /** A labelled form row: <label for> + control, keyboard-usable by construction. */
-export function field(labelKey, control, hintKey) {
+export function field(labelKey, control, hintKey, ...extra) {
   if (!control.id) control.id = newId();
   const label = h("label", { for: control.id, i18n: labelKey });
-  return h("div", { class: "field" }, label, control, hintKey ? h("small", { class: "hint", i18n: hintKey }) : null);
+  return h("div", { class: "field" }, label, control, hintKey ? h("small", { class: "hint", i18n: hintKey }) : null, ...extra);
 }
 
 export function select(options, attrs = {}) {

@@ -8,14 +8,35 @@ import { h, newId } from "./dom.js";
 
 const MAX_DEPTH = 8; // a self-referencing schema must not recurse forever
 
-function titleOf(name, prop) {
-  if (getLang() === "ja") return prop.title_ja || prop.label_ja || prop.title || name;
+function titleOf(name, prop, lang = getLang()) {
+  if (lang === "ja") return prop.title_ja || prop.label_ja || prop.title || name;
   return prop.title_en || prop.label_en || prop.title || name;
 }
 
-function describe(prop) {
-  if (getLang() === "ja") return prop.description_ja || prop.description || "";
+function describe(prop, lang = getLang()) {
+  if (lang === "ja") return prop.description_ja || prop.description || "";
   return prop.description_en || prop.description || "";
+}
+
+/** An element whose text follows the language switch (data-text-ja / data-text-en). */
+function bi(tag, attrs, ja, en) {
+  return h(tag, { ...attrs, bi: { ja, en } });
+}
+
+const biTitle = (tag, attrs, name, prop, suffix = "") => bi(tag, attrs, `${titleOf(name, prop, "ja")}${suffix}`, `${titleOf(name, prop, "en")}${suffix}`);
+const biHint = (prop) => (describe(prop, "ja") || describe(prop, "en") ? bi("small", { class: "hint" }, describe(prop, "ja"), describe(prop, "en")) : null);
+
+/** The label of an enum value: the schema's ``enum_labels_ja`` / ``enum_labels_en`` ({value: label}), or the value. */
+function enumLabel(p, value, lang) {
+  const labels = (lang === "ja" ? p.enum_labels_ja : p.enum_labels_en) || p.enum_labels_en || p.enum_labels_ja || {};
+  const shown = labels[String(value)];
+  return shown ? `${shown}` : String(value);
+}
+
+/** The form's own label of a parameter (for the preset's contents): its title in ``lang``. */
+export function paramTitle(schema, name, lang = getLang()) {
+  const prop = ((schema && schema.properties) || {})[name];
+  return prop ? titleOf(name, deref(prop, schema), lang) : name;
 }
 
 /** Follow a local `$ref` ("#/$defs/X", "#/definitions/X"); the referring node's own keys win. */
@@ -109,9 +130,8 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
   const initial = initialValue !== undefined ? initialValue : p.default;
   const id = newId(ctx.idPrefix || "param");
   const testid = ctx.idPrefix ? `${ctx.idPrefix}-${name}` : undefined;
-  const label = () => h("label", { for: id, text: `${titleOf(name, p)}${isRequired ? " *" : ""}` });
-  const desc = describe(p);
-  const hint = desc ? h("small", { class: "hint", text: desc }) : null;
+  const label = () => biTitle("label", { for: id }, name, p, isRequired ? " *" : "");
+  const hint = biHint(p);
   const field = { initial, row: null };
 
   if (kind === "const") {
@@ -130,7 +150,7 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
 
   if (kind === "object" && ctx.depth < MAX_DEPTH) {
     const sub = buildObject(p, initial || {}, { ...ctx, idPrefix: testid, depth: ctx.depth + 1 });
-    const legend = h("legend", { text: titleOf(name, p) });
+    const legend = biTitle("legend", {}, name, p);
     field.row = h("fieldset", { class: "field full subform", testid }, legend, hint, sub.root);
     field.read = () => sub.values();
     field.reset = (v) => sub.reset(v || {});
@@ -144,9 +164,10 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
     const boxes = choices.map((value) => {
       const boxId = newId("opt");
       const box = h("input", { type: "checkbox", id: boxId, testid: testid ? `${testid}-${value}` : undefined, checked: start.some((x) => same(x, value)) });
-      return { value, box, row: h("span", { class: "choice" }, box, h("label", { for: boxId, text: String(value) })) };
+      const itemLabels = { enum_labels_ja: p.enum_labels_ja || p.items.enum_labels_ja, enum_labels_en: p.enum_labels_en || p.items.enum_labels_en };
+      return { value, box, row: h("span", { class: "choice" }, box, bi("label", { for: boxId }, enumLabel(itemLabels, value, "ja"), enumLabel(itemLabels, value, "en"))) };
     });
-    const legend = h("legend", { text: titleOf(name, p) });
+    const legend = biTitle("legend", {}, name, p);
     const none = p.default === undefined ? h("small", { class: "hint", i18n: "common.none_means_default" }) : null;
     field.row = h("fieldset", { class: "field multi full", testid }, legend, h("div", { class: "choices" }, boxes.map((b) => b.row)), hint, none);
     field.read = () => {
@@ -162,12 +183,34 @@ function buildField(name, rawProp, initialValue, isRequired, ctx) {
   let reset;
   if (kind === "enum") {
     const values = p.nullable && !p.enum.includes(null) ? [null, ...p.enum] : p.enum;
-    control = h("select", { id, testid }, values.map((v, i) => h("option", { value: String(i), text: v === null ? "—" : String(v) })));
+    control = h("select", { id, testid }, values.map((v, i) => (v === null ? h("option", { value: String(i), text: "—" }) : bi("option", { value: String(i), "data-value": String(v) }, enumLabel(p, v, "ja"), enumLabel(p, v, "en")))));
     reset = (v) => {
       const i = values.findIndex((x) => same(x, v));
       control.value = String(i >= 0 ? i : 0);
     };
     read = () => values[Number(control.value)];
+  } else if (kind === "string" && p.ui_choices && ctx.choices && ctx.choices[p.ui_choices]) {
+    // A choice of what is installed (`"ui_choices": "models"`): a select mirroring the given <datalist>,
+    // refilled when it changes; a value that is not (or no longer) installed stays shown as itself.
+    const source = ctx.choices[p.ui_choices];
+    control = h("select", { id, testid, "data-choices": p.ui_choices });
+    let wanted = "";
+    const fill = () => {
+      const keep = control.value || wanted;
+      const opts = [...source.querySelectorAll("option")].map((o) => [o.value, o.textContent || o.value]);
+      if (keep && !opts.some(([v]) => v === keep)) opts.push([keep, keep]);
+      control.replaceChildren(h("option", { value: "", i18n: "common.choose_model" }), ...opts.map(([v, text]) => h("option", { value: v, text })));
+      control.value = keep;
+    };
+    new MutationObserver(fill).observe(source, { childList: true, subtree: true });
+    fill();
+    reset = (v) => {
+      wanted = v === undefined || v === null ? "" : String(v);
+      control.value = "";
+      fill();
+      control.value = wanted;
+    };
+    read = () => (control.value === "" ? (p.nullable ? null : undefined) : control.value);
   } else if (kind === "boolean") {
     control = h("input", { type: "checkbox", id, testid });
     reset = (v) => (control.checked = Boolean(v));
@@ -220,9 +263,9 @@ function buildUnion(name, p, key, initial, isRequired, ctx, parts) {
   const { id, testid, hint, field } = parts;
   // The select is labelled by the discriminator itself ("Type"); the legend already names the field.
   const keyProp = deref((p.variants[0].properties || {})[key] || {}, ctx.root);
-  const label = () => h("label", { for: id, text: titleOf(key, keyProp) });
+  const label = () => biTitle("label", { for: id }, key, keyProp);
   const choices = p.variants.map((v) => ({ value: constOf(v, key, ctx.root), variant: v }));
-  const select = h("select", { id, testid }, choices.map((c, i) => h("option", { value: String(i), text: labelOfVariant(c) })));
+  const select = h("select", { id, testid }, choices.map((c, i) => bi("option", { value: String(i), "data-value": String(c.value) }, labelOfVariant(c, "ja"), labelOfVariant(c, "en"))));
   const body = h("div", { class: "subform-body" });
   const built = new Map(); // variant index -> sub-form, kept while hidden so typed values survive a switch
   const subPrefix = testid || ctx.idPrefix;
@@ -246,15 +289,15 @@ function buildUnion(name, p, key, initial, isRequired, ctx, parts) {
   show(indexOf(initial), initial && typeof initial === "object" ? initial : undefined);
   select.addEventListener("change", () => show(Number(select.value)));
   if (isRequired) select.required = true;
-  field.row = h("fieldset", { class: "field full subform", testid: testid ? `${testid}-group` : undefined }, h("legend", { text: titleOf(name, p) }), h("div", { class: "field" }, label(), select), hint, body);
+  field.row = h("fieldset", { class: "field full subform", testid: testid ? `${testid}-group` : undefined }, biTitle("legend", {}, name, p), h("div", { class: "field" }, label(), select), hint, body);
   field.read = () => ({ [key]: choices[Number(select.value)].value, ...formFor(Number(select.value)).values() });
   field.reset = (v) => show(indexOf(v), v && typeof v === "object" ? v : undefined);
   return field;
 }
 
-function labelOfVariant(choice) {
+function labelOfVariant(choice, lang = getLang()) {
   const v = choice.variant;
-  const titled = getLang() === "ja" ? v.title_ja || v.label_ja : v.title_en || v.label_en;
+  const titled = lang === "ja" ? v.title_ja || v.label_ja : v.title_en || v.label_en;
   return titled || String(choice.value);
 }
 
@@ -293,11 +336,12 @@ function buildObject(schema, values, ctx) {
 /**
  * @param {object} schema  a JSON schema of an object ({properties, required, $defs})
  * @param {object} opts    idPrefix (testids: `<idPrefix>-<name>`, nested: `<idPrefix>-<name>-<sub>`),
- *                         values (initial), onChange(), modelList (id of a <datalist> of model refs)
+ *                         values (initial), onChange(), modelList (id of a <datalist> of model refs),
+ *                         choices ({models: <datalist>}: fields with "ui_choices" become a select of its options)
  * @returns {{root: HTMLElement, empty: boolean, values: () => object, changed: () => object, reset: (v) => void}}
  */
 export function schemaForm(schema, opts = {}) {
-  const form = buildObject(schema || {}, opts.values || {}, { root: schema || {}, idPrefix: opts.idPrefix, modelList: opts.modelList, depth: 0 });
+  const form = buildObject(schema || {}, opts.values || {}, { root: schema || {}, idPrefix: opts.idPrefix, modelList: opts.modelList, choices: opts.choices, depth: 0 });
   if (opts.onChange) form.root.addEventListener("change", opts.onChange);
   return {
     root: form.root,

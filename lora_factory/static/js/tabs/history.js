@@ -105,8 +105,9 @@ export function mount(panel, app) {
       const rerunBtn = h("button", { type: "button", class: "small", i18n: "history.rerun", testid: `history-rerun-${job.id}` });
       rerunBtn.addEventListener("click", () =>
         withBusy(rerunBtn, async () => {
-          const { job_id: jobId } = await post(`/api/jobs/${encodeURIComponent(job.id)}/rerun`);
-          notifyKey("success", "history.rerun_started", { id: jobId });
+          const { job_id: jobId, output_name: name, previous_output_name: previous } = await post(`/api/jobs/${encodeURIComponent(job.id)}/rerun`);
+          if (name && previous && name !== previous) notifyKey("info", "history.rerun_renamed", { id: jobId, name, previous });
+          else notifyKey("success", "history.rerun_started", { id: jobId });
           if (job.kind === "train") app.followTraining(jobId);
           else await loadJobs();
         }),

@@ -2,7 +2,7 @@
 // (refine_operations[op].params_schema); the run is a job; its report is job.result; the lineage
 // of versions comes from GET /api/datasets/{m}/{name}/lineage.
 import { get, post } from "../api.js";
-import { defaultName, field, formatDate, h, kvTable, newId, select, setBilingual, withBusy } from "../dom.js";
+import { defaultName, field, formatDate, h, kvTable, newId, select, setBilingual, setI18n, withBusy } from "../dom.js";
 import { createJobView } from "../jobview.js";
 import { fillDatasetSelect, listDatasets, listModels, refOf } from "../lists.js";
 import { readableValue } from "../readable.js";
@@ -39,7 +39,7 @@ export function mount(panel, app) {
     const check = h("input", { type: "checkbox", id, testid: `refine-op-${name}` });
     const label = h("label", { for: id });
     setBilingual(label, op.label_ja || name, op.label_en || name);
-    const form = schemaForm(op.params_schema, { idPrefix: `refine-${name}`, modelList: modelList.id });
+    const form = schemaForm(op.params_schema, { idPrefix: `refine-${name}`, modelList: modelList.id, choices: { models: modelList } });
     const params = h("div", { class: "op-params", hidden: true }, form.root);
     const box = h("div", { class: "op" });
     // A large form (nested generator settings, checkboxes) gets the whole row once opened.
@@ -70,12 +70,26 @@ export function mount(panel, app) {
     },
   });
 
+  // What the run will write, said before it runs: a text dataset comes out in the OpenAI messages format.
+  const formatNote = h("p", { class: "hint full", testid: "refine-format-note", hidden: true });
+  let knownDatasets = [];
+  function showFormatNote() {
+    const chosen = knownDatasets.find((d) => refOf(d) === dataSel.value);
+    const from = chosen && chosen.format;
+    const writes = info.refine_output_format;
+    // a preference set stays one (its pairs are refined as pairs)
+    formatNote.hidden = !(writes && from && from !== writes && from !== "preference");
+    if (!formatNote.hidden) setI18n(formatNote, "refine.format_changes", { from, to: writes });
+  }
+  dataSel.addEventListener("change", showFormatNote);
+
   const formEl = h(
     "form",
     { class: "card form-grid", novalidate: true },
     field("refine.dataset", dataSel),
     field("refine.output_name", outName),
     h("div", { class: "full" }, h("h3", { i18n: "refine.operations" }), opsBox),
+    formatNote,
     h("div", { class: "row full" }, runBtn),
   );
 
@@ -172,6 +186,8 @@ export function mount(panel, app) {
     const [datasets, models] = await Promise.all([listDatasets(m), listModels(m)]);
     modelList.replaceChildren(...models.map((model) => h("option", { value: refOf(model), text: model.name })));
     fillDatasetSelect(dataSel, datasets);
+    knownDatasets = datasets;
+    showFormatNote();
     await showLineage();
   }
 

@@ -1,16 +1,25 @@
-// 学習: base model, dataset, output name, preset, advanced parameters (JSON, or a form generated
-// from the plugin's train_params_schema that writes into the JSON); start, live progress, cancel.
-import { ApiError, post } from "../api.js";
-import { defaultName, field, h, kvTable, select, withBusy } from "../dom.js";
+// 学習: base model, dataset, output name, preset, advanced parameters; start, live progress, cancel.
+// One model behind the advanced parameters: `overrides` (what differs from the preset) is what the
+// JSON box shows and what is sent; the generated form shows preset + overrides. Either side edits
+// the model and the other follows. Before starting: the estimate (steps, time, memory, from the
+// server), the equivalent command (「コマンドを表示」), saved settings and a past job's settings.
+import { ApiError, get, post } from "../api.js";
+import { defaultName, field, h, select, setBilingual, setI18n, withBusy } from "../dom.js";
+import { getLang } from "../i18n.js";
 import { createJobView } from "../jobview.js";
 import { fillDatasetSelect, fillModelSelect, listDatasets, listModels } from "../lists.js";
-import { schemaForm } from "../schema_form.js";
+import { paramTitle, schemaForm } from "../schema_form.js";
+import { createCommandBox } from "../train/command_box.js";
+import { createEstimateBox } from "../train/estimate_box.js";
+import { createNextSteps } from "../train/next_steps.js";
+import { createSavedSettings } from "../train/saved_settings.js";
 
 /** Presets may be declared as {name: params} or as [{name, label_ja, label_en, params}]. */
 export function presetEntries(info) {
   const presets = (info && info.presets) || {};
   if (Array.isArray(presets)) return presets.map((p) => [p.name || p.id, p.params || p, p]);
-  return Object.entries(presets).map(([name, params]) => [name, params && params.params ? params.params : params, params || {}]);
+  const described = (info && info.preset_info) || {};
+  return Object.entries(presets).map(([name, params]) => [name, params && params.params ? params.params : params, { ...(params || {}), ...(described[name] || {}) }]);
 }
 
 /** Training methods the modality declares (text: sft, dpo, kto, orpo, simpo, grpo); [] when it has none. */
@@ -25,7 +34,16 @@ export function presetOptions(info) {
   }));
 }
 
-function parseParams(text) {
+/** A preset's description in both languages ({ja, en}), or null. */
+export function presetDescription(info, name) {
+  const entry = presetEntries(info).find(([n]) => n === name);
+  const meta = entry ? entry[2] : {};
+  return meta.description_ja || meta.description_en ? { ja: meta.description_ja || meta.description_en, en: meta.description_en || meta.description_ja } : null;
+}
+
+export const same = (a, b) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
+
+export function parseParams(text) {
   if (!text.trim()) return {};
   try {
     const value = JSON.parse(text);
@@ -45,6 +63,28 @@ function parseParams(text) {
   });
 }
 
+/** The preset's parameters as a table labelled with the form's own (translated) labels. */
+export function presetTable(info, params) {
+  const schema = info.train_params_schema || {};
+  const table = h("table", { class: "kv", testid: "train-preset-table" });
+  const body = h("tbody");
+  for (const [key, value] of Object.entries(params || {})) {
+    const shown = value === null || value === undefined || (Array.isArray(value) && !value.length) ? "-" : typeof value === "object" ? JSON.stringify(value) : String(value);
+    const th = h("th", { scope: "row", "data-key": key, title: key });
+    setBilingual(th, paramTitle(schema, key, "ja"), paramTitle(schema, key, "en"));
+    body.append(h("tr", {}, th, h("td", { class: "mono", text: shown })));
+  }
+  table.append(body);
+  return table;
+}
+
+/** Which of epochs / max_steps decides the length of the run, in words (null when the schema has not both). */
+export function stepsRule(params) {
+  if (!params || !("max_steps" in params) || !("num_epochs" in params)) return null;
+  if (Number(params.max_steps) > 0) return ["train.steps_rule_max", { max_steps: params.max_steps, epochs: params.num_epochs }];
+  return ["train.steps_rule_epochs", { epochs: params.num_epochs }];
+}
+
 export function mount(panel, app) {
   const m = app.modality;
   const info = app.info();
@@ -53,38 +93,126 @@ export function mount(panel, app) {
   const outName = h("input", { type: "text", testid: "train-output-name", name: "output_name", value: defaultName("lora"), autocomplete: "off", required: true });
   const presetSel = select(presetOptions(info), { testid: "train-preset", name: "preset" });
   if (info.default_preset) presetSel.value = info.default_preset;
+  const presetDesc = h("small", { class: "hint", testid: "train-preset-description" });
   const methods = methodOptions(info);
   const methodSel = select(methods, { testid: "train-method", name: "method" });
   const presetView = h("div", { class: "preset-view", testid: "train-preset-params" });
   const paramsText = h("textarea", { rows: 4, class: "mono", testid: "train-params", name: "params", spellcheck: "false", placeholder: '{"num_epochs": 3, "learning_rate": 0.0002}' });
+  const paramsError = h("small", { class: "field-error", testid: "train-params-error", role: "alert", hidden: true });
+  const rule = h("p", { class: "hint steps-rule", testid: "train-steps-rule", hidden: true });
   const startBtn = h("button", { type: "submit", class: "primary", i18n: "train.start", testid: "train-start" });
 
-  const form = schemaForm(info.train_params_schema, {
-    idPrefix: "train-param",
-    onChange: () => {
-      let current = {};
-      try {
-        current = parseParams(paramsText.value);
-      } catch {
-        current = {};
-      }
-      paramsText.value = JSON.stringify({ ...current, ...form.changed() }, null, 1);
+  // -- the one model: the preset's values and the user's overrides ------------------------------
+  const state = { overrides: {}, baseline: {}, jsonValid: true };
+  const presetParams = () => {
+    const entry = presetEntries(info).find(([name]) => name === presetSel.value);
+    return entry ? entry[1] || {} : {};
+  };
+  const effective = () => ({ ...presetParams(), ...state.overrides });
+  // every field's schema default, so a preset that names fewer keys leaves no stale value in the form
+  const schemaProps = (info.train_params_schema && info.train_params_schema.properties) || {};
+  const defaults = () => Object.fromEntries(Object.entries(schemaProps).map(([k, p]) => [k, p.default]));
+
+  const form = schemaForm(info.train_params_schema, { idPrefix: "train-param", onChange: () => fromForm() });
+
+  function show(source) {
+    if (source !== "form") form.reset({ ...defaults(), ...effective() });
+    if (source !== "json") {
+      paramsText.value = Object.keys(state.overrides).length ? JSON.stringify(state.overrides, null, 1) : "";
+      setJsonValid(true);
+    }
+    if (methods.length && source !== "method") methodSel.value = effective().method || methods[0].value;
+    const said = stepsRule(effective());
+    rule.hidden = !said;
+    if (said) setI18n(rule, said[0], said[1]);
+    changed();
+  }
+
+  function setJsonValid(ok, message) {
+    state.jsonValid = ok;
+    paramsText.setAttribute("aria-invalid", String(!ok));
+    paramsError.hidden = ok;
+    if (!ok) setBilingual(paramsError, `JSON として読めません(フォームには反映されていません): ${message}`, `Not valid JSON (the form was not updated): ${message}`);
+  }
+
+  function fromForm() {
+    const values = form.values();
+    for (const [name, value] of Object.entries(values)) {
+      if (same(value, state.baseline[name])) delete state.overrides[name];
+      else state.overrides[name] = value;
+    }
+    show("form");
+  }
+
+  paramsText.addEventListener("input", () => {
+    let parsed;
+    try {
+      parsed = parseParams(paramsText.value);
+    } catch (err) {
+      setJsonValid(false, getLang() === "ja" ? err.message_ja : err.message);
+      return;
+    }
+    setJsonValid(true);
+    // the method select's choice stays unless the JSON names a method itself
+    const keepMethod = methods.length && !("method" in parsed) && state.overrides.method !== undefined ? { method: state.overrides.method } : {};
+    state.overrides = { ...parsed, ...keepMethod };
+    show("json");
+  });
+  // leaving the box shows the model as it is now (with the kept method), formatted
+  paramsText.addEventListener("change", () => state.jsonValid && show());
+
+  methodSel.addEventListener("change", () => {
+    if (same(methodSel.value, presetParams().method ?? methods[0].value)) delete state.overrides.method;
+    else state.overrides.method = methodSel.value;
+    show("method");
+  });
+
+  function showPreset() {
+    presetView.replaceChildren(Object.keys(presetParams()).length ? presetTable(info, presetParams()) : h("span", { class: "muted", i18n: "train.no_preset" }));
+    const desc = presetDescription(info, presetSel.value);
+    presetDesc.hidden = !desc;
+    if (desc) setBilingual(presetDesc, desc.ja, desc.en);
+    // the baseline the overrides are measured against: the form as the preset alone fills it
+    form.reset({ ...defaults(), ...presetParams() });
+    state.baseline = form.values();
+    show();
+  }
+  let shownPreset = presetSel.value;
+  presetSel.addEventListener("change", () => {
+    if (presetSel.value === shownPreset) return;
+    shownPreset = presetSel.value;
+    delete state.overrides.method; // a method's own preset (dpo, grpo ...) selects its method
+    showPreset();
+  });
+
+  /** The body POST /train/start gets: the same object the command, the estimate and saved settings use. */
+  function currentBody() {
+    if (!state.jsonValid) parseParams(paramsText.value); // throws the readable JSON error
+    const params = { ...state.overrides };
+    return { modality: m, base_model: baseSel.value, dataset: dataSel.value, output_name: outName.value.trim(), preset: presetSel.value || undefined, params };
+  }
+
+  const jobView = createJobView({ prefix: "", cancellable: true, cancelTestid: "train-cancel", cancelPath: (id) => `/train/cancel/${encodeURIComponent(id)}`, onEnd: (job) => ended(job) });
+  const nextSteps = createNextSteps(app, { testid: "train-result" });
+  const estimate = createEstimateBox({ body: () => (baseSel.value && dataSel.value ? currentBody() : null) });
+  const command = createCommandBox({ body: currentBody });
+  const saved = createSavedSettings(app, {
+    body: currentBody,
+    apply: (s) => {
+      if (s.preset && presetEntries(info).some(([n]) => n === s.preset)) presetSel.value = shownPreset = s.preset;
+      // what equals the preset is no override: the JSON box keeps only what differs
+      state.overrides = Object.fromEntries(Object.entries(s.params || {}).filter(([k, v]) => !same(v, presetParams()[k])));
+      if (s.base_model && [...baseSel.options].some((o) => o.value === s.base_model)) baseSel.value = s.base_model;
+      if (s.dataset && [...dataSel.options].some((o) => o.value === s.dataset)) dataSel.value = s.dataset;
+      showPreset();
     },
   });
 
-  const jobView = createJobView({ prefix: "", cancellable: true, cancelTestid: "train-cancel", cancelPath: (id) => `/train/cancel/${encodeURIComponent(id)}` });
-
-  const showPreset = () => {
-    const entry = presetEntries(info).find(([name]) => name === presetSel.value);
-    presetView.replaceChildren(entry ? kvTable(entry[1]) : h("span", { class: "muted", i18n: "train.no_preset" }));
-    // The form starts from the preset's values, so what it shows is what would run.
-    if (entry) form.reset(entry[1]);
-    // a method's own preset (dpo, grpo ...) selects its method; a general preset keeps the chosen one
-    const presetMethod = entry && entry[1].method;
-    if (presetMethod && presetMethod !== "sft" && methods.some((o) => o.value === presetMethod)) methodSel.value = presetMethod;
-  };
-  presetSel.addEventListener("change", showPreset);
-  showPreset();
+  function changed() {
+    estimate.schedule();
+    command.refresh();
+  }
+  for (const el of [baseSel, dataSel, outName]) el.addEventListener("change", changed);
 
   const formEl = h(
     "form",
@@ -92,38 +220,43 @@ export function mount(panel, app) {
     field("train.base_model", baseSel),
     field("train.dataset", dataSel),
     field("train.output_name", outName, "train.output_hint"),
-    field("train.preset", presetSel),
+    field("train.preset", presetSel, null, presetDesc),
     methods.length ? field("train.method", methodSel, "train.method_hint") : null,
+    saved.root,
     h("details", { class: "full" }, h("summary", { i18n: "train.preset_params" }), presetView),
     h(
       "details",
       { class: "full", testid: "train-advanced" },
       h("summary", { i18n: "train.advanced" }),
+      h("p", { class: "hint", i18n: "train.params_sync" }),
       field("train.params_json", paramsText, "train.params_hint"),
+      paramsError,
+      rule,
       form.empty ? null : h("div", {}, h("h4", { i18n: "train.params_form" }), form.root),
     ),
-    h("div", { class: "row full" }, startBtn),
+    estimate.root,
+    h("div", { class: "row full" }, startBtn, command.button),
+    command.root,
   );
 
-  panel.append(h("h2", { i18n: "tab.train" }), formEl, jobView.root);
+  panel.append(h("h2", { i18n: "tab.train" }), formEl, jobView.root, nextSteps.root);
+  showPreset();
+
+  let running = null; // {jobId, name}: the name field keeps the adapter's name until its run ends
+  function ended(job) {
+    nextSteps.show(job, { base_model: job.spec ? job.spec.base_model_ref : baseSel.value, adapter: job.output_name });
+    if (running && job.job_id === running.jobId && outName.value.trim() === running.name) outName.value = defaultName("lora");
+    running = null;
+  }
 
   formEl.addEventListener("submit", (ev) => {
     ev.preventDefault();
     withBusy(startBtn, async () => {
-      const params = parseParams(paramsText.value);
-      // the method select decides unless the advanced JSON names one
-      if (methods.length && params.method === undefined) params.method = methodSel.value;
-      const body = {
-        modality: m,
-        base_model: baseSel.value,
-        dataset: dataSel.value,
-        output_name: outName.value.trim(),
-        preset: presetSel.value || undefined,
-        params,
-      };
+      const body = currentBody();
       const { job_id: jobId } = await post("/train/start", body);
+      running = { jobId, name: body.output_name };
+      nextSteps.hide();
       jobView.follow(jobId);
-      outName.value = defaultName("lora");
     });
   });
 
@@ -131,10 +264,13 @@ export function mount(panel, app) {
     const [models, datasets] = await Promise.all([listModels(m), listDatasets(m)]);
     fillModelSelect(baseSel, models);
     fillDatasetSelect(dataSel, datasets);
+    saved.refreshJobs();
+    changed();
   }
 
   return {
     onShow: refresh,
     follow: (jobId) => jobView.follow(jobId),
+    onLang: () => changed(),
   };
 }

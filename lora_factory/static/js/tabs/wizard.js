@@ -2,10 +2,29 @@
 // model -> dataset -> preset -> start; with nothing installed, one button builds the offline demo
 // chain (tiny model + sample dataset + training).
 import { get, post, waitJob } from "../api.js";
-import { defaultName, field, h, notifyKey, select, setI18n, setOptions, showError, withBusy } from "../dom.js";
+import { defaultName, field, h, notifyKey, select, setBilingual, setI18n, setOptions, showError, withBusy } from "../dom.js";
 import { createJobView } from "../jobview.js";
 import { fillDatasetSelect, fillModelSelect, listDatasets, listModels, refOf } from "../lists.js";
-import { presetOptions } from "./train.js";
+import { createNextSteps } from "../train/next_steps.js";
+import { methodOptions, presetDescription, presetEntries, presetOptions } from "./train.js";
+
+// the last training started from the wizard, per modality: a reload shows it (and its result) again
+const lastJobKey = (m) => `lora_factory.wizard_job.${m}`;
+function rememberJob(m, value) {
+  try {
+    if (value) localStorage.setItem(lastJobKey(m), JSON.stringify(value));
+    else localStorage.removeItem(lastJobKey(m));
+  } catch {
+    // not remembered: the job is still in 履歴
+  }
+}
+function lastJob(m) {
+  try {
+    return JSON.parse(localStorage.getItem(lastJobKey(m)) || "null");
+  } catch {
+    return null;
+  }
+}
 
 function pathRow(app, key, labelKey, path, openKey) {
   const code = h("code", { class: "path", testid: `wizard-path-${key}`, text: path || "-" });
@@ -57,9 +76,25 @@ export function mount(panel, app) {
 
   // -- step 3/4: preset, output, start --------------------------------------------------------
   const presetSel = select([], { testid: "wizard-preset" });
+  const presetDesc = h("small", { class: "hint", testid: "wizard-preset-description" });
+  const methods = methodOptions(app.info());
+  const methodSel = select(methods, { testid: "wizard-method" });
   const outName = h("input", { type: "text", value: defaultName("lora"), testid: "wizard-output-name" });
   const startBtn = h("button", { type: "button", class: "primary", i18n: "train.start", testid: "wizard-start" });
-  const jobView = createJobView({ prefix: "wizard-", cancellable: true, cancelPath: (id) => `/train/cancel/${encodeURIComponent(id)}` });
+  const resumed = h("p", { class: "hint", i18n: "wizard.resumed", testid: "wizard-resumed", hidden: true });
+  const nextSteps = createNextSteps(app, { testid: "wizard-result" });
+  let current = null; // {job_id, adapter, base_model, demo}: the run the job view follows
+  const jobView = createJobView({
+    prefix: "wizard-",
+    cancellable: true,
+    cancelPath: (id) => `/train/cancel/${encodeURIComponent(id)}`,
+    onEnd: (job) => {
+      if (!current || job.job_id !== current.job_id) return;
+      nextSteps.show(job, { base_model: current.base_model, adapter: job.output_name || current.adapter, demo: current.demo });
+      // the name field showed the adapter's name while it trained; the next run gets a new one
+      if (outName.value.trim() === current.adapter) outName.value = defaultName("lora");
+    },
+  });
 
   const step = (n, titleKey, ...body) => h("li", { class: "step" }, h("h3", {}, h("span", { class: "step-n", text: String(n) }), h("span", { i18n: titleKey })), ...body);
 
@@ -73,14 +108,17 @@ export function mount(panel, app) {
       { class: "steps" },
       step(1, "wizard.step_model", field("wizard.model", modelSel), h("div", { class: "row wrap" }, tinyBtn), h("div", { class: "row wrap" }, field("models.repo_id", repoInput), dlBtn), dlView.root),
       step(2, "wizard.step_dataset", field("wizard.dataset", dataSel), h("div", { class: "row wrap" }, sampleBtn), h("div", { class: "row wrap" }, field("wizard.upload", upload))),
-      step(3, "wizard.step_preset", field("train.preset", presetSel)),
+      step(3, "wizard.step_preset", field("train.preset", presetSel, null, presetDesc), methods.length ? field("wizard.method", methodSel, "train.method_hint") : null),
       step(4, "wizard.step_start", field("train.output_name", outName), h("div", { class: "row wrap" }, startBtn)),
     ),
+    resumed,
     jobView.root,
+    nextSteps.root,
   );
 
   async function refresh() {
-    const [models, datasets] = await Promise.all([listModels(m), listDatasets(m)]);
+    const [found, datasets] = await Promise.all([listModels(m), listDatasets(m)]);
+    models = found;
     fillModelSelect(modelSel, models);
     fillDatasetSelect(dataSel, datasets);
     demoBox.hidden = models.length > 0;
@@ -89,6 +127,18 @@ export function mount(panel, app) {
 
   setOptions(presetSel, presetOptions(app.info()));
   if (app.info().default_preset) presetSel.value = app.info().default_preset;
+  const presetMethod = () => {
+    const entry = presetEntries(app.info()).find(([n]) => n === presetSel.value);
+    return (entry && entry[1] && entry[1].method) || (methods[0] && methods[0].value);
+  };
+  const showPreset = () => {
+    const desc = presetDescription(app.info(), presetSel.value);
+    presetDesc.hidden = !desc;
+    if (desc) setBilingual(presetDesc, desc.ja, desc.en);
+    if (methods.length) methodSel.value = presetMethod();
+  };
+  presetSel.addEventListener("change", showPreset);
+  showPreset();
   tinyBtn.hidden = !(app.supports("tiny_model") || !Array.isArray(app.info().supports));
 
   tinyBtn.addEventListener("click", () =>
@@ -131,12 +181,36 @@ export function mount(panel, app) {
     }),
   );
 
+  let models = [];
   async function startTraining(model, dataset) {
-    const body = { modality: m, base_model: model, dataset, output_name: outName.value.trim(), preset: presetSel.value || undefined, params: {} };
+    const params = methods.length && methodSel.value !== presetMethod() ? { method: methodSel.value } : {};
+    const body = { modality: m, base_model: model, dataset, output_name: outName.value.trim(), preset: presetSel.value || undefined, params };
     const { job_id: jobId } = await post("/train/start", body);
+    const chosen = models.find((x) => refOf(x) === model);
+    current = { job_id: jobId, adapter: body.output_name, base_model: model, demo: Boolean(chosen && chosen.demo) };
+    rememberJob(m, current);
+    resumed.hidden = true;
+    nextSteps.hide();
     jobView.follow(jobId);
-    outName.value = defaultName("lora");
     return jobId;
+  }
+
+  // a reload (or another visit) shows the last run started here, and its result once it ended
+  let restored = false;
+  async function restore() {
+    if (restored) return;
+    restored = true;
+    const last = lastJob(m);
+    if (!last || !last.job_id) return;
+    try {
+      await get(`/api/jobs/${encodeURIComponent(last.job_id)}`);
+    } catch {
+      rememberJob(m, null); // deleted from 履歴 meanwhile
+      return;
+    }
+    current = last;
+    resumed.hidden = false;
+    jobView.follow(last.job_id);
   }
 
   startBtn.addEventListener("click", () =>
@@ -167,7 +241,10 @@ export function mount(panel, app) {
   );
 
   return {
-    onShow: () => refresh(),
+    onShow: async () => {
+      await refresh();
+      await restore();
+    },
     refreshPaths: async () => {
       app.paths = await get("/utils/paths");
     },

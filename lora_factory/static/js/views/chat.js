@@ -3,7 +3,7 @@
 // side by side comparison of base and adapter (two streams).
 import { ApiError, post, postSSE } from "../api.js";
 import { defaultName, field, h, select, setI18n, withBusy } from "../dom.js";
-import { refreshModelAndAdapter } from "../lists.js";
+import { listModels, refreshModelAndAdapter } from "../lists.js";
 
 export function mountChatView(panel, app) {
   const m = app.modality;
@@ -164,6 +164,33 @@ export function mountChatView(panel, app) {
     output.replaceChildren();
   });
 
-  const refresh = () => refreshModelAndAdapter(m, baseSel, adapterSel);
+  // a random-weight demo model answers with meaningless text: said before anyone wonders why
+  const demoNote = h("p", { class: "callout", testid: "chat-demo-note", i18n: "chat.demo_model", hidden: true });
+  settings.after(demoNote);
+  let models = [];
+  const showDemoNote = () => {
+    const chosen = models.find((x) => (x.rel_path || x.name) === baseSel.value);
+    demoNote.hidden = !(chosen && chosen.demo);
+  };
+  baseSel.addEventListener("change", showDemoNote);
+
+  async function refresh() {
+    await refreshModelAndAdapter(m, baseSel, adapterSel);
+    models = await listModels(m).catch(() => []);
+    // "推論で比較" after a training: that base, that adapter, side by side
+    const wanted = app.pendingInfer;
+    if (wanted) {
+      app.pendingInfer = null;
+      if (wanted.base_model && [...baseSel.options].some((o) => o.value === wanted.base_model)) baseSel.value = wanted.base_model;
+      const adapter = [...adapterSel.options].find((o) => o.value === wanted.adapter || o.textContent === wanted.adapter || o.value.endsWith(`/${wanted.adapter}`));
+      if (adapter) adapterSel.value = adapter.value;
+      if (wanted.compare && !compare.checked) {
+        compare.checked = true;
+        compare.dispatchEvent(new Event("change"));
+      }
+      input.focus();
+    }
+    showDemoNote();
+  }
   return { onShow: refresh };
 }
