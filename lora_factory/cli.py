@@ -16,6 +16,10 @@ from typing import Any
 
 from lora_factory import __version__
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs.devices import parse_cli as parse_devices
+
+DEVICES_HELP = ("how many devices (GPUs) the job takes, or which: 2, 0,2, cpu:1 "
+                "(default 1 for GPU work, 0 for CPU-only jobs and on a machine without devices)")
 
 
 def _services(args: argparse.Namespace) -> Any:
@@ -183,10 +187,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from lora_factory.core.jobs.devices import inventory
     from lora_factory.core.system_info import system_info
 
     home = Path(args.home or os.environ.get("LORA_FACTORY_HOME") or Path.cwd())
-    _print_json(system_info(home))
+    _print_json(system_info(home) | {"devices": inventory()})
     return 0
 
 
@@ -200,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     req = TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
                             preset=args.preset, modality=args.modality,
                             params=params,
-                            trust_remote_code=args.trust_remote_code)
+                            trust_remote_code=args.trust_remote_code, devices=args.devices)
     return _submitted(svc, svc.submitter.start_train(req), args.wait)
 
 
@@ -252,7 +257,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                               kind=args.kind)
         return _submitted(svc, svc.submitter.start_import(req_i), args.wait)
     elif args.action == "merge":
-        req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged")
+        req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged",
+                             devices=args.devices)
         return _submitted(svc, svc.submitter.start_merge(req_m), args.wait)
     elif args.action == "delete":
         svc.catalog.delete_model(args.modality, args.target, confirm=args.yes, kind=args.kind)
@@ -294,7 +300,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     elif args.action == "refine":
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
         req = RefineRequest(modality=args.modality, dataset=args.target, operations=ops,
-                            output_name=args.name or f"{Path(args.target).stem}-refined")
+                            output_name=args.name or f"{Path(args.target).stem}-refined", devices=args.devices)
         return _submitted(svc, svc.submitter.start_refine(req), args.wait)
     elif args.action == "delete":
         svc.datasets.delete_dataset(args.modality, args.target, confirm=args.yes)
@@ -319,7 +325,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lora_factory.core.schemas import EvalRequest
 
     svc = _services(args)
-    req = EvalRequest(modality=args.modality, adapter=args.adapter, suite_file=args.suite, dataset=args.dataset)
+    req = EvalRequest(modality=args.modality, adapter=args.adapter, suite_file=args.suite, dataset=args.dataset,
+                      devices=args.devices)
     return _submitted(svc, svc.submitter.start_eval(req), args.wait)
 
 
@@ -462,6 +469,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--param", action="append", default=[], help="key=value override (repeatable)")
     p.add_argument("--params-json")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -488,6 +496,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--name")
     p.add_argument("--kind", help="an auxiliary model kind of the modality (vae, controlnet ...)")
     p.add_argument("--variant", help="precision variant to download, e.g. fp16")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_models)
@@ -503,6 +512,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--operations", help='JSON list, e.g. [{"op": "dedup_near", "params": {"threshold": 0.7}}]')
     p.add_argument("--out", help="export: the folder the zip is written to (default: the current folder)")
     p.add_argument("--to", help="export: a layout another tool opens (audio: sbv2, gpt_sovits); default: the folder as it is")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_datasets)
@@ -538,6 +548,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--suite", help="JSONL suite, workspace-relative")
     p.add_argument("--dataset")
     p.add_argument("--modality", default="text")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true")
     p.set_defaults(func=cmd_eval)
 

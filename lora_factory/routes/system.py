@@ -30,6 +30,12 @@ def system(svc: Services = Depends(services)) -> dict[str, Any]:
     return system_info(svc.workspace.home) | {"health": svc.health.report(), "devices": svc.jobs.devices.view()}
 
 
+@router.get("/devices")
+def devices(svc: Services = Depends(services)) -> dict[str, Any]:
+    """The devices jobs share and what holds each (the training form's picker; cheaper than /system)."""
+    return {"devices": svc.jobs.devices.view()}
+
+
 @router.get("/health")
 def health(svc: Services = Depends(services)) -> dict[str, Any]:
     """Cheap (no GPU query): whether jobs can start, and what the user must be told (the UI's banner)."""

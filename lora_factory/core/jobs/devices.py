@@ -84,6 +84,14 @@ def resolve_request(requested: int | list[int | str] | None, default: int, avail
     return ids
 
 
+def parse_cli(value: str) -> int | list[str]:
+    """``--devices 2`` (a count) or ``--devices 0,2`` / ``cpu:0,cpu:1`` (which ones)."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def normalise_id(item: int | str, available: list[str]) -> str | None:
     """``1`` / ``"1"`` name GPU 1, or ``cpu:1`` where the devices are simulated; an id names itself."""
     text = str(item).strip()

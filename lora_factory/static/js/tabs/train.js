@@ -1,10 +1,23 @@
 // 学習: base model, dataset, output name, preset, advanced parameters (JSON, or a form generated
 // from the plugin's train_params_schema that writes into the JSON); start, live progress, cancel.
-import { ApiError, post } from "../api.js";
-import { defaultName, field, h, kvTable, select, withBusy } from "../dom.js";
+import { ApiError, get, post } from "../api.js";
+import { defaultName, field, h, kvTable, select, setOptions, withBusy } from "../dom.js";
 import { createJobView } from "../jobview.js";
 import { fillDatasetSelect, fillModelSelect, listDatasets, listModels } from "../lists.js";
 import { schemaForm } from "../schema_form.js";
+
+/**
+ * The device picker's choices (GET /api/devices): the server's default, a count (0: on the CPU), or
+ * one named device. Values are JSON, sent as the request's "devices" ("" leaves the default).
+ */
+export function deviceOptions(devices) {
+  const out = [{ value: "", bi: { ja: "既定", en: "Default" } }];
+  for (let n = 0; n <= devices.length; n++) {
+    out.push({ value: String(n), bi: n === 0 ? { ja: "0(CPU で実行)", en: "0 (on the CPU)" } : { ja: `${n} 台`, en: n === 1 ? "1 device" : `${n} devices` } });
+  }
+  for (const d of devices) out.push({ value: JSON.stringify([d.id]), bi: { ja: `${d.id} のみ(${d.name})`, en: `only ${d.id} (${d.name})` } });
+  return out;
+}
 
 /** Presets may be declared as {name: params} or as [{name, label_ja, label_en, params}]. */
 export function presetEntries(info) {
@@ -55,6 +68,9 @@ export function mount(panel, app) {
   if (info.default_preset) presetSel.value = info.default_preset;
   const methods = methodOptions(info);
   const methodSel = select(methods, { testid: "train-method", name: "method" });
+  const devicesSel = select(deviceOptions([]), { testid: "train-devices", name: "devices" });
+  const devicesField = field("train.devices", devicesSel, "train.devices_hint");
+  devicesField.hidden = true; // shown once the server says it has devices
   const presetView = h("div", { class: "preset-view", testid: "train-preset-params" });
   const paramsText = h("textarea", { rows: 4, class: "mono", testid: "train-params", name: "params", spellcheck: "false", placeholder: '{"num_epochs": 3, "learning_rate": 0.0002}' });
   const startBtn = h("button", { type: "submit", class: "primary", i18n: "train.start", testid: "train-start" });
@@ -94,6 +110,7 @@ export function mount(panel, app) {
     field("train.output_name", outName, "train.output_hint"),
     field("train.preset", presetSel),
     methods.length ? field("train.method", methodSel, "train.method_hint") : null,
+    devicesField,
     h("details", { class: "full" }, h("summary", { i18n: "train.preset_params" }), presetView),
     h(
       "details",
@@ -121,6 +138,7 @@ export function mount(panel, app) {
         preset: presetSel.value || undefined,
         params,
       };
+      if (devicesSel.value !== "") body.devices = JSON.parse(devicesSel.value);
       const { job_id: jobId } = await post("/train/start", body);
       jobView.follow(jobId);
       outName.value = defaultName("lora");
@@ -128,9 +146,11 @@ export function mount(panel, app) {
   });
 
   async function refresh() {
-    const [models, datasets] = await Promise.all([listModels(m), listDatasets(m)]);
+    const [models, datasets, devices] = await Promise.all([listModels(m), listDatasets(m), get("/api/devices").catch(() => ({ devices: [] }))]);
     fillModelSelect(baseSel, models);
     fillDatasetSelect(dataSel, datasets);
+    setOptions(devicesSel, deviceOptions(devices.devices || []));
+    devicesField.hidden = !(devices.devices || []).length;
   }
 
   return {
