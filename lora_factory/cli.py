@@ -435,7 +435,8 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="another Host name the server answers to (repeatable; also $LORA_FACTORY_ALLOWED_HOSTS)")
     p.add_argument("--max-gpu-jobs", type=int, default=None,
-                   help="GPU-bound jobs (train, eval, merge) run at once; default 1 ($LORA_FACTORY_MAX_GPU_JOBS)")
+                   help="GPU-bound jobs (train, eval, merge) run at once; default: one per device, or 1 on a machine "
+                        "without devices ($LORA_FACTORY_MAX_GPU_JOBS; devices: $LORA_FACTORY_DEVICES)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("jobs", parents=[common], help="list / show / cancel / logs / rerun / resume / delete jobs")

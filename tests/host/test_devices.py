@@ -191,3 +191,22 @@ def test_the_chat_model_sits_on_a_free_device_and_leaves_it_for_a_job(dummy_home
         assert job["devices"] == ["cpu:1"]
         assert "the chat model was unloaded" in (dummy_home / "logs" / f"train_{job['id']}.log").read_text()
         assert not any(d["inference"] for d in c.get("/api/system").json()["devices"])
+
+
+def test_cli_devices(dummy_home, monkeypatch):
+    """``--devices`` in the CLI: too many is the same 422 error in words; a named device is the one used."""
+    import json
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("LORA_FACTORY_DEVICES", "cpu:2")
+    base = [sys.executable, "-m", "lora_factory.cli", "train", "--base-model", "base", "--dataset", "data.txt",
+            "--modality", "dummy", "--param", "steps=2", "--param", "delay=0.01", "--home", str(dummy_home)]
+    out = subprocess.run([*base, "--output-name", "c0", "--devices", "3"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "DEVICES_UNAVAILABLE" in out.stderr + out.stdout
+    assert "cpu:0, cpu:1" in out.stderr + out.stdout
+    out = subprocess.run([*base, "--output-name", "c1", "--devices", "cpu:1", "--wait"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["devices"] == ["cpu:1"] and job["result"]["env_devices"] == "cpu:1"
