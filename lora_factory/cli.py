@@ -59,7 +59,8 @@ def _wait(svc: Any, job_id: str) -> int:
         return 130
     sys.stderr.write("\n")
     view = svc.job_views.present_job(job)
-    _print_json({k: view[k] for k in ("job_id", "status", "step", "max_steps", "loss", "result", "error", "log_file")})
+    _print_json({k: view[k] for k in ("job_id", "status", "step", "max_steps", "loss", "devices", "result", "error",
+                                      "log_file")})
     return 0 if job["status"] == "completed" else 1
 
 
