@@ -18,7 +18,7 @@ from lora_factory import __version__
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs.devices import parse_cli as parse_devices
 
-DEVICES_HELP = ("how many devices (GPUs) the job takes, or which: 2, 0,2, cpu:1 "
+DEVICES_HELP = ("how many devices (GPUs) the job takes (2), or which ones (0,2; cuda:1; cpu:1) "
                 "(default 1 for GPU work, 0 for CPU-only jobs and on a machine without devices)")
 
 

@@ -7,6 +7,11 @@ simulated devices (``LORA_FACTORY_DEVICES=cpu:2``) then shows them end to end wi
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from lora_factory.core.errors import LoRAFactoryError
@@ -42,6 +47,8 @@ def test_request_is_checked_against_the_devices_there():
     assert dev.resolve_request(None, 0, POOL) == 0
     assert dev.resolve_request(None, 1, []) == 0  # no device: runs on the CPU as before
     assert dev.resolve_request([1, "cpu:0", "1"], 1, POOL) == ["cpu:1", "cpu:0"]
+    assert dev.resolve_request(["cuda:2", 0], 1, ["0", "1", "2"]) == ["2", "0"]
+    assert dev.parse_cli("2") == 2 and dev.parse_cli("0,2") == ["0", "2"] and dev.parse_cli("cuda:1") == ["cuda:1"]
     for bad in (3, -1, ["cpu:2"], [5], True):
         with pytest.raises(LoRAFactoryError) as err:
             dev.resolve_request(bad, 1, POOL)
@@ -147,7 +154,10 @@ def _refine(client, name, devices):
 
 def test_two_simulated_devices_end_to_end(dummy_home, server_factory):
     """Two 1-device train jobs overlap; a 2-device job waits for both; a 1-device job queued after it
-    does not pass it; 422 names the devices; the System API lists them with what runs there."""
+    does not pass it; 422 names the devices; the System API lists them with what runs there.
+
+    About 12 s on a quiet machine (four workers, the second train job lasting 4 s so the order is
+    measurable on the rows' second-resolution times); one server for all of it."""
     server = server_factory(dummy_home, LORA_FACTORY_DEVICES="cpu:2")
     with server.client() as c:
         assert [d["id"] for d in c.get("/api/system").json()["devices"]] == POOL
@@ -175,6 +185,8 @@ def test_two_simulated_devices_end_to_end(dummy_home, server_factory):
 
 
 def test_the_chat_model_sits_on_a_free_device_and_leaves_it_for_a_job(dummy_home, server_factory):
+    """The chat model takes the device no job uses, a job is given the other one first, and a job that
+    names the chat's device stops the chat model (its log says so). Starts the inference worker once."""
     server = server_factory(dummy_home, LORA_FACTORY_DEVICES="cpu:2", LORA_FACTORY_RELEASE_INFERENCE="auto")
     with server.client() as c:
         r = c.post("/api/infer/chat", json={"modality": "dummy", "base_model": "base", "stream": False,
@@ -193,20 +205,45 @@ def test_the_chat_model_sits_on_a_free_device_and_leaves_it_for_a_job(dummy_home
         assert not any(d["inference"] for d in c.get("/api/system").json()["devices"])
 
 
-def test_cli_devices(dummy_home, monkeypatch):
-    """``--devices`` in the CLI: too many is the same 422 error in words; a named device is the one used."""
-    import json
-    import subprocess
-    import sys
 
-    monkeypatch.setenv("LORA_FACTORY_DEVICES", "cpu:2")
+FAKE_SMI = """#!/bin/sh
+# a stand-in for nvidia-smi: three GPUs, answered in the format the query asks for
+echo "0, NVIDIA Fake A, 81559, 10, 550.1"
+echo "1, NVIDIA Fake B, 81559, 10, 550.1"
+echo "2, NVIDIA Fake C, 40960, 10, 550.1"
+"""
+
+
+@pytest.fixture
+def fake_gpus(tmp_path, monkeypatch):
+    """Three GPUs as ``nvidia-smi`` reports them (the real probe runs; no GPU is needed)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(FAKE_SMI)
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("LORA_FACTORY_DEVICES", raising=False)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in nvidia-smi is a shell script")
+def test_gpus_from_nvidia_smi(fake_gpus):
+    found = dev.inventory()
+    assert dev.device_ids(found) == ["0", "1", "2"]
+    assert found[2] == {"id": "2", "kind": "cuda", "name": "NVIDIA Fake C", "vram_total_mb": 40960}
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in nvidia-smi is a shell script")
+def test_cli_devices(dummy_home, fake_gpus):
+    """``--devices`` in the CLI: too many is the same 422 error in words; the named GPU is the one the
+    worker may see (``CUDA_VISIBLE_DEVICES``), the id the one it is told."""
     base = [sys.executable, "-m", "lora_factory.cli", "train", "--base-model", "base", "--dataset", "data.txt",
             "--modality", "dummy", "--param", "steps=2", "--param", "delay=0.01", "--home", str(dummy_home)]
-    out = subprocess.run([*base, "--output-name", "c0", "--devices", "3"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*base, "--output-name", "c0", "--devices", "4"], capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "DEVICES_UNAVAILABLE" in out.stderr + out.stdout
-    assert "cpu:0, cpu:1" in out.stderr + out.stdout
-    out = subprocess.run([*base, "--output-name", "c1", "--devices", "cpu:1", "--wait"], capture_output=True, text=True,
+    assert "0, 1, 2" in out.stderr + out.stdout
+    out = subprocess.run([*base, "--output-name", "c1", "--devices", "cuda:2", "--wait"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr
     job = json.loads(out.stdout)
-    assert job["devices"] == ["cpu:1"] and job["result"]["env_devices"] == "cpu:1"
+    assert job["devices"] == ["2"] and job["result"]["env_devices"] == "2" and job["result"]["env_cuda"] == "2"

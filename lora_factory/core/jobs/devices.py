@@ -85,7 +85,7 @@ def resolve_request(requested: int | list[int | str] | None, default: int, avail
 
 
 def parse_cli(value: str) -> int | list[str]:
-    """``--devices 2`` (a count) or ``--devices 0,2`` / ``cpu:0,cpu:1`` (which ones)."""
+    """``--devices 2`` (a count) or ``--devices 0,2`` / ``cuda:2`` / ``cpu:0,cpu:1`` (which ones)."""
     text = value.strip()
     if text.isdigit():
         return int(text)
@@ -93,8 +93,11 @@ def parse_cli(value: str) -> int | list[str]:
 
 
 def normalise_id(item: int | str, available: list[str]) -> str | None:
-    """``1`` / ``"1"`` name GPU 1, or ``cpu:1`` where the devices are simulated; an id names itself."""
-    text = str(item).strip()
+    """``1`` / ``"1"`` / ``"cuda:1"`` name GPU 1 (or ``cpu:1`` where the devices are simulated); an id
+    names itself."""
+    text = str(item).strip().lower()
+    if text.startswith("cuda:"):
+        text = text[5:]
     if text in available:
         return text
     if text.isdigit() and f"cpu:{text}" in available:
