@@ -192,6 +192,7 @@ def test_the_chat_model_sits_on_a_free_device_and_leaves_it_for_a_job(dummy_home
         r = c.post("/api/infer/chat", json={"modality": "dummy", "base_model": "base", "stream": False,
                                            "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200, r.text
+        assert r.json()["device"] == "cpu:1" and r.json()["cuda"] == ""  # the worker's own environment
         assert [d["id"] for d in c.get("/api/system").json()["devices"] if d["inference"]] == ["cpu:1"]
         first = start_dummy(c, "first", steps=2, delay=0.01)  # takes cpu:0: the chat model stays
         assert wait_for(c, first, ("completed", "failed"))["devices"] == ["cpu:0"]
