@@ -119,6 +119,13 @@ def test_a_list_request_reserves_only_its_devices(store):
     assert store.get(waiting)["status"] == "queued"
 
 
+def test_a_held_back_job_lets_the_next_one_start(store):
+    """``can_start`` (the cluster's free resources) holds a job back; the one behind it starts."""
+    held, nxt = _queue(store, 1), _queue(store, 1)
+    job = store.claim_next(None, 4, pool=POOL, can_start=lambda job_id, spec: job_id != held)
+    assert (job["id"], job["devices"]) == (nxt, ["cpu:0"])
+
+
 def test_the_chat_models_device_is_given_last(store):
     a = _queue(store, 1)
     assert _claim(store, avoid={"cpu:0"}) == (a, ["cpu:1"])

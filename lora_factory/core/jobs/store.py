@@ -10,6 +10,7 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,8 @@ class JobStore:
         return cur.rowcount == 1
 
     def claim_next(self, max_gpu_jobs: int | None, max_other_jobs: int, pool: list[str] | None = None,
-                   avoid: set[str] | None = None) -> dict[str, Any] | None:
+                   avoid: set[str] | None = None,
+                   can_start: Callable[[str, str | None], bool] | None = None) -> dict[str, Any] | None:
         """Atomically move the oldest startable queued job to ``running``, with the devices it gets.
 
         A job that asks for devices (``device_request`` a count > 0 or a list) waits until that many
@@ -165,7 +167,8 @@ class JobStore:
         by 1-device jobs passing it), while a job that needs no device still passes. Jobs without
         devices keep the limits of before devices existed: ``max_gpu_jobs`` GPU-kind jobs
         (1 when None) and ``max_other_jobs`` others at once. With devices, ``max_gpu_jobs`` (when
-        given) also caps the jobs on devices.
+        given) also caps the jobs on devices. ``can_start(job_id, spec_json)`` may hold back a job
+        that could otherwise start (the jobs behind it are still considered).
         """
         from lora_factory.core.jobs.devices import choose, wants
 
@@ -188,12 +191,15 @@ class JobStore:
                         if devices is None or capped:
                             reserved |= wants(request, pool)
                             continue
-                        row, chosen = candidate, devices
-                        break
-                    if (candidate["gpu"] and cpu_gpu_kind < (max_gpu_jobs or 1)) or \
-                            (not candidate["gpu"] and other < max_other_jobs):
-                        row = candidate
-                        break
+                    elif (candidate["gpu"] and cpu_gpu_kind >= (max_gpu_jobs or 1)) or \
+                            (not candidate["gpu"] and other >= max_other_jobs):
+                        continue
+                    else:
+                        devices = []
+                    if can_start is not None and not can_start(candidate["id"], candidate["spec"]):
+                        continue
+                    row, chosen = candidate, devices
+                    break
                 if row is None:
                     self._conn.execute("COMMIT")
                     return None
