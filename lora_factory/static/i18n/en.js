@@ -57,6 +57,7 @@ export default {
   "job.progress": "Progress",
   "job.eta": "ETA",
   "job.loss": "Loss",
+  "job.devices": "Devices",
   "job.method_metrics": "Method figures",
   "job.speed": "Speed",
   "job.step": "Step",

@@ -57,6 +57,7 @@ export default {
   "job.progress": "進捗",
   "job.eta": "残り時間",
   "job.loss": "損失 (loss)",
+  "job.devices": "デバイス",
   "job.method_metrics": "方式の指標",
   "job.speed": "速度",
   "job.step": "ステップ",

@@ -1,12 +1,11 @@
 // デバイス: the devices jobs share (GET /api/system's "devices") and what runs on each: a job (its kind
-// and output name, linked to its page) or the chat / generation model. None: every job runs on the CPU.
+// and output name, its id as the History tab shows it) or the chat / generation model. None: every job runs on the CPU.
 import { h, setI18n } from "../dom.js";
 
 function holder(device) {
   const cell = h("td", { testid: `device-holder-${device.id}` });
   if (device.job) {
-    const link = h("a", { href: `#/jobs/${encodeURIComponent(device.job.id)}`, text: `${device.job.kind} ${device.job.output_name || device.job.id}` });
-    cell.append(link);
+    cell.append(h("span", { text: `${device.job.kind} ${device.job.output_name || ""} ` }), h("code", { class: "muted", text: device.job.id }));
     cell.dataset.job = device.job.id;
   }
   if (device.inference) cell.append(h("span", { class: "badge", i18n: "devices.inference", testid: `device-inference-${device.id}` }));
