@@ -1,4 +1,5 @@
-"""The System tab lists the devices and what runs on each; the training form's picker sends ``devices``.
+"""The System tab lists the devices and what runs on each; the training form's picker sends ``devices``;
+a job's page shows its devices.
 
 Two simulated devices (``LORA_FACTORY_DEVICES=cpu:2``) and the dummy test plugin's train job stand in
 for GPUs and a training run: what is checked is the listing and the request, not training.
@@ -66,6 +67,13 @@ def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any
             page.get_by_test_id("train-start").click()
             page.wait_for_function("() => document.querySelector('#notices')?.textContent.includes('ここまで')")
             assert sent and sent[0]["devices"] == 2
+
+            # the job's page (followed from the History tab) says where it runs
+            page.goto(srv.url + "/#history")
+            page.get_by_test_id(f"job-follow-{job_id}").click()
+            shown = page.locator("#panel-train").get_by_test_id("job-devices")
+            shown.wait_for(state="visible")
+            assert shown.inner_text() == "cpu:1"
         finally:
             context.close()
             srv.client.post(f"/api/jobs/{job_id}/cancel")
