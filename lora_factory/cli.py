@@ -16,6 +16,10 @@ from typing import Any
 
 from lora_factory import __version__
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs.devices import parse_cli as parse_devices
+
+DEVICES_HELP = ("how many devices (GPUs) the job takes (2), or which ones (0,2; cuda:1; cpu:1) "
+                "(default 1 for GPU work, 0 for CPU-only jobs and on a machine without devices)")
 
 
 def _services(args: argparse.Namespace) -> Any:
@@ -55,7 +59,8 @@ def _wait(svc: Any, job_id: str) -> int:
         return 130
     sys.stderr.write("\n")
     view = svc.job_views.present_job(job)
-    _print_json({k: view[k] for k in ("job_id", "status", "step", "max_steps", "loss", "result", "error", "log_file")})
+    _print_json({k: view[k] for k in ("job_id", "status", "step", "max_steps", "loss", "devices", "result", "error",
+                                      "log_file")})
     return 0 if job["status"] == "completed" else 1
 
 
@@ -183,10 +188,11 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from lora_factory.core.jobs.devices import inventory
     from lora_factory.core.system_info import system_info
 
     home = Path(args.home or os.environ.get("LORA_FACTORY_HOME") or Path.cwd())
-    _print_json(system_info(home))
+    _print_json(system_info(home) | {"devices": inventory()})
     return 0
 
 
@@ -201,7 +207,7 @@ def train_request(args: argparse.Namespace) -> Any:
     return TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
                              preset=args.preset, modality=args.modality,
                              params=params,
-                             trust_remote_code=args.trust_remote_code)
+                             trust_remote_code=args.trust_remote_code, devices=args.devices)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -264,7 +270,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                               kind=args.kind)
         return _submitted(svc, svc.submitter.start_import(req_i), args.wait)
     elif args.action == "merge":
-        req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged")
+        req_m = MergeRequest(modality=args.modality, adapter=args.target, output_name=args.name or f"{args.target}-merged",
+                             devices=args.devices)
         return _submitted(svc, svc.submitter.start_merge(req_m), args.wait)
     elif args.action == "delete":
         svc.catalog.delete_model(args.modality, args.target, confirm=args.yes, kind=args.kind)
@@ -306,7 +313,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     elif args.action == "refine":
         ops = json.loads(args.operations) if args.operations else [{"op": "dedup_exact", "params": {}}]
         req = RefineRequest(modality=args.modality, dataset=args.target, operations=ops,
-                            output_name=args.name or f"{Path(args.target).stem}-refined")
+                            output_name=args.name or f"{Path(args.target).stem}-refined", devices=args.devices)
         return _submitted(svc, svc.submitter.start_refine(req), args.wait)
     elif args.action == "delete":
         svc.datasets.delete_dataset(args.modality, args.target, confirm=args.yes)
@@ -331,7 +338,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lora_factory.core.schemas import EvalRequest
 
     svc = _services(args)
-    req = EvalRequest(modality=args.modality, adapter=args.adapter, suite_file=args.suite, dataset=args.dataset)
+    req = EvalRequest(modality=args.modality, adapter=args.adapter, suite_file=args.suite, dataset=args.dataset,
+                      devices=args.devices)
     return _submitted(svc, svc.submitter.start_eval(req), args.wait)
 
 
@@ -440,7 +448,8 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
                    help="another Host name the server answers to (repeatable; also $LORA_FACTORY_ALLOWED_HOSTS)")
     p.add_argument("--max-gpu-jobs", type=int, default=None,
-                   help="GPU-bound jobs (train, eval, merge) run at once; default 1 ($LORA_FACTORY_MAX_GPU_JOBS)")
+                   help="GPU-bound jobs (train, eval, merge) run at once; default: one per device, or 1 on a machine "
+                        "without devices ($LORA_FACTORY_MAX_GPU_JOBS; devices: $LORA_FACTORY_DEVICES)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("jobs", parents=[common], help="list / show / cancel / logs / rerun / resume / delete jobs")
@@ -474,6 +483,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--param", action="append", default=[], help="key=value override (repeatable)")
     p.add_argument("--params-json")
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true", help="follow the job with a progress bar")
     p.add_argument("--dry-run", action="store_true",
                    help="print the estimate (total steps, time, memory) and start nothing")
@@ -502,6 +512,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--name")
     p.add_argument("--kind", help="an auxiliary model kind of the modality (vae, controlnet ...)")
     p.add_argument("--variant", help="precision variant to download, e.g. fp16")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_models)
@@ -517,6 +528,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--operations", help='JSON list, e.g. [{"op": "dedup_near", "params": {"threshold": 0.7}}]')
     p.add_argument("--out", help="export: the folder the zip is written to (default: the current folder)")
     p.add_argument("--to", help="export: a layout another tool opens (audio: sbv2, gpt_sovits); default: the folder as it is")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true")
     p.add_argument("--yes", action="store_true")
     p.set_defaults(func=cmd_datasets)
@@ -552,6 +564,7 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--suite", help="JSONL suite, workspace-relative")
     p.add_argument("--dataset")
     p.add_argument("--modality", default="text")
+    p.add_argument("--devices", type=parse_devices, help=DEVICES_HELP)
     p.add_argument("--wait", action="store_true")
     p.set_defaults(func=cmd_eval)
 

@@ -12,6 +12,8 @@ import json
 import sys
 from typing import Any
 
+from lora_factory.core.jobs.devices import parse_cli as parse_devices
+
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p = sub.add_parser("export", parents=[common],
@@ -24,6 +26,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> argparse.ArgumentPa
     p.add_argument("--name", help="the export's name under exports/<modality>/ (default: <adapter>-<target>)")
     p.add_argument("--param", action="append", default=[], help="key=value (JSON values allowed), repeatable")
     p.add_argument("--params-json")
+    p.add_argument("--devices", type=parse_devices, help="devices the export takes (default 0: exports need no GPU)")
     p.add_argument("--wait", action="store_true")
     p.add_argument("--list-targets", action="store_true", help="show the modality's targets and exit")
     return p
@@ -38,7 +41,8 @@ def cmd_export(args: argparse.Namespace, services: Any, parse_params: Any, wait:
         print(json.dumps(desc.get("export_targets") or {}, ensure_ascii=False, indent=2))
         return 0
     req = ExportRequest(modality=args.modality, adapter=args.adapter, target=args.target, base_model=args.base_model,
-                        output_name=args.name, params=parse_params(args.param, args.params_json))
+                        output_name=args.name, params=parse_params(args.param, args.params_json),
+                        devices=args.devices)
     queued = svc.submitter.start_export(req)
     for warning in queued["warnings"]:
         print(f"注意 / warning [{warning.get('code')}] {warning.get('message_ja', '')}\n  {warning.get('message')}",

@@ -11,6 +11,10 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+DEVICES_FIELD = Field(None, description="how many devices (GPUs) the job takes, or which ones (indices or ids such "
+                                        "as 0, \"1\", \"cpu:0\"); default 1 for GPU work, 0 for CPU-only jobs")
+
+
 class TrainStartRequest(StrictModel):
     base_model: str = Field(description="models/<modality>/<dir> or a bare folder name")
     dataset: str = Field(description="datasets/<modality>/<file> or a bare file name")
@@ -19,6 +23,7 @@ class TrainStartRequest(StrictModel):
     modality: str = "text"
     params: dict[str, Any] = Field(default_factory=dict)
     trust_remote_code: bool = False
+    devices: int | list[int | str] | None = DEVICES_FIELD
 
 
 class RefineRequest(StrictModel):
@@ -26,6 +31,7 @@ class RefineRequest(StrictModel):
     dataset: str
     operations: list[dict[str, Any]] = Field(min_length=1)
     output_name: str
+    devices: int | list[int | str] | None = DEVICES_FIELD
 
 
 class DownloadRequest(StrictModel):
@@ -63,6 +69,7 @@ class MergeRequest(StrictModel):
     adapter: str
     base_model: str | None = None
     output_name: str
+    devices: int | list[int | str] | None = DEVICES_FIELD
 
 
 class ExportRequest(StrictModel):
@@ -72,6 +79,7 @@ class ExportRequest(StrictModel):
     base_model: str | None = None
     output_name: str | None = Field(None, description="default: <adapter>-<target>")
     params: dict[str, Any] = Field(default_factory=dict)
+    devices: int | list[int | str] | None = DEVICES_FIELD
 
 
 class EvalRequest(StrictModel):
@@ -83,6 +91,7 @@ class EvalRequest(StrictModel):
     dataset: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     compare_previous: bool = True
+    devices: int | list[int | str] | None = DEVICES_FIELD
 
 
 class SampleDatasetRequest(StrictModel):

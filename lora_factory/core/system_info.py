@@ -32,14 +32,14 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def gpus() -> list[dict[str, Any]]:
+def gpus(timeout: float = 10) -> list[dict[str, Any]]:
     exe = shutil.which("nvidia-smi")
     if not exe:
         return []
     try:
         out = subprocess.run(
             [exe, "--query-gpu=index,name,memory.total,memory.used,driver_version", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True, text=True, timeout=timeout, check=True,
         ).stdout
     except (subprocess.SubprocessError, OSError):
         return []

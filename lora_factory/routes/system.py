@@ -27,7 +27,13 @@ def modalities(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/system")
 def system(svc: Services = Depends(services)) -> dict[str, Any]:
-    return system_info(svc.workspace.home) | {"health": svc.health.report()}
+    return system_info(svc.workspace.home) | {"health": svc.health.report(), "devices": svc.jobs.devices.view()}
+
+
+@router.get("/devices")
+def devices(svc: Services = Depends(services)) -> dict[str, Any]:
+    """The devices jobs share and what holds each (the training form's picker; cheaper than /system)."""
+    return {"devices": svc.jobs.devices.view()}
 
 
 @router.get("/health")

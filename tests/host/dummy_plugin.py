@@ -83,7 +83,8 @@ def train(modality, spec, ctx):
             (ckpt / "state.json").write_text(json.dumps({"step": step}))
     (ctx.output_dir / "adapter.json").write_text(json.dumps({"steps_done": step, "start": start}))
     return {"final_loss": 1.0 / max(step, 1), "stopped": stopped, "start_step": start, "steps_done": step,
-            "api_key_reversed": (params.get("api_key") or "")[::-1]}
+            "api_key_reversed": (params.get("api_key") or "")[::-1],
+            "env_devices": os.environ.get("LORA_FACTORY_JOB_DEVICES"), "env_cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 @hookimpl
@@ -123,7 +124,8 @@ def infer(modality, request, session):
             time.sleep(delay)
             yield {"type": "token", "text": ch}
         yield {"type": "done", "text": text, "usage": {"prompt_tokens": 1, "completion_tokens": len(text)},
-               "calls": session.cache["calls"]}
+               "calls": session.cache["calls"], "device": os.environ.get("LORA_FACTORY_INFERENCE_DEVICE"),
+               "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     return events()
 

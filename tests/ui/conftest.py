@@ -74,11 +74,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(home: Path) -> Iterator[Server]:
+def running_server(home: Path, env_extra: dict[str, str] | None = None) -> Iterator[Server]:
     """``lora-factory serve`` on ``home`` (its ``plugins/`` folder loaded), stopped afterwards."""
     port = _free_port()
     log_path = home.parent / f"ui_server_{port}.log"
-    env = dict(os.environ, LORA_FACTORY_NO_BROWSER="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, LORA_FACTORY_NO_BROWSER="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
     # The settings saved through the UI must be what the worker uses, not a developer's own token / mirror.
     for name in ("HF_TOKEN", "HF_ENDPOINT", "HUGGING_FACE_HUB_TOKEN"):
         env.pop(name, None)

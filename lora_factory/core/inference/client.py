@@ -30,6 +30,9 @@ class InferenceClient:
         self.gate = InferenceGate()
         self._lock = self.gate.lock  # held while a request runs (release() waits on it)
         self._ids = itertools.count(1)
+        # where the next worker runs: a device id (the server's device table chooses), or None
+        self.place: Callable[[], str | None] = lambda: None
+        self.device: str | None = None
 
     @property
     def running(self) -> bool:
@@ -41,6 +44,10 @@ class InferenceClient:
             return self._proc
         log = open(self.home / "logs" / "inference.log", "a", encoding="utf-8")  # noqa: SIM115
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+        self.device = self.place()
+        if self.device is not None:  # the GPU it may see ("" for a simulated device), like a job's worker
+            env.update({"LORA_FACTORY_INFERENCE_DEVICE": self.device, "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+                        "CUDA_VISIBLE_DEVICES": "" if self.device.startswith("cpu:") else self.device})
         kwargs: dict[str, Any] = {}
         if process.IS_WINDOWS:
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
@@ -185,6 +192,7 @@ class InferenceClient:
             except (subprocess.TimeoutExpired, OSError):
                 process.kill_tree(self._proc.pid)
         self._proc = None
+        self.device = None
 
 
 def client_gone() -> LoRAFactoryError:

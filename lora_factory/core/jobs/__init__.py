@@ -12,6 +12,8 @@
     views.py       JobViews: a job as clients see it, its log tail, metrics and samples
     health.py      HostHealth: what keeps the server from working (scheduler, settings, disk), notices
     gpu_release.py ChatModelRelease: the chat's model process stopped before a GPU-bound job
+    devices.py     the machine's devices (nvidia-smi / LORA_FACTORY_DEVICES), a job's request, worker env
+    device_table.py DeviceTable: which job (or the chat model) holds which device now
 
 Depends on: ``core.storage``, ``core.catalog``, ``core.plugin_host``, ``core.inference`` (regression).
 """

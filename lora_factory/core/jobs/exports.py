@@ -55,5 +55,5 @@ def submit_export(req: ExportRequest, *, plugins: Any, catalog: Any, jobs: Any, 
         if resolved is not None:
             spec = dict(resolved)
     spec["warnings"] = list(spec.get("warnings") or [])
-    job_id = jobs.submit("export", req.modality, spec, output_name=name, gpu=False)
+    job_id = jobs.submit("export", req.modality, spec, output_name=name, gpu=False, devices=req.devices)
     return {"job_id": job_id, "output_name": name, "warnings": spec["warnings"]}

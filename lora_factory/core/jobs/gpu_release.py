@@ -2,6 +2,8 @@
 
 ``LORA_FACTORY_RELEASE_INFERENCE``: ``auto`` (default: when an NVIDIA GPU is present), ``always`` or
 ``never``. The next chat message loads the model again. The scheduler calls it (``before_gpu_job``).
+Where the machine has devices, the chat model sits on one of them and is stopped only for a job
+given that device (``auto`` then also counts simulated devices, so CI exercises the same path).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ class ChatModelRelease:
 
     def __call__(self, job: dict[str, Any]) -> None:
         mode = os.environ.get("LORA_FACTORY_RELEASE_INFERENCE", "auto")
-        if mode == "never" or (mode == "auto" and not self._has_gpu()):
+        if mode == "never":
+            return
+        held = self.inference.device if self.inference.running else None
+        if held is not None:  # placed on a device: only a job given that device needs it back
+            if held not in (job.get("devices") or []):
+                return
+        elif mode == "auto" and not self._has_gpu():
             return
         if self.inference.release():
             with open(self.jobs.log_path(job), "a", encoding="utf-8") as fh:

@@ -90,6 +90,7 @@ def rebuild_history(workspace: Workspace, store: JobStore, artifacts: ArtifactSt
             "output_name": name, "spec": config["spec"], "gpu": int(kind in GPU_KINDS),
             "step": metrics.get("step"), "max_steps": metrics.get("max_steps"), "loss": metrics.get("loss"),
             "metrics": metrics or None, "error": None if published else REBUILT_NOTE,
+            "device_request": config.get("devices"),  # what it asked for, so a re-run asks the same
         })
         jobs.append(job_id)
         if kind == "train" and name:

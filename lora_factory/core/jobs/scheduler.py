@@ -22,6 +22,7 @@ from typing import Any
 
 from lora_factory.core import process
 from lora_factory.core.errors import DISK_FULL_SIGNS, LoRAFactoryError, as_user_error, confirmation_required, disk_full
+from lora_factory.core.jobs.device_table import DeviceTable
 from lora_factory.core.jobs.store import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id
 from lora_factory.core.storage.db import now_iso
 from lora_factory.core.storage.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
@@ -35,7 +36,9 @@ class JobManager:
                  max_other_jobs: int = 4, cancel_grace_s: float | None = None) -> None:
         self.workspace = workspace
         self.store = store
-        self.max_gpu_jobs = max_gpu_jobs or int(os.environ.get("LORA_FACTORY_MAX_GPU_JOBS", "1"))
+        # None: one job per device where devices exist, one GPU-kind job at a time where none does
+        explicit = max_gpu_jobs or os.environ.get("LORA_FACTORY_MAX_GPU_JOBS")
+        self.max_gpu_jobs: int | None = int(explicit) if explicit else None
         self.max_other_jobs = max_other_jobs
         if cancel_grace_s is None:
             cancel_grace_s = float(os.environ.get("LORA_FACTORY_CANCEL_GRACE", DEFAULT_CANCEL_GRACE_S))
@@ -43,6 +46,8 @@ class JobManager:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         # called before a GPU-bound job starts (the server frees the chat model's memory there)
         self.before_gpu_job: Callable[[dict[str, Any]], None] | None = None
+        # the devices jobs share (learnt once: nvidia-smi or LORA_FACTORY_DEVICES, see core/jobs/devices)
+        self.devices = DeviceTable(store)
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -50,14 +55,18 @@ class JobManager:
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None = None,
-               parent_job: str | None = None, gpu: bool | None = None) -> str:
+               parent_job: str | None = None, gpu: bool | None = None,
+               devices: int | list[int | str] | None = None) -> str:
         """Queue a job: ``runs/<id>/config.json`` (the fully resolved spec), then its row in SQLite.
 
         The files come first and the row last, so a failure (a full disk) leaves nothing behind: no
-        row without its run folder, no run folder without its row.
+        row without its run folder, no run folder without its row. ``devices`` (a count or a list of
+        ids) is checked against the machine's devices first: 422 naming them when it asks too much.
         """
         if kind not in JOB_KINDS:
             raise LoRAFactoryError("UNKNOWN_JOB_KIND", f"不明なジョブ種別: {kind}", f"Unknown job kind: {kind}")
+        gpu = kind in GPU_KINDS if gpu is None else gpu
+        device_request = self.devices.resolve(devices, default=1 if gpu else 0)
         spec, secrets = split_secrets(spec)
         job_id = new_job_id()
         run_dir = self.workspace.run_dir(job_id)
@@ -65,12 +74,13 @@ class JobManager:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             save_secrets(run_dir, secrets)
-            config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec}
+            config = {"job_id": job_id, "kind": kind, "modality": modality, "output_name": output_name, "spec": spec,
+                      "devices": device_request}
             write_text_atomic(run_dir / "config.json", json.dumps(config, ensure_ascii=False, indent=2))
             with open(log, "a", encoding="utf-8") as fh:
                 fh.write(f"[{time.strftime('%H:%M:%S')}] queued {kind} job {job_id} ({modality})\n")
-            self.store.create(kind, modality, spec, output_name, gpu=kind in GPU_KINDS if gpu is None else gpu,
-                              parent_job=parent_job, job_id=job_id)
+            self.store.create(kind, modality, spec, output_name, gpu=gpu, parent_job=parent_job, job_id=job_id,
+                              device_request=device_request)
         except BaseException as exc:
             shutil.rmtree(run_dir, ignore_errors=True)
             log.unlink(missing_ok=True)
@@ -143,10 +153,11 @@ class JobManager:
                 self._watch(job)
             self._reap_finished_children()
             while True:
-                job = self.store.claim_next(self.max_gpu_jobs, self.max_other_jobs)
+                job = self.store.claim_next(self.max_gpu_jobs, self.max_other_jobs, pool=self.devices.ids(),
+                                            avoid=self.devices.soft_held())
                 if job is None:
                     break
-                if job["gpu"] and self.before_gpu_job is not None:
+                if (job["gpu"] or job["devices"]) and self.before_gpu_job is not None:
                     try:
                         self.before_gpu_job(job)
                     except Exception as exc:  # never keeps a job from starting
@@ -165,6 +176,9 @@ class JobManager:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")
+        env.update(self.devices.worker_env(job["devices"] or []))
+        if job["devices"]:
+            self._append_log(job, f"devices: {', '.join(job['devices'])}")
         try:
             proc = process.spawn_detached(args, self.log_path(job), env=env, cwd=self.workspace.home)
         except OSError as exc:
@@ -288,7 +302,7 @@ class JobManager:
             raise self._resume_name_taken(job_id, name, "exists")
         if not self.store.requeue(job_id, ("interrupted", "failed"), output_name=name, kind=job["kind"],
                                   modality=job["modality"], status="queued", resume=1, error=None, finished_at=None,
-                                  cancel_requested_at=None, pid=None, pid_create_time=None):
+                                  cancel_requested_at=None, pid=None, pid_create_time=None, devices=None):
             raise self._resume_name_taken(job_id, name, "job")
         self._append_log(job, "resume requested: queued again from the last checkpoint")
         self.tick()
@@ -326,7 +340,8 @@ class JobManager:
         if name and job["kind"] in ("train", "merge", "refine", "download", "export"):
             name = self.free_output_name(job["kind"], job["modality"], name)
             spec["output_name"] = name
-        return self.submit(job["kind"], job["modality"], spec, output_name=name, parent_job=job_id, gpu=job["gpu"])
+        return self.submit(job["kind"], job["modality"], spec, output_name=name, parent_job=job_id, gpu=job["gpu"],
+                           devices=job["device_request"] if job["device_request"] else None)
 
     def output_destination(self, kind: str, modality: str, name: str) -> Path | None:
         if kind == "train":

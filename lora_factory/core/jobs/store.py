@@ -10,6 +10,7 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ def new_job_id() -> str:
     return datetime.now().strftime("%Y%m%d_%H%M%S_") + secrets.token_hex(2)
 
 
-JSON_COLUMNS = ("spec", "metrics", "result", "error")
+JSON_COLUMNS = ("spec", "metrics", "result", "error", "device_request", "devices")
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, Any]:
@@ -51,6 +52,13 @@ def _encode(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _loads(value: str | None) -> Any:
     return json.loads(value) if value else None
+
+
+def _loads_safe(value: str | None) -> Any:
+    try:
+        return _loads(value)
+    except ValueError:  # a damaged request: the job runs without devices rather than blocking the queue
+        return None
 
 
 class JobStore:
@@ -66,7 +74,8 @@ class JobStore:
 
     # -- writing -------------------------------------------------------------------------------
     def create(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None,
-               gpu: bool, parent_job: str | None = None, job_id: str | None = None) -> str:
+               gpu: bool, parent_job: str | None = None, job_id: str | None = None,
+               device_request: int | list[str] | None = None) -> str:
         """Insert a queued job; refuses (``OUTPUT_EXISTS``) when an active job already writes the same
         output. Check and insert are one transaction, so a double click queues one job, not two."""
         job_id = job_id or new_job_id()
@@ -81,10 +90,10 @@ class JobStore:
                         http_status=409, detail={"output_name": output_name},
                     )
                 self._conn.execute(
-                    "INSERT INTO jobs (id, kind, modality, status, created_at, output_name, spec, gpu, parent_job)"
-                    " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                    "INSERT INTO jobs (id, kind, modality, status, created_at, output_name, spec, gpu, parent_job,"
+                    " device_request) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
                     (job_id, kind, modality, now_iso(), output_name, json.dumps(spec, ensure_ascii=False),
-                     int(gpu), parent_job),
+                     int(gpu), parent_job, None if device_request is None else json.dumps(device_request)),
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
@@ -147,29 +156,57 @@ class JobStore:
                 raise
         return cur.rowcount == 1
 
-    def claim_next(self, max_gpu_jobs: int, max_other_jobs: int) -> dict[str, Any] | None:
-        """Atomically move the oldest startable queued job to ``running`` (FIFO per resource class)."""
+    def claim_next(self, max_gpu_jobs: int | None, max_other_jobs: int, pool: list[str] | None = None,
+                   avoid: set[str] | None = None,
+                   can_start: Callable[[str, str | None], bool] | None = None) -> dict[str, Any] | None:
+        """Atomically move the oldest startable queued job to ``running``, with the devices it gets.
+
+        A job that asks for devices (``device_request`` a count > 0 or a list) waits until that many
+        of ``pool`` are free; a device holds one job at a time. Queue order is kept: a later job
+        never takes a device an earlier waiting job is waiting for (so a 2-device job is not starved
+        by 1-device jobs passing it), while a job that needs no device still passes. Jobs without
+        devices keep the limits of before devices existed: ``max_gpu_jobs`` GPU-kind jobs
+        (1 when None) and ``max_other_jobs`` others at once. With devices, ``max_gpu_jobs`` (when
+        given) also caps the jobs on devices. ``can_start(job_id, spec_json)`` may hold back a job
+        that could otherwise start (the jobs behind it are still considered).
+        """
+        from lora_factory.core.jobs.devices import choose, wants
+
+        pool = pool or []
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                running = self._conn.execute(
-                    "SELECT gpu, COUNT(*) AS n FROM jobs WHERE status = 'running' GROUP BY gpu"
-                ).fetchall()
-                counts = {row["gpu"]: row["n"] for row in running}
-                gpu_free = counts.get(1, 0) < max_gpu_jobs
-                other_free = counts.get(0, 0) < max_other_jobs
-                row = None
+                running = [self._to_dict(r) for r in self._conn.execute("SELECT * FROM jobs WHERE status = 'running'")]
+                busy = {d for job in running for d in (job["devices"] or [])}
+                on_devices = sum(1 for job in running if job["devices"])
+                cpu_gpu_kind = sum(1 for job in running if job["gpu"] and not job["devices"])
+                other = sum(1 for job in running if not job["gpu"] and not job["devices"])
+                reserved: set[str] = set()
+                row, chosen = None, []
                 for candidate in self._conn.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq"):
-                    if (candidate["gpu"] and gpu_free) or (not candidate["gpu"] and other_free):
-                        row = candidate
-                        break
+                    request = _loads_safe(candidate["device_request"])
+                    if pool and request:
+                        devices = choose(request, pool, busy, reserved, avoid or set())
+                        capped = max_gpu_jobs is not None and on_devices >= max_gpu_jobs
+                        if devices is None or capped:
+                            reserved |= wants(request, pool)
+                            continue
+                    elif (candidate["gpu"] and cpu_gpu_kind >= (max_gpu_jobs or 1)) or \
+                            (not candidate["gpu"] and other >= max_other_jobs):
+                        continue
+                    else:
+                        devices = []
+                    if can_start is not None and not can_start(candidate["id"], candidate["spec"]):
+                        continue
+                    row, chosen = candidate, devices
+                    break
                 if row is None:
                     self._conn.execute("COMMIT")
                     return None
                 self._conn.execute(
                     "UPDATE jobs SET status = 'running', started_at = ?, finished_at = NULL,"
-                    " attempts = attempts + 1, exit_code = NULL WHERE id = ?",
-                    (now_iso(), row["id"]),
+                    " attempts = attempts + 1, exit_code = NULL, devices = ? WHERE id = ?",
+                    (now_iso(), json.dumps(chosen), row["id"]),
                 )
                 self._conn.execute("COMMIT")
             except sqlite3.Error:

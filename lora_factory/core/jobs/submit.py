@@ -65,7 +65,7 @@ class JobSubmitter:
 
     def start_train(self, req: TrainStartRequest) -> str:
         spec = self.train_spec(req)
-        return self.jobs.submit("train", req.modality, spec, output_name=spec["output_name"])
+        return self.jobs.submit("train", req.modality, spec, output_name=spec["output_name"], devices=req.devices)
 
     def train_spec(self, req: TrainStartRequest, check_output: bool = True) -> dict[str, Any]:
         """The resolved spec a train request would queue (what ``config.json`` keeps); the estimate
@@ -118,7 +118,7 @@ class JobSubmitter:
         if resolved is not None:
             spec = resolved
         gpu = bool(spec.pop("gpu", False))  # e.g. Evol-Instruct with a local model: queues with training
-        return self.jobs.submit("refine", req.modality, spec, output_name=output_name, gpu=gpu)
+        return self.jobs.submit("refine", req.modality, spec, output_name=output_name, gpu=gpu, devices=req.devices)
 
     def start_download(self, req: DownloadRequest) -> str:
         self.plugins.require_modality(req.modality)
@@ -164,7 +164,7 @@ class JobSubmitter:
         name = self._output_name("merge", req.modality, req.output_name)
         spec = {"adapter": str(adapter), "base_model": str(base), "output_name": name,
                 "adapter_ref": self.workspace.relative(adapter), "base_model_ref": self.workspace.relative(base)}
-        return self.jobs.submit("merge", req.modality, spec, output_name=name)
+        return self.jobs.submit("merge", req.modality, spec, output_name=name, devices=req.devices)
 
     def start_export(self, req: ExportRequest) -> dict[str, Any]:
         from lora_factory.core.jobs.exports import submit_export
@@ -203,5 +203,5 @@ class JobSubmitter:
             "previous_adapter": str(previous) if previous else None,
             "params": req.params, "adapter_ref": self.workspace.relative(adapter),
         }
-        return self.jobs.submit("eval", req.modality, spec, output_name=None)
+        return self.jobs.submit("eval", req.modality, spec, output_name=None, devices=req.devices)
 

@@ -55,6 +55,8 @@ class JobViews:
             "result": job["result"],
             "error": job["error"],
             "queue_position": self.store.queue_position(job),
+            "devices": job.get("devices") or [],  # the devices it runs (ran) on; [] on the CPU
+            "device_request": job.get("device_request"),
             "cancel_requested": bool(job["cancel_requested_at"]),
             "output_name": job["output_name"],
             "log_file": str(self.jobs.log_path(job)),

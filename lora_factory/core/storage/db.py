@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested_at REAL,
     resume INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
-    parent_job TEXT
+    parent_job TEXT,
+    device_request TEXT,
+    devices TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -76,10 +78,19 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+# columns added after the first release: a workspace made before them gets them at the next start
+ADDED_COLUMNS = {"jobs": (("device_request", "TEXT"), ("devices", "TEXT"))}
+
+
 def init_db(path: Path) -> None:
     conn = connect(path)
     try:
         conn.executescript(SCHEMA)
+        for table, columns in ADDED_COLUMNS.items():
+            have = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+            for name, sql_type in columns:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}")
     finally:
         conn.close()
 

@@ -36,6 +36,9 @@ export function createJobView(opts = {}) {
   const speed = h("span", { class: "mono", testid: tid("job-speed"), text: "-" });
   const methodFigures = h("span", { class: "mono", testid: tid("job-method-metrics"), text: "" });
   const methodBox = h("div", { hidden: true }, h("dt", { i18n: "job.method_metrics" }), h("dd", {}, methodFigures));
+  // the devices the scheduler gave the job (GPU indices or simulated cpu:N); hidden for a CPU job
+  const devicesText = h("span", { class: "mono", testid: tid("job-devices"), text: "-" });
+  const devicesBox = h("div", { hidden: true }, h("dt", { i18n: "job.devices" }), h("dd", {}, devicesText));
   const errorText = h("span", { testid: tid("job-error-text") });
   const errorActions = h("span", { class: "job-error-actions" });
   const errorBox = h("div", { class: "job-error", hidden: true, role: "alert", testid: tid("job-error") }, errorText, errorActions);
@@ -56,6 +59,7 @@ export function createJobView(opts = {}) {
     training ? h("div", {}, h("dt", { i18n: "job.loss" }), h("dd", {}, loss)) : null,
     training ? h("div", {}, h("dt", { i18n: "job.speed" }), h("dd", {}, speed)) : null,
     training ? methodBox : null,
+    devicesBox,
   );
 
   const root = h(
@@ -128,6 +132,9 @@ export function createJobView(opts = {}) {
     setI18n(status, statusKey(job.status));
     status.dataset.status = job.status;
     status.className = `badge badge-${job.status}`;
+    const devices = Array.isArray(job.devices) ? job.devices : [];
+    devicesBox.hidden = devices.length === 0;
+    devicesText.textContent = devices.join(", ") || "-";
     cancel.disabled = TERMINAL.has(job.status) || !opts.cancellable;
     cancel.hidden = !opts.cancellable || TERMINAL.has(job.status);
     if (job.error) {

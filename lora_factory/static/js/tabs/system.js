@@ -1,6 +1,7 @@
 // システム: CPU / RAM / GPU / VRAM / disk / library versions (GET /api/system) and the plugins
 // with their load errors (GET /api/plugins): the first place to look when something is off; and
 // the Hugging Face settings (GET/PUT /api/settings) that gated or private model downloads need.
+import { devicesCard } from "../widgets/devices_card.js";
 import { get, put } from "../api.js";
 import { field, formatBytes, h, kvTable, notifyKey, select, setBilingual, setI18n, withBusy } from "../dom.js";
 
@@ -106,6 +107,7 @@ function healthView(health) {
 export function mount(panel) {
   const settings = settingsCard();
   const healthBox = h("div", { class: "card", testid: "system-health" });
+  const devices = devicesCard();
   const sysBox = h("div", { class: "grid-cards", testid: "system-info" });
   const pluginsBody = h("tbody", { testid: "plugin-list" });
   const conflictsBox = h("div", { testid: "plugin-conflicts" });
@@ -113,6 +115,7 @@ export function mount(panel) {
   panel.append(
     h("div", { class: "row between" }, h("h2", { i18n: "tab.system" }), reload),
     healthBox,
+    devices.root,
     sysBox,
     settings.root,
     h(
@@ -147,6 +150,7 @@ export function mount(panel) {
       card("system.disk", disk.map((d) => kvTable(humanise(d))), "system-disk"),
       card("system.versions", kvTable({ python: sys.python, platform: sys.platform, ...(sys.versions || {}) }), "system-versions"),
     );
+    devices.render(sys.devices);
     conflictsBox.replaceChildren(...(plugins.conflicts || []).map(conflictRow));
     pluginsBody.replaceChildren();
     for (const p of plugins.plugins || []) {

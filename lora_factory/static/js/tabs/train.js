@@ -4,7 +4,7 @@
 // the model and the other follows. Before starting: the estimate (steps, time, memory, from the
 // server), the equivalent command (「コマンドを表示」), saved settings and a past job's settings.
 import { ApiError, get, post } from "../api.js";
-import { defaultName, field, h, select, setBilingual, setI18n, withBusy } from "../dom.js";
+import { defaultName, field, h, select, setBilingual, setI18n, setOptions, withBusy } from "../dom.js";
 import { getLang } from "../i18n.js";
 import { createJobView } from "../jobview.js";
 import { fillDatasetSelect, fillModelSelect, listDatasets, listModels } from "../lists.js";
@@ -13,6 +13,19 @@ import { createCommandBox } from "../train/command_box.js";
 import { createEstimateBox } from "../train/estimate_box.js";
 import { createNextSteps } from "../train/next_steps.js";
 import { createSavedSettings } from "../train/saved_settings.js";
+
+/**
+ * The device picker's choices (GET /api/devices): the server's default, a count (0: on the CPU), or
+ * one named device. Values are JSON, sent as the request's "devices" ("" leaves the default).
+ */
+export function deviceOptions(devices) {
+  const out = [{ value: "", bi: { ja: "既定", en: "Default" } }];
+  for (let n = 0; n <= devices.length; n++) {
+    out.push({ value: String(n), bi: n === 0 ? { ja: "0(CPU で実行)", en: "0 (on the CPU)" } : { ja: `${n} 台`, en: n === 1 ? "1 device" : `${n} devices` } });
+  }
+  for (const d of devices) out.push({ value: JSON.stringify([d.id]), bi: { ja: `${d.id} のみ(${d.name})`, en: `only ${d.id} (${d.name})` } });
+  return out;
+}
 
 /** Presets may be declared as {name: params} or as [{name, label_ja, label_en, params}]. */
 export function presetEntries(info) {
@@ -96,6 +109,9 @@ export function mount(panel, app) {
   const presetDesc = h("small", { class: "hint", testid: "train-preset-description" });
   const methods = methodOptions(info);
   const methodSel = select(methods, { testid: "train-method", name: "method" });
+  const devicesSel = select(deviceOptions([]), { testid: "train-devices", name: "devices" });
+  const devicesField = field("train.devices", devicesSel, "train.devices_hint");
+  devicesField.hidden = true; // shown once the server says it has devices
   const presetView = h("div", { class: "preset-view", testid: "train-preset-params" });
   const paramsText = h("textarea", { rows: 4, class: "mono", testid: "train-params", name: "params", spellcheck: "false", placeholder: '{"num_epochs": 3, "learning_rate": 0.0002}' });
   const paramsError = h("small", { class: "field-error", testid: "train-params-error", role: "alert", hidden: true });
@@ -189,7 +205,9 @@ export function mount(panel, app) {
   function currentBody() {
     if (!state.jsonValid) parseParams(paramsText.value); // throws the readable JSON error
     const params = { ...state.overrides };
-    return { modality: m, base_model: baseSel.value, dataset: dataSel.value, output_name: outName.value.trim(), preset: presetSel.value || undefined, params };
+    const body = { modality: m, base_model: baseSel.value, dataset: dataSel.value, output_name: outName.value.trim(), preset: presetSel.value || undefined, params };
+    if (devicesSel.value !== "") body.devices = JSON.parse(devicesSel.value);
+    return body;
   }
 
   const jobView = createJobView({ prefix: "", cancellable: true, cancelTestid: "train-cancel", cancelPath: (id) => `/train/cancel/${encodeURIComponent(id)}`, onEnd: (job) => ended(job) });
@@ -223,6 +241,7 @@ export function mount(panel, app) {
     field("train.preset", presetSel, null, presetDesc),
     methods.length ? field("train.method", methodSel, "train.method_hint") : null,
     saved.root,
+    devicesField,
     h("details", { class: "full" }, h("summary", { i18n: "train.preset_params" }), presetView),
     h(
       "details",
@@ -261,11 +280,13 @@ export function mount(panel, app) {
   });
 
   async function refresh() {
-    const [models, datasets] = await Promise.all([listModels(m), listDatasets(m)]);
+    const [models, datasets, devices] = await Promise.all([listModels(m), listDatasets(m), get("/api/devices").catch(() => ({ devices: [] }))]);
     fillModelSelect(baseSel, models);
     fillDatasetSelect(dataSel, datasets);
     saved.refreshJobs();
     changed();
+    setOptions(devicesSel, deviceOptions(devices.devices || []));
+    devicesField.hidden = !(devices.devices || []).length;
   }
 
   return {

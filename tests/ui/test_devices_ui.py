@@ -1,0 +1,79 @@
+"""The System tab lists the devices and what runs on each; the training form's picker sends ``devices``;
+a job's page shows its devices.
+
+Two simulated devices (``LORA_FACTORY_DEVICES=cpu:2``) and the dummy test plugin's train job stand in
+for GPUs and a training run: what is checked is the listing and the request, not training.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DUMMY_PLUGIN
+from tests.ui.conftest import running_server
+
+pytestmark = pytest.mark.ui
+
+
+def _home(root: Path) -> Path:
+    home = root / "ws"
+    (home / "plugins").mkdir(parents=True)
+    shutil.copy(DUMMY_PLUGIN, home / "plugins" / "dummy_plugin.py")
+    (home / "models" / "dummy" / "base").mkdir(parents=True)
+    (home / "models" / "dummy" / "base" / "weights.txt").write_text("w")
+    (home / "datasets" / "dummy").mkdir(parents=True)
+    (home / "datasets" / "dummy" / "data.txt").write_text("a\nb\n")
+    return home
+
+
+def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any, tmp_path: Path) -> None:
+    with running_server(_home(tmp_path), {"LORA_FACTORY_DEVICES": "cpu:2"}) as srv:
+        r = srv.client.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "busy",
+                                                  "modality": "dummy", "devices": ["cpu:1"],
+                                                  "params": {"steps": 600, "delay": 0.1}})
+        assert r.status_code == 200, r.text
+        job_id = r.json()["job_id"]
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
+        page = context.new_page()
+        try:
+            page.goto(srv.url + "/#system")
+            page.wait_for_selector("body[data-ready='true']")
+            page.wait_for_function(
+                "id => document.querySelector('[data-testid=\"device-holder-cpu:1\"]')?.dataset.job === id", arg=job_id)
+            rows = page.get_by_test_id("device-list").locator("tr")
+            assert rows.count() == 2
+            assert "模擬デバイス 0" in page.get_by_test_id("device-row-cpu:0").inner_text()  # Japanese first
+            assert "空き" in page.get_by_test_id("device-holder-cpu:0").inner_text()
+            assert "busy" in page.get_by_test_id("device-holder-cpu:1").inner_text()
+
+            sent: list[dict] = []
+
+            def capture(route: Any) -> None:
+                sent.append(route.request.post_data_json)
+                route.fulfill(status=422, content_type="application/json",
+                              body='{"error": {"code": "X", "message": "stop here", "message_ja": "ここまで"}}')
+
+            page.route("**/train/start", capture)
+            page.goto(srv.url + "/#train")
+            picker = page.get_by_test_id("train-devices")
+            picker.wait_for(state="visible")
+            values = picker.locator("option").evaluate_all("os => os.map(o => o.value)")
+            assert values == ["", "0", "1", "2", '["cpu:0"]', '["cpu:1"]']
+            picker.select_option("2")
+            page.get_by_test_id("train-start").click()
+            page.wait_for_function("() => document.querySelector('#notices')?.textContent.includes('ここまで')")
+            assert sent and sent[0]["devices"] == 2
+
+            # the job's page (followed from the History tab) says where it runs
+            page.goto(srv.url + "/#history")
+            page.get_by_test_id(f"job-follow-{job_id}").click()
+            shown = page.locator("#panel-train").get_by_test_id("job-devices")
+            shown.wait_for(state="visible")
+            assert shown.inner_text() == "cpu:1"
+        finally:
+            context.close()
+            srv.client.post(f"/api/jobs/{job_id}/cancel")
