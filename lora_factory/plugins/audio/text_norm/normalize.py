@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lora_factory.plugins.audio.text_norm import numbers as num
+from lora_factory.plugins.audio.text_norm.letters import _JAPANESE, LETTER_NAMES, is_english  # noqa: F401 - re-exported
 from lora_factory.plugins.audio.text_norm.user_dict import FALL, RISE, UserDictionary
 
 LATIN_MODES = ("keep", "spell", "kana")
@@ -33,12 +34,6 @@ _UNITS = {
 _LARGE_KANJI = {"万": 10**4, "億": 10**8, "兆": 10**12}
 # counters whose sound changes OpenJTalk applies (いっぽん, さんびき, ひとり ...)
 _COUNTERS = "本杯匹冊人個回歳才枚台階件軒着足頭羽杯通点番度倍泊週秒分時日年月号話巻缶粒箱位名代歩周問章曲票勝敗戦"
-LETTER_NAMES = {
-    "A": "エー", "B": "ビー", "C": "シー", "D": "ディー", "E": "イー", "F": "エフ", "G": "ジー", "H": "エイチ",
-    "I": "アイ", "J": "ジェー", "K": "ケー", "L": "エル", "M": "エム", "N": "エヌ", "O": "オー", "P": "ピー",
-    "Q": "キュー", "R": "アール", "S": "エス", "T": "ティー", "U": "ユー", "V": "ブイ", "W": "ダブリュー",
-    "X": "エックス", "Y": "ワイ", "Z": "ゼット",
-}
 _SYMBOLS = {
     "&": "あんど", "+": "ぷらす", "×": "かける", "÷": "わる", "=": "いこーる", "@": "あっと", "#": "", "*": "", "※": "", "♪": "",
     "→": "", "←": "", "・": "、", ";": "、", ":": "、", "!": "！", "?": "？", "…": "…", "~": "",
@@ -52,7 +47,6 @@ _SYMBOLS = {
 # while the rules run, so the reading preview can hand them to OpenJTalk as literal kana: re-parsed as
 # words, "令和はちねん" became 令和 + は (particle, ワ) + ちねん. The text the model reads has no marks.
 OPEN, CLOSE = "\ue000", "\ue001"
-_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uff66-\uff9f々〆〒]")
 
 
 def _lit(reading: str) -> str:
@@ -279,13 +273,6 @@ def _spaces(text: str) -> str:
     # a space between two Japanese characters is layout, not speech
     return re.sub(r"(?<=[^\x00-\x7f]) (?=[^\x00-\x7f])|(?<=[^\x00-\x7f]) (?=[\x00-\x7f])|"
                   r"(?<=[\x00-\x7f]) (?=[^\x00-\x7f])", "", text)
-
-
-def is_english(text: str) -> bool:
-    """A sentence of Latin words (two or more, some lower case) and no kana or kanji is read by
-    English rules ("I have 3 apples"); a code or an acronym (2LDK, ABC123) stays with the Japanese."""
-    return (not _JAPANESE.search(text) and re.search(r"[a-z]", text) is not None
-            and len(re.findall(r"[A-Za-z]+", text)) >= 2)
 
 
 _WEEKDAYS = {"月": "げつようび", "火": "かようび", "水": "すいようび", "木": "もくようび", "金": "きんようび",

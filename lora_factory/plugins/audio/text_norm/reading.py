@@ -84,7 +84,7 @@ _katakana = katakana
 def _spell_acronyms(text: str) -> str:
     """Upper-case runs (LDK, ABC, the A of A4) letter by letter: glued to kana, OpenJTalk drops
     letters (にLDK -> ニディーケー, よんK -> ヨン)."""
-    from lora_factory.plugins.audio.text_norm.normalize import LETTER_NAMES
+    from lora_factory.plugins.audio.text_norm.letters import LETTER_NAMES
 
     return re.sub(r"(?<![A-Za-z])[A-Z]{1,6}(?![A-Za-z])", lambda m: "".join(LETTER_NAMES[c] for c in m.group(0)), text)
 
@@ -102,7 +102,7 @@ def literal_kana(text: str, spans: list[tuple[int, int]]) -> str:
 def reading_of(text: str, spans: list[tuple[int, int]] | None = None) -> Reading:
     """The katakana pronunciation and accent phrases of a normalised text (OpenJTalk); ``spans``
     (from ``normalize_with_spans``) mark the readings to take literally."""
-    from lora_factory.plugins.audio.text_norm.normalize import is_english
+    from lora_factory.plugins.audio.text_norm.letters import is_english
 
     if is_english(text):  # read by English rules: OpenJTalk would spell it letter by letter
         return Reading(kana="", accent="", available=False)
