@@ -40,5 +40,6 @@ def scenario() -> Scenario:
                 "checks": [{"type": "phash_distance", "max_distance": 64}]}],
         refine_operations=[{"op": "edit_tags", "params": {"trigger": "thing"}}],
         make_single_file=_single_file,
+        export={"target": "lora_resize", "params": {"rank": 1}},  # the cheapest target: no pipeline is loaded
         timeout_s=600,
     )
