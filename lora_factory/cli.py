@@ -204,10 +204,12 @@ def train_request(args: argparse.Namespace) -> Any:
     params = _parse_params(args.param, args.params_json)
     if args.method:  # the same key as the API's params.method (a preset's method unless given)
         params["method"] = args.method
+    # devices only when given: the request then equals the one the form posts (the command preview's check)
+    chosen = {"devices": args.devices} if args.devices is not None else {}
     return TrainStartRequest(base_model=args.base_model, dataset=args.dataset, output_name=args.output_name,
                              preset=args.preset, modality=args.modality,
                              params=params,
-                             trust_remote_code=args.trust_remote_code, devices=args.devices)
+                             trust_remote_code=args.trust_remote_code, **chosen)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

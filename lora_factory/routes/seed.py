@@ -34,7 +34,7 @@ def train_command(body: TrainStartRequest, request: Request, svc: Services = Dep
     from lora_factory.core.jobs.train_command import train_commands
 
     guard = getattr(request.app.state, "guard", None)
-    return train_commands(body.model_dump(), str(request.base_url), str(svc.workspace.home),
+    return train_commands(body.model_dump(exclude_none=True), str(request.base_url), str(svc.workspace.home),
                           bool(guard and guard.token))
 
 

@@ -70,6 +70,8 @@ def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any
 
             # the job's page (followed from the History tab) says where it runs
             page.goto(srv.url + "/#history")
+            # the jobs list follows the modality chosen at the top: show every modality's jobs
+            page.get_by_test_id("history-modality").select_option("")
             page.get_by_test_id(f"job-follow-{job_id}").click()
             shown = page.locator("#panel-train").get_by_test_id("job-devices")
             shown.wait_for(state="visible")

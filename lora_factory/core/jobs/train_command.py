@@ -44,6 +44,11 @@ def cli_argv(body: dict[str, Any], home: str | None = None) -> list[str]:
         argv += ["--param", f"{key}={_param_value(value)}"]
     if body.get("trust_remote_code"):
         argv.append("--trust-remote-code")
+    devices = body.get("devices")
+    if isinstance(devices, int):  # a count; a list names the devices (a lone "2" would read as a count)
+        argv += ["--devices", str(devices)]
+    elif devices:
+        argv += ["--devices", ",".join(d if not str(d).isdigit() else f"cuda:{d}" for d in map(str, devices))]
     return argv
 
 
