@@ -7,31 +7,18 @@ for GPUs and a training run: what is checked is the listing and the request, not
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import DUMMY_PLUGIN
 from tests.ui.conftest import running_server
 
 pytestmark = pytest.mark.ui
 
 
-def _home(root: Path) -> Path:
-    home = root / "ws"
-    (home / "plugins").mkdir(parents=True)
-    shutil.copy(DUMMY_PLUGIN, home / "plugins" / "dummy_plugin.py")
-    (home / "models" / "dummy" / "base").mkdir(parents=True)
-    (home / "models" / "dummy" / "base" / "weights.txt").write_text("w")
-    (home / "datasets" / "dummy").mkdir(parents=True)
-    (home / "datasets" / "dummy" / "data.txt").write_text("a\nb\n")
-    return home
-
-
-def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any, tmp_path: Path) -> None:
-    with running_server(_home(tmp_path), {"LORA_FACTORY_DEVICES": "cpu:2"}) as srv:
+def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any, dummy_home: Path) -> None:
+    with running_server(dummy_home, {"LORA_FACTORY_DEVICES": "cpu:2"}) as srv:
         r = srv.client.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "busy",
                                                   "modality": "dummy", "devices": ["cpu:1"],
                                                   "params": {"steps": 600, "delay": 0.1}})
