@@ -9,7 +9,9 @@ process (so peak memory is that variant's alone):
     memory a setup without the adapter-disabled reference pays.
 
 Printed: optimizer steps/s (median step time after the first step), ours / trl (goal >= 1.0x), and
-peak memory (CUDA: max allocated; CPU: the process's peak RSS) of each.
+peak memory (CUDA: max allocated; CPU: the process's peak RSS) of each. With ``--repeats N`` every
+variant runs N times, the variants taking turns (the order rotates each round, so a busy moment on a
+shared machine does not land on one variant only); the median of its runs is printed.
 
     .venv/bin/python benchmarks/train_pref.py                       # CPU, small model
     .venv/bin/python benchmarks/train_pref.py --hidden 1024 --layers 12 --steps 20   # on a GPU
@@ -140,21 +142,27 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant, taking turns")
     parser.add_argument("--variant", choices=["ours", "trl", "trl_two_copies"], help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:
         child(args)
         return
+    variants = ["ours", "trl", "trl_two_copies"]
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         build(Path(tmp), args.hidden, args.layers)
-        results = {}
-        for variant in ("ours", "trl", "trl_two_copies"):
-            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--root", tmp, "--steps",
-                                  str(args.steps)], capture_output=True, text=True, check=True)
-            results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+        for round_ in range(max(1, args.repeats)):
+            for variant in variants[round_ % 3:] + variants[:round_ % 3]:
+                out = subprocess.run([sys.executable, __file__, "--variant", variant, "--root", tmp, "--steps",
+                                      str(args.steps)], capture_output=True, text=True, check=True)
+                runs[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {v: {"steps_per_s": statistics.median(r["steps_per_s"] for r in rs),
+                   "peak_mib": max(r["peak_mib"] for r in rs),
+                   "all": [round(r["steps_per_s"], 3) for r in rs]} for v, rs in runs.items()}
     for name, r in results.items():
-        print(f"{name:15s} {r['steps_per_s']:.3f} steps/s   peak {r['peak_mib']:.0f} MiB")
+        print(f"{name:15s} {r['steps_per_s']:.3f} steps/s (runs: {r['all']})   peak {r['peak_mib']:.0f} MiB")
     print(f"ours / trl: {results['ours']['steps_per_s'] / results['trl']['steps_per_s']:.2f}x steps/s; "
           f"one copy vs two: {results['ours']['peak_mib']:.0f} vs {results['trl_two_copies']['peak_mib']:.0f} MiB")
 

@@ -1,9 +1,12 @@
-"""A GRPO reward for the text plugin: drop this file in <workspace>/plugins/ and name it in params.rewards."""
+"""A GRPO reward: drop this file in <workspace>/plugins/ (or install it as a plugin) and name it in params.rewards."""
+
+from lora_factory import hookimpl
 
 
-def text_reward_functions():
+@hookimpl
+def register_reward_functions(register):
     def polite(prompts, completions, answers, bonus=1.0):
         """1.0 (or ``bonus``) for an answer in the polite form, 0.0 otherwise."""
         return [bonus if c.rstrip().endswith(("です。", "ます。")) else 0.0 for c in completions]
 
-    return {"polite": polite}
+    register("polite", polite, description_ja="です・ます調なら 1", description_en="1 for the polite form")

@@ -1,4 +1,4 @@
-"""``/api/plugins``, ``/api/modalities``, ``/api/system``, ``/api/health``, ``/api/settings``."""
+"""``/api/plugins``, ``/api/modalities``, ``/api/rewards``, ``/api/system``, ``/api/health``, ``/api/settings``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def plugins(svc: Services = Depends(services)) -> dict[str, Any]:
 @router.get("/modalities")
 def modalities(svc: Services = Depends(services)) -> dict[str, Any]:
     return {"modalities": list(svc.plugins.modalities().values())}
+
+
+@router.get("/rewards")
+def rewards(svc: Services = Depends(services)) -> dict[str, Any]:
+    """The reward functions a run may name in ``params.rewards``: each modality's built-ins
+    (``reward_functions`` in its description) and those plugins register (``register_reward_functions``)."""
+    from lora_factory.core.plugin_host.extensions import collect_rewards
+
+    found = [{**r, "source": "builtin", "plugin": svc.plugins.owner(m), "modality": m}
+             for m, desc in svc.plugins.modalities().items() for r in desc.get("reward_functions") or []]
+    found += [{**r.to_dict(), "source": "plugin", "modality": None} for r in collect_rewards(svc.plugins)]
+    return {"rewards": found}
 
 
 @router.get("/system")

@@ -225,3 +225,40 @@ def test_every_hook_has_a_test():
     source = "\n".join(p.read_text(encoding="utf-8") for p in (REPO / "tests").rglob("test_*.py"))
     missing = {name for name, _ in hook_functions() if not re.search(rf"def test_hook_{name}[_(]", source)}
     assert not missing, f"write a test_hook_<name> test for: {sorted(missing)}"
+
+
+REWARD_PLUGIN = '''
+from lora_factory.kit import hookimpl
+
+
+@hookimpl
+def register_reward_functions(register):
+    register("shout", lambda prompts, completions, answers: [float(c.endswith("!")) for c in completions],
+             description_ja="感嘆符で終われば 1", description_en="1 when it ends with !")
+    register("exact_answer", lambda p, c, a: [0.0] * len(c))  # a built-in's name: refused
+    register("no spaces", lambda p, c, a: [0.0] * len(c))  # not a name: refused
+'''
+
+
+def test_hook_register_reward_functions_lists_and_serves_a_drop_in_reward(dummy_home):
+    """A drop-in ``.py`` with only this hook adds a reward: GET /api/rewards lists it beside the text plugin's
+    built-ins with its plugin, the kit hands it to the method by name, and taken or malformed names are refused
+    and listed with the plugin (in the API and in the job log)."""
+    from lora_factory.core.storage.workspace import Workspace
+    from lora_factory.kit.rewards import plugin_rewards
+
+    (dummy_home / "plugins" / "reward_plugin.py").write_text(REWARD_PLUGIN, encoding="utf-8")
+    with TestClient(create_app(dummy_home, start_scheduler=False)) as c:
+        rewards = {r["name"]: r for r in c.get("/api/rewards").json()["rewards"]}
+        assert rewards["shout"] == {"name": "shout", "plugin": "reward_plugin", "source": "plugin", "modality": None,
+                                    "description_ja": "感嘆符で終われば 1", "description_en": "1 when it ends with !"}
+        assert rewards["exact_answer"]["source"] == "builtin" and rewards["exact_answer"]["modality"] == "text"
+        assert {"numeric_answer", "regex", "length", "japanese_ratio", "json", "judge"} <= set(rewards)
+        plugins = {p["name"]: p for p in c.get("/api/plugins").json()["plugins"]}
+        errors = plugins["reward_plugin"]["extension_errors"]
+        assert any("'exact_answer' already exists" in e for e in errors)
+        assert any("'no spaces' is not a reward name" in e for e in errors)
+    lines: list[str] = []
+    found = plugin_rewards(Workspace(dummy_home), taken={"exact_answer"}, log=lines.append)
+    assert list(found) == ["shout"] and found["shout"]([""], ["やった!", "はい"], ["", ""]) == [1.0, 0.0]
+    assert any("reward_plugin" in line and "'exact_answer' already exists" in line for line in lines)

@@ -177,14 +177,19 @@ def test_train_start_route_takes_the_method(tmp_path, tiny_model, memo_dataset, 
 
 
 USER_REWARD = '''
-def text_reward_functions():
+from lora_factory import hookimpl
+
+
+@hookimpl
+def register_reward_functions(register):
     def even(prompts, completions, answers):  # dense: the share of characters with an even code point
         return [sum(1 for ch in c if ord(ch) % 2 == 0) / max(1, len(c)) for c in completions]
 
     def broken(prompts, completions, answers):
         raise RuntimeError("planted failure")
 
-    return {"even": even, "broken": broken}
+    register("even", even)
+    register("broken", broken)
 '''
 
 
@@ -206,7 +211,8 @@ def _sampled_reward(model, tokenizer, n: int = 128, max_new_tokens: int = 8) -> 
 
 
 def test_grpo_raises_the_planted_reward(tiny_model, memo_dataset, tmp_path, ctx_factory):
-    """GRPO with a user reward from a drop-in .py (planted: the share of even code points): the adapter's
+    """GRPO with a user reward from a drop-in .py's register_reward_functions hook (planted: the share of even
+    code points): the adapter's
     mean reward on a held-out prompt beats the base's. Each step reports the mean reward, the reward per
     function and the completion length; a reward that raises is logged by name with its traceback and the
     run goes on; the adapter loads in plain peft."""
@@ -284,7 +290,7 @@ def test_documented_reward_example_loads_and_scores(tmp_path, ctx_factory):
 
     repo = Path(__file__).resolve().parents[2]
     example = (repo / "examples" / "polite_reward.py").read_text(encoding="utf-8")
-    assert example.split('"""\n', 2)[2].strip() in (repo / "docs" / "plugins.md").read_text(encoding="utf-8")
+    assert example.split('"""', 2)[2].strip() in (repo / "docs" / "plugins.md").read_text(encoding="utf-8")
     home = tmp_path / "ws"
     (home / "plugins").mkdir(parents=True)
     shutil.copy(repo / "examples" / "polite_reward.py", home / "plugins")

@@ -1,5 +1,6 @@
 """What plugins add to the server, the CLI and the UI (``register_routes``, ``register_commands``,
-``register_ui``), collected per plugin so each addition is checked and attributed.
+``register_ui``) and to the training methods (``register_reward_functions``), collected per plugin so each
+addition is checked and attributed.
 
 Framework-free on purpose: a router is an opaque object here; ``routes/plugin_extensions.py`` mounts
 it on the app, ``cli.py`` adds the commands to its parser. A plugin may scope an addition to a
@@ -19,6 +20,7 @@ from typing import Any
 from lora_factory.core.plugin_host.host import PluginHost
 
 COMMAND_NAME = re.compile(r"^[a-z][a-z0-9\-]{0,31}$")
+REWARD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 
 
 @dataclass
@@ -44,6 +46,19 @@ class PluginUI:
     url: str  # /static/plugins/<plugin>/
     script: str | None = None  # the ES module the UI imports, its URL
     modality: str | None = None
+
+
+@dataclass
+class PluginReward:
+    plugin: str
+    name: str
+    fn: Callable[..., Any]
+    description_ja: str = ""
+    description_en: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "plugin": self.plugin, "description_ja": self.description_ja,
+                "description_en": self.description_en}
 
 
 def plugin_prefix(plugin: str) -> str:
@@ -135,6 +150,37 @@ def collect_ui(host: PluginHost) -> list[PluginUI]:
             if collector.owned(name, modality):
                 url = static_url(name)
                 found.append(PluginUI(name, folder, url, url + script if script else None, modality))
+
+        caller(register=register)
+
+    collector.each(call)
+    return found
+
+
+def builtin_reward_names(host: PluginHost) -> set[str]:
+    """The names of the modalities' own rewards (``reward_functions`` in their descriptions)."""
+    return {str(r.get("name")) for desc in host.modalities().values() for r in desc.get("reward_functions") or []
+            if isinstance(r, dict)}
+
+
+def collect_rewards(host: PluginHost, taken: set[str] | None = None) -> list[PluginReward]:
+    """The reward functions plugins register; a name in ``taken`` (default: the built-ins) or registered by an
+    earlier plugin is refused and listed with the plugin."""
+    taken = set(builtin_reward_names(host) if taken is None else taken)
+    found: list[PluginReward] = []
+    collector = _Collector(host, "register_reward_functions")
+
+    def call(name: str, caller: Callable[..., Any]) -> None:
+        def register(reward: str, fn: Callable[..., Any], description_ja: str = "", description_en: str = "") -> None:
+            if not isinstance(reward, str) or not REWARD_NAME.match(reward):
+                host.extension_error(name, f"register_reward_functions: '{reward}' is not a reward name")
+            elif not callable(fn):
+                host.extension_error(name, f"register_reward_functions: '{reward}' is not callable")
+            elif reward in taken:
+                host.extension_error(name, f"register_reward_functions: the reward '{reward}' already exists")
+            else:
+                taken.add(reward)
+                found.append(PluginReward(name, reward, fn, str(description_ja or ""), str(description_en or "")))
 
         caller(register=register)
 

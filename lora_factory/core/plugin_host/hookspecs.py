@@ -35,7 +35,9 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``dataset_kind`` (``"file"`` or ``"folder"``), ``dataset_formats``, ``dataset_extensions``,
         ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``refine_output_format`` (the
         format a refined dataset is written in, e.g. ``"openai"``), ``train_params_schema``,
-        ``training_methods`` (``[{id, label_ja, label_en, data}]``, sent back as ``params.method``),
+        ``training_methods`` (``[{id, label_ja, label_en, data, uses_rewards}]``, sent back as ``params.method``),
+        ``reward_functions`` (``[{name, description_ja, description_en, options}]``: the built-in rewards of the
+        methods that use them; plugins add theirs with ``register_reward_functions``),
         ``sample_datasets`` (absolute paths the host may copy for a demo), ``inference_kinds``
         (``chat``, ``image``, ``speech``, ``transcribe`` ...), ``infer_schemas`` (kind ->
         {input_schema, params_schema, presets}), ``aux_model_kinds`` (sub-folder -> labels),
@@ -319,4 +321,23 @@ def register_ui(register: Any) -> None:
         推論 tab for an inference kind) and ``registerTab(id, module, {modality, label_ja, label_en})``
         from ``/static/js/tabs/registry.js`` (a tab shown for that modality only). ``modality`` (one
         you own) is listed with the module in ``GET /api/ui/modules``.
+    """
+
+
+# -- adding to what a training method uses (called once per plugin, not per modality) --------------
+
+@hookspec
+def register_reward_functions(register: Any) -> None:
+    """Add named reward functions for the training methods that learn from rewards (GRPO in the text plugin).
+
+    :param register: ``register(name, fn, description_ja="", description_en="")``; ``fn(prompts, completions,
+        answers, **options) -> list[float]`` scores each sampled completion (plain strings; ``answers`` holds
+        each row's reference answer, ``""`` where a row has none; ``options`` are the other keys of the run's
+        reward spec: ``{"name": "polite", "weight": 0.5, "min": 2}`` calls it with ``min=2``). A run names it in
+        ``params.rewards``; ``GET /api/rewards`` lists it beside the built-ins. A name must be letters,
+        digits, ``_`` or ``-``; one already taken (a built-in's, or another plugin's) is refused and
+        ``lora-factory plugins`` says why. A drop-in ``plugins/*.py`` file may implement only this hook.
+    Called in the server (to list the rewards) and in the job worker (when a run names a reward that is not
+    a built-in). A reward that raises is reported by name with its traceback in the job's log; that batch
+    scores 0 for it and the run goes on.
     """

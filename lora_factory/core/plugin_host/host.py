@@ -65,6 +65,9 @@ class ModalityDescription(BaseModel):
     train_params_schema: dict[str, Any] = Field(default_factory=dict)
     # training methods beyond plain fine-tuning (text: sft, dpo, kto, orpo, simpo, grpo): id, labels, data kinds
     training_methods: list[dict[str, Any]] = Field(default_factory=list)
+    # the rewards its reward-driven methods know themselves (text: GRPO's built-ins): name, descriptions, options;
+    # GET /api/rewards lists them beside those plugins add (register_reward_functions)
+    reward_functions: list[dict[str, Any]] = Field(default_factory=list)
     sample_datasets: list[str] = Field(default_factory=list)
     supports: list[str] = Field(default_factory=list)
     model_extensions: list[str] = Field(default_factory=list)
@@ -363,9 +366,20 @@ def _trace_writer(path: Path, pm: pluggy.PluginManager) -> Any:
     return before
 
 
+_LOADED: dict[str, PluginHost] = {}
+
+
 def load_plugin_host(home: Path) -> PluginHost:
     """The standard plugin set for a workspace (built-ins, entry points, ``<home>/plugins/*.py``), with
     the owner choices of the workspace's ``modality_owners`` setting."""
     from lora_factory.core.storage.settings import modality_owners
 
-    return PluginHost(plugins_dir=Path(home) / "plugins", owners=modality_owners(Path(home)))
+    host = PluginHost(plugins_dir=Path(home) / "plugins", owners=modality_owners(Path(home)))
+    _LOADED[str(Path(home).resolve())] = host
+    return host
+
+
+def plugin_host_for(home: Path) -> PluginHost:
+    """The plugin set this process last loaded for ``home`` (a job worker's), else a newly loaded one: a
+    plugin asking the host for what other plugins register (``kit.rewards``) does not load them twice."""
+    return _LOADED.get(str(Path(home).resolve())) or load_plugin_host(home)

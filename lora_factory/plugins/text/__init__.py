@@ -43,6 +43,7 @@ def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.plugins.text.methods import describe_methods
     from lora_factory.plugins.text.presets import PRESET_INFO, PRESETS, TRAIN_PARAMS_SCHEMA
     from lora_factory.plugins.text.refine import REFINE_OPERATIONS
+    from lora_factory.plugins.text.rewards import BUILTIN_INFO
 
     return [{
         "id": MODALITY,
@@ -57,6 +58,7 @@ def describe_modalities() -> list[dict[str, Any]]:
         "preset_info": PRESET_INFO,
         "train_params_schema": TRAIN_PARAMS_SCHEMA,
         "training_methods": describe_methods(),
+        "reward_functions": BUILTIN_INFO,  # GRPO's built-ins; GET /api/rewards adds the plugins' own
         "sample_datasets": [str(p) for p in sorted(SAMPLE_DIR.glob("*.jsonl"))],
         "supports": ["chat", "tiny_model", "merge", "eval_loss", "regression", "evol_instruct", "qlora",
                      "dpo", "kto", "orpo", "simpo", "grpo"],

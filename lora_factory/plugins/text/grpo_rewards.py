@@ -27,11 +27,11 @@ def _text(value: Any) -> str:
 
 
 def user_reward_functions(ctx: Any) -> dict[str, RewardFn]:
-    """Rewards from the plugins' ``text_reward_functions`` hook (drop-in ``.py`` files in the workspace's
-    ``plugins/`` folder are plugins too)."""
-    from lora_factory.plugins.text.user_rewards import collect_user_rewards
+    """Rewards the plugins register (``register_reward_functions``: installed packages and the workspace's
+    ``plugins/*.py`` files); a plugin's refused or failed registration is logged in the job's log."""
+    from lora_factory.kit.rewards import plugin_rewards
 
-    return collect_user_rewards(ctx)
+    return plugin_rewards(ctx.workspace, taken=_builtin_names(), log=ctx.log)
 
 
 def trl_reward_functions(specs: list[dict[str, Any]], ctx: Any) -> list[Any]:

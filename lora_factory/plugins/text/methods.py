@@ -29,7 +29,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "simpo": {"label_ja": "SimPO (参照モデルなし)", "label_en": "SimPO (reference-free)",
               "data": ["pairs"], "reference": "none", "beta": 2.0},
     "grpo": {"label_ja": "GRPO (報酬関数)", "label_en": "GRPO (reward functions)",
-             "data": ["prompts"], "reference": "adapter_disabled", "beta": 0.0},
+             "data": ["prompts"], "reference": "adapter_disabled", "beta": 0.0, "uses_rewards": True},
 }
 METHOD_NAMES = tuple(METHODS)
 PREFERENCE_METHODS = ("dpo", "kto", "orpo", "simpo")
@@ -44,9 +44,9 @@ _KIND_WORDS = {
 
 
 def describe_methods() -> list[dict[str, Any]]:
-    """The methods as the UI lists them (id, labels, the data each needs)."""
+    """The methods as the UI lists them (id, labels, the data each needs, whether it learns from rewards)."""
     return [{"id": name, "label_ja": m["label_ja"], "label_en": m["label_en"], "data": list(m["data"]),
-             "reference": m["reference"]} for name, m in METHODS.items()]
+             "reference": m["reference"], "uses_rewards": bool(m.get("uses_rewards"))} for name, m in METHODS.items()]
 
 
 def default_beta(method: str) -> float:

@@ -18,9 +18,9 @@ one, arrives as ``answer``):
 - ``judge``: an LLM behind any OpenAI-compatible ``base_url`` (llama.cpp, vLLM, Ollama) scores each
   completion 0-10 (returned as 0-1) against ``criteria``.
 
-User rewards: any plugin's ``text_reward_functions()`` hook (a ``.py`` dropped in the workspace's
-``plugins/`` folder is a plugin), returning ``{name: fn}`` where
-``fn(prompts, completions, answers) -> list[float]``; see docs/plugins.md. A reward that raises is
+User rewards: any plugin's ``register_reward_functions(register)`` hook (an installed package, or a ``.py``
+dropped in the workspace's ``plugins/`` folder), ``register(name, fn)`` with
+``fn(prompts, completions, answers, **options) -> list[float]``; see docs/plugins.md. A reward that raises is
 reported by name, with its traceback, in the job's log; its score counts as 0 for that batch and
 the run goes on (:func:`safe_reward`).
 """
@@ -88,7 +88,7 @@ class JudgeSpec(_Spec):
 
 
 class UserSpec(_Spec):
-    """A reward from a plugin (``text_reward_functions``) by its registered name."""
+    """A reward a plugin registers (``register_reward_functions``), by its name; its other keys are its options."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -267,6 +267,27 @@ BUILTINS: dict[str, Callable[[dict[str, Any]], RewardFn]] = {
     "exact_answer": exact_answer, "numeric_answer": numeric_answer, "regex": regex, "length": length,
     "japanese_ratio": japanese, "json": json_valid, "judge": judge,
 }
+
+
+# what GET /api/modalities (and so the form) lists beside the plugins' rewards: name, words, options
+BUILTIN_INFO: list[dict[str, Any]] = [
+    {"name": "exact_answer", "description_ja": "答え列と一致すれば 1 (allow_prefix: 末尾が答えでも可)",
+     "description_en": "1 when the completion equals the row's answer (allow_prefix: or ends with it)",
+     "options": ["allow_prefix"]},
+    {"name": "numeric_answer", "description_ja": "最後の数値が答えと等しければ 1 (tolerance)",
+     "description_en": "1 when the last number equals the answer's (tolerance)", "options": ["tolerance"]},
+    {"name": "regex", "description_ja": "pattern が見つかれば 1 (full: 全体一致)",
+     "description_en": "1 when pattern is found (full: the whole completion matches)", "options": ["pattern", "full"]},
+    {"name": "length", "description_ja": "target 文字に近いほど高い", "description_en": "higher the closer to target characters",
+     "options": ["target"]},
+    {"name": "japanese_ratio", "description_ja": "文字のうち日本語の割合", "description_en": "the share of Japanese letters",
+     "options": []},
+    {"name": "json", "description_ja": "正しい JSON なら 1 (schema: 型も確認)",
+     "description_en": "1 for valid JSON (schema: its types too)", "options": ["schema"]},
+    {"name": "judge", "description_ja": "OpenAI 互換エンドポイントの LLM が採点 (base_url, model, criteria)",
+     "description_en": "an LLM behind an OpenAI-compatible endpoint scores it (base_url, model, criteria)",
+     "options": ["base_url", "model", "api_key", "criteria", "timeout"]},
+]
 
 
 def unknown_reward(name: str, known: list[str]) -> LoRAFactoryError:

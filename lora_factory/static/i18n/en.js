@@ -203,6 +203,8 @@ export default {
   "train.preset": "Preset",
   "train.method": "Training method",
   "train.method_hint": "SFT trains on instructions or chats; DPO / ORPO / SimPO on preference pairs (chosen / rejected); KTO on good / bad labels; GRPO on prompts scored by reward functions (params.rewards).",
+  "train.rewards_title": "Reward functions you can name",
+  "train.rewards_hint": "Name them in params.rewards, e.g. [{\"name\": \"exact_answer\"}, {\"name\": \"length\", \"target\": 40, \"weight\": 0.5}]. A plugin (installed, or a .py in the workspace's plugins/ folder) adds its own (badge: the plugin).",
   "train.preset_params": "What the preset sets",
   "train.no_preset": "No preset.",
   "train.advanced": "Advanced parameters",

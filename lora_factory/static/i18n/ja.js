@@ -203,6 +203,8 @@ export default {
   "train.preset": "プリセット",
   "train.method": "学習方式",
   "train.method_hint": "SFT は指示・会話データ、DPO / ORPO / SimPO は選好ペア (chosen / rejected)、KTO は良い / 悪いのラベル、GRPO はプロンプトと報酬関数 (params.rewards) で学習します。",
+  "train.rewards_title": "使える報酬関数",
+  "train.rewards_hint": "params.rewards に名前で指定します。例: [{\"name\": \"exact_answer\"}, {\"name\": \"length\", \"target\": 40, \"weight\": 0.5}]。プラグイン (インストール済み、またはワークスペースの plugins/ フォルダーの .py) が独自の報酬関数を追加できます (バッジ: プラグイン名)。",
   "train.preset_params": "プリセットの内容",
   "train.no_preset": "プリセットはありません。",
   "train.advanced": "詳細パラメータ",

@@ -12,6 +12,7 @@ import { paramTitle, schemaForm } from "../schema_form.js";
 import { createCommandBox } from "../train/command_box.js";
 import { createEstimateBox } from "../train/estimate_box.js";
 import { createNextSteps } from "../train/next_steps.js";
+import { createRewardsBox } from "../train/rewards_box.js";
 import { createSavedSettings } from "../train/saved_settings.js";
 
 /**
@@ -109,6 +110,7 @@ export function mount(panel, app) {
   const presetDesc = h("small", { class: "hint", testid: "train-preset-description" });
   const methods = methodOptions(info);
   const methodSel = select(methods, { testid: "train-method", name: "method" });
+  const rewardsBox = createRewardsBox(m);
   const devicesSel = select(deviceOptions([]), { testid: "train-devices", name: "devices" });
   const devicesField = field("train.devices", devicesSel, "train.devices_hint");
   devicesField.hidden = true; // shown once the server says it has devices
@@ -138,6 +140,7 @@ export function mount(panel, app) {
       setJsonValid(true);
     }
     if (methods.length && source !== "method") methodSel.value = effective().method || methods[0].value;
+    rewardsBox.show(methodSel.value, info.training_methods);
     const said = stepsRule(effective());
     rule.hidden = !said;
     if (said) setI18n(rule, said[0], said[1]);
@@ -240,6 +243,7 @@ export function mount(panel, app) {
     field("train.output_name", outName, "train.output_hint"),
     field("train.preset", presetSel, null, presetDesc),
     methods.length ? field("train.method", methodSel, "train.method_hint") : null,
+    rewardsBox.root,
     saved.root,
     devicesField,
     h("details", { class: "full" }, h("summary", { i18n: "train.preset_params" }), presetView),
@@ -284,6 +288,7 @@ export function mount(panel, app) {
     fillModelSelect(baseSel, models);
     fillDatasetSelect(dataSel, datasets);
     saved.refreshJobs();
+    rewardsBox.refresh();
     changed();
     setOptions(devicesSel, deviceOptions(devices.devices || []));
     devicesField.hidden = !(devices.devices || []).length;
