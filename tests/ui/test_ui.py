@@ -705,7 +705,8 @@ def test_a_page_from_another_origin_cannot_cancel_or_upload(browser: Any, server
 
 
 def test_dpo_from_the_training_form_shows_the_method_figures(watched_page: tuple[Any, Any], server: Server, tmp_path: Path) -> None:
-    """Method select -> DPO job through the worker -> rewards / margins in the live view -> adapter registered."""
+    """Method select -> DPO job through the worker -> rewards / margins in the live view -> adapter registered ->
+    its regression suite with the pairs shows the preference check before / after in 履歴 (issue 19 item 5)."""
     page, watch = watched_page
     rows = [{"instruction": q, "chosen": f"{q}です。", "rejected": f"{q}だ。"} for q in ("猫", "犬", "空", "海")]
     path = write_jsonl(tmp_path / "ui_pairs.jsonl", rows)
@@ -721,6 +722,48 @@ def test_dpo_from_the_training_form_shows_the_method_figures(watched_page: tuple
     assert "reward_margin=" in figures and "reward_accuracy=" in figures, figures
     adapters = server.client.get("/api/adapters", params={"modality": "text"}).json()["adapters"]
     assert "ui_dpo" in [a["name"] for a in adapters]
+
+    # 履歴: the regression suite with the pairs as its dataset runs the preference check; the page shows the
+    # held-out accuracy and mean margin before (the base) and after (the adapter), as the job answered them.
+    dataset_ref = res.json().get("rel_path") or res.json()["name"]
+    open_app(page, server, "history")
+    history = panel(page, "history")
+    history.get_by_test_id("adapter-eval-ui_dpo").click()
+    evalp = history.get_by_test_id("eval-panel")
+    evalp.wait_for(state="visible")
+    evalp.get_by_test_id("eval-suite").fill('{"prompt": "猫", "max_length": 100000}')
+    evalp.get_by_test_id("eval-max-tokens").fill("4")
+    evalp.get_by_test_id("eval-dataset").select_option(dataset_ref)
+    evalp.get_by_test_id("eval-start").click()
+    page.wait_for_function("() => document.querySelector('#panel-history [data-testid=eval-job-status]').textContent === '完了'", timeout=120_000)
+    job = server.client.get(f"/api/jobs/{evalp.get_by_test_id('eval-job-id').inner_text()}").json()
+    figures = job["result"]["summary"]["adapter"]
+    rows = figures["rows"]
+    assert rows == 4 and {"preference_accuracy", "base_preference_accuracy", "preference_margin", "base_preference_margin"} <= set(figures)
+
+    def check(block: Any) -> None:
+        acc, margin = block.get_by_test_id("pref-check-accuracy"), block.get_by_test_id("pref-check-margin")
+        assert float(acc.get_attribute("data-before")) == figures["base_preference_accuracy"]
+        assert float(acc.get_attribute("data-after")) == figures["preference_accuracy"]
+        assert float(margin.get_attribute("data-before")) == pytest.approx(figures["base_preference_margin"])
+        assert float(margin.get_attribute("data-after")) == pytest.approx(figures["preference_margin"])
+        assert acc.get_by_test_id("pref-after").inner_text() == f"{round(figures['preference_accuracy'] * 100)}%"
+        words = block.get_by_test_id("pref-check-words").inner_text()
+        assert f"{rows} 組中 {round(figures['base_preference_accuracy'] * rows)} 組" in words, words
+        assert f"{rows} 組中 {round(figures['preference_accuracy'] * rows)} 組" in words and "平均マージン" in words, words
+
+    block = evalp.get_by_test_id("eval-pref-check")
+    check(block)
+    page.get_by_test_id("lang-toggle").click()  # the same figures in English
+    words = block.get_by_test_id("pref-check-words").inner_text()
+    assert f"in {round(figures['preference_accuracy'] * rows)} of {rows}" in words and "Mean margin" in words, words
+    assert block.get_by_test_id("pref-check-accuracy").locator("th").inner_text() == "Preference accuracy"
+    page.get_by_test_id("lang-toggle").click()
+    # the adapter's details show its latest eval's check
+    history.get_by_test_id("adapter-view-ui_dpo").click()
+    detail = page.get_by_test_id("adapter-pref-check")
+    detail.wait_for()
+    check(detail)
     watch.assert_clean()
 
 

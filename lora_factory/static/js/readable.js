@@ -37,6 +37,9 @@ const LABELS = {
   tokens_dropped: ["除いたトークン数", "tokens dropped"], documents_split: ["分割した文書数", "documents split"],
   pack_fill_rate: ["パッキング充填率", "packing fill rate"], total_params: ["全パラメータ数", "all parameters"],
   passed: ["合格", "passed"], failed: ["不合格", "failed"], pass_rate: ["合格率", "pass rate"], seconds_per_case: ["1 件あたりの秒数", "seconds per case"],
+  preference_accuracy: ["選好の正解率", "preference accuracy"], preference_margin: ["平均マージン", "mean margin"],
+  base_preference_accuracy: ["ベースの選好の正解率", "base preference accuracy"], base_preference_margin: ["ベースの平均マージン", "base mean margin"],
+  margin_gain: ["マージンの伸び", "margin gain"], perplexity: ["パープレキシティ", "perplexity"],
 };
 
 const STAT_KEYS = new Set(["min", "max", "mean", "median", "p50", "p95", "sum", "count", "std"]);

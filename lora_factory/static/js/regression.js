@@ -7,6 +7,7 @@ import { field, formatDate, formatNumber, h, notifyKey, setBilingual, showError,
 import { t } from "./i18n.js";
 import { fieldLabel, readableValue } from "./readable.js";
 import { createJobView } from "./jobview.js";
+import { renderPreferenceCheck } from "./pref_check.js";
 import { fillDatasetSelect, listDatasets } from "./lists.js";
 import { mediaTile } from "./widgets/gallery.js";
 
@@ -219,6 +220,7 @@ export function createEvalPanel(app, onDone) {
       ...[
         h("h4", { i18n: "eval.results" }),
         renderSummary(r.summary || {}, { testid: "eval-summary", names: jobNames }),
+        renderPreferenceCheck(r.summary, { testid: "eval-pref-check" }),
         r.targets && r.targets.previous ? null : h("p", { class: "hint", testid: "eval-no-previous", i18n: "eval.no_previous" }),
         h("h4", { i18n: "eval.cases" }),
         renderCases(r.targets || {}),

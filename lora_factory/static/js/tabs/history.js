@@ -7,6 +7,7 @@ import { createJobView, statusKey } from "../jobview.js";
 import { listAdapters } from "../lists.js";
 import { schemaForm } from "../schema_form.js";
 import { fieldLabel, jsonToggle } from "../readable.js";
+import { renderPreferenceCheck } from "../pref_check.js";
 import { createEvalPanel, renderLineage, renderStoredEvals, renderSummary } from "../regression.js";
 
 /** Training metrics under readable labels in the UI language (the labels live in readable.js). */
@@ -182,6 +183,7 @@ export function mount(panel, app) {
         renderLineage(lineage),
         h("h4", { i18n: "history.evals" }),
         latest && latest.summary ? renderSummary(latest.summary, { testid: "adapter-latest-eval" }) : null,
+        latest && latest.summary ? renderPreferenceCheck(latest.summary, { testid: "adapter-pref-check" }) : null,
         renderStoredEvals(evalList),
         // everything the API said, for the curious and for bug reports
         jsonToggle(data, "adapter-json"),
