@@ -1,6 +1,6 @@
 """A GRPO reward: drop this file in <workspace>/plugins/ (or install it as a plugin) and name it in params.rewards."""
 
-from lora_factory import hookimpl
+from lora_factory.kit import hookimpl
 
 
 @hookimpl

@@ -177,7 +177,7 @@ def test_train_start_route_takes_the_method(tmp_path, tiny_model, memo_dataset, 
 
 
 USER_REWARD = '''
-from lora_factory import hookimpl
+from lora_factory.kit import hookimpl
 
 
 @hookimpl
