@@ -167,13 +167,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from lora_factory.core.plugin_host.extensions import collect_commands, collect_routes, collect_ui
+    from lora_factory.core.plugin_host.extensions import collect_commands, collect_rewards, collect_routes, collect_ui
 
     svc = _services(args)
     # what each plugin adds, collected as the server and the CLI would, so a refusal is listed with it
     collect_routes(svc.plugins, svc.workspace)
     collect_ui(svc.plugins)
     collect_commands(svc.plugins, set(_commands_of(build_parser(with_plugins=False))))
+    collect_rewards(svc.plugins)
     if args.json:
         _print_json({"plugins": svc.plugins.plugin_list(), "modalities": list(svc.plugins.modalities().values())})
     else:

@@ -240,7 +240,7 @@ def register_reward_functions(register):
 '''
 
 
-def test_hook_register_reward_functions_lists_and_serves_a_drop_in_reward(dummy_home):
+def test_hook_register_reward_functions_lists_and_serves_a_drop_in_reward(dummy_home, capsys):
     """A drop-in ``.py`` with only this hook adds a reward: GET /api/rewards lists it beside the text plugin's
     built-ins with its plugin, the kit hands it to the method by name, and taken or malformed names are refused
     and listed with the plugin (in the API and in the job log)."""
@@ -258,6 +258,8 @@ def test_hook_register_reward_functions_lists_and_serves_a_drop_in_reward(dummy_
         errors = plugins["reward_plugin"]["extension_errors"]
         assert any("'exact_answer' already exists" in e for e in errors)
         assert any("'no spaces' is not a reward name" in e for e in errors)
+    assert main(["plugins", "--home", str(dummy_home)]) == 0
+    assert "refused: register_reward_functions: the reward 'exact_answer' already exists" in capsys.readouterr().out
     lines: list[str] = []
     found = plugin_rewards(Workspace(dummy_home), taken={"exact_answer"}, log=lines.append)
     assert list(found) == ["shout"] and found["shout"]([""], ["やった!", "はい"], ["", ""]) == [1.0, 0.0]
