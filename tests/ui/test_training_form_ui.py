@@ -105,6 +105,24 @@ def test_the_json_box_and_the_form_are_one_model_and_say_which_wins(new_page: An
     assert "max_steps 60 wins" in train.get_by_test_id("train-steps-rule").text_content()
 
 
+def test_grpo_lists_the_reward_functions_it_can_name(new_page: Any) -> None:
+    """Under the method, while it learns from rewards: the rewards GET /api/rewards lists (built-ins here; a
+    plugin's come the same way, with its name: tests/host/test_plugin_extensions.py)."""
+    page = new_page("ja", "train")
+    train = panel(page, "train")
+    box = train.get_by_test_id("train-rewards")
+    assert not box.is_visible()
+    train.get_by_test_id("train-method").select_option("grpo")
+    box.wait_for(state="visible")
+    item = box.get_by_test_id("train-reward-exact_answer")
+    item.wait_for()
+    assert item.get_attribute("data-source") == "builtin" and "答え列と一致" in item.inner_text()
+    names = box.locator("li code").evaluate_all("els => els.map(e => e.textContent)")
+    assert {"exact_answer", "numeric_answer", "regex", "length", "japanese_ratio", "json", "judge"} <= set(names)
+    train.get_by_test_id("train-method").select_option("dpo")
+    box.wait_for(state="hidden")
+
+
 def test_the_estimate_counts_rows_and_says_the_memory(new_page: Any, server: Server, tmp_path: Path) -> None:
     dataset_ref = upload_dataset_via_api(server, tmp_path, "est_rows")
     for lang, steps_text, memory_word in (("ja", "4 ステップ", "パラメータ"), ("en", "4 steps", "parameters")):
