@@ -1,0 +1,79 @@
+"""Hostile values the second probe of issue 16 found answered 500 (names, text, numbers on the routes
+added since the first hardening). Each is a 4xx in the ``{"error": {...}}`` shape, never a 500.
+
+One app per module on the dummy workspace (no model loads: every answer comes before one would).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lora_factory.app import create_app
+from tests.conftest import DUMMY_PLUGIN
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    import shutil
+
+    home = tmp_path_factory.mktemp("hostile") / "ws"
+    (home / "plugins").mkdir(parents=True)
+    shutil.copy(DUMMY_PLUGIN, home / "plugins" / "dummy_plugin.py")
+    (home / "models" / "dummy" / "base").mkdir(parents=True)
+    (home / "models" / "dummy" / "base" / "weights.txt").write_text("w")
+    (home / "datasets" / "dummy").mkdir(parents=True)
+    (home / "datasets" / "dummy" / "data.txt").write_text("a\nb\nc\n")
+    return home
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    with TestClient(create_app(home, start_scheduler=False), raise_server_exceptions=False) as c:
+        yield c
+
+
+def assert_4xx(r) -> dict:
+    assert 400 <= r.status_code < 500, r.text
+    err = json.loads(r.text)["error"]
+    assert err["code"] and err["message"] and err["message_ja"]
+    return err
+
+
+TRAIN = {"modality": "dummy", "base_model": "base", "dataset": "data.txt", "output_name": "o"}
+LONG = "é" * 20_000  # 40,000 bytes: ENAMETOOLONG from the OS when it reached the disk
+
+
+def raw_json(body: dict, field: str, raw: str) -> dict:
+    """``body`` with ``field`` set to a raw JSON token (a lone surrogate escape a client can send)."""
+    text = json.dumps(dict(body, **{field: 1})).replace(f'"{field}": 1', f'"{field}": {raw}')
+    return {"content": text, "headers": {"content-type": "application/json"}}
+
+
+@pytest.mark.parametrize("route", ["/train/start", "/api/train/estimate"])
+@pytest.mark.parametrize("field", ["base_model", "dataset", "output_name"])
+def test_an_over_long_or_non_text_name_is_unsafe_path(client, route, field):
+    err = assert_4xx(client.post(route, json=dict(TRAIN, **{field: LONG})))
+    assert err["code"] == "UNSAFE_PATH" and len(err["message"]) < 400  # the value is not echoed whole
+    err = assert_4xx(client.post(route, **raw_json(TRAIN, field, '"\\ud800"')))
+    assert err["code"] in ("UNSAFE_PATH", "UNKNOWN_MODALITY") and "\\ud800" in err["message"]
+
+
+def test_a_lone_surrogate_in_any_field_is_answered_as_text(client):
+    """The error handler itself failed to encode a message that repeated the client's value."""
+    err = assert_4xx(client.post("/train/start", **raw_json(TRAIN, "modality", '"\\ud800"')))
+    assert "\\ud800" in err["message"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="creating symlinks needs a privilege on Windows")
+def test_a_reference_into_a_symlink_loop_is_refused(client, home):
+    loop = home / "models" / "dummy" / "loop"
+    loop.symlink_to(loop)
+    try:
+        assert_4xx(client.post("/api/train/estimate", json=dict(TRAIN, base_model="loop")))
+        assert_4xx(client.post("/api/train/estimate", json=dict(TRAIN, base_model="models/dummy/loop/x")))
+    finally:
+        loop.unlink()
