@@ -77,3 +77,34 @@ def test_a_reference_into_a_symlink_loop_is_refused(client, home):
         assert_4xx(client.post("/api/train/estimate", json=dict(TRAIN, base_model="models/dummy/loop/x")))
     finally:
         loop.unlink()
+
+
+def test_the_adapters_mixed_in_one_generation_are_bounded(client):
+    """Issue 16, item 2 for the voice mix / several-LoRA field: 100,000 adapters were each looked up
+    on disk and sent to the worker."""
+    body = {"modality": "dummy", "base_model": "base", "input": {"prompt": "x"},
+            "adapters": [{"name": "a", "weight": 1.0}] * 100_000}
+    err = assert_4xx(client.post("/api/infer/generate", json=body))
+    assert err["code"] == "VALIDATION_ERROR" and "adapters" in err["message"]
+
+
+EVOL = {"generator": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"}}
+
+
+@pytest.mark.parametrize("module,model,field,others", [
+    ("lora_factory.plugins.text.presets", "TrainParams", "seed", {}),
+    ("lora_factory.plugins.image.presets", "ImageTrainParams", "seed", {}),
+    ("lora_factory.plugins.image.presets", "ImageTrainParams", "sample_seed", {}),
+    ("lora_factory.plugins.text.refine", "DedupNearParams", "seed", {}),
+    ("lora_factory.plugins.text.evol", "EvolParams", "seed", EVOL),
+])
+def test_training_seeds_numpy_and_torch_refuse_are_refused_up_front(module, model, field, others):
+    """A seed of 2**70 passed validation, then the job crashed in ``np.random.seed`` / ``manual_seed``."""
+    import importlib
+
+    from pydantic import ValidationError
+
+    cls = getattr(importlib.import_module(module), model)
+    with pytest.raises(ValidationError, match=field):
+        cls(**others, **{field: 2**70})
+    assert getattr(cls(**others, **{field: 2**32 - 1}), field) == 2**32 - 1

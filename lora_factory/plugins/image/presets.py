@@ -119,11 +119,11 @@ class ImageTrainParams(BaseModel):
                     "--l CFG --d seed; empty = the first captions")
     sample_sampler: Literal[SAMPLE_SAMPLERS] = Field(  # type: ignore[valid-type]
         "dpmpp_2m", description="sampler of the samples (kohya's names such as k_euler_a or dpmsolver++ accepted)")
-    sample_seed: int = 1234
+    sample_seed: int = Field(1234, ge=0, le=2**32 - 1)
     sample_steps: int = Field(20, ge=1, le=200)
     sample_guidance_scale: float = Field(7.0, ge=0.0, le=50.0)
     save_precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the kohya file")
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy and torch refuse larger seeds (the job crashed)
     vram_profile: Literal["none", "8gb", "12gb", "24gb"] = Field("none", description="memory options for this GPU size")
 
     @field_validator("optimizer", mode="before")
