@@ -141,3 +141,20 @@ def test_uploads_are_kept_a_bounded_time_and_size(dummy_home):
 
 def test_a_checkpoint_write_on_a_full_disk_is_disk_full():
     assert error_body(OSError(errno.ENOSPC, "No space left on device"))["code"] == "DISK_FULL"
+
+
+def test_the_routes_added_since_say_disk_full_too(dummy_home, monkeypatch):
+    """Issue 16, item 15 for the in-server writes that came later (the voice's user dictionary, a
+    preference choice): ENOSPC is a 507 ``DISK_FULL``, never a 500, and nothing is half-written."""
+    import lora_factory.kit.files as files
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with TestClient(create_app(dummy_home, start_scheduler=False), raise_server_exceptions=False) as c:
+        entry = {"surface": "LoRA", "reading": "ローラ"}
+        assert c.put("/api/audio/dictionary", json={"entries": [entry]}).status_code == 200
+        monkeypatch.setattr(files, "write_text_atomic", full)
+        r = c.put("/api/audio/dictionary", json={"entries": [entry, {"surface": "GPU", "reading": "ジーピーユー"}]})
+        assert r.status_code == 507 and r.json()["error"]["code"] == "DISK_FULL", r.text
+        assert [e["surface"] for e in c.get("/api/audio/dictionary").json()["entries"]] == ["LoRA"]
