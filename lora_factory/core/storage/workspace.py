@@ -367,6 +367,10 @@ class Workspace:
                             removed.append(self.relative(entry))
         for top, depth in TEMPORARY_PLACES:
             removed += self._clean_tree(self.home / top, depth, now, older_than_s)
+        # the plugins' caches: datasets/<modality>/.cache/tokens/ (text), datasets/audio/<name>/.cache/ (codec
+        # codes); only there, never elsewhere in a dataset, where a file is the user's
+        for cache in [*self.home.glob("datasets/*/.cache"), *self.home.glob("datasets/*/*/.cache")]:
+            removed += self._clean_tree(cache, 1, now, older_than_s)
         return removed
 
     def _clean_tree(self, root: Path, depth: int, now: float, older_than_s: float) -> list[str]:
