@@ -140,3 +140,22 @@ def test_many_small_members_are_a_zip_bomb_as_a_whole(tmp_path):
         extract_zip(io.BytesIO(bytes(data)), dest, "bomb.zip")
     assert err.value.code == "ARCHIVE_UNSAFE"
     assert not any(dest.iterdir())
+
+
+def test_the_total_expanded_size_is_bounded(tmp_path, monkeypatch):
+    """Issue 16, item 7: the sum of the members is checked before anything is written, whatever each
+    member's ratio (stored, not compressed: no ratio check can catch this one)."""
+    import io
+    import os
+
+    from lora_factory.core.catalog.archives import extract_zip
+    from lora_factory.core.errors import LoRAFactoryError
+
+    monkeypatch.setenv("LORA_FACTORY_ZIP_MAX_BYTES", "10000")
+    data = _zip({f"d/{i}.bin": os.urandom(3000) for i in range(4)}, method=0)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(LoRAFactoryError) as err:
+        extract_zip(io.BytesIO(bytes(data)), dest, "big.zip")
+    assert err.value.code == "ARCHIVE_TOO_LARGE" and err.value.http_status == 413
+    assert not any(dest.iterdir())
