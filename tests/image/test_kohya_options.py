@@ -92,6 +92,11 @@ def test_optimizer_args_take_kohyas_command_line_form_and_refuse_garbage():
     with pytest.raises(LoRAFactoryError) as err:
         resolved({"optimizer_args": "d_coef"})
     assert err.value.http_status == 422 and "optimizer_args" in err.value.message_en
+    # a number, and a value that overflows the literal parser, were TypeError / RecursionError: a 500
+    for garbage in (-1, 1e308, 2**70, True, "x=" + "(" * 100_000):
+        with pytest.raises(LoRAFactoryError) as err:
+            resolved({"optimizer_args": garbage})
+        assert err.value.http_status == 422 and "optimizer_args" in err.value.message_en, garbage
 
 
 def _lrs(name: str, total: int, **kw) -> list[float]:

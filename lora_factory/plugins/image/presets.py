@@ -167,6 +167,8 @@ def parse_optimizer_args(value: Any) -> Any:
         return {}
     if isinstance(value, dict):
         return {str(k): (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+    if not isinstance(value, (str, list, tuple)):  # a number: list(5) raised TypeError, which pydantic lets through (500)
+        raise ValueError(f"optimizer_args takes key=value items or a mapping, not {type(value).__name__}")
     items = _split_args(value) if isinstance(value, str) else list(value)
     out: dict[str, Any] = {}
     for item in items:
@@ -175,7 +177,7 @@ def parse_optimizer_args(value: Any) -> Any:
             raise ValueError(f"optimizer_args takes key=value items: {item!r}")
         try:
             parsed = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):  # "((((…" overflows the parser
             raise ValueError(f"optimizer_args: {key.strip()} is not a number, bool, string or tuple: {text!r}") from None
         out[key.strip()] = list(parsed) if isinstance(parsed, tuple) else parsed
     return out
