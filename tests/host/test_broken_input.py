@@ -37,14 +37,21 @@ def test_a_damaged_artifacts_row_is_shown_damaged_and_the_rest_listed(client, du
 # -- item 11: symlink loops are listed as refused -------------------------------------------------------
 @pytest.mark.skipif(os.name == "nt", reason="creating symlinks needs a privilege on Windows")
 def test_symlink_loops_are_listed_as_refused(client, dummy_home):
-    for folder in ("models/dummy", "datasets/dummy", "lora_adapters/dummy", "models/text", "lora_adapters/text"):
+    for folder in ("models/dummy", "datasets/dummy", "lora_adapters/dummy", "models/text", "lora_adapters/text",
+                   "exports/dummy", "exports/text"):
         target = dummy_home / folder
         target.mkdir(parents=True, exist_ok=True)
         os.symlink(target / "loop", target / "loop")
     for path in ("/api/models?modality=dummy", "/api/datasets?modality=dummy", "/api/adapters?modality=dummy",
-                 "/api/models?modality=text", "/api/adapters?modality=text", "/v1/models"):
+                 "/api/models?modality=text", "/api/adapters?modality=text", "/v1/models", "/api/exports"):
         r = client.get(path)
         assert r.status_code == 200, (path, r.text)
+        assert "Symlink loop" not in r.text
+    # the loop named directly (the listings added since the first probe, and a reference into it) is a 4xx
+    for path in ("/api/models/dummy/loop", "/api/datasets/dummy/loop", "/api/adapters/dummy/loop",
+                 "/api/exports/dummy/loop", "/api/datasets/dummy/loop/files/x", "/api/exports/dummy/loop/download"):
+        r = client.get(path)
+        assert 400 <= r.status_code < 500, (path, r.text)
         assert "Symlink loop" not in r.text
 
 
