@@ -59,13 +59,22 @@ def test_an_over_long_or_non_text_name_is_unsafe_path(client, route, field):
     err = assert_4xx(client.post(route, json=dict(TRAIN, **{field: LONG})))
     assert err["code"] == "UNSAFE_PATH" and len(err["message"]) < 400  # the value is not echoed whole
     err = assert_4xx(client.post(route, **raw_json(TRAIN, field, '"\\ud800"')))
-    assert err["code"] in ("UNSAFE_PATH", "UNKNOWN_MODALITY") and "\\ud800" in err["message"]
+    assert err["code"] == "INVALID_TEXT" and err["detail"] == {"field": field}
 
 
-def test_a_lone_surrogate_in_any_field_is_answered_as_text(client):
-    """The error handler itself failed to encode a message that repeated the client's value."""
-    err = assert_4xx(client.post("/train/start", **raw_json(TRAIN, "modality", '"\\ud800"')))
-    assert "\\ud800" in err["message"]
+def test_names_and_messages_with_a_lone_surrogate_are_still_text():
+    """Behind the HTTP edge (the CLI, a plugin's own value): a name check refuses a lone surrogate as
+    UNSAFE_PATH, and an error message repeating one is still rendered (the handler failed: a 500)."""
+    from lora_factory.core.errors import LoRAFactoryError
+    from lora_factory.core.storage.workspace import check_relative, existing_name, safe_name
+    from lora_factory.routes import hide_server_paths
+
+    for check in (safe_name, existing_name, check_relative):
+        with pytest.raises(LoRAFactoryError) as err:
+            check("a\ud800")
+        assert err.value.code == "UNSAFE_PATH" and "\\ud800" in err.value.message_en
+    body = hide_server_paths({"error": {"message": "bad 'a\ud800'"}}, "/nowhere")
+    assert json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 @pytest.mark.skipif(os.name == "nt", reason="creating symlinks needs a privilege on Windows")
@@ -108,3 +117,26 @@ def test_training_seeds_numpy_and_torch_refuse_are_refused_up_front(module, mode
     with pytest.raises(ValidationError, match=field):
         cls(**others, **{field: 2**70})
     assert getattr(cls(**others, **{field: 2**32 - 1}), field) == 2**32 - 1
+
+
+@pytest.mark.parametrize("route,body,field", [
+    ("/api/train/command", dict(TRAIN, preset="\ud800"), "preset"),
+    ("/api/infer/chat", {"modality": "dummy", "base_model": "base", "stream": False,
+                         "messages": [{"role": "user", "content": "a\udfffb"}]}, "messages.0.content"),
+    ("/api/infer/generate", {"modality": "dummy", "base_model": "base", "input": {"prompt": "\ud83d"}}, "input.prompt"),
+    ("/v1/chat/completions", {"model": "base", "messages": [{"role": "user", "content": "\udc00"}]}, "messages.0.content"),
+])
+def test_a_lone_surrogate_anywhere_in_a_json_body_is_invalid_text(client, route, body, field):
+    """``/api/train/command`` repeated the value in its 200 answer and failed to encode it (a 500); a
+    chat or a generation carried it to the worker. One check at the edge answers every route."""
+    text = json.dumps(body)  # ASCII-escaped: the lone surrogate travels as "\ud800", as a client sends it
+    r = client.post(route, content=text, headers={"content-type": "application/json"})
+    err = assert_4xx(r)
+    assert r.status_code == 422 and err["code"] == "INVALID_TEXT" and err["detail"] == {"field": field}
+
+
+def test_a_surrogate_pair_is_an_ordinary_character(client):
+    r = client.post("/api/infer/chat", content=json.dumps({"modality": "dummy", "base_model": "base", "stream": False,
+                                                           "messages": [{"role": "user", "content": "😀"}]}),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200 and r.json()["text"] == "😀", r.text
