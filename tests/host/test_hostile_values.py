@@ -140,3 +140,12 @@ def test_a_surrogate_pair_is_an_ordinary_character(client):
                                                            "messages": [{"role": "user", "content": "😀"}]}),
                     headers={"content-type": "application/json"})
     assert r.status_code == 200 and r.json()["text"] == "😀", r.text
+
+
+@pytest.mark.parametrize("modality", ["%00", "a" * 5000, "..%2f..", "x\u00e9"])
+@pytest.mark.parametrize("route", ["/api/datasets/{m}/x/lineage", "/api/datasets/{m}/x", "/api/models/{m}/x",
+                                   "/api/adapters/{m}/x", "/api/exports/{m}/x", "/api/datasets/{m}/x/files/y"])
+def test_a_hostile_modality_in_the_url_is_a_4xx(client, route, modality):
+    """A NUL byte or a 5,000-character modality went to the OS as a folder name (ValueError /
+    ENAMETOOLONG: a 500 on the lineage route)."""
+    assert_4xx(client.get(route.format(m=modality)))

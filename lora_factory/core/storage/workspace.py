@@ -233,10 +233,10 @@ class Workspace:
         Symlinks are followed before the check, so a link pointing outside is refused too.
         """
         rel = check_relative(str(value))
-        root = (base or self.home).resolve()
         try:
+            root = (base or self.home).resolve()
             candidate = (root / Path(*rel.parts)).resolve()
-        except (OSError, RuntimeError):  # a symlink loop ("Symlink loop from ..."), a name the OS refuses
+        except (OSError, RuntimeError, ValueError):  # a link loop ("Symlink loop from ..."), a name the OS refuses
             raise _unsafe(str(value), "it cannot be resolved (a link loop?)", "たどれないパスです (リンクの循環など)") from None
         if candidate != root and root not in candidate.parents:
             raise _unsafe(str(value), "it leaves the workspace", "ワークスペースの外を指しています")
@@ -250,6 +250,7 @@ class Workspace:
 
         ``folder`` is one of ``models``, ``datasets``, ``lora_adapters``.
         """
+        safe_name(modality, "modality")  # from a URL path: "%00" or 20,000 characters reached the OS (a 500)
         rel = check_relative(value)
         if any(part.startswith(".") for part in rel.parts):  # .cache, .meta, .lineage, .tmp-* are ours
             raise _unsafe(value, "hidden (dot) names are refused", "'.' で始まる名前は指定できません")
