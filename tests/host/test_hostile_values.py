@@ -149,3 +149,20 @@ def test_a_hostile_modality_in_the_url_is_a_4xx(client, route, modality):
     """A NUL byte or a 5,000-character modality went to the OS as a folder name (ValueError /
     ENAMETOOLONG: a 500 on the lineage route)."""
     assert_4xx(client.get(route.format(m=modality)))
+
+
+@pytest.mark.parametrize("field,value", [("hf_token", "hf_a\x00b"), ("hf_token", "hf abc"), ("hf_token", "トークン"),
+                                         ("hf_endpoint", "https://a\x00b"), ("hf_endpoint", "https://ミラー")])
+def test_settings_that_would_kill_every_worker_are_refused(client, home, field, value, monkeypatch):
+    """A NUL byte in hf_token was saved, then every inference and job worker died at start setting
+    HF_TOKEN ("ValueError: embedded null byte"): the probe's next generations were all 500s."""
+    from lora_factory.core.storage.settings import export_to_environment
+
+    r = client.put("/api/settings", json={field: value})
+    err = assert_4xx(r)
+    assert err["code"] == "SETTINGS_INVALID" and field in err["message"]
+    assert client.put("/api/settings", json={"hf_token": "hf_good_token_1234"}).status_code == 200
+    for env in ("HF_TOKEN", "HF_ENDPOINT"):
+        monkeypatch.setenv(env, "")  # restored after the test: the variables are this process's
+    export_to_environment(home)  # what each worker does first: it must not raise
+    assert client.put("/api/settings", json={"hf_token": ""}).status_code == 200
