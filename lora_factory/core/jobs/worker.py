@@ -21,6 +21,7 @@ from typing import Any
 from lora_factory.core.errors import LoRAFactoryError, as_user_error
 from lora_factory.core.jobs.checkpoints import latest_checkpoint
 from lora_factory.core.jobs.context import JobContext
+from lora_factory.core.jobs.ranks import job_devices
 from lora_factory.core.jobs.store import JobStore
 from lora_factory.core.plugin_host.host import load_plugin_host
 from lora_factory.core.process import create_time
@@ -170,10 +171,19 @@ def run_job(job_id: str, home: Path) -> int:
             for record in plugin_host.records:
                 if record.error:
                     ctx.log(f"plugin {record.name} not loaded: {record.error}")
-            watcher = StopWhileLoading(store, job_id, ctx, restore_previous_output).start() if kind == "train" else None
+            devices = job_devices()
+            ranks = len(devices) if kind == "train" and len(devices) > 1 else 1
+            # several ranks: each one loads on its own; a cancel while they load ends in the grace kill
+            watcher = StopWhileLoading(store, job_id, ctx, restore_previous_output).start() \
+                if kind == "train" and ranks == 1 else None
             try:
-                result = call_hook(plugin_host, kind, modality, spec=merge_secrets(job["spec"], load_secrets(run_dir)),
-                                   ctx=ctx)
+                if ranks > 1:
+                    from lora_factory.core.jobs.ranks import launch_ranks
+
+                    result = launch_ranks(job, home, ctx, devices)
+                else:
+                    result = call_hook(plugin_host, kind, modality, spec=merge_secrets(job["spec"], load_secrets(run_dir)),
+                                       ctx=ctx)
             finally:
                 if watcher is not None:
                     with ctx.poll_lock:

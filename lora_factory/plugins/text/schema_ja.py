@@ -21,6 +21,7 @@ TITLES_JA: dict[str, str] = {
     "eval_ratio": "評価用に分ける割合", "packing": "パッキング", "assistant_only_loss": "回答部分だけで損失を計算",
     "gradient_checkpointing": "勾配チェックポイント (省メモリ)", "seed": "乱数シード",
     "quantization": "量子化 (4bit = QLoRA)", "logging_steps": "ログ間隔 (ステップ)",
+    "strategy": "複数デバイスの分散方式 (ddp / fsdp / deepspeed)",
     "overlong_rows": "最大長を超える会話 (truncate = 切り詰め / drop = 除外)",
     "text_stride": "長文ブロックの重なり (トークン, 文脈のみ)",
     "method": "学習方式 (sft / dpo / kto / orpo / simpo / grpo)", "beta": "ベータ (β, 空欄 = 方式の既定値)",
