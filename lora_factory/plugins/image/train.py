@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lora_factory.kit import LoRAFactoryError, devices, presets, trainer
+from lora_factory.kit import LoRAFactoryError, devices, dist, presets, trainer
 from lora_factory.plugins.image.dataset import load_items
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.presets import ImageTrainParams
@@ -75,16 +75,30 @@ class ImageTrainingRun:
         self._prepare()
 
     def _cache_latents(self) -> None:
+        """Each rank encodes every N-th image (kohya's split), then the ranks pool their shares. Each image
+        draws from its own generator, so the cache holds the same latents whatever the number of ranks."""
+        import torch
+
         from lora_factory.plugins.image.train_parts import encode_latents
 
         if not self.params.cache_latents:
             return
+        rank, world = dist.rank(), dist.world_size()
+        mine: dict[int, tuple[Any, Any]] = {}
+        for ex in self.examples[rank::world]:
+            generator = torch.Generator().manual_seed(self.params.seed * 1_000_003 + ex.index)
+            latents = encode_latents(self.parts, ex.pixels[None], generator)[0].cpu()
+            flipped = encode_latents(self.parts, ex.pixels.flip(-1)[None], generator)[0].cpu() \
+                if self.params.flip_aug else None
+            mine[ex.index] = (latents, flipped)
+        pooled: dict[int, tuple[Any, Any]] = {}
+        for share in dist.gather_objects(mine):
+            pooled.update(share)
         for ex in self.examples:
-            ex.latents = encode_latents(self.parts, ex.pixels[None])[0].cpu()
-            if self.params.flip_aug:
-                ex.latents_flipped = encode_latents(self.parts, ex.pixels.flip(-1)[None])[0].cpu()
+            ex.latents, ex.latents_flipped = pooled[ex.index]
             ex.pixels = None
-        self.ctx.log(f"cached latents of {len(self.examples)} images")
+        self.ctx.log(f"cached latents of {len(self.examples)} images"
+                     + (f" ({len(mine)} encoded by rank {rank} of {world})" if world > 1 else ""))
 
     def captions_vary(self) -> bool:
         p = self.params
@@ -105,10 +119,15 @@ class ImageTrainingRun:
                              "text-encoder outputs not cached: captions change between steps or the encoder trains")
             return
         wanted = sorted({ex.item.caption for ex in self.examples} | set(prompts) | {""})
-        with torch.no_grad():
-            for caption in wanted:
+        rank, world = dist.rank(), dist.world_size()
+        mine: dict[str, dict[str, Any]] = {}
+        with torch.no_grad():  # several ranks: each encodes every N-th caption, then they pool them
+            for caption in wanted[rank::world]:
                 cond = encode_text(self.parts, [caption], self.device)
-                self.text_cache[caption] = {k: v.detach() for k, v in cond.items() if v is not None}
+                mine[caption] = {k: v.detach().cpu() for k, v in cond.items() if v is not None}
+        for share in dist.gather_objects(mine):
+            for caption, cond in share.items():
+                self.text_cache[caption] = {k: v.to(self.device) for k, v in cond.items()}
         self.ctx.log(f"cached text-encoder outputs of {len(wanted)} captions")
         if self.device == "cuda":  # the encoders are not needed on the GPU any more
             for encoder in self.parts.text_encoders:
@@ -150,14 +169,17 @@ class ImageTrainingRun:
         else:
             self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
         self.optimizer_name = optimizer_name
-        self.batches_per_epoch = len(plan_epoch(self.examples, p.batch_size, p.seed, 0))
+        # several ranks: batches are planned for all of them (per device x devices) and each trains its
+        # share, so the plan, the steps and the buckets are those of one process with the N-fold batch
+        self.global_batch = p.batch_size * dist.world_size()
+        self.batches_per_epoch = len(plan_epoch(self.examples, self.global_batch, p.seed, 0))
         steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / p.grad_accum))
         self.max_steps = p.max_steps if p.max_steps > 0 else p.num_epochs * steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
         self.lr_scheduler = get_scheduler(p.lr_scheduler, optimizer=self.optimizer,
                                           num_warmup_steps=p.lr_warmup_steps, num_training_steps=self.max_steps)
         self.ctx.log(f"optimizer={optimizer_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
-                     f"batch {p.batch_size} x accum {p.grad_accum}) trainable={sum(q.numel() for q in self.lora_params)}")
+                     f"batch {p.batch_size} x {dist.world_size()} devices x accum {p.grad_accum}) trainable={sum(q.numel() for q in self.lora_params)}")
 
     def _prepare(self) -> None:
         """The trainable modules, optimizer, batch loader and scheduler onto an ``accelerate.Accelerator``
@@ -168,12 +190,16 @@ class ImageTrainingRun:
 
         p = self.params
         self.accelerator = loop.make_accelerator(self.device, self.precision)
-        self.batches = loop.PlannedBatches(lambda epoch: plan_epoch(self.examples, p.batch_size, p.seed, epoch),
-                                           p.batch_size)
+        self.batches = loop.PlannedBatches(
+            lambda epoch: plan_epoch(self.examples, self.global_batch, p.seed, epoch), self.global_batch)
         names = list(self.trainable)
-        *modules, self.optimizer, self.loader, self.lr_scheduler = self.accelerator.prepare(
-            *self.trainable.values(), self.optimizer, loop.data_loader(range(len(self.examples)), self.batches),
-            self.lr_scheduler, device_placement=[False] * len(names) + [True, True, True])
+        # the loader yields global batches of indices on every rank (not sharded by accelerate): each rank
+        # takes its rows in the loop, where the noise of the whole batch is drawn
+        self.loader = loop.data_loader(range(len(self.examples)), self.batches)
+        *modules, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+            *self.trainable.values(), self.optimizer, self.lr_scheduler,
+            device_placement=[False] * len(names) + [True, True])
+        modules = [loop.without_ddp(self.accelerator, module) for module in modules]  # synced in the loop
         self.trainable = dict(zip(names, modules, strict=True))
         self.parts.trainable = self.trainable
         self.parts.denoiser = self.trainable[self.parts.denoiser_name]
@@ -189,8 +215,9 @@ class ImageTrainingRun:
 
         return loop.micro_batches(self.loader, self.batches, skip=start_step * self.params.grad_accum)
 
-    def batch_inputs(self, batch: list[int]) -> tuple[Any, dict[str, Any], Any]:
-        """Latents, conditioning and SDXL time ids of one micro-batch."""
+    def batch_inputs(self, batch: list[int], rows: slice | None = None) -> tuple[Any, dict[str, Any], Any]:
+        """Latents, conditioning and SDXL time ids of one micro-batch (``rows``: this rank's share of it;
+        the flips and caption changes of the whole batch are drawn on every rank, in the same order)."""
         import torch
 
         from lora_factory.plugins.image.text_encoding import sdxl_time_ids
@@ -198,17 +225,21 @@ class ImageTrainingRun:
 
         p = self.params
         latents, captions, time_ids = [], [], []
-        for index in batch:
+        keep = set(range(len(batch))[rows] if rows is not None else range(len(batch)))
+        for position, index in enumerate(batch):
             ex = self.examples[index]
             flip = p.flip_aug and self.rng.random() < 0.5
+            caption = augment_caption(ex.item.caption, self.rng, shuffle=p.shuffle_caption,
+                                      keep_tokens=p.keep_tokens, dropout=p.caption_dropout_rate,
+                                      tag_dropout=p.caption_tag_dropout_rate)
+            if position not in keep:
+                continue
             if ex.latents is not None:
                 latents.append(ex.latents_flipped if flip else ex.latents)
             else:
                 pixels = ex.pixels.flip(-1) if flip else ex.pixels
                 latents.append(encode_latents(self.parts, pixels[None])[0].cpu())
-            captions.append(augment_caption(ex.item.caption, self.rng, shuffle=p.shuffle_caption,
-                                            keep_tokens=p.keep_tokens, dropout=p.caption_dropout_rate,
-                                            tag_dropout=p.caption_tag_dropout_rate))
+            captions.append(caption)
             height, width = ex.bucket[1], ex.bucket[0]
             time_ids.append(sdxl_time_ids(ex.original_size, ex.crop_top_left, (height, width)))
         latent_batch = torch.stack(latents).to(self.device)
@@ -246,10 +277,15 @@ class ImageTrainingRun:
             total = 0.0
             for _ in range(p.grad_accum):
                 epoch, batch = next(batches)
-                latents, cond, time_ids = self.batch_inputs(batch)
-                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator) / p.grad_accum
+                _, rows, empty = dist.batch_share(batch)  # one process: the whole batch, weight 1
+                latents, cond, time_ids = self.batch_inputs(batch, rows)
+                weight = 0.0 if empty else dist.share_weight(rows.stop - rows.start, len(batch))
+                loss = batch_loss(self.parts, latents, cond, time_ids, p, generator, share=(rows, len(batch)))
+                loss = loss / p.grad_accum if weight == 1.0 else loss * (weight / p.grad_accum)
                 accelerator.backward(loss)
                 total += float(loss.detach())
+            total = loop.mean_everywhere(accelerator, total)  # the global batch's loss, on every rank
+            loop.sync_gradients(accelerator, self.lora_params)
             if p.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(self.lora_params, p.max_grad_norm)
             self.optimizer.step()

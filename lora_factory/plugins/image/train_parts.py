@@ -195,14 +195,21 @@ def _float32() -> Any:
     return torch.float32
 
 
-def encode_latents(parts: Parts, pixels: Any) -> Any:
-    """Pixels (B, 3, H, W) in [-1, 1] -> scaled latents (Flux: shifted too), sampled from the VAE."""
+def encode_latents(parts: Parts, pixels: Any, generator: Any = None) -> Any:
+    """Pixels (B, 3, H, W) in [-1, 1] -> scaled latents (Flux: shifted too), sampled from the VAE.
+
+    :param generator: the draw's own generator (a cache split across ranks stays the same numbers as
+        one process's); None draws from the global one."""
     import torch
 
     vae = parts.vae
     with torch.no_grad():
         dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
-        latents = dist.sample()
+        if generator is not None:
+            noise = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype).to(dist.mean.device)
+            latents = dist.mean + dist.std * noise
+        else:
+            latents = dist.sample()
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     return ((latents - shift) * vae.config.scaling_factor).float()
 
@@ -224,11 +231,14 @@ def _flux_max_length(parts: Parts) -> int:
 
 
 def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, params: Any, generator: Any,
-               autocast: Any = None) -> Any:
+               autocast: Any = None, share: tuple[slice, int] | None = None) -> Any:
     """The training loss of one batch (scalar).
 
     :param autocast: a context for the denoiser's forward (a plain loop's ``torch.autocast``); none in a
         training run, whose accelerator-prepared denoiser runs its forward under autocast itself.
+    :param share: ``(rows, global size)`` when ``latents`` are one rank's rows of a global batch: noise and
+        timesteps are drawn for the whole batch (the same numbers on every rank) and these rows kept, so
+        N ranks see exactly the draws of one process training the whole batch.
     """
     import contextlib
 
@@ -236,15 +246,17 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
     import torch.nn.functional as F
 
     device = latents.device
-    bsz = latents.shape[0]
-    noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device)
+    rows, bsz = share if share is not None else (slice(0, latents.shape[0]), latents.shape[0])
+    noise = torch.randn((bsz, *latents.shape[1:]), generator=generator, device="cpu")[rows].to(device)
     if params.noise_offset:
-        noise = noise + params.noise_offset * torch.randn((bsz, latents.shape[1], 1, 1), generator=generator).to(device)
+        offset = torch.randn((bsz, latents.shape[1], 1, 1), generator=generator)[rows]
+        noise = noise + params.noise_offset * offset.to(device)
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     if parts.arch == "flux":
-        return _flux_loss(parts, latents, noise, cond, generator, autocast)
+        return _flux_loss(parts, latents, noise, cond, generator, autocast, rows, bsz)
     scheduler = parts.noise_scheduler
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(device).long()
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator)[rows]
+    timesteps = timesteps.to(device).long()
     noisy = scheduler.add_noise(latents, noise, timesteps)
     target = noise if parts.prediction_type == "epsilon" else scheduler.get_velocity(latents, noise, timesteps)
     added = None
@@ -265,14 +277,15 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
     return F.mse_loss(pred.float(), target.float(), reduction="mean")
 
 
-def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any) -> Any:
+def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any,
+               rows: slice, global_bsz: int) -> Any:
     import torch
     from diffusers import FluxPipeline
 
     scheduler = parts.noise_scheduler
     bsz, channels, height, width = latents.shape
     device = latents.device
-    u = torch.rand((bsz,), generator=generator)
+    u = torch.rand((global_bsz,), generator=generator)[rows]
     indices = (u * scheduler.config.num_train_timesteps).long().clamp(max=len(scheduler.timesteps) - 1)
     timesteps = scheduler.timesteps[indices].to(device)
     sigmas = scheduler.sigmas[indices].to(device, latents.dtype).view(bsz, 1, 1, 1)
