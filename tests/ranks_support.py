@@ -61,3 +61,15 @@ class JobRunner:
         from lora_factory.core.jobs.ranks import rank_log_path
 
         return rank_log_path(self.jobs.log_path(job), rank).read_text(encoding="utf-8")
+
+
+def until(condition: Any, timeout: float, interval: float = 0.2) -> None:
+    """Wait until ``condition()`` is true; fail the test after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"not reached within {timeout} s")

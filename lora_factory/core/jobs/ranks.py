@@ -270,8 +270,11 @@ def rank_failure(exc: Any, ctx: JobContext, run_dir: Path) -> LoRAFactoryError:
     failures = dict(getattr(exc, "failures", {}) or {})
     if not failures:
         return LoRAFactoryError("RANK_FAILED", "ランクが失敗しました。", "A rank failed.", http_status=500)
-    killed = [r for r, f in failures.items() if (f.exitcode or 0) < 0]
-    rank = min(killed) if killed else min(failures, key=lambda r: (failures[r].timestamp, r))
+    # the launcher ends the surviving ranks with SIGTERM once one failed: those are not the cause
+    import signal
+
+    causes = [r for r, f in failures.items() if f.exitcode != -int(signal.SIGTERM)] or list(failures)
+    rank = min(causes, key=lambda r: (failures[r].timestamp, r))
     code = failures[rank].exitcode
     tail = tail_lines(rank_log_path(Path(ctx.log_path), rank), 12)
     saved = _read_json(run_dir / RANK_RESULT_FILE)

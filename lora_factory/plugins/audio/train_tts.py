@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_factory.kit import presets
+from lora_factory.kit import dist, presets
 from lora_factory.plugins.audio.audio_io import write_audio
 from lora_factory.plugins.audio.codec import codec_folder_of, load_codec
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
@@ -127,7 +127,8 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     codec_folder = codec_folder_of(base)
     codec = load_codec(codec_folder, device=device)
     ctx.log(f"encoding {len(clips)} clips with {codec.name} ({codec.frame_rate:g} tokens/s)")
-    codes = encode_clips(root, clips, codec, codec_folder, log=ctx.log, should_stop=ctx.should_stop)
+    with dist.main_first():  # several ranks: rank 0 encodes and caches the codes, the others read the cache
+        codes = encode_clips(root, clips, codec, codec_folder, log=ctx.log, should_stop=ctx.should_stop)
 
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     layout = LlasaLayout.from_tokenizer(tokenizer, codec.codebook_size)
