@@ -71,6 +71,10 @@ def test_two_ranks_match_one_rank_with_the_doubled_batch(runner: JobRunner, tmp_
     run_dir = runner.workspace.run_dir(job["id"])
     assert json.loads((run_dir / "strategy.json").read_text())["used"] == "ddp"
     assert "rank 1/2 started" in runner.log(job, 1) and "rank 0/2 started" in runner.log(job, 0)
+    from lora_factory.core.jobs.views import JobViews  # what GET /api/jobs/{id}/log?rank=1 answers
+
+    view = JobViews(runner.workspace, runner.store, runner.jobs, None).log_tail(job["id"], 50, rank=1)
+    assert view["ranks"] == [0, 1] and any("rank 1/2 started" in line for line in view["lines"])
     adapter = runner.home / "lora_adapters" / "text" / "two"
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(runner.base)), str(adapter))
     assert any("lora_A" in name for name, _ in model.named_parameters())
