@@ -172,12 +172,14 @@ def run_job(job_id: str, home: Path) -> int:
                 if record.error:
                     ctx.log(f"plugin {record.name} not loaded: {record.error}")
             devices = job_devices()
-            ranks = len(devices) if kind == "train" and len(devices) > 1 else 1
-            # several ranks: each one loads on its own; a cancel while they load ends in the grace kill
+            # several devices: N ranks under the launcher (benchmarks/gpu_scale.py also launches one rank)
+            launched = kind == "train" and (len(devices) > 1 or os.environ.get("LORA_FACTORY_ALWAYS_LAUNCH") == "1")
+            # the ranks load on their own; a cancel while they load ends in the grace kill
             watcher = StopWhileLoading(store, job_id, ctx, restore_previous_output).start() \
-                if kind == "train" and ranks == 1 else None
+                if kind == "train" and not launched else None
             try:
-                if ranks > 1:
+                if launched:
+                    devices = devices or ["cpu:0"]
                     from lora_factory.core.jobs.ranks import launch_ranks
 
                     result = launch_ranks(job, home, ctx, devices)
