@@ -109,7 +109,7 @@ def run_rank(job_id: str, home: Path) -> int:
         _redirect_output(log_path)
     resume_ckpt = latest_checkpoint(run_dir / "checkpoints") if job["resume"] else None
     if rank == 0:
-        from lora_factory.core.jobs.worker import ProgressWriter
+        from lora_factory.core.jobs.hook_call import ProgressWriter
 
         writer = ProgressWriter(store, job_id)
         batch = effective_batch(job["spec"], world)
@@ -129,7 +129,7 @@ def run_rank(job_id: str, home: Path) -> int:
     try:
         export_to_environment(home)
         init_process_group(rank, world)
-        from lora_factory.core.jobs.worker import call_hook
+        from lora_factory.core.jobs.hook_call import call_hook
 
         result = call_hook(plugin_host, kind, modality, spec=merge_secrets(job["spec"], load_secrets(run_dir)), ctx=ctx)
         if writer is not None:
@@ -148,7 +148,7 @@ def run_rank(job_id: str, home: Path) -> int:
         except OSError:
             pass
         if rank == 0:  # the worker reports the plugin's own error (its code and words), not only "rank 0 died"
-            from lora_factory.core.jobs.worker import error_body
+            from lora_factory.core.jobs.hook_call import error_body
 
             try:
                 write_text_atomic(run_dir / RANK_RESULT_FILE, json.dumps({"error": error_body(exc)}, ensure_ascii=False))
