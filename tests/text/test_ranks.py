@@ -127,3 +127,25 @@ def test_cancel_ends_every_rank(runner: JobRunner) -> None:
     for pid in pids.values():
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert any(p.name.startswith("checkpoint-") for p in runner.workspace.run_dir(job_id).joinpath("checkpoints").iterdir())
+
+
+def test_strategies_that_cannot_run_here_are_clear_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeepSpeed without the package: 422 at submit; FSDP on CPU ranks: the job's error, never quiet DDP."""
+    from lora_factory.kit import LoRAFactoryError
+    from lora_factory.plugins.text import strategy
+    from lora_factory.plugins.text.presets import read_train_params, resolve_train_spec
+
+    monkeypatch.setattr(strategy, "deepspeed_available", lambda: False)
+    with pytest.raises(LoRAFactoryError) as err:
+        resolve_train_spec({"preset": "quick", "params": {"strategy": "deepspeed_zero3"}})
+    assert err.value.code == "STRATEGY_UNAVAILABLE" and err.value.http_status == 422
+    assert "DeepSpeed" in err.value.message_en
+
+    params = read_train_params(resolve_train_spec({"preset": "quick", "params": {"strategy": "fsdp"}})["params"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(LoRAFactoryError) as err:
+        strategy.strategy_arguments(params, tmp_path)
+    assert err.value.code == "STRATEGY_UNAVAILABLE" and "GPU" in err.value.message_en
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one device: the strategy does not matter and is recorded so
+    assert "fsdp" not in strategy.strategy_arguments(params, tmp_path)
+    assert json.loads((tmp_path / "strategy.json").read_text())["used"] == "single"

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lora_factory.kit import LoRAFactoryError, dist
+from lora_factory.kit import LoRAFactoryError, devices, dist
 
 DEEPSPEED_STRATEGIES = {"deepspeed_zero2": 2, "deepspeed_zero3": 3}
 
@@ -60,6 +60,13 @@ def strategy_arguments(params: Any, run_dir: Path, log: Any = None) -> dict[str,
     world = dist.world_size()
     extra: dict[str, Any] = {"ddp_timeout": int(dist.collective_timeout_s())}
     used = strategy if world > 1 else "single"
+    if world > 1 and strategy == "fsdp" and not devices.cuda_available():
+        # accelerate runs FSDP on accelerators only: on CPU ranks the Trainer would quietly train plain DDP
+        raise LoRAFactoryError(
+            "STRATEGY_UNAVAILABLE",
+            "fsdp は GPU でのみ使えます。CPU のデバイス(cpu:N)では ddp を選んでください。",
+            "fsdp runs on GPUs only; on CPU devices (cpu:N) choose ddp.", 422,
+            detail={"field": "params.strategy", "strategy": strategy})
     if world > 1 and strategy == "fsdp":
         extra.update(fsdp="full_shard auto_wrap", fsdp_config={
             "version": 2, "reshard_after_forward": True, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
