@@ -27,7 +27,7 @@ def modalities(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/system")
 def system(svc: Services = Depends(services)) -> dict[str, Any]:
-    return system_info(svc.workspace.home) | {"health": svc.health.report()}
+    return system_info(svc.workspace.home) | {"health": svc.health.report(), "cluster": svc.jobs.cluster.view()}
 
 
 @router.get("/health")

@@ -10,6 +10,7 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -147,8 +148,12 @@ class JobStore:
                 raise
         return cur.rowcount == 1
 
-    def claim_next(self, max_gpu_jobs: int, max_other_jobs: int) -> dict[str, Any] | None:
-        """Atomically move the oldest startable queued job to ``running`` (FIFO per resource class)."""
+    def claim_next(self, max_gpu_jobs: int, max_other_jobs: int,
+                   can_start: Callable[[str, str | None], bool] | None = None) -> dict[str, Any] | None:
+        """Atomically move the oldest startable queued job to ``running`` (FIFO per resource class).
+
+        ``can_start(job_id, spec_json)`` may hold a job back (a cluster job while the cluster's free
+        resources do not fit it); the jobs behind it are still considered."""
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -161,6 +166,8 @@ class JobStore:
                 row = None
                 for candidate in self._conn.execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq"):
                     if (candidate["gpu"] and gpu_free) or (not candidate["gpu"] and other_free):
+                        if can_start is not None and not can_start(candidate["id"], candidate["spec"]):
+                            continue
                         row = candidate
                         break
                 if row is None:

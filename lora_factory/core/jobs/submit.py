@@ -13,6 +13,7 @@ from typing import Any
 from lora_factory.core.catalog.datasets import DatasetCatalog
 from lora_factory.core.catalog.models import Catalog
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs.cluster.admission import plan_cluster_job
 from lora_factory.core.jobs.regression import parse_suite
 from lora_factory.core.jobs.scheduler import JobManager
 from lora_factory.core.plugin_host.host import PluginHost
@@ -71,6 +72,10 @@ class JobSubmitter:
         resolved = self.plugins.call("resolve_train_spec", req.modality, spec=spec)
         if resolved is not None:
             spec = resolved
+        executor = plan_cluster_job(self.workspace.home, self.jobs.cluster)  # None: trains on this machine
+        if executor is not None:  # the cluster's workers train; no local device is taken
+            return self.jobs.submit("train", req.modality, {**spec, "executor": executor}, output_name=output_name,
+                                    gpu=False)
         return self.jobs.submit("train", req.modality, spec, output_name=output_name)
 
     def start_refine(self, req: RefineRequest) -> str:

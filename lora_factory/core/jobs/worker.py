@@ -172,8 +172,16 @@ def run_job(job_id: str, home: Path) -> int:
                     ctx.log(f"plugin {record.name} not loaded: {record.error}")
             watcher = StopWhileLoading(store, job_id, ctx, restore_previous_output).start() if kind == "train" else None
             try:
-                result = call_hook(plugin_host, kind, modality, spec=merge_secrets(job["spec"], load_secrets(run_dir)),
-                                   ctx=ctx)
+                spec = dict(job["spec"])
+                executor = spec.pop("executor", None)  # where the hook runs is the host's business, not the plugin's
+                if executor:
+                    from lora_factory.core.jobs.cluster.driver import run_on_cluster
+
+                    result = run_on_cluster(executor, job, spec, home, ctx, on_progress=writer,
+                                            stop_requested=stop_requested, resume_checkpoint=resume_ckpt)
+                else:
+                    result = call_hook(plugin_host, kind, modality, spec=merge_secrets(spec, load_secrets(run_dir)),
+                                       ctx=ctx)
             finally:
                 if watcher is not None:
                     with ctx.poll_lock:
