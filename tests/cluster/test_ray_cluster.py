@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import time
 
 import pytest
@@ -67,22 +69,42 @@ def test_a_text_job_trains_on_the_cluster(cluster_server, ray_cluster):
     assert config["spec"]["executor"]["resources_per_worker"] == {"CPU": 1.0}  # re-runnable on the same cluster
 
 
-def test_a_cluster_job_cancels(cluster_server):
+def _wait_step(c, job_id: str, step: int, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(f"/train/status/{job_id}").json()
+        if (job.get("step") or 0) >= step or job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not reach step {step}: {job}")
+
+
+def test_a_lost_worker_fails_the_job_which_resumes_on_the_cluster_and_cancels(cluster_server):
+    """A Ray worker killed mid-job (what a lost node does to its ranks) fails the job with the reason;
+    resume runs it on the cluster again from its last checkpoint; cancel stops the ranks cooperatively."""
     with cluster_server.client() as c:
-        job_id = _train(c, "on-ray-cancel", 2000)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            job = c.get(f"/train/status/{job_id}").json()
-            if (job.get("step") or 0) >= 1 or job["status"] not in ("queued", "running"):
-                break
-            time.sleep(0.3)
-        assert job["status"] == "running" and job["step"] >= 1, job
+        job_id = _train(c, "on-ray-lost", 400)
+        job = _wait_step(c, job_id, 4)
+        assert job["status"] == "running", job
+        log = "\n".join(c.get(f"/api/jobs/{job_id}/log?tail=400").json()["lines"])
+        pid = int(re.search(r"rank 0 started on node \S+ \(pid (\d+)\)", log).group(1))
+        os.kill(pid, signal.SIGKILL)
+        job = wait_for(c, job_id, ("completed", "failed", "canceled"), timeout=120)
+        assert job["status"] == "failed", job
+        error = job["error"]
+        assert error["code"] == "CLUSTER_WORKER_LOST" and error["detail"]["reason"] and "Resume" in error["message"]
+        assert error["message_ja"]
+        lost_at = job["step"]
+
+        assert c.post(f"/api/jobs/{job_id}/resume").status_code == 200
+        job = _wait_step(c, job_id, lost_at + 1)
+        assert job["status"] == "running", job
         assert c.post(f"/api/jobs/{job_id}/cancel").status_code == 200
         job = wait_for(c, job_id, ("completed", "failed", "canceled"), timeout=120)
-        assert job["status"] == "canceled", job
-        assert job["step"] < 2000 and not (job.get("error") or {}).get("code") == "CANCELED_KILLED", job
-        log = "\n".join(c.get(f"/api/jobs/{job_id}/log?tail=400").json()["lines"])
-    assert "asking the cluster's ranks to stop" in log
+        assert job["status"] == "canceled" and job["step"] < 400, job
+        assert (job.get("error") or {}).get("code") != "CANCELED_KILLED", job  # stopped by the ranks, not killed
+        log = "\n".join(c.get(f"/api/jobs/{job_id}/log?tail=2000").json()["lines"])
+    assert "resuming from checkpoint-" in log and "asking the cluster's ranks to stop" in log
 
 
 def test_an_unreachable_cluster_is_a_4xx_at_submit_and_in_the_system_tab(tmp_path, server_factory, tiny_workspaces):
