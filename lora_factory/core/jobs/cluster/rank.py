@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.errors import LoRAFactoryError, as_user_error
 
 
 def remap_paths(value: Any, old: str, new: str) -> Any:
@@ -65,10 +65,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             ray.get(channel.set_result.remote(result))
     except BaseException as exc:
-        from lora_factory.core.jobs.worker import error_body
-
-        body = error_body(exc)
-        body["detail"] = {**(body.get("detail") or {}), "rank": rank, "node": socket.gethostname(),
+        body = _error_body(exc)
+        cause = body.get("detail")
+        body["detail"] = {**(cause if isinstance(cause, dict) else {"cause": cause}), "rank": rank, "node": socket.gethostname(),
                           "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]}
         ray.get(channel.set_error.remote(rank, body))
         raise
@@ -78,7 +77,6 @@ def _run_hook(config: dict[str, Any], home: Path, run_dir: Path, channel: Any, r
     import ray
 
     from lora_factory.core.jobs.context import JobContext
-    from lora_factory.core.jobs.worker import call_hook
     from lora_factory.core.plugin_host.host import load_plugin_host
     from lora_factory.core.storage.secrets import load_secrets, merge_secrets
     from lora_factory.core.storage.settings import export_to_environment
@@ -102,4 +100,18 @@ def _run_hook(config: dict[str, Any], home: Path, run_dir: Path, channel: Any, r
                      stop_requested=stop_requested, resume_checkpoint=resume, kind=kind, modality=modality)
     ctx.log(f"rank {rank} started on node {socket.gethostname()} (pid {os.getpid()})")
     spec = merge_secrets(dict(config["spec"]), load_secrets(run_dir))
-    return call_hook(plugin_host, kind, modality, spec=spec, ctx=ctx)
+    result = plugin_host.call("train", modality, spec=spec, ctx=ctx)  # only train jobs go to a cluster
+    if result is None:
+        raise LoRAFactoryError("HOOK_NOT_IMPLEMENTED", f"モダリティ「{modality}」のプラグインは train を実装していません。",
+                               f"No plugin implements train for modality '{modality}'.", http_status=400)
+    return dict(result) if isinstance(result, dict) else {"value": result}
+
+
+def _error_body(exc: BaseException) -> dict[str, Any]:
+    """The job row's error, as the local worker writes it (``worker.error_body``, not imported: the
+    worker imports this package)."""
+    known = as_user_error(exc)
+    if known is not None:
+        return {"code": known.code, "message": known.message_en, "message_ja": known.message_ja, "detail": known.detail}
+    return {"code": "JOB_FAILED", "message": f"{type(exc).__name__}: {exc}",
+            "message_ja": f"ジョブが失敗しました: {type(exc).__name__}: {exc}", "detail": None}
