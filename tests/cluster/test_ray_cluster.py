@@ -1,8 +1,8 @@
 """Training jobs on a real Ray cluster (issue 15 §3): a 2-CPU head node on this machine, the server
 started with ``serve --cluster ADDRESS``, jobs through the same API and files as local ones.
 
-Slower than most host tests (Ray starts its workers, each worker imports torch): about a minute in
-all for the module on a quiet 2-core machine, so one server and one cluster serve all its tests.
+Slower than most host tests (Ray starts a controller and its workers for each job, each worker imports torch:
+about 30 s a job on a quiet 2-core machine, three jobs here), so one server and one cluster serve the module.
 """
 
 from __future__ import annotations
@@ -48,6 +48,15 @@ def test_the_system_tab_shows_the_clusters_nodes(cluster_server, ray_cluster):
     assert cluster["address"] == ray_cluster
     assert len(cluster["nodes"]) == 1 and cluster["nodes"][0]["alive"]
     assert cluster["nodes"][0]["resources"]["CPU"] == 2.0 and cluster["total"]["CPU"] == 2.0
+    with cluster_server.client() as c:  # workers no node can hold: refused at submit, nothing queued
+        assert c.put("/api/settings", json={"cluster_resources_per_worker": {"GPU": 1}}).status_code == 200
+        try:
+            r = c.post("/train/start", json={"base_model": "tiny", "dataset": "memo.jsonl", "output_name": "gpu",
+                                             "preset": "quick", "params": {"max_steps": 1}})
+        finally:
+            c.put("/api/settings", json={"cluster_resources_per_worker": None})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "CLUSTER_TOO_SMALL", r.text
+        assert c.get("/api/jobs").json()["jobs"] == []
 
 
 def test_a_text_job_trains_on_the_cluster(cluster_server, ray_cluster):

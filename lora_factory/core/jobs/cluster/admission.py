@@ -37,7 +37,7 @@ def plan_cluster_job(home: Path, monitor: ClusterMonitor, workers: int | None = 
             "This version runs cluster jobs with one worker only (set cluster_workers to 1).",
             http_status=422, detail={"workers": executor.workers})
     check_reachable(executor.address)
-    snapshot = monitor.snapshot(executor.address)
+    snapshot = monitor.snapshot(executor.address, wait=True, timeout=30)  # a few seconds, the first time only
     if snapshot and snapshot.get("ok") and not fits(executor.resources_per_worker, executor.workers,
                                                     snapshot["nodes"], "resources"):
         raise LoRAFactoryError(

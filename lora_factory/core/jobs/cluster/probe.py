@@ -88,7 +88,7 @@ class ClusterMonitor:
     def snapshot(self, address: str | None = None, wait: bool = False,
                  timeout: float = PROBE_TIMEOUT_S) -> dict[str, Any] | None:
         """The last answer for ``address`` (default: the configured cluster), None before the first;
-        starts a refresh when it is stale. With ``wait``, blocks until a fresh answer."""
+        starts a refresh when it is stale. With ``wait``, blocks until the first answer when there is none."""
         address = address or self.configured_address()
         if not address:
             return None
@@ -101,7 +101,7 @@ class ClusterMonitor:
                                           name="lora-factory-cluster-probe")
                 self._threads[address] = thread
                 thread.start()
-        if wait and stale and thread is not None:
+        if wait and last is None and thread is not None:
             thread.join(timeout)
             with self._lock:
                 last = self._last.get(address, last)
@@ -112,7 +112,7 @@ class ClusterMonitor:
         address = self.configured_address()
         if not address:
             return {"configured": False}
-        last = self.snapshot(address, wait=address not in self._last, timeout=wait_s)
+        last = self.snapshot(address, wait=True, timeout=wait_s)
         if last is None:
             return {"configured": True, "address": address, "ok": None, "pending": True}
         return {"configured": True, **last, "address": address}
