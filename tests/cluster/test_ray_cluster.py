@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from lora_factory.core.jobs.cluster.admission import ranks_available
 from tests.cluster.conftest import RAY_MISSING
 from tests.conftest import ServerProcess, free_port, wait_for
 from tests.text.conftest import MEMO_ROWS, write_chat_jsonl
@@ -60,9 +61,15 @@ def test_the_system_tab_shows_the_clusters_nodes(cluster_server, ray_cluster):
 
 
 def test_a_text_job_trains_on_the_cluster(cluster_server, ray_cluster):
+    """Two Ray Train workers (ranks) on the 2 CPUs once the rank entry point (issue 15 §2) is there, else one."""
     home = cluster_server.home
+    workers = 2 if ranks_available() else 1
     with cluster_server.client() as c:
-        job_id = _train(c, "on-ray", 4)
+        c.put("/api/settings", json={"cluster_workers": workers})
+        try:
+            job_id = _train(c, "on-ray", 4)
+        finally:
+            c.put("/api/settings", json={"cluster_workers": None})
         job = wait_for(c, job_id, ("completed", "failed", "canceled"), timeout=300)
         assert job["status"] == "completed", job
         assert job["spec"]["executor"]["address"] == ray_cluster and job["spec"]["executor"]["kind"] == "ray"
@@ -71,7 +78,13 @@ def test_a_text_job_trains_on_the_cluster(cluster_server, ray_cluster):
         assert job["step"] == 4 and job["loss"] is not None  # the row, fed through the channel actor
         log = c.get(f"/api/jobs/{job_id}/log?tail=400").json()["lines"]
     text = "\n".join(log)
-    assert f"connecting to Ray at {ray_cluster}" in text and "rank 0 started on node" in text
+    assert f"connecting to Ray at {ray_cluster}" in text and f"{workers} worker(s)" in text
+    assert job["spec"]["executor"]["workers"] == workers
+    if workers > 1:
+        assert job["result"]["distributed"]["world_size"] == 2, job["result"]
+        assert (home / "logs" / f"train_{job_id}.rank1.log").is_file()  # rank 1's own log
+    else:
+        assert "rank 0 started on node" in text
     adapter = home / "lora_adapters" / "text" / "on-ray"
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
     config = json.loads((home / "runs" / job_id / "config.json").read_text(encoding="utf-8"))

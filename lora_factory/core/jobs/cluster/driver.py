@@ -76,7 +76,7 @@ def run_on_cluster(executor: dict[str, Any], job: dict[str, Any], spec: dict[str
     try:
         channel = JobChannel.options(scheduling_strategy=_this_node()).remote()
         config = {"channel": channel, "job_id": job["id"], "kind": job["kind"], "modality": job["modality"],
-                  "home": remote_home, "spec": remap_paths(spec, local_home, remote_home),
+                  "home": remote_home, "local_home": local_home, "spec": remap_paths(spec, local_home, remote_home),
                   "resume_checkpoint": remap_paths(str(resume_checkpoint), local_home, remote_home)
                   if resume_checkpoint else None}
         remote_run = remap_paths(str(ctx.run_dir.resolve()), local_home, remote_home)

@@ -57,11 +57,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train
 
     channel = config["channel"]
-    rank = ray.train.get_context().get_world_rank()
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
     try:
         home = Path(config["home"])
         run_dir = check_shared_workspace(home, config["job_id"])
-        result = _run_hook(config, home, run_dir, channel, rank)
+        if world > 1:
+            result = _run_as_rank(config, home, run_dir, rank, world)
+        else:
+            result = _run_hook(config, home, run_dir, channel, rank)
         if rank == 0:
             ray.get(channel.set_result.remote(result))
     except BaseException as exc:
@@ -71,6 +75,33 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                           "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]}
         ray.get(channel.set_error.remote(rank, body))
         raise
+
+
+def _run_as_rank(config: dict[str, Any], home: Path, run_dir: Path, rank: int, world: int) -> dict[str, Any]:
+    """Several workers: each runs its share through the rank entry point of issue 15 §2, under the
+    torch.distributed environment Ray Train set; rank 0 leaves the hook's result in the run folder.
+
+    That entry point reads the job row and rank 0 writes its progress there itself: the workspace's
+    database is on the shared storage too, which the docs' limits name (docs/scaling.md)."""
+    from lora_factory.core.jobs.ranks import RANK_RESULT_FILE, run_rank
+
+    if config["home"] != config.get("local_home", config["home"]):
+        raise LoRAFactoryError(
+            "CLUSTER_WORKSPACE_PATH", "複数ワーカーのクラスタージョブは、ノードでもワークスペースが同じパスにある必要があります。",
+            "A cluster job with several workers needs the workspace at the same path on the nodes as here.",
+            http_status=500, detail={"home": config["home"], "local_home": config.get("local_home")})
+    code = run_rank(config["job_id"], home)
+    if code:
+        raise LoRAFactoryError("RANK_FAILED", f"ランク {rank} が終了コード {code} で終了しました。",
+                               f"Rank {rank} ended with exit code {code}.", http_status=500, detail={"rank": rank})
+    if rank != 0:
+        return {}
+    saved = json.loads((run_dir / RANK_RESULT_FILE).read_text(encoding="utf-8"))
+    result = dict(saved["result"])
+    result["distributed"] = {"world_size": world, "launcher": "ray.train.torch.TorchTrainer"}
+    if saved.get("stopped"):
+        result["stopped"] = True
+    return result
 
 
 def _run_hook(config: dict[str, Any], home: Path, run_dir: Path, channel: Any, rank: int) -> dict[str, Any]:
