@@ -10,6 +10,7 @@ written to the shared run folder, as a local job writes them.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
@@ -63,7 +64,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         home = Path(config["home"])
         run_dir = check_shared_workspace(home, config["job_id"])
         if world > 1:
-            result = _run_as_rank(config, home, run_dir, rank, world)
+            result = _run_as_rank(config, home, run_dir, channel, rank, world)
         else:
             result = _run_hook(config, home, run_dir, channel, rank)
         if rank == 0:
@@ -77,20 +78,28 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         raise
 
 
-def _run_as_rank(config: dict[str, Any], home: Path, run_dir: Path, rank: int, world: int) -> dict[str, Any]:
+def _run_as_rank(config: dict[str, Any], home: Path, run_dir: Path, channel: Any, rank: int,
+                 world: int) -> dict[str, Any]:
     """Several workers: each runs its share through the rank entry point of issue 15 §2, under the
-    torch.distributed environment Ray Train set; rank 0 leaves the hook's result in the run folder.
+    torch.distributed environment Ray Train set. The job row and rank 0's progress and stop flag come
+    and go through the driver's channel, so no rank opens the workspace's database; rank 0 leaves the
+    hook's result in the run folder, as under the local launcher."""
+    import ray
 
-    That entry point reads the job row and rank 0 writes its progress there itself: the workspace's
-    database is on the shared storage too, which the docs' limits name (docs/scaling.md)."""
     from lora_factory.core.jobs.ranks import RANK_RESULT_FILE, run_rank
 
-    if config["home"] != config.get("local_home", config["home"]):
-        raise LoRAFactoryError(
-            "CLUSTER_WORKSPACE_PATH", "複数ワーカーのクラスタージョブは、ノードでもワークスペースが同じパスにある必要があります。",
-            "A cluster job with several workers needs the workspace at the same path on the nodes as here.",
-            http_status=500, detail={"home": config["home"], "local_home": config.get("local_home")})
-    code = run_rank(config["job_id"], home)
+    if "job" in inspect.signature(run_rank).parameters:
+        job = {"id": config["job_id"], "kind": config["kind"], "modality": config["modality"],
+               "spec": dict(config["spec"]), "resume": bool(config.get("resume_checkpoint"))}
+        code = run_rank(config["job_id"], home, job=job, progress=lambda record: channel.progress.remote(record),
+                        stop_requested=lambda: bool(ray.get(channel.should_stop.remote())))
+    else:  # the entry point without that seam reads the job row itself: the ranks must share this host
+        if config["home"] != config.get("local_home", config["home"]):
+            raise LoRAFactoryError(
+                "CLUSTER_WORKSPACE_PATH", "複数ワーカーのクラスタージョブは、ノードでもワークスペースが同じパスにある必要があります。",
+                "A cluster job with several workers needs the workspace at the same path on the nodes as here.",
+                http_status=500, detail={"home": config["home"], "local_home": config.get("local_home")})
+        code = run_rank(config["job_id"], home)
     if code:
         raise LoRAFactoryError("RANK_FAILED", f"ランク {rank} が終了コード {code} で終了しました。",
                                f"Rank {rank} ended with exit code {code}.", http_status=500, detail={"rank": rank})
