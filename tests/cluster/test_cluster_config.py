@@ -63,3 +63,38 @@ def test_a_node_that_does_not_see_the_workspace_refuses_before_creating_anything
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"job_id": "20260101_000000_abcd"}), encoding="utf-8")
     assert check_shared_workspace(tmp_path / "ws", "20260101_000000_abcd") == run
+
+
+class _FixedMonitor:
+    """The monitor's last answer, fixed: the cluster's nodes and what is free on them."""
+
+    def __init__(self, free_cpus: float) -> None:
+        self.answer = {"ok": True, "checked_at": 1.0, "nodes": [{"alive": True, "available": {"CPU": free_cpus}}]}
+        self.invalidated: list[str] = []
+
+    def snapshot(self, address=None, wait=False, timeout=0):  # noqa: ANN001
+        return self.answer
+
+    def invalidate(self, address: str) -> None:
+        self.invalidated.append(address)
+
+
+def test_the_queue_holds_a_cluster_job_until_its_workers_fit_the_free_resources_and_lets_local_jobs_pass(tmp_path):
+    from lora_factory.core.jobs.cluster.admission import ClusterGate
+    from lora_factory.core.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "db.sqlite3")
+    executor = {"kind": "ray", "address": "10.0.0.5:6379", "workers": 2, "resources_per_worker": {"CPU": 1.0}}
+    cluster_job = store.create("train", "text", {"executor": executor}, "a", gpu=False)
+    local_job = store.create("train", "text", {}, "b", gpu=True)
+    monitor = _FixedMonitor(free_cpus=1.0)
+    waited: list[tuple[str, str]] = []
+    gate = ClusterGate(monitor)
+    gate.on_wait = lambda job_id, line: waited.append((job_id, line))
+    assert store.claim_next(1, 4, can_start=gate.can_start)["id"] == local_job  # the cluster job waits, the local one starts
+    assert store.claim_next(1, 4, can_start=gate.can_start) is None
+    assert waited and waited[0][0] == cluster_job and "2 worker(s)" in waited[0][1] and len(waited) == 1  # said once
+    monitor.answer["nodes"][0]["available"]["CPU"] = 2.0  # the cluster freed a CPU
+    assert store.claim_next(1, 4, can_start=gate.can_start)["id"] == cluster_job
+    assert monitor.invalidated == ["10.0.0.5:6379"]  # asked again before the next cluster job
+    store.close()

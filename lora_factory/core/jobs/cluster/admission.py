@@ -62,11 +62,11 @@ class ClusterGate:
     def can_start(self, job_id: str, spec_json: str | None) -> bool:
         try:
             block = (json.loads(spec_json or "{}") or {}).get("executor")
-        except ValueError:
+            executor = ClusterExecutor.model_validate(block) if block else None
+        except ValueError:  # a damaged spec (pydantic's error is one too): the worker fails it in words
             return True
-        if not block:
+        if executor is None:
             return True
-        executor = ClusterExecutor.model_validate(block)
         snapshot = self.monitor.snapshot(executor.address)
         if snapshot is None or not snapshot.get("checked_at"):
             return False  # the first answer is on its way (a few seconds)
