@@ -98,3 +98,17 @@ def test_the_queue_holds_a_cluster_job_until_its_workers_fit_the_free_resources_
     assert store.claim_next(1, 4, can_start=gate.can_start)["id"] == cluster_job
     assert monitor.invalidated == ["10.0.0.5:6379"]  # asked again before the next cluster job
     store.close()
+
+
+def test_a_cluster_job_without_ray_installed_is_refused_at_submit(tmp_path, monkeypatch):
+    import importlib.util
+
+    from lora_factory.core.jobs.cluster import admission
+
+    monkeypatch.delenv(ENV_ADDRESS, raising=False)
+    update_settings(tmp_path, {"cluster_address": "10.0.0.5:6379"})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(admission.importlib.util, "find_spec", lambda name: None if name == "ray" else real(name))
+    with pytest.raises(LoRAFactoryError) as err:
+        admission.plan_cluster_job(tmp_path, monitor=None)
+    assert err.value.code == "CLUSTER_RAY_MISSING" and "lora-factory[cluster]" in err.value.message_en

@@ -31,6 +31,11 @@ def plan_cluster_job(home: Path, monitor: ClusterMonitor, workers: int | None = 
     executor = executor_for(home, workers)
     if executor is None:
         return None
+    if importlib.util.find_spec("ray") is None:
+        raise LoRAFactoryError(
+            "CLUSTER_RAY_MISSING", "Ray がインストールされていません: pip install \"lora-factory[cluster]\" を実行してください。",
+            "Ray is not installed here: run pip install \"lora-factory[cluster]\".", http_status=409,
+            detail={"address": executor.address})
     if executor.workers > 1 and not ranks_available():
         raise LoRAFactoryError(
             "CLUSTER_WORKERS_UNSUPPORTED", "このバージョンではクラスターのジョブは 1 ワーカーのみです(設定 cluster_workers を 1 に)。",
