@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +84,17 @@ class RankContext(JobContext):
 
 
 # -- one rank ----------------------------------------------------------------------------------------
-def run_rank(job_id: str, home: Path) -> int:
+def run_rank(job_id: str, home: Path, job: dict[str, Any] | None = None,
+             progress: Callable[[dict[str, Any]], None] | None = None,
+             stop_requested: Callable[[], bool] | None = None) -> int:
     """Run this process's share of train job ``job_id``; 0 on success (rank 0 wrote the hook's result).
 
     Needs ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` (``LOCAL_RANK`` for the GPU);
     raises (a non-zero exit under a launcher) when the hook fails, after logging why.
+
+    A launcher whose ranks run on other hosts (Ray Train, ``core/jobs/cluster``) passes the job row
+    (``job``: id, kind, modality, spec, resume) and rank 0's ``progress`` and ``stop_requested``: the
+    ranks then never open the workspace's database (SQLite in WAL mode serves one host only).
     """
     from lora_factory.core.jobs.checkpoints import latest_checkpoint
     from lora_factory.core.jobs.store import JobStore
@@ -100,8 +107,9 @@ def run_rank(job_id: str, home: Path) -> int:
     home = Path(home)
     plugin_host = load_plugin_host(home)
     workspace = Workspace(home, plugin_host.modalities().keys())
-    store = JobStore(workspace.db_path)
-    job = store.get(job_id)
+    store = JobStore(workspace.db_path) if job is None else None
+    if store is not None:
+        job = store.get(job_id)
     kind, modality = job["kind"], job["modality"]
     run_dir = workspace.run_dir(job_id)
     log_path = rank_log_path(workspace.log_path(kind, job_id), rank)
@@ -111,15 +119,21 @@ def run_rank(job_id: str, home: Path) -> int:
     if rank == 0:
         from lora_factory.core.jobs.hook_call import ProgressWriter
 
-        writer = ProgressWriter(store, job_id)
+        writer = ProgressWriter(store, job_id) if store is not None else None
+        sink = writer if writer is not None else progress
         batch = effective_batch(job["spec"], world)
 
         def on_progress(record: dict[str, Any]) -> None:
-            writer({**record, "world_size": world, "effective_batch": batch["effective_batch"]})
+            if sink is not None:
+                sink({**record, "world_size": world, "effective_batch": batch["effective_batch"]})
+
+        def stop() -> bool:
+            if store is not None:
+                return bool(store.get(job_id)["cancel_requested_at"])
+            return bool(stop_requested and stop_requested())
 
         ctx: JobContext = JobContext(job_id, workspace, run_dir, log_path, on_progress=on_progress,
-                                     stop_requested=lambda: bool(store.get(job_id)["cancel_requested_at"]),
-                                     resume_checkpoint=resume_ckpt, kind=kind, modality=modality)
+                                     stop_requested=stop, resume_checkpoint=resume_ckpt, kind=kind, modality=modality)
     else:
         writer = None
         ctx = RankContext(job_id, workspace, run_dir, log_path, resume_checkpoint=resume_ckpt, kind=kind,

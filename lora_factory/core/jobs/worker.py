@@ -131,13 +131,20 @@ def run_job(job_id: str, home: Path) -> int:
             watcher = StopWhileLoading(store, job_id, ctx, restore_previous_output).start() \
                 if kind == "train" and not launched else None
             try:
-                if launched:
+                spec = dict(job["spec"])
+                executor = spec.pop("executor", None)  # where the hook runs is the host's business, not the plugin's
+                if executor:  # a Ray cluster's workers run the ranks (run_rank), driven from here
+                    from lora_factory.core.jobs.cluster.driver import run_on_cluster
+
+                    result = run_on_cluster(executor, job, spec, home, ctx, on_progress=writer,
+                                            stop_requested=stop_requested, resume_checkpoint=resume_ckpt)
+                elif launched:
                     devices = devices or ["cpu:0"]
                     from lora_factory.core.jobs.ranks import launch_ranks
 
                     result = launch_ranks(job, home, ctx, devices)
                 else:
-                    result = call_hook(plugin_host, kind, modality, spec=merge_secrets(job["spec"], load_secrets(run_dir)),
+                    result = call_hook(plugin_host, kind, modality, spec=merge_secrets(spec, load_secrets(run_dir)),
                                        ctx=ctx)
             finally:
                 if watcher is not None:
