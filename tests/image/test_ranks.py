@@ -101,7 +101,8 @@ def _parts(base: Path, params: object, load_parts: object) -> object:
     return _PARTS[str(base)]
 
 
-def test_rank_shares_of_a_batchs_inputs_are_the_whole_batchs_rows(tiny_sd15: Path, image_dataset: Path) -> None:
+def test_rank_shares_of_a_batchs_inputs_are_the_whole_batchs_rows(tiny_sd15: Path, image_dataset: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Flips, caption dropout (rate and every-n-epochs), colour shifts, the VAE draw of uncached latents and the
     regularisation weights of a whole batch are drawn on every rank in the same order: each rank's inputs are
     exactly its rows of one process's."""
@@ -120,6 +121,7 @@ def test_rank_shares_of_a_batchs_inputs_are_the_whole_batchs_rows(tiny_sd15: Pat
     params = ImageTrainParams(flip_aug=True, color_aug=True, caption_dropout_rate=0.5, caption_tag_dropout_rate=0.3,
                               caption_dropout_every_n_epochs=3, prior_loss_weight=0.25, min_snr_gamma=None)
     parts = _parts(tiny_sd15, params, load_parts)
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)  # the draws of a 2-rank job, in this process
     items = load_items(image_dataset)
     buckets = bucket_set(64, 64, False, None, None)
     examples = prepare_examples(items, buckets, False, 0)

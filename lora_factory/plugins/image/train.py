@@ -285,7 +285,9 @@ class ImageTrainingRun:
             ex = self.examples[index]
             flip = p.flip_aug and self.rng.random() < 0.5
             hue = draw_hue_shift(self.rng) if ex.latents is None and p.color_aug else None
-            vae_seed = self.rng.getrandbits(63) if ex.latents is None else None
+            # several ranks: each uncached image's VAE draw from its own seed, drawn for the whole batch
+            # (one process keeps the global RNG, as diffusers' script does)
+            vae_seed = self.rng.getrandbits(63) if ex.latents is None and dist.is_distributed() else None
             caption = "" if no_caption else augment_caption(
                 ex.item.caption, self.rng, shuffle=p.shuffle_caption, keep_tokens=p.keep_tokens,
                 dropout=p.caption_dropout_rate, tag_dropout=p.caption_tag_dropout_rate,
@@ -299,7 +301,7 @@ class ImageTrainingRun:
                 pixels = ex.pixels.flip(-1) if flip else ex.pixels
                 if hue is not None:
                     pixels = color_aug(pixels, shift=hue)
-                generator = torch.Generator().manual_seed(vae_seed)
+                generator = torch.Generator().manual_seed(vae_seed) if vae_seed is not None else None
                 latents.append(encode_latents(self.parts, pixels[None], generator)[0].cpu())
             captions.append(caption)
             height, width = ex.bucket[1], ex.bucket[0]
