@@ -152,7 +152,7 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     ctx.log(f"trainable parameters: {trainable}; reference: "
             + ("none (reference-free)" if method in ("orpo", "simpo") else "the base with the adapter disabled"))
-    resume = str(ctx.resume_checkpoint) if getattr(ctx, "resume_checkpoint", None) else None
+    resume = str(ctx.resume_checkpoint) if ctx.resume_checkpoint else None
     if resume:
         ctx.log(f"resume from {resume}")
     out = trainer.train(resume_from_checkpoint=resume)
