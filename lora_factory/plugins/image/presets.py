@@ -35,6 +35,8 @@ class ImageTrainParams(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
         "lora", description="lora: kohya networks.lora; locon / loha / lokr: LyCORIS (lycoris.kohya algo=...)")
+    dora: bool = Field(False, description="DoRA (LyCORIS dora_wd): a trained magnitude per input column, written as "
+                       "dora_scale for A1111 / ComfyUI; with any network_type, not Flux")
     reg_dataset: str | None = Field(
         None, description="regularisation images (kohya --reg_data_dir): a dataset in datasets/image/ with "
         "<repeats>_<class> folders; shown as often as the training images")
@@ -276,6 +278,7 @@ TITLES_JA: dict[str, str] = {
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
     "save_precision": "kohya ファイルの精度", "seed": "乱数シード", "vram_profile": "VRAM プロファイル",
     "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "network_weights": "続きから学習する LoRA (network_weights)",
+    "dora": "DoRA (重みの分解, dora_wd)",
     "adaptive_noise_scale": "適応ノイズスケール", "multires_noise_iterations": "マルチ解像度ノイズの段数",
     "multires_noise_discount": "マルチ解像度ノイズの減衰", "ip_noise_gamma": "入力摂動ノイズ (ip_noise_gamma)",
     "debiased_estimation_loss": "デバイアス推定ロス", "zero_terminal_snr": "ゼロ終端 SNR", "loss_type": "損失の種類",
@@ -311,6 +314,7 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "sample_sampler": "サンプル画像のサンプラー (k_euler_a や dpmsolver++ など kohya の名前も可)", "save_precision": "kohya ファイルの数値型",
     "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
     "network_type": "lora: kohya の networks.lora。locon / loha / lokr: LyCORIS (lycoris.kohya の algo)",
+    "dora": "入力列ごとの大きさも学習し dora_scale として保存 (LyCORIS の dora_wd。A1111 / ComfyUI で読めます)。Flux では使えません",
     "adaptive_noise_scale": "ノイズオフセット + この値 × 潜在チャンネルの平均の絶対値 (noise_offset と併用)。空欄 = なし",
     "multires_noise_iterations": "ピラミッドノイズの段数 (6〜10 が目安)。0 = なし", "multires_noise_discount": "各段のノイズの重みの減衰",
     "ip_noise_gamma": "入力摂動ノイズ (0.1 が目安)。空欄 = なし", "debiased_estimation_loss": "各画像の損失に 1/sqrt(SNR) の重み",

@@ -42,6 +42,10 @@ class ImageTrainingRun:
                 "INVALID_TRAIN_PARAMS", f"Flux では network_type「{self.params.network_type}」は使えません(lora のみ)。",
                 f"network_type '{self.params.network_type}' is not available for Flux (lora only).", 422,
                 detail={"field": "network_type"})
+        if self.arch == "flux" and self.params.dora:  # the Flux file is diffusers-keyed: no dora_scale to write
+            raise LoRAFactoryError(
+                "INVALID_TRAIN_PARAMS", "Flux では DoRA (dora) は使えません。",
+                "DoRA (dora) is not available for Flux.", 422, detail={"field": "dora"})
         self.device = devices.pick_device()
         self.started_at = time.time()
         self.rng = random.Random(self.params.seed)

@@ -218,6 +218,11 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
             _inject(encoder, network_config(params, te_targets, False))
             encoder.train()
             trainable["text_encoder" if i == 0 else "text_encoder_2"] = encoder
+    if params.dora:  # LyCORIS' dora_wd on every adapted layer (see dora.py)
+        from lora_factory.plugins.image.dora import add_weight_decompose
+
+        for module in trainable.values():
+            add_weight_decompose(module)
     cast_training_params(list(trainable.values()), dtype=_float32())
     if params.gradient_checkpointing:
         parts.denoiser.enable_gradient_checkpointing()
