@@ -109,6 +109,8 @@ class ImageTrainParams(BaseModel):
     vae: str | None = Field(None, description="a VAE to train with (kohya --vae): models/image/vae/<name>; empty = the base's")
     no_half_vae: bool = Field(False, description="keep the VAE in fp32 under mixed precision (kohya --no_half_vae)")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto = bf16 / fp16 on a GPU, fp32 on a CPU")
+    full_bf16: bool = Field(False, description="the network's weights, gradients and optimizer state in bf16 "
+                            "(kohya --full_bf16; needs mixed_precision bf16)")
     quantize_base: Literal["none", "nf4"] = Field("none", description="nf4 = 4-bit base (Flux QLoRA, CUDA only)")
     save_every_n_steps: int = Field(0, ge=0, description="checkpoint interval; 0 = only at the end")
     save_every_n_epochs: int = Field(0, ge=0, description="write <name>-00000N.safetensors every N epochs; 0 = none")
@@ -127,6 +129,14 @@ class ImageTrainParams(BaseModel):
     save_precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the kohya file")
     seed: int = 42
     vram_profile: Literal["none", "8gb", "12gb", "24gb"] = Field("none", description="memory options for this GPU size")
+
+    @field_validator("full_bf16")
+    @classmethod
+    def _full_bf16(cls, value: bool, info: Any) -> bool:
+        """As sd-scripts: ``full_bf16`` only with ``mixed_precision`` bf16 (set explicitly, not auto)."""
+        if value and info.data.get("mixed_precision") != "bf16":
+            raise ValueError('full_bf16 needs mixed_precision "bf16" / full_bf16 には mixed_precision「bf16」が必要です')
+        return value
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -272,7 +282,7 @@ TITLES_JA: dict[str, str] = {
     "caption_tag_dropout_rate": "タグを落とす確率", "noise_offset": "ノイズオフセット", "min_snr_gamma": "Min-SNR ガンマ",
     "prediction_type": "予測タイプ", "cache_latents": "潜在表現をキャッシュ",
     "cache_text_encoder_outputs": "テキストエンコーダー出力をキャッシュ", "gradient_checkpointing": "勾配チェックポイント (省メモリ)",
-    "mixed_precision": "混合精度", "quantize_base": "ベースの量子化 (Flux QLoRA)", "save_every_n_steps": "チェックポイント間隔 (ステップ)",
+    "mixed_precision": "混合精度", "full_bf16": "ネットワークを bf16 で学習 (full_bf16)", "quantize_base": "ベースの量子化 (Flux QLoRA)", "save_every_n_steps": "チェックポイント間隔 (ステップ)",
     "sample_every_n_steps": "サンプル画像の間隔 (ステップ)", "sample_prompts": "サンプル用プロンプト (1 行に 1 つ)",
     "sample_every_n_epochs": "サンプル画像の間隔 (エポック)", "sample_sampler": "サンプルのサンプラー",
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
@@ -306,7 +316,9 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "keep_tokens": "シャッフル時に先頭に固定するタグの数 (トリガーワード)", "min_snr_gamma": "Min-SNR 重み付け。空欄 = なし",
     "prediction_type": "auto = スケジューラの設定 (SD2-v モデルは v-prediction)",
     "cache_text_encoder_outputs": "キャプションがステップ間で変わらず、テキストエンコーダーを学習しないときだけ有効",
-    "mixed_precision": "auto = GPU では bf16 / fp16、CPU では fp32", "quantize_base": "nf4 = 4bit のベース (Flux QLoRA、CUDA のみ)",
+    "mixed_precision": "auto = GPU では bf16 / fp16、CPU では fp32",
+    "full_bf16": "LoRA の重み・勾配・オプティマイザの状態を bf16 に (kohya の --full_bf16、省メモリ)。混合精度 bf16 が必要です",
+    "quantize_base": "nf4 = 4bit のベース (Flux QLoRA、CUDA のみ)",
     "save_every_n_steps": "チェックポイントの間隔。0 = 最後だけ", "sample_every_n_steps": "N ステップごとにサンプル画像。0 = 最後だけ",
     "sample_prompts": "固定のプロンプト (1 行に 1 つ)。kohya のオプション --n ネガティブ --w 幅 --h 高さ --s ステップ "
                       "--l CFG --d シード が使えます。空 = 最初のキャプション",
