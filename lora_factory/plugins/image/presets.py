@@ -103,6 +103,9 @@ class ImageTrainParams(BaseModel):
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto", description="auto = the scheduler's (v-prediction for SD2-v models)")
     cache_latents: bool = True
+    cache_latents_to_disk: bool = Field(
+        False, description="keep the latents in files too (kohya --cache_latents_to_disk): the next run on the same "
+        "images, VAE and buckets encodes nothing; written in the workspace, never into the dataset")
     cache_text_encoder_outputs: bool = Field(
         True, description="only when captions do not change between steps and the text encoders are frozen")
     gradient_checkpointing: bool = False
@@ -280,7 +283,7 @@ TITLES_JA: dict[str, str] = {
     "random_crop": "ランダムクロップ", "flip_aug": "左右反転", "shuffle_caption": "タグをシャッフル",
     "keep_tokens": "先頭に固定するタグ数", "caption_dropout_rate": "キャプションを落とす確率",
     "caption_tag_dropout_rate": "タグを落とす確率", "noise_offset": "ノイズオフセット", "min_snr_gamma": "Min-SNR ガンマ",
-    "prediction_type": "予測タイプ", "cache_latents": "潜在表現をキャッシュ",
+    "prediction_type": "予測タイプ", "cache_latents": "潜在表現をキャッシュ", "cache_latents_to_disk": "潜在表現をディスクにも保存",
     "cache_text_encoder_outputs": "テキストエンコーダー出力をキャッシュ", "gradient_checkpointing": "勾配チェックポイント (省メモリ)",
     "mixed_precision": "混合精度", "full_bf16": "ネットワークを bf16 で学習 (full_bf16)", "quantize_base": "ベースの量子化 (Flux QLoRA)", "save_every_n_steps": "チェックポイント間隔 (ステップ)",
     "sample_every_n_steps": "サンプル画像の間隔 (ステップ)", "sample_prompts": "サンプル用プロンプト (1 行に 1 つ)",
@@ -317,6 +320,8 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "prediction_type": "auto = スケジューラの設定 (SD2-v モデルは v-prediction)",
     "cache_text_encoder_outputs": "キャプションがステップ間で変わらず、テキストエンコーダーを学習しないときだけ有効",
     "mixed_precision": "auto = GPU では bf16 / fp16、CPU では fp32",
+    "cache_latents_to_disk": "潜在表現をファイルにも保存し、同じ画像・VAE・バケットの次の学習では VAE を使いません "
+                             "(kohya の --cache_latents_to_disk)。データセットには書きません",
     "full_bf16": "LoRA の重み・勾配・オプティマイザの状態を bf16 に (kohya の --full_bf16、省メモリ)。混合精度 bf16 が必要です",
     "quantize_base": "nf4 = 4bit のベース (Flux QLoRA、CUDA のみ)",
     "save_every_n_steps": "チェックポイントの間隔。0 = 最後だけ", "sample_every_n_steps": "N ステップごとにサンプル画像。0 = 最後だけ",

@@ -123,19 +123,40 @@ class ImageTrainingRun:
                          f"{len(over)} captions are longer than {limit} tokens and are cut (longest {max(over)}).{hint}")
 
     def _cache_latents(self) -> None:
-        from lora_factory.plugins.image.train_parts import encode_latents
-
-        if not self.params.cache_latents:
+        if not (self.params.cache_latents or self.params.cache_latents_to_disk):
             return
         if self.params.color_aug:  # each step sees other colours: nothing to cache (sd-scripts refuses the pair)
             self.ctx.log("color_aug のため潜在表現をキャッシュしません / latents not cached: color_aug changes the pixels")
             return
+        disk = self._latent_disk_cache()
         for ex in self.examples:
-            ex.latents = encode_latents(self.parts, ex.pixels[None])[0].cpu()
+            ex.latents = self._latents_of(ex, False, disk)
             if self.params.flip_aug:
-                ex.latents_flipped = encode_latents(self.parts, ex.pixels.flip(-1)[None])[0].cpu()
+                ex.latents_flipped = self._latents_of(ex, True, disk)
             ex.pixels = None
         self.ctx.log(f"cached latents of {len(self.examples)} images")
+        if disk:
+            self.ctx.log(f"latents on disk: {disk.hits} read, {disk.encoded} encoded ({disk.folder})")
+
+    def _latents_of(self, ex: Any, flipped: bool, disk: Any) -> Any:
+        """One example's latents (its flipped copy): read from the disk cache when it has them, else encoded."""
+        from lora_factory.plugins.image import train_parts
+
+        def encode() -> Any:
+            pixels = ex.pixels.flip(-1) if flipped else ex.pixels
+            return train_parts.encode_latents(self.parts, pixels[None])[0].cpu()
+
+        return disk.get(ex, flipped, encode) if disk else encode()
+
+    def _latent_disk_cache(self) -> Any:
+        """kohya's ``cache_latents_to_disk``, in the workspace keyed by image, VAE and bucket (see latent_cache)."""
+        if not self.params.cache_latents_to_disk:
+            return None
+        from lora_factory.plugins.image.latent_cache import LatentDiskCache
+        from lora_factory.plugins.image.train_parts import vae_dtype_name
+
+        source = self.vae_path or self.base / "vae"
+        return LatentDiskCache(Path(self.ctx.workspace.home), source, vae_dtype_name(self.precision, self.params.no_half_vae))
 
     def captions_vary(self) -> bool:
         p = self.params
