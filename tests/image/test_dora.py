@@ -256,3 +256,19 @@ def test_network_weights_continue_a_dora_run_from_a_dora_file_and_from_a_plain_l
         assert got.keys() == want.keys()
         bad = [k for k in want if not torch.allclose(got[k], want[k], atol=1e-5)]
         assert not bad, (ref, bad[:3])
+
+
+def test_merge_resize_and_checkpoint_export_refuse_a_dora_file(dora_run, tiny_sd15, tmp_path):
+    """They compute with ``up @ down`` only: the DoRA file would lose its ``dora_scale`` (another picture)."""
+    import shutil
+
+    from lora_factory.kit import LoRAFactoryError
+    from tests.image.test_export import _export
+
+    home = tmp_path / "ws"
+    adapter = home / "lora_adapters" / "image" / "mydora"
+    shutil.copytree(dora_run["out"], adapter)
+    for target, params in (("lora_resize", {"rank": 2}), ("a1111", {}), ("lora_merge", {"adapters": ["mydora"]})):
+        with pytest.raises(LoRAFactoryError) as err:
+            _export(home, tiny_sd15, adapter, target, params, "x", "x1")
+        assert err.value.code == "EXPORT_UNSUPPORTED" and "dora" in err.value.message_en, target
