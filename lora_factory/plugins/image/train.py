@@ -138,13 +138,14 @@ class ImageTrainingRun:
         if disk:
             self.ctx.log(f"latents on disk: {disk.hits} read, {disk.encoded} encoded ({disk.folder})")
 
-    def _latents_of(self, ex: Any, flipped: bool, disk: Any) -> Any:
-        """One example's latents (its flipped copy): read from the disk cache when it has them, else encoded."""
+    def _latents_of(self, ex: Any, flipped: bool, disk: Any, *generator: Any) -> Any:
+        """One example's latents (its flipped copy): read from the disk cache when it has them, else encoded
+        (with the draw's own ``generator`` when one is given)."""
         from lora_factory.plugins.image import train_parts
 
         def encode() -> Any:
             pixels = ex.pixels.flip(-1) if flipped else ex.pixels
-            return train_parts.encode_latents(self.parts, pixels[None])[0].cpu()
+            return train_parts.encode_latents(self.parts, pixels[None], *generator)[0].cpu()
 
         return disk.get(ex, flipped, encode) if disk else encode()
 
