@@ -248,6 +248,10 @@ for name in ("torch", "torchvision", "torchaudio"):
 """
 
 
+# what --test installs: the test tools, and Ray for the cluster tests (tests/cluster run against a local Ray)
+TEST_EXTRAS = ("test", "cluster")
+
+
 def package_spec(root: Path, extras: Sequence[str]) -> str:
     """The editable requirement: the repository path with its extras, ``/repo[test]``."""
     return str(root) + (f"[{','.join(extras)}]" if extras else "")
@@ -684,7 +688,7 @@ def run_setup(args: argparse.Namespace, log: SetupLog) -> Path:
     constraints = venv_dir / CONSTRAINTS_NAME
     write_text_atomic(constraints, constraints_text(pins))
     log(f"torch を固定しました / pinned in {constraints}: " + ", ".join(f"{k}=={v}" for k, v in sorted(pins.items())))
-    extras = ["test"] if args.test else []
+    extras = list(TEST_EXTRAS) if args.test else []
     install_package(python, constraints, extras, log)
     if args.with_speedups:
         done = install_speedups(python, constraints, log)

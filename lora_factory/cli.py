@@ -98,6 +98,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
               "every API call needs the token (api_token.txt in the workspace)", file=sys.stderr)
     if args.max_gpu_jobs:
         os.environ["LORA_FACTORY_MAX_GPU_JOBS"] = str(args.max_gpu_jobs)
+    if args.cluster:  # this run's training jobs go to the cluster (the setting cluster_address, for one run)
+        from lora_factory.core.jobs.cluster.config import ENV_ADDRESS, parse_address
+
+        parse_address(args.cluster)
+        os.environ[ENV_ADDRESS] = args.cluster
     app = create_app(args.home, bind_host=args.host, allowed_hosts=tuple(args.allowed_host or ()), port=args.port)
     print(f"LoRA Factory {__version__}: http://{args.host}:{args.port}  (workspace {app.state.services.workspace.home})")
     # open event streams (the UI follows jobs) must not keep Ctrl+C from stopping the server
@@ -452,6 +457,9 @@ def build_parser(argv: list[str] | None = None, with_plugins: bool = True) -> ar
     p.add_argument("--max-gpu-jobs", type=int, default=None,
                    help="GPU-bound jobs (train, eval, merge) run at once; default: one per device, or 1 on a machine "
                         "without devices ($LORA_FACTORY_MAX_GPU_JOBS; devices: $LORA_FACTORY_DEVICES)")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="send training jobs to this Ray cluster, e.g. 10.0.0.5:6379 or ray://10.0.0.5:10001 "
+                        "(overrides the cluster_address setting; $LORA_FACTORY_CLUSTER)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("jobs", parents=[common], help="list / show / cancel / logs / rerun / resume / delete jobs")

@@ -59,8 +59,9 @@ def dummy_home(tmp_path: Path) -> Path:
 class ServerProcess:
     """``lora-factory serve`` in a subprocess, as a user starts it."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, args: Iterable[str] = ()) -> None:
         self.home = home
+        self.args = list(args)  # more `serve` options (--cluster ADDRESS)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, **(env or {}))
@@ -69,7 +70,8 @@ class ServerProcess:
     def start(self, timeout: float = 30) -> ServerProcess:
         log = open(self.home.parent / f"server_{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lora_factory.cli", "serve", "--home", str(self.home), "--port", str(self.port)],
+            [sys.executable, "-m", "lora_factory.cli", "serve", "--home", str(self.home), "--port", str(self.port),
+             *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

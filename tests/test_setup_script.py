@@ -233,6 +233,16 @@ def test_package_spec(setup_module):
     assert setup_module.package_spec(root, ["test", "speed"]) == f"{root}[test,speed]"
 
 
+def test_the_test_set_up_installs_every_extra_the_tests_need(setup_module):
+    """tests/cluster run against a real Ray: ``--test`` installs ``[cluster]`` as well as ``[test]``."""
+    pyproject = (Path(setup_module.__file__).parent / "pyproject.toml").read_text(encoding="utf-8")
+    extras = pyproject.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    declared = {line.split("=", 1)[0].strip(): line.split("=", 1)[1] for line in extras.splitlines() if "= [" in line}
+    assert setup_module.TEST_EXTRAS == ("test", "cluster")
+    assert all(extra in declared for extra in setup_module.TEST_EXTRAS)
+    assert '"ray[train]' in declared["cluster"]
+
+
 # -- paths, ports, guards ----------------------------------------------------------------------------
 def test_venv_paths_per_platform(setup_module):
     venv = Path("v")

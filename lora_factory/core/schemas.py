@@ -160,6 +160,10 @@ class SettingsUpdate(StrictModel):
     hf_token: str | None = None
     hf_endpoint: str | None = None
     modality_owners: dict[str, str] | None = None
+    cluster_address: str | None = None
+    cluster_workers: int | None = None
+    cluster_resources_per_worker: dict[str, float] | None = None
+    cluster_workspace: str | None = None
 
 
 class PreferenceChoiceRequest(StrictModel):

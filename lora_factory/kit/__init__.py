@@ -6,7 +6,7 @@ never from ``lora_factory.core`` (nor from the package root): what is here is do
 library; each helper imports torch, transformers or huggingface_hub inside the function that needs it.
 
     from lora_factory.kit import hookimpl, LoRAFactoryError, JobContext, InferenceSession, Workspace
-    from lora_factory.kit import devices, files, hub, loop, media, model_card, presets, refine, trainer
+    from lora_factory.kit import devices, dist, files, hub, loop, media, model_card, presets, refine, trainer
     from lora_factory.kit.testing import FakeJobContext, FakeInferenceSession, temp_workspace  # in tests
 
 ``JobContext``, ``InferenceSession`` and ``Workspace`` are the typed faces of the hook arguments
@@ -18,7 +18,7 @@ from lora_factory import __version__
 from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.plugin_host.faces import InferenceSession, JobContext, Workspace
 from lora_factory.core.plugin_host.hookspecs import hookimpl
-from lora_factory.kit import devices, files, hub, loop, media, model_card, presets, refine, trainer
+from lora_factory.kit import devices, dist, files, hub, loop, media, model_card, presets, refine, trainer
 
 __all__ = ["LoRAFactoryError", "hookimpl", "__version__", "JobContext", "InferenceSession", "Workspace",
-           "devices", "files", "hub", "loop", "media", "model_card", "presets", "refine", "trainer"]
+           "devices", "dist", "files", "hub", "loop", "media", "model_card", "presets", "refine", "trainer"]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["make_accelerator", "mixed_precision_of", "PlannedBatches", "data_loader", "micro_batches",
-           "stop_everywhere"]
+           "to_device", "mean_everywhere", "without_ddp", "sync_gradients", "stop_everywhere"]
 
 
 def make_accelerator(device: str, mixed_precision: str = "no") -> Any:
@@ -35,13 +35,25 @@ def make_accelerator(device: str, mixed_precision: str = "no") -> Any:
 
     The process-wide mixed-precision state of an earlier run in the same process (tests, benchmarks)
     is reset first; the distributed state (which process, which device) is kept.
+
+    Several ranks (a multi-device job): the loop plans *global* batches and each rank trains its share
+    (:func:`lora_factory.kit.dist.batch_share`), so accelerate is told batches are split
+    (``split_batches``: a prepared scheduler steps once per optimizer step, not once per rank), and the
+    process group's collectives are bounded (``kit.dist.collective_timeout_s``).
     """
+    from datetime import timedelta
+
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs
+
+    from lora_factory.kit.dist import collective_timeout_s
 
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision, cpu=device == "cpu")
+    return Accelerator(mixed_precision=mixed_precision, cpu=device == "cpu",
+                       dataloader_config=DataLoaderConfiguration(split_batches=True),
+                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=collective_timeout_s()))])
 
 
 def mixed_precision_of(dtype: Any) -> str:
@@ -119,6 +131,60 @@ def micro_batches(loader: Any, batches: PlannedBatches, skip: int = 0) -> Iterat
         if empty:
             raise ValueError("an epoch without batches: no training data")
         epoch += 1
+
+
+def to_device(batch: Any, device: Any) -> Any:
+    """A collated batch (tensors in dicts / lists) onto ``device`` (what a prepared loader would do)."""
+    from accelerate.utils import send_to_device
+
+    return send_to_device(batch, device)
+
+
+def mean_everywhere(accelerator: Any, value: float) -> float:
+    """The mean of ``value`` over the ranks (itself with one process): a rank's weighted loss -> the global loss."""
+    if accelerator.num_processes == 1:
+        return float(value)
+    import torch
+
+    tensor = torch.tensor([float(value)], device=accelerator.device)
+    return float(accelerator.reduce(tensor, reduction="mean").item())
+
+
+def without_ddp(accelerator: Any, module: Any) -> Any:
+    """A prepared module without accelerate's DDP wrapper (its mixed-precision forward kept).
+
+    A hand-written loop reads its modules' attributes (``dtype``, ``config``), samples with them and
+    saves them; a DDP wrapper hides all of that. The loop syncs the (few) LoRA gradients itself, once
+    per optimizer step, with :func:`sync_gradients`, which gradient accumulation also prefers.
+    """
+    if accelerator.num_processes == 1:
+        return module
+    return accelerator.unwrap_model(module, keep_fp32_wrapper=True)
+
+
+def sync_gradients(accelerator: Any, params: Sequence[Any]) -> None:
+    """Average the gradients of ``params`` over the ranks (nothing with one process), in one collective.
+
+    Call it after the last backward of an optimizer step and before clipping: every rank then clips and
+    steps the same gradient, the one of the global batch.
+    """
+    if accelerator.num_processes == 1:
+        return
+    import torch
+    import torch.distributed as tdist
+
+    params = [p for p in params if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.detach().reshape(-1).float() for p in params])
+    tdist.all_reduce(flat, op=tdist.ReduceOp.SUM)
+    flat /= accelerator.num_processes
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset:offset + n].view_as(p.grad).to(p.grad.dtype))
+        offset += n
 
 
 def stop_everywhere(accelerator: Any, stop: bool) -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_factory.core.jobs.checkpoints import checkpoints, is_complete, latest_checkpoint
+from lora_factory.kit import dist
 
 __all__ = ["TrainerBridge", "StepReporter", "latest_checkpoint", "is_complete", "checkpoint_step"]
 
@@ -105,7 +106,11 @@ class TrainerBridge:
                 return control
 
             def _check_stop(self, state, control) -> None:  # noqa: ANN001
-                if not bridge.stopped and ctx.should_stop():
+                if bridge.stopped:
+                    return
+                # several ranks stop at the same step, or the others wait for the stopped one's gradients:
+                # rank 0 reads the cancel, every rank learns it through one collective
+                if dist.any_rank(ctx.should_stop()):
                     bridge.stopped = True
                     control.should_training_stop = True
                     control.should_save = True  # a checkpoint to resume from

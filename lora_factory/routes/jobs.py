@@ -33,8 +33,9 @@ def get_job(job_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
 
 
 @router.get("/{job_id}/log")
-def job_log(job_id: str, tail: int = Query(200, ge=1, le=5000), svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.job_views.log_tail(job_id, tail)
+def job_log(job_id: str, tail: int = Query(200, ge=1, le=5000), rank: int = Query(0, ge=0, le=4096),
+            svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.job_views.log_tail(job_id, tail, rank)
 
 
 @router.get("/{job_id}/metrics")

@@ -27,7 +27,8 @@ def modalities(svc: Services = Depends(services)) -> dict[str, Any]:
 
 @router.get("/system")
 def system(svc: Services = Depends(services)) -> dict[str, Any]:
-    return system_info(svc.workspace.home) | {"health": svc.health.report(), "devices": svc.jobs.devices.view()}
+    return system_info(svc.workspace.home) | {"health": svc.health.report(), "devices": svc.jobs.devices.view(),
+                                                 "cluster": svc.jobs.cluster.view()}
 
 
 @router.get("/devices")

@@ -8,15 +8,19 @@ import stat
 
 from tests.conftest import wait_for
 
+# the Ray cluster settings (tests/cluster), none set here
+NO_CLUSTER = {"cluster_address": None, "cluster_workers": None, "cluster_resources_per_worker": None,
+              "cluster_workspace": None}
+
 
 def test_token_is_masked_exported_to_workers_and_kept_out_of_config(dummy_home, server_factory, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     server = server_factory(dummy_home)
     with server.client() as c:
         assert c.get("/api/settings").json() == {"hf_token_set": False, "hf_token_hint": None, "hf_endpoint": None,
-                                                "modality_owners": {}}
+                                                "modality_owners": {}} | NO_CLUSTER
         view = c.put("/api/settings", json={"hf_token": "hf_secretvalue1234"}).json()
-        assert view == {"hf_token_set": True, "hf_token_hint": "…1234", "hf_endpoint": None, "modality_owners": {}}
+        assert view == {"hf_token_set": True, "hf_token_hint": "…1234", "hf_endpoint": None, "modality_owners": {}} | NO_CLUSTER
         assert "hf_secretvalue1234" not in c.get("/api/settings").text
         r = c.put("/api/settings", json={"hf_endpoint": "not a url"})
         assert r.status_code == 400 and r.json()["error"]["code"] == "SETTINGS_INVALID"

@@ -22,6 +22,8 @@ from typing import Any
 
 from lora_factory.core import process
 from lora_factory.core.errors import DISK_FULL_SIGNS, LoRAFactoryError, as_user_error, confirmation_required, disk_full
+from lora_factory.core.jobs.cluster.admission import ClusterGate
+from lora_factory.core.jobs.cluster.probe import ClusterMonitor
 from lora_factory.core.jobs.device_table import DeviceTable
 from lora_factory.core.jobs.store import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id
 from lora_factory.core.storage.db import now_iso
@@ -52,6 +54,10 @@ class JobManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._health: dict[str, Any] = {"last_tick_at": None, "consecutive_failures": 0, "last_error": None}
+        # a Ray cluster's free resources hold a cluster job back in the queue (core/jobs/cluster)
+        self.cluster = ClusterMonitor(workspace.home)
+        self.cluster_gate = ClusterGate(self.cluster)
+        self.cluster_gate.on_wait = lambda job_id, line: self._append_log(self.store.get(job_id), line)
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None = None,
@@ -154,7 +160,7 @@ class JobManager:
             self._reap_finished_children()
             while True:
                 job = self.store.claim_next(self.max_gpu_jobs, self.max_other_jobs, pool=self.devices.ids(),
-                                            avoid=self.devices.soft_held())
+                                            avoid=self.devices.soft_held(), can_start=self.cluster_gate.can_start)
                 if job is None:
                     break
                 if (job["gpu"] or job["devices"]) and self.before_gpu_job is not None:

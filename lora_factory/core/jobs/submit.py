@@ -13,6 +13,7 @@ from typing import Any
 from lora_factory.core.catalog.datasets import DatasetCatalog
 from lora_factory.core.catalog.models import Catalog
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs.cluster.admission import plan_cluster_job
 from lora_factory.core.jobs.regression import parse_suite
 from lora_factory.core.jobs.scheduler import JobManager
 from lora_factory.core.plugin_host.host import PluginHost
@@ -65,6 +66,10 @@ class JobSubmitter:
 
     def start_train(self, req: TrainStartRequest) -> str:
         spec = self.train_spec(req)
+        executor = plan_cluster_job(self.workspace.home, self.jobs.cluster)  # None: trains on this machine
+        if executor is not None:  # the cluster's workers train; no local device is taken
+            return self.jobs.submit("train", req.modality, {**spec, "executor": executor},
+                                    output_name=spec["output_name"], gpu=False, devices=0)
         return self.jobs.submit("train", req.modality, spec, output_name=spec["output_name"], devices=req.devices)
 
     def train_spec(self, req: TrainStartRequest, check_output: bool = True) -> dict[str, Any]:

@@ -72,13 +72,20 @@ class JobViews:
                   limit: int = 200) -> list[dict[str, Any]]:
         return [self.present_job(j) for j in self.store.list(kind, status, modality, limit)]
 
-    def log_tail(self, job_id: str, tail: int = 200) -> dict[str, Any]:
+    def log_tail(self, job_id: str, tail: int = 200, rank: int = 0) -> dict[str, Any]:
+        """The job log's last lines; ``rank`` N > 0: that rank's own log of a multi-device job.
+        ``ranks`` lists the ranks whose logs exist (``[0]`` for a one-process job)."""
+        from lora_factory.core.jobs.ranks import rank_log_path
+
         job = self.store.get(job_id)
-        path = self.jobs.log_path(job)
+        job_log = self.jobs.log_path(job)
+        path = rank_log_path(job_log, rank)
         lines: list[str] = []
         if path.exists():
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[-max(1, min(tail, 5000)):]
-        return {"job_id": job_id, "log_file": str(path), "lines": lines}
+        ranks = [0] + sorted(int(p.name.rsplit(".rank", 1)[1][:-4]) for p in job_log.parent.glob(f"{job_log.stem}.rank*.log")
+                             if p.name.rsplit(".rank", 1)[1][:-4].isdigit())
+        return {"job_id": job_id, "log_file": str(path), "lines": lines, "rank": rank, "ranks": ranks}
 
     def _run_records(self, job_id: str, name: str) -> list[dict[str, Any]]:
         """The records of a JSON-lines file of the job's run folder (a line being written is skipped)."""

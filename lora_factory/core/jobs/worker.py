@@ -13,69 +13,22 @@ import os
 import shutil
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from lora_factory.core.errors import LoRAFactoryError, as_user_error
+from lora_factory.core.errors import LoRAFactoryError
 from lora_factory.core.jobs.checkpoints import latest_checkpoint
 from lora_factory.core.jobs.context import JobContext
+from lora_factory.core.jobs.hook_call import ProgressWriter, call_hook, error_body
+from lora_factory.core.jobs.ranks import job_devices
 from lora_factory.core.jobs.store import JobStore
 from lora_factory.core.plugin_host.host import load_plugin_host
-from lora_factory.core.plugin_host.host_targets import HUB_TARGET
 from lora_factory.core.process import create_time
 from lora_factory.core.storage.db import now_iso
 from lora_factory.core.storage.secrets import load_secrets, merge_secrets
 from lora_factory.core.storage.settings import export_to_environment
 from lora_factory.core.storage.workspace import Workspace, has_files, write_text_atomic
-
-HOOK_BY_KIND = {
-    "download": "download_model",
-    "refine": "refine_dataset",
-    "train": "train",
-    "merge": "merge_adapter",
-    "export": "export_adapter",
-}
-
-
-class ProgressWriter:
-    """Persists progress to the job row, at most every 0.25 s (the last record always lands)."""
-
-    def __init__(self, store: JobStore, job_id: str) -> None:
-        self.store = store
-        self.job_id = job_id
-        self._last_write = 0.0
-        self._pending: dict[str, Any] | None = None
-        self._lock = threading.Lock()
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._pending = record
-            if time.monotonic() - self._last_write >= 0.25:
-                self.flush_locked()
-
-    def flush(self) -> None:
-        with self._lock:
-            self.flush_locked()
-
-    def flush_locked(self) -> None:
-        if self._pending is None:
-            return
-        rec = self._pending
-        self.store.update(self.job_id, step=rec.get("step"), max_steps=rec.get("max_steps"),
-                          loss=rec.get("loss"), metrics=rec)
-        self._pending = None
-        self._last_write = time.monotonic()
-
-
-def error_body(exc: BaseException) -> dict[str, Any]:
-    known = as_user_error(exc)
-    if known is not None:
-        return {"code": known.code, "message": known.message_en, "message_ja": known.message_ja, "detail": known.detail}
-    return {"code": "JOB_FAILED", "message": f"{type(exc).__name__}: {exc}",
-            "message_ja": f"ジョブが失敗しました: {type(exc).__name__}: {exc}", "detail": None}
-
 
 HOOK_RESULT_FILE = "hook_result.json"  # the hook's result, once its output is complete: a resume only publishes
 
@@ -171,10 +124,28 @@ def run_job(job_id: str, home: Path) -> int:
             for record in plugin_host.records:
                 if record.error:
                     ctx.log(f"plugin {record.name} not loaded: {record.error}")
-            watcher = StopWhileLoading(store, job_id, ctx, restore_previous_output).start() if kind == "train" else None
+            devices = job_devices()
+            # several devices: N ranks under the launcher (benchmarks/gpu_scale.py also launches one rank)
+            launched = kind == "train" and (len(devices) > 1 or os.environ.get("LORA_FACTORY_ALWAYS_LAUNCH") == "1")
+            # the ranks load on their own; a cancel while they load ends in the grace kill
+            watcher = StopWhileLoading(store, job_id, ctx, restore_previous_output).start() \
+                if kind == "train" and not launched else None
             try:
-                result = call_hook(plugin_host, kind, modality, spec=merge_secrets(job["spec"], load_secrets(run_dir)),
-                                   ctx=ctx)
+                spec = dict(job["spec"])
+                executor = spec.pop("executor", None)  # where the hook runs is the host's business, not the plugin's
+                if executor:  # a Ray cluster's workers run the ranks (run_rank), driven from here
+                    from lora_factory.core.jobs.cluster.driver import run_on_cluster
+
+                    result = run_on_cluster(executor, job, spec, home, ctx, on_progress=writer,
+                                            stop_requested=stop_requested, resume_checkpoint=resume_ckpt)
+                elif launched:
+                    devices = devices or ["cpu:0"]
+                    from lora_factory.core.jobs.ranks import launch_ranks
+
+                    result = launch_ranks(job, home, ctx, devices)
+                else:
+                    result = call_hook(plugin_host, kind, modality, spec=merge_secrets(spec, load_secrets(run_dir)),
+                                       ctx=ctx)
             finally:
                 if watcher is not None:
                     with ctx.poll_lock:
@@ -211,27 +182,6 @@ def _read_hook_result(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("result"), dict) else None
-
-
-def call_hook(plugin_host: Any, kind: str, modality: str, spec: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    if kind == "eval":
-        from lora_factory.core.jobs.regression import run_eval_job
-
-        return run_eval_job(plugin_host, modality, spec, ctx)
-    if kind == "export" and spec.get("target") == HUB_TARGET:
-        from lora_factory.core.jobs.hub_push import run_hub_push
-
-        return run_hub_push(spec, ctx)
-    result = plugin_host.call(HOOK_BY_KIND[kind], modality, spec=spec, ctx=ctx)
-    if result is None:
-        raise LoRAFactoryError(
-            "HOOK_NOT_IMPLEMENTED",
-            f"モダリティ「{modality}」のプラグインは {HOOK_BY_KIND[kind]} を実装していません。",
-            f"No plugin implements {HOOK_BY_KIND[kind]} for modality '{modality}'.",
-            http_status=400,
-        )
-    # a third-party hook may return any value: a dict is the contract, anything else is kept as is
-    return dict(result) if isinstance(result, dict) else {"value": result}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,14 @@ class Settings(BaseModel):
                                     description="a Hub mirror, e.g. https://hf-mirror.com")
     modality_owners: dict[str, str] | None = Field(
         None, description="which plugin serves a modality that several plugins declare, e.g. {\"text\": \"my_plugin\"}")
+    # a Ray cluster for training jobs (core/jobs/cluster); `serve --cluster ADDRESS` overrides the address for one run
+    cluster_address: str | None = Field(
+        None, pattern=r"^(ray://)?[A-Za-z0-9.:_\[\]-]+$", description="Ray cluster for training jobs, e.g. 10.0.0.5:6379")
+    cluster_workers: int | None = Field(None, ge=1, le=1024, description="Ray Train workers per training job (default 1)")
+    cluster_resources_per_worker: dict[str, float] | None = Field(
+        None, description="resources each worker asks for, e.g. {\"CPU\": 2} or {\"GPU\": 1, \"CPU\": 4} (default {\"CPU\": 1})")
+    cluster_workspace: str | None = Field(
+        None, description="this workspace's path on the cluster's nodes, when it is mounted elsewhere there")
 
 
 def settings_path(home: Path) -> Path:
@@ -101,7 +109,10 @@ def public_view(settings: Settings) -> dict[str, Any]:
     """What the API shows: whether a token is set, never the token itself."""
     token = settings.hf_token
     return {"hf_token_set": bool(token), "hf_token_hint": f"…{token[-4:]}" if token and len(token) > 8 else None,
-            "hf_endpoint": settings.hf_endpoint, "modality_owners": settings.modality_owners or {}}
+            "hf_endpoint": settings.hf_endpoint, "modality_owners": settings.modality_owners or {},
+            "cluster_address": settings.cluster_address, "cluster_workers": settings.cluster_workers,
+            "cluster_resources_per_worker": settings.cluster_resources_per_worker,
+            "cluster_workspace": settings.cluster_workspace}
 
 
 def export_to_environment(home: Path) -> None:

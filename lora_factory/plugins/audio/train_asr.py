@@ -13,14 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from lora_factory.kit import presets
+from lora_factory.kit import dist, presets
 from lora_factory.plugins.audio.asr import WHISPER_RATE, WhisperModel
 from lora_factory.plugins.audio.audio_io import read_audio
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
 from lora_factory.plugins.audio.dataset_inspect import check_clips
 from lora_factory.plugins.audio.metrics import corpus_rates
 from lora_factory.plugins.audio.presets import AudioTrainParams
-from lora_factory.plugins.audio.train_tts import TrainingDataError, lora_config, lr_at, planned_loader
+from lora_factory.plugins.audio.train_tts import (
+    TrainingDataError,
+    lora_config,
+    lr_at,
+    planned_loader,
+    rank_batch,
+    weighted,
+)
 
 WHISPER_TARGETS = ["q_proj", "v_proj"]
 
@@ -41,6 +48,11 @@ def collate_whisper(chosen: list[tuple[np.ndarray, list[int]]]) -> dict[str, Any
     for row, (_, lab) in enumerate(chosen):
         labels[row, :len(lab)] = torch.tensor(lab)
     return {"input_features": torch.tensor(np.stack([f for f, _ in chosen])), "labels": labels}
+
+
+def label_tokens(items: list[tuple[np.ndarray, list[int]]]) -> int:
+    """The label tokens Whisper's loss averages over."""
+    return sum(len(labels) for _, labels in items)
 
 
 def evaluate_rates(whisper: WhisperModel, items: list[tuple[np.ndarray, str]], language: str) -> dict[str, float]:
@@ -70,7 +82,7 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     processor = whisper.processor
     processor.tokenizer.set_prefix_tokens(language=params.language, task="transcribe", predict_timestamps=False)
     held_out = [(waves[i], clips[i].text) for i in eval_idx]
-    before = evaluate_rates(whisper, held_out, params.language)
+    before = evaluate_rates(whisper, held_out, params.language) if dist.is_main_process() else {}
     if before:
         ctx.log(f"held-out before training: CER {before['cer']:.3f} WER {before['wer']:.3f} ({len(held_out)} clips)")
 
@@ -92,8 +104,9 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate, weight_decay=params.weight_decay)
     accelerator = loop.make_accelerator(device, "no")  # Whisper loads and trains in fp32 (``dtype`` unused)
-    loader, batches = planned_loader(examples, params, collate_whisper)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader, device_placement=[False, True, True])
+    loader, batches = planned_loader(examples, params)
+    model, optimizer = accelerator.prepare(model, optimizer, device_placement=[False, True])
+    model = loop.without_ddp(accelerator, model)  # several ranks: gradients synced below, once per step
     main = accelerator.is_main_process
 
     def save_checkpoint(folder: Path) -> None:
@@ -119,14 +132,16 @@ def train_asr_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
             group["lr"] = lr
         total = 0.0
         for _ in range(params.gradient_accumulation):
-            _, batch = next(micro_batches)
-            loss = model(**batch).loss / params.gradient_accumulation
+            _, items = next(micro_batches)
+            batch, weight = rank_batch(items, collate_whisper, label_tokens, accelerator.device)
+            loss = weighted(model(**batch).loss, weight, params.gradient_accumulation)
             accelerator.backward(loss)
             total += float(loss.detach())
+        loop.sync_gradients(accelerator, trainable)
         accelerator.clip_grad_norm_(trainable, params.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_value = total
+        loss_value = loop.mean_everywhere(accelerator, total)
         if loop.stop_everywhere(accelerator, main and reporter.step(step, loss_value, lr=lr)):
             stopped = True
             break

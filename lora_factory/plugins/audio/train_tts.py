@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from lora_factory.kit import presets
+from lora_factory.kit import dist, presets
 from lora_factory.plugins.audio.audio_io import write_audio
 from lora_factory.plugins.audio.codec import codec_folder_of, load_codec
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
@@ -44,14 +44,37 @@ def epoch_batches(order_seed: int, n: int, batch: int, epoch: int) -> list[list[
     return [perm[start:start + batch].tolist() for start in range(0, n, batch)]
 
 
-def planned_loader(examples: list[Any], params: AudioTrainParams,
-                   collate_fn: Callable[[list[Any]], Any]) -> tuple[Any, Any]:
-    """The examples in :func:`epoch_batches` order as a loader (not prepared yet) and its batch plan."""
-    from lora_factory.kit import loop
+def planned_loader(examples: list[Any], params: AudioTrainParams) -> tuple[Any, Any]:
+    """The examples in :func:`epoch_batches` order as a loader of *global* batches (lists of examples:
+    per device × devices, the same on every rank; :func:`rank_batch` takes this rank's share) and its plan."""
+    from lora_factory.kit import dist, loop
 
-    batches = loop.PlannedBatches(lambda epoch: epoch_batches(params.seed, len(examples), params.batch_size, epoch),
-                                  params.batch_size)
-    return loop.data_loader(examples, batches, collate_fn), batches
+    size = params.batch_size * dist.world_size()
+    batches = loop.PlannedBatches(lambda epoch: epoch_batches(params.seed, len(examples), size, epoch), size)
+    return loop.data_loader(examples, batches), batches
+
+
+def rank_batch(items: list[Any], collate_fn: Callable[[list[Any]], Any], loss_items: Callable[[list[Any]], int],
+               device: Any) -> tuple[dict[str, Any], float]:
+    """This rank's share of a global micro-batch, collated onto ``device``, and the weight of its mean loss
+    (by loss tokens, so N ranks train the global batch's token mean, as one process would). One process:
+    the whole batch, weight 1."""
+    from lora_factory.kit import dist, loop
+
+    if dist.world_size() == 1:
+        return loop.to_device(collate_fn(items), device), 1.0
+    local, _, empty = dist.batch_share(items)
+    weight = 0.0 if empty else dist.share_weight(loss_items(local), loss_items(items))
+    return loop.to_device(collate_fn(local), device), weight
+
+
+def causal_loss_tokens(items: list[dict[str, list[int]]]) -> int:
+    """The tokens a causal LM's loss averages over (labels after the shift, -100 left out)."""
+    return sum(sum(1 for t in item["labels"][1:] if t != -100) for item in items)
+
+
+def weighted(loss: Any, weight: float, accumulation: int) -> Any:
+    return loss / accumulation if weight == 1.0 else loss * (weight / accumulation)
 
 
 def lora_config(params: AudioTrainParams, task_type: str | None = "CAUSAL_LM") -> Any:
@@ -104,7 +127,8 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     codec_folder = codec_folder_of(base)
     codec = load_codec(codec_folder, device=device)
     ctx.log(f"encoding {len(clips)} clips with {codec.name} ({codec.frame_rate:g} tokens/s)")
-    codes = encode_clips(root, clips, codec, codec_folder, log=ctx.log, should_stop=ctx.should_stop)
+    with dist.main_first():  # several ranks: rank 0 encodes and caches the codes, the others read the cache
+        codes = encode_clips(root, clips, codec, codec_folder, log=ctx.log, should_stop=ctx.should_stop)
 
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     layout = LlasaLayout.from_tokenizer(tokenizer, codec.codebook_size)
@@ -124,8 +148,9 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
     # mixed precision (bf16 / fp16 autocast, fp16's gradient scaler) from the accelerator; the model is
     # on its device already
     accelerator = loop.make_accelerator(device, loop.mixed_precision_of(dtype))
-    loader, batches = planned_loader(examples, params, lambda items: collate(items, pad_id))
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader, device_placement=[False, True, True])
+    loader, batches = planned_loader(examples, params)
+    model, optimizer = accelerator.prepare(model, optimizer, device_placement=[False, True])
+    model = loop.without_ddp(accelerator, model)  # several ranks: gradients synced below, once per step
     main = accelerator.is_main_process
 
     def save_checkpoint(folder: Path) -> None:
@@ -172,17 +197,20 @@ def train_tts_adapter(spec: dict[str, Any], ctx: Any, make_reporter: Callable[..
             group["lr"] = lr
         total = 0.0
         for _ in range(params.gradient_accumulation):
-            _, batch = next(micro_batches)
-            loss = model(**batch).loss / params.gradient_accumulation
+            _, items = next(micro_batches)
+            batch, weight = rank_batch(items, lambda chosen: collate(chosen, pad_id), causal_loss_tokens,
+                                       accelerator.device)
+            loss = weighted(model(**batch).loss, weight, params.gradient_accumulation)
             accelerator.backward(loss)
             total += float(loss.detach())
-            n_tokens = int(batch["attention_mask"].sum())
+            n_tokens = sum(len(item["input_ids"]) for item in items)  # the global batch's
             tokens_seen += n_tokens
             step_tokens += n_tokens
+        loop.sync_gradients(accelerator, trainable)
         accelerator.clip_grad_norm_(trainable, params.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        loss_value = total
+        loss_value = loop.mean_everywhere(accelerator, total)
         elapsed = max(time.perf_counter() - started, 1e-9)
         cancel = main and reporter.step(step, loss_value, lr=lr, tokens_per_s=round(step_tokens / elapsed, 1))
         if loop.stop_everywhere(accelerator, cancel):

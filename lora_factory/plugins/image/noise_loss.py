@@ -19,16 +19,26 @@ import math
 from typing import Any
 
 
-def offset_noise(latents: Any, noise: Any, params: Any, generator: Any) -> Any:
-    """``noise`` plus the (adaptive) noise offset, per image and channel."""
+def offset_noise(latents: Any, noise: Any, params: Any, generator: Any, rows: slice | None = None) -> Any:
+    """``noise`` plus the (adaptive) noise offset, per image and channel.
+
+    ``rows``: ``latents`` are these rows of ``noise``'s (global) batch, one rank's share: the offsets are drawn for
+    the whole batch. The adaptive part needs each image's latents, so rows of other ranks get the plain offset
+    (only their pyramid std, which mixes the whole batch, can then differ slightly from one process's).
+    """
     import torch
 
     if not params.noise_offset:
         return noise
-    bsz, channels = latents.shape[:2]
+    bsz, channels = noise.shape[:2]
     offset: Any = params.noise_offset
     if params.adaptive_noise_scale is not None:
-        offset = (offset + params.adaptive_noise_scale * latents.mean(dim=(2, 3), keepdim=True).abs()).clamp(min=0.0)
+        mine = (offset + params.adaptive_noise_scale * latents.mean(dim=(2, 3), keepdim=True).abs()).clamp(min=0.0)
+        if rows is None or mine.shape[0] == bsz:
+            offset = mine
+        else:
+            offset = torch.full((bsz, channels, 1, 1), float(max(offset, 0.0)), dtype=mine.dtype, device=mine.device)
+            offset[rows] = mine
     return noise + offset * torch.randn((bsz, channels, 1, 1), generator=generator).to(noise.device)
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lora_factory.kit import LoRAFactoryError, devices, presets, trainer
+from lora_factory.kit import LoRAFactoryError, devices, dist, presets, trainer
 from lora_factory.plugins.image.dataset import load_items
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.presets import ImageTrainParams
@@ -123,18 +123,33 @@ class ImageTrainingRun:
                          f"{len(over)} captions are longer than {limit} tokens and are cut (longest {max(over)}).{hint}")
 
     def _cache_latents(self) -> None:
+        """Each rank encodes every N-th image (kohya's split), then the ranks pool their shares. Each image
+        draws from its own generator, so the cache holds the same latents whatever the number of ranks. With
+        ``cache_latents_to_disk`` each rank reads its share from the disk cache first (and writes what it
+        encodes there)."""
+        import torch
+
         if not (self.params.cache_latents or self.params.cache_latents_to_disk):
             return
         if self.params.color_aug:  # each step sees other colours: nothing to cache (sd-scripts refuses the pair)
             self.ctx.log("color_aug のため潜在表現をキャッシュしません / latents not cached: color_aug changes the pixels")
             return
         disk = self._latent_disk_cache()
+        rank, world = dist.rank(), dist.world_size()
+        mine: dict[int, tuple[Any, Any]] = {}
+        for ex in self.examples[rank::world]:
+            generator = torch.Generator().manual_seed(self.params.seed * 1_000_003 + ex.index)
+            latents = self._latents_of(ex, False, disk, generator)
+            flipped = self._latents_of(ex, True, disk, generator) if self.params.flip_aug else None
+            mine[ex.index] = (latents, flipped)
+        pooled: dict[int, tuple[Any, Any]] = {}
+        for share in dist.gather_objects(mine):
+            pooled.update(share)
         for ex in self.examples:
-            ex.latents = self._latents_of(ex, False, disk)
-            if self.params.flip_aug:
-                ex.latents_flipped = self._latents_of(ex, True, disk)
+            ex.latents, ex.latents_flipped = pooled[ex.index]
             ex.pixels = None
-        self.ctx.log(f"cached latents of {len(self.examples)} images")
+        self.ctx.log(f"cached latents of {len(self.examples)} images"
+                     + (f" ({len(mine)} encoded by rank {rank} of {world})" if world > 1 else ""))
         if disk:
             self.ctx.log(f"latents on disk: {disk.hits} read, {disk.encoded} encoded ({disk.folder})")
 
@@ -183,10 +198,15 @@ class ImageTrainingRun:
         texts = {t for line in prompts for t in (parse_prompt_line(line)["prompt"],
                                                  parse_prompt_line(line).get("negative_prompt", ""))}
         wanted = sorted({ex.item.caption for ex in self.examples} | texts | {""})
-        with torch.no_grad():
-            for caption in wanted:
+        rank, world = dist.rank(), dist.world_size()
+        mine: dict[str, dict[str, Any]] = {}
+        with torch.no_grad():  # several ranks: each encodes every N-th caption, then they pool them
+            for caption in wanted[rank::world]:
                 cond = encode_text(self.parts, [caption], self.device)
-                self.text_cache[caption] = {k: v.detach() for k, v in cond.items() if v is not None}
+                mine[caption] = {k: v.detach().cpu() for k, v in cond.items() if v is not None}
+        for share in dist.gather_objects(mine):
+            for caption, cond in share.items():
+                self.text_cache[caption] = {k: v.to(self.device) for k, v in cond.items()}
         self.ctx.log(f"cached text-encoder outputs of {len(wanted)} captions")
         if self.device == "cuda":  # the encoders are not needed on the GPU any more
             for encoder in self.parts.text_encoders:
@@ -222,7 +242,10 @@ class ImageTrainingRun:
         self.optimizer, used = optimizers.build_optimizer(self.optimizer_name, groups, p.learning_rate,
                                                           p.optimizer_args, self.ctx.log)
         self.optimizer_kwargs = used["kwargs"]
-        self.batches_per_epoch = len(plan_epoch(self.examples, p.batch_size, p.seed, 0))
+        # several ranks: batches are planned for all of them (per device x devices) and each trains its
+        # share, so the plan, the steps and the buckets are those of one process with the N-fold batch
+        self.global_batch = p.batch_size * dist.world_size()
+        self.batches_per_epoch = len(plan_epoch(self.examples, self.global_batch, p.seed, 0))
         steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / p.grad_accum))
         self.max_steps = p.max_steps if p.max_steps > 0 else p.num_epochs * steps_per_epoch
         self.steps_per_epoch = steps_per_epoch
@@ -232,7 +255,8 @@ class ImageTrainingRun:
             num_cycles=p.lr_scheduler_num_cycles, power=p.lr_scheduler_power, adafactor_lr=used["adafactor_lr"])
         self.ctx.log(f"optimizer={self.optimizer_name} {optimizers.kohya_optimizer_field(self.optimizer, self.optimizer_kwargs)} "
                      f"scheduler={self.scheduler_name} steps={self.max_steps} ({steps_per_epoch} per epoch, "
-                     f"batch {p.batch_size} x accum {p.grad_accum}) trainable={sum(q.numel() for q in self.lora_params)}")
+                     f"batch {p.batch_size} x {dist.world_size()} devices x accum {p.grad_accum}) "
+                     f"trainable={sum(q.numel() for q in self.lora_params)}")
 
     def _prepare(self) -> None:
         """The trainable modules, optimizer, batch loader and scheduler onto an ``accelerate.Accelerator``
@@ -243,12 +267,16 @@ class ImageTrainingRun:
 
         p = self.params
         self.accelerator = loop.make_accelerator(self.device, self.precision)
-        self.batches = loop.PlannedBatches(lambda epoch: plan_epoch(self.examples, p.batch_size, p.seed, epoch),
-                                           p.batch_size)
+        self.batches = loop.PlannedBatches(
+            lambda epoch: plan_epoch(self.examples, self.global_batch, p.seed, epoch), self.global_batch)
         names = list(self.trainable)
-        *modules, self.optimizer, self.loader, self.lr_scheduler = self.accelerator.prepare(
-            *self.trainable.values(), self.optimizer, loop.data_loader(range(len(self.examples)), self.batches),
-            self.lr_scheduler, device_placement=[False] * len(names) + [True, True, True])
+        # the loader yields global batches of indices on every rank (not sharded by accelerate): each rank
+        # takes its rows in the loop, where the noise of the whole batch is drawn
+        self.loader = loop.data_loader(range(len(self.examples)), self.batches)
+        *modules, self.optimizer, self.lr_scheduler = self.accelerator.prepare(
+            *self.trainable.values(), self.optimizer, self.lr_scheduler,
+            device_placement=[False] * len(names) + [True, True])
+        modules = [loop.without_ddp(self.accelerator, module) for module in modules]  # synced in the loop
         self.trainable = dict(zip(names, modules, strict=True))
         self.parts.trainable = self.trainable
         self.parts.denoiser = self.trainable[self.parts.denoiser_name]
@@ -264,32 +292,45 @@ class ImageTrainingRun:
 
         return loop.micro_batches(self.loader, self.batches, skip=start_step * self.params.grad_accum)
 
-    def batch_inputs(self, batch: list[int], epoch: int = 0) -> tuple[Any, dict[str, Any], Any]:
-        """Latents, conditioning and SDXL time ids of one micro-batch."""
+    def batch_inputs(self, batch: list[int], epoch: int = 0, rows: slice | None = None) -> tuple[Any, dict[str, Any], Any]:
+        """Latents, conditioning, SDXL time ids (and ``batch_weights``) of one micro-batch.
+
+        ``rows``: this rank's share of it. Every random choice of the whole batch (flips, caption changes,
+        colour shifts, the VAE draw of uncached latents) is drawn on every rank in the same order, so N ranks
+        see the numbers of one process training the whole batch."""
         import torch
 
         from lora_factory.plugins.image.text_encoding import sdxl_time_ids
+        from lora_factory.plugins.image.train_data import color_aug, draw_hue_shift
         from lora_factory.plugins.image.train_parts import encode_latents, encode_text
 
         p = self.params
-        latents, captions, time_ids = [], [], []
-        for index in batch:
+        latents, captions, time_ids, kept = [], [], [], []
+        keep = set(range(len(batch))[rows] if rows is not None else range(len(batch)))
+        no_caption = bool(p.caption_dropout_every_n_epochs) and (epoch + 1) % p.caption_dropout_every_n_epochs == 0
+        for position, index in enumerate(batch):
             ex = self.examples[index]
             flip = p.flip_aug and self.rng.random() < 0.5
+            hue = draw_hue_shift(self.rng) if ex.latents is None and p.color_aug else None
+            # several ranks: each uncached image's VAE draw from its own seed, drawn for the whole batch
+            # (one process keeps the global RNG, as diffusers' script does)
+            vae_seed = self.rng.getrandbits(63) if ex.latents is None and dist.is_distributed() else None
+            caption = "" if no_caption else augment_caption(
+                ex.item.caption, self.rng, shuffle=p.shuffle_caption, keep_tokens=p.keep_tokens,
+                dropout=p.caption_dropout_rate, tag_dropout=p.caption_tag_dropout_rate,
+                separator=p.keep_tokens_separator)
+            if position not in keep:
+                continue
+            kept.append(index)
             if ex.latents is not None:
                 latents.append(ex.latents_flipped if flip else ex.latents)
             else:
                 pixels = ex.pixels.flip(-1) if flip else ex.pixels
-                if p.color_aug:
-                    from lora_factory.plugins.image.train_data import color_aug
-
-                    pixels = color_aug(pixels, self.rng)
-                latents.append(encode_latents(self.parts, pixels[None])[0].cpu())
-            no_caption = bool(p.caption_dropout_every_n_epochs) and (epoch + 1) % p.caption_dropout_every_n_epochs == 0
-            captions.append("" if no_caption else augment_caption(
-                ex.item.caption, self.rng, shuffle=p.shuffle_caption, keep_tokens=p.keep_tokens,
-                dropout=p.caption_dropout_rate, tag_dropout=p.caption_tag_dropout_rate,
-                separator=p.keep_tokens_separator))
+                if hue is not None:
+                    pixels = color_aug(pixels, shift=hue)
+                generator = torch.Generator().manual_seed(vae_seed) if vae_seed is not None else None
+                latents.append(encode_latents(self.parts, pixels[None], generator)[0].cpu())
+            captions.append(caption)
             height, width = ex.bucket[1], ex.bucket[0]
             time_ids.append(sdxl_time_ids(ex.original_size, ex.crop_top_left, (height, width)))
         latent_batch = torch.stack(latents).to(self.device)
@@ -304,7 +345,7 @@ class ImageTrainingRun:
         self.batch_weights = None
         if self.reg_items:  # kohya: the regularisation images' loss times prior_loss_weight
             self.batch_weights = torch.tensor([p.prior_loss_weight if self.examples[i].extra.get("reg") else 1.0
-                                               for i in batch], device=self.device)
+                                               for i in kept], device=self.device)
         return latent_batch, cond, ids
 
     # -- loop -------------------------------------------------------------------------------------
@@ -331,11 +372,16 @@ class ImageTrainingRun:
             total = 0.0
             for _ in range(p.grad_accum):
                 epoch, batch = next(batches)
-                latents, cond, time_ids = self.batch_inputs(batch, epoch)
+                _, rows, empty = dist.batch_share(batch)  # one process: the whole batch, weight 1
+                latents, cond, time_ids = self.batch_inputs(batch, epoch, rows)
+                weight = 0.0 if empty else dist.share_weight(rows.stop - rows.start, len(batch))
                 loss = batch_loss(self.parts, latents, cond, time_ids, p, generator,
-                                  sample_weights=self.batch_weights) / p.grad_accum
+                                  sample_weights=self.batch_weights, share=(rows, len(batch)))
+                loss = loss / p.grad_accum if weight == 1.0 else loss * (weight / p.grad_accum)
                 accelerator.backward(loss)
                 total += float(loss.detach())
+            total = loop.mean_everywhere(accelerator, total)  # the global batch's loss, on every rank
+            loop.sync_gradients(accelerator, self.lora_params)
             if p.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(self.lora_params, p.max_grad_norm)
             self.optimizer.step()

@@ -134,15 +134,25 @@ def bucket_info(examples: list[Example]) -> dict[str, Any]:
 HUE_SHIFT_LIMIT = 8  # sd-scripts' color_aug: a hue shift of up to 8 on OpenCV's 0-179 hue scale
 
 
-def color_aug(pixels: Any, rng: random.Random) -> Any:
-    """kohya's ``--color_aug``: the image's hue shifted by a random amount (saturation and value kept)."""
+def draw_hue_shift(rng: random.Random) -> int:
+    """One image's ``color_aug`` hue shift on PIL's 0-255 scale (drawn apart from the pixels, so every rank of a
+    multi-device job draws the shifts of the whole batch and applies only its rows')."""
+    return round(rng.randint(-HUE_SHIFT_LIMIT, HUE_SHIFT_LIMIT) * 256 / 180)  # PIL's hue is 0-255
+
+
+def color_aug(pixels: Any, rng: random.Random | None = None, *, shift: int | None = None) -> Any:
+    """kohya's ``--color_aug``: the image's hue shifted by a random amount (saturation and value kept);
+    ``shift`` from :func:`draw_hue_shift`, or drawn from ``rng``."""
     import numpy as np
     import torch
     from PIL import Image
 
+    if shift is None:
+        if rng is None:
+            raise ValueError("color_aug needs rng or shift")
+        shift = draw_hue_shift(rng)
     array = ((pixels.permute(1, 2, 0).numpy() + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
     hsv = np.asarray(Image.fromarray(array).convert("HSV")).copy()
-    shift = round(rng.randint(-HUE_SHIFT_LIMIT, HUE_SHIFT_LIMIT) * 256 / 180)  # PIL's hue is 0-255
     hsv[..., 0] = (hsv[..., 0].astype(np.int16) + shift) % 256
     rgb = np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()

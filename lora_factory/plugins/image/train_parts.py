@@ -259,14 +259,21 @@ def _bfloat16() -> Any:
     return torch.bfloat16
 
 
-def encode_latents(parts: Parts, pixels: Any) -> Any:
-    """Pixels (B, 3, H, W) in [-1, 1] -> scaled latents (Flux: shifted too), sampled from the VAE."""
+def encode_latents(parts: Parts, pixels: Any, generator: Any = None) -> Any:
+    """Pixels (B, 3, H, W) in [-1, 1] -> scaled latents (Flux: shifted too), sampled from the VAE.
+
+    :param generator: the draw's own generator (a cache split across ranks stays the same numbers as
+        one process's); None draws from the global one."""
     import torch
 
     vae = parts.vae
     with torch.no_grad():
         dist = vae.encode(pixels.to(vae.device, vae.dtype)).latent_dist
-        latents = dist.sample()
+        if generator is not None:
+            noise = torch.randn(dist.mean.shape, generator=generator, dtype=dist.mean.dtype).to(dist.mean.device)
+            latents = dist.mean + dist.std * noise
+        else:
+            latents = dist.sample()
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     return ((latents - shift) * vae.config.scaling_factor).float()
 
@@ -289,13 +296,16 @@ def _flux_max_length(parts: Parts) -> int:
 
 
 def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, params: Any, generator: Any,
-               autocast: Any = None, sample_weights: Any = None) -> Any:
+               autocast: Any = None, sample_weights: Any = None, share: tuple[slice, int] | None = None) -> Any:
     """The training loss of one batch (scalar).
 
     :param autocast: a context for the denoiser's forward (a plain loop's ``torch.autocast``); none in a
         training run, whose accelerator-prepared denoiser runs its forward under autocast itself.
     :param sample_weights: (B,) factors of each image's loss before the batch mean (kohya's
-        ``prior_loss_weight`` for regularisation images); None = all 1.
+        ``prior_loss_weight`` for regularisation images); None = all 1. With ``share``: this rank's rows only.
+    :param share: ``(rows, global size)`` when ``latents`` are one rank's rows of a global batch: noise,
+        offsets, pyramid noise and timesteps are drawn for the whole batch (the same numbers on every rank)
+        and these rows kept, so N ranks see exactly the draws of one process training the whole batch.
     """
     import contextlib
 
@@ -303,20 +313,23 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
     import torch.nn.functional as F
 
     device = latents.device
-    bsz = latents.shape[0]
+    rows, bsz = share if share is not None else (slice(0, latents.shape[0]), latents.shape[0])
     from lora_factory.plugins.image import noise_loss
 
-    noise = torch.randn(latents.shape, generator=generator, device="cpu").to(device)
-    noise = noise_loss.offset_noise(latents, noise, params, generator)
+    # the whole (global) batch's noise, then this rank's rows: the pyramid's std is the whole batch's
+    noise = torch.randn((bsz, *latents.shape[1:]), generator=generator, device="cpu").to(device)
+    noise = noise_loss.offset_noise(latents, noise, params, generator, rows=rows)
     if params.multires_noise_iterations:
         noise = noise_loss.pyramid_noise(noise, params.multires_noise_iterations, params.multires_noise_discount, generator)
+    noise = noise[rows]
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     if parts.arch == "flux":
-        return _flux_loss(parts, latents, noise, cond, generator, autocast, sample_weights)
+        return _flux_loss(parts, latents, noise, cond, generator, autocast, sample_weights, rows, bsz)
     scheduler = parts.noise_scheduler
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(device).long()
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (bsz,), generator=generator)[rows]
+    timesteps = timesteps.to(device).long()
     if params.ip_noise_gamma:  # input perturbation: the noisy latents get more noise than the target says
-        extra = torch.randn(latents.shape, generator=generator).to(device)
+        extra = torch.randn((bsz, *latents.shape[1:]), generator=generator)[rows].to(device)
         noisy = scheduler.add_noise(latents, noise + params.ip_noise_gamma * extra, timesteps)
     else:
         noisy = scheduler.add_noise(latents, noise, timesteps)
@@ -358,14 +371,14 @@ def batch_loss(parts: Parts, latents: Any, cond: dict[str, Any], time_ids: Any, 
 
 
 def _flux_loss(parts: Parts, latents: Any, noise: Any, cond: dict[str, Any], generator: Any, autocast: Any,
-               sample_weights: Any = None) -> Any:
+               sample_weights: Any = None, rows: slice | None = None, global_bsz: int | None = None) -> Any:
     import torch
     from diffusers import FluxPipeline
 
     scheduler = parts.noise_scheduler
     bsz, channels, height, width = latents.shape
     device = latents.device
-    u = torch.rand((bsz,), generator=generator)
+    u = torch.rand((global_bsz or bsz,), generator=generator)[rows if rows is not None else slice(None)]
     indices = (u * scheduler.config.num_train_timesteps).long().clamp(max=len(scheduler.timesteps) - 1)
     timesteps = scheduler.timesteps[indices].to(device)
     sigmas = scheduler.sigmas[indices].to(device, latents.dtype).view(bsz, 1, 1, 1)

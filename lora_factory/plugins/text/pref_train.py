@@ -127,6 +127,9 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
 
     config_cls, trainer_cls = _trainer_classes(method)
     values = training_argument_values(params, Path(ctx.checkpoint_dir), device, has_eval=bool(eval_rows))
+    from lora_factory.plugins.text.strategy import strategy_arguments
+
+    values.update(strategy_arguments(params, Path(ctx.run_dir), ctx.log))
     config = config_cls(**values, **method_config_values(params))
     tokens = {"seen": 0}  # TRL logs the tokens seen so far as ``num_tokens``: tokens/s as for SFT
 
@@ -177,6 +180,10 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
         "trainable_parameters": int(trainable),
         **last,
     }
-    save_outputs(Path(ctx.output_dir), peft_model, tokenizer, spec, params, result, card_metrics=CARD_METRICS)
-    ctx.log(f"saved adapter to {ctx.output_dir}")
+    from lora_factory.kit import dist
+
+    if dist.is_main_process():  # several ranks: rank 0 alone writes the adapter
+        save_outputs(Path(ctx.output_dir), peft_model, tokenizer, spec, params, result, card_metrics=CARD_METRICS)
+        ctx.log(f"saved adapter to {ctx.output_dir}")
+    dist.barrier()
     return result

@@ -45,6 +45,9 @@ class TrainParams(BaseModel):
     gradient_checkpointing: bool = False
     seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy and torch refuse larger seeds (the job crashed)
     quantization: Literal["none", "4bit"] = "none"
+    strategy: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        "ddp", description="Several devices: ddp copies the model to each (default); fsdp shards it (FSDP2); "
+                           "deepspeed_zero2 / deepspeed_zero3 need DeepSpeed installed. One device: ignored")
     logging_steps: int = Field(1, ge=1)
     method: Literal["sft", "dpo", "kto", "orpo", "simpo", "grpo"] = Field(
         "sft", description="sft: instruction / chat / text data; dpo, orpo, simpo: preference pairs; kto: good / bad "
@@ -96,7 +99,7 @@ class TrainParams(BaseModel):
 
 
 # The method keys every SFT preset carries (a preset lists every parameter: what it shows is what runs).
-_SFT: dict[str, Any] = {"method": "sft", "beta": None, "simpo_gamma": 0.5, "num_generations": 4,
+_SFT: dict[str, Any] = {"strategy": "ddp", "method": "sft", "beta": None, "simpo_gamma": 0.5, "num_generations": 4,
                         "max_completion_length": 64, "temperature": 1.0, "rewards": []}
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -200,6 +203,9 @@ def resolve_train_spec(spec: dict[str, Any]) -> dict[str, Any]:
     preset = spec.get("preset") or "quick"
     params = resolve_train_params(preset, spec.get("params") or {})
     check_dataset_for_method(spec, params.method)
+    from lora_factory.plugins.text.strategy import check_strategy
+
+    check_strategy(params)
     return dict(spec, preset=preset, params=params.model_dump(), requested_params=spec.get("params") or {})
 
 

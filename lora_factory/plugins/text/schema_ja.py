@@ -21,6 +21,7 @@ TITLES_JA: dict[str, str] = {
     "eval_ratio": "評価用に分ける割合", "packing": "パッキング", "assistant_only_loss": "回答部分だけで損失を計算",
     "gradient_checkpointing": "勾配チェックポイント (省メモリ)", "seed": "乱数シード",
     "quantization": "量子化 (4bit = QLoRA)", "logging_steps": "ログ間隔 (ステップ)",
+    "strategy": "複数デバイスの分散方式",
     "overlong_rows": "最大長を超える会話",
     "text_stride": "長文ブロックの重なり (トークン, 文脈のみ)",
     "method": "学習方式", "beta": "ベータ (β, 空欄 = 方式の既定値)",
@@ -45,6 +46,7 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "rank": "LoRA の行列の大きさ。大きいほど表現力が増え、メモリと学習時間も増えます",
     "alpha": "LoRA の効き具合 (倍率 = アルファ / ランク)",
     "target_modules": "\"all-linear\"(すべての線形層)か、モジュール名のリスト",
+    "strategy": "2 台以上のデバイスで学習するときの分散方式。ddp: 各デバイスにモデル全体 / fsdp: 重みを分割(GPU のみ) / deepspeed: ZeRO-2・ZeRO-3(DeepSpeed が必要)。1 台なら影響しません",
     "overlong_rows": "最大長より長い会話を、最大長で切り詰めるか、学習から除外するか(どちらもジョブのログと結果に件数が残ります)",
     "text_stride": "最大長より長いプレーンテキストはブロックに分けます。2 つ目以降のブロックは前のブロックの末尾をこのトークン数だけ文脈として繰り返します(二重には学習しません)",
     "method": "sft: 指示・会話・テキストデータ / dpo・orpo・simpo: 選好ペア / kto: 良い・悪いのラベルかペア / grpo: 報酬関数で採点するプロンプト",
@@ -63,6 +65,9 @@ DESCRIPTIONS_JA: dict[str, str] = {
 
 # the values of choice fields, in words (the value itself is what is sent)
 ENUM_LABELS: dict[str, dict[str, tuple[str, str]]] = {
+    "strategy": {"ddp": ("DDP (データ並列)", "DDP (data parallel)"), "fsdp": ("FSDP (重みを分割)", "FSDP (sharded weights)"),
+                 "deepspeed_zero2": ("DeepSpeed ZeRO-2", "DeepSpeed ZeRO-2"),
+                 "deepspeed_zero3": ("DeepSpeed ZeRO-3", "DeepSpeed ZeRO-3")},
     "overlong_rows": {"truncate": ("切り詰める", "cut at max_length"), "drop": ("除外する", "leave out")},
     "quantization": {"none": ("なし", "none"), "4bit": ("4bit (QLoRA)", "4-bit (QLoRA)")},
     "lr_scheduler": {"linear": ("線形に減衰 (linear)", "linear decay"), "cosine": ("コサイン (cosine)", "cosine"),

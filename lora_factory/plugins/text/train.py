@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from lora_factory.kit import dist
+from lora_factory.plugins.text.strategy import strategy_arguments
 from lora_factory.plugins.text.train_common import check_paths, save_outputs, training_argument_values
 
 
@@ -49,12 +51,13 @@ def prepare_items(tokenizer: Any, dataset: Path, options: dict[str, Any], params
     return prepared.train, prepared.eval or []
 
 
-def training_arguments(params: Any, output_dir: Path, device: str, has_eval: bool) -> Any:
+def training_arguments(params: Any, output_dir: Path, device: str, has_eval: bool,
+                       extra: dict[str, Any] | None = None) -> Any:
     """The TrainingArguments of a run (shared with the benchmark's plain-Trainer baseline, so the
-    two compare like for like)."""
+    two compare like for like); ``extra``: the multi-device strategy's (:mod:`strategy`)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(**training_argument_values(params, output_dir, device, has_eval))
+    return TrainingArguments(**training_argument_values(params, output_dir, device, has_eval), **(extra or {}))
 
 
 def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
@@ -81,8 +84,9 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     ctx.log(f"base={base} dataset={dataset.name} device={device} preset={spec.get('preset')}")
 
     tokenizer = load_tokenizer(base, trust, ctx.log)
-    prepared = prepare_training_data(tokenizer, dataset, spec.get("dataset_options") or {}, params,
-                                     token_cache_root(ctx), ctx.log)
+    with dist.main_first():  # several ranks: rank 0 fills the token cache, the others read it
+        prepared = prepare_training_data(tokenizer, dataset, spec.get("dataset_options") or {}, params,
+                                         token_cache_root(ctx), ctx.log)
     train_items, eval_items = prepared.train, prepared.eval or []
     ctx.log(f"train rows={len(train_items)} eval rows={len(eval_items)} packing={params.packing}")
 
@@ -100,7 +104,8 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     ctx.log(f"trainable parameters: {trainable}")
 
-    args = training_arguments(params, Path(ctx.checkpoint_dir), device, has_eval=bool(eval_items))
+    args = training_arguments(params, Path(ctx.checkpoint_dir), device, has_eval=bool(eval_items),
+                              extra=strategy_arguments(params, Path(ctx.run_dir), ctx.log))
     counter = _CountingCollator(CausalCollator(tokenizer.pad_token_id))
     bridge = TrainerBridge(ctx, token_counter=lambda: counter.tokens)
     trainer = lean_trainer_class()(  # the Trainer, minus three walks over the whole model per step
@@ -138,6 +143,8 @@ def train_text_adapter(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
         "trainable_parameters": int(trainable),
         **result_fields(prepared.report),
     }
-    save_outputs(Path(ctx.output_dir), model, tokenizer, spec, params, result)
-    ctx.log(f"saved adapter to {ctx.output_dir}")
+    if dist.is_main_process():  # several ranks: rank 0 alone writes the adapter
+        save_outputs(Path(ctx.output_dir), model, tokenizer, spec, params, result)
+        ctx.log(f"saved adapter to {ctx.output_dir}")
+    dist.barrier()
     return result

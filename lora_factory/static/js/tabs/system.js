@@ -4,6 +4,7 @@
 import { devicesCard } from "../widgets/devices_card.js";
 import { get, put } from "../api.js";
 import { field, formatBytes, h, kvTable, notifyKey, select, setBilingual, setI18n, withBusy } from "../dom.js";
+import { clusterCard } from "../widgets/cluster_card.js";
 
 function humanise(obj) {
   const out = {};
@@ -106,6 +107,7 @@ function healthView(health) {
 
 export function mount(panel) {
   const settings = settingsCard();
+  const cluster = clusterCard(() => refresh());
   const healthBox = h("div", { class: "card", testid: "system-health" });
   const devices = devicesCard();
   const sysBox = h("div", { class: "grid-cards", testid: "system-info" });
@@ -118,6 +120,7 @@ export function mount(panel) {
     devices.root,
     sysBox,
     settings.root,
+    cluster.root,
     h(
       "div",
       { class: "card" },
@@ -139,8 +142,9 @@ export function mount(panel) {
   const card = (titleKey, content, testid) => h("div", { class: "card", testid }, h("h3", { i18n: titleKey }), content);
 
   async function refresh() {
-    const [sys, plugins] = await Promise.all([get("/api/system"), get("/api/plugins"), settings.load()]);
+    const [sys, plugins] = await Promise.all([get("/api/system"), get("/api/plugins"), settings.load(), cluster.loadSettings()]);
     healthBox.replaceChildren(...healthView(sys.health));
+    cluster.render(sys.cluster);
     const gpus = Array.isArray(sys.gpus) ? sys.gpus : [];
     const disk = Array.isArray(sys.disk) ? sys.disk : sys.disk ? [sys.disk] : [];
     sysBox.replaceChildren(
