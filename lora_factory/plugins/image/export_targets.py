@@ -106,6 +106,32 @@ def _kohya_file(adapter: Path) -> str:
     return found[0]
 
 
+def _tensor_names(path: Path) -> list[str]:
+    """The tensor names of a ``.safetensors`` file from its JSON header (no torch)."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            length = struct.unpack("<Q", fh.read(8))[0]
+            return [k for k in json.loads(fh.read(length)) if k != "__metadata__"]
+    except (OSError, ValueError, struct.error):
+        return []
+
+
+def _refuse_lycoris(adapter: Path, file: str) -> None:
+    """Merge, resize and the checkpoint export compute with ``up @ down`` only: a LoHa / LoKr / DoRA file would
+    lose what makes it one (``dora_scale`` dropped draws another picture), so it is refused, not approximated."""
+    from lora_factory.plugins.image.lycoris import network_kind
+
+    kind = network_kind(_tensor_names(adapter / file))
+    if kind != "lora":
+        raise _unsupported(
+            f"「{adapter.name}」は {kind} のネットワークです。マージ・rank 変更・チェックポイントへの書き出しは LoRA / "
+            f"LoCon だけです(A1111 / ComfyUI ではそのまま読めます)。",
+            f"'{adapter.name}' is a {kind} network; merge, resize and the checkpoint export take LoRA / LoCon only "
+            f"(A1111 / ComfyUI load it as it is).", adapter=adapter.name, network=kind)
+
+
 def resolve(spec: dict[str, Any], workspace: Any) -> dict[str, Any]:
     """Server side (no torch): the parameters complete, the architectures checked."""
     from lora_factory.plugins.image.model_info import detect_folder_arch
@@ -130,6 +156,7 @@ def resolve(spec: dict[str, Any], workspace: Any) -> dict[str, Any]:
         if arch and arch != base_arch:
             raise _unsupported(f"この LoRA は {arch} 用で、ベース ({base_arch}) と合いません。",
                                f"The LoRA is for {arch}; the base is {base_arch}.", architecture=arch)
+        _refuse_lycoris(adapter, _kohya_file(adapter))
         params = {"weight": _number(given, "weight", 1.0), "precision": precision}
         return dict(spec, params=params, architecture=base_arch, warnings=[])
     if arch == "flux":
@@ -165,6 +192,8 @@ def resolve(spec: dict[str, Any], workspace: Any) -> dict[str, Any]:
                   "rank": _rank(given, required=False), "precision": precision}
     else:
         params = {"rank": _rank(given, required=True), "precision": precision}
+    for source in sources:
+        _refuse_lycoris(Path(source["path"]), source["file"])
     return dict(spec, params=params, architecture=arch, sources=sources, warnings=[])
 
 

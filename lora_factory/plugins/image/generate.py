@@ -20,7 +20,7 @@ from lora_factory.plugins.image.generate_params import GenerateParams
 from lora_factory.plugins.image.hashes import adapter_architecture, lora_short_hash, model_hash
 from lora_factory.plugins.image.model_info import detect_folder_arch
 from lora_factory.plugins.image.png_info import save_png
-from lora_factory.plugins.image.text_encoding import clip_skip_embeds
+from lora_factory.plugins.image.text_encoding import clip_skip_embeds, needs_own_encoding
 
 MAX_LOADED_LORAS = 8
 DEFAULTS = {"sd15": (25, 7.0, "dpmpp_2m"), "sd2": (25, 7.0, "dpmpp_2m"), "sdxl": (30, 6.0, "dpmpp_2m"),
@@ -362,7 +362,7 @@ def generate_images(request: dict[str, Any], session: Any) -> Iterator[dict[str,
                                       "generator": torch.Generator(device="cpu").manual_seed(image_seed)}
             if arch != "flux":
                 kwargs["negative_prompt"] = params.negative_prompt or None
-                if params.clip_skip and params.clip_skip > 1:  # our own encoding (see clip_skip_embeds)
+                if needs_own_encoding(pipe, prompt, params.negative_prompt, params.clip_skip):  # A1111's encoding
                     del kwargs["prompt"], kwargs["negative_prompt"]
                     kwargs.update(clip_skip_embeds(pipe, arch, prompt, params.negative_prompt, params.clip_skip,
                                                    guidance > 1.0))

@@ -12,7 +12,8 @@ no alpha), so every loader computes what training used.
 
 Generation (:func:`merge_kohya_file`) applies such a file as those loaders do: each module's ``delta W``
 (LoRA ``up @ down``, LoHa ``(w1a @ w1b) * (w2a @ w2b)``, LoKr ``kron(w1, w2)``) times ``alpha / dim`` times
-the user's weight, added to the base weight; :func:`restore` puts the base weights back.
+the user's weight, added to the base weight (a module with ``dora_scale``: ComfyUI's ``weight_decompose``, see
+:mod:`dora`); :func:`restore` puts the base weights back.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ SUFFIXES = {  # the tensor names each loader type reads (ComfyUI weight_adapter/
     "loha": ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"),
     "lokr": ("lokr_w1", "lokr_w2", "lokr_w1_a", "lokr_w1_b", "lokr_w2_a", "lokr_w2_b", "lokr_t2"),
 }
-ALL_SUFFIXES = tuple(s for names in SUFFIXES.values() for s in names) + ("alpha",)
-_PEFT_NAMES = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight"}
+ALL_SUFFIXES = tuple(s for names in SUFFIXES.values() for s in names) + ("alpha", "dora_scale")
+_PEFT_NAMES = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight", "lora_dora_scale": "dora_scale"}
 
 
 def component_prefix(component: str, single_text_encoder: bool) -> str:
@@ -69,7 +70,7 @@ def state_dict_to_kohya(states: dict[str, dict[str, Any]], scales: dict[str, dic
     grouped: dict[tuple[str, str], dict[str, Any]] = {}
     for component, state in states.items():
         for key, value in state.items():
-            for suffix in ("lora_A.weight", "lora_B.weight", *SUFFIXES["loha"], *SUFFIXES["lokr"]):
+            for suffix in ("lora_A.weight", "lora_B.weight", *SUFFIXES["loha"], *SUFFIXES["lokr"], "lora_dora_scale"):
                 if key.endswith("." + suffix):
                     grouped.setdefault((component, key[: -len(suffix) - 1]), {})[_PEFT_NAMES.get(suffix, suffix)] = value
                     break
@@ -100,12 +101,14 @@ def _dim(tensors: dict[str, Any]) -> int | None:
 
 
 def network_kind(keys: Any) -> str:
-    """``lora``, ``loha`` or ``lokr`` from a kohya file's tensor names."""
+    """``lora``, ``loha``, ``lokr`` or ``dora`` (LoRA / LoCon with ``dora_scale``) from a kohya file's tensor names."""
     keys = list(keys)
     if any(".hada_" in k for k in keys):
         return "loha"
     if any(".lokr_" in k for k in keys):
         return "lokr"
+    if any(k.endswith(".dora_scale") for k in keys):
+        return "dora"
     return "lora"
 
 
@@ -175,7 +178,12 @@ def merge_kohya_file(pipe: Any, path: Path, weight: float, backup: dict[Any, Any
             if layer not in backup:
                 backup[layer] = base.detach().clone()
             delta = delta_weight(tensors, base.shape).to(base.device)
-            base.copy_((base.float() + weight * delta).to(base.dtype))
+            if "dora_scale" in tensors:  # DoRA: ComfyUI's / A1111's weight_decompose
+                from lora_factory.plugins.image.dora import merge_weight
+
+                base.copy_(merge_weight(base, delta, tensors["dora_scale"].to(base.device), weight).to(base.dtype))
+            else:
+                base.copy_((base.float() + weight * delta).to(base.dtype))
             count += 1
     return count
 

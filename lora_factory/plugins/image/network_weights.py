@@ -17,7 +17,7 @@ from lora_factory.kit import LoRAFactoryError
 
 # the factor that carries the scale correction, per kind
 _SCALED = {"lora_up.weight": "lora_B.weight", "hada_w1_a": "hada_w1_a", "lokr_w2": "lokr_w2", "lokr_w2_a": "lokr_w2_a"}
-_PEFT = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight"}
+_PEFT = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight", "dora_scale": "lora_dora_scale"}
 
 
 def resolve_weights_file(workspace: Any, ref: str) -> Path:
@@ -43,6 +43,7 @@ def load_network_weights(trainable: dict[str, Any], path: Path, log: Any) -> int
     """Copy the file's modules into the peft layers of ``trainable`` (component -> module); return how many."""
     import torch
 
+    from lora_factory.plugins.image.dora import PARAM, match_plain
     from lora_factory.plugins.image.lycoris import _dim, kohya_module_name, module_scales, read_modules
 
     single = "text_encoder_2" not in trainable
@@ -75,6 +76,8 @@ def load_network_weights(trainable: dict[str, Any], path: Path, log: Any) -> int
                 if suffix in _SCALED and (suffix != "lokr_w2_a" or "lokr_w2" not in tensors):
                     value = value * (file_scale / scale)
                 target.copy_(value)
+            if hasattr(layer, PARAM) and "dora_scale" not in tensors:
+                match_plain(layer)
             loaded += 1
     log(f"network_weights: {path.name} — {loaded} / {len(layers)} modules continued ({len(modules) - loaded} "
         f"modules of the file not in this network)")

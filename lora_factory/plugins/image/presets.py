@@ -35,6 +35,8 @@ class ImageTrainParams(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
         "lora", description="lora: kohya networks.lora; locon / loha / lokr: LyCORIS (lycoris.kohya algo=...)")
+    dora: bool = Field(False, description="DoRA (LyCORIS dora_wd): a trained magnitude per input column, written as "
+                       "dora_scale for A1111 / ComfyUI; with any network_type, not Flux")
     reg_dataset: str | None = Field(
         None, description="regularisation images (kohya --reg_data_dir): a dataset in datasets/image/ with "
         "<repeats>_<class> folders; shown as often as the training images")
@@ -101,12 +103,17 @@ class ImageTrainParams(BaseModel):
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto", description="auto = the scheduler's (v-prediction for SD2-v models)")
     cache_latents: bool = True
+    cache_latents_to_disk: bool = Field(
+        False, description="keep the latents in files too (kohya --cache_latents_to_disk): the next run on the same "
+        "images, VAE and buckets encodes nothing; written in the workspace, never into the dataset")
     cache_text_encoder_outputs: bool = Field(
         True, description="only when captions do not change between steps and the text encoders are frozen")
     gradient_checkpointing: bool = False
     vae: str | None = Field(None, description="a VAE to train with (kohya --vae): models/image/vae/<name>; empty = the base's")
     no_half_vae: bool = Field(False, description="keep the VAE in fp32 under mixed precision (kohya --no_half_vae)")
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = Field("auto", description="auto = bf16 / fp16 on a GPU, fp32 on a CPU")
+    full_bf16: bool = Field(False, description="the network's weights, gradients and optimizer state in bf16 "
+                            "(kohya --full_bf16; needs mixed_precision bf16)")
     quantize_base: Literal["none", "nf4"] = Field("none", description="nf4 = 4-bit base (Flux QLoRA, CUDA only)")
     save_every_n_steps: int = Field(0, ge=0, description="checkpoint interval; 0 = only at the end")
     save_every_n_epochs: int = Field(0, ge=0, description="write <name>-00000N.safetensors every N epochs; 0 = none")
@@ -125,6 +132,14 @@ class ImageTrainParams(BaseModel):
     save_precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the kohya file")
     seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy and torch refuse larger seeds (the job crashed)
     vram_profile: Literal["none", "8gb", "12gb", "24gb"] = Field("none", description="memory options for this GPU size")
+
+    @field_validator("full_bf16")
+    @classmethod
+    def _full_bf16(cls, value: bool, info: Any) -> bool:
+        """As sd-scripts: ``full_bf16`` only with ``mixed_precision`` bf16 (set explicitly, not auto)."""
+        if value and info.data.get("mixed_precision") != "bf16":
+            raise ValueError('full_bf16 needs mixed_precision "bf16" / full_bf16 には mixed_precision「bf16」が必要です')
+        return value
 
     @field_validator("optimizer", mode="before")
     @classmethod
@@ -270,14 +285,15 @@ TITLES_JA: dict[str, str] = {
     "random_crop": "ランダムクロップ", "flip_aug": "左右反転", "shuffle_caption": "タグをシャッフル",
     "keep_tokens": "先頭に固定するタグ数", "caption_dropout_rate": "キャプションを落とす確率",
     "caption_tag_dropout_rate": "タグを落とす確率", "noise_offset": "ノイズオフセット", "min_snr_gamma": "Min-SNR ガンマ",
-    "prediction_type": "予測タイプ", "cache_latents": "潜在表現をキャッシュ",
+    "prediction_type": "予測タイプ", "cache_latents": "潜在表現をキャッシュ", "cache_latents_to_disk": "潜在表現をディスクにも保存",
     "cache_text_encoder_outputs": "テキストエンコーダー出力をキャッシュ", "gradient_checkpointing": "勾配チェックポイント (省メモリ)",
-    "mixed_precision": "混合精度", "quantize_base": "ベースの量子化 (Flux QLoRA)", "save_every_n_steps": "チェックポイント間隔 (ステップ)",
+    "mixed_precision": "混合精度", "full_bf16": "ネットワークを bf16 で学習 (full_bf16)", "quantize_base": "ベースの量子化 (Flux QLoRA)", "save_every_n_steps": "チェックポイント間隔 (ステップ)",
     "sample_every_n_steps": "サンプル画像の間隔 (ステップ)", "sample_prompts": "サンプル用プロンプト (1 行に 1 つ)",
     "sample_every_n_epochs": "サンプル画像の間隔 (エポック)", "sample_sampler": "サンプルのサンプラー",
     "sample_seed": "サンプルのシード", "sample_steps": "サンプルのステップ数", "sample_guidance_scale": "サンプルの CFG",
     "save_precision": "kohya ファイルの精度", "seed": "乱数シード", "vram_profile": "VRAM プロファイル",
     "network_type": "ネットワークの種類 (LoRA / LyCORIS)", "network_weights": "続きから学習する LoRA (network_weights)",
+    "dora": "DoRA (重みの分解, dora_wd)",
     "adaptive_noise_scale": "適応ノイズスケール", "multires_noise_iterations": "マルチ解像度ノイズの段数",
     "multires_noise_discount": "マルチ解像度ノイズの減衰", "ip_noise_gamma": "入力摂動ノイズ (ip_noise_gamma)",
     "debiased_estimation_loss": "デバイアス推定ロス", "zero_terminal_snr": "ゼロ終端 SNR", "loss_type": "損失の種類",
@@ -305,7 +321,11 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "keep_tokens": "シャッフル時に先頭に固定するタグの数 (トリガーワード)", "min_snr_gamma": "Min-SNR 重み付け。空欄 = なし",
     "prediction_type": "auto = スケジューラの設定 (SD2-v モデルは v-prediction)",
     "cache_text_encoder_outputs": "キャプションがステップ間で変わらず、テキストエンコーダーを学習しないときだけ有効",
-    "mixed_precision": "auto = GPU では bf16 / fp16、CPU では fp32", "quantize_base": "nf4 = 4bit のベース (Flux QLoRA、CUDA のみ)",
+    "mixed_precision": "auto = GPU では bf16 / fp16、CPU では fp32",
+    "cache_latents_to_disk": "潜在表現をファイルにも保存し、同じ画像・VAE・バケットの次の学習では VAE を使いません "
+                             "(kohya の --cache_latents_to_disk)。データセットには書きません",
+    "full_bf16": "LoRA の重み・勾配・オプティマイザの状態を bf16 に (kohya の --full_bf16、省メモリ)。混合精度 bf16 が必要です",
+    "quantize_base": "nf4 = 4bit のベース (Flux QLoRA、CUDA のみ)",
     "save_every_n_steps": "チェックポイントの間隔。0 = 最後だけ", "sample_every_n_steps": "N ステップごとにサンプル画像。0 = 最後だけ",
     "sample_prompts": "固定のプロンプト (1 行に 1 つ)。kohya のオプション --n ネガティブ --w 幅 --h 高さ --s ステップ "
                       "--l CFG --d シード が使えます。空 = 最初のキャプション",
@@ -313,6 +333,7 @@ DESCRIPTIONS_JA: dict[str, str] = {
     "sample_sampler": "サンプル画像のサンプラー (k_euler_a や dpmsolver++ など kohya の名前も可)", "save_precision": "kohya ファイルの数値型",
     "vram_profile": "この GPU の VRAM に合わせた省メモリ設定",
     "network_type": "lora: kohya の networks.lora。locon / loha / lokr: LyCORIS (lycoris.kohya の algo)",
+    "dora": "入力列ごとの大きさも学習し dora_scale として保存 (LyCORIS の dora_wd。A1111 / ComfyUI で読めます)。Flux では使えません",
     "adaptive_noise_scale": "ノイズオフセット + この値 × 潜在チャンネルの平均の絶対値 (noise_offset と併用)。空欄 = なし",
     "multires_noise_iterations": "ピラミッドノイズの段数 (6〜10 が目安)。0 = なし", "multires_noise_discount": "各段のノイズの重みの減衰",
     "ip_noise_gamma": "入力摂動ノイズ (0.1 が目安)。空欄 = なし", "debiased_estimation_loss": "各画像の損失に 1/sqrt(SNR) の重み",

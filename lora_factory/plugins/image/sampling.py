@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_factory.plugins.image.png_info import save_png
+from lora_factory.plugins.image.text_encoding import clip_skip_embeds, needs_own_encoding
 
 # kohya's per-prompt options (sd-scripts train_util.line_to_prompt_dict): --n --w --h --s --l --d
 _OPTIONS = {"n": ("negative_prompt", str), "w": ("width", int), "h": ("height", int), "s": ("steps", int),
@@ -102,8 +103,7 @@ def render_samples(pipe: Any, prompts: list[str], *, step: int, out_dir: Path, s
                                   "height": height, "generator": generator}
         if arch == "flux":
             kwargs["max_sequence_length"] = 256
-        elif clip_skip and clip_skip > 1:  # the run's clip skip, encoded as generation does
-            from lora_factory.plugins.image.text_encoding import clip_skip_embeds
+        elif needs_own_encoding(pipe, prompt, negative, clip_skip):  # clip skip / long prompts, as generation
 
             kwargs.update(clip_skip_embeds(pipe, arch, prompt, negative, clip_skip, scale > 1.0))
         else:

@@ -104,45 +104,66 @@ def _final_norm(encoder: Any) -> Any:
     return getattr(encoder, "text_model", encoder).final_layer_norm
 
 
-def clip_skip_embeds(pipe: Any, arch: str, prompt: str, negative: str, clip_skip: int, guided: bool) -> dict[str, Any]:
-    """Pipeline keyword arguments (``prompt_embeds`` ...) that encode ``prompt`` with A1111's clip skip.
+def clip_skip_embeds(pipe: Any, arch: str, prompt: str, negative: str, clip_skip: int | None, guided: bool) -> dict[str, Any]:
+    """Pipeline keyword arguments (``prompt_embeds`` ...) that encode ``prompt`` as A1111 does: clip skip and
+    prompts of any length (:mod:`prompt_chunks`: 75-token chunks, ``BREAK``), each chunk encoded on its own and
+    the hidden states concatenated; the negative prompt padded with empty chunks to the same length (A1111's
+    ``pad_cond``); SDXL's pooled embedding from the first chunk.
 
-    Why not diffusers' own ``clip_skip``: it reaches for ``text_encoder.text_model``, which transformers 5's
-    ``CLIPTextModel`` no longer has. A1111 semantics: clip skip N takes ``hidden_states[-N]`` and applies the
-    final layer norm (SD1 / SD2). SDXL already uses the penultimate layer without the norm; clip skip N moves
-    that one further back (``hidden_states[-(N + 1)]``), as diffusers' SDXL pipeline does. The negative prompt
-    is encoded the same way, as A1111 does.
+    Why not diffusers' own encoding: it cuts at 77 tokens, and its ``clip_skip`` reaches for
+    ``text_encoder.text_model``, which transformers 5's ``CLIPTextModel`` no longer has. A1111 semantics: clip
+    skip N takes ``hidden_states[-N]`` and applies the final layer norm (SD1 / SD2). SDXL already uses the
+    penultimate layer without the norm; clip skip N moves that one further back (``hidden_states[-(N + 1)]``),
+    as diffusers' SDXL pipeline does. A prompt of one chunk encodes exactly as diffusers does.
     """
     import torch
 
+    from lora_factory.plugins.image.prompt_chunks import chunk_ids
+
     device = pipe.device
+    skip = clip_skip or 1
+    pairs = [(pipe.tokenizer, pipe.text_encoder)]
+    if arch == "sdxl":
+        pairs.append((pipe.tokenizer_2, pipe.text_encoder_2))
+    pairs = [(t, e) for t, e in pairs if e is not None]
 
-    def sd1(text: str) -> Any:
-        encoder = pipe.text_encoder
-        ids = tokenize(pipe.tokenizer, [text]).to(device)
-        hidden = encoder(ids, output_hidden_states=True, return_dict=True).hidden_states[-clip_skip]
-        return _final_norm(encoder)(hidden)
-
-    def sdxl(text: str) -> tuple[Any, Any]:
+    def encode(text: str, chunks: int) -> tuple[Any, Any]:
+        """(1, 77 * chunks, D) and the pooled output of the first chunk (SDXL); padded to ``chunks``."""
         hidden, pooled = [], None
-        for tokenizer, encoder in ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)):
-            if encoder is None:
-                continue
-            ids = tokenize(tokenizer, [text]).to(device)
-            out = encoder(ids, output_hidden_states=True, return_dict=True)
-            hidden.append(out.hidden_states[-(clip_skip + 1)])
-            pooled = out.text_embeds if hasattr(out, "text_embeds") else out[0]
+        for tokenizer, encoder in pairs:
+            ids = chunk_ids(tokenizer, text)
+            ids += chunk_ids(tokenizer, "") * (chunks - len(ids))
+            out = encoder(torch.tensor(ids, device=device), output_hidden_states=True, return_dict=True)
+            if arch != "sdxl":
+                states = out.last_hidden_state if skip == 1 else _final_norm(encoder)(out.hidden_states[-skip])
+            else:
+                states = out.hidden_states[-(skip + 1)]
+                pooled = (out.text_embeds if hasattr(out, "text_embeds") else out[0])[:1]
+            hidden.append(states.reshape(1, -1, states.shape[-1]))
         return torch.cat(hidden, dim=-1), pooled
 
+    def count(text: str) -> int:
+        return max(len(chunk_ids(tokenizer, text)) for tokenizer, _ in pairs)
+
     with torch.inference_mode():
-        if arch != "sdxl":
-            kwargs = {"prompt_embeds": sd1(prompt)}
-            if guided:
-                kwargs["negative_prompt_embeds"] = sd1(negative)
-            return kwargs
-        embeds, pooled = sdxl(prompt)
-        kwargs = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-        if guided and (negative or not getattr(pipe.config, "force_zeros_for_empty_prompt", False)):
-            neg, neg_pooled = sdxl(negative)
-            kwargs.update(negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled)
+        use_negative = guided and (arch != "sdxl" or bool(negative)
+                                   or not getattr(pipe.config, "force_zeros_for_empty_prompt", False))
+        chunks = max(count(prompt), count(negative) if use_negative else 1)
+        embeds, pooled = encode(prompt, chunks)
+        kwargs = {"prompt_embeds": embeds}
+        if arch == "sdxl":
+            kwargs["pooled_prompt_embeds"] = pooled
+        if use_negative:
+            neg, neg_pooled = encode(negative, chunks)
+            kwargs["negative_prompt_embeds"] = neg
+            if arch == "sdxl":
+                kwargs["negative_pooled_prompt_embeds"] = neg_pooled
         return kwargs
+
+
+def needs_own_encoding(pipe: Any, prompt: str, negative: str, clip_skip: int | None) -> bool:
+    """Clip skip, or a prompt / negative prompt longer than one chunk: :func:`clip_skip_embeds` encodes it
+    (otherwise the pipeline's own encoding, which is the same for one chunk)."""
+    from lora_factory.plugins.image.prompt_chunks import needs_chunks
+
+    return bool(clip_skip and clip_skip > 1) or any(needs_chunks(pipe.tokenizer, t) for t in (prompt, negative or ""))

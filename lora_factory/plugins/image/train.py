@@ -42,6 +42,10 @@ class ImageTrainingRun:
                 "INVALID_TRAIN_PARAMS", f"Flux では network_type「{self.params.network_type}」は使えません(lora のみ)。",
                 f"network_type '{self.params.network_type}' is not available for Flux (lora only).", 422,
                 detail={"field": "network_type"})
+        if self.arch == "flux" and self.params.dora:  # the Flux file is diffusers-keyed: no dora_scale to write
+            raise LoRAFactoryError(
+                "INVALID_TRAIN_PARAMS", "Flux では DoRA (dora) は使えません。",
+                "DoRA (dora) is not available for Flux.", 422, detail={"field": "dora"})
         self.device = devices.pick_device()
         self.started_at = time.time()
         self.rng = random.Random(self.params.seed)
@@ -120,23 +124,23 @@ class ImageTrainingRun:
 
     def _cache_latents(self) -> None:
         """Each rank encodes every N-th image (kohya's split), then the ranks pool their shares. Each image
-        draws from its own generator, so the cache holds the same latents whatever the number of ranks."""
+        draws from its own generator, so the cache holds the same latents whatever the number of ranks. With
+        ``cache_latents_to_disk`` each rank reads its share from the disk cache first (and writes what it
+        encodes there)."""
         import torch
 
-        from lora_factory.plugins.image.train_parts import encode_latents
-
-        if not self.params.cache_latents:
+        if not (self.params.cache_latents or self.params.cache_latents_to_disk):
             return
         if self.params.color_aug:  # each step sees other colours: nothing to cache (sd-scripts refuses the pair)
             self.ctx.log("color_aug のため潜在表現をキャッシュしません / latents not cached: color_aug changes the pixels")
             return
+        disk = self._latent_disk_cache()
         rank, world = dist.rank(), dist.world_size()
         mine: dict[int, tuple[Any, Any]] = {}
         for ex in self.examples[rank::world]:
             generator = torch.Generator().manual_seed(self.params.seed * 1_000_003 + ex.index)
-            latents = encode_latents(self.parts, ex.pixels[None], generator)[0].cpu()
-            flipped = encode_latents(self.parts, ex.pixels.flip(-1)[None], generator)[0].cpu() \
-                if self.params.flip_aug else None
+            latents = self._latents_of(ex, False, disk, generator)
+            flipped = self._latents_of(ex, True, disk, generator) if self.params.flip_aug else None
             mine[ex.index] = (latents, flipped)
         pooled: dict[int, tuple[Any, Any]] = {}
         for share in dist.gather_objects(mine):
@@ -146,6 +150,29 @@ class ImageTrainingRun:
             ex.pixels = None
         self.ctx.log(f"cached latents of {len(self.examples)} images"
                      + (f" ({len(mine)} encoded by rank {rank} of {world})" if world > 1 else ""))
+        if disk:
+            self.ctx.log(f"latents on disk: {disk.hits} read, {disk.encoded} encoded ({disk.folder})")
+
+    def _latents_of(self, ex: Any, flipped: bool, disk: Any, *generator: Any) -> Any:
+        """One example's latents (its flipped copy): read from the disk cache when it has them, else encoded
+        (with the draw's own ``generator`` when one is given)."""
+        from lora_factory.plugins.image import train_parts
+
+        def encode() -> Any:
+            pixels = ex.pixels.flip(-1) if flipped else ex.pixels
+            return train_parts.encode_latents(self.parts, pixels[None], *generator)[0].cpu()
+
+        return disk.get(ex, flipped, encode) if disk else encode()
+
+    def _latent_disk_cache(self) -> Any:
+        """kohya's ``cache_latents_to_disk``, in the workspace keyed by image, VAE and bucket (see latent_cache)."""
+        if not self.params.cache_latents_to_disk:
+            return None
+        from lora_factory.plugins.image.latent_cache import LatentDiskCache
+        from lora_factory.plugins.image.train_parts import vae_dtype_name
+
+        source = self.vae_path or self.base / "vae"
+        return LatentDiskCache(Path(self.ctx.workspace.home), source, vae_dtype_name(self.precision, self.params.no_half_vae))
 
     def captions_vary(self) -> bool:
         p = self.params

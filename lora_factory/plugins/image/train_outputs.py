@@ -41,9 +41,12 @@ image = pipe("{prompt}", num_inference_steps=30).images[0]
 
 
 def peft_state_dicts(run: Any) -> dict[str, dict[str, Any]]:
+    """peft's state dict per component, with DoRA's ``lora_dora_scale`` (peft drops it for LoHa / LoKr)."""
     from peft.utils import get_peft_model_state_dict
 
-    return {name: get_peft_model_state_dict(module) for name, module in run.trainable.items()}
+    from lora_factory.plugins.image.dora import scale_state
+
+    return {name: get_peft_model_state_dict(module) | scale_state(module) for name, module in run.trainable.items()}
 
 
 def save_checkpoint(run: Any, folder: Path) -> None:
@@ -70,11 +73,15 @@ def load_checkpoint(run: Any, folder: Path) -> None:
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    from lora_factory.plugins.image.dora import load_scale_state
+
     folder = Path(folder)
     for name, module in run.trainable.items():
         path = folder / f"adapter_{name}.safetensors"
         if path.is_file():
-            set_peft_model_state_dict(module, load_file(str(path)))
+            tensors = load_file(str(path))
+            set_peft_model_state_dict(module, tensors)
+            load_scale_state(module, tensors)
     state = torch.load(folder / "training_state.pt", map_location="cpu", weights_only=True)
     run.optimizer.load_state_dict(state["optimizer"])
     run.lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -191,12 +198,12 @@ def _kohya_file(run: Any, path: Path, output_name: str, steps: int, epoch: int, 
 
 def uses_lycoris_layout(params: Any) -> bool:
     """Anything but plain LoRA on linear layers is written module by module with its own alpha."""
-    return params.network_type != "lora" or params.conv_dim is not None
+    return params.network_type != "lora" or params.conv_dim is not None or params.dora
 
 
 def has_diffusers_file(params: Any) -> bool:
-    """diffusers' ``load_lora_weights`` reads LoRA (and LoCon); LoHa / LoKr exist as the kohya file only."""
-    return params.network_type in ("lora", "locon")
+    """diffusers' ``load_lora_weights`` reads LoRA (and LoCon); LoHa / LoKr / DoRA exist as the kohya file only."""
+    return params.network_type in ("lora", "locon") and not params.dora
 
 
 def network_metadata(params: Any) -> dict[str, str]:
@@ -206,12 +213,15 @@ def network_metadata(params: Any) -> dict[str, str]:
 
     args: dict[str, str] = {}
     conv = params.network_type == "locon" or params.conv_dim is not None
-    if params.network_type != "lora":
+    lycoris = params.network_type != "lora" or params.dora  # kohya's networks.lora has no DoRA: LyCORIS does
+    if lycoris:
         args["algo"] = params.network_type
     if conv:
         args["conv_dim"] = str(params.conv_dim or params.rank)
         args["conv_alpha"] = str(_plain(params.conv_alpha or params.alpha))
-    out = {"ss_network_module": NETWORK_MODULE if params.network_type != "lora" else "networks.lora"}
+    if params.dora:
+        args["dora_wd"] = "True"
+    out = {"ss_network_module": NETWORK_MODULE if lycoris else "networks.lora"}
     if args:
         out["ss_network_args"] = json.dumps(args)
     return out

@@ -193,8 +193,8 @@ def network_config(params: Any, targets: list[str], conv: bool) -> Any:
 
 
 def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
-    """The network (LoRA, LoCon, LoHa, LoKr) on the denoiser (and the text encoders when asked); trainable
-    weights kept in fp32."""
+    """The network (LoRA, LoCon, LoHa, LoKr, DoRA) on the denoiser (and the text encoders when asked); trainable
+    weights kept in fp32 (bf16 with ``full_bf16``)."""
     from diffusers.training_utils import cast_training_params
 
     if parts.arch == "flux":
@@ -218,7 +218,13 @@ def add_lora(parts: Parts, params: Any) -> dict[str, Any]:
             _inject(encoder, network_config(params, te_targets, False))
             encoder.train()
             trainable["text_encoder" if i == 0 else "text_encoder_2"] = encoder
-    cast_training_params(list(trainable.values()), dtype=_float32())
+    if params.dora:  # LyCORIS' dora_wd on every adapted layer (see dora.py)
+        from lora_factory.plugins.image.dora import add_weight_decompose
+
+        for module in trainable.values():
+            add_weight_decompose(module)
+    # kohya's --full_bf16: the network itself in bf16 (its gradients and optimizer state follow); else fp32
+    cast_training_params(list(trainable.values()), dtype=_bfloat16() if params.full_bf16 else _float32())
     if params.gradient_checkpointing:
         parts.denoiser.enable_gradient_checkpointing()
         for name, module in trainable.items():
@@ -245,6 +251,12 @@ def _float32() -> Any:
     import torch
 
     return torch.float32
+
+
+def _bfloat16() -> Any:
+    import torch
+
+    return torch.bfloat16
 
 
 def encode_latents(parts: Parts, pixels: Any, generator: Any = None) -> Any:
