@@ -33,6 +33,30 @@ os.environ.setdefault("LORA_FACTORY_ALLOWED_HOSTS", "testserver")
 os.environ.setdefault("HF_HUB_OFFLINE", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+def _worker_count() -> int:
+    """How many pytest-xdist workers share this machine (1 without xdist or with ``-n0``)."""
+    try:
+        return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    except ValueError:
+        return 1
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # Windows, macOS
+        return os.cpu_count() or 1
+
+
+# Under pytest-xdist the workers share the cores: each worker, and the servers, job and inference workers it
+# starts (they inherit this environment), gets its share of threads. More threads than cores make the tiny
+# models several times slower (OpenMP's threads spin while they wait for each other). A value the caller
+# set wins.
+if _worker_count() > 1:
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(max(1, _cores() // _worker_count())))
+
 REPO = Path(__file__).resolve().parent.parent
 DUMMY_PLUGIN = Path(__file__).parent / "host" / "dummy_plugin.py"
 
@@ -189,6 +213,7 @@ def tiny_workspaces(tmp_path_factory: pytest.TempPathFactory) -> TinyWorkspaces:
 
 _FOLDER_SECONDS: dict[str, float] = {}
 _FOLDER_TESTS: dict[str, set[str]] = {}
+_STARTED = time.monotonic()
 
 
 def _folder_of(nodeid: str) -> str:
@@ -198,6 +223,8 @@ def _folder_of(nodeid: str) -> str:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Counted where the summary is printed: in this process, or under pytest-xdist in the controller, which
+    gets every worker's reports through this same hook (a worker's own count is never printed)."""
     folder = _folder_of(report.nodeid)
     _FOLDER_SECONDS[folder] = _FOLDER_SECONDS.get(folder, 0.0) + report.duration
     _FOLDER_TESTS.setdefault(folder, set()).add(report.nodeid)
@@ -212,3 +239,6 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     for folder, seconds in sorted(_FOLDER_SECONDS.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{seconds:8.1f} s  {len(_FOLDER_TESTS[folder]):4d} tests  {folder}")
     terminalreporter.write_line(f"{total:8.1f} s  {sum(map(len, _FOLDER_TESTS.values())):4d} tests  total")
+    workers = getattr(terminalreporter.config.option, "numprocesses", None) or 0
+    terminalreporter.write_line(f"{time.monotonic() - _STARTED:8.1f} s  wall, "
+                                f"{f'{workers} pytest-xdist workers' if workers else 'one process'}")
