@@ -32,6 +32,7 @@ from lora_factory.routes import (
 )
 from lora_factory.routes.guard import RequestGuard, build_config
 from lora_factory.routes.plugin_extensions import mount_plugin_extensions
+from lora_factory.routes.text_guard import LoneSurrogateGuard
 
 STATIC_DIR = Path(__file__).parent / "static"
 DOCS_ASSETS_DIR = Path(__file__).parent / "docs_assets"
@@ -111,6 +112,7 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
     app.state.services = services
     services.health.scheduler_expected = start_scheduler
     app.state.guard = build_config(services.workspace.home, bind_host, allowed_hosts, port)
+    app.add_middleware(LoneSurrogateGuard)  # inside the guard: a refused caller's body is never read
     app.add_middleware(RequestGuard, config=app.state.guard)
     install_error_handlers(app)
     for module in (seed, jobs, catalog, exports, system, infer, openai_compat, openai_images, openai_audio):

@@ -119,6 +119,9 @@ class ChatRequest(StrictModel):
     stream: bool = True
 
 
+MAX_ADAPTERS = 8  # adapters mixed in one generation (the image plugin keeps 8 loaded; a voice mix of thousands hung)
+
+
 class AdapterWeight(StrictModel):
     name: str
     weight: float = Field(1.0, ge=-4.0, le=4.0)
@@ -130,7 +133,8 @@ class GenerateRequest(StrictModel):
     modality: str
     base_model: str
     adapter: str | None = None
-    adapters: list[AdapterWeight] = Field(default_factory=list, description="several adapters with a weight each")
+    adapters: list[AdapterWeight] = Field(default_factory=list, max_length=MAX_ADAPTERS,
+                                          description="several adapters with a weight each (at most 8)")
     task: str | None = Field(None, description="an inference kind of the modality (image, speech, transcribe ...)")
     input: dict[str, Any] = Field(default_factory=dict, description='files as "upload:<id>" from /api/infer/uploads')
     params: dict[str, Any] = Field(default_factory=dict)

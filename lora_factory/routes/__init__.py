@@ -36,7 +36,9 @@ def retry_after(exc: LoRAFactoryError) -> dict[str, str]:
 def hide_server_paths(body: object, home: object) -> object:
     """An answer with the server's absolute paths taken out: the workspace's own prefix dropped (a
     workspace-relative name stays), the temporary folder shown as ``<tmp>``. The last guard behind
-    every error message, whatever a library put into it."""
+    every error message, whatever a library put into it. A lone surrogate a client sent (``"\\ud800"``
+    is valid JSON) and a message repeats is written as its escape: unencodable, it made the error
+    handler itself fail (a 500)."""
     import tempfile
 
     prefixes = [(str(home).rstrip("/\\") + sep, "") for sep in ("/", "\\")] + [(str(home), ".")]
@@ -47,7 +49,7 @@ def hide_server_paths(body: object, home: object) -> object:
         if isinstance(value, str):
             for prefix, repl in prefixes:
                 value = value.replace(prefix, repl)
-            return value
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
         if isinstance(value, dict):
             return {k: clean(v) for k, v in value.items()}
         if isinstance(value, list):

@@ -113,7 +113,10 @@ def infer(modality, request, session):
     if not _mine(modality):
         return None
     session.cache["calls"] = session.cache.get("calls", 0) + 1
-    text = request["messages"][-1]["content"][::-1]
+    if "messages" in request:
+        text = request["messages"][-1]["content"][::-1]
+    else:  # a generation (/api/infer/generate): its prompt, reversed like a chat message
+        text = str((request.get("input") or {}).get("prompt", ""))[::-1]
     if request.get("adapter"):
         text = "[adapter] " + text
 

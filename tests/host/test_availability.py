@@ -22,6 +22,9 @@ SLOW = {"modality": "dummy", "base_model": "base", "stream": False,
         "messages": [{"role": "user", "content": "abcdefghijklmnopqrst"}], "params": {"delay": 0.4}}
 QUICK = {"modality": "dummy", "base_model": "base", "stream": False,
          "messages": [{"role": "user", "content": "hi"}]}
+SLOW_GENERATE = {"modality": "dummy", "base_model": "base", "stream": False,
+                 "input": {"prompt": "abcdefghijklmnopqrst"}, "params": {"delay": 0.4}}
+QUICK_GENERATE = {"modality": "dummy", "base_model": "base", "stream": False, "input": {"prompt": "hi"}}
 
 
 def test_a_full_queue_is_told_busy_at_once_with_a_retry_after():
@@ -60,20 +63,23 @@ def test_waiting_is_bounded_in_time_and_a_gone_client_leaves_the_queue():
 
 
 def test_the_api_and_the_ui_stay_served_while_inference_is_swamped(dummy_home, server_factory):
-    """A slow generation, then 45 requests whose clients give up after 3 s (the probe's recipe):
+    """A slow generation, then 45 requests whose clients give up after 3 s (the probe's recipe:
+    ``/api/infer/generate`` then small generations; every other one a chat, which shares the gate):
     health, jobs and the UI answer at once, the extra requests hear 429 with a Retry-After, and
     once the slow one ends the next request runs without waiting for the abandoned ones."""
     server = server_factory(dummy_home, LORA_FACTORY_INFER_MAX_WAITING="3", LORA_FACTORY_INFER_MAX_WAIT_S="60")
     with server.client() as client:
         assert client.post("/api/infer/chat", json=QUICK).status_code == 200  # the worker is up
-        slow = threading.Thread(target=lambda: client.post("/api/infer/chat", json=SLOW), daemon=True)
+        assert client.post("/api/infer/generate", json=QUICK_GENERATE).json()["text"] == "ih"
+        slow = threading.Thread(target=lambda: client.post("/api/infer/generate", json=SLOW_GENERATE), daemon=True)
         slow.start()
         time.sleep(0.5)
 
-        def impatient(_: int) -> int | str:
+        def impatient(i: int) -> int | str:
+            route, body = ("/api/infer/generate", QUICK_GENERATE) if i % 2 else ("/api/infer/chat", QUICK)
             try:
                 with httpx.Client(base_url=server.url, timeout=3.0) as c:
-                    r = c.post("/api/infer/chat", json=dict(QUICK, params={"delay": 1.0}))
+                    r = c.post(route, json=dict(body, params={"delay": 1.0}))
                     if r.status_code == 429:
                         assert r.json()["error"]["code"] == "INFERENCE_BUSY" and int(r.headers["Retry-After"]) >= 1
                     return r.status_code

@@ -101,15 +101,22 @@ def test_the_start_up_cleaner_covers_every_place_the_product_writes(dummy_home):
     try:
         leftovers = [dummy_home / "runs" / "job1" / "checkpoints" / ".tmp-checkpoint-4" / "adapter.safetensors",
                      dummy_home / "artifacts" / "outputs" / "image" / "2026" / ".img_0001.png.tmp",
-                     dummy_home / "artifacts" / "uploads" / ".tmp-abc_clip.wav"]
+                     dummy_home / "artifacts" / "uploads" / ".tmp-abc_clip.wav",
+                     # the plugins' caches (text tokens, a voice's codec codes) and an export's merge folder
+                     dummy_home / "datasets" / "text" / ".cache" / "tokens" / ".tmp-k1-1234abcd" / "input_ids.npy",
+                     dummy_home / "datasets" / "audio" / "voice" / ".cache" / ".tmp-77-codes-0123.npz",
+                     dummy_home / "runs" / "job2" / ".tmp-ct2-x1y2" / "merged" / "model.safetensors"]
         kept = [dummy_home / "runs" / "job1" / "checkpoints" / "checkpoint-2" / "state.json",
-                dummy_home / "artifacts" / "outputs" / "image" / "2026" / "img_0000.png"]
+                dummy_home / "artifacts" / "outputs" / "image" / "2026" / "img_0000.png",
+                dummy_home / "datasets" / "text" / ".cache" / "tokens" / "k1" / "meta.json",
+                dummy_home / "datasets" / "audio" / "voice" / ".cache" / "codes-0123.npz",
+                dummy_home / "datasets" / "audio" / "voice" / ".mine.tmp"]  # a user's file: not ours to remove
         for path in leftovers + kept:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"x")
         svc.startup_housekeeping({})
         assert not (dummy_home / "runs" / "job1" / "checkpoints" / ".tmp-checkpoint-4").exists()
-        assert not any(p.exists() for p in leftovers)
+        assert not any(p.exists() for p in leftovers), [p for p in leftovers if p.exists()]
         assert all(p.exists() for p in kept)
     finally:
         svc.close()
@@ -141,3 +148,40 @@ def test_uploads_are_kept_a_bounded_time_and_size(dummy_home):
 
 def test_a_checkpoint_write_on_a_full_disk_is_disk_full():
     assert error_body(OSError(errno.ENOSPC, "No space left on device"))["code"] == "DISK_FULL"
+
+
+def test_the_routes_added_since_say_disk_full_too(dummy_home, monkeypatch):
+    """Issue 16, item 15 for the in-server writes that came later (the voice's user dictionary, a
+    preference choice): ENOSPC is a 507 ``DISK_FULL``, never a 500, and nothing is half-written."""
+    import lora_factory.kit.files as files
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with TestClient(create_app(dummy_home, start_scheduler=False), raise_server_exceptions=False) as c:
+        entry = {"surface": "LoRA", "reading": "ローラ"}
+        assert c.put("/api/audio/dictionary", json={"entries": [entry]}).status_code == 200
+        monkeypatch.setattr(files, "write_text_atomic", full)
+        r = c.put("/api/audio/dictionary", json={"entries": [entry, {"surface": "GPU", "reading": "ジーピーユー"}]})
+        assert r.status_code == 507 and r.json()["error"]["code"] == "DISK_FULL", r.text
+        assert [e["surface"] for e in c.get("/api/audio/dictionary").json()["entries"]] == ["LoRA"]
+
+
+def test_temporary_folders_in_the_workspace_carry_the_cleaners_name():
+    """Every ``tempfile`` folder or file made inside the workspace (``dir=``) is named ``.tmp-*``, the
+    name the start-up cleaner removes: ``lf-ct2-*`` and ``tmpXXXX`` survived a kill and a restart."""
+    import ast
+    from pathlib import Path
+
+    import lora_factory
+
+    unnamed = []
+    for source in Path(lora_factory.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "TemporaryDirectory", "mkdtemp", "NamedTemporaryFile", "mkstemp"):
+                keywords = {k.arg: k.value for k in node.keywords}
+                prefix = keywords.get("prefix")
+                if "dir" in keywords and not (isinstance(prefix, ast.Constant) and str(prefix.value).startswith(".tmp-")):
+                    unnamed.append(f"{source.name}:{node.lineno}")
+    assert not unnamed, unnamed

@@ -22,6 +22,11 @@ def client(tmp_path_factory):
         (home / folder).mkdir(parents=True)
     (home / "artifacts" / "inputs").mkdir(parents=True)
     (home / "artifacts" / "inputs" / "clip.wav").write_bytes(b"RIFF....")
+    import numpy as np
+    import soundfile as sf
+
+    (home / "datasets" / "audio" / "recs").mkdir(parents=True)  # a recording for the slice review
+    sf.write(home / "datasets" / "audio" / "recs" / "take1.wav", np.zeros(16000, dtype=np.float32), 16000)
     with TestClient(create_app(home, start_scheduler=False), raise_server_exceptions=False) as c:
         yield c
 
@@ -61,6 +66,15 @@ IMAGE = {"modality": "image", "task": "image", "base_model": "sd", "input": {"pr
     (IMAGE | {"params": {"num_images": 10**6}}, "num_images"),
     (IMAGE | {"params": {"lora_weight_grid": [1.0] * 100_000, "num_images": 16}}, "lora_weight_grid"),
     (IMAGE | {"params": {"seed": 2**70}}, "seed"),
+    (IMAGE | {"params": {"epoch_grid": list(range(17))}}, "epoch_grid"),
+    (IMAGE | {"params": {"epoch_grid": [1, 2, 3], "lora_weight_grid": [0.5, 1.0], "num_images": 3}}, "epoch_grid"),
+    (IMAGE | {"params": {"epoch_grid": [-1]}}, "epoch_grid"),
+    (SPEECH | {"params": {"pitch": 100}}, "pitch"),
+    (SPEECH | {"params": {"pause_ms": -1}}, "pause_ms"),
+    (SPEECH | {"params": {"volume_db": "NaN"}}, "volume_db"),
+    (SPEECH | {"input": {"text": "こんにちは", "reference_audio": "/etc/passwd"}}, "input.reference_audio"),
+    (SPEECH | {"adapters": [{"name": "v", "weight": 1.0}] * 9}, "adapters"),
+    (SPEECH | {"adapters": [{"name": "v", "weight": 1e9}]}, "adapters"),
     (IMAGE | {"params": {"width": "wide"}}, "width"),
     (IMAGE | {"input": {"prompt": "x", "image": "/etc/passwd"}}, "input.image"),
 ])
@@ -99,3 +113,25 @@ def test_v1_transcriptions_names_the_bad_parameter(client, form, field):
 def test_v1_chat_names_the_bad_parameter(client, extra, field):
     body = {"model": "nope", "messages": [{"role": "user", "content": "hi"}], **extra}
     assert_names(client.post("/v1/chat/completions", json=body), field)
+
+
+@pytest.mark.parametrize("route,body,field", [
+    ("/api/audio/read", {"text": "あ" * 5001}, "text"),
+    ("/api/audio/read", {"text": 5}, "text"),
+    ("/api/audio/slices/preview", {"dataset": "recs", "points": 10**9}, "points"),
+    ("/api/audio/slices/preview", {"dataset": "recs", "min_seconds": -1}, "min_seconds"),
+    ("/api/audio/slices/preview", {"dataset": "recs", "method": "magic"}, "method"),
+    ("/api/audio/slices/preview", {"dataset": "../../etc"}, "dataset"),
+    ("/api/audio/slices/preview", {"dataset": "recs", "recording": "../../../etc/passwd"}, "recording"),
+    ("/api/audio/dictionary", {"entries": [{"surface": "x"}] * 5001}, "entries"),
+])
+def test_the_voice_tools_name_the_bad_parameter(client, route, body, field):
+    """The routes the audio plugin added after the first hardening (reading preview, slice review,
+    user dictionary) answer a 4xx naming the field too."""
+    method = client.put if route.endswith("dictionary") else client.post
+    r = method(route, json=body)
+    assert 400 <= r.status_code < 500, r.text
+    err = json.loads(r.text)["error"]
+    assert err["code"] and err["message"] and err["message_ja"]
+    named = json.dumps(err.get("detail")) + err["message"]
+    assert field in named or (err["code"] == "UNSAFE_PATH" and body[field] in named), (field, r.text)

@@ -238,6 +238,14 @@ def test_merge_refuses_unknown_adapters_and_other_architectures(tiny_sd15, tmp_p
     with pytest.raises(LoRAFactoryError) as err:
         _export(home, tiny_sd15, one, "lora_resize", {}, "m", "m4")
     assert err.value.code == "INVALID_EXPORT_PARAMS"
+    # weights that are no number a LoRA can hold (a merged LoRA of NaN was written), too many LoRAs at once
+    for params, field in [({"adapters": ["one"], "weight": float("nan")}, "weight"),
+                          ({"adapters": [{"name": "one", "weight": float("inf")}]}, "weight"),
+                          ({"adapters": [{"name": "one", "weight": 1e308}]}, "weight"),
+                          ({"adapters": ["one"] * 9}, "adapters")]:
+        with pytest.raises(LoRAFactoryError) as err:
+            _export(home, tiny_sd15, one, "lora_merge", params, "m", "m5")
+        assert err.value.code == "INVALID_EXPORT_PARAMS" and err.value.detail["field"] == field, params
 
 
 def test_cli_resize_publishes_a_new_adapter_listed_under_its_source_with_lineage(tmp_path, tiny_workspaces,

@@ -92,6 +92,11 @@ def test_optimizer_args_take_kohyas_command_line_form_and_refuse_garbage():
     with pytest.raises(LoRAFactoryError) as err:
         resolved({"optimizer_args": "d_coef"})
     assert err.value.http_status == 422 and "optimizer_args" in err.value.message_en
+    # a number, and a value that overflows the literal parser, were TypeError / RecursionError: a 500
+    for garbage in (-1, 1e308, 2**70, True, "x=" + "(" * 100_000):
+        with pytest.raises(LoRAFactoryError) as err:
+            resolved({"optimizer_args": garbage})
+        assert err.value.http_status == 422 and "optimizer_args" in err.value.message_en, garbage
 
 
 def _lrs(name: str, total: int, **kw) -> list[float]:
@@ -207,6 +212,9 @@ def test_prompt_lines_take_kohyas_options():
         "prompt": "1girl, solo", "negative_prompt": "lowres, bad", "width": 512, "height": 768, "steps": 28,
         "guidance_scale": 7.5, "seed": 1}
     assert parse_prompt_line("plain --w wide") == {"prompt": "plain"}  # malformed options are skipped, as kohya does
+    # a seed torch cannot take (it crashed the run at its first sample) and a CFG that is not a number
+    assert parse_prompt_line(f"x --d {2**70 + 5} --l nan") == {"prompt": "x", "seed": 5}
+    assert parse_prompt_line("x --l inf --w 100000 --s 99999")["width"] == 4096
     assert resolved({"sample_prompts": "a\n# comment\n\nb --d 3"})["params"]["sample_prompts"] == ["a", "b --d 3"]
 
 

@@ -80,6 +80,8 @@ def member_path(name: str, archive: str) -> PurePosixPath | None:
     raw = name.replace("\\", "/")
     if "\x00" in raw:
         raise _refused(name, "NUL 文字を含みます", "it contains a NUL byte", archive)
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in raw.split("/")):
+        raise invalid_member(name, archive, "the name is too long", "名前が長すぎます")  # a damaged name, not an escape
     try:
         rel = check_relative(raw)
     except LoRAFactoryError as exc:

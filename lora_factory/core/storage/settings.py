@@ -24,8 +24,12 @@ ENV_BY_FIELD = {"hf_token": "HF_TOKEN", "hf_endpoint": "HF_ENDPOINT"}
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    hf_token: str | None = Field(None, description="Hugging Face access token (gated / private models)")
-    hf_endpoint: str | None = Field(None, pattern=r"^https?://\S+$", description="a Hub mirror, e.g. https://hf-mirror.com")
+    # both become environment variables of every worker: a NUL byte there killed each worker at start
+    # ("embedded null byte"), so printable ASCII only (what an HTTP header can carry anyway)
+    hf_token: str | None = Field(None, pattern=r"^[!-~]{1,1024}$",
+                                 description="Hugging Face access token (gated / private models)")
+    hf_endpoint: str | None = Field(None, pattern=r"^https?://[!-~]{1,2000}$",
+                                    description="a Hub mirror, e.g. https://hf-mirror.com")
     modality_owners: dict[str, str] | None = Field(
         None, description="which plugin serves a modality that several plugins declare, e.g. {\"text\": \"my_plugin\"}")
 

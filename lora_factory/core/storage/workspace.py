@@ -29,14 +29,38 @@ _NAME_RE = re.compile(r"^[\w\-.@+]+$", re.UNICODE)
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?$", re.IGNORECASE)
 
 
+MAX_COMPONENT_BYTES = 255  # the longest file name ext4, NTFS and APFS take (UTF-8 bytes, a safe bound)
+
+
+def _shown(value: str) -> str:
+    """A client's value as an answer may repeat it: printable as UTF-8 (a lone surrogate from JSON
+    ``"\\ud800"`` is written as its escape) and cut to 80 characters (a 20,000-character name is not echoed)."""
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
 def _unsafe(value: str, why_en: str, why_ja: str) -> LoRAFactoryError:
+    shown = _shown(value)
     return LoRAFactoryError(
         "UNSAFE_PATH",
-        f"「{value}」は使えません: {why_ja}",
-        f"'{value}' is not allowed: {why_en}",
+        f"「{shown}」は使えません: {why_ja}",
+        f"'{shown}' is not allowed: {why_en}",
         http_status=400,
-        detail={"value": value},
+        detail={"value": shown},
     )
+
+
+def _check_text_and_length(value: str) -> None:
+    """Refuse what no file system can name, before it reaches one: a lone surrogate (``"\\ud800"`` is
+    valid JSON but no file name: the OS call raised ``UnicodeEncodeError``) and a component longer
+    than :data:`MAX_COMPONENT_BYTES` (``ENAMETOOLONG``). Both were 500s."""
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _unsafe(value, "it holds characters that are not text (lone surrogates)",
+                      "文字として読めない符号 (サロゲート) が含まれています") from None
+    if any(len(part) > MAX_COMPONENT_BYTES for part in re.split(rb"[\\/]", encoded)):
+        raise _unsafe(value, f"a name longer than {MAX_COMPONENT_BYTES} bytes", f"名前が長すぎます ({MAX_COMPONENT_BYTES} バイトまで)")
 
 
 def safe_name(value: str, what: str = "name") -> str:
@@ -52,6 +76,7 @@ def safe_name(value: str, what: str = "name") -> str:
             detail={"field": what},
         )
     value = value.strip()
+    _check_text_and_length(value)
     if value in (".", "..") or value.startswith(".") or not _NAME_RE.match(value) or len(value) > 128:
         raise _unsafe(value, "use letters, digits, '_', '-', '.', no path separators",
                       "文字・数字・'_'・'-'・'.' のみ使えます(区切り文字や '..' は不可)")
@@ -66,6 +91,7 @@ def existing_name(value: str, what: str = "name") -> str:
     hand may have spaces): no separators, no ``..``, and no dot-name (``.cache``, ``.meta`` are ours)."""
     if not isinstance(value, str) or not value.strip():
         raise LoRAFactoryError("INVALID_NAME", f"{what} が空です。", f"The {what} is empty.", detail={"field": what})
+    _check_text_and_length(value)
     if value.startswith(".") or "/" in value or "\\" in value or "\x00" in value or PureWindowsPath(value).drive:
         raise _unsafe(value, "give a plain name inside the folder", "フォルダ内の名前だけを指定してください")
     return value
@@ -99,6 +125,7 @@ def check_relative(value: str) -> PurePosixPath:
     """Reject absolute paths, drive letters, UNC paths and ``..`` before touching the disk."""
     if not isinstance(value, str) or not value.strip():
         raise LoRAFactoryError("INVALID_PATH", "パスが空です。", "The path is empty.")
+    _check_text_and_length(value)
     raw = value.strip().replace("\\", "/")
     if raw.startswith("/") or PureWindowsPath(value).drive or re.match(r"^[A-Za-z]:", raw):
         raise _unsafe(value, "absolute paths are refused", "絶対パスは指定できません")
@@ -206,8 +233,11 @@ class Workspace:
         Symlinks are followed before the check, so a link pointing outside is refused too.
         """
         rel = check_relative(str(value))
-        root = (base or self.home).resolve()
-        candidate = (root / Path(*rel.parts)).resolve()
+        try:
+            root = (base or self.home).resolve()
+            candidate = (root / Path(*rel.parts)).resolve()
+        except (OSError, RuntimeError, ValueError):  # a link loop ("Symlink loop from ..."), a name the OS refuses
+            raise _unsafe(str(value), "it cannot be resolved (a link loop?)", "たどれないパスです (リンクの循環など)") from None
         if candidate != root and root not in candidate.parents:
             raise _unsafe(str(value), "it leaves the workspace", "ワークスペースの外を指しています")
         home = self.home
@@ -220,6 +250,7 @@ class Workspace:
 
         ``folder`` is one of ``models``, ``datasets``, ``lora_adapters``.
         """
+        safe_name(modality, "modality")  # from a URL path: "%00" or 20,000 characters reached the OS (a 500)
         rel = check_relative(value)
         if any(part.startswith(".") for part in rel.parts):  # .cache, .meta, .lineage, .tmp-* are ours
             raise _unsafe(value, "hidden (dot) names are refused", "'.' で始まる名前は指定できません")
@@ -337,6 +368,10 @@ class Workspace:
                             removed.append(self.relative(entry))
         for top, depth in TEMPORARY_PLACES:
             removed += self._clean_tree(self.home / top, depth, now, older_than_s)
+        # the plugins' caches: datasets/<modality>/.cache/tokens/ (text), datasets/audio/<name>/.cache/ (codec
+        # codes); only there, never elsewhere in a dataset, where a file is the user's
+        for cache in [*self.home.glob("datasets/*/.cache"), *self.home.glob("datasets/*/*/.cache")]:
+            removed += self._clean_tree(cache, 1, now, older_than_s)
         return removed
 
     def _clean_tree(self, root: Path, depth: int, now: float, older_than_s: float) -> list[str]:

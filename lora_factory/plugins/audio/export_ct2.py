@@ -73,7 +73,7 @@ def run(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
     ctx.progress(1, 3)
     if ctx.should_stop():
         return {"stopped": True}
-    with tempfile.TemporaryDirectory(prefix="lf-ct2-", dir=str(out.parent)) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".tmp-ct2-", dir=str(out.parent)) as tmp:  # the start-up cleaner's name
         merged_dir = Path(tmp) / "merged"
         merged.save_pretrained(str(merged_dir), safe_serialization=True)
         _copy_tokenizer_files(base, merged_dir)

@@ -10,6 +10,7 @@ the adapters it came from as its parents.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,10 @@ EXPORT_TARGETS: dict[str, dict[str, Any]] = {
         "description_en": "Several LoRAs merged with weights into one LoRA (with a rank: reduced by SVD). "
                           "The result is a new adapter.",
         "params_schema": {"type": "object", "required": ["adapters"], "properties": {
-            "weight": {"type": "number", "default": 1.0, "description": "this adapter's weight"},
-            "adapters": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
-                "name": {"type": "string"}, "weight": {"type": "number", "default": 1.0}}}},
+            "weight": {"type": "number", "default": 1.0, "minimum": -4, "maximum": 4,
+                       "description": "this adapter's weight"},
+            "adapters": {"type": "array", "maxItems": 8, "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"}, "weight": {"type": "number", "default": 1.0, "minimum": -4, "maximum": 4}}}},
             "rank": {"type": "integer", "minimum": 1, "description": "none: exact (ranks stacked)"},
             "precision": {"type": "string", "enum": list(PRECISIONS), "default": "fp16"}}},
     },
@@ -61,10 +63,17 @@ def _unsupported(ja: str, en: str, **detail: Any) -> LoRAFactoryError:
     return LoRAFactoryError("EXPORT_UNSUPPORTED", ja, en, 422, detail=detail)
 
 
+MAX_WEIGHT = 4.0  # a LoRA weight, as the generation form and the a1111 schema bound it
+MAX_MERGED = 8  # LoRAs merged into one (as many as a generation mixes)
+
+
 def _number(params: dict[str, Any], key: str, default: float) -> float:
+    """A LoRA weight: finite and within ±4 (NaN, Infinity or 1e308 wrote a merged LoRA of NaN)."""
     value = params.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _invalid(key, f"{key} は数値です。", f"{key} must be a number.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or abs(value) > MAX_WEIGHT:
+        raise _invalid(key, f"{key} は -{MAX_WEIGHT:g} から {MAX_WEIGHT:g} の数値です。",
+                       f"{key} must be a number from -{MAX_WEIGHT:g} to {MAX_WEIGHT:g}.")
     return float(value)
 
 
@@ -133,6 +142,9 @@ def resolve(spec: dict[str, Any], workspace: Any) -> dict[str, Any]:
         if not isinstance(others, list) or not others:
             raise _invalid("adapters", "マージする LoRA を adapters に 1 つ以上指定してください。",
                            "Name at least one LoRA to merge in 'adapters'.")
+        if len(others) > MAX_MERGED:
+            raise _invalid("adapters", f"一度にマージできる LoRA は {MAX_MERGED} 個までです。",
+                           f"At most {MAX_MERGED} LoRAs can be merged at once.")
         for item in others:
             item = {"name": item} if isinstance(item, str) else item
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):

@@ -119,11 +119,11 @@ class ImageTrainParams(BaseModel):
                     "--l CFG --d seed; empty = the first captions")
     sample_sampler: Literal[SAMPLE_SAMPLERS] = Field(  # type: ignore[valid-type]
         "dpmpp_2m", description="sampler of the samples (kohya's names such as k_euler_a or dpmsolver++ accepted)")
-    sample_seed: int = 1234
+    sample_seed: int = Field(1234, ge=0, le=2**32 - 1)
     sample_steps: int = Field(20, ge=1, le=200)
     sample_guidance_scale: float = Field(7.0, ge=0.0, le=50.0)
     save_precision: Literal["fp16", "bf16", "fp32"] = Field("fp16", description="dtype of the kohya file")
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy and torch refuse larger seeds (the job crashed)
     vram_profile: Literal["none", "8gb", "12gb", "24gb"] = Field("none", description="memory options for this GPU size")
 
     @field_validator("optimizer", mode="before")
@@ -167,6 +167,8 @@ def parse_optimizer_args(value: Any) -> Any:
         return {}
     if isinstance(value, dict):
         return {str(k): (list(v) if isinstance(v, tuple) else v) for k, v in value.items()}
+    if not isinstance(value, (str, list, tuple)):  # a number: list(5) raised TypeError, which pydantic lets through (500)
+        raise ValueError(f"optimizer_args takes key=value items or a mapping, not {type(value).__name__}")
     items = _split_args(value) if isinstance(value, str) else list(value)
     out: dict[str, Any] = {}
     for item in items:
@@ -175,7 +177,7 @@ def parse_optimizer_args(value: Any) -> Any:
             raise ValueError(f"optimizer_args takes key=value items: {item!r}")
         try:
             parsed = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):  # "((((…" overflows the parser
             raise ValueError(f"optimizer_args: {key.strip()} is not a number, bool, string or tuple: {text!r}") from None
         out[key.strip()] = list(parsed) if isinstance(parsed, tuple) else parsed
     return out

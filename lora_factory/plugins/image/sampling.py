@@ -7,6 +7,7 @@ or reloaded. Each PNG carries its settings like any generated image.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,12 @@ def parse_prompt_line(line: str) -> dict[str, Any]:
             value = max(16, min(4096, value))
         elif key == "steps":
             value = max(1, min(1000, value))
+        elif key == "seed":  # torch's generator takes 64 bits; a larger one crashed the run at its first sample
+            value %= 2**32
+        elif key == "guidance_scale":
+            if not math.isfinite(value):
+                continue
+            value = max(0.0, min(50.0, value))
         out[key] = value
     return out
 

@@ -175,7 +175,7 @@ def _kohya_file(run: Any, path: Path, output_name: str, steps: int, epoch: int, 
         if diffusers_file is None:
             import tempfile
 
-            with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp:
+            with tempfile.TemporaryDirectory(prefix=".tmp-flux-", dir=Path(path).parent) as tmp:  # cleaned at start
                 tensors = load_file(str(save_diffusers(run, Path(tmp), states)))
         else:
             tensors = load_file(str(diffusers_file))

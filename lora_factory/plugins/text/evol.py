@@ -294,7 +294,7 @@ class EvolParams(BaseModel):
     methods: list[Literal["constraints", "deepen", "concretize", "reasoning", "breadth"]] = Field(
         default_factory=lambda: list(METHODS), min_length=1)
     max_items: int | None = Field(None, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     generate_answers: bool = True
     check_equal: bool = True
     keep_language: bool = True

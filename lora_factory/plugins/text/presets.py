@@ -43,7 +43,7 @@ class TrainParams(BaseModel):
         0, ge=0, description="Plain-text documents longer than max_length are split into blocks; each block after "
                              "the first repeats this many tokens of the previous one as context (not trained twice)")
     gradient_checkpointing: bool = False
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1)  # numpy and torch refuse larger seeds (the job crashed)
     quantization: Literal["none", "4bit"] = "none"
     logging_steps: int = Field(1, ge=1)
     method: Literal["sft", "dpo", "kto", "orpo", "simpo", "grpo"] = Field(

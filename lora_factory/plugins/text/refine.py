@@ -68,7 +68,7 @@ class DedupNearParams(_Params):
     threshold: float = Field(0.7, gt=0.0, le=1.0)
     num_perm: int = Field(128, ge=16, le=1024)
     ngram: int = Field(5, ge=1, le=32)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     scope: Literal["all", "user"] = "all"
 
 
