@@ -11,10 +11,13 @@ At the end of a run, the time spent per test folder is printed (``pytest_termina
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -32,6 +35,30 @@ os.environ["LORA_FACTORY_NO_OPEN"] = "1"
 os.environ.setdefault("LORA_FACTORY_ALLOWED_HOSTS", "testserver")
 os.environ.setdefault("HF_HUB_OFFLINE", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _worker_count() -> int:
+    """How many pytest-xdist workers share this machine (1 without xdist or with ``-n0``)."""
+    try:
+        return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    except ValueError:
+        return 1
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # Windows, macOS
+        return os.cpu_count() or 1
+
+
+# Under pytest-xdist the workers share the cores: each worker, and the servers, job and inference workers it
+# starts (they inherit this environment), gets its share of threads. More threads than cores make the tiny
+# models several times slower (OpenMP's threads spin while they wait for each other). A value the caller
+# set wins.
+if _worker_count() > 1:
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(max(1, _cores() // _worker_count())))
 
 REPO = Path(__file__).resolve().parent.parent
 DUMMY_PLUGIN = Path(__file__).parent / "host" / "dummy_plugin.py"
@@ -143,6 +170,11 @@ class TinyWorkspaces:
     them again, several seconds each) into a template workspace; later requests copy that template.
     ``plugins`` are drop-in plugin files put into the workspace before the builds (part of the key).
 
+    Under pytest-xdist ``root`` is shared by the session's workers: a template is named after its key, built
+    by the first worker that asks for it while the others wait on its file lock, and marked finished by the
+    file of what the commands printed (written last, so a worker that died half-way leaves no template
+    that looks finished; the next one builds it again).
+
     ``template(...)`` is the template itself, for a test that only reads a model from it (an import):
     never write into it.
     """
@@ -162,35 +194,146 @@ class TinyWorkspaces:
     def _build(self, builds: tuple[tuple[str, ...], ...], plugins: tuple[Path, ...]) -> tuple[Path, list[dict]]:
         key = (builds, plugins)
         if key not in self._built:
-            from lora_factory.cli import main
+            from filelock import FileLock
 
-            home = self.root / f"ws{len(self._built)}"
-            (home / "plugins").mkdir(parents=True)
-            for plugin in plugins:
-                shutil.copy(plugin, home / "plugins" / plugin.name)
-            printed = []
-            for build in builds:
-                out, err = io.StringIO(), io.StringIO()
-                with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                    code = main(["tiny-model", *build, "--home", str(home)])
-                assert code == 0, f"lora-factory tiny-model {' '.join(build)}: {err.getvalue()}"
-                printed.append(json.loads(out.getvalue()))
-            gc.collect()  # the command's database connections close, so the copied database is complete
-            self._built[key] = (home, printed)
+            name = "ws-" + hashlib.sha256(json.dumps(
+                [builds, [[p.name, p.read_text(encoding="utf-8")] for p in plugins]]).encode()).hexdigest()[:16]
+            home, done = self.root / name, self.root / f"{name}.json"
+            with FileLock(str(self.root / f"{name}.lock")):
+                if not done.exists():
+                    shutil.rmtree(home, ignore_errors=True)
+                    write_json_atomic(done, self._run(home, builds, plugins))
+                self._built[key] = (home, json.loads(done.read_text(encoding="utf-8")))
         return self._built[key]
+
+    @staticmethod
+    def _run(home: Path, builds: tuple[tuple[str, ...], ...], plugins: tuple[Path, ...]) -> list[dict]:
+        from lora_factory.cli import main
+
+        (home / "plugins").mkdir(parents=True)
+        for plugin in plugins:
+            shutil.copy(plugin, home / "plugins" / plugin.name)
+        printed = []
+        for build in builds:
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(["tiny-model", *build, "--home", str(home)])
+            assert code == 0, f"lora-factory tiny-model {' '.join(build)}: {err.getvalue()}"
+            printed.append(json.loads(out.getvalue()))
+        gc.collect()  # the command's database connections close, so the copied database is complete
+        return printed
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def session_shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this test session that every pytest-xdist worker sees (a worker's own temp folder is
+    ``.../pytest-N/popen-gwK``; their parent ``pytest-N`` is the run's), or this process's own."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_workspaces(tmp_path_factory: pytest.TempPathFactory) -> TinyWorkspaces:
     """Tiny models built once per session through ``lora-factory tiny-model``, copied into each test's
-    workspace (see :class:`TinyWorkspaces`)."""
-    return TinyWorkspaces(tmp_path_factory.mktemp("tiny-workspaces"))
+    workspace (see :class:`TinyWorkspaces`); one build for all pytest-xdist workers."""
+    return TinyWorkspaces(session_shared_dir(tmp_path_factory, "tiny-workspaces"))
+
+
+# -- how pytest-xdist shares the tests out (pyproject's addopts: -n auto --dist loadfile) ---------------------
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one worker per core this process may use, counting hyper-threads (a "2-core" CI runner is
+    often one core with two), at most 4: the tests start servers and workers of their own, and beyond 4 the
+    per-worker set-up (a browser, a server with a tiny model) outweighs the gain. ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    overrides it, as pytest-xdist documents."""
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "")
+    return int(chosen) if chosen.isdigit() else max(1, min(4, _cores()))
+
+
+# Session fixtures that train: the files that use one of them form one group (one worker, one training);
+# keyed by folder, as two folders may give a fixture the same name.
+SHARED_TRAININGS = {"tests/text": ("trained_adapter",), "tests/image": ("trained",)}
+
+# Files whose tests are independent of each other (no module fixture, no order) and long one by one: each
+# test is a group of its own, so that the workers share the file.
+SPLIT_BY_TEST = ("tests/conformance/test_conformance.py",)
+
+# The longest files first (measured: the whole suite on 2 workers, the sum of each file's test times), so that
+# no long one starts last and leaves one worker running alone at the end; the others follow in collection
+# order. A name missing here only loses its place.
+LONGEST_FIRST = ("tests/ui/test_ui.py", "tests/image/test_end_to_end.py", "tests/conformance/test_conformance.py",
+                 "tests/ui/test_audio_ui.py", "tests/ui/test_training_form_ui.py", "tests/ui/test_image_ui.py",
+                 "tests/ui/test_ui_shell.py", "tests/audio/test_end_to_end.py", "tests/text/test_end_to_end.py")
+
+
+@functools.cache
+def _group_of_file(path: str) -> str:
+    """A test file's group: the shared training its source names as a fixture argument, or the file itself.
+    Read from the source so the controller, which collects nothing, groups as the workers would."""
+    folder = _folder_of(path + "::")
+    try:
+        source = (REPO / path).read_text(encoding="utf-8")
+    except OSError:
+        return path
+    for fixture in SHARED_TRAININGS.get(folder, ()):
+        if re.search(rf"def test_\w*\([^)]*\b{fixture}\b", source):
+            return f"{folder}/{fixture}"
+    return path
+
+
+def _group_of(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return nodeid if path in SPLIT_BY_TEST else _group_of_file(path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile`` with this suite's groups (see ``_group_of``): a file's module fixtures (a shared
+    server) stay in one worker, files sharing a training too. (``--dist loadgroup`` would do it with marks,
+    but pytest-xdist 3.8 cannot rename pytest 9's node ids, so its marks are lost.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class GroupScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group_of(nodeid)
+
+    return GroupScheduling(config, log)  # type: ignore[arg-type]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (in each worker, which all sort alike) the groups go longest first, the files of a
+    group together; in one process the order stays as collected."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    order = {group: i for i, group in enumerate(dict.fromkeys(_group_of_file(i.nodeid.split("::", 1)[0]) for i in items))}
+    position = {id(item): i for i, item in enumerate(items)}
+
+    def key(item: pytest.Item) -> tuple[int, int, int]:
+        group = _group_of_file(item.nodeid.split("::", 1)[0])
+        return rank.get(group, len(rank)), order[group], position[id(item)]
+
+    items.sort(key=key)
 
 
 # -- time per test folder -----------------------------------------------------------------------------------
 
 _FOLDER_SECONDS: dict[str, float] = {}
 _FOLDER_TESTS: dict[str, set[str]] = {}
+_STARTED = time.monotonic()
 
 
 def _folder_of(nodeid: str) -> str:
@@ -200,6 +343,8 @@ def _folder_of(nodeid: str) -> str:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Counted where the summary is printed: in this process, or under pytest-xdist in the controller, which
+    gets every worker's reports through this same hook (a worker's own count is never printed)."""
     folder = _folder_of(report.nodeid)
     _FOLDER_SECONDS[folder] = _FOLDER_SECONDS.get(folder, 0.0) + report.duration
     _FOLDER_TESTS.setdefault(folder, set()).add(report.nodeid)
@@ -214,3 +359,6 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
     for folder, seconds in sorted(_FOLDER_SECONDS.items(), key=lambda kv: -kv[1]):
         terminalreporter.write_line(f"{seconds:8.1f} s  {len(_FOLDER_TESTS[folder]):4d} tests  {folder}")
     terminalreporter.write_line(f"{total:8.1f} s  {sum(map(len, _FOLDER_TESTS.values())):4d} tests  total")
+    workers = getattr(terminalreporter.config.option, "numprocesses", None) or 0
+    terminalreporter.write_line(f"{time.monotonic() - _STARTED:8.1f} s  wall, "
+                                f"{f'{workers} pytest-xdist workers (the times above add up all workers)' if workers else 'one process'}")
