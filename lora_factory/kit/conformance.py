@@ -172,8 +172,8 @@ def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None)
 
 def _extensions(home: Path) -> dict[str, Any]:
     """What the plugins add to the server, the CLI and the UI, as a user meets it: the app is built
-    (``register_routes``, ``register_ui``: every UI module must be served) and the CLI's parser
-    (``register_commands``)."""
+    (``register_routes``, ``register_ui``: every UI module must be served), the CLI's parser
+    (``register_commands``) and the reward list the training form shows (``register_reward_functions``)."""
     from fastapi.testclient import TestClient
 
     from lora_factory.app import create_app
@@ -187,9 +187,11 @@ def _extensions(home: Path) -> dict[str, Any]:
             if res.status_code != 200:
                 raise AssertionError(f"the UI module {module['url']} of {module['plugin']} is not served: {res.status_code}")
         paths = sorted(app.openapi()["paths"])
+        rewards = client.get("/api/rewards").json()["rewards"]  # register_reward_functions, as the form lists them
     parser = build_parser(["--home", str(home)])
     commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return {"ui_modules": modules, "paths": paths, "commands": sorted(commands)}
+    return {"ui_modules": modules, "paths": paths, "commands": sorted(commands),
+            "rewards": sorted(r["name"] for r in rewards)}
 
 
 def read_trace(path: Path) -> list[dict[str, Any]]:

@@ -209,3 +209,12 @@ def import_dataset_index(modality, path, datasets_dir):
         dest.write_bytes((Path(path).parent / name).read_bytes())
         out.append({"name": name, "file": str(dest), "format": "lines", "mapping": None})
     return out
+
+
+@hookimpl
+def register_reward_functions(register):
+    def dummy_reversed(prompts, completions, answers):
+        """1.0 for a completion that is its prompt reversed (what the dummy model's chat answers)."""
+        return [1.0 if str(c) == str(p)[::-1] else 0.0 for p, c in zip(prompts, completions)]
+
+    register("dummy_reversed", dummy_reversed, "回文なら 1", "1 for a palindrome")

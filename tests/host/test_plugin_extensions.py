@@ -262,5 +262,7 @@ def test_hook_register_reward_functions_lists_and_serves_a_drop_in_reward(dummy_
     assert "refused: register_reward_functions: the reward 'exact_answer' already exists" in capsys.readouterr().out
     lines: list[str] = []
     found = plugin_rewards(Workspace(dummy_home), taken={"exact_answer"}, log=lines.append)
-    assert list(found) == ["shout"] and found["shout"]([""], ["やった!", "はい"], ["", ""]) == [1.0, 0.0]
+    assert sorted(found) == ["dummy_reversed", "shout"]  # the dummy plugin (in dummy_home) registers one too
+    assert found["shout"]([""], ["やった!", "はい"], ["", ""]) == [1.0, 0.0]
+    assert found["dummy_reversed"](["abc", "abc"], ["cba", "abc"], ["", ""]) == [1.0, 0.0]
     assert any("reward_plugin" in line and "'exact_answer' already exists" in line for line in lines)

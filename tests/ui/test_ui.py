@@ -507,7 +507,8 @@ def test_hugging_face_settings_from_the_system_tab(watched_page: tuple[Any, Any]
         assert system.get_by_test_id("settings-hf-token").input_value() == ""
         saved = server.client.get("/api/settings").json()
         assert saved == {"hf_token_set": True, "hf_token_hint": "…9876", "hf_endpoint": "https://hf-mirror.example.org",
-                         "modality_owners": {}}
+                         "modality_owners": {}, "cluster_address": None, "cluster_workers": None,
+                         "cluster_resources_per_worker": None, "cluster_workspace": None}
         screenshot(page, "system-settings")
 
         # After a reload: the endpoint is shown again, the token is not (the API never returns it).
