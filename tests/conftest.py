@@ -73,7 +73,11 @@ def free_port() -> int:
 @pytest.fixture
 def dummy_home(tmp_path: Path) -> Path:
     """A workspace with the dummy test plugin dropped in, a model folder and a dataset."""
-    home = tmp_path / "ws"
+    return make_dummy_home(tmp_path / "ws")
+
+
+def make_dummy_home(home: Path) -> Path:
+    """``home`` made a workspace with the dummy test plugin, a model folder and a dataset (for fixtures of any scope)."""
     (home / "plugins").mkdir(parents=True)
     shutil.copy(DUMMY_PLUGIN, home / "plugins" / "dummy_plugin.py")
     (home / "models" / "dummy" / "base").mkdir(parents=True)

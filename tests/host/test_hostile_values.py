@@ -13,21 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lora_factory.app import create_app
-from tests.conftest import DUMMY_PLUGIN
+from tests.conftest import make_dummy_home
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    import shutil
-
-    home = tmp_path_factory.mktemp("hostile") / "ws"
-    (home / "plugins").mkdir(parents=True)
-    shutil.copy(DUMMY_PLUGIN, home / "plugins" / "dummy_plugin.py")
-    (home / "models" / "dummy" / "base").mkdir(parents=True)
-    (home / "models" / "dummy" / "base" / "weights.txt").write_text("w")
-    (home / "datasets" / "dummy").mkdir(parents=True)
-    (home / "datasets" / "dummy" / "data.txt").write_text("a\nb\nc\n")
-    return home
+    return make_dummy_home(tmp_path_factory.mktemp("hostile") / "ws")
 
 
 @pytest.fixture(scope="module")

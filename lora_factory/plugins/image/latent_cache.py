@@ -17,20 +17,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lora_factory.plugins.image.hashes import file_sha256
+
 CACHE_PARTS = ("models", "image", ".cache", "latents")
 VERSION = 1  # bump when the stored layout or the encoding changes
 
 
 def cache_folder(home: Path) -> Path:
     return Path(home).joinpath(*CACHE_PARTS)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def vae_identity(source: Path, dtype: str) -> str:
