@@ -1,0 +1,179 @@
+"""The warm process behind a warm start: ``python -m lora_factory.core.jobs.zygote --home DIR`` (Linux).
+
+Why: a job's worker spends most of its start importing torch, transformers, peft, diffusers (about
+10 s a job on a 2-core machine, more than many short jobs spend training). This process imports them
+once, the first time a job of a modality asks for them, and then forks one worker per job: the fork
+has them already, and runs exactly the code a spawned worker runs (``core.jobs.worker.main``).
+
+Protocol (one JSON object per line): the server writes ``{"job_id", "log", "cwd", "preload"}`` on
+stdin; this process answers ``{"job_id", "pid", "create_time"}`` once the worker is forked, or
+``{"job_id", "refused": reason}`` when it must not fork it (the server then spawns the worker the
+ordinary way). It never touches a GPU: it refuses every job once torch has initialised CUDA, and the
+server only starts it on a machine without one (``warm_start.warm_start_wanted``).
+
+Each worker leads its own session (a cancel ends its whole tree, a Ctrl+C in the server's terminal
+does not reach it), writes to its job's log, gets the server's environment as it was when this
+process started, and its exit code lands in ``runs/<job_id>/worker_exit.json``, which the scheduler
+reads when a worker died without writing its final state. End of stdin (the server stopped) ends
+this process; running workers go on, as spawned ones do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.process import create_time
+from lora_factory.core.storage.settings import ENV_BY_FIELD, export_to_environment, load_settings
+from lora_factory.core.storage.workspace import write_text_atomic
+
+EXIT_FILE = "worker_exit.json"
+
+
+def settings_environment(home: Path) -> dict[str, str | None]:
+    """What ``export_to_environment`` takes from the settings now (a changed token or mirror makes this
+    process stale: libraries imported here read some of these variables once, at import)."""
+    try:
+        settings = load_settings(home)
+    except Exception:  # noqa: BLE001 - a damaged file is the worker's error to report, in words
+        return {"damaged": "1"}
+    return {env: getattr(settings, field) for field, env in ENV_BY_FIELD.items()}
+
+
+class Zygote:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.children: dict[int, str] = {}  # pid -> job id, until reaped
+        self.settings = settings_environment(home)
+        self.preloaded: list[str] = []
+        self.failed_imports: dict[str, str] = {}
+
+    def reap(self, *_: Any) -> None:
+        """SIGCHLD: collect every finished worker and keep its exit code beside its run."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job_id = self.children.pop(pid, None)
+            if job_id is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                write_text_atomic(self.home / "runs" / job_id / EXIT_FILE, json.dumps({"pid": pid, "exit_code": code}))
+            except OSError:
+                pass
+
+    def preload(self, modules: list[str]) -> None:
+        for name in modules:
+            if name in sys.modules or name in self.failed_imports:
+                continue
+            started = time.monotonic()
+            try:
+                importlib.import_module(name)
+                self.preloaded.append(name)
+                print(f"[warm start] {name} imported in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+            except Exception as exc:  # noqa: BLE001 - the worker imports what it needs itself, and says why
+                self.failed_imports[name] = f"{type(exc).__name__}: {exc}"
+                print(f"[warm start] could not preload {name}: {exc!r}", file=sys.stderr, flush=True)
+
+    def refusal(self) -> str | None:
+        """Why this process must not fork a worker now (None: it may)."""
+        if settings_environment(self.home) != self.settings:
+            return "settings changed"
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            return "CUDA initialised in the warm process"
+        return None
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        job_id = str(request["job_id"])
+        self.preload([str(m) for m in request.get("preload") or []])
+        refused = self.refusal()
+        if refused:
+            return {"job_id": job_id, "refused": refused}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            become_worker(job_id, self.home, Path(request["log"]), Path(request.get("cwd") or self.home))
+        self.children[pid] = job_id
+        return {"job_id": job_id, "pid": pid, "create_time": create_time(pid)}
+
+
+def become_worker(job_id: str, home: Path, log: Path, cwd: Path) -> NoReturn:
+    """In the fork: the same process a spawned worker would be (its own session, log and cwd)."""
+    code = 1
+    try:
+        os.setsid()
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        os.chdir(cwd)
+        # randomness: Python's random and NumPy's global generator reseed themselves in a fork; torch's
+        # starts from its fixed default seed, as in a spawned worker (the zygote draws nothing)
+        sys.argv = ["lora_factory.core.jobs.worker", job_id, "--home", str(home)]
+        from lora_factory.core.jobs.worker import main
+
+        code = main([job_id, "--home", str(home)])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # noqa: BLE001 - whatever it is belongs in the job's log
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            atexit._run_exitfuncs()  # what the interpreter would run at a spawned worker's exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lora_factory.core.jobs.zygote")
+    parser.add_argument("--home", required=True)
+    args = parser.parse_args(argv)
+    home = Path(args.home)
+    try:  # as each worker does first: the libraries imported here see the same variables
+        export_to_environment(home)
+    except LoRAFactoryError:
+        pass  # a damaged settings file: each worker reports it in words
+    zygote = Zygote(home)
+    signal.signal(signal.SIGCHLD, zygote.reap)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            answer = zygote.handle(json.loads(line))
+        except Exception as exc:  # noqa: BLE001 - a bad request is refused; the server spawns that job itself
+            job_id = ""
+            try:
+                job_id = str(json.loads(line).get("job_id", ""))
+            except (ValueError, AttributeError):
+                pass
+            answer = {"job_id": job_id, "refused": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
