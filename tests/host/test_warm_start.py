@@ -3,6 +3,7 @@ process that imported the modality's libraries once; anything it cannot do ends 
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -99,3 +100,36 @@ def test_when_a_warm_start_is_wanted(monkeypatch):
     assert warm_start_wanted(lambda: False, {"LORA_FACTORY_WARM_START": "off"}) is False
     monkeypatch.setattr(sys, "platform", "win32")
     assert warm_start_wanted(lambda: False, {"LORA_FACTORY_WARM_START": "on"}) is False  # no fork there
+
+
+CHAT = {"modality": "dummy", "base_model": "base", "messages": [{"role": "user", "content": "ab"}], "stream": False}
+
+
+def inference_worker(server) -> psutil.Process:  # noqa: ANN001
+    found = [p for p in psutil.Process(server.proc.pid).children(recursive=True)
+             if "lora_factory.core.inference.worker" in " ".join(p.cmdline())]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_the_chat_model_process_is_forked_too_and_spawned_when_the_warm_process_refuses(dummy_home, server_factory):
+    server = server_factory(dummy_home, LORA_FACTORY_RELEASE_INFERENCE="always")
+    with server.client() as c:
+        assert c.post("/api/infer/chat", json=CHAT).json()["text"] == "ba"
+        forked = inference_worker(server)  # shown as what it is (setproctitle), forked from the warm process
+        assert "lora_factory.core.jobs.zygote" in " ".join(psutil.Process(forked.ppid()).cmdline())
+        assert os.getsid(forked.pid) == forked.pid  # its own session, as a spawned one
+        assert c.post("/api/infer/chat", json=CHAT).json()["text"] == "ba"  # the same process answers again
+        assert inference_worker(server).pid == forked.pid
+        finished(c, start_dummy(c, "r1", steps=1, delay=0.0))  # a GPU-kind job stops the chat model first
+        psutil.wait_procs([forked], timeout=10)
+        assert c.put("/api/settings", json={"hf_endpoint": "https://mirror.example"}).status_code == 200
+        assert c.post("/api/infer/chat", json=CHAT).json()["text"] == "ba"  # refused (settings changed): spawned
+        assert inference_worker(server).ppid() == server.proc.pid
+
+
+def test_off_spawns_the_chat_model_process(dummy_home, server_factory):
+    server = server_factory(dummy_home, LORA_FACTORY_WARM_START="off")
+    with server.client() as c:
+        assert c.post("/api/infer/chat", json=CHAT).json()["text"] == "ba"
+        assert inference_worker(server).ppid() == server.proc.pid

@@ -17,20 +17,33 @@ runs as it would have.
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from lora_factory.core import process
 from lora_factory.core.jobs.zygote import EXIT_FILE
 
 ENV_WARM_START = "LORA_FACTORY_WARM_START"
 WARM_KINDS = ("train", "eval", "merge", "export")  # the kinds whose workers import the modality's libraries
+# variables a worker reads only once it runs (which devices it was given, how to print): set per fork; any
+# other difference from the warm process's environment (read by libraries at import) needs a fresh one
+PER_FORK_KEYS = frozenset({"LORA_FACTORY_JOB_DEVICES", "LORA_FACTORY_INFERENCE_DEVICE", "CUDA_VISIBLE_DEVICES",
+                           "CUDA_DEVICE_ORDER", "PYTHONIOENCODING"})
+
+
+def import_environment(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in PER_FORK_KEYS}
 
 
 def warm_start_wanted(has_gpu: Callable[[], bool], env: dict[str, str] | None = None) -> bool:
@@ -66,30 +79,72 @@ class WarmStarter:
         self._proc: subprocess.Popen[str] | None = None
         self._env: dict[str, str] | None = None
         self._pending: dict[str, subprocess.Popen[str]] = {}  # job id -> the warm process asked for it
+        self._answers: dict[str, threading.Event] = {}  # inference forks wait for their answer here
+        self._tokens = itertools.count(1)
         self.forked: set[str] = set()  # jobs whose worker was forked (their exit code is in a file)
 
     def start(self, job_id: str, log: Path, env: dict[str, str], preload: list[str]) -> bool:
         """Ask the warm process for ``job_id``'s worker; False: start it the ordinary way now."""
+        return self._ask({"job_id": job_id, "target": "job", "env": env, "log": str(log), "cwd": str(self.home),
+                          "preload": list(preload)}) is not None
+
+    def fork_inference(self, env: dict[str, str], log: Path, preload: list[str],
+                       timeout: float = 300.0) -> ForkedProcess | None:
+        """The inference worker, forked, talking over two named pipes; None: spawn it the ordinary way."""
+        folder = Path(tempfile.mkdtemp(prefix="lora-factory-infer-"))
+        try:
+            requests, answers = folder / "requests", folder / "answers"
+            os.mkfifo(requests, 0o600)
+            os.mkfifo(answers, 0o600)
+            read_fd = os.open(answers, os.O_RDONLY | os.O_NONBLOCK)  # before the fork: its open never waits
+            token = f"inference-{next(self._tokens)}"
+            done = threading.Event()
+            self._answers[token] = done
+            asked = self._ask({"job_id": token, "target": "inference", "env": env, "log": str(log),
+                               "cwd": str(self.home), "preload": list(preload), "stdin": str(requests),
+                               "stdout": str(answers)})
+            if asked is None or not done.wait(timeout) or not done.answer.get("pid"):  # type: ignore[attr-defined]
+                os.close(read_fd)
+                return None
+            pid = int(done.answer["pid"])  # type: ignore[attr-defined]
+            write_fd = _open_when_read(requests, pid, timeout=60.0)
+            if write_fd is None:
+                os.close(read_fd)
+                process.kill_tree(pid, grace=1.0)
+                return None
+            for fd in (read_fd, write_fd):
+                os.set_blocking(fd, True)
+            return ForkedProcess(pid, open(write_fd, "w", encoding="utf-8", buffering=1),  # noqa: SIM115
+                                 open(read_fd, encoding="utf-8"))  # noqa: SIM115
+        except OSError:
+            return None
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # both ends are open (or given up): the names can go
+
+    def _ask(self, request: dict[str, Any]) -> subprocess.Popen[str] | None:
+        """Send one request to the warm process (a fresh one when there is none or its import-time
+        environment differs); None when it could not be asked."""
+        env = request["env"]
         with self._lock:
-            if self._proc is not None and (self._proc.poll() is not None or self._env != env):
-                self._stop_locked(wait=False)  # gone, or started for other devices / variables: a fresh one
+            if self._proc is not None and (self._proc.poll() is not None
+                                           or self._env != import_environment(env)):
+                self._stop_locked(wait=False)  # gone, or started with other variables: a fresh one
             if self._proc is None:
                 try:
                     self._launch_locked(env)
                 except OSError:
-                    return False
+                    return None
             proc = self._proc
             assert proc is not None and proc.stdin is not None
-            request = {"job_id": job_id, "log": str(log), "cwd": str(self.home), "preload": list(preload)}
-            self._pending[job_id] = proc
+            self._pending[request["job_id"]] = proc
             try:
                 proc.stdin.write(json.dumps(request) + "\n")
                 proc.stdin.flush()
             except (OSError, ValueError):
-                del self._pending[job_id]
+                del self._pending[request["job_id"]]
                 self._stop_locked(wait=False)
-                return False
-            return True
+                return None
+            return proc
 
     def pending(self, job_id: str) -> bool:
         """Handed to the warm process, which has not answered yet (it may still be importing)."""
@@ -120,7 +175,7 @@ class WarmStarter:
                 env=env, cwd=str(self.home), start_new_session=True, close_fds=True)
         finally:
             log.close()
-        self._proc, self._env = proc, dict(env)
+        self._proc, self._env = proc, import_environment(env)
         assert proc.stdout is not None
         threading.Thread(target=self._read_answers, args=(proc, proc.stdout), name="lora-factory-warm-start",
                          daemon=True).start()
@@ -156,6 +211,11 @@ class WarmStarter:
                     self._stop_locked(wait=False)  # the next job gets a fresh warm process
             if not known:
                 continue
+            waiter = self._answers.pop(job_id, None)
+            if waiter is not None:  # an inference fork: its caller waits for this answer
+                waiter.answer = answer  # type: ignore[attr-defined]
+                waiter.set()
+                continue
             if answer.get("pid"):
                 self.forked.add(job_id)
                 self.on_pid(job_id, int(answer["pid"]), answer.get("create_time"))
@@ -169,4 +229,52 @@ class WarmStarter:
             if self._proc is proc:
                 self._proc, self._env = None, None
         for job_id in orphans:
+            waiter = self._answers.pop(job_id, None)
+            if waiter is not None:
+                waiter.answer = {}  # type: ignore[attr-defined]
+                waiter.set()
+                continue
             self.fallback(job_id, f"the warm process ended (exit code {proc.returncode}); see logs/warm_start.log")
+
+
+def _open_when_read(path: Path, pid: int, timeout: float) -> int | None:
+    """The write end of ``path``, once the forked worker has opened it for reading (None if it died first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        if not process.is_alive(pid):
+            return None
+        time.sleep(0.01)
+    return None
+
+
+class ForkedProcess:
+    """What the inference client needs of a ``subprocess.Popen`` for a worker the warm process forked
+    (not this process's child: it is watched through its pid)."""
+
+    def __init__(self, pid: int, stdin: TextIO, stdout: TextIO) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+        self._started = process.create_time(pid)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not process.is_alive(self.pid, self._started):
+            self.returncode = 0  # its exit code belongs to the warm process, which reaps it
+            self._close_streams()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not process.wait_gone(self.pid, timeout if timeout is not None else 1e9):
+            raise subprocess.TimeoutExpired(f"inference worker {self.pid}", timeout or 0)
+        return self.poll() or 0
+
+    def _close_streams(self) -> None:
+        for stream in (self.stdin, self.stdout):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass

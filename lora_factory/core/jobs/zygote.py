@@ -5,15 +5,19 @@ Why: a job's worker spends most of its start importing torch, transformers, peft
 once, the first time a job of a modality asks for them, and then forks one worker per job: the fork
 has them already, and runs exactly the code a spawned worker runs (``core.jobs.worker.main``).
 
-Protocol (one JSON object per line): the server writes ``{"job_id", "log", "cwd", "preload"}`` on
+The server's inference worker (the chat / generation model process) is forked the same way.
+
+Protocol (one JSON object per line): the server writes ``{"job_id", "target", "env", "log", "cwd",
+"preload"}`` (and for ``target`` ``inference`` the paths of two named pipes, ``stdin`` and ``stdout``) on
 stdin; this process answers ``{"job_id", "pid", "create_time"}`` once the worker is forked, or
 ``{"job_id", "refused": reason}`` when it must not fork it (the server then spawns the worker the
 ordinary way). It never touches a GPU: it refuses every job once torch has initialised CUDA, and the
 server only starts it on a machine without one (``warm_start.warm_start_wanted``).
 
 Each worker leads its own session (a cancel ends its whole tree, a Ctrl+C in the server's terminal
-does not reach it), writes to its job's log, gets the server's environment as it was when this
-process started, and its exit code lands in ``runs/<job_id>/worker_exit.json``, which the scheduler
+does not reach it), writes to its job's log, gets the environment the server gives it (the variables
+read at import are the ones this process started with: the server starts a fresh one when they
+change), and a job worker's exit code lands in ``runs/<job_id>/worker_exit.json``, which the scheduler
 reads when a worker died without writing its final state. End of stdin (the server stopped) ends
 this process; running workers go on, as spawned ones do.
 """
@@ -108,35 +112,61 @@ class Zygote:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            become_worker(job_id, self.home, Path(request["log"]), Path(request.get("cwd") or self.home))
-        self.children[pid] = job_id
+            become_worker(request, self.home)
+        if request.get("target", "job") == "job":
+            self.children[pid] = job_id
         return {"job_id": job_id, "pid": pid, "create_time": create_time(pid)}
 
 
-def become_worker(job_id: str, home: Path, log: Path, cwd: Path) -> NoReturn:
-    """In the fork: the same process a spawned worker would be (its own session, log and cwd)."""
+def become_worker(request: dict[str, Any], home: Path) -> NoReturn:
+    """In the fork: the process a spawned worker would be (its own session, environment, streams and cwd).
+
+    ``target`` ``job``: a job's worker (``core.jobs.worker``), its output to the job's log. ``inference``:
+    the inference worker (``core.inference.worker``), its protocol on the two named pipes the server made
+    (opened in the server's order: answers first, then requests), its stderr to the log.
+    """
     code = 1
     try:
         os.setsid()
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        os.chdir(cwd)
+        inference = request.get("target") == "inference"
+        module = "lora_factory.core.inference.worker" if inference else "lora_factory.core.jobs.worker"
+        args = ["--home", str(home)] if inference else [str(request["job_id"]), "--home", str(home)]
+        _show_as(module, args)  # first: the title needs the environment's memory as the process started
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.environ.clear()
+        os.environ.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
+        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if inference:
+            answers = os.open(request["stdout"], os.O_WRONLY)
+            requests = os.open(request["stdin"], os.O_RDONLY)
+            streams = (requests, answers, log)
+        else:
+            streams = (os.open(os.devnull, os.O_RDONLY), log, log)
+        for target_fd, fd in enumerate(streams):
+            os.dup2(fd, target_fd)
+        for fd in set(streams):
+            if fd > 2:
+                os.close(fd)
+        # new stream objects: the warm process's own may hold buffered lines of its protocol
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115
+        os.chdir(request.get("cwd") or home)
         # randomness: Python's random and NumPy's global generator reseed themselves in a fork; torch's
-        # starts from its fixed default seed, as in a spawned worker (the zygote draws nothing)
-        sys.argv = ["lora_factory.core.jobs.worker", job_id, "--home", str(home)]
-        from lora_factory.core.jobs.worker import main
+        # starts from its fixed default seed, as in a spawned worker (the warm process draws nothing)
+        if inference:
+            from lora_factory.core.inference.worker import main as inference_main
 
-        code = main([job_id, "--home", str(home)])
+            code = inference_main(args)
+        else:
+            from lora_factory.core.jobs.worker import main as job_main
+
+            code = job_main(args)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:  # noqa: BLE001 - whatever it is belongs in the job's log
+    except BaseException:  # noqa: BLE001 - whatever it is belongs in the log
         traceback.print_exc()
         code = 1
     finally:
@@ -146,6 +176,16 @@ def become_worker(job_id: str, home: Path, log: Path, cwd: Path) -> NoReturn:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _show_as(module: str, args: list[str]) -> None:
+    """``sys.argv`` and the title ps / top show: the command line a spawned worker would have."""
+    sys.argv = [module, *args]
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(" ".join([sys.executable, "-m", module, *args]))
 
 
 def main(argv: list[str] | None = None) -> int:
