@@ -133,3 +133,16 @@ def test_off_spawns_the_chat_model_process(dummy_home, server_factory):
     with server.client() as c:
         assert c.post("/api/infer/chat", json=CHAT).json()["text"] == "ba"
         assert inference_worker(server).ppid() == server.proc.pid
+
+
+def test_the_fork_probe_finds_a_warm_process_whose_forks_would_hang():
+    """GNU OpenMP does not survive a fork once it ran: a library that computed in parallel while it was
+    imported would make every forked worker hang in its first operation. The probe sees it in seconds.
+    (A probe that passes is in every test above: a refused fork would make the server the parent.)"""
+    import subprocess
+
+    script = ("import torch\nfrom lora_factory.core.jobs.zygote import probe_fork\n"
+              "x = torch.ones(512, 512)\n(x @ x).sum()\nprint(probe_fork(timeout=5.0))\n")
+    env = dict(os.environ, OMP_NUM_THREADS="2")  # one thread would start no pool to break
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert "hangs in its first parallel operation" in out.stdout, out

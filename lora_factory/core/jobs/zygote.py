@@ -61,6 +61,7 @@ class Zygote:
         self.settings = settings_environment(home)
         self.preloaded: list[str] = []
         self.failed_imports: dict[str, str] = {}
+        self.unsafe: str | None = None  # set for good once a fork is found unsafe (see probe_fork)
 
     def reap(self, *_: Any) -> None:
         """SIGCHLD: collect every finished worker and keep its exit code beside its run."""
@@ -81,6 +82,7 @@ class Zygote:
                 pass
 
     def preload(self, modules: list[str]) -> None:
+        before = len(self.preloaded)
         for name in modules:
             if name in sys.modules or name in self.failed_imports:
                 continue
@@ -92,9 +94,14 @@ class Zygote:
             except Exception as exc:  # noqa: BLE001 - the worker imports what it needs itself, and says why
                 self.failed_imports[name] = f"{type(exc).__name__}: {exc}"
                 print(f"[warm start] could not preload {name}: {exc!r}", file=sys.stderr, flush=True)
+        if len(self.preloaded) > before and self.unsafe is None:
+            self.unsafe = probe_fork()
+
 
     def refusal(self) -> str | None:
         """Why this process must not fork a worker now (None: it may)."""
+        if self.unsafe:
+            return self.unsafe
         if settings_environment(self.home) != self.settings:
             return "settings changed"
         torch = sys.modules.get("torch")
@@ -116,6 +123,41 @@ class Zygote:
         if request.get("target", "job") == "job":
             self.children[pid] = job_id
         return {"job_id": job_id, "pid": pid, "create_time": create_time(pid)}
+
+
+def probe_fork(timeout: float = 20.0) -> str | None:
+    """Fork once and run a parallel torch operation in the fork: None when it finishes.
+
+    A library that ran a parallel (OpenMP) operation while it was imported here would make every fork
+    hang in its first one (GNU OpenMP does not survive a fork): such a warm process refuses every job.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})  # this child is waited for here, not reaped
+    try:
+        return _probe(torch, timeout)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+
+
+def _probe(torch: Any, timeout: float) -> str | None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            x = torch.ones(256, 256)
+            os._exit(0 if float((x @ x).sum()) == 256.0 ** 3 else 1)
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return None if os.waitstatus_to_exitcode(status) == 0 else "a fork of the warm process fails its first torch operation"
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "a fork of the warm process hangs in its first parallel operation (OpenMP used before the fork)"
 
 
 def become_worker(request: dict[str, Any], home: Path) -> NoReturn:
