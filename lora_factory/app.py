@@ -102,6 +102,7 @@ def create_app(home: Path | str | None = None, start_scheduler: bool = True, bin
             print(f"[lora-factory] jobs re-attached: {recovered['attached']}, interrupted: {recovered['interrupted']}")
         services.startup_housekeeping()
         if start_scheduler:
+            services.jobs.enable_warm_start()  # later workers forked warm, where that is safe (core/jobs/warm_start)
             services.jobs.start_background()
         yield
         services.close()  # the job workers go on: they are detached on purpose

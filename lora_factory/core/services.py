@@ -70,9 +70,18 @@ class Services:
         self.submitter = JobSubmitter(self.workspace, self.plugins, self.catalog, self.datasets, self.jobs)
         self.job_views = JobViews(self.workspace, self.store, self.jobs, self.media)
         self.jobs.before_gpu_job = ChatModelRelease(self.inference, self.jobs)
+        self.jobs.worker_modules = lambda modality: list(self.plugins.modalities().get(modality, {}).get("worker_modules") or [])
+        self.inference.fork = self._fork_inference
         self.inference.place = self.jobs.devices.place_inference
         self.jobs.devices.inference_device = lambda: self.inference.device if self.inference.running else None
         self.plugin_ui: list[Any] = []  # the plugins' UI folders and modules, set when the app mounts them
+
+    def _fork_inference(self, env: dict[str, str], log: Path, modality: str | None) -> Any:
+        """The inference worker forked from the jobs' warm process, with the first request's modality's
+        libraries (None: no warm start here, or it could not: the client spawns it)."""
+        if self.jobs.warm is None:
+            return None
+        return self.jobs.warm.fork_inference(env, log, self.jobs.worker_modules(modality) if modality else [])
 
     def update_settings(self, changes: dict[str, Any]) -> Any:
         """Save settings; a new ``modality_owners`` choice reloads the plugins (and the chat's model

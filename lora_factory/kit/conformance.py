@@ -106,6 +106,7 @@ def run_scenario(home: Path, scenario: Scenario, base_model: Path | None = None)
     from lora_factory.core.services import Services
 
     svc = Services(home)
+    svc.jobs.enable_warm_start()  # the workers start as the server starts them (core/jobs/warm_start)
     out: dict[str, Any] = {}
     m = scenario.modality
     try:

@@ -22,7 +22,7 @@ def _mine(modality):
 @hookimpl
 def describe_modalities():
     return [{"id": "dummy", "label_ja": "ダミー", "label_en": "Dummy", "presets": {"fast": {"steps": 5}},
-             "dataset_extensions": [".txt"], "supports": ["chat", "tiny_model", "merge"],
+             "dataset_extensions": [".txt"], "supports": ["chat", "tiny_model", "merge"], "worker_modules": ["numpy"],
              "export_targets": {"txt": {"label_ja": "テキスト", "label_en": "Text file", "params_schema": {}},
                                 "folder": {"label_ja": "フォルダ", "label_en": "Folder", "params_schema": {}}},
              "refine_operations": {"upper": {"label_ja": "大文字", "label_en": "Upper", "params_schema": {}}}}]
@@ -84,7 +84,9 @@ def train(modality, spec, ctx):
     (ctx.output_dir / "adapter.json").write_text(json.dumps({"steps_done": step, "start": start}))
     return {"final_loss": 1.0 / max(step, 1), "stopped": stopped, "start_step": start, "steps_done": step,
             "api_key_reversed": (params.get("api_key") or "")[::-1],
-            "env_devices": os.environ.get("LORA_FACTORY_JOB_DEVICES"), "env_cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+            "env_devices": os.environ.get("LORA_FACTORY_JOB_DEVICES"), "env_cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            # for the warm-start tests: who started this worker, and whether its randomness is its own
+            "parent_pid": os.getppid(), "numpy_draw": float(__import__("numpy").random.random())}
 
 
 @hookimpl

@@ -33,21 +33,28 @@ class InferenceClient:
         # where the next worker runs: a device id (the server's device table chooses), or None
         self.place: Callable[[], str | None] = lambda: None
         self.device: str | None = None
+        # forks the worker from the jobs' warm process where there is one (wired by services.py, see
+        # core/jobs/warm_start): (environment, log, modality) -> a Popen-like process, or None to spawn it
+        self.fork: Callable[[dict[str, str], Path, str | None], Any] | None = None
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def _ensure_started(self) -> subprocess.Popen[str]:
+    def _ensure_started(self, modality: str | None = None) -> subprocess.Popen[str]:
         if self.running:
             assert self._proc is not None
             return self._proc
-        log = open(self.home / "logs" / "inference.log", "a", encoding="utf-8")  # noqa: SIM115
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
         self.device = self.place()
         if self.device is not None:  # the GPU it may see ("" for a simulated device), like a job's worker
             env.update({"LORA_FACTORY_INFERENCE_DEVICE": self.device, "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
                         "CUDA_VISIBLE_DEVICES": "" if self.device.startswith("cpu:") else self.device})
+        forked = self.fork(env, self.home / "logs" / "inference.log", modality) if self.fork else None
+        if forked is not None:
+            self._proc = forked
+            return self._wait_ready(forked)
+        log = open(self.home / "logs" / "inference.log", "a", encoding="utf-8")  # noqa: SIM115
         kwargs: dict[str, Any] = {}
         if process.IS_WINDOWS:
             kwargs["creationflags"] = subprocess.CREATE_NO_WINDOW  # type: ignore[attr-defined]
@@ -63,10 +70,13 @@ class InferenceClient:
             )
         finally:
             log.close()
-        ready = self._proc.stdout.readline() if self._proc.stdout else ""
+        return self._wait_ready(self._proc)
+
+    def _wait_ready(self, proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
+        ready = proc.stdout.readline() if proc.stdout else ""
         if not ready:
             raise self._died()
-        return self._proc
+        return proc
 
     def _died(self) -> LoRAFactoryError:
         self._proc = None
@@ -89,7 +99,7 @@ class InferenceClient:
         except ClientGone:
             raise client_gone() from None
         try:
-            proc = self._ensure_started()
+            proc = self._ensure_started(modality)
             req_id = next(self._ids)
             assert proc.stdin and proc.stdout
             self._send(proc, {"id": req_id, "modality": modality, "request": request})

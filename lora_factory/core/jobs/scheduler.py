@@ -26,6 +26,7 @@ from lora_factory.core.jobs.cluster.admission import ClusterGate
 from lora_factory.core.jobs.cluster.probe import ClusterMonitor
 from lora_factory.core.jobs.device_table import DeviceTable
 from lora_factory.core.jobs.store import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id
+from lora_factory.core.jobs.warm_start import WARM_KINDS, WarmStarter, gpu_device_nodes, warm_start_wanted
 from lora_factory.core.storage.db import now_iso
 from lora_factory.core.storage.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
 from lora_factory.core.storage.workspace import Workspace, safe_name, write_text_atomic
@@ -58,6 +59,20 @@ class JobManager:
         self.cluster = ClusterMonitor(workspace.home)
         self.cluster_gate = ClusterGate(self.cluster)
         self.cluster_gate.on_wait = lambda job_id, line: self._append_log(self.store.get(job_id), line)
+        # workers forked from a warm process (the server turns it on: enable_warm_start); the libraries a
+        # modality's workers import come from its plugin (``worker_modules``, wired by services.py)
+        self.warm: WarmStarter | None = None
+        self.worker_modules: Callable[[str], list[str]] = lambda modality: []
+        self._dead_since: dict[str, float] = {}
+
+    def enable_warm_start(self) -> bool:
+        """Fork job workers from a warm process where that is safe (``core/jobs/warm_start``); True if on."""
+        def has_gpu() -> bool:
+            return gpu_device_nodes() or any(d.get("kind") == "cuda" for d in self.devices.all())
+
+        if self.warm is None and warm_start_wanted(has_gpu):
+            self.warm = WarmStarter(self.workspace.home, on_pid=self._record_forked_pid, fallback=self._spawn_instead)
+        return self.warm is not None
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, kind: str, modality: str, spec: dict[str, Any], output_name: str | None = None,
@@ -142,6 +157,8 @@ class JobManager:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
+        if self.warm is not None:
+            self.warm.close()
 
     def health(self) -> dict[str, Any]:
         """Whether jobs can start: the loop thread is alive and its last passes did not fail."""
@@ -177,14 +194,25 @@ class JobManager:
             if child.poll() is not None and self.store.get(job_id)["status"] != "running":
                 del self._children[job_id]
 
-    def _start(self, job: dict[str, Any]) -> None:
-        args = [sys.executable, "-m", "lora_factory.core.jobs.worker", job["id"], "--home", str(self.workspace.home)]
+    def _worker_env(self, job: dict[str, Any]) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("PYTHONIOENCODING", "utf-8")
         env.update(self.devices.worker_env(job["devices"] or []))
+        return env
+
+    def _start(self, job: dict[str, Any]) -> None:
         if job["devices"]:
             self._append_log(job, f"devices: {', '.join(job['devices'])}")
+        env = self._worker_env(job)
+        if self.warm is not None:
+            preload = self.worker_modules(job["modality"]) if job["kind"] in WARM_KINDS else []
+            if self.warm.start(job["id"], self.log_path(job), env, preload):
+                return  # the warm process forks it; its pid comes back through _record_forked_pid
+        self._spawn(job, env)
+
+    def _spawn(self, job: dict[str, Any], env: dict[str, str]) -> None:
+        args = [sys.executable, "-m", "lora_factory.core.jobs.worker", job["id"], "--home", str(self.workspace.home)]
         try:
             proc = process.spawn_detached(args, self.log_path(job), env=env, cwd=self.workspace.home)
         except OSError as exc:
@@ -198,6 +226,20 @@ class JobManager:
         # is the real worker): whichever writes first wins, so pid and start time stay one pair
         self.store.set_pid_if_unset(job["id"], proc.pid, process.create_time(proc.pid))
 
+    def _spawn_instead(self, job_id: str, why: str) -> None:
+        """The warm process could not fork this job's worker: spawn it as without a warm start."""
+        with self._lock:
+            job = self.store.get(job_id)
+            if job["status"] != "running" or job["pid"]:
+                return
+            self._append_log(job, f"warm start not used ({why}): starting the worker the ordinary way")
+            self._spawn(job, self._worker_env(job))
+
+    def _record_forked_pid(self, job_id: str, pid: int, started: float | None) -> None:
+        self.store.set_pid_if_unset(job_id, pid, started)
+        if self.store.get(job_id)["status"] != "running":  # canceled while its worker was being forked
+            process.kill_tree(pid)
+
     def _watch(self, job: dict[str, Any]) -> None:
         job_id = job["id"]
         child = self._children.get(job_id)
@@ -208,12 +250,19 @@ class JobManager:
             code = None
             if job["pid"]:
                 alive = process.is_alive(job["pid"], job["pid_create_time"])
+            elif self.warm is not None and self.warm.pending(job_id):
+                alive = True  # the warm process is still importing or forking it
             else:
                 # claimed by another process (CLI / server) that has not recorded its pid yet; one that
                 # never does within a minute died between claiming and spawning
                 alive = _seconds_since(job["started_at"]) < 60
+        if not alive and self.warm is not None and job_id in self.warm.forked:
+            known, code = self.warm.exit_code(job_id)
+            if not known and time.monotonic() - self._dead_since.setdefault(job_id, time.monotonic()) < 5:
+                return  # the warm process writes a forked worker's exit code when it reaps it: a moment
         if not alive:
             self._children.pop(job_id, None)
+            self._dead_since.pop(job_id, None)
             fresh = self.store.get(job_id)
             if fresh["status"] == "running":  # the worker died without writing its final state
                 reason_en = f"The worker process ended unexpectedly (exit code {code})." if code is not None \

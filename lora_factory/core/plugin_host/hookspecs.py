@@ -44,8 +44,10 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``regression_checks`` (check kind -> {label_ja, label_en, params_schema}), ``licenses``,
         ``dataset_exports`` (export target -> {label_ja, label_en}: dataset layouts ``export_dataset``
         writes), ``export_targets`` (target -> {label_ja, label_en, description_ja, description_en,
-        params_schema}: what ``export_adapter`` can write) and ``supports`` (e.g. ``["chat",
-        "tiny_model", "merge", "single_file", "item_edit"]``).
+        params_schema}: what ``export_adapter`` can write), ``worker_modules`` (the libraries its train / eval /
+        merge / export workers import, e.g. ``["peft", "diffusers"]``: on Linux a warm start imports them
+        once and forks the following workers with them loaded; libraries only, never your plugin's own
+        modules) and ``supports`` (e.g. ``["chat", "tiny_model", "merge", "single_file", "item_edit"]``).
     A declared modality gets ``models/<id>/``, ``datasets/<id>/``, ``lora_adapters/<id>/`` and ``exports/<id>/``.
     Runs in the server process: must be cheap and must not import torch.
     """

@@ -29,7 +29,7 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pluggy
 from pydantic import BaseModel, Field, ValidationError
@@ -86,6 +86,9 @@ class ModalityDescription(BaseModel):
     dataset_exports: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # what ``export_adapter`` writes: target -> {label_ja, label_en, description_ja, description_en, params_schema}
     export_targets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # libraries its train / eval / merge / export workers import (a warm start imports them once, then forks)
+    worker_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")]] = Field(
+        default_factory=list)
 
 
 @dataclass

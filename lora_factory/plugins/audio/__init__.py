@@ -58,6 +58,8 @@ def describe_modalities() -> list[dict[str, Any]]:
         "id": MODALITY,
         "label_ja": "音声",
         "label_en": "Audio",
+        # the libraries its workers import: a warm start (core/jobs/warm_start) imports them once
+        "worker_modules": ["peft", "transformers", "accelerate", "soundfile", "soxr"],
         "presets": PRESETS,
         "preset_info": PRESET_INFO,
         "default_preset": DEFAULT_PRESET,

@@ -62,6 +62,8 @@ def describe_modalities() -> list[dict[str, Any]]:
         "id": MODALITY,
         "label_ja": "画像",
         "label_en": "Image",
+        # the libraries its workers import: a warm start (core/jobs/warm_start) imports them once
+        "worker_modules": ["peft", "diffusers", "transformers", "accelerate", "safetensors.torch"],
         "presets": PRESETS,
         "preset_info": PRESET_INFO,
         "default_preset": "quick",

@@ -49,6 +49,8 @@ def describe_modalities() -> list[dict[str, Any]]:
         "id": MODALITY,
         "label_ja": "テキスト",
         "label_en": "Text",
+        # the libraries its workers import: a warm start (core/jobs/warm_start) imports them once
+        "worker_modules": ["peft", "transformers.trainer", "datasets", "accelerate"],
         "presets": PRESETS,
         "default_preset": "quick",
         "dataset_formats": DATASET_FORMATS,
