@@ -38,13 +38,20 @@ class TrainerBridge:
     :param token_counter: returns the number of real (non-pad) tokens seen so far, for tokens/s.
     :param extra_metrics: picks a method's own figures out of the Trainer's log dict (DPO's rewards
         and margins, GRPO's mean reward ...); they go to ``ctx.progress`` and the log line with the loss.
+    :param log_interval: seconds between two step lines in the job log. Every logged step still goes to
+        ``ctx.progress`` (metrics.jsonl: the live chart, the history); the log gets the first step, the
+        last one, the step a stop was asked at, and in between one line per interval. Why: with fast
+        steps (tens of ms) a line per step is most of the job's own work per step and floods the log tail.
     """
 
     def __init__(self, ctx: Any, token_counter: Callable[[], int] | None = None,
-                 extra_metrics: Callable[[dict[str, Any]], dict[str, float]] | None = None) -> None:
+                 extra_metrics: Callable[[dict[str, Any]], dict[str, float]] | None = None,
+                 log_interval: float = 1.0) -> None:
         self.ctx = ctx
         self.token_counter = token_counter or (lambda: 0)
         self.extra_metrics = extra_metrics
+        self.log_interval = float(log_interval)
+        self.logged_at: float | None = None
         self.history: list[dict[str, Any]] = []
         self.stopped = False
         self.eval_loss: float | None = None
@@ -96,9 +103,13 @@ class TrainerBridge:
                 ctx.progress(state.global_step, state.max_steps, loss=record["loss"], lr=record["lr"],
                              epoch=record["epoch"], tokens_per_s=record["tokens_per_s"], grad_norm=record["grad_norm"],
                              **extra)
-                more = "".join(f" {k}={v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
-                ctx.log(f"step {state.global_step}/{state.max_steps} loss={record['loss']:.4f} "
-                        f"lr={record['lr']:.3g} epoch={record['epoch']:.2f} tok/s={tps:.0f}{more}")
+                now = time.perf_counter()
+                if (bridge.logged_at is None or now - bridge.logged_at >= bridge.log_interval or bridge.stopped
+                        or state.global_step >= state.max_steps):
+                    bridge.logged_at = now
+                    more = "".join(f" {k}={v:.4g}" for k, v in extra.items() if isinstance(v, (int, float)))
+                    ctx.log(f"step {state.global_step}/{state.max_steps} loss={record['loss']:.4f} "
+                            f"lr={record['lr']:.3g} epoch={record['epoch']:.2f} tok/s={tps:.0f}{more}")
                 self._check_stop(state, control)  # on_log runs before the save decision of the same step
 
             def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001

@@ -95,6 +95,7 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
     from transformers.trainer_callback import PrinterCallback
 
     from lora_factory.kit.trainer import TrainerBridge
+    from lora_factory.plugins.text import lean_reference
     from lora_factory.plugins.text.batching import split_indices
     from lora_factory.plugins.text.loading import load_causal_lm, load_tokenizer, pick_device
     from lora_factory.plugins.text.pref_data import load_method_rows
@@ -150,8 +151,10 @@ def train_with_trl(spec: dict[str, Any], ctx: Any, params: Any) -> dict[str, Any
     trainer.remove_callback(PrinterCallback)
     peft_model = trainer.model
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    lean = method not in ("orpo", "simpo") and lean_reference.install(peft_model)
     ctx.log(f"trainable parameters: {trainable}; reference: "
-            + ("none (reference-free)" if method in ("orpo", "simpo") else "the base with the adapter disabled"))
+            + ("none (reference-free)" if method in ("orpo", "simpo") else "the base with the adapter disabled"
+               + (" (switched per layer flag)" if lean else "")))
     resume = str(ctx.resume_checkpoint) if ctx.resume_checkpoint else None
     if resume:
         ctx.log(f"resume from {resume}")
