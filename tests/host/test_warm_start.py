@@ -142,7 +142,7 @@ def test_the_fork_probe_finds_a_warm_process_whose_forks_would_hang():
     import subprocess
 
     script = ("import torch\nfrom lora_factory.core.jobs.zygote import probe_fork\n"
-              "x = torch.ones(512, 512)\n(x @ x).sum()\nprint(probe_fork(timeout=5.0))\n")
+              "torch.ones(1 << 22).add_(1).sum()\nprint(probe_fork(timeout=5.0))\n")  # ATen's OpenMP pool
     env = dict(os.environ, OMP_NUM_THREADS="2")  # one thread would start no pool to break
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert "hangs in its first parallel operation" in out.stdout, out

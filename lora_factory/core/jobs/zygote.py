@@ -145,8 +145,9 @@ def _probe(torch: Any, timeout: float) -> str | None:
     pid = os.fork()
     if pid == 0:
         try:
-            x = torch.ones(256, 256)
-            os._exit(0 if float((x @ x).sum()) == 256.0 ** 3 else 1)
+            x = torch.ones(256, 256)  # a matrix product (BLAS threads) and an elementwise one (ATen's)
+            y = torch.ones(1 << 20).add_(1)
+            os._exit(0 if float((x @ x).sum()) == 256.0 ** 3 and float(y.sum()) == 2.0 * (1 << 20) else 1)
         finally:
             os._exit(1)
     deadline = time.monotonic() + timeout
