@@ -141,8 +141,10 @@ def test_the_fork_probe_finds_a_warm_process_whose_forks_would_hang():
     (A probe that passes is in every test above: a refused fork would make the server the parent.)"""
     import subprocess
 
-    script = ("import torch\nfrom lora_factory.core.jobs.zygote import probe_fork\n"
-              "torch.ones(1 << 22).add_(1).sum()\nprint(probe_fork(timeout=5.0))\n")  # ATen's OpenMP pool
-    env = dict(os.environ, OMP_NUM_THREADS="2")  # one thread would start no pool to break
+    # two threads (one would start no pool to break; the suite's workers get one each through OMP_NUM_THREADS
+    # and MKL_NUM_THREADS), then an elementwise operation that runs on ATen's OpenMP pool
+    script = ("import torch\nfrom lora_factory.core.jobs.zygote import probe_fork\ntorch.set_num_threads(2)\n"
+              "torch.ones(1 << 22).add_(1).sum()\nprint(probe_fork(timeout=5.0))\n")
+    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert "hangs in its first parallel operation" in out.stdout, out
