@@ -67,10 +67,8 @@ class JobManager:
 
     def enable_warm_start(self) -> bool:
         """Fork job workers from a warm process where that is safe (``core/jobs/warm_start``); True if on."""
-        def has_gpu() -> bool:
-            return gpu_device_nodes() or any(d.get("kind") == "cuda" for d in self.devices.all())
-
-        if self.warm is None and warm_start_wanted(has_gpu):
+        # the device nodes, not the device table: that runs nvidia-smi, which server start-up need not wait for
+        if self.warm is None and warm_start_wanted(gpu_device_nodes):
             self.warm = WarmStarter(self.workspace.home, on_pid=self._record_forked_pid, fallback=self._spawn_instead)
         return self.warm is not None
 

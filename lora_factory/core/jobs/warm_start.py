@@ -79,7 +79,7 @@ class WarmStarter:
         self._proc: subprocess.Popen[str] | None = None
         self._env: dict[str, str] | None = None
         self._pending: dict[str, subprocess.Popen[str]] = {}  # job id -> the warm process asked for it
-        self._answers: dict[str, threading.Event] = {}  # inference forks wait for their answer here
+        self._answers: dict[str, _Answer] = {}  # inference forks wait for their answer here
         self._tokens = itertools.count(1)
         self.forked: set[str] = set()  # jobs whose worker was forked (their exit code is in a file)
 
@@ -98,15 +98,17 @@ class WarmStarter:
             os.mkfifo(answers, 0o600)
             read_fd = os.open(answers, os.O_RDONLY | os.O_NONBLOCK)  # before the fork: its open never waits
             token = f"inference-{next(self._tokens)}"
-            done = threading.Event()
-            self._answers[token] = done
-            asked = self._ask({"job_id": token, "target": "inference", "env": env, "log": str(log),
-                               "cwd": str(self.home), "preload": list(preload), "stdin": str(requests),
-                               "stdout": str(answers)})
-            if asked is None or not done.wait(timeout) or not done.answer.get("pid"):  # type: ignore[attr-defined]
+            answer = self._answers[token] = _Answer()
+            try:
+                asked = self._ask({"job_id": token, "target": "inference", "env": env, "log": str(log),
+                                   "cwd": str(self.home), "preload": list(preload), "stdin": str(requests),
+                                   "stdout": str(answers)})
+                pid = answer.pid(timeout) if asked is not None else None
+            finally:
+                self._answers.pop(token, None)
+            if pid is None:
                 os.close(read_fd)
                 return None
-            pid = int(done.answer["pid"])  # type: ignore[attr-defined]
             write_fd = _open_when_read(requests, pid, timeout=60.0)
             if write_fd is None:
                 os.close(read_fd)
@@ -213,8 +215,7 @@ class WarmStarter:
                 continue
             waiter = self._answers.pop(job_id, None)
             if waiter is not None:  # an inference fork: its caller waits for this answer
-                waiter.answer = answer  # type: ignore[attr-defined]
-                waiter.set()
+                waiter.give(answer)
                 continue
             if answer.get("pid"):
                 self.forked.add(job_id)
@@ -231,10 +232,27 @@ class WarmStarter:
         for job_id in orphans:
             waiter = self._answers.pop(job_id, None)
             if waiter is not None:
-                waiter.answer = {}  # type: ignore[attr-defined]
-                waiter.set()
+                waiter.give({})
                 continue
             self.fallback(job_id, f"the warm process ended (exit code {proc.returncode}); see logs/warm_start.log")
+
+
+class _Answer:
+    """The warm process's answer to one inference fork, handed from its reader thread to the caller."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._answer: dict[str, Any] = {}
+
+    def give(self, answer: dict[str, Any]) -> None:
+        self._answer = answer
+        self._event.set()
+
+    def pid(self, timeout: float) -> int | None:
+        """The forked worker's pid; None when it was refused, the warm process ended, or no answer came in time."""
+        if not self._event.wait(timeout) or not self._answer.get("pid"):
+            return None
+        return int(self._answer["pid"])
 
 
 def _open_when_read(path: Path, pid: int, timeout: float) -> int | None:
