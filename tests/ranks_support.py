@@ -26,7 +26,9 @@ def copy_into(home: Path, source: Path, modality: str, kind: str) -> Path:
 class JobRunner:
     """A workspace's job manager, as the server runs it, without a server."""
 
-    def __init__(self, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, home: Path, monkeypatch: pytest.MonkeyPatch, warm: bool = True) -> None:
+        """``warm``: workers forked from the warm process as a Linux server without a GPU starts them (and
+        the ranks forked from the worker); False: spawned, as on Windows or beside a GPU."""
         from lora_factory.core.jobs.scheduler import JobManager
         from lora_factory.core.jobs.store import JobStore
         from lora_factory.core.plugin_host.host import load_plugin_host
@@ -40,6 +42,16 @@ class JobRunner:
         self.workspace = Workspace(home, self.plugins.modalities().keys())
         self.store = JobStore(self.workspace.db_path)
         self.jobs = JobManager(self.workspace, self.store, cancel_grace_s=20)
+        # as the server wires it (core/services.py): the worker forked warm, with the modality's libraries
+        # imported, and its ranks forked from it
+        self.jobs.worker_modules = lambda modality: list(
+            self.plugins.modalities().get(modality, {}).get("worker_modules") or [])
+        if warm:
+            self.jobs.enable_warm_start()
+
+    def close(self) -> None:
+        """Stop the warm process (as a server's shutdown does); a test's workers ended with the test."""
+        self.jobs.stop_background()
 
     def submit(self, modality: str, base: Path, dataset: Path, params: dict[str, Any], name: str, devices: str,
                preset: str = "quick") -> str:

@@ -1,6 +1,7 @@
 """One TTS job across two simulated devices (2 gloo ranks): the same loss curve as one process with the
 per-device batch doubled (each rank's share weighted by its loss tokens), rank 0 alone writes, and the
-adapter loads in plain peft. One 2-rank job (~40 s on a quiet 2-core machine)."""
+adapter loads in plain peft. One 2-rank job (~40 s on a quiet 2-core machine), its worker and ranks spawned
+as on Windows or beside a GPU (the text and image rank tests fork them from a warm worker)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,18 @@ PARAMS = {"max_steps": 3, "gradient_accumulation": 1, "warmup_ratio": 0.0, "max_
 
 
 def test_tts_two_ranks_match_one_rank_with_the_doubled_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             tiny_tts: Path) -> None:
+                                                             tiny_tts: Path, request: pytest.FixtureRequest) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     home = tmp_path / "ws"
-    runner = JobRunner(home, monkeypatch)
+    runner = JobRunner(home, monkeypatch, warm=False)  # the spawned ranks of Windows and GPU machines
+    request.addfinalizer(runner.close)
     base = copy_into(home, tiny_tts, "audio", "models")
     voice = write_clip_dataset(home / "datasets" / "audio" / "v", TEXTS, seconds=0.5)
     job = runner.run("audio", base, voice, {**PARAMS, "batch_size": 1}, "two", "cpu:0,cpu:1")
     assert job["status"] == "completed", job["error"]
+    assert "ranks started as new processes" in runner.log(job, 0)
     two = runner.losses(job["id"])
 
     spec = plugin.resolve_train_spec(modality="audio", spec={

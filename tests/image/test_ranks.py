@@ -22,12 +22,13 @@ PARAMS = {"max_steps": 3, "rank": 4, "alpha": 4, "learning_rate": 5e-3, "grad_ac
 
 
 def test_two_ranks_match_one_rank_with_the_doubled_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         tiny_sd15: Path, image_dataset: Path) -> None:
+                                                         tiny_sd15: Path, image_dataset: Path, request: pytest.FixtureRequest) -> None:
     import torch
     from diffusers import StableDiffusionPipeline
 
     home = tmp_path / "ws"
     runner = JobRunner(home, monkeypatch)
+    request.addfinalizer(runner.close)
     base = copy_into(home, tiny_sd15, "image", "models")
     dataset = copy_into(home, image_dataset, "image", "datasets")
     for root in (home, tmp_path / "ref"):

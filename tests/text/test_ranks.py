@@ -10,7 +10,9 @@ a cancel ends every rank. Each 2-rank job starts three Python processes with tor
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -24,12 +26,13 @@ TWO = "cpu:0,cpu:1"
 
 
 @pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, memo_dataset: Path) -> JobRunner:
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, memo_dataset: Path) -> Iterator[JobRunner]:
     home = tmp_path / "ws"
     runner = JobRunner(home, monkeypatch)
     runner.base = copy_into(home, tiny_model, "text", "models")
     runner.dataset = copy_into(home, memo_dataset, "text", "datasets")
-    return runner
+    yield runner
+    runner.close()
 
 
 def rank_pids(runner: JobRunner, job: dict) -> dict[int, int]:
@@ -71,6 +74,8 @@ def test_two_ranks_match_one_rank_with_the_doubled_batch(runner: JobRunner, tmp_
     run_dir = runner.workspace.run_dir(job["id"])
     assert json.loads((run_dir / "strategy.json").read_text())["used"] == "ddp"
     assert "rank 1/2 started" in runner.log(job, 1) and "rank 0/2 started" in runner.log(job, 0)
+    if sys.platform == "linux":  # the worker was forked warm: its ranks are forked from it, not spawned
+        assert "ranks forked from this warm worker" in runner.log(job, 0)
     from lora_factory.core.jobs.views import JobViews  # what GET /api/jobs/{id}/log?rank=1 answers
 
     view = JobViews(runner.workspace, runner.store, runner.jobs, None).log_tail(job["id"], 50, rank=1)

@@ -2,7 +2,8 @@
 
 The job worker (:mod:`lora_factory.core.jobs.worker`) reads ``LORA_FACTORY_JOB_DEVICES``; with more than
 one id it calls :func:`launch_ranks` instead of the hook: torch's elastic launcher (``torchrun``'s API)
-starts N processes ``python -m lora_factory.core.jobs.ranks <job_id> --home DIR`` on this machine, each
+starts N processes ``python -m lora_factory.core.jobs.ranks <job_id> --home DIR`` on this machine (forked
+from the worker when the worker itself was forked warm, :func:`ranks_may_fork`; spawned otherwise), each
 with ``RANK`` / ``LOCAL_RANK`` / ``WORLD_SIZE`` / ``MASTER_ADDR`` / ``MASTER_PORT``, and tears all of them
 down as soon as one fails. Each of them calls :func:`run_rank`, which works under any launcher that sets
 that environment (Ray Train's ``TorchTrainer`` on a cluster calls it too):
@@ -37,6 +38,7 @@ from lora_factory.core.jobs.context import JobContext
 RANK_RESULT_FILE = "rank_result.json"
 DISTRIBUTED_FILE = "distributed.json"
 STRATEGY_FILE = "strategy.json"
+FAILED_RANK_LINGER_S = 1.5  # how long a failing rank waits before it exits (see run_rank)
 DEVICES_ENV = "LORA_FACTORY_JOB_DEVICES"
 
 
@@ -168,6 +170,11 @@ def run_rank(job_id: str, home: Path, job: dict[str, Any] | None = None,
                 write_text_atomic(run_dir / RANK_RESULT_FILE, json.dumps({"error": error_body(exc)}, ensure_ascii=False))
             except OSError:
                 pass
+        if world > 1:
+            # a rank killed from outside dies at once, and its peers fail a moment later in their next
+            # collective ("connection closed by peer"): waiting here lets the launcher, which polls every
+            # 0.2 s and names the first failure it sees, find the rank that really failed first
+            time.sleep(FAILED_RANK_LINGER_S)
         raise
     finally:
         _destroy_process_group()
@@ -254,15 +261,19 @@ def launch_ranks(job: dict[str, Any], home: Path, ctx: JobContext, devices: list
     ctx.log(f"launching {world} ranks on devices {', '.join(devices)} ({info['backend']}); effective batch "
             f"{info['per_device_batch']} per device × {world} devices × {info['grad_accum']} accumulation = "
             f"{info['effective_batch']}")
+    forked = ranks_may_fork()
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=world, run_id=f"lora-factory-{job['id']}",
         rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", rdzv_configs={"timeout": 120},
-        max_restarts=0, monitor_interval=0.2, start_method="spawn", shutdown_timeout=5,
+        max_restarts=0, monitor_interval=0.2, start_method="fork" if forked else "spawn", shutdown_timeout=5,
         logs_specs=DefaultLogsSpecs(log_dir=os.devnull, redirects=Std.NONE),
     )
-    args = ["-m", "lora_factory.core.jobs.ranks", job["id"], "--home", str(home)]
+    ctx.log(f"ranks {'forked from this warm worker' if forked else 'started as new processes'}")
     try:
-        elastic_launch(config, sys.executable)(*args)
+        if forked:
+            elastic_launch(config, forked_rank)(job["id"], str(home))
+        else:
+            elastic_launch(config, sys.executable)("-m", "lora_factory.core.jobs.ranks", job["id"], "--home", str(home))
     except ChildFailedError as exc:
         raise rank_failure(exc, ctx, run_dir) from None
     saved = _read_json(run_dir / RANK_RESULT_FILE)
@@ -276,6 +287,40 @@ def launch_ranks(job: dict[str, Any], home: Path, ctx: JobContext, devices: list
     if saved.get("stopped"):
         result["stopped"] = True
     return result
+
+
+def ranks_may_fork() -> bool:
+    """Fork the ranks from this worker instead of spawning them: where this worker was itself forked from
+    the warm process (its libraries imported, a fork checked safe there: ``core.jobs.zygote``) and has not
+    initialised CUDA (a CUDA context does not survive a fork; a rank initialises its own).
+
+    A spawned rank imports torch, transformers and peft (or diffusers) again: several seconds of CPU
+    per rank before the first step, on every job.
+    """
+    from lora_factory.core.jobs.fork_state import forked_warm
+
+    if not forked_warm():
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or not torch.cuda.is_initialized()
+
+
+def forked_rank(job_id: str, home: str) -> int:
+    """One rank in a fork of the job worker: what ``python -m lora_factory.core.jobs.ranks`` runs.
+
+    The launcher's signal handlers (SIGTERM raises in the launcher) are reset to what a new process
+    has, so a rank the launcher ends dies of the signal as a spawned one does; ps shows the rank's
+    own command line.
+    """
+    import signal
+
+    from lora_factory.core.jobs.fork_state import show_as
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    show_as("lora_factory.core.jobs.ranks", [job_id, "--home", home])
+    return run_rank(job_id, Path(home))
 
 
 def rank_failure(exc: Any, ctx: JobContext, run_dir: Path) -> LoRAFactoryError:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lora_factory.core.errors import LoRAFactoryError
+from lora_factory.core.jobs.fork_state import mark_forked_warm, show_as
 from lora_factory.core.process import create_time
 from lora_factory.core.storage.settings import ENV_BY_FIELD, export_to_environment, load_settings
 from lora_factory.core.storage.workspace import write_text_atomic
@@ -174,7 +175,8 @@ def become_worker(request: dict[str, Any], home: Path) -> NoReturn:
         inference = request.get("target") == "inference"
         module = "lora_factory.core.inference.worker" if inference else "lora_factory.core.jobs.worker"
         args = ["--home", str(home)] if inference else [str(request["job_id"]), "--home", str(home)]
-        _show_as(module, args)  # first: the title needs the environment's memory as the process started
+        show_as(module, args)  # first: the title needs the environment's memory as the process started
+        mark_forked_warm()  # its own children (a job's ranks) may be forked too (core.jobs.ranks)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -219,16 +221,6 @@ def become_worker(request: dict[str, Any], home: Path) -> NoReturn:
             sys.stderr.flush()
         finally:
             os._exit(code)
-
-
-def _show_as(module: str, args: list[str]) -> None:
-    """``sys.argv`` and the title ps / top show: the command line a spawned worker would have."""
-    sys.argv = [module, *args]
-    try:
-        from setproctitle import setproctitle
-    except ImportError:
-        return
-    setproctitle(" ".join([sys.executable, "-m", module, *args]))
 
 
 def main(argv: list[str] | None = None) -> int:
