@@ -10,7 +10,7 @@ import types
 import psutil
 import pytest
 
-from lora_factory.core.jobs.warm_start import warm_start_wanted
+from lora_factory.core.jobs.warm_start import imports_modality_libraries, warm_start_wanted
 from lora_factory.core.jobs.zygote import Zygote
 from tests.conftest import wait_for
 from tests.host.test_job_lifecycle import start_dummy
@@ -41,6 +41,26 @@ def test_workers_are_forked_from_one_warm_process_with_their_own_randomness(dumm
     assert "numpy imported" in (dummy_home / "logs" / "warm_start.log").read_text()  # what the modality declared
     server.stop()
     assert psutil.wait_procs([warm], timeout=10)[0], "the warm process ends with the server"
+
+
+def test_the_demo_model_build_is_forked_with_the_modality_libraries_imported(dummy_home, server_factory):
+    """``tiny-model`` builds with torch and the model library: the warm process imports them before it forks
+    that worker (and the training that follows finds them there); a real download only fetches files."""
+    server = server_factory(dummy_home)
+    with server.client() as c:
+        r = c.post("/api/models/tiny", json={"modality": "dummy", "name": "demo"})
+        assert r.status_code == 200, r.text
+        job = finished(c, r.json()["job_id"])
+    assert "numpy imported" in (dummy_home / "logs" / "warm_start.log").read_text()
+    assert "warm start not used" not in job_log(dummy_home, job)
+    assert imports_modality_libraries("download", {"source": "tiny", "name": "demo"})
+    assert not imports_modality_libraries("download", {"repo_id": "org/model", "name": "model"})
+    assert all(imports_modality_libraries(kind, {}) for kind in ("train", "eval", "merge", "export"))
+    assert not imports_modality_libraries("refine", {})
+
+
+def job_log(home, job: dict) -> str:
+    return (home / "logs" / f"{job['kind']}_{job['id']}.log").read_text(encoding="utf-8")
 
 
 def test_off_spawns_each_worker_from_the_server(dummy_home, server_factory):

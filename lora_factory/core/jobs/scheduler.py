@@ -26,7 +26,12 @@ from lora_factory.core.jobs.cluster.admission import ClusterGate
 from lora_factory.core.jobs.cluster.probe import ClusterMonitor
 from lora_factory.core.jobs.device_table import DeviceTable
 from lora_factory.core.jobs.store import GPU_KINDS, JOB_KINDS, TERMINAL_STATUSES, JobStore, new_job_id
-from lora_factory.core.jobs.warm_start import WARM_KINDS, WarmStarter, gpu_device_nodes, warm_start_wanted
+from lora_factory.core.jobs.warm_start import (
+    WarmStarter,
+    gpu_device_nodes,
+    imports_modality_libraries,
+    warm_start_wanted,
+)
 from lora_factory.core.storage.db import now_iso
 from lora_factory.core.storage.secrets import load_secrets, merge_secrets, save_secrets, split_secrets
 from lora_factory.core.storage.workspace import Workspace, safe_name, write_text_atomic
@@ -204,7 +209,8 @@ class JobManager:
             self._append_log(job, f"devices: {', '.join(job['devices'])}")
         env = self._worker_env(job)
         if self.warm is not None:
-            preload = self.worker_modules(job["modality"]) if job["kind"] in WARM_KINDS else []
+            wanted = imports_modality_libraries(job["kind"], job.get("spec") or {})
+            preload = self.worker_modules(job["modality"]) if wanted else []
             if self.warm.start(job["id"], self.log_path(job), env, preload):
                 return  # the warm process forks it; its pid comes back through _record_forked_pid
         self._spawn(job, env)

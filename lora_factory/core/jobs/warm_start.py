@@ -36,6 +36,16 @@ from lora_factory.core.jobs.zygote import EXIT_FILE
 
 ENV_WARM_START = "LORA_FACTORY_WARM_START"
 WARM_KINDS = ("train", "eval", "merge", "export")  # the kinds whose workers import the modality's libraries
+
+
+def imports_modality_libraries(kind: str, spec: dict[str, Any]) -> bool:
+    """Whether a job's worker imports its modality's libraries (so the warm process imports them first).
+
+    The kinds in ``WARM_KINDS`` do; a download does when it builds the offline demo model (``source``
+    ``tiny``: ``lora-factory tiny-model``, the UI's demo button), which is made with torch and the model
+    library. A real download only fetches files: it does not wait for those imports.
+    """
+    return kind in WARM_KINDS or (kind == "download" and spec.get("source") == "tiny")
 # variables a worker reads only once it runs (which devices it was given, how to print): set per fork; any
 # other difference from the warm process's environment (read by libraries at import) needs a fresh one
 PER_FORK_KEYS = frozenset({"LORA_FACTORY_JOB_DEVICES", "LORA_FACTORY_INFERENCE_DEVICE", "CUDA_VISIBLE_DEVICES",
