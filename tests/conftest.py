@@ -70,6 +70,42 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _end_what_the_test_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that has its own ``tmp_path``: end every process still working in it.
+
+    Job workers are detached by design (they outlive the server and the CLI that started them), so a test
+    that only checks what a submit recorded (``train`` from the CLI, ``/train/start`` in a TestClient)
+    leaves a worker training a tiny model after it, and a test that stopped its server leaves that
+    server's last workers: on a 2-core runner they take the CPU from the tests that follow. Nothing here
+    is asserted (tests that care about leftover processes check them themselves); the processes named
+    after this test's own folder (``--home``, a job's paths) cannot belong to any other test.
+    """
+    folder = str(request.getfixturevalue("tmp_path")) if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is None:
+        return
+    import psutil
+
+    leftovers = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and any(folder in arg for arg in proc.info["cmdline"] or ()):
+                leftovers.append(proc)
+        except (psutil.Error, TypeError):
+            continue
+    for proc in leftovers:
+        with contextlib.suppress(psutil.Error):
+            for child in proc.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            proc.kill()
+    psutil.wait_procs(leftovers, timeout=5)
+    if leftovers and os.environ.get("LORA_FACTORY_TEST_REAPER_LOG"):
+        with open(os.environ["LORA_FACTORY_TEST_REAPER_LOG"], "a", encoding="utf-8") as log:
+            log.write(f"{request.node.nodeid}: {len(leftovers)}\n")
+
+
 @pytest.fixture
 def dummy_home(tmp_path: Path) -> Path:
     """A workspace with the dummy test plugin dropped in, a model folder and a dataset."""
