@@ -7,6 +7,10 @@ pays the imports as a spawned worker does; the following ones are forked with th
 
     .venv/bin/python benchmarks/job_start.py                      # text, image and audio, 3 jobs each, 2 rounds
     .venv/bin/python benchmarks/job_start.py --modalities text --jobs 5 --rounds 3
+    .venv/bin/python benchmarks/job_start.py --modalities text --devices 2   # 2-rank jobs (simulated devices)
+
+With ``--devices N`` each job trains as N ranks on N simulated CPU devices (``LORA_FACTORY_DEVICES=cpu:N``):
+with the warm start the worker forks its ranks too; without it, the worker and each rank are spawned.
 
 Printed per modality: the median submit -> completed of the later jobs with the warm start and without,
 their ratio, and the first job of each.
@@ -71,9 +75,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_server(home: Path, warm: str, modalities: list[str], jobs: int) -> dict[str, list[float]]:
+def run_server(home: Path, warm: str, modalities: list[str], jobs: int, devices: int = 1) -> dict[str, list[float]]:
     port = free_port()
     env = dict(os.environ, LORA_FACTORY_WARM_START=warm, LORA_FACTORY_NO_BROWSER="1")
+    if devices > 1:
+        env["LORA_FACTORY_DEVICES"] = f"cpu:{devices}"
     server = subprocess.Popen([sys.executable, "-m", "lora_factory.cli", "serve", "--home", str(home), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     times: dict[str, list[float]] = {}
@@ -92,6 +98,8 @@ def run_server(home: Path, warm: str, modalities: list[str], jobs: int) -> dict[
             for modality in modalities:
                 for i in range(jobs):
                     body = dict(TRAIN[modality], modality=modality, output_name=f"b-{warm}-{time.time_ns()}-{i}")
+                    if devices > 1:
+                        body["devices"] = [f"cpu:{d}" for d in range(devices)]
                     started = time.monotonic()
                     r = c.post("/train/start", json=body)
                     r.raise_for_status()
@@ -112,6 +120,7 @@ def main() -> None:
     parser.add_argument("--modalities", default="text,image,audio")
     parser.add_argument("--jobs", type=int, default=3, help="train jobs per modality per server")
     parser.add_argument("--rounds", type=int, default=2, help="servers per variant, taking turns")
+    parser.add_argument("--devices", type=int, default=1, help="train each job as this many ranks (simulated CPU devices)")
     args = parser.parse_args()
     modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     runs: dict[str, dict[str, list[list[float]]]] = {"on": {}, "off": {}}
@@ -120,9 +129,10 @@ def main() -> None:
         build(home, modalities)
         for round_ in range(args.rounds):
             for warm in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
-                for modality, seconds in run_server(home, warm, modalities, args.jobs).items():
+                for modality, seconds in run_server(home, warm, modalities, args.jobs, args.devices).items():
                     runs[warm].setdefault(modality, []).append(seconds)
-    print(f"submit -> completed of a one-step train job ({args.jobs} per server, {args.rounds} servers per variant)")
+    ranks = f", {args.devices} ranks each" if args.devices > 1 else ""
+    print(f"submit -> completed of a one-step train job ({args.jobs} per server, {args.rounds} servers per variant{ranks})")
     for modality in modalities:
         first = {w: statistics.median(r[0] for r in runs[w][modality]) for w in runs}
         later = {w: statistics.median(s for r in runs[w][modality] for s in r[1:]) for w in runs}
