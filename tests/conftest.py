@@ -90,7 +90,7 @@ def _end_what_the_test_left_running(request: pytest.FixtureRequest) -> Iterator[
     leftovers = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if proc.pid != os.getpid() and any(folder in arg for arg in proc.info["cmdline"] or ()):
+            if proc.pid != os.getpid() and any(_names_folder(arg, folder) for arg in proc.info["cmdline"] or ()):
                 leftovers.append(proc)
         except (psutil.Error, TypeError):
             continue
@@ -104,6 +104,17 @@ def _end_what_the_test_left_running(request: pytest.FixtureRequest) -> Iterator[
     if leftovers and os.environ.get("LORA_FACTORY_TEST_REAPER_LOG"):
         with open(os.environ["LORA_FACTORY_TEST_REAPER_LOG"], "a", encoding="utf-8") as log:
             log.write(f"{request.node.nodeid}: {len(leftovers)}\n")
+
+
+def _names_folder(arg: str, folder: str) -> bool:
+    """``arg`` is ``folder`` or a path inside it (``.../test_x1`` is not inside ``.../test_x10``)."""
+    at = arg.find(folder)
+    while at != -1:
+        end = at + len(folder)
+        if end == len(arg) or arg[end] in "/\\":
+            return True
+        at = arg.find(folder, at + 1)
+    return False
 
 
 @pytest.fixture

@@ -252,6 +252,8 @@ def test_dataset_upload_shows_preview_and_line_numbered_errors(watched_page: tup
     preview.get_by_text("猫が好きです。").wait_for()
     assert preview.get_by_test_id("dataset-preview-row").count() == len(CHAT_ROWS)
     assert preview.locator(".bubble-user").first.inner_text().endswith("こんにちは")
+    # the list is fetched again after the upload's answer (the preview may be drawn first): wait for it
+    datasets.get_by_test_id("dataset-list").get_by_text("ui_good").first.wait_for()
     assert datasets.get_by_test_id("dataset-row-ui_good").count() == 1 or "ui_good" in datasets.get_by_test_id("dataset-list").inner_text()
     screenshot(page, "datasets-preview")
 
