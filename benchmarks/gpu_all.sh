@@ -74,7 +74,7 @@ bench() {
 }
 
 bench text 180 python3 benchmarks/gpu_train_text.py --modes lora,qlora,dpo
-bench text_grpo 100 python3 benchmarks/gpu_train_text.py --modes grpo --steps 10
+bench text_grpo 200 python3 benchmarks/gpu_train_text.py --modes grpo --steps 4  # generation-bound: 10 steps took over 100 s on an H200
 bench image_sd15 80 python3 benchmarks/gpu_train_image.py --size sd15
 bench image_sdxl 100 python3 benchmarks/gpu_train_image.py --size sdxl --resolution 1024 --batch-size 1 \
   --gradient-checkpointing
