@@ -55,6 +55,7 @@ def main() -> None:
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     from lora_factory.kit import devices
+    from lora_factory.plugins.image import optimizers
     from lora_factory.plugins.image.presets import ImageTrainParams
     from lora_factory.plugins.image.train_parts import Parts, _dtype_of, add_lora, batch_loss, resolve_precision
 
@@ -76,13 +77,9 @@ def main() -> None:
                   prediction_type="epsilon")
     add_lora(parts, params)
     lora = [p for p in unet.parameters() if p.requires_grad]
-    optimizer_name = args.optimizer if args.optimizer != "auto" else ("adamw8bit" if device == "cuda" else "adamw")
-    if optimizer_name == "adamw8bit":
-        import bitsandbytes as bnb
-
-        optimizer = bnb.optim.AdamW8bit(lora, lr=1e-4)
-    else:
-        optimizer = torch.optim.AdamW(lora, lr=1e-4)
+    # the train job's own choice: auto / adamw8bit fall back to AdamW without bitsandbytes (logged), never a crash
+    optimizer_name = optimizers.resolve_name(args.optimizer, device, print)
+    optimizer, _ = optimizers.build_optimizer(optimizer_name, [{"params": lora, "lr": 1e-4}], 1e-4, {}, print)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     side = resolution // vae_scale
     bs = args.batch_size
