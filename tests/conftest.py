@@ -101,9 +101,6 @@ def _end_what_the_test_left_running(request: pytest.FixtureRequest) -> Iterator[
                     child.kill()
             proc.kill()
     psutil.wait_procs(leftovers, timeout=5)
-    if leftovers and os.environ.get("LORA_FACTORY_TEST_REAPER_LOG"):
-        with open(os.environ["LORA_FACTORY_TEST_REAPER_LOG"], "a", encoding="utf-8") as log:
-            log.write(f"{request.node.nodeid}: {len(leftovers)}\n")
 
 
 def _names_folder(arg: str, folder: str) -> bool:

@@ -44,8 +44,7 @@ class JobRunner:
         self.jobs = JobManager(self.workspace, self.store, cancel_grace_s=20)
         # as the server wires it (core/services.py): the worker forked warm, with the modality's libraries
         # imported, and its ranks forked from it
-        self.jobs.worker_modules = lambda modality: list(
-            self.plugins.modalities().get(modality, {}).get("worker_modules") or [])
+        self.jobs.worker_modules = self.plugins.worker_modules
         if warm:
             self.jobs.enable_warm_start()
 

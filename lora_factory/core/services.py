@@ -70,7 +70,8 @@ class Services:
         self.submitter = JobSubmitter(self.workspace, self.plugins, self.catalog, self.datasets, self.jobs)
         self.job_views = JobViews(self.workspace, self.store, self.jobs, self.media)
         self.jobs.before_gpu_job = ChatModelRelease(self.inference, self.jobs)
-        self.jobs.worker_modules = lambda modality: list(self.plugins.modalities().get(modality, {}).get("worker_modules") or [])
+        # looked up at each call: reload_plugins replaces self.plugins
+        self.jobs.worker_modules = lambda modality: self.plugins.worker_modules(modality)
         self.inference.fork = self._fork_inference
         self.inference.place = self.jobs.devices.place_inference
         self.jobs.devices.inference_device = lambda: self.inference.device if self.inference.running else None

@@ -319,6 +319,11 @@ class PluginHost:
                 return record, desc
         return min(candidates, key=lambda item: SOURCE_RANK.get(item[0].source, 9))
 
+    def worker_modules(self, modality: str) -> list[str]:
+        """The libraries a modality's train / eval / merge / export workers import (``worker_modules`` of
+        its description; none for an unknown one): what the warm process imports before it forks them."""
+        return list(self.modalities().get(modality, {}).get("worker_modules") or [])
+
     def require_modality(self, modality: str) -> dict[str, Any]:
         """The description of an available modality, or a 400 ``UNKNOWN_MODALITY``."""
         mods = self.modalities()
