@@ -51,6 +51,23 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 180.0) -> dict[
     raise AssertionError(f"job {job_id} did not end within {timeout} s: {job}")
 
 
+def option_values(select: Any, including: str | None = None, at_least: int = 1, timeout_ms: float = 20_000) -> list[str]:
+    """The values of a ``<select>``'s options once they are there.
+
+    The UI fills its model / dataset / device lists from a fetch that may answer after the tab is drawn,
+    so reading the options at once can see an empty list (a CI run failed on exactly that). This waits
+    until at least ``at_least`` options exist and, when given, one has the value ``including``.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:  # the locator is resolved again at each look: a form may redraw the <select> meanwhile
+        values = list(select.locator("option").evaluate_all("os => os.map(o => o.value)"))
+        if len(values) >= at_least and (including is None or including in values):
+            return values
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the list never offered {including!r} (at least {at_least} options): {values}")
+        time.sleep(0.1)
+
+
 class Server:
     """A running ``lora-factory serve`` and an HTTP client bound to it."""
 

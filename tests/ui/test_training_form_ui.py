@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from lora_factory.cli import build_parser, train_request
+from tests.ui.conftest import option_values
 from tests.ui.test_ui import CHAT_ROWS, panel, screenshot, upload_dataset_via_api, write_jsonl
 
 pytestmark = pytest.mark.ui
@@ -345,7 +346,7 @@ def test_evol_offers_the_models_and_refine_says_format_and_new_version_names(new
     refine.get_by_test_id("refine-evol_instruct-generator").select_option(index=1)
     model = refine.get_by_test_id("refine-evol_instruct-generator-model")
     assert model.evaluate("el => el.tagName") == "SELECT"
-    assert server.model_ref in model.locator("option").evaluate_all("els => els.map(e => e.value)")
+    assert server.model_ref in option_values(model, including=server.model_ref)
     screenshot(page, "refine-evol-models")
 
     # a re-run of a refine whose output exists writes "<name>-v2", and says so

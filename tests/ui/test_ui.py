@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from tests.ui.conftest import option_values
+
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -235,7 +237,7 @@ def test_wizard_paths_match_the_api(watched_page: tuple[Any, Any], server: Serve
     assert wizard.get_by_test_id("wizard-path-output").inner_text() == paths["text"]["output"]
     assert wizard.get_by_test_id("wizard-path-logs").inner_text() == paths["logs"]
     # The model created by the fixture is offered in step 1.
-    assert server.model_ref in wizard.get_by_test_id("wizard-model").locator("option").evaluate_all("os => os.map(o => o.value)")
+    assert server.model_ref in option_values(wizard.get_by_test_id("wizard-model"), including=server.model_ref)
     # A button that jumps to the 学習 tab.
     wizard.get_by_test_id("wizard-go-train").click()
     page.wait_for_selector("#panel-train:not([hidden])")
@@ -338,7 +340,7 @@ def test_evol_instruct_from_the_generated_form(watched_page: tuple[Any, Any], se
     gen.select_option(index=1)
     local_model = refine.get_by_test_id("refine-evol_instruct-generator-model")
     assert base_url.count() == 0
-    offered = local_model.locator("option").evaluate_all("els => els.map(e => e.value)")
+    offered = option_values(local_model, including=server.model_ref)
     assert server.model_ref in offered, offered
     screenshot(page, "refine-evol-local")
     # Back to openai: what was typed there is still there.
