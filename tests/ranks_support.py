@@ -45,6 +45,11 @@ class JobRunner:
         # as the server wires it (core/services.py): the worker forked warm, with the modality's libraries
         # imported, and its ranks forked from it
         self.jobs.worker_modules = self.plugins.worker_modules
+        # pytest rewrites PYTEST_CURRENT_TEST at every test, while a server's environment stays as it started:
+        # left out of the workers' environment, or a runner shared by a module's tests would find its warm
+        # process stale (started with other variables) at each test and import torch again
+        worker_env = self.jobs._worker_env
+        self.jobs._worker_env = lambda job: {k: v for k, v in worker_env(job).items() if k != "PYTEST_CURRENT_TEST"}
         if warm:
             self.jobs.enable_warm_start()
 

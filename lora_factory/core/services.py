@@ -72,6 +72,7 @@ class Services:
         self.jobs.before_gpu_job = ChatModelRelease(self.inference, self.jobs)
         # looked up at each call: reload_plugins replaces self.plugins
         self.jobs.worker_modules = lambda modality: self.plugins.worker_modules(modality)
+        self.jobs.model_operations = lambda modality: self.plugins.model_operations(modality)
         self.inference.fork = self._fork_inference
         self.inference.place = self.jobs.devices.place_inference
         self.jobs.devices.inference_device = lambda: self.inference.device if self.inference.running else None

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.cluster.conftest import RAY_MISSING
+from tests.cluster.conftest import RAY_MISSING, RAY_TRAIN_TEST_ENV
 from tests.conftest import ServerProcess, free_port, wait_for
 from tests.text.conftest import MEMO_ROWS, write_chat_jsonl
 
@@ -27,7 +27,7 @@ def cluster_server(ray_cluster, tmp_path_factory, tiny_workspaces):
     home = tmp_path_factory.mktemp("cluster") / "ws"
     tiny_workspaces.copy(home, ("text", "--out", "models/text/tiny"))
     write_chat_jsonl(home / "datasets" / "text" / "memo.jsonl", MEMO_ROWS)
-    server = ServerProcess(home, args=["--cluster", ray_cluster]).start()
+    server = ServerProcess(home, env=RAY_TRAIN_TEST_ENV, args=["--cluster", ray_cluster]).start()
     try:
         yield server
     finally:

@@ -54,9 +54,27 @@ def test_the_demo_model_build_is_forked_with_the_modality_libraries_imported(dum
     assert "numpy imported" in (dummy_home / "logs" / "warm_start.log").read_text()
     assert "warm start not used" not in job_log(dummy_home, job)
     assert imports_modality_libraries("download", {"source": "tiny", "name": "demo"})
+    # a single-file checkpoint is converted by the model library (diffusers): forked warm too
+    assert imports_modality_libraries("download", {"source": "single_file", "local_path": "x.safetensors"})
+    assert not imports_modality_libraries("download", {"source": "local", "local_path": "models/x"})
     assert not imports_modality_libraries("download", {"repo_id": "org/model", "name": "model"})
     assert all(imports_modality_libraries(kind, {}) for kind in ("train", "eval", "merge", "export"))
     assert not imports_modality_libraries("refine", {})
+    # a refine that loads a model shares the training's import: one the plugin lists as ``uses_model``
+    # (the image tagger / captioner), or a GPU-bound one (Evol-Instruct with a local model, transcription)
+    tagging = {"operations": [{"op": "edit_tags"}, {"op": "auto_tag"}]}
+    assert imports_modality_libraries("refine", tagging, model_operations={"auto_tag", "auto_caption"})
+    assert not imports_modality_libraries("refine", {"operations": [{"op": "edit_tags"}]},
+                                          model_operations={"auto_tag", "auto_caption"})
+    assert imports_modality_libraries("refine", {"operations": [{"op": "evol_instruct"}]}, gpu=True)
+
+
+def test_the_refine_operations_that_load_a_model_come_from_the_plugins_listing():
+    from lora_factory.core.plugin_host.host import PluginHost
+
+    host = PluginHost(load_entry_points=False)
+    assert host.model_operations("image") == {"auto_tag", "auto_caption"}
+    assert host.model_operations("text") == set() and host.model_operations("no-such-modality") == set()
 
 
 def job_log(home, job: dict) -> str:

@@ -24,14 +24,20 @@ PARAMS = {"max_steps": 4, "save_steps": 2, "learning_rate": 5e-3, "num_epochs": 
 TWO = "cpu:0,cpu:1"
 
 
-@pytest.fixture
-def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model: Path, memo_dataset: Path) -> Iterator[JobRunner]:
-    home = tmp_path / "ws"
-    runner = JobRunner(home, monkeypatch)
-    runner.base = copy_into(home, tiny_model, "text", "models")
-    runner.dataset = copy_into(home, memo_dataset, "text", "datasets")
-    yield runner
-    runner.close()
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, memo_dataset: Path) -> Iterator[JobRunner]:
+    """One workspace and job manager for the file, its scheduler loop running, as a server keeps them: the
+    warm process imports torch, transformers and peft once (about 8 s of CPU) for the file's three jobs."""
+    home = tmp_path_factory.mktemp("text-ranks") / "ws"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        runner = JobRunner(home, monkeypatch)
+        runner.base = copy_into(home, tiny_model, "text", "models")
+        runner.dataset = copy_into(home, memo_dataset, "text", "datasets")
+        runner.jobs.start_background(interval=0.2)
+        try:
+            yield runner
+        finally:
+            runner.close()
 
 
 def rank_pids(runner: JobRunner, job: dict) -> dict[int, int]:
@@ -87,26 +93,22 @@ def test_two_ranks_match_one_rank_with_the_doubled_batch(runner: JobRunner, tmp_
 def test_a_killed_rank_fails_the_job_naming_it_and_the_job_resumes(runner: JobRunner) -> None:
     params = {**PARAMS, "max_steps": 40, "save_steps": 2, "batch_size": 2}
     job_id = runner.submit("text", runner.base, runner.dataset, params, "killed", TWO)
-    runner.jobs.start_background(interval=0.2)
-    try:
-        until(lambda: (runner.store.get(job_id)["step"] or 0) >= 3, timeout=240)
-        job = runner.store.get(job_id)
-        pids = rank_pids(runner, job)
-        victim = psutil.Process(pids[1])
-        victim.kill()
-        killed_at = time.monotonic()
-        until(lambda: runner.store.get(job_id)["status"] != "running", timeout=60)
-        assert time.monotonic() - killed_at < 60
-        job = runner.store.get(job_id)
-        assert job["status"] == "failed"
-        assert job["error"]["code"] == "RANK_FAILED" and job["error"]["detail"]["rank"] == 1
-        assert "Rank 1" in job["error"]["message"] and job["error"]["detail"]["last_lines"]
-        assert not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE
+    until(lambda: (runner.store.get(job_id)["step"] or 0) >= 3, timeout=240)  # the fixture's loop runs it
+    job = runner.store.get(job_id)
+    pids = rank_pids(runner, job)
+    victim = psutil.Process(pids[1])
+    victim.kill()
+    killed_at = time.monotonic()
+    until(lambda: runner.store.get(job_id)["status"] != "running", timeout=60)
+    assert time.monotonic() - killed_at < 60
+    job = runner.store.get(job_id)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "RANK_FAILED" and job["error"]["detail"]["rank"] == 1
+    assert "Rank 1" in job["error"]["message"] and job["error"]["detail"]["last_lines"]
+    assert not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE
 
-        runner.jobs.resume(job_id)
-        until(lambda: runner.store.get(job_id)["status"] not in ("queued", "running"), timeout=240)
-    finally:
-        runner.jobs.stop_background()
+    runner.jobs.resume(job_id)
+    until(lambda: runner.store.get(job_id)["status"] not in ("queued", "running"), timeout=240)
     job = runner.store.get(job_id)
     assert job["status"] == "completed", job["error"]
     steps = [s for s, _ in runner.losses(job_id)]
@@ -116,15 +118,11 @@ def test_a_killed_rank_fails_the_job_naming_it_and_the_job_resumes(runner: JobRu
 def test_cancel_ends_every_rank(runner: JobRunner) -> None:
     params = {**PARAMS, "max_steps": 400, "save_steps": 1000, "batch_size": 2}
     job_id = runner.submit("text", runner.base, runner.dataset, params, "canceled", TWO)
-    runner.jobs.start_background(interval=0.2)
-    try:
-        until(lambda: (runner.store.get(job_id)["step"] or 0) >= 2, timeout=240)
-        pids = rank_pids(runner, runner.store.get(job_id))
-        assert set(pids) == {0, 1}
-        runner.jobs.cancel(job_id)
-        until(lambda: runner.store.get(job_id)["status"] != "running", timeout=60)
-    finally:
-        runner.jobs.stop_background()
+    until(lambda: (runner.store.get(job_id)["step"] or 0) >= 2, timeout=240)  # the fixture's loop runs it
+    pids = rank_pids(runner, runner.store.get(job_id))
+    assert set(pids) == {0, 1}
+    runner.jobs.cancel(job_id)
+    until(lambda: runner.store.get(job_id)["status"] != "running", timeout=60)
     job = runner.store.get(job_id)
     assert job["status"] == "canceled"
     assert (job["step"] or 0) < 400

@@ -68,6 +68,7 @@ class JobManager:
         # modality's workers import come from its plugin (``worker_modules``, wired by services.py)
         self.warm: WarmStarter | None = None
         self.worker_modules: Callable[[str], list[str]] = lambda modality: []
+        self.model_operations: Callable[[str], set[str]] = lambda modality: set()  # refine ops that load a model
         self._dead_since: dict[str, float] = {}
 
     def enable_warm_start(self) -> bool:
@@ -209,7 +210,8 @@ class JobManager:
             self._append_log(job, f"devices: {', '.join(job['devices'])}")
         env = self._worker_env(job)
         if self.warm is not None:
-            wanted = imports_modality_libraries(job["kind"], job.get("spec") or {})
+            wanted = imports_modality_libraries(job["kind"], job.get("spec") or {}, gpu=bool(job.get("gpu")),
+                                                model_operations=self.model_operations(job["modality"]))
             preload = self.worker_modules(job["modality"]) if wanted else []
             if self.warm.start(job["id"], self.log_path(job), env, preload):
                 return  # the warm process forks it; its pid comes back through _record_forked_pid

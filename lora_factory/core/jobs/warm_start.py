@@ -36,16 +36,32 @@ from lora_factory.core.jobs.zygote import EXIT_FILE
 
 ENV_WARM_START = "LORA_FACTORY_WARM_START"
 WARM_KINDS = ("train", "eval", "merge", "export")  # the kinds whose workers import the modality's libraries
+DOWNLOADS_WITH_THE_LIBRARIES = ("tiny", "single_file")  # download sources whose worker builds or converts a model
 
 
-def imports_modality_libraries(kind: str, spec: dict[str, Any]) -> bool:
+def imports_modality_libraries(kind: str, spec: dict[str, Any], *, gpu: bool = False,
+                               model_operations: frozenset[str] | set[str] = frozenset()) -> bool:
     """Whether a job's worker imports its modality's libraries (so the warm process imports them first).
 
-    The kinds in ``WARM_KINDS`` do; a download does when it builds the offline demo model (``source``
+    The kinds in ``WARM_KINDS`` do. A download does when it builds the offline demo model (``source``
     ``tiny``: ``lora-factory tiny-model``, the UI's demo button), which is made with torch and the model
-    library. A real download only fetches files: it does not wait for those imports.
+    library, or when it converts an imported single-file checkpoint (``source`` ``single_file``: an A1111 /
+    ComfyUI ``.safetensors`` made a diffusers folder by the model library); a real download only fetches
+    files and does not wait for those imports. A refine does when it loads a model: a GPU-bound one
+    (``gpu``: Evol-Instruct with a local model, transcription), or one with an operation its plugin lists
+    as ``uses_model`` (``model_operations``: the image tagger and captioner); cleaning and deduplication
+    do not. Such a refine, and the training after it, then share one import instead of paying one each.
     """
-    return kind in WARM_KINDS or (kind == "download" and spec.get("source") == "tiny")
+    if kind in WARM_KINDS:
+        return True
+    if kind == "download":
+        return spec.get("source") in DOWNLOADS_WITH_THE_LIBRARIES
+    if kind == "refine":
+        return gpu or any(isinstance(op, dict) and op.get("op") in model_operations
+                          for op in spec.get("operations") or [])
+    return False
+
+
 # variables a worker reads only once it runs (which devices it was given, how to print): set per fork; any
 # other difference from the warm process's environment (read by libraries at import) needs a fresh one
 PER_FORK_KEYS = frozenset({"LORA_FACTORY_JOB_DEVICES", "LORA_FACTORY_INFERENCE_DEVICE", "CUDA_VISIBLE_DEVICES",

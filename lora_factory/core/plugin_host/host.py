@@ -324,6 +324,13 @@ class PluginHost:
         its description; none for an unknown one): what the warm process imports before it forks them."""
         return list(self.modalities().get(modality, {}).get("worker_modules") or [])
 
+    def model_operations(self, modality: str) -> set[str]:
+        """The refine operations of a modality that load a model (``uses_model`` in their listing, as the
+        image tagger and captioner say): a refine with one is forked from the warm process with the
+        modality's libraries imported, as a training is."""
+        operations = self.modalities().get(modality, {}).get("refine_operations") or {}
+        return {name for name, entry in operations.items() if isinstance(entry, dict) and entry.get("uses_model")}
+
     def require_modality(self, modality: str) -> dict[str, Any]:
         """The description of an available modality, or a 400 ``UNKNOWN_MODALITY``."""
         mods = self.modalities()
