@@ -33,7 +33,8 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``label_ja``, ``label_en`` and optionally ``presets`` (name -> params), ``preset_info`` (name ->
         {label_ja, label_en, description_ja, description_en}: what each preset is for), ``default_preset``,
         ``dataset_kind`` (``"file"`` or ``"folder"``), ``dataset_formats``, ``dataset_extensions``,
-        ``refine_operations`` (name -> {label_ja, label_en, params_schema}), ``refine_output_format`` (the
+        ``refine_operations`` (name -> {label_ja, label_en, params_schema}, and ``uses_model: true`` for an
+        operation that loads a model: its refine is then forked warm, as a training), ``refine_output_format`` (the
         format a refined dataset is written in, e.g. ``"openai"``), ``train_params_schema``,
         ``training_methods`` (``[{id, label_ja, label_en, data, uses_rewards}]``, sent back as ``params.method``),
         ``reward_functions`` (``[{name, description_ja, description_en, options}]``: the built-in rewards of the
@@ -45,7 +46,8 @@ def describe_modalities() -> list[dict[str, Any]]:
         ``dataset_exports`` (export target -> {label_ja, label_en}: dataset layouts ``export_dataset``
         writes), ``export_targets`` (target -> {label_ja, label_en, description_ja, description_en,
         params_schema}: what ``export_adapter`` can write), ``worker_modules`` (the libraries its train / eval /
-        merge / export workers import, e.g. ``["peft", "diffusers"]``: on Linux a warm start imports them
+        merge / export workers import, and those of a demo-model build, a single-file import, a refine with
+        a model, e.g. ``["peft", "diffusers"]``: on Linux a warm start imports them
         once and forks the following workers with them loaded; libraries only, never your plugin's own
         modules) and ``supports`` (e.g. ``["chat", "tiny_model", "merge", "single_file", "item_edit"]``).
     A declared modality gets ``models/<id>/``, ``datasets/<id>/``, ``lora_adapters/<id>/`` and ``exports/<id>/``.
