@@ -186,3 +186,15 @@ def test_the_fork_probe_finds_a_warm_process_whose_forks_would_hang():
     env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert "hangs in its first parallel operation" in out.stdout, out
+
+
+def test_a_variable_torch_writes_at_run_time_does_not_make_the_warm_process_stale():
+    """torch sets TORCHINDUCTOR_CACHE_DIR in a process that first asks for its compiler cache (services in a
+    test's own process, as ``check_conformance`` runs them): a fork gets it, the warm process is not restarted
+    for it (it was, importing torch again before a conformance run's single-file import); a variable read
+    at import, such as the Hub's endpoint, still needs a fresh one."""
+    from lora_factory.core.jobs.warm_start import import_environment
+
+    base = {"PATH": "/usr/bin", "HF_ENDPOINT": "https://huggingface.co"}
+    assert import_environment({**base, "TORCHINDUCTOR_CACHE_DIR": "/tmp/torchinductor_me"}) == import_environment(base)
+    assert import_environment({**base, "HF_ENDPOINT": "https://hf-mirror.example"}) != import_environment(base)

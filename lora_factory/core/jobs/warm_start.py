@@ -62,10 +62,12 @@ def imports_modality_libraries(kind: str, spec: dict[str, Any], *, gpu: bool = F
     return False
 
 
-# variables a worker reads only once it runs (which devices it was given, how to print): set per fork; any
-# other difference from the warm process's environment (read by libraries at import) needs a fresh one
+# variables a worker reads only once it runs (which devices it was given, how to print, where torch's compiler
+# caches: torch writes TORCHINDUCTOR_CACHE_DIR into the environment of a process that first asks for it, e.g.
+# a plugin's conformance run with the services in its own process): set per fork; any other difference from
+# the warm process's environment (read by libraries at import) needs a fresh one
 PER_FORK_KEYS = frozenset({"LORA_FACTORY_JOB_DEVICES", "LORA_FACTORY_INFERENCE_DEVICE", "CUDA_VISIBLE_DEVICES",
-                           "CUDA_DEVICE_ORDER", "PYTHONIOENCODING"})
+                           "CUDA_DEVICE_ORDER", "PYTHONIOENCODING", "TORCHINDUCTOR_CACHE_DIR"})
 
 
 def import_environment(env: dict[str, str]) -> dict[str, str]:
