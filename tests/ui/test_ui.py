@@ -723,6 +723,9 @@ def test_dpo_from_the_training_form_shows_the_method_figures(watched_page: tuple
     train.get_by_test_id("train-method").select_option("dpo")
     start_training_from_ui(page, server, res.json().get("rel_path") or res.json()["name"], "ui_dpo", {"max_steps": 3, "batch_size": 4, "save_steps": 100})
     page.wait_for_function("() => document.querySelector('#panel-train [data-testid=job-status]').textContent === '完了'", timeout=240_000)
+    # the figures come with the progress records, which the event stream may deliver after the final status
+    page.wait_for_function("() => (document.querySelector('#panel-train [data-testid=job-method-metrics]')?.textContent || '')"
+                           ".includes('reward_margin=')", timeout=30_000)
     figures = train.get_by_test_id("job-method-metrics").inner_text()
     assert "reward_margin=" in figures and "reward_accuracy=" in figures, figures
     adapters = server.client.get("/api/adapters", params={"modality": "text"}).json()["adapters"]
