@@ -88,13 +88,7 @@ def _end_what_the_test_left_running(request: pytest.FixtureRequest) -> Iterator[
         return
     import psutil
 
-    leftovers = []
-    for proc in _processes_mentioning(folder):
-        try:
-            if proc.pid != os.getpid() and any(_names_folder(arg, folder) for arg in proc.info["cmdline"] or ()):
-                leftovers.append(proc)
-        except (psutil.Error, TypeError):
-            continue
+    leftovers = [proc for proc in _processes_naming(folder) if proc.pid != os.getpid()]
     for proc in leftovers:
         with contextlib.suppress(psutil.Error):
             for child in proc.children(recursive=True):
@@ -104,29 +98,31 @@ def _end_what_the_test_left_running(request: pytest.FixtureRequest) -> Iterator[
     psutil.wait_procs(leftovers, timeout=5)
 
 
-def _processes_mentioning(folder: str) -> Iterator[Any]:
-    """The processes whose command line contains ``folder`` (with ``info["cmdline"]``, as psutil's
-    ``process_iter`` gives them). On Linux /proc is read raw first (this runs after most tests: psutil for
-    every process costs several times more), and psutil looks only at the few that mention the folder."""
+def _processes_naming(folder: str) -> Iterator[Any]:
+    """The processes with ``folder`` (or a path inside it) among their command-line arguments. On Linux
+    each ``/proc/<pid>/cmdline`` is read once, raw (this runs after most tests: a psutil object for every
+    process costs about five times more), and a psutil object is made only for the few that name it."""
     import psutil
 
-    proc_dir = Path("/proc")
-    if not sys.platform.startswith("linux") or not proc_dir.is_dir():
-        yield from psutil.process_iter(["pid", "cmdline"])
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
+        for proc in psutil.process_iter(["cmdline"]):
+            if any(_names_folder(arg, folder) for arg in proc.info["cmdline"] or ()):
+                yield proc
         return
     needle = folder.encode()
-    for entry in os.scandir(proc_dir):
+    for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(os.path.join(entry.path, "cmdline"), "rb") as fh:
-                if needle not in fh.read():
-                    continue
-            proc = psutil.Process(int(entry.name))
-            proc.info = {"pid": proc.pid, "cmdline": proc.cmdline()}
+                raw = fh.read()
+            if needle not in raw:
+                continue
+            args = raw.decode(errors="replace").split("\0")
+            if any(_names_folder(arg, folder) for arg in args):
+                yield psutil.Process(int(entry.name))
         except (OSError, psutil.Error):
             continue
-        yield proc
 
 
 def _names_folder(arg: str, folder: str) -> bool:
