@@ -7,6 +7,7 @@ verified by running it for real in CI (``.ci/run``), these tests cover the logic
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -387,3 +388,17 @@ def test_source_built_wheels_are_cached_per_interpreter(setup_module, tmp_path):
     mine.write_bytes(b"")
     assert setup_module.cached_wheel(tmp_path, requirement, "cp312") == mine
     assert setup_module.cached_wheel(tmp_path, "llama-cpp-python==0.0.1", "cp312") is None
+
+
+def test_compile_command_writes_the_bytecode_even_where_python_is_told_not_to(setup_module, tmp_path):
+    """Where PYTHONDONTWRITEBYTECODE is set no process writes bytecode for the editable package, so set-up
+    writes it once: every later process reads it instead of compiling each module from source."""
+    package = tmp_path / "lora_factory" / "core"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("", encoding="utf-8")
+    (package / "module.py").write_text("VALUE = 1\n", encoding="utf-8")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    subprocess.run(setup_module.compile_command(Path(sys.executable), tmp_path), check=True, env=env)
+    tag = sys.implementation.cache_tag
+    assert (package / "__pycache__" / f"module.{tag}.pyc").is_file()
+    assert (package.parent / "__pycache__" / f"__init__.{tag}.pyc").is_file()
