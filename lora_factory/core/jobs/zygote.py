@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import importlib
 import json
 import os
@@ -95,9 +96,10 @@ class Zygote:
             except Exception as exc:  # noqa: BLE001 - the worker imports what it needs itself, and says why
                 self.failed_imports[name] = f"{type(exc).__name__}: {exc}"
                 print(f"[warm start] could not preload {name}: {exc!r}", file=sys.stderr, flush=True)
-        if len(self.preloaded) > before and self.unsafe is None:
-            self.unsafe = probe_fork()
-
+        if len(self.preloaded) > before:
+            freeze_what_is_loaded()
+            if self.unsafe is None:
+                self.unsafe = probe_fork()
 
     def refusal(self) -> str | None:
         """Why this process must not fork a worker now (None: it may)."""
@@ -124,6 +126,20 @@ class Zygote:
         if request.get("target", "job") == "job":
             self.children[pid] = job_id
         return {"job_id": job_id, "pid": pid, "create_time": create_time(pid)}
+
+
+def freeze_what_is_loaded() -> None:
+    """Move every object alive now (the imported libraries: about half a million for torch, transformers
+    and peft) out of the garbage collector's sight, as Python's docs advise before ``fork()``.
+
+    Why: a full collection walks every tracked object, about 0.4 s with those libraries loaded, and a
+    forked worker runs several (the Trainer starts each training with one, and the interpreter runs them
+    as objects pile up): frozen, the imported objects are skipped and the fork's collections only walk
+    what the job made. It also keeps the collector from writing into pages the fork shares with this
+    process. What this process made before is collected first, so no garbage is frozen with it.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def probe_fork(timeout: float = 20.0) -> str | None:
