@@ -426,3 +426,22 @@ def test_voice_studio_uses_the_host_layout_and_image_base_model_has_a_placeholde
     first = base.locator("option").first
     assert first.get_attribute("value") == "" and first.inner_text() == "— モデルを選択 —"
     assert not page.page_errors
+
+
+@pytest.mark.parametrize(("motion", "animation"), [("reduce", "none"), ("no-preference", "spin")])
+def test_reduced_motion_stops_the_spinner(browser: Any, server: Server, motion: str, animation: str) -> None:
+    """The OS's "reduce motion" setting stops the spinner and the streaming cursor's blink; without it
+    they move (the browser fixture asks every other test's context for reduced motion)."""
+    context = browser.new_context(viewport=LAPTOP, locale="ja-JP", reduced_motion=motion)
+    try:
+        page = context.new_page()
+        open_app(page, server)
+        names = page.evaluate(
+            """() => { const spin = document.createElement('span'); spin.className = 'spinner';
+                 const bubble = document.createElement('div'); bubble.className = 'bubble is-streaming';
+                 bubble.innerHTML = '<span class="bubble-text">…</span>'; document.body.append(spin, bubble);
+                 return [getComputedStyle(spin).animationName,
+                         getComputedStyle(bubble.querySelector('.bubble-text'), '::after').animationName]; }""")
+        assert names == [animation, "none" if animation == "none" else "blink"]
+    finally:
+        context.close()
