@@ -342,6 +342,11 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 # keyed by folder, as two folders may give a fixture the same name.
 SHARED_TRAININGS = {"tests/text": ("trained_adapter",), "tests/image": ("trained",)}
 
+# Folders whose files share session fixtures that cost much in every worker that builds them: the browser tests'
+# server (its warm process imports torch and trains the tiny model the tests use) and Chromium with its driver,
+# about 45 s of CPU per worker. Their files form one group, so one worker builds them once.
+SHARED_SESSION_FOLDERS = ("tests/ui",)
+
 # Files whose tests are independent of each other (no module fixture, no order) and long one by one: each
 # test is a group of its own, so that the workers share the file.
 SPLIT_BY_TEST = ("tests/conformance/test_conformance.py",)
@@ -349,9 +354,8 @@ SPLIT_BY_TEST = ("tests/conformance/test_conformance.py",)
 # The longest files first (measured: the whole suite on 2 workers, the sum of each file's test times), so that
 # no long one starts last and leaves one worker running alone at the end; the others follow in collection
 # order. A name missing here only loses its place.
-LONGEST_FIRST = ("tests/ui/test_ui.py", "tests/image/test_end_to_end.py", "tests/conformance/test_conformance.py",
-                 "tests/ui/test_audio_ui.py", "tests/ui/test_training_form_ui.py", "tests/ui/test_image_ui.py",
-                 "tests/ui/test_ui_shell.py", "tests/audio/test_end_to_end.py", "tests/text/test_end_to_end.py")
+LONGEST_FIRST = ("tests/ui", "tests/cluster/test_ray_cluster.py", "tests/conformance/test_conformance.py",
+                 "tests/image/test_end_to_end.py", "tests/audio/test_end_to_end.py", "tests/text/test_end_to_end.py")
 
 
 @functools.cache
@@ -359,6 +363,8 @@ def _group_of_file(path: str) -> str:
     """A test file's group: the shared training its source names as a fixture argument, or the file itself.
     Read from the source so the controller, which collects nothing, groups as the workers would."""
     folder = _folder_of(path + "::")
+    if folder in SHARED_SESSION_FOLDERS:
+        return folder
     try:
         source = (REPO / path).read_text(encoding="utf-8")
     except OSError:
