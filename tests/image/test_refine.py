@@ -85,3 +85,21 @@ def test_edit_items_and_bad_requests(tmp_path, ctx_factory):
     with pytest.raises(LoRAFactoryError) as err:
         run_refine({"dataset": str(source), "operations": ops, "output_name": "x"}, ctx_factory(home, "r4", kind="refine"))
     assert err.value.code == "REFINE_INVALID_PARAMS" and err.value.detail["unknown"] == ["nope.png"]
+
+
+def test_a_captioning_refine_is_resolved_without_importing_torch(tmp_path):
+    """The server resolves a refine with the captioner: that must not import torch (it did, to ask whether
+    CUDA is there, putting libtorch into the server). A captioner on ``device: auto`` is a GPU-bound job,
+    as a model-loading refine of text and audio is; on ``cpu`` it is not."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "models" / "image" / "captioner" / "blip-tiny").mkdir(parents=True)
+    script = ("import json, sys\nfrom lora_factory.core.storage.workspace import Workspace\n"
+              "from lora_factory.plugins.image.refine import resolve_operations\n"
+              "gpu = [resolve_operations([{'op': 'auto_caption', 'params': {'model': 'blip-tiny', 'device': d}}],"
+              " Workspace(sys.argv[1]))[1] for d in ('auto', 'cpu')]\n"
+              "print(json.dumps({'gpu': gpu, 'torch': 'torch' in sys.modules}))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"gpu": [True, False], "torch": False}, out

@@ -327,9 +327,11 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
 
 
 def resolve_operations(operations: Any, workspace: Any) -> tuple[list[dict[str, Any]], bool]:
-    """Server side: validate, resolve model references inside the workspace, say whether a GPU is used."""
-    from lora_factory.kit import devices
+    """Server side: validate, resolve model references inside the workspace, say whether the job is GPU-bound.
 
+    The captioner on ``device: auto`` makes it GPU-bound, as a model-loading refine is for text and audio:
+    the scheduler then queues it with the other GPU jobs, and runs it at once where there is no GPU. Asking
+    torch whether CUDA is there would import torch into the server (seconds, and libtorch in its memory)."""
     resolved = validate_operations(operations)
     uses_gpu = False
     for op in resolved:
@@ -345,6 +347,6 @@ def resolve_operations(operations: Any, workspace: Any) -> tuple[list[dict[str, 
                                    f"Model '{ref}' was not found (put it in models/image/{kind}/).", 404,
                                    detail={"field": "model", "op": op["op"], "value": op["params"]["model"]})
         op["params"]["model_path"] = str(path)
-        if op["op"] == "auto_caption" and op["params"]["device"] == "auto" and devices.cuda_available():
+        if op["op"] == "auto_caption" and op["params"]["device"] == "auto":
             uses_gpu = True
     return resolved, uses_gpu
