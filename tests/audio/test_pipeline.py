@@ -211,3 +211,27 @@ def test_the_trainers_trust_the_resolved_spec_and_name_a_bad_value(workspace: Wo
         with pytest.raises(LoRAFactoryError) as err:
             plugin.train(modality="audio", spec=spec, ctx=FakeJobContext(workspace, f"bad-{task}", modality="audio"))
         assert err.value.code == "INVALID_TRAIN_PARAMS" and err.value.detail["field"] == "lora_r", task
+
+
+def test_a_refine_without_a_model_never_imports_torch(tmp_path: Path) -> None:
+    """Only transcription loads a model: an edit / normalisation refine ran after importing torch just to
+    pick a device (seconds per job in a fresh worker, and in a warm process's fork when none was loaded)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom lora_factory.core.jobs.context import JobContext\n"
+        "from lora_factory.core.storage.workspace import Workspace\nfrom lora_factory.plugins import audio as plugin\n"
+        "from tests.audio.synthetic import write_clip_dataset\n"
+        "ws = Workspace(Path(sys.argv[1]))\nws.ensure(['audio'])\n"
+        "voice = write_clip_dataset(ws.datasets_dir('audio') / 'voice', ['こんにちは。', 'さようなら。'], seconds=0.5)\n"
+        "spec = plugin.resolve_refine_spec(modality='audio', workspace=ws, spec={'dataset': str(voice), "
+        "'output_name': 'v2', 'operations': [{'op': 'edit_items', 'params': {'edits': [{'id': 'wavs/clip000.wav', "
+        "'text': 'こんばんは。'}]}}, {'op': 'normalize_text', 'params': {}}]})\n"
+        "ctx = JobContext('r1', ws, ws.home / 'runs' / 'r1', ws.home / 'logs' / 'r1.log', kind='refine', modality='audio')\n"
+        "report = plugin.refine_dataset(modality='audio', spec=spec, ctx=ctx)\n"
+        "print(report['rows_out'], 'torch' in sys.modules)\n")
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "ws")], capture_output=True, text=True,
+                         timeout=120, cwd=repo)
+    assert out.stdout.split()[-2:] == ["2", "False"], out

@@ -266,9 +266,11 @@ def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
     from lora_factory.plugins.audio.refine import EditError, run_operations
 
     name = str(spec.get("output_name") or "refined")
+    # only transcription loads a model; asking for the device imports torch (seconds), so the others never ask
+    loads_model = any(op.get("op") == "transcribe" for op in spec["operations"])
     try:
         report = run_operations(Path(spec["dataset"]), Path(ctx.output_dir) / name, spec["operations"], ctx,
-                                device=devices.pick_device())
+                                device=devices.pick_device() if loads_model else "cpu")
     except EditError as exc:
         raise LoRAFactoryError("REFINE_INVALID_PARAMS", f"編集できません: {exc}", f"Cannot apply the edit: {exc}",
                                422) from exc
