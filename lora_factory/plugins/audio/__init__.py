@@ -58,8 +58,9 @@ def describe_modalities() -> list[dict[str, Any]]:
         "id": MODALITY,
         "label_ja": "音声",
         "label_en": "Audio",
-        # the libraries its workers import: a warm start (core/jobs/warm_start) imports them once
-        "worker_modules": ["peft", "transformers", "accelerate", "soundfile", "soxr"],
+        # the libraries its workers import: a warm start (core/jobs/warm_start) imports them once (pyloudnorm,
+        # with scipy, measures loudness in refines, synthesis and the regression checks: 1-2 s a job otherwise)
+        "worker_modules": ["peft", "transformers", "accelerate", "soundfile", "soxr", "pyloudnorm"],
         "presets": PRESETS,
         "preset_info": PRESET_INFO,
         "default_preset": DEFAULT_PRESET,

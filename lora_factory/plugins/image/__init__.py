@@ -62,8 +62,11 @@ def describe_modalities() -> list[dict[str, Any]]:
         "id": MODALITY,
         "label_ja": "画像",
         "label_en": "Image",
-        # the libraries its workers import: a warm start (core/jobs/warm_start) imports them once
-        "worker_modules": ["peft", "diffusers", "transformers", "accelerate", "safetensors.torch"],
+        # the libraries its workers import: a warm start (core/jobs/warm_start) imports them once. diffusers
+        # imports its models and pipelines on first use: its auto-pipeline module brings them all (VAE, UNet,
+        # the SD / SDXL / Flux pipelines, schedulers), 2 s that each training, generation and export paid
+        "worker_modules": ["peft", "diffusers", "diffusers.pipelines.auto_pipeline", "transformers", "accelerate",
+                           "safetensors.torch"],
         "presets": PRESETS,
         "preset_info": PRESET_INFO,
         "default_preset": "quick",
