@@ -165,6 +165,21 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> ServerProcess:
+        """Start it and wait until it answers. The port was free when chosen, but another worker's server may
+        take it before this one binds (a CI run's test then talked to a server of another test, with other
+        plugins): the answer must name this server's home, and a server that could not bind gets a new port."""
+        for _ in range(3):
+            if self._start_once(timeout):
+                return self
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+        raise RuntimeError("server could not get a free port")
+
+    def _answers_for_this_home(self, probe: httpx.Client) -> bool:
+        response = probe.get(self.url + "/utils/paths")
+        return response.status_code == 200 and Path(response.json().get("base", "")).resolve() == self.home.resolve()
+
+    def _start_once(self, timeout: float) -> bool:
         log = open(self.home.parent / f"server_{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lora_factory.cli", "serve", "--home", str(self.home), "--port", str(self.port),
@@ -177,12 +192,15 @@ class ServerProcess:
         with httpx.Client(timeout=1) as probe:
             while time.monotonic() < deadline:
                 try:
-                    if probe.get(self.url + "/utils/paths").status_code == 200:
-                        return self
-                except httpx.HTTPError:
+                    if self._answers_for_this_home(probe) and self.proc.poll() is None:
+                        return True
+                except (httpx.HTTPError, ValueError):
                     pass
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {(self.home.parent / f'server_{self.port}.log').read_text()}")
+                    text = (self.home.parent / f"server_{self.port}.log").read_text(errors="replace")
+                    if "address already in use" in text.lower():
+                        return False
+                    raise RuntimeError(f"server exited: {text}")
                 time.sleep(0.1)
         raise RuntimeError("server did not answer")
 

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -34,3 +35,20 @@ def test_kill_tree_of_a_detached_worker_takes_its_group(tmp_path):
     process.kill_tree(worker.pid, grace=2)
     assert worker.wait(5) is not None
     assert not grandchild.is_running() or grandchild.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_test_server_whose_port_was_taken_starts_on_another_and_never_answers_for_the_other(tmp_path, server_factory):
+    """A CI run: the port chosen for a test's server was taken by another worker's server before it bound,
+    and the test talked to that other server (other plugins: 'Modality dummy is not available')."""
+    from tests.conftest import ServerProcess, make_dummy_home
+
+    first = server_factory(make_dummy_home(tmp_path / "first"))
+    second = ServerProcess(make_dummy_home(tmp_path / "second"))
+    second.port, second.url = first.port, first.url  # the race, made certain
+    try:
+        second.start()
+        assert second.port != first.port
+        with second.client() as c:
+            assert Path(c.get("/utils/paths").json()["base"]).resolve() == (tmp_path / "second").resolve()
+    finally:
+        second.stop()

@@ -113,10 +113,11 @@ def running_server(home: Path, env_extra: dict[str, str] | None = None) -> Itera
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"the server exited with {process.returncode}:\n{srv.log_tail()}")
-            try:
-                if srv.client.get("/api/modalities", timeout=2).status_code == 200:
+            try:  # the answer must come from this home's server (another worker's may have taken the port)
+                paths = srv.client.get("/utils/paths", timeout=2)
+                if paths.status_code == 200 and Path(paths.json().get("base", "")).resolve() == home.resolve():
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"the server did not answer within 60 s:\n{srv.log_tail()}")
