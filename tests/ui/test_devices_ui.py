@@ -59,7 +59,12 @@ def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any
             page.goto(srv.url + "/#history")
             # the jobs list follows the modality chosen at the top: show every modality's jobs
             page.get_by_test_id("history-modality").select_option("")
-            page.get_by_test_id(f"job-follow-{job_id}").click()
+            # the list redraws its rows while a job runs (every 2 s, and at each filter change): on a slow runner a
+            # click's actionability checks saw the button replaced again and again for 30 s. A dispatched click
+            # finds the row's current button and clicks it in one step.
+            follow = page.get_by_test_id(f"job-follow-{job_id}")
+            follow.wait_for(state="visible")
+            follow.dispatch_event("click")
             shown = page.locator("#panel-train").get_by_test_id("job-devices")
             shown.wait_for(state="visible")
             assert shown.inner_text() == "cpu:1"
