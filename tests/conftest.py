@@ -153,6 +153,13 @@ def make_dummy_home(home: Path) -> Path:
     return home
 
 
+def answers_for_home(client: httpx.Client, url: str, home: Path, timeout: float = 1) -> bool:
+    """The server at ``url`` answers, and it is the one serving ``home``: a port chosen free may be taken by
+    another pytest-xdist worker's server before this one binds."""
+    response = client.get(url + "/utils/paths", timeout=timeout)
+    return response.status_code == 200 and Path(response.json().get("base", "")).resolve() == home.resolve()
+
+
 class ServerProcess:
     """``lora-factory serve`` in a subprocess, as a user starts it."""
 
@@ -175,10 +182,6 @@ class ServerProcess:
             self.url = f"http://127.0.0.1:{self.port}"
         raise RuntimeError("server could not get a free port")
 
-    def _answers_for_this_home(self, probe: httpx.Client) -> bool:
-        response = probe.get(self.url + "/utils/paths")
-        return response.status_code == 200 and Path(response.json().get("base", "")).resolve() == self.home.resolve()
-
     def _start_once(self, timeout: float) -> bool:
         log = open(self.home.parent / f"server_{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -192,7 +195,7 @@ class ServerProcess:
         with httpx.Client(timeout=1) as probe:
             while time.monotonic() < deadline:
                 try:
-                    if self._answers_for_this_home(probe) and self.proc.poll() is None:
+                    if answers_for_home(probe, self.url, self.home) and self.proc.poll() is None:
                         return True
                 except (httpx.HTTPError, ValueError):
                     pass

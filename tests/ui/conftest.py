@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import answers_for_home
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -113,9 +115,8 @@ def running_server(home: Path, env_extra: dict[str, str] | None = None) -> Itera
         while True:
             if process.poll() is not None:
                 raise AssertionError(f"the server exited with {process.returncode}:\n{srv.log_tail()}")
-            try:  # the answer must come from this home's server (another worker's may have taken the port)
-                paths = srv.client.get("/utils/paths", timeout=2)
-                if paths.status_code == 200 and Path(paths.json().get("base", "")).resolve() == home.resolve():
+            try:
+                if answers_for_home(srv.client, "", home, timeout=2):
                     break
             except (httpx.HTTPError, ValueError):
                 pass
