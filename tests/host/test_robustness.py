@@ -207,10 +207,47 @@ def test_resume_skips_an_incomplete_checkpoint(tmp_path):
     ckpts = tmp_path / "checkpoints"
     good = ckpts / "checkpoint-600"
     good.mkdir(parents=True)
-    for name in ("adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth"):
-        (good / name).write_bytes(b"x")
+    (good / "adapter_model.safetensors").write_bytes(b"x")
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        write_torch_like_file(good / name)
     (good / "trainer_state.json").write_text(json.dumps({"global_step": 600}), encoding="utf-8")
     half = ckpts / "checkpoint-800"  # killed while saving: weights half-written, no trainer_state.json
     half.mkdir()
     (half / "adapter_model.safetensors").write_bytes(b"\x00" * 10)
     assert latest_checkpoint(ckpts) == good
+
+
+def write_torch_like_file(path: Path, cut_at: int | None = None) -> None:
+    """What ``torch.save`` writes (a zip of the pickle and the tensor data), optionally cut off after
+    ``cut_at`` bytes as a kill in the middle of the write leaves it."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02}q\x00." + b"\x00" * 4000)
+        archive.writestr("archive/data/0", bytes(range(256)) * 16)
+    data = buffer.getvalue()
+    path.write_bytes(data if cut_at is None else data[:cut_at])
+
+
+# FINDING (CI, stop 26): in a 2-rank text job, rank 1 killed while it wrote its rng_state_1.pth left the
+# file cut off, beside a trainer_state.json that rank 0 had written without waiting for it. The
+# checkpoint looked complete, and the resume failed in torch.load on rank 1 (RANK_FAILED) every time.
+def test_resume_skips_a_checkpoint_whose_rank_file_was_cut_off(tmp_path: Path) -> None:
+    from lora_factory.core.jobs.checkpoints import is_complete, latest_checkpoint
+
+    ckpts = tmp_path / "checkpoints"
+    for step, cut in ((2, None), (4, 1500)):
+        folder = ckpts / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+        write_torch_like_file(folder / "optimizer.pt")
+        write_torch_like_file(folder / "rng_state_0.pth")
+        write_torch_like_file(folder / "rng_state_1.pth", cut_at=cut)
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}), encoding="utf-8")
+    assert not is_complete(ckpts / "checkpoint-4")
+    assert latest_checkpoint(ckpts) == ckpts / "checkpoint-2"
+    # a rank killed before it wrote anything leaves no file: transformers resumes without that RNG state
+    (ckpts / "checkpoint-4" / "rng_state_1.pth").unlink()
+    assert latest_checkpoint(ckpts) == ckpts / "checkpoint-4"
