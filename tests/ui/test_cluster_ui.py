@@ -7,21 +7,20 @@ real cluster's nodes is checked through the API in tests/cluster.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import free_port
-from tests.ui.conftest import running_server
+from tests.ui.conftest import PagePool, running_server
 
 pytestmark = pytest.mark.ui
 
 
-def test_the_cluster_card_saves_the_settings_and_says_when_the_cluster_does_not_answer(browser: Any, tmp_path: Path) -> None:
+def test_the_cluster_card_saves_the_settings_and_says_when_the_cluster_does_not_answer(page_pool: PagePool, tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     with running_server(tmp_path / "ws") as srv:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
-        page = context.new_page()
+        page = page_pool.page({"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)  # Playwright's default, which this test was written for
         try:
             page.goto(srv.url + "/#system")
             page.wait_for_selector("body[data-ready='true']")
@@ -41,4 +40,4 @@ def test_the_cluster_card_saves_the_settings_and_says_when_the_cluster_does_not_
             page.wait_for_function("() => document.querySelector('[data-testid=cluster-state]')?.dataset.state === 'local'")
             assert srv.client.get("/api/settings").json()["cluster_address"] is None
         finally:
-            context.close()
+            page_pool.release(page)

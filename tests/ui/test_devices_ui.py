@@ -12,20 +12,20 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import option_values, running_server
+from tests.ui.conftest import PagePool, option_values, running_server
 
 pytestmark = pytest.mark.ui
 
 
-def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any, dummy_home: Path) -> None:
+def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(page_pool: PagePool, dummy_home: Path) -> None:
     with running_server(dummy_home, {"LORA_FACTORY_DEVICES": "cpu:2"}) as srv:
         r = srv.client.post("/train/start", json={"base_model": "base", "dataset": "data.txt", "output_name": "busy",
                                                   "modality": "dummy", "devices": ["cpu:1"],
                                                   "params": {"steps": 600, "delay": 0.1}})
         assert r.status_code == 200, r.text
         job_id = r.json()["job_id"]
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
-        page = context.new_page()
+        page = page_pool.page({"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)  # Playwright's default, which this test was written for
         try:
             page.goto(srv.url + "/#system")
             page.wait_for_selector("body[data-ready='true']")
@@ -69,5 +69,5 @@ def test_the_system_tab_lists_the_devices_and_the_picker_sends_them(browser: Any
             shown.wait_for(state="visible")
             assert shown.inner_text() == "cpu:1"
         finally:
-            context.close()
+            page_pool.release(page)
             srv.client.post(f"/api/jobs/{job_id}/cancel")

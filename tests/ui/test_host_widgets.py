@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.conftest import PageWatch, running_server
+from tests.ui.conftest import PagePool, PageWatch, running_server
 from tests.ui.test_ui import CHROMIUM, REPO_ROOT, panel, screenshot
 
 if not CHROMIUM.exists():
@@ -38,10 +38,8 @@ def toy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture()
-def toy_page(browser: Any, toy_server: Any) -> Iterator[tuple[Any, PageWatch]]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
-    context.set_default_timeout(20_000)
-    page = context.new_page()
+def toy_page(page_pool: PagePool, toy_server: Any) -> Iterator[tuple[Any, PageWatch]]:
+    page = page_pool.page({"width": 1280, "height": 900})
     watch = PageWatch()
     page.on("console", lambda msg: msg.type == "error" and watch.console_errors.append(msg.text))
     page.on("pageerror", lambda exc: watch.page_errors.append(str(exc)))
@@ -51,7 +49,7 @@ def toy_page(browser: Any, toy_server: Any) -> Iterator[tuple[Any, PageWatch]]:
     try:
         yield page, watch
     finally:
-        context.close()
+        page_pool.release(page)
 
 
 def zip_bytes() -> bytes:
@@ -150,15 +148,15 @@ def test_generation_gallery_streamed_speech_and_supports(toy_page: tuple[Any, Pa
     watch.assert_clean()
 
 
-def test_a_modality_declared_twice_is_named_and_chosen_in_the_system_tab(browser: Any, tmp_path: Path) -> None:
+def test_a_modality_declared_twice_is_named_and_chosen_in_the_system_tab(page_pool: PagePool, tmp_path: Path) -> None:
     home = tmp_path / "ws"
     (home / "plugins").mkdir(parents=True)
     (home / "plugins" / "other_text.py").write_text(
         "from lora_factory import hookimpl\n@hookimpl\ndef describe_modalities():\n"
         "    return [{'id': 'text', 'label_ja': '別テキスト', 'label_en': 'Other text'}]\n", encoding="utf-8")
     with running_server(home) as srv:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="ja-JP")
-        page = context.new_page()
+        page = page_pool.page({"width": 1280, "height": 900})
+        page.set_default_timeout(30_000)  # Playwright's default, which this test was written for
         try:
             page.goto(srv.url + "/#system")
             page.wait_for_selector("body[data-ready='true']")
@@ -170,4 +168,4 @@ def test_a_modality_declared_twice_is_named_and_chosen_in_the_system_tab(browser
             page.wait_for_function("() => document.querySelector('[data-testid=plugin-conflict-text]')?.innerText.includes('使用中: other_text')")
             assert srv.client.get("/api/modalities").json()["modalities"][0]["plugin"] == "other_text"
         finally:
-            context.close()
+            page_pool.release(page)

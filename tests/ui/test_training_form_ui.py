@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lora_factory.cli import build_parser, train_request
-from tests.ui.conftest import option_values
+from tests.ui.conftest import PagePool, option_values
 from tests.ui.test_ui import CHAT_ROWS, panel, screenshot, upload_dataset_via_api, write_jsonl
 
 pytestmark = pytest.mark.ui
@@ -27,17 +27,15 @@ Server = Any
 
 
 @pytest.fixture()
-def new_page(browser: Any, server: Server) -> Iterator[Any]:
-    """``new_page(lang)``: a fresh context at 1366 × 768 in that UI language, opened on the app; every page
-    must end without console errors or uncaught exceptions."""
-    contexts, problems = [], []
+def new_page(page_pool: PagePool, server: Server) -> Iterator[Any]:
+    """``new_page(lang)``: a page as in a fresh context at 1366 × 768 in that UI language, opened on the app;
+    every page must end without console errors or uncaught exceptions."""
+    pages, problems = [], []
 
     def make(lang: str = "ja", tab: str | None = None) -> Any:
-        context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="ja-JP", accept_downloads=True)
-        context.set_default_timeout(20_000)
-        context.add_init_script(f"try {{ localStorage.getItem('lora_factory.lang') || localStorage.setItem('lora_factory.lang', '{lang}'); }} catch (e) {{}}")
-        contexts.append(context)
-        page = context.new_page()
+        page = page_pool.page({"width": 1366, "height": 768}, f"try {{ localStorage.getItem('lora_factory.lang') || "
+                              f"localStorage.setItem('lora_factory.lang', '{lang}'); }} catch (e) {{}}")
+        pages.append(page)
         page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         page.goto(server.url + "/" + (f"#{tab}" if tab else ""))
@@ -47,8 +45,8 @@ def new_page(browser: Any, server: Server) -> Iterator[Any]:
         return page
 
     yield make
-    for context in contexts:
-        context.close()
+    for page in pages:
+        page_pool.release(page)
     assert not problems, problems
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.ui.conftest import PagePool
 from tests.ui.test_ui import CHROMIUM, open_app, panel, screenshot, upload_dataset_via_api
 
 if not CHROMIUM.exists():
@@ -35,23 +36,21 @@ LEAKS = re.compile(r"\b(null|undefined|NaN)\b|\[object Object\]")
 
 
 @pytest.fixture()
-def open_page(browser: Any) -> Iterator[Callable[..., Any]]:
-    """open_page(lang, viewport) -> a page in a fresh context with the UI language chosen up front."""
-    contexts: list[Any] = []
+def open_page(page_pool: PagePool) -> Iterator[Callable[..., Any]]:
+    """open_page(lang, viewport) -> a page as in a fresh context with the UI language chosen up front."""
+    pages: list[Any] = []
 
     def make(lang: str = "ja", viewport: dict[str, int] | None = None) -> Any:
-        context = browser.new_context(viewport=viewport or LAPTOP, locale="ja-JP")
-        context.set_default_timeout(20_000)
-        context.add_init_script(f"try {{ localStorage.setItem('lora_factory.lang', '{lang}'); localStorage.setItem('lora_factory.modality', 'text'); }} catch (e) {{}}")
-        contexts.append(context)
-        page = context.new_page()
+        page = page_pool.page(viewport or LAPTOP, f"try {{ localStorage.setItem('lora_factory.lang', '{lang}'); "
+                              "localStorage.setItem('lora_factory.modality', 'text'); } catch (e) {}")
+        pages.append(page)
         page.page_errors = []  # type: ignore[attr-defined]
         page.on("pageerror", lambda exc: page.page_errors.append(str(exc)))
         return page
 
     yield make
-    for context in contexts:
-        context.close()
+    for page in pages:
+        page_pool.release(page)
 
 
 def visible_leaks(page: Any, root: str = "#panels > .panel:not([hidden])") -> list[str]:
