@@ -88,6 +88,8 @@ def test_a_text_job_trains_on_the_cluster(cluster_server, ray_cluster):
     assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
     config = json.loads((home / "runs" / job_id / "config.json").read_text(encoding="utf-8"))
     assert config["spec"]["executor"]["resources_per_worker"] == {"CPU": 1.0}  # re-runnable on the same cluster
+    warm_log = home / "logs" / "warm_start.log"  # the ranks import the libraries on the nodes, the driver here none
+    assert " imported in " not in (warm_log.read_text(encoding="utf-8") if warm_log.exists() else "")  # nor peft, nor transformers
 
 
 def _wait_step(c, job_id: str, step: int, timeout: float = 240) -> dict:

@@ -59,6 +59,8 @@ def test_the_demo_model_build_is_forked_with_the_modality_libraries_imported(dum
     assert not imports_modality_libraries("download", {"source": "local", "local_path": "models/x"})
     assert not imports_modality_libraries("download", {"repo_id": "org/model", "name": "model"})
     assert all(imports_modality_libraries(kind, {}) for kind in ("train", "eval", "merge", "export"))
+    # a training on a Ray cluster: the worker here only drives it, the ranks import on the nodes
+    assert not imports_modality_libraries("train", {"executor": {"kind": "ray", "address": "127.0.0.1:6379"}})
     assert not imports_modality_libraries("refine", {})
     # a refine that loads a model shares the training's import: one the plugin lists as ``uses_model``
     # (the image tagger / captioner), or a GPU-bound one (Evol-Instruct with a local model, transcription)

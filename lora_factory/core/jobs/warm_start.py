@@ -51,7 +51,14 @@ def imports_modality_libraries(kind: str, spec: dict[str, Any], *, gpu: bool = F
     (``gpu``: Evol-Instruct with a local model, transcription), or one with an operation its plugin lists
     as ``uses_model`` (``model_operations``: the image tagger and captioner); cleaning and deduplication
     do not. Such a refine, and the training after it, then share one import instead of paying one each.
+
+    A job with an ``executor`` (a training on a Ray cluster, ``core.jobs.cluster``) does not: its worker here
+    only drives the cluster (Ray, the relay, the publication), and the ranks import the libraries on the
+    nodes; importing them here too cost this machine a warm process of torch and the model library (about
+    10 s of CPU and 1 GB of memory) for nothing.
     """
+    if spec.get("executor"):
+        return False
     if kind in WARM_KINDS:
         return True
     if kind == "download":
