@@ -211,13 +211,13 @@ class PagePool:
     def __init__(self, browser: Any, keep_url: str) -> None:
         self._browser = browser
         self._keep_url = keep_url
-        self._free: list[tuple[Any, Any]] = []  # (context, CDP session on its keeper page)
-        self._lent: dict[int, tuple[Any, Any, set[str]]] = {}
+        self._free: list[tuple[Any, Any, Any]] = []  # (context, its keeper page, a CDP session on the keeper)
+        self._lent: dict[int, tuple[Any, Any, Any, set[str]]] = {}
 
     def page(self, viewport: dict[str, int] | None = None, init_script: str | None = None) -> Any:
         from urllib.parse import urlparse
 
-        context, cdp = self._free.pop() if self._free else self._new_context()
+        context, keeper, cdp = self._free.pop() if self._free else self._new_context()
         page = context.new_page()
         page.set_viewport_size(viewport or {"width": 1280, "height": 800})
         if init_script:
@@ -230,13 +230,15 @@ class PagePool:
                 origins.add(f"{parsed.scheme}://{parsed.netloc}")
 
         page.on("request", on_request)
-        self._lent[id(page)] = (context, cdp, origins)
+        self._lent[id(page)] = (context, keeper, cdp, origins)
         return page
 
     def release(self, page: Any) -> None:
-        context, cdp, origins = self._lent.pop(id(page))
+        context, keeper, cdp, origins = self._lent.pop(id(page))
         try:
-            page.close()
+            for opened in context.pages:  # the page, and any popup it opened
+                if opened is not keeper:
+                    opened.close()
             context.clear_cookies()
             for origin in sorted(origins):
                 cdp.send("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "local_storage"})
@@ -244,20 +246,20 @@ class PagePool:
             with contextlib.suppress(Exception):
                 context.close()
             return
-        self._free.append((context, cdp))
+        self._free.append((context, keeper, cdp))
 
     def close(self) -> None:
-        for context, _ in self._free:
+        for context, _, _ in self._free:
             with contextlib.suppress(Exception):
                 context.close()
         self._free.clear()
 
-    def _new_context(self) -> tuple[Any, Any]:
+    def _new_context(self) -> tuple[Any, Any, Any]:
         context = self._browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP", accept_downloads=True)
         context.set_default_timeout(20_000)
         keeper = context.new_page()
         keeper.goto(self._keep_url)  # an image: no script, nothing stored
-        return context, context.new_cdp_session(keeper)
+        return context, keeper, context.new_cdp_session(keeper)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The browser tests' page pool (``tests/ui/conftest.PagePool``): a lent page starts as a page in a new context would.
 
 The pool reuses browser contexts to save Chromium's CPU; what a test leaves in a context (local storage, cookies,
-session storage, an init script) must not reach the next test's page, and two pages open at once never share one.
+session storage, an init script, a window it opened) must not reach the next test's page, and two pages open at
+once never share one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def test_a_released_page_leaves_nothing_to_the_next(page_pool: PagePool, server:
     first.evaluate("() => { localStorage.setItem('lora_factory.lang', 'en'); sessionStorage.setItem('s', '1');"
                    " document.cookie = 'c=1; path=/'; }")
     assert stored(first)["local"]["lora_factory.lang"] == "en" and stored(first)["marked"]
+    with first.expect_popup() as popup:  # a window the page opened goes with it
+        first.evaluate("() => { window.open('/favicon.svg'); }")
+    opened = popup.value
     first_context = first.context
     other = page_pool.page()  # open beside the first: its own context, not the first one's storage
     try:
@@ -40,6 +44,8 @@ def test_a_released_page_leaves_nothing_to_the_next(page_pool: PagePool, server:
     finally:
         page_pool.release(other)
     page_pool.release(first)
+
+    assert first.is_closed() and opened.is_closed()
 
     again = page_pool.page()
     try:
