@@ -25,6 +25,12 @@ LICENSES = (
 logging.getLogger("transformers.generation.configuration_utils").setLevel(logging.ERROR)
 
 
+def _loads_model(operations: list[dict[str, Any]]) -> bool:
+    """Whether a refine loads a model (transcription, Whisper): that makes it GPU-bound, and only then does its
+    worker ask for a device (which imports torch, seconds)."""
+    return any(op.get("op") == "transcribe" for op in operations)
+
+
 def _mine(modality: str) -> bool:
     return modality == MODALITY
 
@@ -245,18 +251,16 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     from lora_factory.plugins.audio.text_norm import UserDictionary
 
     operations = validate_operations(spec.get("operations"))
-    uses_gpu = False
     for op in operations:
         params = op["params"]
         if op["op"] == "transcribe":
             params["model"] = str(workspace.resolve_ref(params["model"], "models", MODALITY))
             if params.get("adapter"):
                 params["adapter"] = str(workspace.resolve_ref(params["adapter"], "lora_adapters", MODALITY))
-            uses_gpu = True
         if op["op"] == "normalize_text" and params.get("use_user_dictionary") and not params.get("user_dictionary"):
             params["user_dictionary"] = UserDictionary.load(
                 dictionary_path(workspace.datasets_dir(MODALITY))).to_list()
-    return dict(spec, operations=operations, gpu=uses_gpu)
+    return dict(spec, operations=operations, gpu=_loads_model(operations))
 
 
 @hookimpl
@@ -267,11 +271,9 @@ def refine_dataset(modality: str, spec: dict[str, Any], ctx: Any) -> dict[str, A
     from lora_factory.plugins.audio.refine import EditError, run_operations
 
     name = str(spec.get("output_name") or "refined")
-    # only transcription loads a model; asking for the device imports torch (seconds), so the others never ask
-    loads_model = any(op.get("op") == "transcribe" for op in spec["operations"])
     try:
         report = run_operations(Path(spec["dataset"]), Path(ctx.output_dir) / name, spec["operations"], ctx,
-                                device=devices.pick_device() if loads_model else "cpu")
+                                device=devices.pick_device() if _loads_model(spec["operations"]) else "cpu")
     except EditError as exc:
         raise LoRAFactoryError("REFINE_INVALID_PARAMS", f"編集できません: {exc}", f"Cannot apply the edit: {exc}",
                                422) from exc
