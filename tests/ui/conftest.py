@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
 ]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"completed", "failed", "canceled", "interrupted"}
+DEFAULT_VIEWPORT = {"width": 1280, "height": 800}
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -219,7 +220,7 @@ class PagePool:
 
         context, keeper, cdp = self._free.pop() if self._free else self._new_context()
         page = context.new_page()
-        page.set_viewport_size(viewport or {"width": 1280, "height": 800})
+        page.set_viewport_size(viewport or DEFAULT_VIEWPORT)
         if init_script:
             page.add_init_script(init_script)
         origins: set[str] = set()
@@ -255,7 +256,7 @@ class PagePool:
         self._free.clear()
 
     def _new_context(self) -> tuple[Any, Any, Any]:
-        context = self._browser.new_context(viewport={"width": 1280, "height": 800}, locale="ja-JP", accept_downloads=True)
+        context = self._browser.new_context(viewport=DEFAULT_VIEWPORT, locale="ja-JP", accept_downloads=True)
         context.set_default_timeout(20_000)
         keeper = context.new_page()
         keeper.goto(self._keep_url)  # an image: no script, nothing stored
@@ -276,7 +277,7 @@ def watched_page(page_pool: PagePool, server: Server) -> Iterator[tuple[Any, Pag
     """A page as in a fresh context (own localStorage) at 1280x800; every test ends with the clean-page check."""
     from urllib.parse import urlparse
 
-    page = page_pool.page({"width": 1280, "height": 800})
+    page = page_pool.page(DEFAULT_VIEWPORT)
     watch = PageWatch()
 
     def on_request(request: Any) -> None:
