@@ -63,6 +63,7 @@ def wav_header(sample_rate: int, data_bytes: int | None = None) -> bytes:
 
 
 def _resample_pcm(chunk: bytes, rate: int, target: int) -> bytes:
+    """Only for a plugin that did not honour the ``sample_rate`` asked for (the built-in one does)."""
     if rate == target:
         return chunk
     import numpy as np
@@ -85,6 +86,8 @@ def speech(body: SpeechBody, http: Request, svc: Services = Depends(services)) -
     params: dict[str, Any] = {**extras, "speed": body.speed, "format": fmt if fmt in WHOLE_FILE_FORMATS else "wav"}
     if body.voice:
         params["voice"] = body.voice
+    if fmt == "pcm":  # the worker resamples each sentence once, in float (the server, without numpy, passes it on)
+        params["sample_rate"] = PCM_RATE
     modality = svc.plugins.modality_for_task("speech")
     # a voice to clone (extra_body): "reference_audio": "upload:<id>" from /api/infer/uploads, with its transcript
     cloning = {k: str(v) for k, v in (body.model_extra or {}).items() if k in ("reference_audio", "reference_text")}

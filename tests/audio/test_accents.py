@@ -74,7 +74,8 @@ def test_synthesis_and_training_text_carry_the_accent(tiny_tts: Path, tmp_path: 
     """The model's prompt changes with the accent set (and not with marks off); the dataset builder's
     text normalisation writes the same marks, so a voice trained on them learns what they mean."""
     from lora_factory.plugins.audio.dataset_formats import Clip
-    from lora_factory.plugins.audio.refine import NormalizeTextOp, RefineState, WorkClip, op_normalize_text
+    from lora_factory.plugins.audio.refine import RefineState, WorkClip, op_normalize_text
+    from lora_factory.plugins.audio.refine_operations import NormalizeTextOp
     from lora_factory.plugins.audio.synthesis import SpeechParams, TTSModel, synthesize
     from lora_factory.plugins.audio.text_norm import UserDictionary
 

@@ -131,7 +131,8 @@ def test_lines_are_refused_as_sbv2_and_gpt_sovits_refuse_them(tmp_path: Path) ->
 
 
 def test_the_language_column_chooses_the_reading_rules(tmp_path: Path) -> None:
-    from lora_factory.plugins.audio.refine import run_operations, validate_operations
+    from lora_factory.plugins.audio.refine import run_operations
+    from lora_factory.plugins.audio.refine_operations import validate_operations
 
     root = write_clip_dataset(tmp_path / "voice", ["I have 3 apples.", "I have 3 apples.", "我有3个苹果。"])
     (root / "esd.list").write_text("wavs/clip000.wav|a|EN|I have 3 apples.\n"

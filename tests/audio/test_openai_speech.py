@@ -55,6 +55,10 @@ def test_pcm_streams_each_sentence_when_it_is_ready_and_a_wav_has_true_sizes(tmp
     # burst would put the first bytes as late as the last, which the ratio below refuses)
     assert last - headers_at > 0.05 and len(arrivals) >= 3, arrivals
     assert first - headers_at < 0.35 * (last - headers_at), (headers_at, arrivals)
+    # the worker renders a PCM stream at OpenAI's 24 kHz (the codec's is 16 kHz): the server passes the bytes on
+    # and imports no numpy to resample them (its first stream paid that import before its first sentence)
+    newest = max((home / "artifacts" / "outputs" / "audio").glob("*.wav"), key=lambda p: p.stat().st_mtime_ns)
+    assert sf.info(str(newest)).samplerate == 24000
 
 
 

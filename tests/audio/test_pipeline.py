@@ -198,12 +198,12 @@ def test_the_trainers_trust_the_resolved_spec_and_name_a_bad_value(workspace: Wo
     in the resolved parameters (a hand-edited config.json) is INVALID_TRAIN_PARAMS naming the field, as from
     the server, not a raw validation error."""
     from lora_factory.kit.testing import FakeJobContext
-    from lora_factory.plugins.audio import inference
+    from lora_factory.plugins.audio import model_info
 
     def checked_again(path):  # noqa: ANN001, ANN202
         raise AssertionError(f"the model kind of {path} was checked again in the worker")
 
-    monkeypatch.setattr(inference, "model_kind", checked_again)
+    monkeypatch.setattr(model_info, "model_kind", checked_again)
     voice = write_clip_dataset(workspace.datasets_dir("audio") / "bad-voice", VOICE_TEXTS[:2], seconds=0.5)
     for task, model in (("tts", "tiny-tts"), ("asr", "tiny-whisper")):
         spec = {"base_model": str(workspace.models_dir("audio") / model), "dataset": str(voice), "task": task,

@@ -8,7 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
-from lora_factory.plugins.audio.refine import run_operations, validate_operations
+from lora_factory.plugins.audio.refine import run_operations
+from lora_factory.plugins.audio.refine_operations import validate_operations
 from tests.audio.synthetic import write_clip_dataset
 
 TEXTS = ["こんにちは。", "今日はいい天気ですね。", "ありがとう。"]

@@ -51,9 +51,9 @@ def describe_modalities() -> list[dict[str, Any]]:
     from lora_factory.plugins.audio.dataset_formats import FORMATS
     from lora_factory.plugins.audio.export_ct2 import EXPORT_TARGETS
     from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESET_INFO, PRESETS, TITLES_JA, AudioTrainParams
-    from lora_factory.plugins.audio.refine import refine_operations_description
+    from lora_factory.plugins.audio.refine_operations import refine_operations_description
     from lora_factory.plugins.audio.regression_checks import CHECKS
-    from lora_factory.plugins.audio.synthesis import (
+    from lora_factory.plugins.audio.speech_params import (
         SPEECH_DESCRIPTIONS_JA,
         SPEECH_PRESETS,
         SPEECH_TITLES_JA,
@@ -185,7 +185,7 @@ def resolve_train_spec(modality: str, spec: dict[str, Any]) -> dict[str, Any] | 
     if not _mine(modality):
         return None
     from lora_factory.kit.presets import resolve_params
-    from lora_factory.plugins.audio.inference import model_kind
+    from lora_factory.plugins.audio.model_info import model_kind
     from lora_factory.plugins.audio.presets import DEFAULT_PRESET, PRESETS, AudioTrainParams
 
     preset = spec.get("preset") or DEFAULT_PRESET
@@ -247,7 +247,7 @@ def resolve_refine_spec(modality: str, spec: dict[str, Any], workspace: Any) -> 
     if not _mine(modality):
         return None
     from lora_factory.plugins.audio.dictionary_store import dictionary_path
-    from lora_factory.plugins.audio.refine import validate_operations
+    from lora_factory.plugins.audio.refine_operations import validate_operations
     from lora_factory.plugins.audio.text_norm import UserDictionary
 
     operations = validate_operations(spec.get("operations"))

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 # what one decode may hold in memory: 30 min at 48 kHz mono float32 is ~350 MB
 MAX_DECODE_SECONDS = float(os.environ.get("LORA_FACTORY_AUDIO_MAX_SECONDS", "1800"))
 MAX_SAMPLE_RATE = 192_000

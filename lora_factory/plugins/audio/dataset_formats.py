@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from lora_factory.plugins.audio.audio_io import AUDIO_SUFFIXES
-
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")  # what soundfile reads here (audio_io)
 ESD_LIST = "esd.list"
 METADATA_JSONL = "metadata.jsonl"
 FORMATS = ("esd_list", "metadata_jsonl", "recordings")

@@ -8,8 +8,8 @@ from typing import Any
 from lora_factory.plugins.audio.asr import WHISPER_RATE, WhisperModel
 from lora_factory.plugins.audio.audio_io import read_audio
 from lora_factory.plugins.audio.dataset_formats import read_clip_list
-from lora_factory.plugins.audio.inference import model_kind
 from lora_factory.plugins.audio.metrics import corpus_rates
+from lora_factory.plugins.audio.model_info import model_kind
 
 MAX_EVAL_CLIPS = 200
 

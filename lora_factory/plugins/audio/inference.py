@@ -20,27 +20,13 @@ from lora_factory.kit import LoRAFactoryError, devices, files, media, presets
 from lora_factory.plugins.audio.audio_io import AudioReadError, encode_audio, read_audio
 from lora_factory.plugins.audio.dictionary_store import load_near
 from lora_factory.plugins.audio.loudness import integrated_loudness
-from lora_factory.plugins.audio.synthesis import SpeechParams, TTSModel, synthesize
+from lora_factory.plugins.audio.speech_params import SpeechParams
+from lora_factory.plugins.audio.synthesis import TTSModel, synthesize
 from lora_factory.plugins.audio.text_norm import NormalizationOptions
 from lora_factory.plugins.audio.text_norm.normalize import normalize_with_spans
 from lora_factory.plugins.audio.text_norm.reading import reading_of
 
 CACHE_KEY = "audio"
-
-
-def model_kind(path: Path) -> str:
-    """``tts`` (a causal LM with a codec), ``asr`` (Whisper) or ``unknown`` from config.json alone."""
-    import json
-
-    try:
-        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "unknown"
-    if config.get("model_type") == "whisper":
-        return "asr"
-    if (Path(path) / "codec" / "config.json").is_file():
-        return "tts"
-    return "unknown"
 
 
 def _adapter_list(request: dict[str, Any]) -> list[tuple[Path, float]]:

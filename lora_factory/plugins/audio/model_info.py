@@ -16,6 +16,19 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.safetensors") if ".cache" not in p.parts)
 
 
+def model_kind(path: Path) -> str:
+    """``tts`` (a causal LM with a codec), ``asr`` (Whisper) or ``unknown`` from config.json alone."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    if config.get("model_type") == "whisper":
+        return "asr"
+    if (Path(path) / "codec" / "config.json").is_file():
+        return "tts"
+    return "unknown"
+
+
 def inspect_audio_model(path: Path) -> dict[str, Any]:
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))

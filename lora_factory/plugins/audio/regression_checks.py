@@ -9,8 +9,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lora_factory.plugins.audio.audio_io import read_audio
-from lora_factory.plugins.audio.loudness import integrated_loudness
 from lora_factory.plugins.audio.metrics import cer
 
 ASR_CACHE_KEY = "audio-regression-asr"
@@ -80,6 +78,10 @@ def _case_text(output: dict[str, Any]) -> str:
 
 def evaluate_check(check: dict[str, Any], output: dict[str, Any], reference: dict[str, Any] | None,
                    session: Any) -> dict[str, Any]:
+    # here, not at the top: the server imports this module for ``CHECKS`` and stays without numpy
+    from lora_factory.plugins.audio.audio_io import read_audio
+    from lora_factory.plugins.audio.loudness import integrated_loudness
+
     kind = check.get("type")
     audio = _audio_of(output)
     if audio is None or not audio.is_file():

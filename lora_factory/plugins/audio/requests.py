@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from lora_factory.kit import LoRAFactoryError, presets
 from lora_factory.plugins.audio.infer_params import TranscribeParams, check_speakable
-from lora_factory.plugins.audio.inference import model_kind
-from lora_factory.plugins.audio.synthesis import SpeechParams
+from lora_factory.plugins.audio.model_info import model_kind
+from lora_factory.plugins.audio.speech_params import SpeechParams
 
 TASKS = ("speech", "transcribe", "read")
 MAX_TEXT_CHARS = 5000

@@ -27,7 +27,8 @@ from lora_factory.plugins.audio.dataset_formats import read_clip_list
 from lora_factory.plugins.audio.dataset_inspect import check_clips
 from lora_factory.plugins.audio.llasa import LlasaLayout
 from lora_factory.plugins.audio.presets import AudioTrainParams
-from lora_factory.plugins.audio.synthesis import SpeechParams, TTSModel, synthesize
+from lora_factory.plugins.audio.speech_params import SpeechParams
+from lora_factory.plugins.audio.synthesis import TTSModel, synthesize
 from lora_factory.plugins.audio.text_norm import NormalizationOptions, UserDictionary
 from lora_factory.plugins.audio.tts_data import build_examples, collate, encode_clips
 
