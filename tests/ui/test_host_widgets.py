@@ -130,6 +130,12 @@ def test_generation_gallery_streamed_speech_and_supports(toy_page: tuple[Any, Pa
     samples = panel(page, "train").get_by_test_id("job-samples-item")
     samples.first.wait_for(timeout=60_000)
     assert toy_server.wait_job(job)["status"] == "completed"
+    # an ended job opened from the history shows its samples too (they came only through the live stream, so
+    # a job that ended before the page followed it showed none), each once
+    page.get_by_test_id("tab-history").click()
+    panel(page, "history").get_by_test_id(f"job-follow-{job}").click()
+    panel(page, "train").get_by_test_id("job-samples-item").first.wait_for(timeout=10_000)
+    assert samples.count() == len((toy_server.home / "runs" / job / "samples.jsonl").read_text().splitlines()) == 2
     page.get_by_test_id("tab-history").click()
     panel(page, "history").get_by_test_id("adapter-eval-toy-ui").wait_for()
     assert panel(page, "history").get_by_test_id("adapter-merge-toy-ui").count() == 0

@@ -215,6 +215,10 @@ export function createJobView(opts = {}) {
       setStatus(job);
       if (job.max_steps) setProgress({ ...(job.metrics || {}), step: job.step, max_steps: job.max_steps, eta: job.eta });
       if (TERMINAL.has(job.status)) {
+        // an ended job gets no event stream: its samples come from their list (a job opened from the history)
+        const written = await get(`/api/jobs/${encodeURIComponent(jobId)}/samples`).catch(() => ({ samples: [] }));
+        if (currentId !== jobId) return;
+        for (const rec of written.samples || []) addSample(rec);
         end(job);
         return;
       }
@@ -225,11 +229,7 @@ export function createJobView(opts = {}) {
     let skipped = 0;
     stopWatch = watchJob(jobId, {
       onProgress: (rec) => currentId === jobId && setProgress(rec),
-      onSample: (rec) => {
-        if (currentId !== jobId || !rec || !rec.url) return;
-        samplesBox.hidden = false;
-        samples.add({ kind: rec.kind, url: rec.url, caption: rec.caption, label: `step ${rec.step}` });
-      },
+      onSample: (rec) => currentId === jobId && addSample(rec),
       onLog: (line) => {
         if (currentId !== jobId) return;
         // The event stream replays the log from its start: skip the lines already shown.
@@ -252,6 +252,12 @@ export function createJobView(opts = {}) {
       follow(jobId);
     }),
   );
+
+  function addSample(rec) {
+    if (!rec || !rec.url) return;
+    samplesBox.hidden = false;
+    samples.add({ kind: rec.kind, url: rec.url, caption: rec.caption, label: `step ${rec.step}` });
+  }
 
   function end(job) {
     if (ended) return;
