@@ -136,6 +136,14 @@ def test_generation_gallery_streamed_speech_and_supports(toy_page: tuple[Any, Pa
     panel(page, "history").get_by_test_id(f"job-follow-{job}").click()
     panel(page, "train").get_by_test_id("job-samples-item").first.wait_for(timeout=10_000)
     assert samples.count() == len((toy_server.home / "runs" / job / "samples.jsonl").read_text().splitlines()) == 2
+    # two follows of one job at once (a 表示 click that mounts the 学習 tab, whose restore follows the running
+    # training too): only the latest writes into the view, so its samples and log lines are there once
+    page.evaluate("async (id) => { const { app } = await import('/static/js/app.js');"
+                  " app.followTraining(id); app.followTraining(id); }", job)
+    samples.first.wait_for(timeout=10_000)
+    page.wait_for_load_state("networkidle")  # both follows' requests answered
+    log = panel(page, "train").get_by_test_id("job-log").inner_text().splitlines()
+    assert samples.count() == 2 and len(log) == len(set(log)) and any("job completed" in line for line in log), log
     page.get_by_test_id("tab-history").click()
     panel(page, "history").get_by_test_id("adapter-eval-toy-ui").wait_for()
     assert panel(page, "history").get_by_test_id("adapter-merge-toy-ui").count() == 0

@@ -77,6 +77,7 @@ export function createJobView(opts = {}) {
   let chart = null;
   let stopWatch = null;
   let currentId = null;
+  let followCalls = 0;
   let ended = false;
   const logLines = [];
 
@@ -172,6 +173,12 @@ export function createJobView(opts = {}) {
   /** Start following a job id (stops following the previous one). */
   async function follow(jobId) {
     if (stopWatch) stopWatch();
+    stopWatch = null;
+    // Only the latest call may write into the view: two follows of the same job (a click on 表示 that mounts the
+    // 学習 tab, whose restore follows the running training too) showed its log and samples twice, and the
+    // first one's event stream, never stopped, added them again after a later follow had cleared the view.
+    const call = ++followCalls;
+    const latest = () => call === followCalls;
     currentId = jobId;
     ended = false;
     logLines.length = 0;
@@ -209,7 +216,7 @@ export function createJobView(opts = {}) {
         opts.chart === false ? Promise.resolve({ metrics: [] }) : get(`/api/jobs/${encodeURIComponent(jobId)}/metrics`).catch(() => ({ metrics: [] })),
         get(`/api/jobs/${encodeURIComponent(jobId)}/log?tail=100`).catch(() => ({ lines: [] })),
       ]);
-      if (currentId !== jobId) return;
+      if (!latest()) return;
       for (const rec of metrics.metrics || []) setProgress(rec);
       for (const line of log.lines || []) appendLog(line);
       setStatus(job);
@@ -217,21 +224,22 @@ export function createJobView(opts = {}) {
       if (TERMINAL.has(job.status)) {
         // an ended job gets no event stream: its samples come from their list (a job opened from the history)
         const written = await get(`/api/jobs/${encodeURIComponent(jobId)}/samples`).catch(() => ({ samples: [] }));
-        if (currentId !== jobId) return;
+        if (!latest()) return;
         for (const rec of written.samples || []) addSample(rec);
         end(job);
         return;
       }
     } catch (err) {
+      if (!latest()) return;
       showError(err);
     }
     const seenLog = logLines.length;
     let skipped = 0;
-    stopWatch = watchJob(jobId, {
-      onProgress: (rec) => currentId === jobId && setProgress(rec),
-      onSample: (rec) => currentId === jobId && addSample(rec),
+    const stop = watchJob(jobId, {
+      onProgress: (rec) => latest() && setProgress(rec),
+      onSample: (rec) => latest() && addSample(rec),
       onLog: (line) => {
-        if (currentId !== jobId) return;
+        if (!latest()) return;
         // The event stream replays the log from its start: skip the lines already shown.
         if (skipped < seenLog && logLines[skipped] === line) {
           skipped += 1;
@@ -240,9 +248,10 @@ export function createJobView(opts = {}) {
         skipped = seenLog;
         appendLog(line);
       },
-      onStatus: (job) => currentId === jobId && setStatus(job),
-      onEnd: (job) => currentId === jobId && end(job),
+      onStatus: (job) => latest() && setStatus(job),
+      onEnd: (job) => latest() && end(job),
     });
+    stopWatch = stop;
   }
 
   resume.addEventListener("click", () =>
