@@ -90,10 +90,11 @@ TITLES_JA = {
     "resolution": "解像度", "step": "刻み", "upscale": "小さい画像も拡大",
 }
 OPERATIONS = OperationRegistry([
+    # ``model_folder``: where under models/image/ a bare model name is looked for
     Operation("auto_tag", AutoTagParams, "自動タグ付け (WD タガー)", "Auto-tag (WD tagger)",
-              extra={"uses_model": True}),
+              extra={"uses_model": True, "model_folder": "tagger"}),
     Operation("auto_caption", AutoCaptionParams, "自動キャプション (BLIP / Florence-2)",
-              "Auto-caption (BLIP / Florence-2)", extra={"uses_model": True}),
+              "Auto-caption (BLIP / Florence-2)", extra={"uses_model": True, "model_folder": "captioner"}),
     Operation("edit_tags", EditTagsParams, "タグ編集 (トリガーワード・削除・置換)", "Edit tags (trigger, remove, replace)",
               extra={"uses_model": False}),
     Operation("edit_items", EditItemsParams, "キャプションの個別編集", "Edit captions one by one",
@@ -329,15 +330,17 @@ def run_refine(spec: dict[str, Any], ctx: Any) -> dict[str, Any]:
 def resolve_operations(operations: Any, workspace: Any) -> tuple[list[dict[str, Any]], bool]:
     """Server side: validate, resolve model references inside the workspace, say whether the job is GPU-bound.
 
-    The captioner on ``device: auto`` makes it GPU-bound, as a model-loading refine is for text and audio:
-    the scheduler then queues it with the other GPU jobs, and runs it at once where there is no GPU. Asking
-    torch whether CUDA is there would import torch into the server (seconds, and libtorch in its memory)."""
+    A model operation on ``device: auto`` (the captioner; the ONNX tagger has no device choice) makes it
+    GPU-bound, as a model-loading refine is for text and audio: the scheduler then queues it with the other GPU
+    jobs, and runs it at once where there is no GPU. Asking torch whether CUDA is there would import torch into
+    the server (seconds, and libtorch in its memory)."""
     resolved = validate_operations(operations)
     uses_gpu = False
     for op in resolved:
-        if not OPERATIONS[op["op"]].extra["uses_model"]:
+        extra = OPERATIONS[op["op"]].extra
+        if not extra["uses_model"]:
             continue
-        kind = "tagger" if op["op"] == "auto_tag" else "captioner"
+        kind = extra["model_folder"]
         ref = str(op["params"]["model"])
         if "/" not in ref:
             ref = f"models/image/{kind}/{ref}"
@@ -347,6 +350,6 @@ def resolve_operations(operations: Any, workspace: Any) -> tuple[list[dict[str, 
                                    f"Model '{ref}' was not found (put it in models/image/{kind}/).", 404,
                                    detail={"field": "model", "op": op["op"], "value": op["params"]["model"]})
         op["params"]["model_path"] = str(path)
-        if op["op"] == "auto_caption" and op["params"]["device"] == "auto":
+        if op["params"].get("device") == "auto":
             uses_gpu = True
     return resolved, uses_gpu
