@@ -16,33 +16,41 @@ def _size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.safetensors") if ".cache" not in p.parts)
 
 
-def model_kind(path: Path) -> str:
-    """``tts`` (a causal LM with a codec), ``asr`` (Whisper) or ``unknown`` from config.json alone."""
+def _read_config(path: Path) -> dict[str, Any] | None:
     try:
-        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+        return json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "unknown"
+        return None
+
+
+def _role(path: Path, config: dict[str, Any]) -> str:
+    """``asr`` (Whisper), ``tts`` (a causal LM with a ``codec/`` beside it) or ``unknown``."""
     if config.get("model_type") == "whisper":
         return "asr"
-    if (Path(path) / "codec" / "config.json").is_file():
+    if (path / "codec" / "config.json").is_file():
         return "tts"
     return "unknown"
 
 
+def model_kind(path: Path) -> str:
+    """``tts``, ``asr`` or ``unknown`` from the config files alone (no weights read, no size summed)."""
+    config = _read_config(Path(path))
+    return "unknown" if config is None else _role(Path(path), config)
+
+
 def inspect_audio_model(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    config = _read_config(path)
+    if config is None:
         return {"architecture": None, "model_role": "unknown"}
     arch = (config.get("architectures") or [None])[0]
     out: dict[str, Any] = {"architecture": arch, "model_type": config.get("model_type"),
                            "weights_bytes": _size(path), "dtype": config.get("torch_dtype") or config.get("dtype")}
-    if config.get("model_type") == "whisper":
+    role = _role(path, config)
+    if role == "asr":
         out.update(model_role="asr", family="whisper", task="transcribe", license_note=LICENSE_NOTES["whisper"])
         return out
-    codec = path / "codec" / "config.json"
-    if codec.is_file():
-        codec_cfg = json.loads(codec.read_text(encoding="utf-8"))
+    if role == "tts":
+        codec_cfg = json.loads((path / "codec" / "config.json").read_text(encoding="utf-8"))
         levels = codec_cfg.get("quantization_levels") or []
         size = 1
         for level in levels:

@@ -235,7 +235,7 @@ export function createJobView(opts = {}) {
     }
     const seenLog = logLines.length;
     let skipped = 0;
-    const stop = watchJob(jobId, {
+    stopWatch = watchJob(jobId, {
       onProgress: (rec) => latest() && setProgress(rec),
       onSample: (rec) => latest() && addSample(rec),
       onLog: (line) => {
@@ -251,7 +251,6 @@ export function createJobView(opts = {}) {
       onStatus: (job) => latest() && setStatus(job),
       onEnd: (job) => latest() && end(job),
     });
-    stopWatch = stop;
   }
 
   resume.addEventListener("click", () =>
